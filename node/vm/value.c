@@ -1,0 +1,383 @@
+/* AVM values: construction, equality, ordering, printing. */
+#include "value.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "avm_err.h"
+
+uint32_t avm_hash_bytes(const void *p, size_t n)
+{
+    const unsigned char *s = p;
+    uint32_t h = 2166136261u;
+    for (size_t i = 0; i < n; i++) {
+        h ^= s[i];
+        h *= 16777619u;
+    }
+    return h;
+}
+
+int avm_str_new(avm_kind kind, const char *bytes, size_t len, avm_val *out)
+{
+    if (len > AVM_MAX_STR_LEN)
+        return AVM_ETOOBIG;
+    avm_str *s = malloc(sizeof(*s) + len + 1);
+    if (s == NULL)
+        return AVM_ENOMEM;
+    s->rc = 1;
+    s->len = (uint32_t)len;
+    if (len > 0)
+        memcpy(s->data, bytes, len);
+    s->data[len] = '\0';
+    s->hash = avm_hash_bytes(s->data, len);
+    out->kind = (uint8_t)kind;
+    out->u.s = s;
+    return 0;
+}
+
+int avm_cstr(avm_kind kind, const char *s, avm_val *out)
+{
+    return avm_str_new(kind, s, strlen(s), out);
+}
+
+int avm_list_new(size_t len, avm_val *out)
+{
+    if (len > AVM_MAX_LIST_LEN)
+        return AVM_ETOOBIG;
+    avm_list *l = malloc(sizeof(*l) + len * sizeof(avm_val));
+    if (l == NULL)
+        return AVM_ENOMEM;
+    l->rc = 1;
+    l->len = (uint32_t)len;
+    l->items = (avm_val *)(l + 1);
+    for (size_t i = 0; i < len; i++)
+        l->items[i] = avm_nil();
+    out->kind = AVM_LIST;
+    out->u.l = l;
+    return 0;
+}
+
+int avm_list_from(avm_val *items, size_t n, avm_val *out)
+{
+    int rv = avm_list_new(n, out);
+    if (rv != 0) {
+        for (size_t i = 0; i < n; i++)
+            avm_val_release(items[i]);
+        return rv;
+    }
+    if (n > 0)
+        memcpy(out->u.l->items, items, n * sizeof(avm_val));
+    return 0;
+}
+
+void avm__val_free(avm_val v)
+{
+    if (v.kind == AVM_LIST) {
+        /* Iterative over the last element to bound C stack use on deep lists is not
+         * needed: decoders and producers bound depth to AVM_MAX_DEPTH. */
+        avm_list *l = v.u.l;
+        for (uint32_t i = 0; i < l->len; i++)
+            avm_val_release(l->items[i]);
+        free(l);
+    } else {
+        free(v.u.s);
+    }
+}
+
+bool avm_val_eq(avm_val a, avm_val b)
+{
+    if (a.kind != b.kind)
+        return false;
+    switch (a.kind) {
+    case AVM_NIL:
+        return true;
+    case AVM_BOOL:
+        return a.u.b == b.u.b;
+    case AVM_INT:
+        return a.u.i == b.u.i;
+    case AVM_LIST: {
+        if (a.u.l == b.u.l)
+            return true;
+        if (a.u.l->len != b.u.l->len)
+            return false;
+        for (uint32_t i = 0; i < a.u.l->len; i++)
+            if (!avm_val_eq(a.u.l->items[i], b.u.l->items[i]))
+                return false;
+        return true;
+    }
+    default:
+        return a.u.s == b.u.s ||
+               (a.u.s->len == b.u.s->len && a.u.s->hash == b.u.s->hash &&
+                memcmp(a.u.s->data, b.u.s->data, a.u.s->len) == 0);
+    }
+}
+
+int avm_val_cmp(avm_val a, avm_val b)
+{
+    if (a.kind != b.kind)
+        return a.kind < b.kind ? -1 : 1;
+    switch (a.kind) {
+    case AVM_NIL:
+        return 0;
+    case AVM_BOOL:
+        return (int)a.u.b - (int)b.u.b;
+    case AVM_INT:
+        return a.u.i < b.u.i ? -1 : a.u.i > b.u.i;
+    case AVM_LIST: {
+        uint32_t n = a.u.l->len < b.u.l->len ? a.u.l->len : b.u.l->len;
+        for (uint32_t i = 0; i < n; i++) {
+            int c = avm_val_cmp(a.u.l->items[i], b.u.l->items[i]);
+            if (c != 0)
+                return c;
+        }
+        return a.u.l->len < b.u.l->len ? -1 : a.u.l->len > b.u.l->len;
+    }
+    default: {
+        uint32_t n = a.u.s->len < b.u.s->len ? a.u.s->len : b.u.s->len;
+        int c = memcmp(a.u.s->data, b.u.s->data, n);
+        if (c != 0)
+            return c < 0 ? -1 : 1;
+        return a.u.s->len < b.u.s->len ? -1 : a.u.s->len > b.u.s->len;
+    }
+    }
+}
+
+uint32_t avm_val_hash(avm_val v)
+{
+    switch (v.kind) {
+    case AVM_NIL:
+        return 0x9e3779b9u;
+    case AVM_BOOL:
+        return v.u.b ? 1231u : 1237u;
+    case AVM_INT:
+        return avm_hash_bytes(&v.u.i, sizeof(v.u.i));
+    case AVM_LIST: {
+        uint32_t h = 0x12345u + v.u.l->len;
+        for (uint32_t i = 0; i < v.u.l->len; i++)
+            h = h * 31u + avm_val_hash(v.u.l->items[i]);
+        return h;
+    }
+    default:
+        return v.u.s->hash ^ (uint32_t)v.kind * 0x85ebca6bu;
+    }
+}
+
+const char *avm_kind_name(avm_kind k)
+{
+    static const char *names[AVM_KIND_COUNT] = {
+        "nil", "bool", "int", "string", "list", "object-id", "controller-id",
+        "machine-id", "tx-id"};
+    return (unsigned)k < AVM_KIND_COUNT ? names[k] : "invalid";
+}
+
+/* Buffers. */
+
+void avm_buf_init(avm_buf *b)
+{
+    b->data = NULL;
+    b->len = b->cap = 0;
+    b->err = 0;
+}
+
+void avm_buf_free(avm_buf *b)
+{
+    free(b->data);
+    avm_buf_init(b);
+}
+
+static int buf_reserve(avm_buf *b, size_t extra)
+{
+    if (b->err)
+        return b->err;
+    if (b->len + extra + 1 <= b->cap)
+        return 0;
+    size_t cap = b->cap ? b->cap : 64;
+    while (cap < b->len + extra + 1)
+        cap *= 2;
+    char *p = realloc(b->data, cap);
+    if (p == NULL) {
+        b->err = AVM_ENOMEM;
+        return b->err;
+    }
+    b->data = p;
+    b->cap = cap;
+    return 0;
+}
+
+void avm_buf_put(avm_buf *b, const void *p, size_t n)
+{
+    if (buf_reserve(b, n) != 0)
+        return;
+    memcpy(b->data + b->len, p, n);
+    b->len += n;
+    b->data[b->len] = '\0';
+}
+
+void avm_buf_puts(avm_buf *b, const char *s)
+{
+    avm_buf_put(b, s, strlen(s));
+}
+
+void avm_buf_printf(avm_buf *b, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char small[256];
+    int n = vsnprintf(small, sizeof(small), fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return;
+    if ((size_t)n < sizeof(small)) {
+        avm_buf_put(b, small, (size_t)n);
+        return;
+    }
+    if (buf_reserve(b, (size_t)n) != 0)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    b->len += (size_t)n;
+}
+
+const char *avm_buf_cstr(avm_buf *b)
+{
+    if (b->data == NULL && buf_reserve(b, 0) == 0)
+        b->data[0] = '\0';
+    return b->data ? b->data : "";
+}
+
+/* Printing. */
+
+static void print_str(avm_buf *b, const avm_str *s)
+{
+    avm_buf_put(b, "\"", 1);
+    for (uint32_t i = 0; i < s->len; i++) {
+        unsigned char c = (unsigned char)s->data[i];
+        switch (c) {
+        case '"':
+            avm_buf_puts(b, "\\\"");
+            break;
+        case '\\':
+            avm_buf_puts(b, "\\\\");
+            break;
+        case '\n':
+            avm_buf_puts(b, "\\n");
+            break;
+        case '\t':
+            avm_buf_puts(b, "\\t");
+            break;
+        case '\r':
+            avm_buf_puts(b, "\\r");
+            break;
+        default:
+            if (c < 0x20 || c == 0x7f)
+                avm_buf_printf(b, "\\x%02x", c);
+            else
+                avm_buf_put(b, &c, 1);
+        }
+    }
+    avm_buf_put(b, "\"", 1);
+}
+
+static const char *id_prefix(avm_kind k)
+{
+    switch (k) {
+    case AVM_OBJID:
+        return "#obj";
+    case AVM_CTRLID:
+        return "#ctl";
+    case AVM_MACHID:
+        return "#mach";
+    default:
+        return "#tx";
+    }
+}
+
+void avm_val_print(avm_buf *b, avm_val v)
+{
+    switch (v.kind) {
+    case AVM_NIL:
+        avm_buf_puts(b, "nil");
+        break;
+    case AVM_BOOL:
+        avm_buf_puts(b, v.u.b ? "#t" : "#f");
+        break;
+    case AVM_INT:
+        avm_buf_printf(b, "%lld", (long long)v.u.i);
+        break;
+    case AVM_STR:
+        print_str(b, v.u.s);
+        break;
+    case AVM_LIST:
+        avm_buf_put(b, "(", 1);
+        for (uint32_t i = 0; i < v.u.l->len; i++) {
+            if (i > 0)
+                avm_buf_put(b, " ", 1);
+            avm_val_print(b, v.u.l->items[i]);
+        }
+        avm_buf_put(b, ")", 1);
+        break;
+    default:
+        avm_buf_puts(b, id_prefix(v.kind));
+        print_str(b, v.u.s);
+        break;
+    }
+}
+
+void avm_json_str(avm_buf *b, const char *s, size_t n)
+{
+    avm_buf_put(b, "\"", 1);
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '"')
+            avm_buf_puts(b, "\\\"");
+        else if (c == '\\')
+            avm_buf_puts(b, "\\\\");
+        else if (c == '\n')
+            avm_buf_puts(b, "\\n");
+        else if (c == '\t')
+            avm_buf_puts(b, "\\t");
+        else if (c == '\r')
+            avm_buf_puts(b, "\\r");
+        else if (c < 0x20 || c == 0x7f)
+            avm_buf_printf(b, "\\u%04x", c);
+        else
+            avm_buf_put(b, &c, 1);
+    }
+    avm_buf_put(b, "\"", 1);
+}
+
+void avm_val_json(avm_buf *b, avm_val v)
+{
+    switch (v.kind) {
+    case AVM_NIL:
+        avm_buf_puts(b, "null");
+        break;
+    case AVM_BOOL:
+        avm_buf_puts(b, v.u.b ? "true" : "false");
+        break;
+    case AVM_INT:
+        avm_buf_printf(b, "%lld", (long long)v.u.i);
+        break;
+    case AVM_STR:
+        avm_json_str(b, v.u.s->data, v.u.s->len);
+        break;
+    case AVM_LIST:
+        avm_buf_put(b, "[", 1);
+        for (uint32_t i = 0; i < v.u.l->len; i++) {
+            if (i > 0)
+                avm_buf_put(b, ",", 1);
+            avm_val_json(b, v.u.l->items[i]);
+        }
+        avm_buf_put(b, "]", 1);
+        break;
+    default: {
+        static const char *keys[] = {"object", "controller", "machine", "tx"};
+        avm_buf_printf(b, "{\"%s\":", keys[v.kind - AVM_OBJID]);
+        avm_json_str(b, v.u.s->data, v.u.s->len);
+        avm_buf_put(b, "}", 1);
+    }
+    }
+}

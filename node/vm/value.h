@@ -1,0 +1,159 @@
+/* AVM values (Val): nil, bool, int64, string, list, and the four identifier kinds.
+ *
+ * Values are immutable and reference counted. An avm_val is 16 bytes passed by value;
+ * heap kinds (string, list, identifiers) point to a shared avm_str or avm_list.
+ * Ownership: a function that returns an avm_val hands the caller one reference,
+ * unless its comment says "borrowed". avm_val_release() drops one reference.
+ * Values cannot form cycles, so reference counting reclaims everything. */
+#ifndef AVM_VALUE_H
+#define AVM_VALUE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum {
+    AVM_NIL = 0,
+    AVM_BOOL = 1,
+    AVM_INT = 2,
+    AVM_STR = 3,
+    AVM_LIST = 4,
+    AVM_OBJID = 5,  /* object identifier, e.g. "node1/7" */
+    AVM_CTRLID = 6, /* controller identifier, e.g. "main" */
+    AVM_MACHID = 7, /* machine identifier, e.g. "node1" */
+    AVM_TXID = 8,   /* transaction identifier, e.g. "node1/t3" */
+} avm_kind;
+
+#define AVM_KIND_COUNT 9
+
+/* Identifier kinds carry a string payload. */
+#define AVM_KIND_IS_ID(k) ((k) >= AVM_OBJID && (k) <= AVM_TXID)
+#define AVM_KIND_HAS_STR(k) ((k) == AVM_STR || AVM_KIND_IS_ID(k))
+
+/* Limits every producer and decoder enforces. */
+#define AVM_MAX_STR_LEN (16u * 1024 * 1024)
+#define AVM_MAX_LIST_LEN (4u * 1024 * 1024)
+#define AVM_MAX_DEPTH 128
+
+typedef struct avm_str {
+    uint32_t rc;
+    uint32_t len;  /* bytes, excluding the terminating NUL */
+    uint32_t hash; /* FNV-1a of the bytes, computed at creation */
+    char data[];   /* NUL-terminated */
+} avm_str;
+
+struct avm_val;
+
+typedef struct avm_list {
+    uint32_t rc;
+    uint32_t len;
+    struct avm_val *items; /* points just past the header unless len == 0 */
+} avm_list;
+
+typedef struct avm_val {
+    uint8_t kind;
+    union {
+        bool b;
+        int64_t i;
+        avm_str *s; /* AVM_STR and identifier kinds */
+        avm_list *l;
+    } u;
+} avm_val;
+
+static inline avm_val avm_nil(void)
+{
+    avm_val v = {.kind = AVM_NIL};
+    v.u.i = 0;
+    return v;
+}
+
+static inline avm_val avm_bool(bool b)
+{
+    avm_val v = {.kind = AVM_BOOL};
+    v.u.i = 0;
+    v.u.b = b;
+    return v;
+}
+
+static inline avm_val avm_int(int64_t i)
+{
+    avm_val v = {.kind = AVM_INT};
+    v.u.i = i;
+    return v;
+}
+
+/* Truthiness for `if`: only nil and false are false. */
+static inline bool avm_truthy(avm_val v)
+{
+    return !(v.kind == AVM_NIL || (v.kind == AVM_BOOL && !v.u.b));
+}
+
+static inline void avm_val_retain(avm_val v)
+{
+    if (v.kind >= AVM_STR)
+        (*(uint32_t *)v.u.s)++; /* rc is the first field of avm_str and avm_list */
+}
+
+void avm__val_free(avm_val v);
+
+static inline void avm_val_release(avm_val v)
+{
+    if (v.kind >= AVM_STR && --(*(uint32_t *)v.u.s) == 0)
+        avm__val_free(v);
+}
+
+/* Strings and identifiers. Return 0 or AVM_ENOMEM / AVM_ETOOBIG. */
+int avm_str_new(avm_kind kind, const char *bytes, size_t len, avm_val *out);
+int avm_cstr(avm_kind kind, const char *s, avm_val *out);
+uint32_t avm_hash_bytes(const void *p, size_t n);
+
+/* Lists. avm_list_new makes a list of len nil slots to fill with owned values
+ * (only while the caller holds the only reference). avm_list_from takes ownership
+ * of the n values in items. */
+int avm_list_new(size_t len, avm_val *out);
+int avm_list_from(avm_val *items, size_t n, avm_val *out);
+static inline size_t avm_list_len(avm_val l)
+{
+    return l.u.l->len;
+}
+/* Borrowed. */
+static inline avm_val avm_list_at(avm_val l, size_t i)
+{
+    return l.u.l->items[i];
+}
+
+/* Structural equality on all values; identifiers equal only within their kind. */
+bool avm_val_eq(avm_val a, avm_val b);
+/* Total order used for sorting and FD domains: by kind, then by value. */
+int avm_val_cmp(avm_val a, avm_val b);
+uint32_t avm_val_hash(avm_val v);
+
+const char *avm_kind_name(avm_kind k);
+
+/* The language's literal syntax: 42, "text", #t, #f, nil, (1 "a" (2)),
+ * #obj"node1/3", #ctl"main", #mach"node1", #tx"node1/t2".
+ * Appends to a growable buffer. */
+typedef struct avm_buf {
+    char *data;
+    size_t len, cap;
+    int err; /* sticky: first AVM_ENOMEM */
+} avm_buf;
+
+void avm_buf_init(avm_buf *b);
+void avm_buf_free(avm_buf *b);
+void avm_buf_put(avm_buf *b, const void *p, size_t n);
+void avm_buf_puts(avm_buf *b, const char *s);
+void avm_buf_printf(avm_buf *b, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* NUL-terminated view of the contents (the buffer keeps ownership). */
+const char *avm_buf_cstr(avm_buf *b);
+
+void avm_val_print(avm_buf *b, avm_val v);
+/* JSON: nil -> null, bool, int -> number, string -> string, list -> array,
+ * identifiers -> {"object": "..."} / {"controller": ...} / {"machine": ...} /
+ * {"tx": ...}. */
+void avm_val_json(avm_buf *b, avm_val v);
+/* JSON string literal with escapes, quotes included. */
+void avm_json_str(avm_buf *b, const char *s, size_t n);
+
+#endif
