@@ -1,0 +1,129 @@
+/* The embedded single node. */
+#include "embedded.h"
+
+#include <string.h>
+
+#include "avm_err.h"
+#include "memstore.h"
+
+static bool reach_machine(void *data, avm_val m)
+{
+    avm_embedded *e = data;
+    return avm_val_eq(m, e->plat.node);
+}
+
+static bool reach_ctrl(void *data, avm_val c)
+{
+    avm_embedded *e = data;
+    return avm_val_eq(c, e->plat.default_ctrl);
+}
+
+int avm_embedded_init(avm_embedded *e, const char *machine, const char *controller)
+{
+    memset(e, 0, sizeof(*e));
+    e->store = avm_memstore_new();
+    if (e->store == NULL)
+        return AVM_ENOMEM;
+    if (avm_cstr(AVM_MACHID, machine, &e->plat.node) != 0 ||
+        avm_cstr(AVM_CTRLID, controller, &e->plat.default_ctrl) != 0) {
+        avm_embedded_close(e);
+        return AVM_ENOMEM;
+    }
+    e->plat.store = e->store;
+    e->plat.data = e;
+    e->plat.reachable_machine = reach_machine;
+    e->plat.reachable_controller = reach_ctrl;
+    return 0;
+}
+
+void avm_embedded_close(avm_embedded *e)
+{
+    avm_val_release(e->plat.node);
+    avm_val_release(e->plat.default_ctrl);
+    avm_memstore_free(e->store);
+    memset(e, 0, sizeof(*e));
+}
+
+int avm_embedded_toplevel(avm_val *self, avm_val *input)
+{
+    if (avm_cstr(AVM_OBJID, "root/orchestrator", self) != 0)
+        return AVM_ENOMEM;
+    if (avm_cstr(AVM_STR, "", input) != 0) {
+        avm_val_release(*self);
+        return AVM_ENOMEM;
+    }
+    return 0;
+}
+
+int avm_embedded_run(avm_embedded *e, avm_module *m, int fn, const avm_exec_config *cfg,
+                     avm_exec **out, char *errmsg, size_t errlen)
+{
+    avm_exec *x = avm_exec_new(&e->plat, cfg);
+    if (x == NULL)
+        return AVM_ENOMEM;
+    avm_val self, input;
+    int rv = avm_embedded_toplevel(&self, &input);
+    if (rv == 0) {
+        rv = avm_exec_start(x, m, fn, self, input, errmsg, errlen);
+        avm_val_release(self);
+        avm_val_release(input);
+    }
+    if (rv != 0) {
+        avm_exec_free(x);
+        return rv;
+    }
+    avm_exec_run(x, 0);
+    *out = x;
+    return 0;
+}
+
+static void dump_meta_json(avm_buf *b, const avm_meta *m)
+{
+    avm_buf_puts(b, "\"machine\":");
+    avm_val_json(b, m->machine);
+    avm_buf_puts(b, ",\"creatingController\":");
+    avm_val_json(b, m->creating);
+    avm_buf_puts(b, ",\"currentController\":");
+    avm_val_json(b, m->current);
+}
+
+void avm_embedded_dump(avm_embedded *e, avm_buf *b, bool json)
+{
+    avm_val ids;
+    if (e->store->ops->ids(e->store, &ids) != 0) {
+        b->err = AVM_ENOMEM;
+        return;
+    }
+    if (json)
+        avm_buf_puts(b, "[");
+    for (uint32_t i = 0; i < ids.u.l->len; i++) {
+        const avm_objrec *r = e->store->ops->get(e->store, ids.u.l->items[i]);
+        if (json) {
+            avm_buf_puts(b, i ? ",{\"object\":" : "{\"object\":");
+            avm_val_json(b, r->oid);
+            avm_buf_puts(b, ",\"behavior\":");
+            avm_val_json(b, r->beh.name);
+            avm_buf_puts(b, ",");
+            dump_meta_json(b, &r->meta);
+            avm_buf_printf(b, ",\"version\":%llu,\"state\":", (unsigned long long)r->version);
+            avm_val_json(b, r->state);
+            avm_buf_puts(b, "}");
+        } else {
+            avm_val_print(b, r->oid);
+            avm_buf_puts(b, " ");
+            avm_val_print(b, r->beh.name);
+            avm_buf_puts(b, " machine=");
+            avm_val_print(b, r->meta.machine);
+            avm_buf_puts(b, " creating=");
+            avm_val_print(b, r->meta.creating);
+            avm_buf_puts(b, " current=");
+            avm_val_print(b, r->meta.current);
+            avm_buf_puts(b, " state=");
+            avm_val_print(b, r->state);
+            avm_buf_puts(b, "\n");
+        }
+    }
+    if (json)
+        avm_buf_puts(b, "]");
+    avm_val_release(ids);
+}

@@ -1,0 +1,33 @@
+/* The embedded single node: an in-memory store, this machine, and its default
+ * controller, with the reachability the embedded node can honestly claim: only
+ * itself and its own controller are reachable. avmctl run, the tests and the
+ * benchmarks run programs through it. */
+#ifndef AVM_EMBEDDED_H
+#define AVM_EMBEDDED_H
+
+#include "platform.h"
+#include "vm.h"
+
+typedef struct avm_embedded {
+    avm_platform plat;
+    avm_store *store;
+} avm_embedded;
+
+/* machine: this node's machine id (e.g. "node1"); controller: its default
+ * controller (e.g. "main"). Returns 0 or AVM_ENOMEM. */
+int avm_embedded_init(avm_embedded *e, const char *machine, const char *controller);
+void avm_embedded_close(avm_embedded *e);
+
+/* The top-level frame of an entry program, as the specification's runners set it:
+ * self = #obj"root/orchestrator", input = "". */
+int avm_embedded_toplevel(avm_val *self, avm_val *input);
+
+/* Runs m's entry program (fn -1) or its parameterless function fn to its end (or until it blocks) in a new execution, which
+ * the caller frees. errmsg receives load-time refusals (unsafe program, no entry). */
+int avm_embedded_run(avm_embedded *e, avm_module *m, int fn, const avm_exec_config *cfg,
+                     avm_exec **out, char *errmsg, size_t errlen);
+
+/* The store's objects as text (one per line) or as a JSON array. */
+void avm_embedded_dump(avm_embedded *e, avm_buf *b, bool json);
+
+#endif

@@ -1,0 +1,128 @@
+/* The platform as the interpreter sees it: a store of objects and pure functions,
+ * reachability predicates, mailboxes. The interpreter calls down through these
+ * function pointers and knows nothing of what implements them (memory, LMDB, a
+ * cluster), so the same interpreter runs embedded, in tests and in the daemon.
+ *
+ * Records returned by a store are borrowed: valid until the next mutating call on
+ * the same store (apply, pure_put). */
+#ifndef AVM_PLATFORM_H
+#define AVM_PLATFORM_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "bytecode.h"
+#include "value.h"
+
+/* ObjectMeta minus the id (the record carries it). nil means `nothing`. */
+typedef struct avm_meta {
+    avm_val machine;  /* AVM_MACHID */
+    avm_val creating; /* AVM_CTRLID or nil */
+    avm_val current;  /* AVM_CTRLID or nil */
+} avm_meta;
+
+/* An object behaviour: a behaviour function of a module, and its name. */
+typedef struct avm_behavior {
+    avm_val name; /* AVM_STR */
+    avm_module *mod;
+    uint32_t fn;
+} avm_behavior;
+
+typedef struct avm_objrec {
+    avm_val oid;
+    avm_behavior beh;
+    avm_meta meta;
+    avm_val state;    /* AVM_LIST */
+    uint64_t version; /* changes on every committed write to the object */
+} avm_objrec;
+
+/* A pure function: self-contained code (function 0 of `code`), its version and the
+ * content hash of the code (= code->hash). */
+typedef struct avm_purefn {
+    avm_val name; /* AVM_STR */
+    avm_module *code;
+    uint64_t version;
+} avm_purefn;
+
+/* A read: the version seen, or AVM_VERSION_EXISTS when only existence matters (the
+ * specification's validateObserved, used in strict mode). */
+#define AVM_VERSION_EXISTS UINT64_MAX
+
+typedef struct avm_read {
+    avm_val oid;
+    uint64_t version;
+} avm_read;
+
+typedef struct avm_create {
+    avm_val oid;
+    avm_behavior beh;
+    avm_meta meta;
+} avm_create;
+
+typedef struct avm_pair {
+    avm_val a, b;
+} avm_pair;
+
+/* Everything one commit (or one immediate effect outside a transaction) does.
+ * Applied all or nothing, in the order: validate reads, creates, transfers,
+ * machine moves, states, destroys (decision 12: a destroy removes the state too, and
+ * a state write to an object the same commit destroys is dropped). With
+ * spec_order the literal specification's order is used instead: states are applied
+ * after destroys and destroys leave the state in place. */
+typedef struct avm_writeset {
+    const avm_read *reads;
+    size_t nreads;
+    const avm_create *creates;
+    size_t ncreates;
+    const avm_pair *transfers; /* (oid, controller) */
+    size_t ntransfers;
+    const avm_pair *moves; /* (oid, machine) */
+    size_t nmoves;
+    const avm_pair *states; /* (oid, list); later entries win */
+    size_t nstates;
+    const avm_val *destroys;
+    size_t ndestroys;
+    bool spec_order;
+} avm_writeset;
+
+typedef struct avm_store avm_store;
+
+struct avm_store_ops {
+    /* The committed record of oid, or NULL. Borrowed. */
+    const avm_objrec *(*get)(avm_store *s, avm_val oid);
+    /* Validates the reads against current versions and, if they all hold, applies
+     * the write set; *committed tells which. Returns 0 or an AVM_E* code (then
+     * nothing was applied). */
+    int (*apply)(avm_store *s, const avm_writeset *ws, bool *committed);
+    /* A new list of every object id, in a stable order. */
+    int (*ids)(avm_store *s, avm_val *out);
+    /* The registry entry for name (AVM_STR), or NULL. Borrowed. */
+    const avm_purefn *(*pure_get)(avm_store *s, avm_val name);
+    /* Inserts or replaces the entry (the store takes its own references). */
+    int (*pure_put)(avm_store *s, const avm_purefn *fn);
+    /* A node-unique, never reused sequence number for identifiers. */
+    uint64_t (*next_seq)(avm_store *s);
+};
+
+struct avm_store {
+    const struct avm_store_ops *ops;
+};
+
+typedef struct avm_platform {
+    avm_store *store;
+    avm_val node;         /* AVM_MACHID: this machine */
+    avm_val default_ctrl; /* AVM_CTRLID: the node's default controller */
+    void *data;           /* passed to the callbacks below */
+    /* isReachableMachine / isReachableController. */
+    bool (*reachable_machine)(void *data, avm_val machine);
+    bool (*reachable_controller)(void *data, avm_val ctrl);
+    /* Optional: resolves a behaviour name that the executing module does not
+     * define. Returns 0 and fills *out (a borrowed module) or AVM_ENOTFOUND. */
+    int (*resolve_behavior)(void *data, avm_val name, avm_behavior *out);
+    /* Optional: takes the next message for object self. Returns 1 and owned values
+     * when there was one, 0 when the mailbox is empty (the execution blocks until
+     * the platform runs it again), or an AVM_E* code. Without it, receive blocks. */
+    int (*mailbox_pop)(void *data, avm_val self, avm_val *msg);
+} avm_platform;
+
+#endif

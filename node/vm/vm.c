@@ -1,0 +1,1045 @@
+/* The dispatch loop, frames, primitives and the execution's public API. The AVM
+ * instructions themselves are in vm_ops.c. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "avm_err.h"
+#include "module.h"
+#include "vm_internal.h"
+
+#define DEFAULT_MAX_FRAMES 10000
+#define DEFAULT_MAX_STACK 1000000
+
+int vm__vec_grow(void **v, size_t *cap, size_t elem, size_t need)
+{
+    if (need <= *cap)
+        return 0;
+    size_t ncap = *cap ? *cap * 2 : 8;
+    while (ncap < need)
+        ncap *= 2;
+    void *p = realloc(*v, ncap * elem);
+    if (p == NULL)
+        return AVM_ENOMEM;
+    *v = p;
+    *cap = ncap;
+    return 0;
+}
+
+const char *avm_event_name(avm_event_type t)
+{
+    static const char *names[AVM_EV_COUNT] = {
+#define AVM__EV_NAME(id, name) name,
+        AVM_EVENT_MAP(AVM__EV_NAME)
+#undef AVM__EV_NAME
+    };
+    return (unsigned)t < AVM_EV_COUNT ? names[t] : "Unknown";
+}
+
+static int event_nargs(int type)
+{
+    switch (type) {
+    case AVM_EV_OBJECT_CALLED:
+    case AVM_EV_OBJECT_MOVED:
+    case AVM_EV_OBJECT_TRANSFERRED:
+        return 3;
+    case AVM_EV_OBJECT_CREATED:
+    case AVM_EV_MESSAGE_RECEIVED:
+    case AVM_EV_EXECUTION_MOVED:
+    case AVM_EV_OBJECT_FETCHED:
+    case AVM_EV_OBJECT_FROZEN:
+        return 2;
+    case AVM_EV_ERROR_OCCURRED:
+        return 0;
+    default:
+        return 1;
+    }
+}
+
+void avm_event_print(avm_buf *b, const avm_event *e)
+{
+    avm_buf_printf(b, "%llu %s", (unsigned long long)e->ts, avm_event_name(e->type));
+    if (e->type == AVM_EV_ERROR_OCCURRED) {
+        avm_error err = {.code = e->ecode};
+        memcpy(err.args, e->a, sizeof(err.args));
+        avm_buf_put(b, " ", 1);
+        avm_error_print(b, &err);
+    } else {
+        int n = event_nargs(e->type);
+        for (int i = 0; i < n; i++) {
+            avm_buf_put(b, " ", 1);
+            if (e->type == AVM_EV_OBJECT_CALLED && i == 2) {
+                if (e->has_output) {
+                    avm_buf_puts(b, "-> ");
+                    avm_val_print(b, e->a[2]);
+                } else {
+                    avm_buf_puts(b, "-> nothing");
+                }
+            } else {
+                avm_val_print(b, e->a[i]);
+            }
+        }
+    }
+    if (e->ctrl.kind != AVM_NIL) {
+        avm_buf_puts(b, " [");
+        avm_val_print(b, e->ctrl);
+        avm_buf_puts(b, "]");
+    }
+}
+
+void avm_event_json(avm_buf *b, const avm_event *e)
+{
+    static const char *argnames[AVM_EV_COUNT][3] = {
+        [AVM_EV_OBJECT_CREATED] = {"object", "behavior"},
+        [AVM_EV_OBJECT_DESTROYED] = {"object"},
+        [AVM_EV_OBJECT_CALLED] = {"object", "input", "output"},
+        [AVM_EV_MESSAGE_RECEIVED] = {"object", "input"},
+        [AVM_EV_OBJECT_MOVED] = {"object", "from", "to"},
+        [AVM_EV_EXECUTION_MOVED] = {"to", "from"},
+        [AVM_EV_OBJECT_FETCHED] = {"object", "machine"},
+        [AVM_EV_OBJECT_TRANSFERRED] = {"object", "from", "to"},
+        [AVM_EV_OBJECT_FROZEN] = {"object", "controller"},
+        [AVM_EV_FUNCTION_UPDATED] = {"name"},
+        [AVM_EV_TRANSACTION_STARTED] = {"tx"},
+        [AVM_EV_TRANSACTION_COMMITTED] = {"tx"},
+        [AVM_EV_TRANSACTION_ABORTED] = {"tx"},
+    };
+    avm_buf_printf(b, "{\"timestamp\":%llu,\"event\":\"%s\"", (unsigned long long)e->ts,
+                   avm_event_name(e->type));
+    if (e->type == AVM_EV_ERROR_OCCURRED) {
+        avm_error err = {.code = e->ecode};
+        memcpy(err.args, e->a, sizeof(err.args));
+        avm_buf_puts(b, ",\"error\":");
+        avm_error_json(b, &err);
+    } else {
+        int n = event_nargs(e->type);
+        for (int i = 0; i < n; i++) {
+            avm_buf_printf(b, ",\"%s\":", argnames[e->type][i]);
+            if (e->type == AVM_EV_OBJECT_CALLED && i == 2 && !e->has_output) {
+                avm_buf_puts(b, "null");
+            } else if (e->type == AVM_EV_OBJECT_CALLED && i == 2) {
+                avm_buf_puts(b, "{\"just\":");
+                avm_val_json(b, e->a[2]);
+                avm_buf_puts(b, "}");
+            } else {
+                avm_val_json(b, e->a[i]);
+            }
+        }
+    }
+    avm_buf_puts(b, ",\"controller\":");
+    avm_val_json(b, e->ctrl);
+    avm_buf_puts(b, "}");
+}
+
+static void event_release(avm_event *e)
+{
+    avm_val_release(e->ctrl);
+    for (int i = 0; i < 3; i++)
+        avm_val_release(e->a[i]);
+}
+
+int vm__event_ctrl(avm_exec *x, int type, avm_val ctrl, avm_val a0, avm_val a1,
+                   avm_val a2, bool increment)
+{
+    avm_event e = {.ts = x->counter, .type = (uint8_t)type, .ctrl = ctrl};
+    e.a[0] = a0;
+    e.a[1] = a1;
+    e.a[2] = a2;
+    if (increment)
+        x->counter++;
+    if (!x->cfg.keep_trace) {
+        event_release(&e);
+        return 0;
+    }
+    if (VEC_PUSH(x, x->trace, e) != 0) {
+        event_release(&e);
+        return AVM_ENOMEM;
+    }
+    return 0;
+}
+
+int vm__event(avm_exec *x, int type, avm_val a0, avm_val a1, avm_val a2)
+{
+    return vm__event_ctrl(x, type, vm__ref(x->txctrl), a0, a1, a2, true);
+}
+
+/* Source position of the current instruction of the innermost frame. */
+static void current_pos(const avm_exec *x, avm_val *source, uint32_t *line,
+                        uint32_t *col)
+{
+    *source = avm_nil();
+    *line = *col = 0;
+    if (x->frames.n == 0)
+        return;
+    const vm_frame *fr = &x->frames.v[x->frames.n - 1];
+    const avm_func *f = &fr->mod->funcs[fr->fn];
+    for (uint32_t i = 0; i < f->nlines; i++) {
+        if (f->lines[i].pc > fr->pc)
+            break;
+        *line = f->lines[i].line;
+        *col = f->lines[i].col;
+    }
+    *source = vm__ref(fr->mod->source);
+}
+
+int vm__fail(avm_exec *x, avm_error_code c, avm_val a0, avm_val a1, avm_val a2)
+{
+    avm_error_set(&x->error, c, a0, a1, a2);
+    current_pos(x, &x->error.source, &x->error.line, &x->error.col);
+    return VM_FAIL;
+}
+
+int vm__eval_error(avm_exec *x, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    avm_val s;
+    if (avm_cstr(AVM_STR, msg, &s) != 0)
+        s = avm_nil();
+    return vm__fail(x, AVM_ERR_EVAL, s, avm_nil(), avm_nil());
+}
+
+int vm__oom(avm_exec *x)
+{
+    return vm__eval_error(x, "out of memory");
+}
+
+/* Frames. */
+
+int vm__ensure_stack(avm_exec *x, size_t need)
+{
+    if (need <= x->stack_cap)
+        return 0;
+    if (need > x->cfg.max_stack)
+        return AVM_ETOOBIG;
+    size_t ncap = x->stack_cap ? x->stack_cap * 2 : 256;
+    while (ncap < need)
+        ncap *= 2;
+    avm_val *p = realloc(x->stack, ncap * sizeof(avm_val));
+    if (p == NULL)
+        return AVM_ENOMEM;
+    x->stack = p;
+    x->stack_cap = ncap;
+    return 0;
+}
+
+int vm__push_frame(avm_exec *x, avm_module *mod, uint32_t fn, uint32_t argc,
+                   uint8_t kind)
+{
+    const avm_func *f = &mod->funcs[fn];
+    if (x->frames.n >= x->cfg.max_frames)
+        return vm__eval_error(x, "call depth limit (%u frames) exceeded calling '%s'",
+                              x->cfg.max_frames, f->name.u.s->data);
+    int rv = vm__ensure_stack(x, x->sp + (f->nlocals - argc) + f->max_stack + 1);
+    if (rv != 0)
+        return rv == AVM_ETOOBIG
+                   ? vm__eval_error(x, "value stack limit exceeded calling '%s'",
+                                    f->name.u.s->data)
+                   : vm__oom(x);
+    vm_frame fr = {.mod = mod, .fn = fn, .pc = 0, .base = (uint32_t)(x->sp - argc),
+                   .kind = kind};
+    if (VEC_PUSH(x, x->frames, fr) != 0)
+        return vm__oom(x);
+    avm_module_retain(mod);
+    for (uint32_t i = argc; i < f->nlocals; i++)
+        x->stack[x->sp++] = avm_nil();
+    return VM_OK;
+}
+
+/* Pops the innermost frame, releasing its values. */
+static void pop_frame(avm_exec *x)
+{
+    vm_frame *fr = &x->frames.v[--x->frames.n];
+    while (x->sp > fr->base)
+        avm_val_release(x->stack[--x->sp]);
+    avm_module_release(fr->mod);
+}
+
+/* Primitives. */
+
+static int want(avm_exec *x, int prim, avm_val v, avm_kind k)
+{
+    if (v.kind == k)
+        return 0;
+    vm__eval_error(x, "'%s' expects %s, got %s", avm_prim_table[prim].name,
+                   avm_kind_name(k), avm_kind_name(v.kind));
+    return -1;
+}
+
+static int list_append_vals(avm_exec *x, avm_val a, avm_val b, avm_val *out)
+{
+    size_t na = a.u.l->len, nb = b.u.l->len;
+    if (avm_list_new(na + nb, out) != 0)
+        return vm__oom(x);
+    for (size_t i = 0; i < na; i++)
+        out->u.l->items[i] = vm__ref(a.u.l->items[i]);
+    for (size_t i = 0; i < nb; i++)
+        out->u.l->items[na + i] = vm__ref(b.u.l->items[i]);
+    return VM_OK;
+}
+
+static bool is_entry(avm_val e, avm_val key)
+{
+    return e.kind == AVM_LIST && e.u.l->len >= 1 && avm_val_eq(e.u.l->items[0], key);
+}
+
+static int prim(avm_exec *x, int p, avm_val *a, int argc, avm_val *out)
+{
+    *out = avm_nil();
+    switch (p) {
+    case AVM_PRIM_ADD:
+    case AVM_PRIM_SUB:
+    case AVM_PRIM_MUL:
+    case AVM_PRIM_DIV:
+    case AVM_PRIM_MOD:
+    case AVM_PRIM_MIN:
+    case AVM_PRIM_MAX: {
+        if (want(x, p, a[0], AVM_INT) || want(x, p, a[1], AVM_INT))
+            return VM_FAIL;
+        int64_t l = a[0].u.i, r = a[1].u.i, v = 0;
+        bool ovf = false;
+        switch (p) {
+        case AVM_PRIM_ADD:
+            ovf = __builtin_add_overflow(l, r, &v);
+            break;
+        case AVM_PRIM_SUB:
+            ovf = __builtin_sub_overflow(l, r, &v);
+            break;
+        case AVM_PRIM_MUL:
+            ovf = __builtin_mul_overflow(l, r, &v);
+            break;
+        case AVM_PRIM_DIV:
+        case AVM_PRIM_MOD:
+            if (r == 0)
+                return vm__eval_error(x, "'%s': division by zero",
+                                      avm_prim_table[p].name);
+            if (l == INT64_MIN && r == -1) {
+                ovf = true;
+                break;
+            }
+            v = p == AVM_PRIM_DIV ? l / r : l % r;
+            break;
+        case AVM_PRIM_MIN:
+            v = l < r ? l : r;
+            break;
+        default:
+            v = l > r ? l : r;
+        }
+        if (ovf)
+            return vm__eval_error(x, "'%s': integer overflow", avm_prim_table[p].name);
+        *out = avm_int(v);
+        return VM_OK;
+    }
+    case AVM_PRIM_NEG:
+    case AVM_PRIM_ABS:
+        if (want(x, p, a[0], AVM_INT))
+            return VM_FAIL;
+        if (a[0].u.i == INT64_MIN)
+            return vm__eval_error(x, "'%s': integer overflow", avm_prim_table[p].name);
+        *out = avm_int(p == AVM_PRIM_NEG || a[0].u.i < 0 ? -a[0].u.i : a[0].u.i);
+        return VM_OK;
+    case AVM_PRIM_LT:
+    case AVM_PRIM_LE:
+    case AVM_PRIM_GT:
+    case AVM_PRIM_GE: {
+        if (!((a[0].kind == AVM_INT && a[1].kind == AVM_INT) ||
+              (a[0].kind == AVM_STR && a[1].kind == AVM_STR)))
+            return vm__eval_error(x, "'%s' compares two ints or two strings, got %s and %s",
+                                  avm_prim_table[p].name, avm_kind_name(a[0].kind),
+                                  avm_kind_name(a[1].kind));
+        int c = avm_val_cmp(a[0], a[1]);
+        bool r = p == AVM_PRIM_LT ? c < 0 : p == AVM_PRIM_LE ? c <= 0
+                                        : p == AVM_PRIM_GT ? c > 0
+                                                           : c >= 0;
+        *out = avm_bool(r);
+        return VM_OK;
+    }
+    case AVM_PRIM_EQ:
+        *out = avm_bool(avm_val_eq(a[0], a[1]));
+        return VM_OK;
+    case AVM_PRIM_NE:
+        *out = avm_bool(!avm_val_eq(a[0], a[1]));
+        return VM_OK;
+    case AVM_PRIM_NOT:
+        *out = avm_bool(!avm_truthy(a[0]));
+        return VM_OK;
+    case AVM_PRIM_CONS: {
+        if (want(x, p, a[1], AVM_LIST))
+            return VM_FAIL;
+        size_t n = a[1].u.l->len;
+        if (avm_list_new(n + 1, out) != 0)
+            return vm__oom(x);
+        out->u.l->items[0] = vm__ref(a[0]);
+        for (size_t i = 0; i < n; i++)
+            out->u.l->items[i + 1] = vm__ref(a[1].u.l->items[i]);
+        return VM_OK;
+    }
+    case AVM_PRIM_HEAD:
+    case AVM_PRIM_TAIL:
+        if (want(x, p, a[0], AVM_LIST))
+            return VM_FAIL;
+        if (a[0].u.l->len == 0)
+            return vm__eval_error(x, "'%s' of the empty list", avm_prim_table[p].name);
+        if (p == AVM_PRIM_HEAD) {
+            *out = vm__ref(a[0].u.l->items[0]);
+            return VM_OK;
+        }
+        if (avm_list_new(a[0].u.l->len - 1, out) != 0)
+            return vm__oom(x);
+        for (size_t i = 1; i < a[0].u.l->len; i++)
+            out->u.l->items[i - 1] = vm__ref(a[0].u.l->items[i]);
+        return VM_OK;
+    case AVM_PRIM_NTH:
+        if (want(x, p, a[0], AVM_LIST) || want(x, p, a[1], AVM_INT))
+            return VM_FAIL;
+        if (a[1].u.i < 0 || (uint64_t)a[1].u.i >= a[0].u.l->len)
+            return vm__eval_error(x, "'nth': index %lld out of range (length %u)",
+                                  (long long)a[1].u.i, a[0].u.l->len);
+        *out = vm__ref(a[0].u.l->items[a[1].u.i]);
+        return VM_OK;
+    case AVM_PRIM_LENGTH:
+        if (a[0].kind == AVM_LIST)
+            *out = avm_int(a[0].u.l->len);
+        else if (a[0].kind == AVM_STR)
+            *out = avm_int(a[0].u.s->len);
+        else
+            return vm__eval_error(x, "'length' expects a list or a string, got %s",
+                                  avm_kind_name(a[0].kind));
+        return VM_OK;
+    case AVM_PRIM_APPEND:
+        if (want(x, p, a[0], AVM_LIST) || want(x, p, a[1], AVM_LIST))
+            return VM_FAIL;
+        return list_append_vals(x, a[0], a[1], out);
+    case AVM_PRIM_REVERSE: {
+        if (want(x, p, a[0], AVM_LIST))
+            return VM_FAIL;
+        size_t n = a[0].u.l->len;
+        if (avm_list_new(n, out) != 0)
+            return vm__oom(x);
+        for (size_t i = 0; i < n; i++)
+            out->u.l->items[i] = vm__ref(a[0].u.l->items[n - 1 - i]);
+        return VM_OK;
+    }
+    case AVM_PRIM_IS_NULL:
+        *out = avm_bool(a[0].kind == AVM_NIL ||
+                        (a[0].kind == AVM_LIST && a[0].u.l->len == 0));
+        return VM_OK;
+    case AVM_PRIM_IS_NIL:
+        *out = avm_bool(a[0].kind == AVM_NIL);
+        return VM_OK;
+    case AVM_PRIM_IS_INT:
+        *out = avm_bool(a[0].kind == AVM_INT);
+        return VM_OK;
+    case AVM_PRIM_IS_STR:
+        *out = avm_bool(a[0].kind == AVM_STR);
+        return VM_OK;
+    case AVM_PRIM_IS_LIST:
+        *out = avm_bool(a[0].kind == AVM_LIST);
+        return VM_OK;
+    case AVM_PRIM_IS_BOOL:
+        *out = avm_bool(a[0].kind == AVM_BOOL);
+        return VM_OK;
+    case AVM_PRIM_GET:
+        if (want(x, p, a[0], AVM_LIST))
+            return VM_FAIL;
+        for (size_t i = 0; i < a[0].u.l->len; i++) {
+            avm_val e = a[0].u.l->items[i];
+            if (is_entry(e, a[1])) {
+                *out = e.u.l->len >= 2 ? vm__ref(e.u.l->items[1]) : avm_nil();
+                return VM_OK;
+            }
+        }
+        return VM_OK;
+    case AVM_PRIM_PUT: {
+        if (want(x, p, a[0], AVM_LIST))
+            return VM_FAIL;
+        size_t n = a[0].u.l->len, at = n;
+        for (size_t i = 0; i < n; i++)
+            if (is_entry(a[0].u.l->items[i], a[1])) {
+                at = i;
+                break;
+            }
+        avm_val pair;
+        if (avm_list_new(2, &pair) != 0)
+            return vm__oom(x);
+        pair.u.l->items[0] = vm__ref(a[1]);
+        pair.u.l->items[1] = vm__ref(a[2]);
+        if (avm_list_new(at == n ? n + 1 : n, out) != 0) {
+            avm_val_release(pair);
+            return vm__oom(x);
+        }
+        for (size_t i = 0; i < n; i++)
+            out->u.l->items[i] = i == at ? pair : vm__ref(a[0].u.l->items[i]);
+        if (at == n)
+            out->u.l->items[n] = pair;
+        return VM_OK;
+    }
+    case AVM_PRIM_STR: {
+        avm_buf b;
+        avm_buf_init(&b);
+        for (int i = 0; i < argc; i++) {
+            if (a[i].kind == AVM_STR)
+                avm_buf_put(&b, a[i].u.s->data, a[i].u.s->len);
+            else
+                avm_val_print(&b, a[i]);
+        }
+        int rv = b.err ? b.err : avm_str_new(AVM_STR, b.data ? b.data : "", b.len, out);
+        avm_buf_free(&b);
+        if (rv != 0)
+            return rv == AVM_ETOOBIG ? vm__eval_error(x, "'str': string too long")
+                                     : vm__oom(x);
+        return VM_OK;
+    }
+    case AVM_PRIM_SUBSTR: {
+        if (want(x, p, a[0], AVM_STR) || want(x, p, a[1], AVM_INT) ||
+            want(x, p, a[2], AVM_INT))
+            return VM_FAIL;
+        int64_t s = a[1].u.i, e = a[2].u.i, len = a[0].u.s->len;
+        if (s < 0 || e < s || e > len)
+            return vm__eval_error(x, "'substring': range %lld..%lld outside 0..%lld",
+                                  (long long)s, (long long)e, (long long)len);
+        if (avm_str_new(AVM_STR, a[0].u.s->data + s, (size_t)(e - s), out) != 0)
+            return vm__oom(x);
+        return VM_OK;
+    }
+    case AVM_PRIM_TO_INT: {
+        if (want(x, p, a[0], AVM_STR))
+            return VM_FAIL;
+        const char *s = a[0].u.s->data;
+        char *end;
+        if (*s == '\0' || (*s != '-' && (*s < '0' || *s > '9')))
+            return VM_OK;
+        errno = 0;
+        long long v = strtoll(s, &end, 10);
+        if (*end == '\0' && errno == 0 && end != s)
+            *out = avm_int(v);
+        return VM_OK;
+    }
+    case AVM_PRIM_MK_OBJID:
+    case AVM_PRIM_MK_CTRLID:
+    case AVM_PRIM_MK_MACHID:
+    case AVM_PRIM_MK_TXID: {
+        if (want(x, p, a[0], AVM_STR))
+            return VM_FAIL;
+        avm_kind k = p == AVM_PRIM_MK_OBJID    ? AVM_OBJID
+                     : p == AVM_PRIM_MK_CTRLID ? AVM_CTRLID
+                     : p == AVM_PRIM_MK_MACHID ? AVM_MACHID
+                                               : AVM_TXID;
+        if (avm_str_new(k, a[0].u.s->data, a[0].u.s->len, out) != 0)
+            return vm__oom(x);
+        return VM_OK;
+    }
+    case AVM_PRIM_ID_NAME:
+        if (!AVM_KIND_IS_ID(a[0].kind))
+            return vm__eval_error(x, "'id-name' expects an identifier, got %s",
+                                  avm_kind_name(a[0].kind));
+        if (avm_str_new(AVM_STR, a[0].u.s->data, a[0].u.s->len, out) != 0)
+            return vm__oom(x);
+        return VM_OK;
+    case AVM_PRIM_ERROR: {
+        avm_buf b;
+        avm_buf_init(&b);
+        if (a[0].kind == AVM_STR)
+            avm_buf_put(&b, a[0].u.s->data, a[0].u.s->len);
+        else
+            avm_val_print(&b, a[0]);
+        vm__eval_error(x, "%s", avm_buf_cstr(&b));
+        avm_buf_free(&b);
+        return VM_FAIL;
+    }
+    }
+    return vm__eval_error(x, "unknown primitive %d", p);
+}
+
+/* When an EvalError happens inside a registered pure function, callPure returns
+ * nothing: unwind to the FR_PURE boundary and push nil. Returns true if it did. */
+static bool pure_recover(avm_exec *x)
+{
+    if (x->error.code != AVM_ERR_EVAL)
+        return false;
+    size_t i = x->frames.n;
+    while (i > 0 && x->frames.v[i - 1].kind == FR_PLAIN)
+        i--;
+    if (i == 0 || x->frames.v[i - 1].kind != FR_PURE)
+        return false;
+    while (x->frames.n >= i)
+        pop_frame(x);
+    avm_error_clear(&x->error);
+    x->stack[x->sp++] = avm_nil();
+    return true;
+}
+
+static inline uint16_t rd16(const uint8_t *p)
+{
+    return (uint16_t)(p[0] | p[1] << 8);
+}
+
+static inline int32_t rd32(const uint8_t *p)
+{
+    return (int32_t)((uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+                     (uint32_t)p[3] << 24);
+}
+
+static avm_run_status fail_exec(avm_exec *x)
+{
+    /* Decision: in default mode the failure is in the trace too (ErrorOccurred),
+     * so the message sequence chart shows where the execution ended. */
+    if (x->cfg.mode == AVM_MODE_DEFAULT) {
+        avm_val a[3];
+        for (int i = 0; i < 3; i++)
+            a[i] = vm__ref(x->error.args[i]);
+        avm_event e = {.ts = x->counter, .type = AVM_EV_ERROR_OCCURRED,
+                       .ecode = (uint16_t)x->error.code, .ctrl = vm__ref(x->txctrl)};
+        memcpy(e.a, a, sizeof(a));
+        x->counter++;
+        if (!x->cfg.keep_trace || VEC_PUSH(x, x->trace, e) != 0)
+            event_release(&e);
+    }
+    while (x->frames.n > 0)
+        pop_frame(x);
+    x->status = AVM_RUN_FAILED;
+    return x->status;
+}
+
+avm_run_status avm_exec_run(avm_exec *x, uint64_t budget)
+{
+    if (x->status == AVM_RUN_DONE || x->status == AVM_RUN_FAILED)
+        return x->status;
+    if (!x->started)
+        return x->status;
+    x->status = AVM_RUN_YIELD;
+    uint64_t limit = budget ? budget : UINT64_MAX;
+    uint64_t done = 0;
+
+    while (done < limit) {
+        vm_frame *fr = &x->frames.v[x->frames.n - 1];
+        const avm_func *f = &fr->mod->funcs[fr->fn];
+        const uint8_t *code = f->code;
+        uint32_t pc = fr->pc;
+        avm_val *locals = x->stack + fr->base;
+        int rv = VM_OK;
+
+        /* Inner loop: stays in this frame until a call, return or instruction
+         * that needs the outside world. */
+        for (;;) {
+            if (done >= limit) {
+                fr->pc = pc;
+                goto out;
+            }
+            done++;
+            uint8_t op = code[pc];
+            switch (op) {
+            case OP_CONST: {
+                avm_val v = f->consts[rd16(code + pc + 1)];
+                avm_val_retain(v);
+                x->stack[x->sp++] = v;
+                pc += 3;
+                continue;
+            }
+            case OP_NIL:
+                x->stack[x->sp++] = avm_nil();
+                pc += 1;
+                continue;
+            case OP_LOAD: {
+                avm_val v = locals[rd16(code + pc + 1)];
+                avm_val_retain(v);
+                x->stack[x->sp++] = v;
+                pc += 3;
+                continue;
+            }
+            case OP_STORE: {
+                uint16_t s = rd16(code + pc + 1);
+                avm_val_release(locals[s]);
+                locals[s] = x->stack[--x->sp];
+                pc += 3;
+                continue;
+            }
+            case OP_POP:
+                avm_val_release(x->stack[--x->sp]);
+                pc += 1;
+                continue;
+            case OP_DUP: {
+                avm_val v = x->stack[x->sp - 1];
+                avm_val_retain(v);
+                x->stack[x->sp++] = v;
+                pc += 1;
+                continue;
+            }
+            case OP_JMP:
+                pc = (uint32_t)((int64_t)pc + 5 + rd32(code + pc + 1));
+                continue;
+            case OP_JMPF: {
+                avm_val v = x->stack[--x->sp];
+                bool t = avm_truthy(v);
+                avm_val_release(v);
+                pc = t ? pc + 5 : (uint32_t)((int64_t)pc + 5 + rd32(code + pc + 1));
+                continue;
+            }
+            case OP_LIST: {
+                uint16_t n = rd16(code + pc + 1);
+                avm_val l;
+                if (avm_list_new(n, &l) != 0) {
+                    fr->pc = pc;
+                    rv = vm__oom(x);
+                    goto failed;
+                }
+                x->sp -= n;
+                memcpy(l.u.l->items, x->stack + x->sp, n * sizeof(avm_val));
+                x->stack[x->sp++] = l;
+                pc += 3;
+                continue;
+            }
+            case OP_PRIM: {
+                uint8_t p = code[pc + 1], argc = code[pc + 2];
+                avm_val *args = x->stack + x->sp - argc;
+                avm_val r;
+                fr->pc = pc;
+                rv = prim(x, p, args, argc, &r);
+                if (rv != VM_OK)
+                    goto failed;
+                for (int i = 0; i < argc; i++)
+                    avm_val_release(args[i]);
+                x->sp -= argc;
+                x->stack[x->sp++] = r;
+                pc += 3;
+                continue;
+            }
+            case OP_CALL: {
+                uint16_t fn = rd16(code + pc + 1);
+                uint8_t argc = code[pc + 3];
+                fr->pc = pc + 4;
+                rv = vm__push_frame(x, fr->mod, fn, argc, FR_PLAIN);
+                if (rv != VM_OK) {
+                    fr->pc = pc;
+                    goto failed;
+                }
+                goto next_frame;
+            }
+            case OP_TAILCALL: {
+                uint16_t fn = rd16(code + pc + 1);
+                uint8_t argc = code[pc + 3];
+                const avm_func *g = &fr->mod->funcs[fn];
+                /* Move the arguments down over this frame's values. */
+                avm_val *args = x->stack + x->sp - argc;
+                for (avm_val *v = locals; v < args; v++)
+                    avm_val_release(*v);
+                memmove(locals, args, argc * sizeof(avm_val));
+                x->sp = fr->base + argc;
+                int e = vm__ensure_stack(x, x->sp + (g->nlocals - argc) + g->max_stack + 1);
+                if (e != 0) {
+                    fr->pc = pc;
+                    rv = e == AVM_ETOOBIG ? vm__eval_error(x, "value stack limit exceeded")
+                                          : vm__oom(x);
+                    goto failed;
+                }
+                for (uint32_t i = argc; i < g->nlocals; i++)
+                    x->stack[x->sp++] = avm_nil();
+                fr->fn = fn;
+                fr->pc = 0;
+                goto next_frame;
+            }
+            case OP_RET: {
+                avm_val v = x->stack[--x->sp];
+                uint8_t kind = fr->kind;
+                if (kind == FR_PLAIN) {
+                    pop_frame(x);
+                    x->stack[x->sp++] = v;
+                    goto next_frame;
+                }
+                vm_frame copy = *fr;
+                avm_module_retain(copy.mod);
+                pop_frame(x);
+                rv = vm__boundary_return(x, &copy, v);
+                avm_module_release(copy.mod);
+                if (rv != VM_OK)
+                    goto failed;
+                if (x->status == AVM_RUN_DONE)
+                    goto out;
+                goto next_frame;
+            }
+            case OP_AVM: {
+                uint8_t ins = code[pc + 1], argc = code[pc + 2];
+                avm_val *args = x->stack + x->sp - argc;
+                avm_val r = avm_nil();
+                fr->pc = pc + 3; /* a frame pushed by the instruction returns here */
+                rv = vm__instr(x, ins, args, argc, &r);
+                if (rv == VM_BLOCK) {
+                    x->frames.v[x->frames.n - 1].pc = pc;
+                    x->status = AVM_RUN_BLOCKED;
+                    goto out;
+                }
+                if (rv == VM_FAIL) {
+                    x->frames.v[x->frames.n - 1].pc = pc;
+                    goto failed;
+                }
+                if (rv == VM_ENTERED)
+                    goto next_frame; /* arguments were consumed by the instruction */
+                for (int i = 0; i < argc; i++)
+                    avm_val_release(args[i]);
+                x->sp -= argc;
+                x->stack[x->sp++] = r;
+                pc += 3;
+                continue;
+            }
+            default:
+                fr->pc = pc;
+                rv = vm__eval_error(x, "invalid opcode %u", op);
+                goto failed;
+            }
+        }
+    failed:
+        if (pure_recover(x))
+            continue;
+        x->steps += done;
+        return fail_exec(x);
+    next_frame:
+        continue;
+    }
+out:
+    x->steps += done;
+    return x->status;
+}
+
+/* The public API. */
+
+avm_exec *avm_exec_new(const avm_platform *p, const avm_exec_config *cfg)
+{
+    avm_exec *x = calloc(1, sizeof(*x));
+    if (x == NULL)
+        return NULL;
+    x->plat = p;
+    if (cfg)
+        x->cfg = *cfg;
+    if (x->cfg.max_frames == 0)
+        x->cfg.max_frames = DEFAULT_MAX_FRAMES;
+    if (x->cfg.max_stack == 0)
+        x->cfg.max_stack = DEFAULT_MAX_STACK;
+    x->status = AVM_RUN_YIELD;
+    return x;
+}
+
+static void pairs_release(avm_pair *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        avm_val_release(v[i].a);
+        avm_val_release(v[i].b);
+    }
+}
+
+void vm__tx_clear(avm_exec *x)
+{
+    for (size_t i = 0; i < x->tx.n; i++) {
+        avm_val_release(x->tx.v[i].txid);
+        avm_val_release(x->tx.v[i].ctrl_before);
+    }
+    x->tx.n = 0;
+    avm_val_release(x->txctrl);
+    x->txctrl = avm_nil();
+    for (size_t i = 0; i < x->reads.n; i++)
+        avm_val_release(x->reads.v[i].oid);
+    x->reads.n = 0;
+    for (size_t i = 0; i < x->creates.n; i++) {
+        avm_create *c = &x->creates.v[i];
+        avm_val_release(c->oid);
+        avm_val_release(c->beh.name);
+        if (c->beh.mod)
+            avm_module_release(c->beh.mod);
+        avm_val_release(c->meta.machine);
+        avm_val_release(c->meta.creating);
+        avm_val_release(c->meta.current);
+    }
+    x->creates.n = 0;
+    pairs_release(x->transfers.v, x->transfers.n);
+    x->transfers.n = 0;
+    pairs_release(x->states.v, x->states.n);
+    x->states.n = 0;
+    for (size_t i = 0; i < x->destroys.n; i++)
+        avm_val_release(x->destroys.v[i]);
+    x->destroys.n = 0;
+    pairs_release(x->writes.v, x->writes.n);
+    x->writes.n = 0;
+}
+
+void avm_exec_free(avm_exec *x)
+{
+    if (x == NULL)
+        return;
+    while (x->frames.n > 0)
+        pop_frame(x);
+    while (x->sp > 0)
+        avm_val_release(x->stack[--x->sp]);
+    for (size_t i = 0; i < x->ctxs.n; i++) {
+        vm_ctx *c = &x->ctxs.v[i];
+        avm_val_release(c->self);
+        avm_val_release(c->input);
+        avm_val_release(c->sender);
+        avm_val_release(c->machine);
+        avm_val_release(c->oid);
+        avm_val_release(c->inp);
+    }
+    vm__tx_clear(x);
+    pairs_release(x->detached.v, x->detached.n);
+    for (uint32_t i = 0; i < VM_FINISHED_RING; i++)
+        avm_val_release(x->finished[i].txid);
+    for (size_t i = 0; i < x->trace.n; i++)
+        event_release(&x->trace.v[i]);
+    avm_val_release(x->self);
+    avm_val_release(x->input);
+    avm_val_release(x->sender);
+    avm_val_release(x->machine);
+    avm_val_release(x->result);
+    avm_val_release(x->blocked_on);
+    avm_error_clear(&x->error);
+    free(x->stack);
+    free(x->frames.v);
+    free(x->ctxs.v);
+    free(x->tx.v);
+    free(x->reads.v);
+    free(x->creates.v);
+    free(x->transfers.v);
+    free(x->states.v);
+    free(x->destroys.v);
+    free(x->writes.v);
+    free(x->detached.v);
+    free(x->trace.v);
+    free(x);
+}
+
+static int register_pures(avm_exec *x, avm_module *m)
+{
+    avm_store *s = x->plat->store;
+    for (uint32_t i = 0; i < m->nfuncs; i++) {
+        if (m->funcs[i].kind != AVM_FN_PURE)
+            continue;
+        if (m->funcs[i].name.u.s->data[0] == '_' && m->funcs[i].name.u.s->data[1] == '_')
+            continue; /* compiler-made helpers */
+        if (s->ops->pure_get(s, m->funcs[i].name) != NULL)
+            continue;
+        avm_module *code;
+        int rv = avm_module_extract(m, i, &code);
+        if (rv != 0)
+            return rv;
+        avm_purefn fn = {.name = m->funcs[i].name, .code = code, .version = 0};
+        rv = s->ops->pure_put(s, &fn);
+        avm_module_release(code);
+        if (rv != 0)
+            return rv;
+    }
+    return 0;
+}
+
+int avm_exec_start(avm_exec *x, avm_module *m, int fn, avm_val self, avm_val input,
+                   char *errmsg, size_t errlen)
+{
+    if (x->started)
+        return AVM_ESTATE;
+    if (fn >= 0 && ((uint32_t)fn >= m->nfuncs || m->funcs[fn].kind != AVM_FN_FUNC ||
+                    m->funcs[fn].nparams != 0)) {
+        if (errmsg)
+            snprintf(errmsg, errlen, "entry %d is not a function without parameters", fn);
+        return AVM_EINVAL;
+    }
+    if (fn < 0)
+        fn = m->main_fn;
+    if (fn < 0) {
+        if (errmsg)
+            snprintf(errmsg, errlen, "%s: the program has no (main ...) entry",
+                     m->source.kind == AVM_STR ? m->source.u.s->data : "module");
+        return AVM_EINVAL;
+    }
+    if (!x->cfg.allow_unsafe) {
+        for (uint32_t i = 0; i < m->nfuncs; i++) {
+            const avm_func *f = &m->funcs[i];
+            if (!f->uses_unsafe)
+                continue;
+            /* Name the first unsafe instruction of the function. */
+            const char *iname = "an unsafe instruction";
+            uint32_t line = 0, col = 0;
+            static const uint8_t opb[] = AVM_OP_OPERAND_BYTES;
+            for (uint32_t pc = 0; pc < f->code_len; pc += 1 + opb[f->code[pc]]) {
+                if (f->code[pc] == OP_AVM && f->code[pc + 1] < AVM_INSTR_COUNT &&
+                    avm_instr_table[f->code[pc + 1]].unsafe) {
+                    iname = avm_instr_table[f->code[pc + 1]].name;
+                    for (uint32_t k = 0; k < f->nlines && f->lines[k].pc <= pc; k++) {
+                        line = f->lines[k].line;
+                        col = f->lines[k].col;
+                    }
+                    break;
+                }
+                if (f->code[pc] > AVM_OP_MAX)
+                    break;
+            }
+            if (errmsg)
+                snprintf(errmsg, errlen,
+                         "%s:%u:%u: '%s' uses the unsafe instruction %s; run with "
+                         "--allow-unsafe to grant it",
+                         m->source.kind == AVM_STR ? m->source.u.s->data : "module",
+                         line, col, f->name.u.s->data, iname);
+            return AVM_EUNSAFE;
+        }
+    }
+    int rv = register_pures(x, m);
+    if (rv != 0)
+        return rv;
+    x->self = vm__ref(self);
+    x->input = vm__ref(input);
+    x->sender = avm_nil();
+    x->machine = vm__ref(x->plat->node);
+    x->txctrl = avm_nil();
+    vm_ctx c = {.self = avm_nil(), .input = avm_nil(), .sender = avm_nil(),
+                .machine = avm_nil(), .oid = avm_nil(), .inp = avm_nil()};
+    if (VEC_PUSH(x, x->ctxs, c) != 0)
+        return AVM_ENOMEM;
+    if (vm__push_frame(x, m, (uint32_t)fn, 0, FR_MAIN) != VM_OK) {
+        x->ctxs.n--;
+        return AVM_ENOMEM;
+    }
+    x->started = true;
+    x->status = AVM_RUN_YIELD;
+    return 0;
+}
+
+avm_run_status avm_exec_status(const avm_exec *x)
+{
+    return x->status;
+}
+
+avm_val avm_exec_result(const avm_exec *x)
+{
+    return x->result;
+}
+
+const avm_error *avm_exec_error(const avm_exec *x)
+{
+    return &x->error;
+}
+
+avm_val avm_exec_blocked_on(const avm_exec *x)
+{
+    return x->blocked_on;
+}
+
+size_t avm_exec_trace_len(const avm_exec *x)
+{
+    return x->trace.n;
+}
+
+const avm_event *avm_exec_trace(const avm_exec *x)
+{
+    return x->trace.v;
+}
+
+uint64_t avm_exec_event_counter(const avm_exec *x)
+{
+    return x->counter;
+}
+
+uint64_t avm_exec_steps(const avm_exec *x)
+{
+    return x->steps;
+}

@@ -1,0 +1,120 @@
+/* The interpreter: one execution of an AVM program.
+ *
+ * An execution runs a module's entry program (or any behaviour) as a stack of VM
+ * frames; a nested `call` pushes a frame rather than recursing in C, so any
+ * instruction at any depth can suspend the execution. avm_exec_run() runs until the
+ * program ends, fails, blocks (receive on an empty mailbox) or spends its
+ * instruction budget; the caller decides when to run it again. The whole state
+ * (frames, values, the transaction overlay, the trace) is plain data and
+ * serializes with avm_exec_encode(). */
+#ifndef AVM_VM_H
+#define AVM_VM_H
+
+#include <stdint.h>
+
+#include "avm_error.h"
+#include "bytecode.h"
+#include "platform.h"
+#include "value.h"
+
+typedef enum {
+    AVM_MODE_DEFAULT = 0, /* the decisions of DESIGN.md section 3 */
+    AVM_MODE_STRICT = 1,  /* the literal Interpreter.lagda.md */
+} avm_mode;
+
+typedef struct avm_exec_config {
+    avm_mode mode;
+    bool allow_unsafe;    /* the grant for unsafe instructions */
+    bool keep_trace;      /* keep the trace in memory (avm_exec_trace) */
+    uint32_t max_frames;  /* call depth limit (0: 10,000) */
+    uint32_t max_stack;   /* value stack limit in values (0: 1,000,000) */
+} avm_exec_config;
+
+typedef enum {
+    AVM_RUN_DONE = 0,    /* the program returned; avm_exec_result() */
+    AVM_RUN_FAILED = 1,  /* an AVM error or EvalError; avm_exec_error() */
+    AVM_RUN_YIELD = 2,   /* budget spent; run again to continue */
+    AVM_RUN_BLOCKED = 3, /* waiting for a message (receive); run again later */
+} avm_run_status;
+
+/* Event types of Context.lagda.md. */
+#define AVM_EVENT_MAP(X)                                                              \
+    X(OBJECT_CREATED, "ObjectCreated")         /* oid, behaviour name */              \
+    X(OBJECT_DESTROYED, "ObjectDestroyed")     /* oid */                              \
+    X(OBJECT_CALLED, "ObjectCalled")           /* oid, input, output (maybe) */       \
+    X(MESSAGE_RECEIVED, "MessageReceived")     /* oid, input */                       \
+    X(OBJECT_MOVED, "ObjectMoved")             /* oid, from machine, to machine */    \
+    X(EXECUTION_MOVED, "ExecutionMoved")       /* to machine, from machine */         \
+    X(OBJECT_FETCHED, "ObjectFetched")         /* oid, machine */                     \
+    X(OBJECT_TRANSFERRED, "ObjectTransferred") /* oid, from ctrl, to ctrl */          \
+    X(OBJECT_FROZEN, "ObjectFrozen")           /* oid, ctrl */                        \
+    X(FUNCTION_UPDATED, "FunctionUpdated")     /* name */                             \
+    X(TRANSACTION_STARTED, "TransactionStarted")                                      \
+    X(TRANSACTION_COMMITTED, "TransactionCommitted")                                  \
+    X(TRANSACTION_ABORTED, "TransactionAborted")                                      \
+    X(ERROR_OCCURRED, "ErrorOccurred") /* error code + args */
+
+typedef enum {
+#define AVM__EV_ENUM(id, name) AVM_EV_##id,
+    AVM_EVENT_MAP(AVM__EV_ENUM)
+#undef AVM__EV_ENUM
+        AVM_EV_COUNT
+} avm_event_type;
+
+const char *avm_event_name(avm_event_type t);
+
+/* A LogEntry: timestamp (the event counter), event type and arguments, and the
+ * executing controller (nil for nothing). */
+typedef struct avm_event {
+    uint64_t ts;
+    uint8_t type;
+    bool has_output;          /* OBJECT_CALLED: output is `just a[2]` */
+    uint16_t ecode;           /* ERROR_OCCURRED: avm_error_code, args in a[] */
+    avm_val ctrl;
+    avm_val a[3];
+} avm_event;
+
+void avm_event_print(avm_buf *b, const avm_event *e);
+void avm_event_json(avm_buf *b, const avm_event *e);
+
+typedef struct avm_exec avm_exec;
+
+/* A new execution bound to a platform (borrowed: it must outlive the execution).
+ * NULL on allocation failure. */
+avm_exec *avm_exec_new(const avm_platform *p, const avm_exec_config *cfg);
+void avm_exec_free(avm_exec *x);
+
+/* Loads the module's entry program, or with fn >= 0 its function fn (a `defun`
+ * without parameters, run as an entry program), (self and input are the top-level frame's; the
+ * specification's runners use an "orchestrator" object id and an empty input).
+ * Registers the module's `pure` functions that the registry does not hold yet.
+ * Returns AVM_EUNSAFE (with a message in errmsg naming the function and the
+ * instruction) when the module uses an unsafe instruction without the grant,
+ * AVM_EINVAL when it has no entry program. */
+int avm_exec_start(avm_exec *x, avm_module *m, int fn, avm_val self, avm_val input,
+                   char *errmsg, size_t errlen);
+
+/* Runs at most `budget` VM instructions (0: no limit). */
+avm_run_status avm_exec_run(avm_exec *x, uint64_t budget);
+
+avm_run_status avm_exec_status(const avm_exec *x);
+/* Borrowed; valid once the status is AVM_RUN_DONE. */
+avm_val avm_exec_result(const avm_exec *x);
+/* Borrowed; valid once the status is AVM_RUN_FAILED. */
+const avm_error *avm_exec_error(const avm_exec *x);
+/* Borrowed; the object whose receive blocks, once the status is AVM_RUN_BLOCKED. */
+avm_val avm_exec_blocked_on(const avm_exec *x);
+
+size_t avm_exec_trace_len(const avm_exec *x);
+const avm_event *avm_exec_trace(const avm_exec *x);
+uint64_t avm_exec_event_counter(const avm_exec *x);
+uint64_t avm_exec_steps(const avm_exec *x);
+
+/* Execution state as bytes (msgpack, versioned), and back. The platform given to
+ * decode must be equivalent to the one the execution ran on (same store
+ * contents). Decoded modules are verified. */
+int avm_exec_encode(const avm_exec *x, avm_buf *out);
+int avm_exec_decode(const uint8_t *p, size_t n, const avm_platform *plat,
+                    avm_exec **out, char *errmsg, size_t errlen);
+
+#endif

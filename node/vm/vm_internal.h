@@ -1,0 +1,149 @@
+/* Internals of the interpreter shared by vm.c (the dispatch loop), vm_ops.c (the
+ * AVM instructions) and exec_codec.c (serialization). Not a public header. */
+#ifndef AVM_VM_INTERNAL_H
+#define AVM_VM_INTERNAL_H
+
+#include "vm.h"
+
+/* Frame kinds. A boundary frame starts an activation with its own AVM context
+ * (self, input, sender, machine) and has an entry in the context stack. */
+enum {
+    FR_PLAIN = 0,    /* a defun or pure function called with OP_CALL */
+    FR_MAIN = 1,     /* the entry program */
+    FR_BEHAVIOR = 2, /* an object's behaviour, entered by `call` */
+    FR_PURE = 3,     /* a registered pure function, entered by `callPure` */
+};
+
+typedef struct vm_frame {
+    avm_module *mod; /* one reference held by the frame */
+    uint32_t fn, pc, base;
+    uint8_t kind;
+} vm_frame;
+
+/* What a boundary frame saved of its caller, and why it was entered. */
+typedef struct vm_ctx {
+    avm_val self, input, sender, machine; /* the caller's, restored on return */
+    avm_val oid, inp;                     /* FR_BEHAVIOR: the call */
+    bool in_tx;                           /* FR_BEHAVIOR: caller was in a tx */
+    uint32_t txdepth;                     /* transaction depth at entry */
+} vm_ctx;
+
+/* A savepoint: one open (possibly nested) transaction. */
+typedef struct vm_savept {
+    avm_val txid;
+    avm_val ctrl_before; /* txController when this level began */
+    uint32_t nctx;       /* context depth of the frame that began it */
+    size_t nreads, ncreates, ntransfers, nstates, ndestroys, nwrites;
+} vm_savept;
+
+#define VEC(T)                                                                        \
+    struct {                                                                          \
+        T *v;                                                                         \
+        size_t n, cap;                                                                \
+    }
+
+typedef struct vm_finished {
+    avm_val txid;
+    bool committed;
+} vm_finished;
+
+#define VM_FINISHED_RING 64
+
+struct avm_exec {
+    const avm_platform *plat;
+    avm_exec_config cfg;
+
+    /* Values: locals and operand stacks of all frames. */
+    avm_val *stack;
+    size_t sp, stack_cap;
+    VEC(vm_frame) frames;
+    VEC(vm_ctx) ctxs;
+
+    /* The current activation (the specification's execution frame). */
+    avm_val self, input, sender, machine;
+
+    /* The transaction: savepoints (depth = number of open levels), the
+     * controller, and the overlay. */
+    VEC(vm_savept) tx;
+    avm_val txctrl;
+    VEC(avm_read) reads; /* the specification's `observed` */
+    VEC(avm_create) creates;
+    VEC(avm_pair) transfers;
+    VEC(avm_pair) states;
+    VEC(avm_val) destroys;
+    VEC(avm_pair) writes; /* the specification's txLog */
+
+    /* States of activations that have no object record (the top-level
+     * orchestrator): the specification's StateStore is total. */
+    VEC(avm_pair) detached;
+
+    vm_finished finished[VM_FINISHED_RING];
+    uint32_t nfinished;
+
+    uint64_t counter; /* eventCounter */
+    uint64_t steps;
+    VEC(avm_event) trace;
+
+    avm_run_status status;
+    avm_val result;
+    avm_error error;
+    avm_val blocked_on;
+    bool started;
+};
+
+/* Grows a vector to hold one more element; 0 or AVM_ENOMEM. */
+int vm__vec_grow(void **v, size_t *cap, size_t elem, size_t need);
+#define VEC_PUSH(x, vec, val)                                                         \
+    ((vec).n < (vec).cap ||                                                           \
+             vm__vec_grow((void **)&(vec).v, &(vec).cap, sizeof(*(vec).v),           \
+                          (vec).n + 1) == 0                                           \
+         ? ((vec).v[(vec).n++] = (val), 0)                                            \
+         : AVM_ENOMEM)
+
+/* Executes AVM instruction `op` whose argc arguments are args[0..argc) (borrowed).
+ * Returns:
+ *   VM_OK with an owned result in *out,
+ *   VM_FAIL with x->error set,
+ *   VM_BLOCK (nothing consumed; run the instruction again later),
+ *   VM_ENTERED when it pushed a frame (call, callPure): the result comes when
+ *   that frame returns. */
+enum { VM_OK = 0, VM_FAIL = 1, VM_BLOCK = 2, VM_ENTERED = 3 };
+int vm__instr(avm_exec *x, int op, avm_val *args, int argc, avm_val *out);
+
+/* Pushes a frame for function fn of mod with argc arguments already on the stack.
+ * VM_OK or VM_FAIL (depth or stack limit, memory). */
+int vm__push_frame(avm_exec *x, avm_module *mod, uint32_t fn, uint32_t argc,
+                   uint8_t kind);
+
+/* Makes room for `need` values on the stack: 0, AVM_ETOOBIG or AVM_ENOMEM. */
+int vm__ensure_stack(avm_exec *x, size_t need);
+
+/* Called when a boundary frame returns value v (owned). Pushes the caller's result
+ * or ends the execution. VM_OK or VM_FAIL. */
+int vm__boundary_return(avm_exec *x, vm_frame *fr, avm_val v);
+
+/* Appends a log entry: type, arguments (owned), controller = x->txctrl now, and
+ * increments the event counter (unless no_increment: the specification's
+ * transferObject of a pending create). */
+int vm__event(avm_exec *x, int type, avm_val a0, avm_val a1, avm_val a2);
+int vm__event_ctrl(avm_exec *x, int type, avm_val ctrl, avm_val a0, avm_val a1,
+                   avm_val a2, bool increment);
+
+/* Sets an EvalError with the current source position. Returns VM_FAIL. */
+int vm__eval_error(avm_exec *x, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+int vm__fail(avm_exec *x, avm_error_code c, avm_val a0, avm_val a1, avm_val a2);
+int vm__oom(avm_exec *x);
+
+/* Aborts every open transaction level at or above depth (used when a frame that
+ * began a transaction returns), logging TransactionAborted for the outermost. */
+void vm__abort_from(avm_exec *x, size_t depth);
+void vm__tx_clear(avm_exec *x);
+
+static inline avm_val vm__ref(avm_val v)
+{
+    avm_val_retain(v);
+    return v;
+}
+
+#endif

@@ -1,0 +1,1369 @@
+/* The AVM instructions: the semantics of Interpreter.lagda.md, with the decisions of
+ * DESIGN.md section 3 in default mode. Each instruction quotes the specification
+ * function it implements. "S:" marks what strict mode does differently. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "avm_err.h"
+#include "module.h"
+#include "vm_internal.h"
+
+#define STRICT(x) ((x)->cfg.mode == AVM_MODE_STRICT)
+#define IN_TX(x) ((x)->tx.n > 0)
+
+/* Identifiers. */
+
+static int make_id(avm_kind k, const char *fmt1, avm_val prefix, uint64_t n, avm_val *out)
+{
+    char buf[512];
+    if (prefix.kind != AVM_NIL)
+        snprintf(buf, sizeof(buf), "%.400s/%s%llu", prefix.u.s->data, fmt1,
+                 (unsigned long long)n);
+    else
+        snprintf(buf, sizeof(buf), "%s%llu", fmt1, (unsigned long long)n);
+    return avm_cstr(k, buf, out);
+}
+
+/* freshObjectId: S: the event counter ("obj-N", as the specification's runners);
+ * default: node-prefixed and never reused (decision 9). */
+static int fresh_oid(avm_exec *x, avm_val *out)
+{
+    if (STRICT(x))
+        return make_id(AVM_OBJID, "obj-", avm_nil(), x->counter, out);
+    avm_store *s = x->plat->store;
+    return make_id(AVM_OBJID, "", x->plat->node, s->ops->next_seq(s), out);
+}
+
+static int fresh_txid(avm_exec *x, avm_val *out)
+{
+    if (STRICT(x))
+        return make_id(AVM_TXID, "", avm_nil(), x->counter, out);
+    avm_store *s = x->plat->store;
+    return make_id(AVM_TXID, "t", x->plat->node, s->ops->next_seq(s), out);
+}
+
+/* Overlay lookups (search from the end: later entries win). */
+
+static long pending_create(const avm_exec *x, avm_val oid)
+{
+    for (size_t i = x->creates.n; i > 0; i--)
+        if (avm_val_eq(x->creates.v[i - 1].oid, oid))
+            return (long)(i - 1);
+    return -1;
+}
+
+static bool pending_destroy(const avm_exec *x, avm_val oid)
+{
+    for (size_t i = 0; i < x->destroys.n; i++)
+        if (avm_val_eq(x->destroys.v[i], oid))
+            return true;
+    return false;
+}
+
+static avm_val pending_transfer(const avm_exec *x, avm_val oid)
+{
+    for (size_t i = x->transfers.n; i > 0; i--)
+        if (avm_val_eq(x->transfers.v[i - 1].a, oid))
+            return x->transfers.v[i - 1].b;
+    return avm_nil();
+}
+
+/* What an instruction sees of an object. */
+enum { V_NONE, V_STORE, V_PENDING, V_DESTROYED };
+
+typedef struct view {
+    int where;
+    const avm_objrec *rec; /* V_STORE */
+    long create;           /* V_PENDING: index in x->creates */
+    avm_meta meta;         /* borrowed; the current controller as the tx sees it */
+    avm_behavior beh;      /* borrowed */
+    uint64_t version;
+} view;
+
+/* Default mode: read your own writes (decision 1). */
+static view view_of(avm_exec *x, avm_val oid)
+{
+    view v = {.where = V_NONE, .create = -1};
+    long c = pending_create(x, oid);
+    if (c >= 0) {
+        v.where = V_PENDING;
+        v.create = c;
+        v.meta = x->creates.v[c].meta;
+        v.beh = x->creates.v[c].beh;
+    } else if (pending_destroy(x, oid)) {
+        v.where = V_DESTROYED;
+        return v;
+    } else {
+        avm_store *s = x->plat->store;
+        const avm_objrec *r = s->ops->get(s, oid);
+        if (r == NULL)
+            return v;
+        v.where = V_STORE;
+        v.rec = r;
+        v.meta = r->meta;
+        v.beh = r->beh;
+        v.version = r->version;
+    }
+    avm_val t = pending_transfer(x, oid);
+    if (t.kind != AVM_NIL)
+        v.meta.current = t;
+    return v;
+}
+
+/* The committed record only (the specification's lookupObjectWithMeta). */
+static view view_store(avm_exec *x, avm_val oid)
+{
+    view v = {.where = V_NONE, .create = -1};
+    avm_store *s = x->plat->store;
+    const avm_objrec *r = s->ops->get(s, oid);
+    if (r != NULL) {
+        v.where = V_STORE;
+        v.rec = r;
+        v.meta = r->meta;
+        v.beh = r->beh;
+        v.version = r->version;
+    }
+    return v;
+}
+
+/* The specification's lookupPendingCreate. */
+static view view_pending(avm_exec *x, avm_val oid)
+{
+    view v = {.where = V_NONE, .create = -1};
+    long c = pending_create(x, oid);
+    if (c >= 0) {
+        v.where = V_PENDING;
+        v.create = c;
+        v.meta = x->creates.v[c].meta;
+        v.beh = x->creates.v[c].beh;
+    }
+    return v;
+}
+
+/* ensureObserved: add oid to the read set. Default mode records the version seen,
+ * so that commit validation detects any write committed since (serializable);
+ * strict mode only checks existence, as validateObserved does. */
+static int observe(avm_exec *x, avm_val oid, const view *v)
+{
+    for (size_t i = 0; i < x->reads.n; i++)
+        if (avm_val_eq(x->reads.v[i].oid, oid))
+            return 0;
+    avm_read r = {.oid = vm__ref(oid),
+                  .version = STRICT(x) || v->where != V_STORE ? AVM_VERSION_EXISTS
+                                                              : v->version};
+    if (VEC_PUSH(x, x->reads, r) != 0) {
+        avm_val_release(oid);
+        return vm__oom(x);
+    }
+    return VM_OK;
+}
+
+static avm_val unknown_ctrl(avm_val c)
+{
+    if (c.kind != AVM_NIL)
+        return vm__ref(c);
+    avm_val u;
+    if (avm_cstr(AVM_CTRLID, "unknown", &u) != 0)
+        return avm_nil();
+    return u;
+}
+
+/* resolveTxController: a transaction begun with `nothing` takes the controller of
+ * the first object it touches. */
+static int resolve_ctrl(avm_exec *x, avm_val oid, const avm_meta *m)
+{
+    if (!IN_TX(x) || x->txctrl.kind != AVM_NIL)
+        return VM_OK;
+    if (m->current.kind == AVM_NIL)
+        return vm__fail(x, AVM_ERR_OBJECT_HAS_NO_CONTROLLER, vm__ref(oid), avm_nil(),
+                        avm_nil());
+    x->txctrl = vm__ref(m->current);
+    return VM_OK;
+}
+
+/* resolveAndCheckOwnership (R5: only the current controller may mutate). */
+static int resolve_and_check(avm_exec *x, avm_val oid, const avm_meta *m)
+{
+    int rv = resolve_ctrl(x, oid, m);
+    if (rv != VM_OK)
+        return rv;
+    if (m->current.kind == AVM_NIL || !avm_val_eq(m->current, x->txctrl))
+        return vm__fail(x, AVM_ERR_CROSS_CONTROLLER_TX, vm__ref(oid),
+                        unknown_ctrl(m->current), avm_nil());
+    return VM_OK;
+}
+
+/* Applies an immediate effect (outside a transaction) through the store. */
+static int apply_now(avm_exec *x, const avm_writeset *ws)
+{
+    avm_store *s = x->plat->store;
+    bool ok;
+    int rv = s->ops->apply(s, ws, &ok);
+    if (rv != 0)
+        return rv == AVM_ENOMEM ? vm__oom(x)
+                                : vm__eval_error(x, "store: %s", avm_strerror(rv));
+    return VM_OK;
+}
+
+static int want_kind(avm_exec *x, int op, avm_val v, avm_kind k, bool nil_ok)
+{
+    if (v.kind == k || (nil_ok && v.kind == AVM_NIL))
+        return VM_OK;
+    return vm__eval_error(x, "%s expects %s%s, got %s", avm_instr_table[op].name,
+                          avm_kind_name(k), nil_ok ? " or nil" : "",
+                          avm_kind_name(v.kind));
+}
+
+static int empty_list(avm_exec *x, avm_val *out)
+{
+    return avm_list_new(0, out) == 0 ? VM_OK : vm__oom(x);
+}
+
+/* ObjectMeta as a value: an association list. */
+static int meta_value(avm_exec *x, avm_val oid, const avm_meta *m, avm_val *out)
+{
+    static const char *keys[] = {"objectId", "machine", "creatingController",
+                                 "currentController"};
+    avm_val vals[4] = {oid, m->machine, m->creating, m->current};
+    if (avm_list_new(4, out) != 0)
+        return vm__oom(x);
+    for (int i = 0; i < 4; i++) {
+        avm_val k, e;
+        if (avm_cstr(AVM_STR, keys[i], &k) != 0 || avm_list_new(2, &e) != 0) {
+            avm_val_release(*out);
+            return vm__oom(x);
+        }
+        e.u.l->items[0] = k;
+        e.u.l->items[1] = vm__ref(vals[i]);
+        out->u.l->items[i] = e;
+    }
+    return VM_OK;
+}
+
+static int alist(avm_exec *x, const char **keys, avm_val *vals, int n, avm_val *out)
+{
+    if (avm_list_new((size_t)n, out) != 0)
+        goto oom;
+    for (int i = 0; i < n; i++) {
+        avm_val k, e;
+        if (avm_cstr(AVM_STR, keys[i], &k) != 0)
+            goto oom;
+        if (avm_list_new(2, &e) != 0) {
+            avm_val_release(k);
+            goto oom;
+        }
+        e.u.l->items[0] = k;
+        e.u.l->items[1] = vals[i];
+        vals[i] = avm_nil();
+        out->u.l->items[i] = e;
+    }
+    return VM_OK;
+oom:
+    for (int i = 0; i < n; i++)
+        avm_val_release(vals[i]);
+    return vm__oom(x);
+}
+
+/* Obj --------------------------------------------------------------------------- */
+
+static int find_behavior(avm_exec *x, avm_val name, avm_behavior *out)
+{
+    vm_frame *fr = &x->frames.v[x->frames.n - 1];
+    int i = avm_module_find(fr->mod, name.u.s->data, AVM_FN_BEHAVIOR);
+    if (i >= 0) {
+        out->name = name;
+        out->mod = fr->mod;
+        out->fn = (uint32_t)i;
+        return VM_OK;
+    }
+    if (x->plat->resolve_behavior &&
+        x->plat->resolve_behavior(x->plat->data, name, out) == 0)
+        return VM_OK;
+    return vm__eval_error(x, "createObj: no behaviour named \"%s\"", name.u.s->data);
+}
+
+/* createObj (withCreateTxBranch). */
+static int op_create(avm_exec *x, avm_val *a, int argc, avm_val *out)
+{
+    avm_val name = a[0], mctrl = argc > 1 ? a[1] : avm_nil();
+    if (want_kind(x, AVM_I_CREATE_OBJ, name, AVM_STR, false) ||
+        want_kind(x, AVM_I_CREATE_OBJ, mctrl, AVM_CTRLID, true))
+        return VM_FAIL;
+    avm_behavior beh;
+    if (find_behavior(x, name, &beh) != VM_OK)
+        return VM_FAIL;
+    avm_val eff = mctrl.kind != AVM_NIL ? mctrl : x->txctrl;
+    if (!STRICT(x) && IN_TX(x)) {
+        if (mctrl.kind != AVM_NIL && !x->plat->reachable_controller(x->plat->data, mctrl))
+            return vm__fail(x, AVM_ERR_CONTROLLER_UNREACHABLE, vm__ref(mctrl), avm_nil(),
+                            avm_nil());
+        /* Decision 4: an unresolved transaction resolves when it creates. */
+        if (x->txctrl.kind == AVM_NIL)
+            x->txctrl = vm__ref(mctrl.kind != AVM_NIL ? mctrl : x->plat->default_ctrl);
+        eff = x->txctrl;
+    }
+    avm_val oid;
+    if (fresh_oid(x, &oid) != 0)
+        return vm__oom(x);
+    if (!STRICT(x) && IN_TX(x) && mctrl.kind != AVM_NIL && !avm_val_eq(mctrl, x->txctrl))
+        return vm__fail(x, AVM_ERR_CROSS_CONTROLLER_TX, oid, vm__ref(mctrl), avm_nil());
+    avm_create c = {.oid = vm__ref(oid), .beh = beh,
+                    .meta = {.machine = vm__ref(x->machine), .creating = vm__ref(eff),
+                             .current = vm__ref(eff)}};
+    avm_val_retain(beh.name);
+    avm_module_retain(beh.mod);
+    vm__event(x, AVM_EV_OBJECT_CREATED, vm__ref(oid), vm__ref(name), avm_nil());
+    if (IN_TX(x)) {
+        if (VEC_PUSH(x, x->creates, c) != 0)
+            goto oom;
+    } else {
+        avm_writeset ws = {.creates = &c, .ncreates = 1};
+        int rv = apply_now(x, &ws);
+        avm_val_release(c.oid);
+        avm_val_release(c.beh.name);
+        avm_module_release(c.beh.mod);
+        avm_val_release(c.meta.machine);
+        avm_val_release(c.meta.creating);
+        avm_val_release(c.meta.current);
+        if (rv != VM_OK) {
+            avm_val_release(oid);
+            return rv;
+        }
+    }
+    *out = oid;
+    return VM_OK;
+oom:
+    avm_val_release(oid);
+    return vm__oom(x);
+}
+
+static void create_release(avm_create *c)
+{
+    avm_val_release(c->oid);
+    avm_val_release(c->beh.name);
+    if (c->beh.mod)
+        avm_module_release(c->beh.mod);
+    avm_val_release(c->meta.machine);
+    avm_val_release(c->meta.creating);
+    avm_val_release(c->meta.current);
+}
+
+/* destroyObj. */
+static int op_destroy(avm_exec *x, avm_val oid, avm_val *out)
+{
+    if (want_kind(x, AVM_I_DESTROY_OBJ, oid, AVM_OBJID, false))
+        return VM_FAIL;
+    if (IN_TX(x)) {
+        long c = pending_create(x, oid);
+        if (c >= 0) {
+            /* removePendingCreate */
+            vm__event(x, AVM_EV_OBJECT_DESTROYED, vm__ref(oid), avm_nil(), avm_nil());
+            create_release(&x->creates.v[c]);
+            memmove(&x->creates.v[c], &x->creates.v[c + 1],
+                    (x->creates.n - (size_t)c - 1) * sizeof(avm_create));
+            x->creates.n--;
+            /* Savepoints above this create now count one fewer. */
+            for (size_t i = 0; i < x->tx.n; i++)
+                if (x->tx.v[i].ncreates > (size_t)c)
+                    x->tx.v[i].ncreates--;
+            *out = avm_bool(true);
+            return VM_OK;
+        }
+        if (!STRICT(x) && pending_destroy(x, oid))
+            return vm__fail(x, AVM_ERR_OBJECT_ALREADY_DESTROYED, vm__ref(oid), avm_nil(),
+                            avm_nil());
+        view v = STRICT(x) ? view_store(x, oid) : view_of(x, oid);
+        if (v.where == V_NONE)
+            return vm__fail(x, AVM_ERR_OBJECT_NOT_FOUND, vm__ref(oid), avm_nil(),
+                            avm_nil());
+        /* destroyObjInTx */
+        if (resolve_and_check(x, oid, &v.meta) != VM_OK || observe(x, oid, &v) != VM_OK)
+            return VM_FAIL;
+        if (VEC_PUSH(x, x->destroys, vm__ref(oid)) != 0) {
+            avm_val_release(oid);
+            return vm__oom(x);
+        }
+        vm__event(x, AVM_EV_OBJECT_DESTROYED, vm__ref(oid), avm_nil(), avm_nil());
+        *out = avm_bool(true);
+        return VM_OK;
+    }
+    view v = view_store(x, oid);
+    if (v.where == V_NONE)
+        return vm__fail(x, AVM_ERR_OBJECT_NOT_FOUND, vm__ref(oid), avm_nil(), avm_nil());
+    /* destroyObjNoTx */
+    if (v.meta.current.kind == AVM_NIL)
+        return vm__fail(x, AVM_ERR_OBJECT_HAS_NO_CONTROLLER, vm__ref(oid), avm_nil(),
+                        avm_nil());
+    avm_writeset ws = {.destroys = &oid, .ndestroys = 1, .spec_order = STRICT(x)};
+    vm__event(x, AVM_EV_OBJECT_DESTROYED, vm__ref(oid), avm_nil(), avm_nil());
+    if (apply_now(x, &ws) != VM_OK)
+        return VM_FAIL;
+    *out = avm_bool(true);
+    return VM_OK;
+}
+
+/* call (executeObj (call oid inp), callObjInTx, handleCall): enters the behaviour
+ * as a new frame; vm__boundary_return finishes it. */
+static int op_call(avm_exec *x, avm_val *a, avm_val *out)
+{
+    avm_val oid = a[0];
+    if (want_kind(x, AVM_I_CALL, oid, AVM_OBJID, false))
+        return VM_FAIL;
+    view v = STRICT(x) ? view_pending(x, oid) : view_of(x, oid);
+    if (v.where == V_DESTROYED)
+        return vm__fail(x, AVM_ERR_OBJECT_ALREADY_DESTROYED, vm__ref(oid), avm_nil(),
+                        avm_nil());
+    if (v.where == V_NONE) {
+        v = view_store(x, oid);
+        if (v.where == V_NONE)
+            return vm__fail(x, AVM_ERR_OBJECT_NOT_FOUND, vm__ref(oid), avm_nil(),
+                            avm_nil());
+    }
+    /* The specification checks ownership only for committed objects (a pending
+     * create is called directly); default mode does the same, since a pending create
+     * always belongs to the transaction's controller (decision 4). */
+    if (IN_TX(x) && v.where == V_STORE) {
+        if (resolve_and_check(x, oid, &v.meta) != VM_OK || observe(x, oid, &v) != VM_OK)
+            return VM_FAIL;
+    }
+    avm_behavior beh = v.beh;
+    vm_ctx c = {.self = x->self, .input = x->input, .sender = x->sender,
+                .machine = x->machine, .oid = vm__ref(oid), .inp = a[1],
+                .in_tx = IN_TX(x), .txdepth = (uint32_t)x->tx.n};
+    /* The arguments move into the context: oid stays referenced by c.oid (+1 above)
+     * and the stack's reference to oid is dropped below; input moves as is. */
+    if (VEC_PUSH(x, x->ctxs, c) != 0) {
+        avm_val_release(oid);
+        return vm__oom(x);
+    }
+    x->sp -= 2;
+    avm_val_release(oid);
+    x->self = vm__ref(oid);
+    x->input = vm__ref(a[1]);
+    x->sender = vm__ref(c.self);
+    x->machine = vm__ref(v.meta.machine);
+    int rv = vm__push_frame(x, beh.mod, beh.fn, 0, FR_BEHAVIOR);
+    if (rv != VM_OK)
+        return rv; /* the failure unwinds everything */
+    (void)out;
+    return VM_ENTERED;
+}
+
+/* receive. S: the specification's placeholder returns the current input.
+ * Default: the next message of self's mailbox; blocks when it is empty. */
+static int op_receive(avm_exec *x, avm_val *out)
+{
+    avm_val msg;
+    if (STRICT(x)) {
+        msg = vm__ref(x->input);
+    } else {
+        int rv = x->plat->mailbox_pop ? x->plat->mailbox_pop(x->plat->data, x->self, &msg)
+                                      : 0;
+        if (rv < 0)
+            return vm__eval_error(x, "receive: %s", avm_strerror(-rv));
+        if (rv == 0) {
+            avm_val_release(x->blocked_on);
+            x->blocked_on = vm__ref(x->self);
+            return VM_BLOCK;
+        }
+        avm_val_release(x->blocked_on);
+        x->blocked_on = avm_nil();
+    }
+    vm__event(x, AVM_EV_MESSAGE_RECEIVED, vm__ref(x->self), vm__ref(msg), avm_nil());
+    *out = msg;
+    return VM_OK;
+}
+
+/* Introspect --------------------------------------------------------------------- */
+
+static avm_val *detached_state(avm_exec *x, avm_val oid)
+{
+    for (size_t i = 0; i < x->detached.n; i++)
+        if (avm_val_eq(x->detached.v[i].a, oid))
+            return &x->detached.v[i].b;
+    return NULL;
+}
+
+/* getState: S: the committed state (lookupState). Default: the transaction's own
+ * pending state first (decision 1). */
+static int op_get_state(avm_exec *x, avm_val *out)
+{
+    if (!STRICT(x) && IN_TX(x)) {
+        for (size_t i = x->states.n; i > 0; i--)
+            if (avm_val_eq(x->states.v[i - 1].a, x->self)) {
+                *out = vm__ref(x->states.v[i - 1].b);
+                return VM_OK;
+            }
+        if (pending_create(x, x->self) >= 0)
+            return empty_list(x, out);
+    }
+    avm_store *s = x->plat->store;
+    const avm_objrec *r = s->ops->get(s, x->self);
+    if (r != NULL) {
+        *out = vm__ref(r->state);
+        return VM_OK;
+    }
+    avm_val *d = detached_state(x, x->self);
+    if (d != NULL) {
+        *out = vm__ref(*d);
+        return VM_OK;
+    }
+    return empty_list(x, out);
+}
+
+/* setState: immediate outside a transaction, pending inside. */
+static int op_set_state(avm_exec *x, avm_val st, avm_val *out)
+{
+    if (want_kind(x, AVM_I_SET_STATE, st, AVM_LIST, false))
+        return VM_FAIL;
+    *out = avm_nil();
+    if (IN_TX(x)) {
+        if (!STRICT(x)) {
+            /* R5 and serializability: the writer must own the object, and the write
+             * is validated like a read. */
+            view v = view_of(x, x->self);
+            if (v.where == V_STORE &&
+                (resolve_and_check(x, x->self, &v.meta) != VM_OK ||
+                 observe(x, x->self, &v) != VM_OK))
+                return VM_FAIL;
+        }
+        avm_pair p = {vm__ref(x->self), vm__ref(st)};
+        if (VEC_PUSH(x, x->states, p) != 0) {
+            avm_val_release(p.a);
+            avm_val_release(p.b);
+            return vm__oom(x);
+        }
+        return VM_OK;
+    }
+    avm_store *s = x->plat->store;
+    if (s->ops->get(s, x->self) != NULL) {
+        avm_pair p = {x->self, st};
+        avm_writeset ws = {.states = &p, .nstates = 1};
+        return apply_now(x, &ws);
+    }
+    /* No object holds this state (the top-level program): keep it with the
+     * execution, as the specification's total StateStore would. */
+    avm_val *d = detached_state(x, x->self);
+    if (d != NULL) {
+        avm_val_release(*d);
+        *d = vm__ref(st);
+        return VM_OK;
+    }
+    avm_pair p = {vm__ref(x->self), vm__ref(st)};
+    if (VEC_PUSH(x, x->detached, p) != 0) {
+        avm_val_release(p.a);
+        avm_val_release(p.b);
+        return vm__oom(x);
+    }
+    return VM_OK;
+}
+
+/* Reflect ------------------------------------------------------------------------ */
+
+static int op_reflect(avm_exec *x, avm_val oid, avm_val *out)
+{
+    if (want_kind(x, AVM_I_REFLECT, oid, AVM_OBJID, false))
+        return VM_FAIL;
+    view v = STRICT(x) ? view_store(x, oid) : view_of(x, oid);
+    if (v.where != V_STORE && v.where != V_PENDING) {
+        *out = avm_nil();
+        return VM_OK;
+    }
+    if (!STRICT(x) && IN_TX(x) && observe(x, oid, &v) != VM_OK)
+        return VM_FAIL;
+    return meta_value(x, oid, &v.meta, out);
+}
+
+/* scryMeta / scryDeep: every candidate; the compiled predicate filters them. */
+static int op_scry(avm_exec *x, bool deep, avm_val *out)
+{
+    avm_store *s = x->plat->store;
+    avm_val ids;
+    if (s->ops->ids(s, &ids) != 0)
+        return vm__oom(x);
+    size_t nc = STRICT(x) ? 0 : x->creates.n;
+    avm_val *items = malloc((ids.u.l->len + nc + 1) * sizeof(avm_val));
+    size_t n = 0;
+    if (items == NULL)
+        goto oom;
+    for (size_t i = 0; i < ids.u.l->len + nc; i++) {
+        avm_val oid = i < ids.u.l->len ? ids.u.l->items[i]
+                                       : x->creates.v[i - ids.u.l->len].oid;
+        view v = STRICT(x) ? view_store(x, oid) : view_of(x, oid);
+        if (v.where != V_STORE && v.where != V_PENDING)
+            continue;
+        if (!STRICT(x) && IN_TX(x) && observe(x, oid, &v) != VM_OK)
+            goto fail;
+        avm_val meta, e;
+        if (meta_value(x, oid, &v.meta, &meta) != VM_OK)
+            goto fail;
+        if (avm_list_new(deep ? 3 : 2, &e) != 0) {
+            avm_val_release(meta);
+            goto oom;
+        }
+        e.u.l->items[0] = vm__ref(oid);
+        if (deep) {
+            e.u.l->items[1] = vm__ref(v.beh.name);
+            e.u.l->items[2] = meta;
+        } else {
+            e.u.l->items[1] = meta;
+        }
+        items[n++] = e;
+    }
+    avm_val_release(ids);
+    int rv = avm_list_from(items, n, out);
+    free(items);
+    return rv == 0 ? VM_OK : vm__oom(x);
+oom:
+    vm__oom(x);
+fail:
+    for (size_t i = 0; i < n; i++)
+        avm_val_release(items[i]);
+    free(items);
+    avm_val_release(ids);
+    return VM_FAIL;
+}
+
+/* Reify -------------------------------------------------------------------------- */
+
+static int op_reify_context(avm_exec *x, avm_val *out)
+{
+    static const char *keys[] = {"self", "input", "sender", "machine", "controller"};
+    avm_val ctrl;
+    if (x->txctrl.kind != AVM_NIL)
+        ctrl = vm__ref(x->txctrl);
+    else if (avm_cstr(AVM_CTRLID, "ambient", &ctrl) != 0)
+        return vm__oom(x);
+    avm_val vals[5] = {vm__ref(x->self), vm__ref(x->input), vm__ref(x->sender),
+                       vm__ref(x->machine), ctrl};
+    return alist(x, keys, vals, 5, out);
+}
+
+static int id_list(avm_exec *x, const avm_val *ids, size_t stride, size_t n,
+                   avm_val *out)
+{
+    if (avm_list_new(n, out) != 0)
+        return vm__oom(x);
+    for (size_t i = 0; i < n; i++)
+        out->u.l->items[i] = vm__ref(*(const avm_val *)((const char *)ids + i * stride));
+    return VM_OK;
+}
+
+static int op_reify_tx(avm_exec *x, avm_val *out)
+{
+    static const char *keys[] = {"id", "writes", "creates", "destroys", "observed"};
+    if (!IN_TX(x)) {
+        *out = avm_nil();
+        return VM_OK;
+    }
+    avm_val vals[5] = {vm__ref(x->tx.v[x->tx.n - 1].txid), avm_nil(), avm_nil(),
+                       avm_nil(), avm_nil()};
+    if (avm_list_new(x->writes.n, &vals[1]) != 0)
+        goto oom;
+    for (size_t i = 0; i < x->writes.n; i++) {
+        avm_val w;
+        if (avm_list_new(2, &w) != 0)
+            goto oom;
+        w.u.l->items[0] = vm__ref(x->writes.v[i].a);
+        w.u.l->items[1] = vm__ref(x->writes.v[i].b);
+        vals[1].u.l->items[i] = w;
+    }
+    if (id_list(x, &x->creates.v->oid, sizeof(avm_create), x->creates.n, &vals[2]) ||
+        id_list(x, x->destroys.v, sizeof(avm_val), x->destroys.n, &vals[3]) ||
+        id_list(x, &x->reads.v->oid, sizeof(avm_read), x->reads.n, &vals[4]))
+        goto fail;
+    return alist(x, keys, vals, 5, out);
+oom:
+    vm__oom(x);
+fail:
+    for (int i = 0; i < 5; i++)
+        avm_val_release(vals[i]);
+    return VM_FAIL;
+}
+
+static int op_reify_constraints(avm_exec *x, avm_val *out)
+{
+    static const char *keys[] = {"vars", "count"};
+    avm_val vals[2] = {avm_nil(), avm_int(0)};
+    if (avm_list_new(0, &vals[0]) != 0)
+        return vm__oom(x);
+    return alist(x, keys, vals, 2, out);
+}
+
+/* Tx ----------------------------------------------------------------------------- */
+
+static void remember_finished(avm_exec *x, avm_val txid, bool committed)
+{
+    vm_finished *f = &x->finished[x->nfinished++ % VM_FINISHED_RING];
+    avm_val_release(f->txid);
+    f->txid = vm__ref(txid);
+    f->committed = committed;
+}
+
+static int op_begin(avm_exec *x, avm_val *a, int argc, avm_val *out)
+{
+    avm_val mctrl = argc > 0 ? a[0] : avm_nil();
+    if (want_kind(x, AVM_I_BEGIN_TX, mctrl, AVM_CTRLID, true))
+        return VM_FAIL;
+    if (mctrl.kind != AVM_NIL && !x->plat->reachable_controller(x->plat->data, mctrl))
+        return vm__fail(x, AVM_ERR_CONTROLLER_UNREACHABLE, vm__ref(mctrl), avm_nil(),
+                        avm_nil());
+    if (!STRICT(x) && IN_TX(x) && mctrl.kind != AVM_NIL && x->txctrl.kind != AVM_NIL &&
+        !avm_val_eq(mctrl, x->txctrl)) {
+        char msg[600];
+        snprintf(msg, sizeof(msg),
+                 "beginTx: a nested transaction under controller \"%.200s\" inside a "
+                 "transaction of controller \"%.200s\"",
+                 mctrl.u.s->data, x->txctrl.u.s->data);
+        avm_val s;
+        if (avm_cstr(AVM_STR, msg, &s) != 0)
+            return vm__oom(x);
+        return vm__fail(x, AVM_ERR_INVALID_DURING_TX, s, avm_nil(), avm_nil());
+    }
+    avm_val txid;
+    if (fresh_txid(x, &txid) != 0)
+        return vm__oom(x);
+    avm_val ctrl_before = vm__ref(x->txctrl);
+    /* The entry is made from the state before the transaction begins. */
+    vm__event(x, AVM_EV_TRANSACTION_STARTED, vm__ref(txid), avm_nil(), avm_nil());
+    if (STRICT(x)) {
+        /* The literal beginTx resets txLog, creates, destroys and observed, and
+         * keeps pendingTransfers and pendingStates, even inside a transaction. */
+        size_t ntr = x->transfers.n, nst = x->states.n;
+        x->transfers.n = x->states.n = 0;
+        vm__tx_clear(x); /* also drops the old savepoint and controller */
+        x->transfers.n = ntr;
+        x->states.n = nst;
+    }
+    if (STRICT(x) || !IN_TX(x) || mctrl.kind != AVM_NIL) {
+        avm_val_release(x->txctrl);
+        x->txctrl = vm__ref(mctrl);
+    }
+    vm_savept sp = {.txid = txid, .ctrl_before = ctrl_before,
+                    .nctx = (uint32_t)x->ctxs.n,
+                    .nreads = x->reads.n, .ncreates = x->creates.n,
+                    .ntransfers = x->transfers.n, .nstates = x->states.n,
+                    .ndestroys = x->destroys.n, .nwrites = x->writes.n};
+    if (VEC_PUSH(x, x->tx, sp) != 0) {
+        avm_val_release(txid);
+        avm_val_release(ctrl_before);
+        return vm__oom(x);
+    }
+    *out = vm__ref(txid);
+    return VM_OK;
+}
+
+/* Misuse of commitTx/abortTx in default mode (decisions 3 and 11): which error. */
+static int tx_misuse(avm_exec *x, const char *what, avm_val tid)
+{
+    if (!IN_TX(x))
+        return vm__fail(x, AVM_ERR_NO_ACTIVE_TX, avm_nil(), avm_nil(), avm_nil());
+    for (size_t i = 0; i < x->tx.n; i++) {
+        if (avm_val_eq(x->tx.v[i].txid, tid)) {
+            char msg[300];
+            snprintf(msg, sizeof(msg),
+                     i + 1 < x->tx.n ? "%s: a nested transaction inside it is still open"
+                                     : "%s: the transaction was begun by a calling frame",
+                     what);
+            avm_val s;
+            if (avm_cstr(AVM_STR, msg, &s) != 0)
+                return vm__oom(x);
+            return vm__fail(x, AVM_ERR_INVALID_DURING_TX, s, avm_nil(), avm_nil());
+        }
+    }
+    for (uint32_t i = 0; i < VM_FINISHED_RING; i++) {
+        if (x->finished[i].txid.kind != AVM_NIL && avm_val_eq(x->finished[i].txid, tid))
+            return vm__fail(x,
+                            x->finished[i].committed ? AVM_ERR_TX_ALREADY_COMMITTED
+                                                     : AVM_ERR_TX_ALREADY_ABORTED,
+                            vm__ref(tid), avm_nil(), avm_nil());
+    }
+    return vm__fail(x, AVM_ERR_TX_NOT_FOUND, vm__ref(tid), avm_nil(), avm_nil());
+}
+
+/* Default mode: the innermost transaction, if this frame began it. */
+static bool own_innermost(avm_exec *x, avm_val tid)
+{
+    if (!IN_TX(x))
+        return false;
+    vm_savept *sp = &x->tx.v[x->tx.n - 1];
+    return avm_val_eq(sp->txid, tid) && sp->nctx == x->ctxs.n;
+}
+
+/* Truncates the overlay to a savepoint. */
+static void truncate_to(avm_exec *x, const vm_savept *sp)
+{
+    /* Reads stay: the aborted child's reads may have steered the parent. */
+    while (x->creates.n > sp->ncreates)
+        create_release(&x->creates.v[--x->creates.n]);
+    while (x->transfers.n > sp->ntransfers) {
+        avm_pair *p = &x->transfers.v[--x->transfers.n];
+        avm_val_release(p->a);
+        avm_val_release(p->b);
+    }
+    while (x->states.n > sp->nstates) {
+        avm_pair *p = &x->states.v[--x->states.n];
+        avm_val_release(p->a);
+        avm_val_release(p->b);
+    }
+    while (x->destroys.n > sp->ndestroys)
+        avm_val_release(x->destroys.v[--x->destroys.n]);
+    while (x->writes.n > sp->nwrites) {
+        avm_pair *p = &x->writes.v[--x->writes.n];
+        avm_val_release(p->a);
+        avm_val_release(p->b);
+    }
+}
+
+static int commit_outer(avm_exec *x, bool *ok)
+{
+    avm_writeset ws = {
+        .reads = x->reads.v, .nreads = x->reads.n,
+        .creates = x->creates.v, .ncreates = x->creates.n,
+        .transfers = x->transfers.v, .ntransfers = x->transfers.n,
+        .states = x->states.v, .nstates = x->states.n,
+        .destroys = x->destroys.v, .ndestroys = x->destroys.n,
+        .spec_order = STRICT(x),
+    };
+    avm_store *s = x->plat->store;
+    int rv = s->ops->apply(s, &ws, ok);
+    if (rv != 0)
+        return rv == AVM_ENOMEM ? vm__oom(x)
+                                : vm__eval_error(x, "store: %s", avm_strerror(rv));
+    return VM_OK;
+}
+
+static int op_commit(avm_exec *x, avm_val tid, avm_val *out)
+{
+    if (want_kind(x, AVM_I_COMMIT_TX, tid, AVM_TXID, false))
+        return VM_FAIL;
+    if (STRICT(x)) {
+        if (!IN_TX(x))
+            return vm__fail(x, AVM_ERR_NO_ACTIVE_TX, avm_nil(), avm_nil(), avm_nil());
+        if (!avm_val_eq(tid, x->tx.v[x->tx.n - 1].txid))
+            return vm__fail(x, AVM_ERR_TX_CONFLICT, vm__ref(tid), avm_nil(), avm_nil());
+        bool ok;
+        if (commit_outer(x, &ok) != VM_OK)
+            return VM_FAIL;
+        if (!ok)
+            return vm__fail(x, AVM_ERR_TX_CONFLICT, vm__ref(tid), avm_nil(), avm_nil());
+        avm_val ctrl = vm__ref(x->txctrl);
+        vm__tx_clear(x);
+        vm__event_ctrl(x, AVM_EV_TRANSACTION_COMMITTED, ctrl, vm__ref(tid), avm_nil(),
+                       avm_nil(), true);
+        *out = avm_bool(true);
+        return VM_OK;
+    }
+    if (!own_innermost(x, tid))
+        return tx_misuse(x, "commitTx", tid);
+    if (x->tx.n > 1) {
+        /* Decision 2: a nested commit merges into the parent. */
+        vm_savept sp = x->tx.v[--x->tx.n];
+        vm__event(x, AVM_EV_TRANSACTION_COMMITTED, vm__ref(tid), avm_nil(), avm_nil());
+        remember_finished(x, tid, true);
+        avm_val_release(sp.txid);
+        avm_val_release(sp.ctrl_before);
+        *out = avm_bool(true);
+        return VM_OK;
+    }
+    bool ok;
+    if (commit_outer(x, &ok) != VM_OK)
+        return VM_FAIL;
+    avm_val ctrl = vm__ref(x->txctrl);
+    vm__tx_clear(x);
+    if (ok) {
+        vm__event_ctrl(x, AVM_EV_TRANSACTION_COMMITTED, ctrl, vm__ref(tid), avm_nil(),
+                       avm_nil(), true);
+    } else {
+        /* Decision 3: a conflict aborts the transaction and commitTx says false. */
+        avm_event e = {.ts = x->counter, .type = AVM_EV_ERROR_OCCURRED,
+                       .ecode = AVM_ERR_TX_CONFLICT, .ctrl = vm__ref(ctrl)};
+        e.a[0] = vm__ref(tid);
+        e.a[1] = e.a[2] = avm_nil();
+        x->counter++;
+        if (!x->cfg.keep_trace || VEC_PUSH(x, x->trace, e) != 0) {
+            avm_val_release(e.ctrl);
+            avm_val_release(e.a[0]);
+        }
+        vm__event_ctrl(x, AVM_EV_TRANSACTION_ABORTED, ctrl, vm__ref(tid), avm_nil(),
+                       avm_nil(), true);
+    }
+    remember_finished(x, tid, ok);
+    *out = avm_bool(ok);
+    return VM_OK;
+}
+
+static void abort_level(avm_exec *x, bool log)
+{
+    vm_savept sp = x->tx.v[--x->tx.n];
+    if (log)
+        vm__event(x, AVM_EV_TRANSACTION_ABORTED, vm__ref(sp.txid), avm_nil(), avm_nil());
+    truncate_to(x, &sp);
+    avm_val_release(x->txctrl);
+    x->txctrl = sp.ctrl_before;
+    remember_finished(x, sp.txid, false);
+    avm_val_release(sp.txid);
+    if (x->tx.n == 0)
+        vm__tx_clear(x);
+}
+
+void vm__abort_from(avm_exec *x, size_t depth)
+{
+    while (x->tx.n > depth)
+        abort_level(x, true);
+}
+
+static int op_abort(avm_exec *x, avm_val tid, avm_val *out)
+{
+    if (want_kind(x, AVM_I_ABORT_TX, tid, AVM_TXID, false))
+        return VM_FAIL;
+    *out = avm_nil();
+    if (STRICT(x)) {
+        /* The literal abortTx accepts any id, with or without a transaction. */
+        avm_val ctrl = vm__ref(x->txctrl);
+        vm__tx_clear(x);
+        vm__event_ctrl(x, AVM_EV_TRANSACTION_ABORTED, ctrl, vm__ref(tid), avm_nil(),
+                       avm_nil(), true);
+        return VM_OK;
+    }
+    if (!own_innermost(x, tid))
+        return tx_misuse(x, "abortTx", tid);
+    abort_level(x, true);
+    return VM_OK;
+}
+
+/* Pure --------------------------------------------------------------------------- */
+
+static int op_call_pure(avm_exec *x, avm_val *a, avm_val *out)
+{
+    if (want_kind(x, AVM_I_CALL_PURE, a[0], AVM_STR, false) ||
+        want_kind(x, AVM_I_CALL_PURE, a[1], AVM_LIST, false))
+        return VM_FAIL;
+    avm_store *s = x->plat->store;
+    const avm_purefn *fn = s->ops->pure_get(s, a[0]);
+    if (fn == NULL || fn->code->funcs[0].nparams != a[1].u.l->len) {
+        *out = avm_nil(); /* nothing: unknown function or invalid arguments */
+        return VM_OK;
+    }
+    avm_module *code = fn->code;
+    avm_val name = a[0], args = a[1];
+    uint32_t n = args.u.l->len;
+    x->sp -= 2;
+    avm_val_release(name);
+    if (vm__ensure_stack(x, x->sp + n) != 0) {
+        avm_val_release(args);
+        return vm__eval_error(x, "callPure: value stack limit exceeded");
+    }
+    for (uint32_t i = 0; i < n; i++)
+        x->stack[x->sp++] = vm__ref(args.u.l->items[i]);
+    avm_val_release(args);
+    int rv = vm__push_frame(x, code, 0, n, FR_PURE);
+    if (rv != VM_OK)
+        return rv;
+    return VM_ENTERED;
+}
+
+static int op_register_pure(avm_exec *x, avm_val *a, bool update, avm_val *out)
+{
+    int op = update ? AVM_I_UPDATE_PURE : AVM_I_REGISTER_PURE;
+    if (want_kind(x, op, a[0], AVM_STR, false) || want_kind(x, op, a[1], AVM_INT, false))
+        return VM_FAIL;
+    vm_frame *fr = &x->frames.v[x->frames.n - 1];
+    if (a[1].u.i < 0 || (uint64_t)a[1].u.i >= fr->mod->nfuncs ||
+        fr->mod->funcs[a[1].u.i].kind != AVM_FN_PURE)
+        return vm__eval_error(x, "%s: operand is not a pure function of this program",
+                              avm_instr_table[op].name);
+    avm_store *s = x->plat->store;
+    const avm_purefn *old = s->ops->pure_get(s, a[0]);
+    if (!update && old != NULL)
+        return vm__fail(x, AVM_ERR_FUNCTION_ALREADY_REGISTERED, vm__ref(a[0]), avm_nil(),
+                        avm_nil());
+    if (update && old == NULL)
+        return vm__fail(x, AVM_ERR_FUNCTION_NOT_FOUND, vm__ref(a[0]), avm_nil(),
+                        avm_nil());
+    avm_module *code;
+    if (avm_module_extract(fr->mod, (uint32_t)a[1].u.i, &code) != 0)
+        return vm__oom(x);
+    avm_purefn fn = {.name = a[0], .code = code, .version = update ? old->version + 1 : 0};
+    int rv = s->ops->pure_put(s, &fn);
+    avm_module_release(code);
+    if (rv != 0)
+        return vm__oom(x);
+    if (update)
+        vm__event(x, AVM_EV_FUNCTION_UPDATED, vm__ref(a[0]), avm_nil(), avm_nil());
+    *out = avm_bool(true);
+    return VM_OK;
+}
+
+/* Machine ------------------------------------------------------------------------ */
+
+static int op_get_machine(avm_exec *x, avm_val oid, avm_val *out)
+{
+    if (want_kind(x, AVM_I_GET_MACHINE, oid, AVM_OBJID, false))
+        return VM_FAIL;
+    view v = STRICT(x) ? view_pending(x, oid) : view_of(x, oid);
+    if (STRICT(x) && v.where == V_NONE)
+        v = view_store(x, oid);
+    *out = v.where == V_STORE || v.where == V_PENDING ? vm__ref(v.meta.machine)
+                                                      : avm_nil();
+    return VM_OK;
+}
+
+static int op_teleport(avm_exec *x, avm_val m, avm_val *out)
+{
+    if (want_kind(x, AVM_I_TELEPORT, m, AVM_MACHID, false))
+        return VM_FAIL;
+    if (IN_TX(x)) {
+        avm_val s;
+        if (avm_cstr(AVM_STR, "teleport", &s) != 0)
+            return vm__oom(x);
+        return vm__fail(x, AVM_ERR_INVALID_DURING_TX, s, avm_nil(), avm_nil());
+    }
+    if (!x->plat->reachable_machine(x->plat->data, m))
+        return vm__fail(x, AVM_ERR_MACHINE_UNREACHABLE, vm__ref(m), avm_nil(), avm_nil());
+    vm__event(x, AVM_EV_EXECUTION_MOVED, vm__ref(m), vm__ref(x->machine), avm_nil());
+    avm_val_release(x->machine);
+    x->machine = vm__ref(m);
+    *out = avm_bool(true);
+    return VM_OK;
+}
+
+/* moveObject and fetch change the object's placement at once, inside a
+ * transaction too: placement is not transactional state in the specification. */
+static int set_machine(avm_exec *x, avm_val oid, const view *v, avm_val m)
+{
+    if (v->where == V_PENDING) {
+        avm_create *c = &x->creates.v[v->create];
+        avm_val_release(c->meta.machine);
+        c->meta.machine = vm__ref(m);
+        return VM_OK;
+    }
+    avm_pair p = {oid, m};
+    avm_writeset ws = {.moves = &p, .nmoves = 1};
+    return apply_now(x, &ws);
+}
+
+static int op_move(avm_exec *x, avm_val *a, avm_val *out)
+{
+    avm_val oid = a[0], m = a[1];
+    if (want_kind(x, AVM_I_MOVE_OBJECT, oid, AVM_OBJID, false) ||
+        want_kind(x, AVM_I_MOVE_OBJECT, m, AVM_MACHID, false))
+        return VM_FAIL;
+    view v = STRICT(x) ? view_store(x, oid) : view_of(x, oid);
+    if (v.where == V_DESTROYED)
+        return vm__fail(x, AVM_ERR_OBJECT_ALREADY_DESTROYED, vm__ref(oid), avm_nil(),
+                        avm_nil());
+    if (v.where == V_NONE)
+        return vm__fail(x, AVM_ERR_OBJECT_NOT_FOUND, vm__ref(oid), avm_nil(), avm_nil());
+    if (!x->plat->reachable_machine(x->plat->data, m))
+        return vm__fail(x, AVM_ERR_MACHINE_UNREACHABLE, vm__ref(m), avm_nil(), avm_nil());
+    vm__event(x, AVM_EV_OBJECT_MOVED, vm__ref(oid), vm__ref(v.meta.machine), vm__ref(m));
+    if (set_machine(x, oid, &v, m) != VM_OK)
+        return VM_FAIL;
+    *out = avm_bool(true);
+    return VM_OK;
+}
+
+static int op_fetch(avm_exec *x, avm_val oid, avm_val *out)
+{
+    if (want_kind(x, AVM_I_FETCH, oid, AVM_OBJID, false))
+        return VM_FAIL;
+    view v = STRICT(x) ? view_store(x, oid) : view_of(x, oid);
+    if (v.where != V_STORE && v.where != V_PENDING) {
+        *out = avm_bool(false);
+        return VM_OK;
+    }
+    avm_val local = vm__ref(x->machine);
+    vm__event(x, AVM_EV_OBJECT_FETCHED, vm__ref(oid), vm__ref(local), avm_nil());
+    int rv = set_machine(x, oid, &v, local);
+    avm_val_release(local);
+    if (rv != VM_OK)
+        return VM_FAIL;
+    *out = avm_bool(true);
+    return VM_OK;
+}
+
+/* Controller --------------------------------------------------------------------- */
+
+static int op_get_controller(avm_exec *x, avm_val oid, avm_val *out)
+{
+    if (want_kind(x, AVM_I_GET_CONTROLLER, oid, AVM_OBJID, false))
+        return VM_FAIL;
+    if (STRICT(x)) {
+        view p = view_pending(x, oid);
+        if (p.where == V_PENDING) {
+            if (resolve_ctrl(x, oid, &p.meta) != VM_OK)
+                return VM_FAIL;
+            *out = vm__ref(p.meta.current);
+            return VM_OK;
+        }
+        avm_val t = pending_transfer(x, oid);
+        if (t.kind != AVM_NIL) {
+            *out = vm__ref(t);
+            return VM_OK;
+        }
+        view v = view_store(x, oid);
+        if (v.where == V_NONE) {
+            *out = avm_nil();
+            return VM_OK;
+        }
+        if (IN_TX(x) &&
+            (resolve_ctrl(x, oid, &v.meta) != VM_OK || observe(x, oid, &v) != VM_OK))
+            return VM_FAIL;
+        *out = vm__ref(v.meta.current);
+        return VM_OK;
+    }
+    view v = view_of(x, oid);
+    if (v.where != V_STORE && v.where != V_PENDING) {
+        *out = avm_nil();
+        return VM_OK;
+    }
+    if (IN_TX(x) && (resolve_ctrl(x, oid, &v.meta) != VM_OK ||
+                     (v.where == V_STORE && observe(x, oid, &v) != VM_OK)))
+        return VM_FAIL;
+    *out = vm__ref(v.meta.current);
+    return VM_OK;
+}
+
+static int op_transfer(avm_exec *x, avm_val *a, avm_val *out)
+{
+    avm_val oid = a[0], cid = a[1];
+    if (want_kind(x, AVM_I_TRANSFER_OBJECT, oid, AVM_OBJID, false) ||
+        want_kind(x, AVM_I_TRANSFER_OBJECT, cid, AVM_CTRLID, false))
+        return VM_FAIL;
+    if (!x->plat->reachable_controller(x->plat->data, cid))
+        return vm__fail(x, AVM_ERR_CONTROLLER_UNREACHABLE, vm__ref(cid), avm_nil(),
+                        avm_nil());
+    if (IN_TX(x)) {
+        view p = view_pending(x, oid);
+        view v = p.where == V_PENDING ? p : STRICT(x) ? view_store(x, oid) : view_of(x, oid);
+        if (v.where == V_DESTROYED)
+            return vm__fail(x, AVM_ERR_OBJECT_ALREADY_DESTROYED, vm__ref(oid), avm_nil(),
+                            avm_nil());
+        if (v.where == V_NONE)
+            return vm__fail(x, AVM_ERR_OBJECT_NOT_FOUND, vm__ref(oid), avm_nil(),
+                            avm_nil());
+        avm_val source;
+        if (v.where == V_PENDING) {
+            source = unknown_ctrl(v.meta.current);
+        } else {
+            /* transferObjInTx */
+            if (resolve_and_check(x, oid, &v.meta) != VM_OK ||
+                observe(x, oid, &v) != VM_OK)
+                return VM_FAIL;
+            source = unknown_ctrl(x->txctrl);
+        }
+        avm_pair pt = {vm__ref(oid), vm__ref(cid)};
+        if (VEC_PUSH(x, x->transfers, pt) != 0) {
+            avm_val_release(pt.a);
+            avm_val_release(pt.b);
+            avm_val_release(source);
+            return vm__oom(x);
+        }
+        /* S: the literal transfer of a pending create logs without advancing the
+         * event counter. */
+        vm__event_ctrl(x, AVM_EV_OBJECT_TRANSFERRED, vm__ref(x->txctrl), vm__ref(oid),
+                       source, vm__ref(cid), !(STRICT(x) && v.where == V_PENDING));
+        *out = avm_bool(true);
+        return VM_OK;
+    }
+    view v = view_store(x, oid);
+    if (v.where == V_NONE)
+        return vm__fail(x, AVM_ERR_OBJECT_NOT_FOUND, vm__ref(oid), avm_nil(), avm_nil());
+    /* transferObjNoTx */
+    if (v.meta.current.kind == AVM_NIL)
+        return vm__fail(x, AVM_ERR_OBJECT_HAS_NO_CONTROLLER, vm__ref(oid), avm_nil(),
+                        avm_nil());
+    vm__event(x, AVM_EV_OBJECT_TRANSFERRED, vm__ref(oid), vm__ref(v.meta.current),
+              vm__ref(cid));
+    avm_pair p = {oid, cid};
+    avm_writeset ws = {.transfers = &p, .ntransfers = 1};
+    if (apply_now(x, &ws) != VM_OK)
+        return VM_FAIL;
+    *out = avm_bool(true);
+    return VM_OK;
+}
+
+static int op_freeze(avm_exec *x, avm_val oid, avm_val *out)
+{
+    if (want_kind(x, AVM_I_FREEZE, oid, AVM_OBJID, false))
+        return VM_FAIL;
+    if (x->txctrl.kind == AVM_NIL)
+        return vm__fail(x, AVM_ERR_OBJECT_HAS_NO_CONTROLLER, vm__ref(oid), avm_nil(),
+                        avm_nil());
+    if (!x->plat->reachable_controller(x->plat->data, x->txctrl))
+        return vm__fail(x, AVM_ERR_CONTROLLER_UNREACHABLE, vm__ref(x->txctrl), avm_nil(),
+                        avm_nil());
+    view v = STRICT(x) ? view_pending(x, oid) : view_of(x, oid);
+    if (STRICT(x) && v.where == V_NONE)
+        v = view_store(x, oid);
+    if (v.where != V_STORE && v.where != V_PENDING)
+        return vm__fail(x, AVM_ERR_OBJECT_NOT_FOUND, vm__ref(oid), avm_nil(), avm_nil());
+    vm__event(x, AVM_EV_OBJECT_FROZEN, vm__ref(oid), vm__ref(x->txctrl), avm_nil());
+    *out = avm_bool(true);
+    return VM_OK;
+}
+
+/* Dispatch ----------------------------------------------------------------------- */
+
+int vm__instr(avm_exec *x, int op, avm_val *a, int argc, avm_val *out)
+{
+    switch (op) {
+    case AVM_I_CREATE_OBJ:
+        return op_create(x, a, argc, out);
+    case AVM_I_DESTROY_OBJ:
+        return op_destroy(x, a[0], out);
+    case AVM_I_CALL:
+        return op_call(x, a, out);
+    case AVM_I_RECEIVE:
+        return op_receive(x, out);
+    case AVM_I_SELF:
+        *out = vm__ref(x->self);
+        return VM_OK;
+    case AVM_I_INPUT:
+        *out = vm__ref(x->input);
+        return VM_OK;
+    case AVM_I_GET_CURRENT_MACHINE:
+        *out = vm__ref(x->machine);
+        return VM_OK;
+    case AVM_I_GET_STATE:
+        return op_get_state(x, out);
+    case AVM_I_SET_STATE:
+        return op_set_state(x, a[0], out);
+    case AVM_I_SENDER:
+        *out = vm__ref(x->sender);
+        return VM_OK;
+    case AVM_I_REFLECT:
+        return op_reflect(x, a[0], out);
+    case AVM_I_SCRY_META:
+        return op_scry(x, false, out);
+    case AVM_I_SCRY_DEEP:
+        return op_scry(x, true, out);
+    case AVM_I_REIFY_CONTEXT:
+        return op_reify_context(x, out);
+    case AVM_I_REIFY_TX_STATE:
+        return op_reify_tx(x, out);
+    case AVM_I_REIFY_CONSTRAINTS:
+        return op_reify_constraints(x, out);
+    case AVM_I_BEGIN_TX:
+        return op_begin(x, a, argc, out);
+    case AVM_I_COMMIT_TX:
+        return op_commit(x, a[0], out);
+    case AVM_I_ABORT_TX:
+        return op_abort(x, a[0], out);
+    case AVM_I_CALL_PURE:
+        return op_call_pure(x, a, out);
+    case AVM_I_REGISTER_PURE:
+        return op_register_pure(x, a, false, out);
+    case AVM_I_UPDATE_PURE:
+        return op_register_pure(x, a, true, out);
+    case AVM_I_GET_MACHINE:
+        return op_get_machine(x, a[0], out);
+    case AVM_I_TELEPORT:
+        return op_teleport(x, a[0], out);
+    case AVM_I_MOVE_OBJECT:
+        return op_move(x, a, out);
+    case AVM_I_FETCH:
+        return op_fetch(x, a[0], out);
+    case AVM_I_GET_CURRENT_CONTROLLER:
+        *out = vm__ref(x->txctrl);
+        return VM_OK;
+    case AVM_I_GET_CONTROLLER:
+        return op_get_controller(x, a[0], out);
+    case AVM_I_TRANSFER_OBJECT:
+        return op_transfer(x, a, out);
+    case AVM_I_FREEZE:
+        return op_freeze(x, a[0], out);
+    case AVM_I_NEW_VAR:
+    case AVM_I_NARROW:
+    case AVM_I_POST:
+    case AVM_I_LABEL:
+    case AVM_I_CHOOSE:
+    case AVM_I_REQUIRE: {
+        bool fd = op != AVM_I_CHOOSE && op != AVM_I_REQUIRE;
+        avm_val s;
+        if (avm_cstr(AVM_STR,
+                     fd ? "FD instructions not yet implemented"
+                        : "Nondeterminism instructions not yet implemented",
+                     &s) != 0)
+            return vm__oom(x);
+        return vm__fail(x, fd ? AVM_ERR_FD_NOT_IMPLEMENTED : AVM_ERR_NONDET_NOT_IMPLEMENTED,
+                        s, avm_nil(), avm_nil());
+    }
+    }
+    return vm__eval_error(x, "unknown instruction %d", op);
+}
+
+/* Returning from a boundary frame ---------------------------------------------- */
+
+static void restore_ctx(avm_exec *x, vm_ctx *c, bool machine)
+{
+    avm_val_release(x->self);
+    avm_val_release(x->input);
+    avm_val_release(x->sender);
+    x->self = c->self;
+    x->input = c->input;
+    x->sender = c->sender;
+    if (machine) {
+        avm_val_release(x->machine);
+        x->machine = c->machine;
+    } else {
+        avm_val_release(c->machine);
+    }
+}
+
+int vm__boundary_return(avm_exec *x, vm_frame *fr, avm_val v)
+{
+    if (fr->kind == FR_PURE) {
+        x->stack[x->sp++] = v;
+        return VM_OK;
+    }
+    vm_ctx c = x->ctxs.v[x->ctxs.n - 1];
+    if (fr->kind == FR_MAIN) {
+        /* Decision 11: a transaction still open when the frame that began it ends is
+         * aborted. */
+        if (!STRICT(x))
+            vm__abort_from(x, c.txdepth);
+        x->ctxs.n--;
+        x->result = v;
+        x->status = AVM_RUN_DONE;
+        return VM_OK;
+    }
+    /* FR_BEHAVIOR: handleCall-aux. */
+    if (v.kind != AVM_LIST) {
+        avm_val_release(v);
+        const avm_func *f = &fr->mod->funcs[fr->fn];
+        return vm__eval_error(x, "behaviour '%s' returned %s; a behaviour returns a list "
+                                 "of outputs",
+                              f->name.u.s->data, avm_kind_name(v.kind));
+    }
+    if (!STRICT(x))
+        vm__abort_from(x, c.txdepth);
+    x->ctxs.n--;
+    bool has = v.u.l->len > 0;
+    avm_val output = has ? vm__ref(v.u.l->items[0]) : avm_nil();
+    avm_val_release(v);
+    restore_ctx(x, &c, !STRICT(x));
+    if (c.in_tx && (STRICT(x) || IN_TX(x))) {
+        avm_pair w = {vm__ref(c.oid), vm__ref(c.inp)};
+        if (VEC_PUSH(x, x->writes, w) != 0) {
+            avm_val_release(w.a);
+            avm_val_release(w.b);
+        }
+    }
+    avm_event e = {.ts = x->counter, .type = AVM_EV_OBJECT_CALLED, .has_output = has,
+                   .ctrl = vm__ref(x->txctrl)};
+    e.a[0] = c.oid;
+    e.a[1] = c.inp;
+    e.a[2] = vm__ref(output);
+    x->counter++;
+    if (!x->cfg.keep_trace || VEC_PUSH(x, x->trace, e) != 0) {
+        avm_val_release(e.ctrl);
+        avm_val_release(e.a[0]);
+        avm_val_release(e.a[1]);
+        avm_val_release(e.a[2]);
+    }
+    x->stack[x->sp++] = output;
+    return VM_OK;
+}
