@@ -1,0 +1,282 @@
+/* Executions as plain data: an execution serialized at any instruction and
+ * resumed from the bytes ends exactly as an uninterrupted one (result, trace and
+ * store), and damaged bytes are refused with an error, never run. */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "avm_err.h"
+#include "compiler.h"
+#include "embedded.h"
+#include "module.h"
+#include "test.h"
+#include "vm.h"
+
+#ifndef AVM_SOURCE_DIR
+#error "AVM_SOURCE_DIR must name the source tree"
+#endif
+
+static char *slurp(const char *rel, size_t *len)
+{
+    char path[1024];
+    snprintf(path, sizeof(path), "%s/%s", AVM_SOURCE_DIR, rel);
+    FILE *f = fopen(path, "rb");
+    if (f == NULL)
+        return NULL;
+    char *buf = malloc(1 << 20);
+    *len = fread(buf, 1, (1 << 20) - 1, f);
+    buf[*len] = '\0';
+    fclose(f);
+    return buf;
+}
+
+static avm_module *compile_path(const char *rel)
+{
+    size_t len;
+    char *src = slurp(rel, &len);
+    if (src == NULL)
+        return NULL;
+    avm_module *m = NULL;
+    avm_diag d;
+    int rv = avm_compile(rel, src, len, &m, &d);
+    free(src);
+    return rv == 0 ? m : NULL;
+}
+
+static avm_module *compile_str(const char *src)
+{
+    avm_module *m = NULL;
+    avm_diag d;
+    if (avm_compile("test.avm", src, strlen(src), &m, &d) != 0) {
+        char msg[700];
+        avm_diag_format(&d, msg, sizeof(msg));
+        fprintf(stderr, "compile: %s\n", msg);
+        return NULL;
+    }
+    return m;
+}
+
+/* Everything observable about a finished run, as text. */
+static void outcome(avm_exec *x, avm_embedded *e, avm_buf *b)
+{
+    avm_buf_printf(b, "status %d\n", (int)avm_exec_status(x));
+    if (avm_exec_status(x) == AVM_RUN_DONE)
+        avm_val_print(b, avm_exec_result(x));
+    else if (avm_exec_status(x) == AVM_RUN_FAILED)
+        avm_error_print(b, avm_exec_error(x));
+    avm_buf_puts(b, "\n");
+    for (size_t i = 0; i < avm_exec_trace_len(x); i++) {
+        avm_event_print(b, &avm_exec_trace(x)[i]);
+        avm_buf_puts(b, "\n");
+    }
+    avm_embedded_dump(e, b, false);
+}
+
+static int start(avm_embedded *e, avm_module *m, int fn, avm_mode mode, avm_exec **out)
+{
+    avm_exec_config cfg = {.mode = mode, .keep_trace = true, .allow_unsafe = true};
+    avm_exec *x = avm_exec_new(&e->plat, &cfg);
+    avm_val self, input;
+    avm_embedded_toplevel(&self, &input);
+    char err[256];
+    int rv = avm_exec_start(x, m, fn, self, input, err, sizeof(err));
+    avm_val_release(self);
+    avm_val_release(input);
+    if (rv != 0) {
+        avm_exec_free(x);
+        return rv;
+    }
+    *out = x;
+    return 0;
+}
+
+/* Runs m uninterrupted, then again serializing and resuming from bytes after every
+ * `slice` instructions; both outcomes must be identical. Returns the number of
+ * round trips made, or -1 on a mismatch. */
+static int roundtrip_run(avm_module *m, int fn, avm_mode mode, uint64_t slice)
+{
+    avm_embedded e1, e2;
+    avm_embedded_init(&e1, "node1", "main");
+    avm_embedded_init(&e2, "node1", "main");
+    avm_exec *x1, *x2;
+    if (start(&e1, m, fn, mode, &x1) != 0 || start(&e2, m, fn, mode, &x2) != 0)
+        return -1;
+    avm_exec_run(x1, 0);
+
+    int trips = 0;
+    while (avm_exec_run(x2, slice) == AVM_RUN_YIELD) {
+        avm_buf b;
+        avm_buf_init(&b);
+        if (avm_exec_encode(x2, &b) != 0) {
+            fprintf(stderr, "encode failed\n");
+            return -1;
+        }
+        avm_exec_free(x2);
+        char err[256] = "";
+        if (avm_exec_decode((const uint8_t *)b.data, b.len, &e2.plat, &x2, err,
+                            sizeof(err)) != 0) {
+            fprintf(stderr, "decode failed after %d trips: %s\n", trips, err);
+            avm_buf_free(&b);
+            return -1;
+        }
+        /* Encoding is deterministic: the decoded state encodes to the same bytes. */
+        avm_buf b2;
+        avm_buf_init(&b2);
+        avm_exec_encode(x2, &b2);
+        bool same = b.len == b2.len && memcmp(b.data, b2.data, b.len) == 0;
+        avm_buf_free(&b);
+        avm_buf_free(&b2);
+        if (!same) {
+            fprintf(stderr, "re-encoding differs after %d trips\n", trips);
+            return -1;
+        }
+        trips++;
+    }
+    avm_buf o1, o2;
+    avm_buf_init(&o1);
+    avm_buf_init(&o2);
+    outcome(x1, &e1, &o1);
+    outcome(x2, &e2, &o2);
+    int rv = strcmp(avm_buf_cstr(&o1), avm_buf_cstr(&o2)) == 0 ? trips : -1;
+    if (rv < 0)
+        fprintf(stderr, "outcomes differ:\n--- uninterrupted\n%s--- resumed\n%s",
+                avm_buf_cstr(&o1), avm_buf_cstr(&o2));
+    avm_buf_free(&o1);
+    avm_buf_free(&o2);
+    avm_exec_free(x1);
+    avm_exec_free(x2);
+    avm_embedded_close(&e1);
+    avm_embedded_close(&e2);
+    return rv;
+}
+
+TEST(ping_pong_resumes_at_every_instruction)
+{
+    avm_module *m = compile_path("examples/ping_pong.avm");
+    REQUIRE(m != NULL);
+    for (avm_mode mode = AVM_MODE_DEFAULT; mode <= AVM_MODE_STRICT; mode++) {
+        int trips = roundtrip_run(m, -1, mode, 1);
+        CHECK(trips > 100);
+    }
+    avm_module_release(m);
+}
+
+TEST(battleship_resumes_mid_transaction)
+{
+    avm_module *m = compile_path("examples/battleship.avm");
+    REQUIRE(m != NULL);
+    for (uint64_t slice = 1; slice < 40; slice += 7)
+        CHECK(roundtrip_run(m, -1, AVM_MODE_DEFAULT, slice) > 0);
+    int fn = avm_module_find(m, "game-with-rollback", AVM_FN_FUNC);
+    REQUIRE(fn >= 0);
+    CHECK(roundtrip_run(m, fn, AVM_MODE_DEFAULT, 3) > 0);
+    /* A failing run (strict playFullGame) fails the same way after resuming. */
+    fn = avm_module_find(m, "play-full-game", AVM_FN_FUNC);
+    REQUIRE(fn >= 0);
+    CHECK(roundtrip_run(m, fn, AVM_MODE_STRICT, 2) > 0);
+    avm_module_release(m);
+}
+
+static const char *nested_src =
+    "(pure add (a b) (+ a b))\n"
+    "(defun loop (n acc) (if (= n 0) acc (loop (- n 1) (+ acc (callPure \"add\" (list n 1))))))\n"
+    "(behavior counter\n"
+    "  (let ((s (getState)) (n (if (null? s) 0 (head s))))\n"
+    "    (setState (list (+ n (input))))\n"
+    "    (list (+ n (input)))))\n"
+    "(main\n"
+    "  (let ((c (createObj \"counter\" #ctl\"main\"))\n"
+    "        (t (beginTx)))\n"
+    "    (call c 5)\n"
+    "    (let ((inner (beginTx)))\n"
+    "      (call c 7)\n"
+    "      (abortTx inner))\n"
+    "    (let ((inner2 (beginTx)))\n"
+    "      (call c 11)\n"
+    "      (commitTx inner2))\n"
+    "    (commitTx t)\n"
+    "    (list (getState) (call c 0) (loop 20 0))))\n";
+
+TEST(nested_transactions_and_pure_calls_resume)
+{
+    avm_module *m = compile_str(nested_src);
+    REQUIRE(m != NULL);
+    CHECK(roundtrip_run(m, -1, AVM_MODE_DEFAULT, 1) > 50);
+    CHECK(roundtrip_run(m, -1, AVM_MODE_DEFAULT, 5) > 10);
+    avm_module_release(m);
+}
+
+/* Every truncation and many single-byte corruptions of a valid mid-run state are
+ * either refused with an error, or decode to a state that runs to an end without
+ * memory errors (the sanitizer build checks that). */
+TEST(damaged_states_are_refused_or_safe)
+{
+    avm_module *m = compile_path("examples/ping_pong.avm");
+    REQUIRE(m != NULL);
+    avm_embedded e;
+    avm_embedded_init(&e, "node1", "main");
+    avm_exec *x;
+    REQUIRE(start(&e, m, -1, AVM_MODE_DEFAULT, &x) == 0);
+    avm_exec_run(x, 60); /* inside the nested calls */
+    CHECK(avm_exec_status(x) == AVM_RUN_YIELD);
+    avm_buf b;
+    avm_buf_init(&b);
+    REQUIRE(avm_exec_encode(x, &b) == 0);
+    avm_exec_free(x);
+
+    int refused = 0, accepted = 0;
+    for (size_t n = 0; n < b.len; n++) {
+        avm_exec *y = NULL;
+        char err[256];
+        int rv = avm_exec_decode((const uint8_t *)b.data, n, &e.plat, &y, err, sizeof(err));
+        CHECK(rv != 0);
+        CHECK(err[0] != '\0');
+        refused += rv != 0;
+        if (rv == 0)
+            avm_exec_free(y);
+    }
+    uint8_t *copy = malloc(b.len);
+    uint32_t seed = 12345;
+    for (int i = 0; i < 3000; i++) {
+        memcpy(copy, b.data, b.len);
+        seed = seed * 1103515245u + 12345u;
+        size_t at = (seed >> 8) % b.len;
+        seed = seed * 1103515245u + 12345u;
+        copy[at] ^= (uint8_t)(1u << ((seed >> 16) % 8));
+        avm_exec *y = NULL;
+        char err[256];
+        if (avm_exec_decode(copy, b.len, &e.plat, &y, err, sizeof(err)) == 0) {
+            accepted++;
+            avm_exec_run(y, 100000);
+            avm_exec_free(y);
+        } else {
+            refused++;
+        }
+    }
+    printf("  damaged states: %d refused, %d accepted and ran safely\n", refused, accepted);
+    CHECK(refused > 0);
+    free(copy);
+    avm_buf_free(&b);
+    avm_embedded_close(&e);
+    avm_module_release(m);
+}
+
+TEST(wrong_version_is_refused_by_name)
+{
+    /* ["AVMEXEC", 99, nil...] */
+    const uint8_t bytes[] = {0x9e, 0xa7, 'A',  'V',  'M',  'E',  'X',  'E',  'C',
+                             99,   0xc0, 0xc0, 0xc0, 0xc0, 0xc0, 0xc0, 0xc0, 0xc0,
+                             0xc0, 0xc0, 0xc0, 0xc0, 0xc0};
+    avm_embedded e;
+    avm_embedded_init(&e, "node1", "main");
+    avm_exec *y = NULL;
+    char err[256] = "";
+    CHECK(avm_exec_decode(bytes, sizeof(bytes), &e.plat, &y, err, sizeof(err)) ==
+          AVM_EVERSION);
+    CHECK(strstr(err, "version 99") != NULL);
+    avm_embedded_close(&e);
+}
+
+TEST_MAIN(T(ping_pong_resumes_at_every_instruction), T(battleship_resumes_mid_transaction),
+          T(nested_transactions_and_pure_calls_resume), T(damaged_states_are_refused_or_safe),
+          T(wrong_version_is_refused_by_name))
