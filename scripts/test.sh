@@ -1,20 +1,18 @@
 #!/usr/bin/env bash
-# Installs what the build needs, builds, and runs the whole test suite: the normal
-# build, then the sanitizer build (ASan + UBSan), then the libFuzzer targets for a
-# bounded time. Environment:
-#   AVM_SKIP_SANITIZE=1     skip the sanitizer build
-#   AVM_FUZZ_SECONDS=N      seconds per libFuzzer target (default 30; 0 skips)
+# Installs what the build needs, builds, and runs the whole test suite:
+#   1. the sanitizer build (ASan + UBSan, leak detection) and its tests,
+#   2. the libFuzzer targets for a bounded time,
+#   3. the normal build (warnings as errors) and its tests, last, so that the run
+#      ends with ctest's pass/fail count.
+# Environment:
+#   AVM_SKIP_SANITIZE=1     skip step 1
+#   AVM_FUZZ_SECONDS=N      seconds per libFuzzer target (default 30; 0 skips step 2)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 ./deploy/bootstrap.sh
 
 jobs=$(nproc 2>/dev/null || echo 2)
-
-echo "== build (RelWithDebInfo, warnings as errors)"
-cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DAVM_WERROR=ON >/dev/null
-cmake --build build -j "$jobs"
-ctest --test-dir build --output-on-failure -j "$jobs"
 
 if [ "${AVM_SKIP_SANITIZE:-0}" != 1 ]; then
   echo "== sanitizer build (ASan + UBSan)"
@@ -28,16 +26,23 @@ fi
 secs=${AVM_FUZZ_SECONDS:-30}
 if [ "$secs" != 0 ]; then
   echo "== libFuzzer targets, ${secs}s each"
-  CC=clang cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-    -DAVM_FUZZ=ON -DAVM_WERROR=ON >/dev/null
-  cmake --build build-fuzz -j "$jobs" --target fuzz_decode fuzz_compile
-  for t in fuzz_decode fuzz_compile; do
+  cmake -S . -B build-fuzz -G Ninja -DCMAKE_C_COMPILER=clang \
+    -DCMAKE_BUILD_TYPE=RelWithDebInfo -DAVM_FUZZ=ON -DAVM_WERROR=ON >/dev/null
+  targets=$(cd tests/fuzz && ls fuzz_*.c | grep -v fuzz_driver | sed 's/\.c$//')
+  # shellcheck disable=SC2086
+  cmake --build build-fuzz -j "$jobs" --target $targets
+  for t in $targets; do
     dir=build-fuzz/corpus-$t
     mkdir -p "$dir"
-    ./build-fuzz/tests/fuzz/$t -max_total_time="$secs" -max_len=4096 \
-      -print_final_stats=1 "$dir" 2>&1 | tail -n 12
+    ./build-fuzz/tests/fuzz/"$t" -max_total_time="$secs" -max_len=4096 \
+      -print_final_stats=1 "$dir" > "build-fuzz/$t.log" 2>&1 || {
+        echo "fuzz target $t found a failure:"; tail -n 60 "build-fuzz/$t.log"; exit 1; }
+    grep -E "stat::number_of_executed_units|stat::peak_rss_mb" "build-fuzz/$t.log" |
+      sed "s/^/  $t: /"
   done
 fi
 
-# The last line CI reads: the test count of the normal build.
-ctest --test-dir build -j "$jobs" 2>&1 | tail -n 3
+echo "== build (RelWithDebInfo, warnings as errors)"
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DAVM_WERROR=ON >/dev/null
+cmake --build build -j "$jobs"
+ctest --test-dir build --output-on-failure -j "$jobs"
