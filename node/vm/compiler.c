@@ -37,6 +37,7 @@ typedef struct cfn {
     avm_ast *const *params; /* nparams symbols */
     avm_ast *const *body;
     uint32_t nbody;
+    bool hidden; /* synthesized by the compiler: user code cannot name it */
 
     /* Output, moved into the module at the end. */
     avm_buf code;
@@ -429,6 +430,16 @@ static int find_fn(const compiler *c, const char *name, uint32_t len)
     return k < 0 ? -1 : c->syms[k].fn;
 }
 
+/* find_fn for a name written in the function being compiled: hidden helpers are
+ * visible only to each other. */
+static int find_visible(const compiler *c, const avm_ast *name)
+{
+    int idx = find_fn(c, name->u.s.p, name->u.s.len);
+    if (idx >= 0 && c->fns[idx]->hidden && !c->cur->hidden)
+        return -1;
+    return idx;
+}
+
 static const local *find_local(const compiler *c, const avm_ast *name)
 {
     int32_t k = sym_find(c, name->u.s.p, name->u.s.len,
@@ -748,8 +759,10 @@ static int scry_helper(compiler *c, const avm_ast *at, avm_instr in,
     set_positions(form, at->line, at->col);
     avm_ast *const *it = form->u.list.items;
     rv = add_fn(c, form, it[1], AVM_FN_FUNC, 2, it[2]->u.list.items, it + 3, 1);
-    if (rv == 0)
+    if (rv == 0) {
         *out = c->nfns - 1;
+        c->fns[*out]->hidden = true;
+    }
 out:
     avm_buf_free(&name);
     avm_buf_free(&src);
@@ -764,7 +777,7 @@ static int compile_scry(compiler *c, const avm_ast *e, avm_instr in, bool tail)
         return error_at(c, e, "%s takes the name of a predicate function: (%s PRED)",
                         iname, iname);
     const avm_ast *pred = e->u.list.items[1];
-    int idx = find_fn(c, pred->u.s.p, pred->u.s.len);
+    int idx = find_visible(c, pred);
     if (idx < 0)
         return error_at(c, pred, "unknown function '%.*s'", SHOW(pred));
     const cfn *pf = c->fns[idx];
@@ -806,7 +819,7 @@ static int compile_pure_ref(compiler *c, const avm_ast *e, avm_instr in)
                         "the second argument of %s must name a pure function of this "
                         "file",
                         iname);
-    int idx = find_fn(c, fsym->u.s.p, fsym->u.s.len);
+    int idx = find_visible(c, fsym);
     if (idx < 0 || c->fns[idx]->kind != AVM_FN_PURE)
         return error_at(c, fsym, "'%.*s' is not a pure function of this file",
                         SHOW(fsym));
@@ -848,7 +861,7 @@ static int compile_user_call(compiler *c, const avm_ast *e, bool tail)
 {
     const avm_ast *head = e->u.list.items[0];
     uint32_t argc = e->u.list.n - 1;
-    int idx = find_fn(c, head->u.s.p, head->u.s.len);
+    int idx = find_visible(c, head);
     if (idx < 0)
         return error_at(c, head, "unknown function '%.*s'", SHOW(head));
     const cfn *f = c->fns[idx];

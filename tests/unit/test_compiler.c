@@ -334,6 +334,10 @@ TEST(scry_helpers)
               "LOAD 0; PRIM tail 1; LOAD 0; PRIM head 1; LOAD 1; PRIM cons 2; "
               "TAILCALL __scryDeep_p 2; JMP @95; "
               "LOAD 0; PRIM tail 1; LOAD 1; TAILCALL __scryDeep_p 2; RET");
+    /* User code cannot call a helper, even once it exists. */
+    CHECK_STR(compile_error("(pure p (m) m)\n(main (scryMeta p) (__scryMeta_p '() '()))",
+                            NULL),
+              "ex.avm:2:21: unknown function '__scryMeta_p'");
     /* In tail position of a defun the helper is tail-called. */
     CHECK_STR(code_of("(pure p (m) m)\n(defun f () (scryMeta p))", "f"),
               "AVM scryMeta 0; LIST 0; TAILCALL __scryMeta_p 2; RET");
