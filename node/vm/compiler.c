@@ -33,7 +33,7 @@ typedef struct cfn {
     uint32_t name_len;
     uint8_t kind; /* avm_fn_kind */
     uint8_t nparams;
-    const avm_ast *form;   /* the defining form */
+    const avm_ast *form;    /* the defining form */
     avm_ast *const *params; /* nparams symbols */
     avm_ast *const *body;
     uint32_t nbody;
@@ -157,7 +157,8 @@ static void emit_u16(compiler *c, uint16_t v)
 static void emit_i32(compiler *c, int32_t v)
 {
     uint32_t u = (uint32_t)v;
-    uint8_t b[4] = {(uint8_t)u, (uint8_t)(u >> 8), (uint8_t)(u >> 16), (uint8_t)(u >> 24)};
+    uint8_t b[4] = {(uint8_t)u, (uint8_t)(u >> 8), (uint8_t)(u >> 16),
+                    (uint8_t)(u >> 24)};
     avm_buf_put(&c->cur->code, b, 4);
 }
 
@@ -292,8 +293,7 @@ static void patch_jump(compiler *c, uint32_t operand)
 /* Forward jumps to one label (and/or/cond exits) are chained through their own
  * operands until the label is placed: each holds the previous one's operand
  * position + 1, 0 ending the chain. */
-static int emit_jump_chain(compiler *c, const avm_ast *at, avm_opcode op,
-                           uint32_t *chain)
+static int emit_jump_chain(compiler *c, const avm_ast *at, avm_opcode op, uint32_t *chain)
 {
     uint32_t operand;
     int rv = emit_jump(c, at, op, &operand);
@@ -326,8 +326,8 @@ static void patch_chain(compiler *c, uint32_t chain)
 /* Names. */
 
 static const char *const special_forms[] = {
-    "quote", "let",  "if", "do",  "begin", "when", "unless",
-    "cond",  "and",  "or", "set!", "list",
+    "quote",  "let",  "if",  "do", "begin", "when",
+    "unless", "cond", "and", "or", "set!",  "list",
 };
 
 static const char *const toplevel_forms[] = {
@@ -524,8 +524,7 @@ static int quote_value(compiler *c, const avm_ast *e, int depth, avm_val *out)
         return error_at(c, e, "quoted constant nests deeper than %d lists",
                         MAX_CONST_DEPTH);
     if (e->u.list.n > AVM_MAX_LIST_LEN)
-        return error_at(c, e, "quoted list has more than %u elements",
-                        AVM_MAX_LIST_LEN);
+        return error_at(c, e, "quoted list has more than %u elements", AVM_MAX_LIST_LEN);
     avm_val l;
     if (avm_list_new(e->u.list.n, &l) != 0)
         return nomem(c);
@@ -551,8 +550,8 @@ static int compile_literal(compiler *c, const avm_ast *e)
 }
 
 /* Sequences: the value of the last expression, nil when empty. */
-static int compile_body(compiler *c, const avm_ast *at, avm_ast *const *items,
-                        uint32_t n, bool tail)
+static int compile_body(compiler *c, const avm_ast *at, avm_ast *const *items, uint32_t n,
+                        bool tail)
 {
     if (n == 0)
         return emit_simple(c, at, OP_NIL, 0, 1);
@@ -647,8 +646,8 @@ static int compile_prim(compiler *c, const avm_ast *e, avm_prim p)
         if (argc < 1)
             return error_at(c, e, "'%.*s' needs at least 1 argument", SHOW(head));
         if (argc > MAX_ARGC)
-            return error_at(c, e, "'%.*s' takes at most %u arguments, got %u",
-                            SHOW(head), MAX_ARGC, argc);
+            return error_at(c, e, "'%.*s' takes at most %u arguments, got %u", SHOW(head),
+                            MAX_ARGC, argc);
     } else if (argc != (uint32_t)avm_prim_table[p].arity) {
         uint32_t want = (uint32_t)avm_prim_table[p].arity;
         return error_at(c, e, "'%.*s' takes %u argument%s, got %u", SHOW(head), want,
@@ -698,8 +697,8 @@ static int add_fn(compiler *c, const avm_ast *form, const avm_ast *name, uint8_t
  * holds. It is written in the language itself and compiled like user code, with
  * every position set to the scry form's so that a failing predicate call points
  * there. Returns its function index in *out. */
-static int scry_helper(compiler *c, const avm_ast *at, avm_instr in,
-                       const avm_ast *pred, uint32_t *out)
+static int scry_helper(compiler *c, const avm_ast *at, avm_instr in, const avm_ast *pred,
+                       uint32_t *out)
 {
     bool deep = in == AVM_I_SCRY_DEEP;
     avm_buf name, src;
@@ -811,8 +810,7 @@ static int compile_pure_ref(compiler *c, const avm_ast *e, avm_instr in)
 {
     const char *iname = avm_instr_table[in].name;
     if (e->u.list.n != 3)
-        return error_at(c, e, "'%s' takes 2 arguments, got %u", iname,
-                        e->u.list.n - 1);
+        return error_at(c, e, "'%s' takes 2 arguments, got %u", iname, e->u.list.n - 1);
     const avm_ast *fsym = e->u.list.items[2];
     if (fsym->type != AVM_AST_SYM)
         return error_at(c, fsym,
@@ -872,8 +870,8 @@ static int compile_user_call(compiler *c, const avm_ast *e, bool tail)
         return error_at(c, e, "pure function '%s' cannot call the non-pure %s '%.*s'",
                         c->cur->name, kind_word(f->kind), SHOW(head));
     if (argc != f->nparams)
-        return error_at(c, e, "function '%.*s' takes %u argument%s, got %u",
-                        SHOW(head), f->nparams, plural(f->nparams), argc);
+        return error_at(c, e, "function '%.*s' takes %u argument%s, got %u", SHOW(head),
+                        f->nparams, plural(f->nparams), argc);
     int rv = compile_args(c, e, 1);
     if (rv != 0)
         return rv;
@@ -896,8 +894,9 @@ static int compile_quote(compiler *c, const avm_ast *e)
 static int compile_let(compiler *c, const avm_ast *e, bool tail)
 {
     if (e->u.list.n < 2 || e->u.list.items[1]->type != AVM_AST_LIST)
-        return error_at(c, e, "let needs a list of bindings: (let ((name expr) ...) "
-                              "body...)");
+        return error_at(c, e,
+                        "let needs a list of bindings: (let ((name expr) ...) "
+                        "body...)");
     const avm_ast *bindings = e->u.list.items[1];
     uint32_t saved_scope = c->nscope, saved_slot = c->next_slot;
     int rv;
@@ -1049,8 +1048,7 @@ static int compile_andor(compiler *c, const avm_ast *e, bool is_or)
     int rv;
 
     if (n == 0)
-        return is_or ? emit_simple(c, e, OP_NIL, 0, 1)
-                     : emit_value(c, e, avm_bool(true));
+        return is_or ? emit_simple(c, e, OP_NIL, 0, 1) : emit_value(c, e, avm_bool(true));
     for (uint32_t i = 0; i + 1 < n; i++) {
         if ((rv = compile_expr(c, args[i], false)) != 0)
             return rv;
@@ -1242,8 +1240,7 @@ static int add_fn(compiler *c, const avm_ast *form, const avm_ast *name, uint8_t
 /* A definition's name: a symbol, unique; pure functions and defuns may not take
  * the name of a form, primitive or instruction, since calls would never reach
  * them. */
-static int check_name(compiler *c, const avm_ast *form, const avm_ast *name,
-                      uint8_t kind)
+static int check_name(compiler *c, const avm_ast *form, const avm_ast *name, uint8_t kind)
 {
     const char *what = form->u.list.items[0]->u.s.p;
     if (name->type != AVM_AST_SYM)
@@ -1257,7 +1254,8 @@ static int check_name(compiler *c, const avm_ast *form, const avm_ast *name,
                         SHOW(name));
     int prev = find_fn(c, name->u.s.p, name->u.s.len);
     if (prev >= 0)
-        return error_at(c, name, "duplicate definition of '%.*s' (first defined at %u:%u)",
+        return error_at(c, name,
+                        "duplicate definition of '%.*s' (first defined at %u:%u)",
                         SHOW(name), c->fns[prev]->form->line, c->fns[prev]->form->col);
     return 0;
 }
@@ -1301,8 +1299,9 @@ static int collect(compiler *c, const avm_ast *form)
     if (avm_ast_is_sym(head, "pure") || avm_ast_is_sym(head, "defun")) {
         uint8_t kind = avm_ast_is_sym(head, "pure") ? AVM_FN_PURE : AVM_FN_FUNC;
         if (n < 3 || it[2]->type != AVM_AST_LIST)
-            return error_at(c, form, "%s needs a name and parameters: (%s NAME (PARAMS...) "
-                                     "body...)",
+            return error_at(c, form,
+                            "%s needs a name and parameters: (%s NAME (PARAMS...) "
+                            "body...)",
                             head->u.s.p, head->u.s.p);
         if ((rv = check_name(c, form, it[1], kind)) != 0)
             return rv;
@@ -1371,8 +1370,8 @@ static void set_file(avm_diag *d, const char *source_name)
     snprintf(d->file, sizeof(d->file), "%s", source_name);
 }
 
-int avm_compile(const char *source_name, const char *src, size_t len,
-                avm_module **out, avm_diag *diag)
+int avm_compile(const char *source_name, const char *src, size_t len, avm_module **out,
+                avm_diag *diag)
 {
     compiler c;
     avm_diag scratch;

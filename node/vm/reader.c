@@ -337,9 +337,8 @@ static int read_atom(reader *r, avm_ast **out)
                 memcmp(id_prefixes[i].prefix, tok, len) != 0)
                 continue;
             if (r->p >= r->end || *r->p != '"')
-                return fail_at(r, line, col,
-                               "bad '#' literal '%.*s': expected %s\"...\"", shown,
-                               tok, id_prefixes[i].prefix);
+                return fail_at(r, line, col, "bad '#' literal '%.*s': expected %s\"...\"",
+                               shown, tok, id_prefixes[i].prefix);
             int rv = read_string(r, AVM_AST_ID, line, col, out);
             if (rv == 0)
                 (*out)->id_kind = id_prefixes[i].kind;
@@ -354,8 +353,8 @@ static int read_atom(reader *r, avm_ast **out)
     int64_t v;
     int isint = parse_int(tok, len, &v);
     if (isint < 0)
-        return fail_at(r, line, col, "integer literal %.*s%s is out of range", shown,
-                       tok, (size_t)shown < len ? "..." : "");
+        return fail_at(r, line, col, "integer literal %.*s%s is out of range", shown, tok,
+                       (size_t)shown < len ? "..." : "");
     if (isint > 0) {
         n = new_node(r, AVM_AST_INT, line, col);
         if (n == NULL)

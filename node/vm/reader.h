@@ -12,18 +12,20 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "value.h"
+
 /* Sources larger than this are refused with AVM_ETOOBIG. */
 #define AVM_MAX_SOURCE (16u * 1024 * 1024)
 /* Lists (and quote prefixes) nest at most this deep; deeper input is a syntax
  * error rather than a C stack overflow, in the reader and in the compiler. */
-#define AVM_MAX_NESTING 256
+#define AVM_MAX_NESTING (AVM_MAX_DEPTH * 2)
 
 typedef enum {
     AVM_AST_NIL = 0,
     AVM_AST_BOOL,
     AVM_AST_INT,
-    AVM_AST_STR,  /* "..." */
-    AVM_AST_ID,   /* #obj"..", #ctl"..", #mach"..", #tx".." (id_kind says which) */
+    AVM_AST_STR, /* "..." */
+    AVM_AST_ID,  /* #obj"..", #ctl"..", #mach"..", #tx".." (id_kind says which) */
     AVM_AST_SYM,
     AVM_AST_LIST, /* ( ... ), and (quote x) for 'x */
 } avm_ast_type;

@@ -58,7 +58,8 @@ static const char seed_example[] =
     "  (let ((msg (input)))\n"
     "    (if (< (get msg 'counter) (get msg 'max))\n"
     "        (do (call (get msg 'partner)\n"
-    "                  (list (list 'type 'pong) (list 'counter (+ (get msg 'counter) 1))\n"
+    "                  (list (list 'type 'pong) (list 'counter (+ (get msg 'counter) "
+    "1))\n"
     "                        (list 'partner (self)) (list 'max (get msg 'max))))\n"
     "            (list \"ping-continue\"))\n"
     "        (list \"ping-done\"))))\n"
@@ -75,14 +76,16 @@ static const char seed_forms[] =
     "(pure big? (meta) (> (length meta) 2))\n"
     "(defun named? (beh meta) (= beh \"ping\"))\n"
     "(defun f (x) (cond ((> x 1) (scryMeta big?)) ((< x 0)) (else (scryDeep named?))))\n"
-    "(main (let ((a 1) (b '(1 \"x\" #obj\"o/1\" (#t #f nil)))) (set! a (str a \"\\x41\\n\"))\n"
+    "(main (let ((a 1) (b '(1 \"x\" #obj\"o/1\" (#t #f nil)))) (set! a (str a "
+    "\"\\x41\\n\"))\n"
     "  (when a (unless b (or a b (and a b)))) (registerPure \"big\" big?)\n"
     "  (updatePure \"big\" big?) (begin (f a) (do)) (- a) (* 1 2 3)))\n";
 
 /* Literals and comments. */
 static const char seed_literals[] =
     "; comment\n(main (list -9223372036854775808 9223372036854775807 #ctl\"main\"\n"
-    "  #mach\"node1\" #tx\"node1/t2\" 'sym \"a\\\"b\\\\c\\t\\r\" (reflect #obj\"n/1\")))\n";
+    "  #mach\"node1\" #tx\"node1/t2\" 'sym \"a\\\"b\\\\c\\t\\r\" (reflect "
+    "#obj\"n/1\")))\n";
 
 static const char *const seeds[] = {
     seed_example,

@@ -19,7 +19,8 @@ static const char example_src[] =
     "  (let ((msg (input)))\n"
     "    (if (< (get msg 'counter) (get msg 'max))\n"
     "        (do (call (get msg 'partner)\n"
-    "                  (list (list 'type 'pong) (list 'counter (+ (get msg 'counter) 1))\n"
+    "                  (list (list 'type 'pong) (list 'counter (+ (get msg 'counter) "
+    "1))\n"
     "                        (list 'partner (self)) (list 'max (get msg 'max))))\n"
     "            (list \"ping-continue\"))\n"
     "        (list \"ping-done\"))))\n"
@@ -299,16 +300,17 @@ TEST(unsafe_flag)
 
 TEST(register_pure_passes_index)
 {
-    CHECK_STR(code_of("(pure p (x) x)\n(pure q (x) x)\n(main (registerPure \"q\" q))",
-                      NULL),
-              "CONST \"q\"; CONST 1; AVM registerPure 2; RET");
+    CHECK_STR(
+        code_of("(pure p (x) x)\n(pure q (x) x)\n(main (registerPure \"q\" q))", NULL),
+        "CONST \"q\"; CONST 1; AVM registerPure 2; RET");
 }
 
 TEST(scry_helpers)
 {
-    avm_module *m = compile("(pure big? (meta) (> (length meta) 2))\n"
-                            "(defun named? (beh meta) (= beh \"ping\"))\n"
-                            "(main (list (scryMeta big?) (scryDeep named?) (scryMeta big?)))");
+    avm_module *m =
+        compile("(pure big? (meta) (> (length meta) 2))\n"
+                "(defun named? (beh meta) (= beh \"ping\"))\n"
+                "(main (list (scryMeta big?) (scryDeep named?) (scryMeta big?)))");
     REQUIRE(m != NULL);
     int hm = find(m, "__scryMeta_big?"), hd = find(m, "__scryDeep_named?");
     REQUIRE(hm >= 0 && hd >= 0);
@@ -335,9 +337,9 @@ TEST(scry_helpers)
               "TAILCALL __scryDeep_p 2; JMP @95; "
               "LOAD 0; PRIM tail 1; LOAD 1; TAILCALL __scryDeep_p 2; RET");
     /* User code cannot call a helper, even once it exists. */
-    CHECK_STR(compile_error("(pure p (m) m)\n(main (scryMeta p) (__scryMeta_p '() '()))",
-                            NULL),
-              "ex.avm:2:21: unknown function '__scryMeta_p'");
+    CHECK_STR(
+        compile_error("(pure p (m) m)\n(main (scryMeta p) (__scryMeta_p '() '()))", NULL),
+        "ex.avm:2:21: unknown function '__scryMeta_p'");
     /* In tail position of a defun the helper is tail-called. */
     CHECK_STR(code_of("(pure p (m) m)\n(defun f () (scryMeta p))", "f"),
               "AVM scryMeta 0; LIST 0; TAILCALL __scryMeta_p 2; RET");
@@ -486,7 +488,9 @@ TEST(tail_calls)
 {
     CHECK_STR(code_of("(defun f (n) (f n))", "f"), "LOAD 0; TAILCALL f 1; RET");
     /* Through if, let, do, cond, when. */
-    CHECK_STR(code_of("(defun f (n) (let ((m n)) (do 1 (if m (f m) (cond (n (f n)) (else (when n (f n))))))))", "f"),
+    CHECK_STR(code_of("(defun f (n) (let ((m n)) (do 1 (if m (f m) (cond (n (f n)) (else "
+                      "(when n (f n))))))))",
+                      "f"),
               "LOAD 0; STORE 1; CONST 1; POP; LOAD 1; JMPF @30; LOAD 1; TAILCALL f 1; "
               "JMP @71; LOAD 0; JMPF @50; LOAD 0; TAILCALL f 1; JMP @71; "
               "LOAD 0; JMPF @70; LOAD 0; TAILCALL f 1; JMP @71; NIL; RET");
@@ -507,9 +511,10 @@ TEST(tail_calls)
 
 TEST(literals)
 {
-    avm_module *m = compile("(main (list 'sym '(a 1 \"x\" (b) nil #t) \"a\\n\\t\\r\\\\\\\"\\x41\"\n"
-                            "  #obj\"node1/3\" #ctl\"main\" #mach\"node1\" #tx\"node1/t2\"\n"
-                            "  -9223372036854775808 9223372036854775807 -0 #f nil '() ''x))");
+    avm_module *m =
+        compile("(main (list 'sym '(a 1 \"x\" (b) nil #t) \"a\\n\\t\\r\\\\\\\"\\x41\"\n"
+                "  #obj\"node1/3\" #ctl\"main\" #mach\"node1\" #tx\"node1/t2\"\n"
+                "  -9223372036854775808 9223372036854775807 -0 #f nil '() ''x))");
     REQUIRE(m != NULL);
     avm_buf b;
     avm_buf_init(&b);
@@ -536,8 +541,9 @@ TEST(literals)
     avm_module_release(m);
 
     /* Symbols are any run of non-delimiters that is not a number. */
-    CHECK_STR(code_of("(defun f (a->b x<=y -x 1+ - +5) (list a->b x<=y -x 1+ - +5))", "f"),
-              "LOAD 0; LOAD 1; LOAD 2; LOAD 3; LOAD 4; LOAD 5; LIST 6; RET");
+    CHECK_STR(
+        code_of("(defun f (a->b x<=y -x 1+ - +5) (list a->b x<=y -x 1+ - +5))", "f"),
+        "LOAD 0; LOAD 1; LOAD 2; LOAD 3; LOAD 4; LOAD 5; LIST 6; RET");
     /* Comments, and symbols ending at a comment or a quote. */
     CHECK_STR(code_of("(defun f (x) ; a comment\n x;another\n)", "f"), "LOAD 0; RET");
 }
@@ -676,7 +682,8 @@ TEST(errors_reader)
         {"(main 1))", "ex.avm:1:9: unexpected ')'"},
         {")", "ex.avm:1:1: unexpected ')'"},
         {"(main \"a\\qb\")", "ex.avm:1:9: bad escape '\\q' in string"},
-        {"(main \"a\\x4g\")", "ex.avm:1:9: bad escape in string: \\x needs two hex digits"},
+        {"(main \"a\\x4g\")",
+         "ex.avm:1:9: bad escape in string: \\x needs two hex digits"},
         {"(main #foo)",
          "ex.avm:1:7: bad '#' literal '#foo' (expected #t, #f, #obj\"..\", #ctl\"..\", "
          "#mach\"..\" or #tx\"..\")"},
@@ -703,7 +710,8 @@ TEST(errors_compiler)
         const char *src, *want;
     } cases[] = {
         /* Names. */
-        {"(main\n  (let ((msg 1))\n    (+ mgs 1)))", "ex.avm:3:8: unknown variable 'mgs'"},
+        {"(main\n  (let ((msg 1))\n    (+ mgs 1)))",
+         "ex.avm:3:8: unknown variable 'mgs'"},
         {"(main (set! x 1))", "ex.avm:1:13: unknown variable 'x'"},
         {"(main (let ((a 1)) a) a)", "ex.avm:1:23: unknown variable 'a'"},
         {"(main (nope 1))", "ex.avm:1:8: unknown function 'nope'"},
@@ -718,9 +726,12 @@ TEST(errors_compiler)
         {"(main (self 1))", "ex.avm:1:7: 'self' takes 0 arguments, got 1"},
         {"(main (call 1))", "ex.avm:1:7: 'call' takes 2 arguments, got 1"},
         {"(main (beginTx 1 2))", "ex.avm:1:7: 'beginTx' takes 0 to 1 arguments, got 2"},
-        {"(defun f (a b) a)\n(main (f 1))", "ex.avm:2:7: function 'f' takes 2 arguments, got 1"},
-        {"(defun f () 1)\n(main (f 1))", "ex.avm:2:7: function 'f' takes 0 arguments, got 1"},
-        {"(main (registerPure \"x\"))", "ex.avm:1:7: 'registerPure' takes 2 arguments, got 1"},
+        {"(defun f (a b) a)\n(main (f 1))",
+         "ex.avm:2:7: function 'f' takes 2 arguments, got 1"},
+        {"(defun f () 1)\n(main (f 1))",
+         "ex.avm:2:7: function 'f' takes 0 arguments, got 1"},
+        {"(main (registerPure \"x\"))",
+         "ex.avm:1:7: 'registerPure' takes 2 arguments, got 1"},
         /* Pure functions. */
         {"(pure p (x)\n  (createObj \"a\"))",
          "ex.avm:2:3: pure function 'p' cannot use the AVM instruction 'createObj'"},
@@ -780,10 +791,12 @@ TEST(errors_compiler)
         {"(main (let (x 1) x))", "ex.avm:1:13: a let binding must be (name expr)"},
         {"(main (let x x))",
          "ex.avm:1:7: let needs a list of bindings: (let ((name expr) ...) body...)"},
-        {"(main (cond (else 1) (2 3)))", "ex.avm:1:13: else must be the last cond clause"},
+        {"(main (cond (else 1) (2 3)))",
+         "ex.avm:1:13: else must be the last cond clause"},
         {"(main (cond 1))", "ex.avm:1:13: a cond clause must be (test body...)"},
         {"(main (quote))", "ex.avm:1:7: quote takes 1 argument, got 0"},
-        {"(main (set! 1 2))", "ex.avm:1:7: set! takes a variable and a value: (set! name expr)"},
+        {"(main (set! 1 2))",
+         "ex.avm:1:7: set! takes a variable and a value: (set! name expr)"},
         {"(main (when))", "ex.avm:1:7: when needs a test: (when test body...)"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -811,7 +824,8 @@ TEST(limits)
     for (int i = 0; i < 256; i++)
         avm_buf_printf(&b, "p%d ", i);
     avm_buf_puts(&b, ") 1)");
-    CHECK_STR(compile_error(avm_buf_cstr(&b), NULL), "ex.avm:1:10: more than 255 parameters");
+    CHECK_STR(compile_error(avm_buf_cstr(&b), NULL),
+              "ex.avm:1:10: more than 255 parameters");
 
     /* str takes at most 255 arguments (its argc is a byte). */
     b.len = 0;
@@ -953,8 +967,8 @@ TEST(prefixes_and_mutations)
 
 TEST_MAIN(T(example_module), T(example_bytecode), T(deterministic_and_decodable),
           T(no_main), T(behaviour_spellings), T(unsafe_flag),
-          T(register_pure_passes_index), T(scry_helpers), T(arithmetic),
-          T(conditionals), T(sequencing_and_locals), T(scoping), T(large_program), T(max_stack_exact), T(tail_calls),
-          T(literals), T(constants_deduplicated), T(line_table), T(nesting_limits),
-          T(too_big), T(errors_reader), T(errors_compiler), T(limits), T(diag_format),
-          T(reader_positions), T(prefixes_and_mutations))
+          T(register_pure_passes_index), T(scry_helpers), T(arithmetic), T(conditionals),
+          T(sequencing_and_locals), T(scoping), T(large_program), T(max_stack_exact),
+          T(tail_calls), T(literals), T(constants_deduplicated), T(line_table),
+          T(nesting_limits), T(too_big), T(errors_reader), T(errors_compiler), T(limits),
+          T(diag_format), T(reader_positions), T(prefixes_and_mutations))
