@@ -97,7 +97,7 @@ void avm_embedded_dump(avm_embedded *e, avm_buf *b, bool json)
     if (json)
         avm_buf_puts(b, "[");
     for (uint32_t i = 0; i < ids.u.l->len; i++) {
-        const avm_objrec *r = e->store->ops->get(e->store, ids.u.l->items[i]);
+        const avm_objrec *r = e->store->ops->get(e->store, NULL, ids.u.l->items[i]);
         if (json) {
             avm_buf_puts(b, i ? ",{\"object\":" : "{\"object\":");
             avm_val_json(b, r->oid);

@@ -97,7 +97,7 @@ static int grow(memstore *m)
     return 0;
 }
 
-static const avm_objrec *ms_get(avm_store *s, avm_val oid)
+static const avm_objrec *ms_get(avm_store *s, void *snap, avm_val oid)
 {
     memstore *m = (memstore *)s;
     bool found;
@@ -356,6 +356,8 @@ static uint64_t ms_next_seq(avm_store *s)
 
 static const struct avm_store_ops memstore_ops = {
     .get = ms_get,
+    .snapshot = NULL,
+    .snapshot_release = NULL,
     .apply = ms_apply,
     .ids = ms_ids,
     .pure_get = ms_pure_get,

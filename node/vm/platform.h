@@ -3,8 +3,8 @@
  * function pointers and knows nothing of what implements them (memory, LMDB, a
  * cluster), so the same interpreter runs embedded, in tests and in the daemon.
  *
- * Records returned by a store are borrowed: valid until the next mutating call on
- * the same store (apply, pure_put). */
+ * Records returned by a store are borrowed: valid until the next call on the same
+ * store. */
 #ifndef AVM_PLATFORM_H
 #define AVM_PLATFORM_H
 
@@ -83,13 +83,27 @@ typedef struct avm_writeset {
     const avm_val *destroys;
     size_t ndestroys;
     bool spec_order;
+    /* Optional: an execution checkpoint written in the same atomic step when (and
+     * only when) the write set commits, so that a restarted node resumes the
+     * execution exactly after this commit. Stores without durability ignore it. */
+    const char *ckpt_id;
+    const uint8_t *ckpt_state;
+    size_t ckpt_len;
+    uint8_t ckpt_status;
 } avm_writeset;
 
 typedef struct avm_store avm_store;
 
 struct avm_store_ops {
-    /* The committed record of oid, or NULL. Borrowed. */
-    const avm_objrec *(*get)(avm_store *s, avm_val oid);
+    /* The committed record of oid, or NULL. Borrowed. With snap NULL, the latest
+     * committed state; otherwise the state as of the snapshot. */
+    const avm_objrec *(*get)(avm_store *s, void *snap, avm_val oid);
+    /* Optional (may be NULL, or return NULL when unsupported): a consistent read
+     * view. The interpreter takes one when a transaction begins and releases it
+     * when the transaction ends, so that every read of a transaction comes from
+     * one snapshot; commit validation still checks the versions read. */
+    void *(*snapshot)(avm_store *s);
+    void (*snapshot_release)(avm_store *s, void *snap);
     /* Validates the reads against current versions and, if they all hold, applies
      * the write set; *committed tells which. Returns 0 or an AVM_E* code (then
      * nothing was applied). */

@@ -833,6 +833,11 @@ static void pairs_release(avm_pair *v, size_t n)
 
 void vm__tx_clear(avm_exec *x)
 {
+    if (x->snap != NULL) {
+        avm_store *s = x->plat->store;
+        s->ops->snapshot_release(s, x->snap);
+        x->snap = NULL;
+    }
     for (size_t i = 0; i < x->tx.n; i++) {
         avm_val_release(x->tx.v[i].txid);
         avm_val_release(x->tx.v[i].ctrl_before);

@@ -81,22 +81,24 @@ typedef struct view {
     uint64_t version;
 } view;
 
-/* Default mode: read your own writes (decision 1). */
+/* Default mode: read your own writes (decision 1). A destroy is checked first: a
+ * nested transaction that destroys its parent's pending create records a pending
+ * destroy (op_destroy), and the create stays in the overlay under it. */
 static view view_of(avm_exec *x, avm_val oid)
 {
     view v = {.where = V_NONE, .create = -1};
     long c = pending_create(x, oid);
-    if (c >= 0) {
+    if (pending_destroy(x, oid)) {
+        v.where = V_DESTROYED;
+        return v;
+    } else if (c >= 0) {
         v.where = V_PENDING;
         v.create = c;
         v.meta = x->creates.v[c].meta;
         v.beh = x->creates.v[c].beh;
-    } else if (pending_destroy(x, oid)) {
-        v.where = V_DESTROYED;
-        return v;
     } else {
         avm_store *s = x->plat->store;
-        const avm_objrec *r = s->ops->get(s, oid);
+        const avm_objrec *r = s->ops->get(s, x->snap, oid);
         if (r == NULL)
             return v;
         v.where = V_STORE;
@@ -116,7 +118,7 @@ static view view_store(avm_exec *x, avm_val oid)
 {
     view v = {.where = V_NONE, .create = -1};
     avm_store *s = x->plat->store;
-    const avm_objrec *r = s->ops->get(s, oid);
+    const avm_objrec *r = s->ops->get(s, x->snap, oid);
     if (r != NULL) {
         v.where = V_STORE;
         v.rec = r;
@@ -356,6 +358,22 @@ static int op_destroy(avm_exec *x, avm_val oid, avm_val *out)
         return VM_FAIL;
     if (IN_TX(x)) {
         long c = pending_create(x, oid);
+        if (!STRICT(x) && pending_destroy(x, oid))
+            return vm__fail(x, AVM_ERR_OBJECT_ALREADY_DESTROYED, vm__ref(oid), avm_nil(),
+                            avm_nil());
+        if (c >= 0 && !STRICT(x) && (size_t)c < x->tx.v[x->tx.n - 1].ncreates) {
+            /* Decision 2: the create belongs to an enclosing transaction level.
+             * Removing it would outlive an abort of this level, which must restore
+             * the parent's overlay exactly; a pending destroy is undone with the
+             * level, and at commit the store applies the create, then the destroy. */
+            if (VEC_PUSH(x, x->destroys, vm__ref(oid)) != 0) {
+                avm_val_release(oid);
+                return vm__oom(x);
+            }
+            vm__event(x, AVM_EV_OBJECT_DESTROYED, vm__ref(oid), avm_nil(), avm_nil());
+            *out = avm_bool(true);
+            return VM_OK;
+        }
         if (c >= 0) {
             /* removePendingCreate */
             vm__event(x, AVM_EV_OBJECT_DESTROYED, vm__ref(oid), avm_nil(), avm_nil());
@@ -370,9 +388,6 @@ static int op_destroy(avm_exec *x, avm_val oid, avm_val *out)
             *out = avm_bool(true);
             return VM_OK;
         }
-        if (!STRICT(x) && pending_destroy(x, oid))
-            return vm__fail(x, AVM_ERR_OBJECT_ALREADY_DESTROYED, vm__ref(oid), avm_nil(),
-                            avm_nil());
         view v = STRICT(x) ? view_store(x, oid) : view_of(x, oid);
         if (v.where == V_NONE)
             return vm__fail(x, AVM_ERR_OBJECT_NOT_FOUND, vm__ref(oid), avm_nil(),
@@ -499,7 +514,7 @@ static int op_get_state(avm_exec *x, avm_val *out)
             return empty_list(x, out);
     }
     avm_store *s = x->plat->store;
-    const avm_objrec *r = s->ops->get(s, x->self);
+    const avm_objrec *r = s->ops->get(s, x->snap, x->self);
     if (r != NULL) {
         *out = vm__ref(r->state);
         return VM_OK;
@@ -537,7 +552,7 @@ static int op_set_state(avm_exec *x, avm_val st, avm_val *out)
         return VM_OK;
     }
     avm_store *s = x->plat->store;
-    if (s->ops->get(s, x->self) != NULL) {
+    if (s->ops->get(s, x->snap, x->self) != NULL) {
         avm_pair p = {x->self, st};
         avm_writeset ws = {.states = &p, .nstates = 1};
         return apply_now(x, &ws);
@@ -750,6 +765,8 @@ static int op_begin(avm_exec *x, avm_val *a, int argc, avm_val *out)
         avm_val_release(ctrl_before);
         return vm__oom(x);
     }
+    if (x->tx.n == 1 && x->snap == NULL && x->plat->store->ops->snapshot != NULL)
+        x->snap = x->plat->store->ops->snapshot(x->plat->store);
     *out = vm__ref(txid);
     return VM_OK;
 }
@@ -834,6 +851,35 @@ static int commit_outer(avm_exec *x, bool *ok)
     return VM_OK;
 }
 
+/* After a commit: the specification's StateStore is total (applyStates writes
+ * any id), so a committed setState of an activation that has no object record (the
+ * top-level program) is kept with the execution, as op_set_state does outside a
+ * transaction; without this the top-level's transactional setState would be lost.
+ * States of objects this commit destroyed are dropped (decision 12; the literal
+ * store would keep them under the dead id, where nothing can read them). */
+static int keep_detached_states(avm_exec *x)
+{
+    avm_store *s = x->plat->store;
+    for (size_t i = 0; i < x->states.n; i++) {
+        avm_pair *p = &x->states.v[i];
+        if (s->ops->get(s, x->snap, p->a) != NULL || pending_destroy(x, p->a))
+            continue;
+        avm_val *d = detached_state(x, p->a);
+        if (d != NULL) {
+            avm_val_release(*d);
+            *d = vm__ref(p->b);
+            continue;
+        }
+        avm_pair q = {vm__ref(p->a), vm__ref(p->b)};
+        if (VEC_PUSH(x, x->detached, q) != 0) {
+            avm_val_release(q.a);
+            avm_val_release(q.b);
+            return vm__oom(x);
+        }
+    }
+    return VM_OK;
+}
+
 static int op_commit(avm_exec *x, avm_val tid, avm_val *out)
 {
     if (want_kind(x, AVM_I_COMMIT_TX, tid, AVM_TXID, false))
@@ -848,6 +894,8 @@ static int op_commit(avm_exec *x, avm_val tid, avm_val *out)
             return VM_FAIL;
         if (!ok)
             return vm__fail(x, AVM_ERR_TX_CONFLICT, vm__ref(tid), avm_nil(), avm_nil());
+        if (keep_detached_states(x) != VM_OK)
+            return VM_FAIL;
         avm_val ctrl = vm__ref(x->txctrl);
         vm__tx_clear(x);
         vm__event_ctrl(x, AVM_EV_TRANSACTION_COMMITTED, ctrl, vm__ref(tid), avm_nil(),
@@ -869,6 +917,8 @@ static int op_commit(avm_exec *x, avm_val tid, avm_val *out)
     }
     bool ok;
     if (commit_outer(x, &ok) != VM_OK)
+        return VM_FAIL;
+    if (ok && keep_detached_states(x) != VM_OK)
         return VM_FAIL;
     avm_val ctrl = vm__ref(x->txctrl);
     vm__tx_clear(x);
@@ -1136,8 +1186,10 @@ static int op_transfer(avm_exec *x, avm_val *a, avm_val *out)
         return vm__fail(x, AVM_ERR_CONTROLLER_UNREACHABLE, vm__ref(cid), avm_nil(),
                         avm_nil());
     if (IN_TX(x)) {
-        view p = view_pending(x, oid);
-        view v = p.where == V_PENDING ? p : STRICT(x) ? view_store(x, oid) : view_of(x, oid);
+        /* S: lookupPendingCreate, then the committed store. */
+        view v = STRICT(x) ? view_pending(x, oid) : view_of(x, oid);
+        if (STRICT(x) && v.where == V_NONE)
+            v = view_store(x, oid);
         if (v.where == V_DESTROYED)
             return vm__fail(x, AVM_ERR_OBJECT_ALREADY_DESTROYED, vm__ref(oid), avm_nil(),
                             avm_nil());

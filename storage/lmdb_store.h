@@ -1,0 +1,82 @@
+/* The node's durable store on LMDB: one environment per node, with named databases
+ * for objects (behaviour reference, metadata, version), states, behaviours (module
+ * code by content hash), the pure-function registry, executions, traces and the
+ * format version. It implements the interpreter's store interface (platform.h), so
+ * the interpreter runs on it unchanged.
+ *
+ * Durability: a commit is acknowledged (apply returns with *committed true) only
+ * after its LMDB write transaction is durably committed (fsync), unless the store
+ * was opened with nosync (ephemeral runs and some tests).
+ *
+ * Errors name their cause and the environment's path: avm_lmdb_errmsg() holds the
+ * message of the last failing call. A failing commit changes nothing. */
+#ifndef AVM_LMDB_STORE_H
+#define AVM_LMDB_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "platform.h"
+#include "value.h"
+
+/* Format of the environment; checked at open. */
+#define AVM_LMDB_FORMAT 1
+
+typedef struct avm_lmdb avm_lmdb;
+
+typedef struct avm_lmdb_config {
+    const char *path;     /* directory; created if missing */
+    size_t map_size;      /* initial map size (0: 64 MiB) */
+    size_t map_max;       /* the map grows on demand up to this (0: 16 GiB) */
+    bool nosync;          /* no fsync: for throw-away data only */
+} avm_lmdb_config;
+
+/* Opens (creating if needed) the environment at cfg->path. Refuses an environment
+ * of a newer format, or an older one it cannot migrate, with a message naming the
+ * path and both format versions. Returns 0 or AVM_EIO / AVM_EVERSION / AVM_ENOMEM
+ * with errmsg filled. */
+int avm_lmdb_open(const avm_lmdb_config *cfg, avm_lmdb **out, char *errmsg,
+                  size_t errlen);
+void avm_lmdb_close(avm_lmdb *db);
+
+/* The store interface of this environment (owned by db). */
+avm_store *avm_lmdb_store(avm_lmdb *db);
+
+/* The message of the last failing call, naming the cause and the path. */
+const char *avm_lmdb_errmsg(const avm_lmdb *db);
+
+/* Group commit: validates and applies n write sets in order in ONE LMDB write
+ * transaction (one fsync). Each write set is validated against the state left by
+ * the ones before it in the batch, exactly as if they had been applied one by one;
+ * committed[i] says whether write set i was applied. Returns 0 (then every
+ * committed[i] is durable), or an error code: then nothing of the batch was applied
+ * and no committed[i] is true. */
+int avm_lmdb_apply_batch(avm_lmdb *db, const avm_writeset *const *ws, size_t n,
+                         bool *committed);
+
+/* Executions: the serialized state (avm_exec_encode) and a status byte, keyed by
+ * an execution id string. put replaces. get fills *state (caller frees with
+ * avm_buf_free) and returns AVM_ENOTFOUND when there is none. */
+int avm_lmdb_exec_put(avm_lmdb *db, const char *id, uint8_t status, const uint8_t *state,
+                      size_t len);
+int avm_lmdb_exec_get(avm_lmdb *db, const char *id, uint8_t *status, avm_buf *state);
+int avm_lmdb_exec_del(avm_lmdb *db, const char *id);
+/* Calls fn for every execution (id, status) in id order. */
+int avm_lmdb_exec_each(avm_lmdb *db, void (*fn)(void *arg, const char *id, uint8_t status),
+                       void *arg);
+
+/* Traces: appends events to an execution's trace (one LMDB transaction), and reads
+ * them back in order. */
+int avm_lmdb_trace_append(avm_lmdb *db, const char *id, const avm_val *events, size_t n);
+int avm_lmdb_trace_read(avm_lmdb *db, const char *id, avm_val *out_list);
+
+/* Statistics for tools and tests. */
+typedef struct avm_lmdb_stats {
+    size_t objects, modules, pure, executions;
+    size_t map_size, map_used;
+    uint64_t commits, batches;
+} avm_lmdb_stats;
+int avm_lmdb_stats_get(avm_lmdb *db, avm_lmdb_stats *st);
+
+#endif
