@@ -1,6 +1,7 @@
 /* The AVM instructions: the semantics of Interpreter.lagda.md, with the decisions of
  * DESIGN.md section 3 in default mode. Each instruction quotes the specification
  * function it implements. "S:" marks what strict mode does differently. */
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -655,13 +656,17 @@ static int op_reify_context(avm_exec *x, avm_val *out)
     return alist(x, keys, vals, 5, out);
 }
 
-static int id_list(avm_exec *x, const avm_val *ids, size_t stride, size_t n,
+/* The identifiers at byte offset `offset` of n records of `stride` bytes from base.
+ * base may be NULL when n is 0 (a vector never grown): it is only dereferenced in
+ * the loop, never through a member access of a null pointer. */
+static int id_list(avm_exec *x, const void *base, size_t offset, size_t stride, size_t n,
                    avm_val *out)
 {
     if (avm_list_new(n, out) != 0)
         return vm__oom(x);
     for (size_t i = 0; i < n; i++)
-        out->u.l->items[i] = vm__ref(*(const avm_val *)((const char *)ids + i * stride));
+        out->u.l->items[i] =
+            vm__ref(*(const avm_val *)((const char *)base + i * stride + offset));
     return VM_OK;
 }
 
@@ -684,9 +689,11 @@ static int op_reify_tx(avm_exec *x, avm_val *out)
         w.u.l->items[1] = vm__ref(x->writes.v[i].b);
         vals[1].u.l->items[i] = w;
     }
-    if (id_list(x, &x->creates.v->oid, sizeof(avm_create), x->creates.n, &vals[2]) ||
-        id_list(x, x->destroys.v, sizeof(avm_val), x->destroys.n, &vals[3]) ||
-        id_list(x, &x->reads.v->oid, sizeof(avm_read), x->reads.n, &vals[4]))
+    if (id_list(x, x->creates.v, offsetof(avm_create, oid), sizeof(avm_create),
+                x->creates.n, &vals[2]) ||
+        id_list(x, x->destroys.v, 0, sizeof(avm_val), x->destroys.n, &vals[3]) ||
+        id_list(x, x->reads.v, offsetof(avm_read, oid), sizeof(avm_read), x->reads.n,
+                &vals[4]))
         goto fail;
     return alist(x, keys, vals, 5, out);
 oom:
@@ -862,7 +869,9 @@ static int keep_detached_states(avm_exec *x)
     avm_store *s = x->plat->store;
     for (size_t i = 0; i < x->states.n; i++) {
         avm_pair *p = &x->states.v[i];
-        if (s->ops->get(s, x->snap, p->a) != NULL || pending_destroy(x, p->a))
+        /* The latest committed state (snap NULL), not the transaction's snapshot,
+         * in which the objects this commit created do not exist yet. */
+        if (s->ops->get(s, NULL, p->a) != NULL || pending_destroy(x, p->a))
             continue;
         avm_val *d = detached_state(x, p->a);
         if (d != NULL) {
