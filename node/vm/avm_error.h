@@ -4,7 +4,9 @@
  * TxError, ...) and up to three argument values. EvalError is not part of the
  * specification: it reports a fault of the program itself (a primitive applied to
  * values of the wrong kind, a behaviour returning a non-list, an unknown behaviour
- * name), with the source position. */
+ * name), with the source position. PlatformError is not part of the specification
+ * either: the platform failed (the disk is full, the store is corrupt); the
+ * operation did not happen and nothing of it was acknowledged. */
 #ifndef AVM_ERROR_H
 #define AVM_ERROR_H
 
@@ -49,7 +51,8 @@
     X(OBJECT_HAS_NO_CONTROLLER, ControllerError, "ErrObjectHasNoController", 1)       \
     X(FD_NOT_IMPLEMENTED, FDError, "ErrNotImplemented", 1)                            \
     X(NONDET_NOT_IMPLEMENTED, NondetError, "ErrNotImplemented", 1)                    \
-    X(EVAL, EvalError, "EvalError", 1)
+    X(EVAL, EvalError, "EvalError", 1)                                                \
+    X(STORE_FAILURE, PlatformError, "ErrStoreFailure", 1)
 
 typedef enum {
     AVM_ERR_NONE = 0,

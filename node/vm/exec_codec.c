@@ -200,7 +200,7 @@ int avm_exec_encode(const avm_exec *x, avm_buf *out)
         avm_val_encode(b, e->a[2]);
     }
     /* outcome */
-    avm_mp_put_array(b, 11);
+    avm_mp_put_array(b, 13);
     avm_mp_put_uint(b, x->status);
     avm_mp_put_bool(b, x->started);
     avm_val_encode(b, x->result);
@@ -212,6 +212,8 @@ int avm_exec_encode(const avm_exec *x, avm_buf *out)
     avm_val_encode(b, x->error.source);
     avm_mp_put_uint(b, x->error.line);
     avm_mp_put_uint(b, x->error.col);
+    avm_val_encode(b, x->ckpt_id);
+    avm_mp_put_bool(b, x->resume_commit);
     rv = b->err;
 done:
     free(mods.v);
@@ -573,7 +575,7 @@ static int decode_body(dec *d, avm_exec *x)
 
     /* outcome */
     uint64_t st, ec, line, col;
-    if ((rv = get_arr(d, 11, "outcome")) || (rv = get_u(d, AVM_RUN_BLOCKED, &st, "status")))
+    if ((rv = get_arr(d, 13, "outcome")) || (rv = get_u(d, AVM_RUN_BLOCKED, &st, "status")))
         return rv;
     TRY(d, avm_mp_get_bool(&d->r, &x->started), "outcome");
     if ((rv = get_v(d, &x->result, "result")) || (rv = get_v(d, &x->blocked_on, "blocked")) ||
@@ -583,8 +585,10 @@ static int decode_body(dec *d, avm_exec *x)
         (rv = get_v(d, &x->error.args[2], "error")) ||
         (rv = get_kind(d, &x->error.source, AVM_STR, true, "error source")) ||
         (rv = get_u(d, UINT32_MAX, &line, "error line")) ||
-        (rv = get_u(d, UINT32_MAX, &col, "error col")))
+        (rv = get_u(d, UINT32_MAX, &col, "error col")) ||
+        (rv = get_kind(d, &x->ckpt_id, AVM_STR, true, "checkpoint id")))
         return rv;
+    TRY(d, avm_mp_get_bool(&d->r, &x->resume_commit), "outcome");
     x->status = (avm_run_status)st;
     x->error.code = (avm_error_code)ec;
     x->error.line = (uint32_t)line;
@@ -630,6 +634,15 @@ static int check_state(dec *d, avm_exec *x)
         size_t want = i + 1 < x->frames.n ? (h == 0 ? SIZE_MAX : h - 1) : h;
         if (have != want)
             return bad(d, AVM_EMALFORMED, "operand stack height disagrees with the code");
+    }
+    if (x->resume_commit) {
+        /* Only a checkpoint taken at an outermost commitTx carries the mark. */
+        const vm_frame *f = x->frames.n ? &x->frames.v[x->frames.n - 1] : NULL;
+        const avm_func *fn = f ? &f->mod->funcs[f->fn] : NULL;
+        if (f == NULL || x->tx.n != 1 || x->cfg.mode != AVM_MODE_DEFAULT ||
+            fn->code[f->pc] != OP_AVM || f->pc + 2 >= fn->code_len ||
+            fn->code[f->pc + 1] != AVM_I_COMMIT_TX)
+            return bad(d, AVM_EMALFORMED, "a decided commit that is not at a commitTx");
     }
     if (x->ctxs.n != boundaries)
         return bad(d, AVM_EMALFORMED, "contexts do not match the frames");

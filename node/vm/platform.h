@@ -116,6 +116,8 @@ struct avm_store_ops {
     int (*pure_put)(avm_store *s, const avm_purefn *fn);
     /* A node-unique, never reused sequence number for identifiers. */
     uint64_t (*next_seq)(avm_store *s);
+    /* Optional: the message of the last failing call, naming cause and path. */
+    const char *(*last_error)(avm_store *s);
 };
 
 struct avm_store {

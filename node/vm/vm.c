@@ -204,6 +204,28 @@ int vm__eval_error(avm_exec *x, const char *fmt, ...)
     return vm__fail(x, AVM_ERR_EVAL, s, avm_nil(), avm_nil());
 }
 
+int vm__store_error(avm_exec *x, int rv)
+{
+    avm_store *s = x->plat->store;
+    const char *why = s->ops->last_error ? s->ops->last_error(s) : NULL;
+    char msg[600];
+    snprintf(msg, sizeof(msg), "store: %s", why && *why ? why : avm_strerror(rv));
+    avm_val v;
+    if (avm_cstr(AVM_STR, msg, &v) != 0)
+        v = avm_nil();
+    return vm__fail(x, AVM_ERR_STORE_FAILURE, v, avm_nil(), avm_nil());
+}
+
+int avm_exec_set_checkpoint(avm_exec *x, const char *id)
+{
+    avm_val v = avm_nil();
+    if (id != NULL && avm_cstr(AVM_STR, id, &v) != 0)
+        return AVM_ENOMEM;
+    avm_val_release(x->ckpt_id);
+    x->ckpt_id = v;
+    return 0;
+}
+
 int vm__oom(avm_exec *x)
 {
     return vm__eval_error(x, "out of memory");
@@ -899,6 +921,7 @@ void avm_exec_free(avm_exec *x)
     avm_val_release(x->machine);
     avm_val_release(x->result);
     avm_val_release(x->blocked_on);
+    avm_val_release(x->ckpt_id);
     avm_error_clear(&x->error);
     free(x->stack);
     free(x->frames.v);

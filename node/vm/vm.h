@@ -110,6 +110,13 @@ const avm_event *avm_exec_trace(const avm_exec *x);
 uint64_t avm_exec_event_counter(const avm_exec *x);
 uint64_t avm_exec_steps(const avm_exec *x);
 
+/* Checkpoints: with an id set, every outermost commit in default mode carries the
+ * execution's state in its write set (avm_writeset.ckpt_*), so a durable store
+ * records it in the same atomic step as the commit. The state is taken just
+ * before the commit with a mark that the commit is decided: an execution decoded
+ * from it continues after the commit without applying it again (exactly once). */
+int avm_exec_set_checkpoint(avm_exec *x, const char *id);
+
 /* Execution state as bytes (msgpack, versioned), and back. The platform given to
  * decode must be equivalent to the one the execution ran on (same store
  * contents). Decoded modules are verified. */

@@ -90,6 +90,8 @@ struct avm_exec {
     avm_error error;
     avm_val blocked_on;
     bool started;
+    avm_val ckpt_id;     /* AVM_STR or nil: checkpoint with each commit */
+    bool resume_commit;  /* the commitTx at the current pc is already durable */
 };
 
 /* Grows a vector to hold one more element; 0 or AVM_ENOMEM. */
@@ -135,6 +137,8 @@ int vm__eval_error(avm_exec *x, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 int vm__fail(avm_exec *x, avm_error_code c, avm_val a0, avm_val a1, avm_val a2);
 int vm__oom(avm_exec *x);
+/* A store call failed with code rv: ErrStoreFailure with the store's message. */
+int vm__store_error(avm_exec *x, int rv);
 
 /* Aborts every open transaction level at or above depth (used when a frame that
  * began a transaction returns), logging TransactionAborted for the outermost. */

@@ -204,8 +204,7 @@ static int apply_now(avm_exec *x, const avm_writeset *ws)
     bool ok;
     int rv = s->ops->apply(s, ws, &ok);
     if (rv != 0)
-        return rv == AVM_ENOMEM ? vm__oom(x)
-                                : vm__eval_error(x, "store: %s", avm_strerror(rv));
+        return rv == AVM_ENOMEM ? vm__oom(x) : vm__store_error(x, rv);
     return VM_OK;
 }
 
@@ -850,11 +849,31 @@ static int commit_outer(avm_exec *x, bool *ok)
         .destroys = x->destroys.v, .ndestroys = x->destroys.n,
         .spec_order = STRICT(x),
     };
+    avm_buf ck;
+    avm_buf_init(&ck);
+    if (x->ckpt_id.kind == AVM_STR && !STRICT(x)) {
+        /* The checkpoint is the state before this commitTx, at its instruction (the
+         * dispatcher already moved the frame's pc past it), marked as decided. */
+        vm_frame *fr = &x->frames.v[x->frames.n - 1];
+        fr->pc -= 3;
+        x->resume_commit = true;
+        int rv = avm_exec_encode(x, &ck);
+        x->resume_commit = false;
+        fr->pc += 3;
+        if (rv != 0) {
+            avm_buf_free(&ck);
+            return vm__oom(x);
+        }
+        ws.ckpt_id = x->ckpt_id.u.s->data;
+        ws.ckpt_state = (const uint8_t *)ck.data;
+        ws.ckpt_len = ck.len;
+        ws.ckpt_status = AVM_RUN_YIELD;
+    }
     avm_store *s = x->plat->store;
     int rv = s->ops->apply(s, &ws, ok);
+    avm_buf_free(&ck);
     if (rv != 0)
-        return rv == AVM_ENOMEM ? vm__oom(x)
-                                : vm__eval_error(x, "store: %s", avm_strerror(rv));
+        return rv == AVM_ENOMEM ? vm__oom(x) : vm__store_error(x, rv);
     return VM_OK;
 }
 
@@ -924,9 +943,13 @@ static int op_commit(avm_exec *x, avm_val tid, avm_val *out)
         *out = avm_bool(true);
         return VM_OK;
     }
-    bool ok;
-    if (commit_outer(x, &ok) != VM_OK)
+    bool ok = true;
+    if (x->resume_commit) {
+        /* Restored from this commit's own checkpoint: it is already durable. */
+        x->resume_commit = false;
+    } else if (commit_outer(x, &ok) != VM_OK) {
         return VM_FAIL;
+    }
     if (ok && keep_detached_states(x) != VM_OK)
         return VM_FAIL;
     avm_val ctrl = vm__ref(x->txctrl);

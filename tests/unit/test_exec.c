@@ -277,6 +277,108 @@ TEST(wrong_version_is_refused_by_name)
     avm_embedded_close(&e);
 }
 
-TEST_MAIN(T(ping_pong_resumes_at_every_instruction), T(battleship_resumes_mid_transaction),
+/* A store that keeps the checkpoint carried by each committed write set, as a
+ * durable store does in the same atomic step. */
+typedef struct ckstore {
+    avm_store base;
+    avm_store *inner;
+    avm_buf ckpt;
+    int commits;
+} ckstore;
+
+static ckstore the_ck;
+
+static const avm_objrec *ck_get(avm_store *s, void *snap, avm_val oid)
+{
+    return the_ck.inner->ops->get(the_ck.inner, snap, oid);
+}
+static int ck_apply(avm_store *s, const avm_writeset *ws, bool *committed)
+{
+    int rv = the_ck.inner->ops->apply(the_ck.inner, ws, committed);
+    if (rv == 0 && *committed && ws->ckpt_id != NULL) {
+        the_ck.commits++;
+        avm_buf_free(&the_ck.ckpt);
+        avm_buf_init(&the_ck.ckpt);
+        avm_buf_put(&the_ck.ckpt, ws->ckpt_state, ws->ckpt_len);
+    }
+    return rv;
+}
+static int ck_ids(avm_store *s, avm_val *out)
+{
+    return the_ck.inner->ops->ids(the_ck.inner, out);
+}
+static const avm_purefn *ck_pure_get(avm_store *s, avm_val name)
+{
+    return the_ck.inner->ops->pure_get(the_ck.inner, name);
+}
+static int ck_pure_put(avm_store *s, const avm_purefn *fn)
+{
+    return the_ck.inner->ops->pure_put(the_ck.inner, fn);
+}
+static uint64_t ck_next_seq(avm_store *s)
+{
+    return the_ck.inner->ops->next_seq(the_ck.inner);
+}
+static const struct avm_store_ops ck_ops = {.get = ck_get, .apply = ck_apply,
+                                            .ids = ck_ids, .pure_get = ck_pure_get,
+                                            .pure_put = ck_pure_put,
+                                            .next_seq = ck_next_seq};
+
+static const char *counter_src =
+    "(behavior counter\n"
+    "  (let ((s (getState)) (n (if (null? s) 0 (head s))))\n"
+    "    (setState (list (+ n (input))))\n"
+    "    (list (+ n (input)))))\n"
+    "(defun loop (c i)\n"
+    "  (if (= i 0) (call c 0)\n"
+    "      (let ((t (beginTx))) (call c i) (commitTx t) (loop c (- i 1)))))\n"
+    "(main (let ((c (createObj \"counter\" #ctl\"main\"))) (loop c 10)))\n";
+
+/* Crash after k commits, resume from the last checkpoint: every commit applies
+ * exactly once (the counter ends at 55 = 1 + ... + 10, not more). */
+TEST(checkpoint_at_commit_resumes_exactly_once)
+{
+    avm_module *m = compile_str(counter_src);
+    REQUIRE(m != NULL);
+    for (int k = 1; k <= 10; k++) {
+        avm_embedded e;
+        avm_embedded_init(&e, "node1", "main");
+        memset(&the_ck, 0, sizeof(the_ck));
+        the_ck.base.ops = &ck_ops;
+        the_ck.inner = e.store;
+        avm_platform plat = e.plat;
+        plat.store = &the_ck.base;
+        avm_exec_config cfg = {.keep_trace = true};
+        avm_exec *x = avm_exec_new(&plat, &cfg);
+        avm_val self, input;
+        avm_embedded_toplevel(&self, &input);
+        REQUIRE(avm_exec_start(x, m, -1, self, input, NULL, 0) == 0);
+        avm_val_release(self);
+        avm_val_release(input);
+        REQUIRE(avm_exec_set_checkpoint(x, "node1/e1") == 0);
+        while (the_ck.commits < k && avm_exec_run(x, 1) == AVM_RUN_YIELD)
+            ;
+        /* Run a few more instructions past the commit, then crash. */
+        avm_exec_run(x, 7);
+        avm_exec_free(x);
+        avm_exec *y = NULL;
+        char err[256] = "";
+        REQUIRE(avm_exec_decode((const uint8_t *)the_ck.ckpt.data, the_ck.ckpt.len, &plat,
+                                &y, err, sizeof(err)) == 0);
+        CHECK(avm_exec_run(y, 0) == AVM_RUN_DONE);
+        avm_buf b;
+        avm_buf_init(&b);
+        avm_val_print(&b, avm_exec_result(y));
+        CHECK_STR(avm_buf_cstr(&b), "55");
+        avm_buf_free(&b);
+        CHECK_INT(the_ck.commits, 10);
+        avm_exec_free(y);
+        avm_buf_free(&the_ck.ckpt);
+        avm_embedded_close(&e);
+    }
+    avm_module_release(m);
+}
+
+TEST_MAIN(T(checkpoint_at_commit_resumes_exactly_once), T(ping_pong_resumes_at_every_instruction), T(battleship_resumes_mid_transaction),
           T(nested_transactions_and_pure_calls_resume), T(damaged_states_are_refused_or_safe),
           T(wrong_version_is_refused_by_name))
