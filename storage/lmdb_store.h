@@ -9,7 +9,13 @@
  * was opened with nosync (ephemeral runs and some tests).
  *
  * Errors name their cause and the environment's path: avm_lmdb_errmsg() holds the
- * message of the last failing call. A failing commit changes nothing. */
+ * message of the last failing call. A failing commit changes nothing.
+ *
+ * Reads: records returned by get with snap NULL and by pure_get are borrowed until
+ * the next call on the store that writes (apply, apply_batch, pure_put); a record
+ * from get also ends after 262,144 further gets that miss the decoded cache, which
+ * is bounded. Records read through a snapshot (an LMDB read transaction) stay
+ * valid until that snapshot is released. */
 #ifndef AVM_LMDB_STORE_H
 #define AVM_LMDB_STORE_H
 
@@ -26,16 +32,20 @@
 typedef struct avm_lmdb avm_lmdb;
 
 typedef struct avm_lmdb_config {
-    const char *path;     /* directory; created if missing */
-    size_t map_size;      /* initial map size (0: 64 MiB) */
-    size_t map_max;       /* the map grows on demand up to this (0: 16 GiB) */
-    bool nosync;          /* no fsync: for throw-away data only */
+    const char *path; /* directory; created if missing */
+    size_t map_size;  /* initial map size (0: 64 MiB) */
+    size_t map_max;   /* the map grows on demand up to this (0: 16 GiB) */
+    bool nosync;      /* no fsync: for throw-away data only */
 } avm_lmdb_config;
 
 /* Opens (creating if needed) the environment at cfg->path. Refuses an environment
  * of a newer format, or an older one it cannot migrate, with a message naming the
- * path and both format versions. Returns 0 or AVM_EIO / AVM_EVERSION / AVM_ENOMEM
- * with errmsg filled. */
+ * path and both format versions. The handle is the directory's only writer: it
+ * holds an exclusive lock on DIR/avm.lock until avm_lmdb_close, and a second open
+ * (from any process, this one included) is refused with AVM_ESTATE ("data
+ * directory DIR is in use by another process"). Returns 0 or AVM_EIO /
+ * AVM_EVERSION / AVM_ENOMEM / AVM_ESTATE / AVM_EINVAL (no path) with errmsg
+ * filled. One thread uses a handle at a time. */
 int avm_lmdb_open(const avm_lmdb_config *cfg, avm_lmdb **out, char *errmsg,
                   size_t errlen);
 void avm_lmdb_close(avm_lmdb *db);
@@ -56,22 +66,27 @@ int avm_lmdb_apply_batch(avm_lmdb *db, const avm_writeset *const *ws, size_t n,
                          bool *committed);
 
 /* Executions: the serialized state (avm_exec_encode) and a status byte, keyed by
- * an execution id string. put replaces. get fills *state (caller frees with
- * avm_buf_free) and returns AVM_ENOTFOUND when there is none. */
+ * an execution id string. put replaces. get initializes and fills *state (caller
+ * frees with avm_buf_free; empty on error) and returns AVM_ENOTFOUND when there is
+ * none; del returns AVM_ENOTFOUND when there is none. Ids longer than LMDB's key
+ * limit (511 bytes) are refused by put with AVM_ETOOBIG. */
 int avm_lmdb_exec_put(avm_lmdb *db, const char *id, uint8_t status, const uint8_t *state,
                       size_t len);
 int avm_lmdb_exec_get(avm_lmdb *db, const char *id, uint8_t *status, avm_buf *state);
 int avm_lmdb_exec_del(avm_lmdb *db, const char *id);
 /* Calls fn for every execution (id, status) in id order. */
-int avm_lmdb_exec_each(avm_lmdb *db, void (*fn)(void *arg, const char *id, uint8_t status),
-                       void *arg);
+int avm_lmdb_exec_each(avm_lmdb *db,
+                       void (*fn)(void *arg, const char *id, uint8_t status), void *arg);
 
 /* Traces: appends events to an execution's trace (one LMDB transaction), and reads
  * them back in order. */
 int avm_lmdb_trace_append(avm_lmdb *db, const char *id, const avm_val *events, size_t n);
 int avm_lmdb_trace_read(avm_lmdb *db, const char *id, avm_val *out_list);
 
-/* Statistics for tools and tests. */
+/* Statistics for tools and tests: entries of the objects, behaviours, pure and
+ * executions databases; the current map size and the bytes of it in use; since
+ * open, commits = write sets committed by apply and apply_batch, and batches =
+ * their LMDB write transactions. */
 typedef struct avm_lmdb_stats {
     size_t objects, modules, pure, executions;
     size_t map_size, map_used;

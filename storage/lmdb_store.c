@@ -1,0 +1,2004 @@
+/* The node's durable store on LMDB (lmdb_store.h).
+ *
+ * Layout: one environment per data directory, opened MDB_NOTLS so that read
+ * transactions (snapshots) are handles rather than thread state, with these named
+ * databases (values are msgpack, codec.h):
+ *
+ *   meta        "format" -> uint (AVM_LMDB_FORMAT); "seq" -> uint, the highest
+ *               identifier sequence number ever reserved
+ *   objects     oid bytes -> [behaviour-name, module-hash bin32 | nil, fn index,
+ *               machine, creating, current, version]
+ *   states      oid bytes -> the state value (a list)
+ *   behaviours  module hash (32 bytes) -> canonical module encoding (module.h)
+ *   pure        name bytes -> [code module hash bin32, version]
+ *   executions  id bytes -> [status, state bin]
+ *   traces      id bytes, 0x00, 8-byte big-endian seq -> encoded event value
+ *
+ * This process is the only writer: a lock file (flock on DIR/avm.lock) keeps a
+ * second process (or a second open in this one) out. That is what lets the
+ * decoded caches below stay coherent without re-reading LMDB: every change to
+ * the environment goes through this handle, and each cache is updated only after
+ * the LMDB commit that made the change durable returned 0.
+ *
+ * One thread uses a handle (STYLE.md 9); nothing here locks. */
+#include "lmdb_store.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <lmdb.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include "avm_err.h"
+#include "codec.h"
+#include "module.h"
+#include "sha256.h"
+
+#define DEFAULT_MAP_SIZE ((size_t)64 << 20)
+#define DEFAULT_MAP_MAX ((size_t)16 << 30)
+/* Identifiers are reserved durably this many at a time (next_seq). */
+#define SEQ_BLOCK 1024
+/* The shared record cache is dropped when it holds more records than this at a
+ * mutating call. A run of reads alone retires it when it reaches four times this
+ * (see cache_retire). */
+#ifndef AVM_LMDB_CACHE_MAX /* tests build a copy with a tiny cache */
+#define AVM_LMDB_CACHE_MAX 65536
+#endif
+#define CACHE_MAX AVM_LMDB_CACHE_MAX
+/* Reset read transactions kept for reuse by snapshot(). */
+#define TXN_POOL 8
+#define MAX_DBS 16
+#define MAX_READERS 1024
+
+/* ---- A hash table keyed by values ------------------------------------------ */
+
+enum { SLOT_EMPTY = 0, SLOT_FULL = 1, SLOT_TOMB = 2 };
+
+typedef struct tslot {
+    avm_val key; /* a reference owned by the table */
+    void *val;
+    uint8_t st;
+} tslot;
+
+typedef struct table {
+    tslot *s;
+    size_t cap, count, used; /* used counts full and tombstone slots */
+} table;
+
+static tslot *tab_find(const table *t, avm_val key)
+{
+    if (t->cap == 0)
+        return NULL;
+    size_t mask = t->cap - 1;
+    for (size_t i = avm_val_hash(key) & mask;; i = (i + 1) & mask) {
+        tslot *e = &t->s[i];
+        if (e->st == SLOT_EMPTY)
+            return NULL;
+        if (e->st == SLOT_FULL && avm_val_eq(e->key, key))
+            return e;
+    }
+}
+
+/* Makes room for `extra` insertions, so that tab_put cannot fail afterwards. */
+static int tab_reserve(table *t, size_t extra)
+{
+    if ((t->used + extra) * 4 < t->cap * 3)
+        return 0;
+    size_t ncap = 16;
+    while ((t->count + extra) * 2 >= ncap)
+        ncap *= 2;
+    tslot *ns = calloc(ncap, sizeof(*ns));
+    if (ns == NULL)
+        return AVM_ENOMEM;
+    for (size_t i = 0; i < t->cap; i++) {
+        if (t->s[i].st != SLOT_FULL)
+            continue;
+        size_t j = avm_val_hash(t->s[i].key) & (ncap - 1);
+        while (ns[j].st != SLOT_EMPTY)
+            j = (j + 1) & (ncap - 1);
+        ns[j] = t->s[i];
+    }
+    free(t->s);
+    t->s = ns;
+    t->cap = ncap;
+    t->used = t->count;
+    return 0;
+}
+
+/* Inserts or replaces; returns the replaced value (or NULL). Needs a reservation. */
+static void *tab_put(table *t, avm_val key, void *val)
+{
+    tslot *e = tab_find(t, key);
+    if (e != NULL) {
+        void *old = e->val;
+        e->val = val;
+        return old;
+    }
+    size_t mask = t->cap - 1;
+    size_t i = avm_val_hash(key) & mask;
+    while (t->s[i].st == SLOT_FULL)
+        i = (i + 1) & mask;
+    if (t->s[i].st == SLOT_EMPTY)
+        t->used++;
+    t->s[i].st = SLOT_FULL;
+    t->s[i].key = key;
+    avm_val_retain(key);
+    t->s[i].val = val;
+    t->count++;
+    return NULL;
+}
+
+static void *tab_del(table *t, avm_val key)
+{
+    tslot *e = tab_find(t, key);
+    if (e == NULL)
+        return NULL;
+    void *old = e->val;
+    avm_val_release(e->key);
+    e->key = avm_nil();
+    e->val = NULL;
+    e->st = SLOT_TOMB;
+    t->count--;
+    return old;
+}
+
+/* Empties the table, handing every value to release (if not NULL). */
+static void tab_clear(table *t, void (*release)(void *))
+{
+    for (size_t i = 0; i < t->cap; i++) {
+        if (t->s[i].st == SLOT_FULL) {
+            avm_val_release(t->s[i].key);
+            if (release != NULL)
+                release(t->s[i].val);
+        }
+    }
+    free(t->s);
+    memset(t, 0, sizeof(*t));
+}
+
+/* ---- Decoded records -------------------------------------------------------- */
+
+/* A decoded object record, shared by the cache, batches and snapshots. */
+typedef struct centry {
+    uint32_t rc;
+    /* An upper bound on the generation (db->gen) of the commit that last changed
+     * this object: a snapshot taken at generation >= gen sees this very record. */
+    uint64_t gen;
+    avm_objrec r;
+} centry;
+
+static centry *centry_new(void)
+{
+    centry *c = calloc(1, sizeof(*c));
+    if (c != NULL)
+        c->rc = 1;
+    return c;
+}
+
+static void centry_release(centry *c)
+{
+    if (c == NULL || --c->rc > 0)
+        return;
+    avm_val_release(c->r.oid);
+    avm_val_release(c->r.beh.name);
+    if (c->r.beh.mod != NULL)
+        avm_module_release(c->r.beh.mod);
+    avm_val_release(c->r.meta.machine);
+    avm_val_release(c->r.meta.creating);
+    avm_val_release(c->r.meta.current);
+    avm_val_release(c->r.state);
+    free(c);
+}
+
+static void centry_release_v(void *p)
+{
+    centry_release(p);
+}
+
+/* A private copy of c (rc 1) sharing its values. */
+static centry *centry_copy(const centry *c)
+{
+    centry *n = centry_new();
+    if (n == NULL)
+        return NULL;
+    n->gen = c->gen;
+    n->r = c->r;
+    avm_val_retain(n->r.oid);
+    avm_val_retain(n->r.beh.name);
+    if (n->r.beh.mod != NULL)
+        avm_module_retain(n->r.beh.mod);
+    avm_val_retain(n->r.meta.machine);
+    avm_val_retain(n->r.meta.creating);
+    avm_val_retain(n->r.meta.current);
+    avm_val_retain(n->r.state);
+    return n;
+}
+
+/* A pure-registry entry. */
+typedef struct pentry {
+    avm_purefn f;
+} pentry;
+
+static void pentry_release_v(void *p)
+{
+    pentry *e = p;
+    if (e == NULL)
+        return;
+    avm_val_release(e->f.name);
+    avm_module_release(e->f.code);
+    free(e);
+}
+
+/* Modules by content hash: decoded (and verified) once per hash. Never shrinks;
+ * there is one entry per distinct program the node has seen. */
+typedef struct modent {
+    avm_module *m; /* NULL: empty slot */
+    bool durable;  /* known to be in the behaviours database */
+} modent;
+
+typedef struct modtab {
+    modent *s;
+    size_t cap, count;
+} modtab;
+
+static size_t hash_index(const uint8_t h[32], size_t mask)
+{
+    uint64_t x;
+    memcpy(&x, h, sizeof(x));
+    return (size_t)x & mask;
+}
+
+static modent *mod_find(const modtab *t, const uint8_t h[32])
+{
+    if (t->cap == 0)
+        return NULL;
+    size_t mask = t->cap - 1;
+    for (size_t i = hash_index(h, mask);; i = (i + 1) & mask) {
+        if (t->s[i].m == NULL)
+            return NULL;
+        if (memcmp(t->s[i].m->hash, h, 32) == 0)
+            return &t->s[i];
+    }
+}
+
+/* Adds m (retained) unless its hash is present; returns the entry of the hash. */
+static int mod_add(modtab *t, avm_module *m, modent **out)
+{
+    modent *e = mod_find(t, m->hash);
+    if (e != NULL) {
+        *out = e;
+        return 0;
+    }
+    if ((t->count + 1) * 2 >= t->cap) {
+        size_t ncap = t->cap ? t->cap * 2 : 16;
+        modent *ns = calloc(ncap, sizeof(*ns));
+        if (ns == NULL)
+            return AVM_ENOMEM;
+        for (size_t i = 0; i < t->cap; i++) {
+            if (t->s[i].m == NULL)
+                continue;
+            size_t j = hash_index(t->s[i].m->hash, ncap - 1);
+            while (ns[j].m != NULL)
+                j = (j + 1) & (ncap - 1);
+            ns[j] = t->s[i];
+        }
+        free(t->s);
+        t->s = ns;
+        t->cap = ncap;
+    }
+    size_t mask = t->cap - 1;
+    size_t i = hash_index(m->hash, mask);
+    while (t->s[i].m != NULL)
+        i = (i + 1) & mask;
+    avm_module_retain(m);
+    t->s[i].m = m;
+    t->s[i].durable = false;
+    t->count++;
+    *out = &t->s[i];
+    return 0;
+}
+
+/* ---- The handle ------------------------------------------------------------- */
+
+typedef struct snap {
+    MDB_txn *txn;
+    uint64_t gen; /* db->gen when the snapshot was taken */
+    table recs;   /* oid -> centry*, or &neg for "no such object" */
+    struct snap *prev, *next;
+} snap;
+
+static char neg; /* the value of a negative snapshot entry */
+
+struct avm_lmdb {
+    avm_store base; /* first: the store interface casts back to the handle */
+    MDB_env *env;
+    MDB_dbi meta, objects, states, behaviours, pure, executions, traces;
+    /* A reset read transaction, renewed for each read outside a snapshot. */
+    MDB_txn *rtxn;
+    MDB_txn *pool[TXN_POOL];
+    size_t npool;
+    char *path;
+    int lockfd;
+    size_t map_max;
+    size_t maxkey;
+    table cache; /* oid -> centry*: latest committed records */
+    table grave; /* a retired cache, freed at the next mutating call */
+    table pures; /* name -> pentry* */
+    modtab mods;
+    uint64_t gen; /* number of committed object-changing transactions */
+    /* Identifiers: seq is the last one handed out, seq_limit the reservation;
+     * seq_dirty says the reservation is not durable yet (every write transaction
+     * then carries it, so an identifier that reaches the disk is always below the
+     * durable reservation). */
+    uint64_t seq, seq_limit;
+    bool seq_dirty;
+    uint64_t commits, batches;
+    snap *snaps; /* open snapshots */
+    avm_buf scratch;
+    char errmsg[512];
+};
+
+static int failf(avm_lmdb *db, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int failf(avm_lmdb *db, int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(db->errmsg, sizeof(db->errmsg), fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+/* What an LMDB or errno code means for the user. */
+static const char *cause_of(int rc)
+{
+    switch (rc) {
+    case ENOSPC:
+        return "disk full";
+    case EDQUOT:
+        return "disk quota exceeded";
+    case EACCES:
+    case EPERM:
+        return "permission denied";
+    case EROFS:
+        return "read-only file system";
+    case EIO:
+        return "I/O error";
+    case ENOTDIR:
+        return "not a directory";
+    case ENOENT:
+        return "no such file or directory";
+    case ENOMEM:
+        return "out of memory";
+    case MDB_CORRUPTED:
+    case MDB_PAGE_NOTFOUND:
+        return "corrupt data file";
+    case MDB_INVALID:
+        return "corrupt data file, or not an LMDB environment";
+    case MDB_VERSION_MISMATCH:
+        return "the data file was written by an incompatible LMDB version";
+    case MDB_MAP_FULL:
+        return "map full";
+    case MDB_PANIC:
+        return "an earlier write failed fatally; reopen the data directory";
+    case MDB_READERS_FULL:
+        return "too many open read transactions";
+    default:
+        return "storage error";
+    }
+}
+
+static int code_of(int rc)
+{
+    if (rc == ENOMEM)
+        return AVM_ENOMEM;
+    if (rc == MDB_VERSION_MISMATCH)
+        return AVM_EVERSION;
+    return AVM_EIO;
+}
+
+static void fmt_lmdb(char *buf, size_t len, int rc, const char *what, const char *path)
+{
+    snprintf(buf, len, "%s %s: %s (%s)", what, path, cause_of(rc), mdb_strerror(rc));
+}
+
+static int lmdb_fail(avm_lmdb *db, int rc, const char *what)
+{
+    /* LMDB reports a short write as EIO; on a full file system that is what a
+     * write of the last free blocks returns, so look before blaming the device. */
+    struct statvfs vfs;
+    if (rc == EIO && statvfs(db->path, &vfs) == 0 &&
+        (uint64_t)vfs.f_bavail * vfs.f_frsize < 64 * 1024) {
+        snprintf(db->errmsg, sizeof(db->errmsg),
+                 "%s %s: disk full (a write came up short with %llu bytes left free)",
+                 what, db->path, (unsigned long long)vfs.f_bavail * vfs.f_frsize);
+        return AVM_EIO;
+    }
+    fmt_lmdb(db->errmsg, sizeof(db->errmsg), rc, what, db->path);
+    return code_of(rc);
+}
+
+static bool key_ok(const avm_lmdb *db, avm_val v, avm_kind kind)
+{
+    return v.kind == kind && v.u.s->len > 0 && v.u.s->len <= db->maxkey;
+}
+
+static MDB_val key_of(avm_val v)
+{
+    MDB_val k = {.mv_size = v.u.s->len, .mv_data = v.u.s->data};
+    return k;
+}
+
+static avm_buf *scratch(avm_lmdb *db)
+{
+    db->scratch.len = 0;
+    db->scratch.err = 0;
+    return &db->scratch;
+}
+
+/* At a mutating call, where every borrowed record may be invalidated. */
+static void cache_trim(avm_lmdb *db)
+{
+    tab_clear(&db->grave, centry_release_v);
+    if (db->cache.count > CACHE_MAX)
+        tab_clear(&db->cache, centry_release_v);
+}
+
+/* Between mutating calls (reads only), records handed out must stay valid, so a
+ * full cache is retired rather than freed: it lives on until the next mutating
+ * call or the next retirement, 4 * CACHE_MAX reads later. */
+static void cache_retire(avm_lmdb *db)
+{
+    if (db->cache.count < 4 * CACHE_MAX)
+        return;
+    tab_clear(&db->grave, centry_release_v);
+    db->grave = db->cache;
+    memset(&db->cache, 0, sizeof(db->cache));
+}
+
+/* Renews the shared read transaction; the caller resets it when done. */
+static int rtxn_begin(avm_lmdb *db)
+{
+    int rc = mdb_txn_renew(db->rtxn);
+    return rc == 0 ? 0 : lmdb_fail(db, rc, "reading from");
+}
+
+/* ---- Write transactions ----------------------------------------------------- */
+
+typedef struct wtx_ops {
+    /* Does the work. Returns 0 or an AVM code with errmsg set; a failure that
+     * came from LMDB also stores the LMDB code in *mrc. */
+    int (*body)(avm_lmdb *db, MDB_txn *txn, void *arg, int *mrc);
+    /* After the durable commit. Cannot fail (the body reserved what it needs). */
+    void (*done)(avm_lmdb *db, void *arg);
+    /* After an abort, before a retry or the return. */
+    void (*undo)(avm_lmdb *db, void *arg);
+} wtx_ops;
+
+static int put_uint(MDB_txn *txn, MDB_dbi dbi, const char *key, uint64_t v, int *mrc)
+{
+    uint8_t buf[16];
+    avm_buf b = {.data = (char *)buf, .len = 0, .cap = sizeof(buf), .err = 0};
+    avm_mp_put_uint(&b, v); /* at most 9 bytes: never grows the buffer */
+    MDB_val k = {.mv_size = strlen(key), .mv_data = (void *)key};
+    MDB_val d = {.mv_size = b.len, .mv_data = buf};
+    *mrc = mdb_put(txn, dbi, &k, &d, 0);
+    return *mrc == 0 ? 0 : AVM_EIO;
+}
+
+/* Doubles the map, up to map_max. Called with no write transaction open. */
+static int grow_map(avm_lmdb *db)
+{
+    MDB_envinfo info;
+    mdb_env_info(db->env, &info);
+    size_t cur = info.me_mapsize;
+    if (cur >= db->map_max)
+        return failf(db, AVM_EIO, "map full: %s reached its limit of %zu bytes", db->path,
+                     db->map_max);
+    size_t next = cur > db->map_max / 2 ? db->map_max : cur * 2;
+    /* LMDB asks that no transaction be active in the process. The shared read
+     * transaction is reset. Open snapshots are live read transactions: LMDB 0.9
+     * addresses their pages by number through the environment's current map on
+     * every access and they hold no cursors or data pointers across calls here,
+     * so they survive the remap (tests/storage: snapshot_survives_map_growth). */
+    int rc = mdb_env_set_mapsize(db->env, next);
+    if (rc != 0)
+        return lmdb_fail(db, rc, "growing the map of");
+    return 0;
+}
+
+/* Runs ops->body in one LMDB write transaction and commits it durably; on
+ * MDB_MAP_FULL grows the map and runs the whole transaction again. */
+static int write_txn(avm_lmdb *db, const char *what, const wtx_ops *ops, void *arg)
+{
+    for (;;) {
+        MDB_txn *txn;
+        int mrc = mdb_txn_begin(db->env, NULL, 0, &txn);
+        if (mrc != 0)
+            return lmdb_fail(db, mrc, what);
+        int rv = ops->body(db, txn, arg, &mrc);
+        if (rv == 0 && db->seq_dirty)
+            rv = put_uint(txn, db->meta, "seq", db->seq_limit, &mrc);
+        if (rv == 0) {
+            mrc = mdb_txn_commit(txn); /* frees txn either way */
+            if (mrc == 0) {
+                db->seq_dirty = false;
+                if (ops->done != NULL)
+                    ops->done(db, arg);
+                return 0;
+            }
+            rv = AVM_EIO;
+        } else {
+            mdb_txn_abort(txn);
+        }
+        if (ops->undo != NULL)
+            ops->undo(db, arg);
+        if (mrc == MDB_MAP_FULL) {
+            if ((rv = grow_map(db)) != 0)
+                return rv;
+            continue;
+        }
+        return mrc != 0 ? lmdb_fail(db, mrc, what) : rv;
+    }
+}
+
+/* ---- Record encoding -------------------------------------------------------- */
+
+/* Decodes a stored value (a state, a trace event) that must fill the bytes. The
+ * codec's default memory bound is for input from outside; what this store wrote
+ * itself must read back whatever its size, or a commit could lose data. */
+static int decode_stored(const MDB_val *v, avm_val *out)
+{
+    size_t used;
+    int rv = avm_val_decode(v->mv_data, v->mv_size, (size_t)1 << 40, out, &used);
+    if (rv == 0 && used != v->mv_size) {
+        avm_val_release(*out);
+        rv = AVM_EMALFORMED;
+    }
+    return rv;
+}
+
+static int rec_encode(avm_buf *b, const avm_objrec *r)
+{
+    avm_mp_put_array(b, 7);
+    int rv = avm_val_encode(b, r->beh.name);
+    if (r->beh.mod != NULL)
+        avm_mp_put_bin(b, r->beh.mod->hash, 32);
+    else
+        avm_mp_put_nil(b);
+    avm_mp_put_uint(b, r->beh.fn);
+    if (rv == 0)
+        rv = avm_val_encode(b, r->meta.machine);
+    if (rv == 0)
+        rv = avm_val_encode(b, r->meta.creating);
+    if (rv == 0)
+        rv = avm_val_encode(b, r->meta.current);
+    avm_mp_put_uint(b, r->version);
+    return rv != 0 ? rv : b->err;
+}
+
+static int corrupt(avm_lmdb *db, const char *what, avm_val key, int rv)
+{
+    return failf(db, AVM_EIO, "corrupt %s \"%.*s\" in %s: %s", what,
+                 (int)(key.u.s->len > 200 ? 200 : key.u.s->len), key.u.s->data, db->path,
+                 avm_strerror(rv));
+}
+
+/* The module of this hash: from the module cache, or decoded (and verified) from
+ * the behaviours database in txn. Borrowed from the cache. */
+static int module_load(avm_lmdb *db, MDB_txn *txn, const uint8_t hash[32],
+                       avm_module **out)
+{
+    modent *e = mod_find(&db->mods, hash);
+    if (e != NULL) {
+        *out = e->m;
+        return 0;
+    }
+    char hex[65];
+    avm_hex32(hash, hex);
+    MDB_val k = {.mv_size = 32, .mv_data = (void *)hash}, v;
+    int rc = mdb_get(txn, db->behaviours, &k, &v);
+    if (rc == MDB_NOTFOUND)
+        return failf(db, AVM_EIO,
+                     "corrupt data in %s: module %s is referenced but missing", db->path,
+                     hex);
+    if (rc != 0)
+        return lmdb_fail(db, rc, "reading from");
+    avm_module *m;
+    char msg[256] = "";
+    int rv = avm_module_decode(v.mv_data, v.mv_size, &m, msg, sizeof(msg));
+    if (rv == AVM_ENOMEM)
+        return failf(db, rv, "decoding module %s of %s: out of memory", hex, db->path);
+    if (rv != 0)
+        return failf(db, AVM_EIO, "corrupt module %s in %s: %s", hex, db->path, msg);
+    if (memcmp(m->hash, hash, 32) != 0) {
+        avm_module_release(m);
+        return failf(db, AVM_EIO, "corrupt module %s in %s: its content has another hash",
+                     hex, db->path);
+    }
+    rv = mod_add(&db->mods, m, &e);
+    avm_module_release(m);
+    if (rv != 0)
+        return failf(db, rv, "out of memory");
+    e->durable = true;
+    *out = e->m;
+    return 0;
+}
+
+/* Reads and decodes the record of oid (a valid key) in txn. Returns 0 with a new
+ * entry (rc 1, gen 0), AVM_ENOTFOUND, or an error with errmsg set. */
+static int rec_load(avm_lmdb *db, MDB_txn *txn, avm_val oid, centry **out)
+{
+    MDB_val k = key_of(oid), v, sv;
+    int rc = mdb_get(txn, db->objects, &k, &v);
+    if (rc == MDB_NOTFOUND)
+        return AVM_ENOTFOUND;
+    if (rc == 0)
+        rc = mdb_get(txn, db->states, &k, &sv);
+    if (rc == MDB_NOTFOUND)
+        return corrupt(db, "object (no state)", oid, AVM_ENOTFOUND);
+    if (rc != 0)
+        return lmdb_fail(db, rc, "reading from");
+
+    centry *c = centry_new();
+    if (c == NULL)
+        return failf(db, AVM_ENOMEM, "out of memory");
+    c->r.oid = oid;
+    avm_val_retain(oid);
+    avm_mp_reader r;
+    avm_mp_reader_init(&r, v.mv_data, v.mv_size, AVM_DECODE_DEFAULT_MAX);
+    uint32_t n, hlen;
+    const uint8_t *hash;
+    uint64_t fn;
+    int rv = avm_mp_get_array(&r, &n);
+    if (rv == 0 && n != 7)
+        rv = AVM_EMALFORMED;
+    if (rv == 0)
+        rv = avm_mp_get_val(&r, &c->r.beh.name);
+    if (rv == 0 && c->r.beh.name.kind != AVM_STR)
+        rv = AVM_EMALFORMED;
+    if (rv == 0) {
+        if (avm_mp_peek_nil(&r)) {
+            rv = avm_mp_get_nil(&r);
+        } else {
+            rv = avm_mp_get_bin(&r, &hash, &hlen);
+            if (rv == 0 && hlen != 32)
+                rv = AVM_EMALFORMED;
+            if (rv == 0) {
+                avm_module *m;
+                if ((rv = module_load(db, txn, hash, &m)) != 0)
+                    goto fail_msg;
+                avm_module_retain(m);
+                c->r.beh.mod = m;
+            }
+        }
+    }
+    if (rv == 0)
+        rv = avm_mp_get_uint(&r, &fn);
+    if (rv == 0 && (c->r.beh.mod != NULL ? fn >= c->r.beh.mod->nfuncs : fn > UINT32_MAX))
+        rv = AVM_EMALFORMED;
+    if (rv == 0) {
+        c->r.beh.fn = (uint32_t)fn;
+        rv = avm_mp_get_val(&r, &c->r.meta.machine);
+    }
+    if (rv == 0)
+        rv = avm_mp_get_val(&r, &c->r.meta.creating);
+    if (rv == 0)
+        rv = avm_mp_get_val(&r, &c->r.meta.current);
+    if (rv == 0)
+        rv = avm_mp_get_uint(&r, &c->r.version);
+    if (rv == 0 && r.p != r.end)
+        rv = AVM_EMALFORMED;
+    if (rv != 0) {
+        rv = rv == AVM_ENOMEM ? failf(db, rv, "out of memory")
+                              : corrupt(db, "object record", oid, rv);
+        goto fail_msg;
+    }
+    rv = decode_stored(&sv, &c->r.state);
+    if (rv != 0) {
+        c->r.state = avm_nil();
+        rv = rv == AVM_ENOMEM ? failf(db, rv, "out of memory")
+                              : corrupt(db, "object state", oid, rv);
+        goto fail_msg;
+    }
+    *out = c;
+    return 0;
+
+fail_msg:
+    centry_release(c);
+    return rv;
+}
+
+/* ---- The store interface: reads --------------------------------------------- */
+
+static const avm_objrec *snap_get(avm_lmdb *db, snap *sn, avm_val oid)
+{
+    tslot *e = tab_find(&sn->recs, oid);
+    if (e != NULL)
+        return e->val == &neg ? NULL : &((centry *)e->val)->r;
+    if (tab_reserve(&sn->recs, 1) != 0) {
+        failf(db, AVM_ENOMEM, "out of memory");
+        return NULL;
+    }
+    /* The shared record serves the snapshot when no commit since the snapshot
+     * changed the object. */
+    tslot *s = tab_find(&db->cache, oid);
+    centry *c = NULL;
+    if (s != NULL && ((centry *)s->val)->gen <= sn->gen) {
+        c = s->val;
+        c->rc++;
+    } else {
+        int rv = rec_load(db, sn->txn, oid, &c);
+        if (rv != 0 && rv != AVM_ENOTFOUND)
+            return NULL;
+    }
+    tab_put(&sn->recs, oid, c != NULL ? (void *)c : &neg);
+    return c != NULL ? &c->r : NULL;
+}
+
+static const avm_objrec *ls_get(avm_store *s, void *snapp, avm_val oid)
+{
+    avm_lmdb *db = (avm_lmdb *)s;
+    if (!key_ok(db, oid, AVM_OBJID))
+        return NULL; /* such an id can never be created */
+    if (snapp != NULL)
+        return snap_get(db, snapp, oid);
+    tslot *e = tab_find(&db->cache, oid);
+    if (e != NULL)
+        return &((centry *)e->val)->r;
+    cache_retire(db);
+    if (tab_reserve(&db->cache, 1) != 0) {
+        failf(db, AVM_ENOMEM, "out of memory");
+        return NULL;
+    }
+    if (rtxn_begin(db) != 0)
+        return NULL;
+    centry *c;
+    int rv = rec_load(db, db->rtxn, oid, &c);
+    mdb_txn_reset(db->rtxn);
+    if (rv != 0)
+        return NULL;
+    c->gen = db->gen;
+    tab_put(&db->cache, c->r.oid, c);
+    return &c->r;
+}
+
+static void *ls_snapshot(avm_store *s)
+{
+    avm_lmdb *db = (avm_lmdb *)s;
+    snap *sn = calloc(1, sizeof(*sn));
+    if (sn == NULL)
+        return NULL;
+    int rc;
+    if (db->npool > 0) {
+        sn->txn = db->pool[--db->npool];
+        if ((rc = mdb_txn_renew(sn->txn)) != 0) {
+            mdb_txn_abort(sn->txn);
+            sn->txn = NULL;
+        }
+    }
+    if (sn->txn == NULL &&
+        (rc = mdb_txn_begin(db->env, NULL, MDB_RDONLY, &sn->txn)) != 0) {
+        /* The interpreter then reads the latest state; commit validation still
+         * checks every version it read. */
+        lmdb_fail(db, rc, "taking a snapshot of");
+        free(sn);
+        return NULL;
+    }
+    sn->gen = db->gen;
+    sn->next = db->snaps;
+    if (db->snaps != NULL)
+        db->snaps->prev = sn;
+    db->snaps = sn;
+    return sn;
+}
+
+static void snap_free(avm_lmdb *db, snap *sn)
+{
+    if (sn->prev != NULL)
+        sn->prev->next = sn->next;
+    else
+        db->snaps = sn->next;
+    if (sn->next != NULL)
+        sn->next->prev = sn->prev;
+    for (size_t i = 0; i < sn->recs.cap; i++)
+        if (sn->recs.s[i].st == SLOT_FULL && sn->recs.s[i].val == &neg)
+            sn->recs.s[i].val = NULL;
+    tab_clear(&sn->recs, centry_release_v);
+    if (db->npool < TXN_POOL) {
+        mdb_txn_reset(sn->txn);
+        db->pool[db->npool++] = sn->txn;
+    } else {
+        mdb_txn_abort(sn->txn);
+    }
+    free(sn);
+}
+
+static void ls_snapshot_release(avm_store *s, void *snapp)
+{
+    if (snapp != NULL)
+        snap_free((avm_lmdb *)s, snapp);
+}
+
+static int ls_ids(avm_store *s, avm_val *out)
+{
+    avm_lmdb *db = (avm_lmdb *)s;
+    int rv = rtxn_begin(db);
+    if (rv != 0)
+        return rv;
+    MDB_stat st;
+    MDB_cursor *cur = NULL;
+    int rc = mdb_stat(db->rtxn, db->objects, &st);
+    if (rc == 0)
+        rc = mdb_cursor_open(db->rtxn, db->objects, &cur);
+    if (rc != 0) {
+        rv = lmdb_fail(db, rc, "reading from");
+        goto out;
+    }
+    if ((rv = avm_list_new(st.ms_entries, out)) != 0) {
+        failf(db, rv, "out of memory");
+        goto out;
+    }
+    MDB_val k, v;
+    size_t n = 0;
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0 && n < st.ms_entries;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        if ((rv = avm_str_new(AVM_OBJID, k.mv_data, k.mv_size, &out->u.l->items[n])) != 0)
+            break;
+        n++;
+    }
+    if (rv == 0 && rc != 0 && rc != MDB_NOTFOUND)
+        rv = lmdb_fail(db, rc, "reading from");
+    else if (rv != 0)
+        failf(db, rv, "out of memory");
+    if (rv != 0)
+        avm_val_release(*out);
+out:
+    if (cur != NULL)
+        mdb_cursor_close(cur);
+    mdb_txn_reset(db->rtxn);
+    return rv;
+}
+
+static const avm_purefn *ls_pure_get(avm_store *s, avm_val name)
+{
+    avm_lmdb *db = (avm_lmdb *)s;
+    if (!key_ok(db, name, AVM_STR))
+        return NULL;
+    tslot *e = tab_find(&db->pures, name);
+    if (e != NULL)
+        return &((pentry *)e->val)->f;
+    if (tab_reserve(&db->pures, 1) != 0 || rtxn_begin(db) != 0)
+        return NULL;
+    pentry *p = NULL;
+    MDB_val k = key_of(name), v;
+    int rc = mdb_get(db->rtxn, db->pure, &k, &v);
+    if (rc != 0) {
+        if (rc != MDB_NOTFOUND)
+            lmdb_fail(db, rc, "reading from");
+        goto out;
+    }
+    avm_mp_reader r;
+    avm_mp_reader_init(&r, v.mv_data, v.mv_size, AVM_DECODE_DEFAULT_MAX);
+    uint32_t n, hlen;
+    const uint8_t *hash;
+    uint64_t version;
+    int rv = avm_mp_get_array(&r, &n);
+    if (rv == 0 && n != 2)
+        rv = AVM_EMALFORMED;
+    if (rv == 0)
+        rv = avm_mp_get_bin(&r, &hash, &hlen);
+    if (rv == 0 && hlen != 32)
+        rv = AVM_EMALFORMED;
+    if (rv == 0)
+        rv = avm_mp_get_uint(&r, &version);
+    if (rv == 0 && r.p != r.end)
+        rv = AVM_EMALFORMED;
+    if (rv != 0) {
+        corrupt(db, "pure-function entry", name, rv);
+        goto out;
+    }
+    avm_module *m;
+    if (module_load(db, db->rtxn, hash, &m) != 0)
+        goto out;
+    if ((p = malloc(sizeof(*p))) == NULL) {
+        failf(db, AVM_ENOMEM, "out of memory");
+        goto out;
+    }
+    p->f.name = name;
+    avm_val_retain(name);
+    p->f.code = m;
+    avm_module_retain(m);
+    p->f.version = version;
+    tab_put(&db->pures, name, p);
+out:
+    mdb_txn_reset(db->rtxn);
+    return p != NULL ? &p->f : NULL;
+}
+
+/* ---- Commits ---------------------------------------------------------------- */
+
+/* An object as the batch being built sees it. */
+typedef struct ov {
+    centry *rec;      /* NULL: the object does not exist */
+    bool owned;       /* rec is this batch's private copy */
+    bool dirty;       /* the record must be written (or deleted when rec is NULL) */
+    bool state_dirty; /* the state must be written too */
+} ov;
+
+typedef struct batch {
+    const avm_writeset *const *ws;
+    size_t n;
+    bool *ok;   /* per write set: validated and applied to the overlay */
+    table objs; /* oid -> ov*: the batch's versions and existence */
+    avm_val empty;
+} batch;
+
+static void ov_release_v(void *p)
+{
+    ov *o = p;
+    centry_release(o->rec);
+    free(o);
+}
+
+/* The batch's view of oid: the overlay, else the cache, else LMDB (in txn, which
+ * has not been written to yet, so it holds the committed state). */
+static int ov_get(avm_lmdb *db, MDB_txn *txn, batch *b, avm_val oid, ov **out, int *mrc)
+{
+    tslot *e = tab_find(&b->objs, oid);
+    if (e != NULL) {
+        *out = e->val;
+        return 0;
+    }
+    ov *o = calloc(1, sizeof(*o));
+    if (o == NULL || tab_reserve(&b->objs, 1) != 0) {
+        free(o);
+        return failf(db, AVM_ENOMEM, "out of memory");
+    }
+    if (key_ok(db, oid, AVM_OBJID)) {
+        tslot *c = tab_find(&db->cache, oid);
+        if (c != NULL) {
+            o->rec = c->val;
+            o->rec->rc++;
+        } else {
+            int rv = rec_load(db, txn, oid, &o->rec);
+            if (rv == 0) {
+                o->rec->gen = db->gen;
+            } else if (rv != AVM_ENOTFOUND) {
+                free(o);
+                return rv;
+            }
+        }
+    }
+    tab_put(&b->objs, oid, o);
+    *out = o;
+    return 0;
+}
+
+/* Makes o's record private to the batch before it changes. */
+static int ov_mut(avm_lmdb *db, ov *o)
+{
+    o->dirty = true;
+    if (o->owned)
+        return 0;
+    centry *c = centry_copy(o->rec);
+    if (c == NULL)
+        return failf(db, AVM_ENOMEM, "out of memory");
+    centry_release(o->rec);
+    o->rec = c;
+    o->owned = true;
+    return 0;
+}
+
+static bool in_creates(const avm_writeset *ws, avm_val oid)
+{
+    for (size_t i = 0; i < ws->ncreates; i++)
+        if (avm_val_eq(ws->creates[i].oid, oid))
+            return true;
+    return false;
+}
+
+static bool is_destroyed(const avm_writeset *ws, avm_val oid)
+{
+    for (size_t i = 0; i < ws->ndestroys; i++)
+        if (avm_val_eq(ws->destroys[i], oid))
+            return true;
+    return false;
+}
+
+static void set_val(avm_val *slot, avm_val v)
+{
+    avm_val_retain(v);
+    avm_val_release(*slot);
+    *slot = v;
+}
+
+/* Validates ws against the batch's view; 0 with *valid false when a read fails. */
+static int ws_validate(avm_lmdb *db, MDB_txn *txn, batch *b, const avm_writeset *ws,
+                       bool *valid, int *mrc)
+{
+    *valid = false;
+    for (size_t i = 0; i < ws->nreads; i++) {
+        const avm_read *rd = &ws->reads[i];
+        ov *o;
+        int rv = ov_get(db, txn, b, rd->oid, &o, mrc);
+        if (rv != 0)
+            return rv;
+        if (o->rec == NULL) {
+            if (in_creates(ws, rd->oid))
+                continue;
+            return 0;
+        }
+        if (rd->version != AVM_VERSION_EXISTS && o->rec->r.version != rd->version)
+            return 0;
+    }
+    *valid = true;
+    return 0;
+}
+
+static int ws_destroys(avm_lmdb *db, MDB_txn *txn, batch *b, const avm_writeset *ws,
+                       int *mrc)
+{
+    for (size_t i = 0; i < ws->ndestroys; i++) {
+        ov *o;
+        int rv = ov_get(db, txn, b, ws->destroys[i], &o, mrc);
+        if (rv != 0)
+            return rv;
+        if (o->rec == NULL)
+            continue;
+        centry_release(o->rec);
+        o->rec = NULL;
+        o->owned = false;
+        o->dirty = true;
+        o->state_dirty = false;
+    }
+    return 0;
+}
+
+static int ws_states(avm_lmdb *db, MDB_txn *txn, batch *b, const avm_writeset *ws,
+                     int *mrc)
+{
+    for (size_t i = 0; i < ws->nstates; i++) {
+        const avm_pair *p = &ws->states[i];
+        ov *o;
+        int rv = ov_get(db, txn, b, p->a, &o, mrc);
+        if (rv != 0)
+            return rv;
+        if (o->rec == NULL || (!ws->spec_order && is_destroyed(ws, p->a)))
+            continue;
+        if ((rv = ov_mut(db, o)) != 0)
+            return rv;
+        set_val(&o->rec->r.state, p->b);
+        o->rec->r.version++;
+        o->state_dirty = true;
+    }
+    return 0;
+}
+
+/* Applies a validated write set to the overlay, in platform.h's order. */
+static int ws_apply(avm_lmdb *db, MDB_txn *txn, batch *b, const avm_writeset *ws,
+                    int *mrc)
+{
+    int rv;
+    for (size_t i = 0; i < ws->ncreates; i++) {
+        const avm_create *c = &ws->creates[i];
+        ov *o;
+        if ((rv = ov_get(db, txn, b, c->oid, &o, mrc)) != 0)
+            return rv;
+        centry *n = centry_new();
+        modent *me;
+        if (n == NULL ||
+            (c->beh.mod != NULL && mod_add(&db->mods, c->beh.mod, &me) != 0)) {
+            free(n);
+            return failf(db, AVM_ENOMEM, "out of memory");
+        }
+        /* createWithMeta overwrites an existing object. */
+        n->r.oid = c->oid;
+        avm_val_retain(c->oid);
+        n->r.beh = c->beh;
+        avm_val_retain(c->beh.name);
+        if (c->beh.mod != NULL)
+            avm_module_retain(c->beh.mod);
+        n->r.meta = c->meta;
+        avm_val_retain(c->meta.machine);
+        avm_val_retain(c->meta.creating);
+        avm_val_retain(c->meta.current);
+        n->r.state = b->empty;
+        avm_val_retain(b->empty);
+        n->r.version = 1;
+        centry_release(o->rec);
+        o->rec = n;
+        o->owned = true;
+        o->dirty = true;
+        o->state_dirty = true;
+    }
+    for (size_t i = 0; i < ws->ntransfers + ws->nmoves; i++) {
+        bool transfer = i < ws->ntransfers;
+        const avm_pair *p = transfer ? &ws->transfers[i] : &ws->moves[i - ws->ntransfers];
+        ov *o;
+        if ((rv = ov_get(db, txn, b, p->a, &o, mrc)) != 0)
+            return rv;
+        if (o->rec == NULL)
+            continue; /* applyTransfer: nothing when the object is gone */
+        if ((rv = ov_mut(db, o)) != 0)
+            return rv;
+        set_val(transfer ? &o->rec->r.meta.current : &o->rec->r.meta.machine, p->b);
+        o->rec->r.version++;
+    }
+    if (!ws->spec_order) {
+        /* Decision 12: a destroy removes the state too; states of destroyed
+         * objects are dropped. */
+        if ((rv = ws_states(db, txn, b, ws, mrc)) != 0)
+            return rv;
+        return ws_destroys(db, txn, b, ws, mrc);
+    }
+    /* The literal specification writes states after destroys; with the state
+     * kept in the record, a state for a destroyed object has nowhere to go (as in
+     * memstore). */
+    if ((rv = ws_destroys(db, txn, b, ws, mrc)) != 0)
+        return rv;
+    return ws_states(db, txn, b, ws, mrc);
+}
+
+/* Stores m's canonical encoding under its hash unless it is known to be there. */
+static int put_module(avm_lmdb *db, MDB_txn *txn, avm_module *m, int *mrc)
+{
+    modent *e;
+    if (mod_add(&db->mods, m, &e) != 0)
+        return failf(db, AVM_ENOMEM, "out of memory");
+    if (e->durable)
+        return 0;
+    avm_buf *sb = scratch(db);
+    int rv = avm_module_encode(e->m, sb);
+    if (rv != 0)
+        return failf(db, rv, "encoding a module for %s: %s", db->path, avm_strerror(rv));
+    uint8_t h[32];
+    avm_sha256(sb->data, sb->len, h);
+    if (memcmp(h, e->m->hash, 32) != 0)
+        return failf(db, AVM_EINVAL,
+                     "commit to %s: a module's hash does not match its code", db->path);
+    MDB_val k = {.mv_size = 32, .mv_data = e->m->hash};
+    MDB_val v = {.mv_size = sb->len, .mv_data = sb->data};
+    *mrc = mdb_put(txn, db->behaviours, &k, &v, MDB_NOOVERWRITE);
+    if (*mrc == MDB_KEYEXIST)
+        *mrc = 0;
+    return *mrc == 0 ? 0 : AVM_EIO;
+}
+
+static int put_exec(avm_lmdb *db, MDB_txn *txn, const char *id, uint8_t status,
+                    const uint8_t *state, size_t len, int *mrc)
+{
+    if (len > UINT32_MAX)
+        return failf(db, AVM_ETOOBIG, "execution state of %zu bytes is too large", len);
+    avm_buf *sb = scratch(db);
+    avm_mp_put_array(sb, 2);
+    avm_mp_put_uint(sb, status);
+    avm_mp_put_bin(sb, state, len);
+    if (sb->err != 0)
+        return failf(db, sb->err, "out of memory");
+    MDB_val k = {.mv_size = strlen(id), .mv_data = (void *)id};
+    MDB_val v = {.mv_size = sb->len, .mv_data = sb->data};
+    *mrc = mdb_put(txn, db->executions, &k, &v, 0);
+    return *mrc == 0 ? 0 : AVM_EIO;
+}
+
+/* Writes the overlay's changed objects and the checkpoints of committed write
+ * sets into txn. */
+static int batch_write(avm_lmdb *db, MDB_txn *txn, batch *b, int *mrc)
+{
+    for (size_t i = 0; i < b->objs.cap; i++) {
+        if (b->objs.s[i].st != SLOT_FULL)
+            continue;
+        ov *o = b->objs.s[i].val;
+        if (!o->dirty)
+            continue;
+        MDB_val k = key_of(b->objs.s[i].key);
+        if (o->rec == NULL) {
+            *mrc = mdb_del(txn, db->objects, &k, NULL);
+            if (*mrc == 0 || *mrc == MDB_NOTFOUND)
+                *mrc = mdb_del(txn, db->states, &k, NULL);
+            if (*mrc == MDB_NOTFOUND)
+                *mrc = 0; /* created and destroyed within the batch */
+            if (*mrc != 0)
+                return AVM_EIO;
+            continue;
+        }
+        int rv;
+        if (o->rec->r.beh.mod != NULL &&
+            (rv = put_module(db, txn, o->rec->r.beh.mod, mrc)) != 0)
+            return rv;
+        avm_buf *sb = scratch(db);
+        if ((rv = rec_encode(sb, &o->rec->r)) != 0)
+            return failf(db, rv, "encoding an object for %s: %s", db->path,
+                         avm_strerror(rv));
+        MDB_val v = {.mv_size = sb->len, .mv_data = sb->data};
+        if ((*mrc = mdb_put(txn, db->objects, &k, &v, 0)) != 0)
+            return AVM_EIO;
+        if (!o->state_dirty)
+            continue;
+        sb = scratch(db);
+        if ((rv = avm_val_encode(sb, o->rec->r.state)) != 0)
+            return failf(db, rv, "encoding a state for %s: %s", db->path,
+                         avm_strerror(rv));
+        v.mv_size = sb->len;
+        v.mv_data = sb->data;
+        if ((*mrc = mdb_put(txn, db->states, &k, &v, 0)) != 0)
+            return AVM_EIO;
+    }
+    for (size_t i = 0; i < b->n; i++) {
+        const avm_writeset *ws = b->ws[i];
+        if (b->ok[i] && ws->ckpt_id != NULL) {
+            int rv = put_exec(db, txn, ws->ckpt_id, ws->ckpt_status, ws->ckpt_state,
+                              ws->ckpt_len, mrc);
+            if (rv != 0)
+                return rv;
+        }
+    }
+    return 0;
+}
+
+static int batch_body(avm_lmdb *db, MDB_txn *txn, void *arg, int *mrc)
+{
+    batch *b = arg;
+    for (size_t i = 0; i < b->n; i++) {
+        int rv = ws_validate(db, txn, b, b->ws[i], &b->ok[i], mrc);
+        if (rv == 0 && b->ok[i])
+            rv = ws_apply(db, txn, b, b->ws[i], mrc);
+        if (rv != 0)
+            return rv;
+    }
+    int rv = batch_write(db, txn, b, mrc);
+    if (rv != 0)
+        return rv;
+    /* So that installing the batch in the cache cannot fail after the commit. */
+    if (tab_reserve(&db->cache, b->objs.count) != 0)
+        return failf(db, AVM_ENOMEM, "out of memory");
+    return 0;
+}
+
+static void batch_undo(avm_lmdb *db, void *arg)
+{
+    batch *b = arg;
+    tab_clear(&b->objs, ov_release_v);
+    for (size_t i = 0; i < b->n; i++)
+        b->ok[i] = false;
+}
+
+/* The batch is durable: its records become the cache's. */
+static void batch_done(avm_lmdb *db, void *arg)
+{
+    batch *b = arg;
+    db->gen++;
+    db->batches++;
+    for (size_t i = 0; i < b->n; i++)
+        db->commits += b->ok[i];
+    for (size_t i = 0; i < b->objs.cap; i++) {
+        if (b->objs.s[i].st != SLOT_FULL)
+            continue;
+        ov *o = b->objs.s[i].val;
+        avm_val oid = b->objs.s[i].key;
+        if (o->dirty) {
+            if (o->rec != NULL && o->rec->r.beh.mod != NULL) {
+                modent *e = mod_find(&db->mods, o->rec->r.beh.mod->hash);
+                if (e != NULL)
+                    e->durable = true;
+            }
+            if (o->rec != NULL)
+                o->rec->gen = db->gen;
+        }
+        centry_release(tab_del(&db->cache, oid));
+        if (o->rec != NULL) {
+            tab_put(&db->cache, oid, o->rec); /* reserved by batch_body */
+            o->rec = NULL;
+        }
+    }
+}
+
+static const wtx_ops batch_ops = {batch_body, batch_done, batch_undo};
+
+/* Input that no store state can make valid fails the whole batch up front. */
+static int check_input(avm_lmdb *db, const avm_writeset *ws)
+{
+    for (size_t i = 0; i < ws->ncreates; i++) {
+        avm_val oid = ws->creates[i].oid;
+        if (oid.kind != AVM_OBJID || oid.u.s->len == 0)
+            return failf(db, AVM_EINVAL,
+                         "commit to %s: an object id must be a non-empty "
+                         "object identifier",
+                         db->path);
+        if (oid.u.s->len > db->maxkey)
+            return failf(
+                db, AVM_ETOOBIG,
+                "commit to %s: object id of %u bytes exceeds LMDB's key limit of "
+                "%zu bytes",
+                db->path, oid.u.s->len, db->maxkey);
+        if (ws->creates[i].beh.name.kind != AVM_STR)
+            return failf(db, AVM_EINVAL,
+                         "commit to %s: a behaviour name must be a string", db->path);
+    }
+    if (ws->ckpt_id != NULL) {
+        size_t len = strlen(ws->ckpt_id);
+        if (len == 0 || len > db->maxkey)
+            return failf(db, len ? AVM_ETOOBIG : AVM_EINVAL,
+                         "commit to %s: execution id of %zu bytes (the limit is %zu)",
+                         db->path, len, db->maxkey);
+    }
+    return 0;
+}
+
+int avm_lmdb_apply_batch(avm_lmdb *db, const avm_writeset *const *ws, size_t n,
+                         bool *committed)
+{
+    for (size_t i = 0; i < n; i++)
+        committed[i] = false;
+    for (size_t i = 0; i < n; i++) {
+        int rv = check_input(db, ws[i]);
+        if (rv != 0)
+            return rv;
+    }
+    if (n == 0)
+        return 0;
+    cache_trim(db);
+    batch b = {.ws = ws, .n = n, .ok = committed};
+    if (avm_list_new(0, &b.empty) != 0)
+        return failf(db, AVM_ENOMEM, "out of memory");
+    int rv = write_txn(db, "commit to", &batch_ops, &b);
+    tab_clear(&b.objs, ov_release_v);
+    avm_val_release(b.empty);
+    return rv;
+}
+
+static int ls_apply(avm_store *s, const avm_writeset *ws, bool *committed)
+{
+    return avm_lmdb_apply_batch((avm_lmdb *)s, &ws, 1, committed);
+}
+
+/* pure_put */
+
+typedef struct pure_arg {
+    const avm_purefn *fn;
+    pentry *p;
+} pure_arg;
+
+static int pure_body(avm_lmdb *db, MDB_txn *txn, void *arg, int *mrc)
+{
+    pure_arg *a = arg;
+    int rv = put_module(db, txn, a->fn->code, mrc);
+    if (rv != 0)
+        return rv;
+    if (tab_reserve(&db->pures, 1) != 0)
+        return failf(db, AVM_ENOMEM, "out of memory");
+    avm_buf *sb = scratch(db);
+    avm_mp_put_array(sb, 2);
+    avm_mp_put_bin(sb, a->fn->code->hash, 32);
+    avm_mp_put_uint(sb, a->fn->version);
+    if (sb->err != 0)
+        return failf(db, sb->err, "out of memory");
+    MDB_val k = key_of(a->fn->name);
+    MDB_val v = {.mv_size = sb->len, .mv_data = sb->data};
+    *mrc = mdb_put(txn, db->pure, &k, &v, 0);
+    return *mrc == 0 ? 0 : AVM_EIO;
+}
+
+static void pure_done(avm_lmdb *db, void *arg)
+{
+    pure_arg *a = arg;
+    modent *e = mod_find(&db->mods, a->fn->code->hash);
+    if (e != NULL)
+        e->durable = true;
+    pentry_release_v(tab_put(&db->pures, a->p->f.name, a->p));
+    a->p = NULL;
+}
+
+static const wtx_ops pure_ops = {pure_body, pure_done, NULL};
+
+static int ls_pure_put(avm_store *s, const avm_purefn *fn)
+{
+    avm_lmdb *db = (avm_lmdb *)s;
+    if (fn->code == NULL || fn->name.kind != AVM_STR || fn->name.u.s->len == 0)
+        return failf(db, AVM_EINVAL, "pure function for %s: needs a name and code",
+                     db->path);
+    if (fn->name.u.s->len > db->maxkey)
+        return failf(
+            db, AVM_ETOOBIG,
+            "pure function name of %u bytes exceeds LMDB's key limit of %zu bytes "
+            "(%s)",
+            fn->name.u.s->len, db->maxkey, db->path);
+    cache_trim(db);
+    pure_arg a = {.fn = fn, .p = malloc(sizeof(pentry))};
+    if (a.p == NULL)
+        return failf(db, AVM_ENOMEM, "out of memory");
+    a.p->f = *fn;
+    avm_val_retain(fn->name);
+    avm_module_retain(fn->code);
+    int rv = write_txn(db, "registering a pure function in", &pure_ops, &a);
+    pentry_release_v(a.p);
+    return rv;
+}
+
+static int noop_body(avm_lmdb *db, MDB_txn *txn, void *arg, int *mrc)
+{
+    return 0;
+}
+
+static const wtx_ops seq_ops = {noop_body, NULL, NULL};
+
+static uint64_t ls_next_seq(avm_store *s)
+{
+    avm_lmdb *db = (avm_lmdb *)s;
+    if (db->seq >= db->seq_limit) {
+        db->seq_limit += SEQ_BLOCK;
+        db->seq_dirty = true;
+        /* On failure the reservation stays dirty and rides along with the next
+         * write transaction, which is the first that could make one of these
+         * identifiers durable. */
+        write_txn(db, "reserving identifiers in", &seq_ops, NULL);
+    }
+    return ++db->seq;
+}
+
+static const char *ls_last_error(avm_store *s)
+{
+    return ((avm_lmdb *)s)->errmsg;
+}
+
+static const struct avm_store_ops lmdb_ops = {
+    .get = ls_get,
+    .snapshot = ls_snapshot,
+    .snapshot_release = ls_snapshot_release,
+    .apply = ls_apply,
+    .ids = ls_ids,
+    .pure_get = ls_pure_get,
+    .pure_put = ls_pure_put,
+    .next_seq = ls_next_seq,
+    .last_error = ls_last_error,
+};
+
+/* ---- Executions and traces -------------------------------------------------- */
+
+static int id_check(avm_lmdb *db, const char *id, size_t extra)
+{
+    if (id == NULL || id[0] == '\0')
+        return failf(db, AVM_EINVAL, "%s: an execution id must not be empty", db->path);
+    size_t len = strlen(id);
+    if (len + extra > db->maxkey)
+        return failf(
+            db, AVM_ETOOBIG,
+            "execution id of %zu bytes exceeds LMDB's key limit of %zu bytes (%s)", len,
+            db->maxkey - extra, db->path);
+    return 0;
+}
+
+typedef struct exec_arg {
+    const char *id;
+    uint8_t status;
+    const uint8_t *state;
+    size_t len;
+} exec_arg;
+
+static int exec_put_body(avm_lmdb *db, MDB_txn *txn, void *arg, int *mrc)
+{
+    exec_arg *a = arg;
+    return put_exec(db, txn, a->id, a->status, a->state, a->len, mrc);
+}
+
+static const wtx_ops exec_put_ops = {exec_put_body, NULL, NULL};
+
+int avm_lmdb_exec_put(avm_lmdb *db, const char *id, uint8_t status, const uint8_t *state,
+                      size_t len)
+{
+    int rv = id_check(db, id, 0);
+    if (rv != 0)
+        return rv;
+    exec_arg a = {id, status, state, len};
+    return write_txn(db, "saving an execution in", &exec_put_ops, &a);
+}
+
+int avm_lmdb_exec_get(avm_lmdb *db, const char *id, uint8_t *status, avm_buf *state)
+{
+    avm_buf_init(state);
+    int rv = id_check(db, id, 0);
+    if (rv != 0)
+        return rv == AVM_ETOOBIG ? AVM_ENOTFOUND : rv;
+    if ((rv = rtxn_begin(db)) != 0)
+        return rv;
+    MDB_val k = {.mv_size = strlen(id), .mv_data = (void *)id}, v;
+    int rc = mdb_get(db->rtxn, db->executions, &k, &v);
+    if (rc == MDB_NOTFOUND) {
+        rv = failf(db, AVM_ENOTFOUND, "no execution %s in %s", id, db->path);
+    } else if (rc != 0) {
+        rv = lmdb_fail(db, rc, "reading from");
+    } else {
+        avm_mp_reader r;
+        avm_mp_reader_init(&r, v.mv_data, v.mv_size, AVM_DECODE_DEFAULT_MAX);
+        uint32_t n, blen;
+        uint64_t st;
+        const uint8_t *p;
+        rv = avm_mp_get_array(&r, &n);
+        if (rv == 0 && n != 2)
+            rv = AVM_EMALFORMED;
+        if (rv == 0)
+            rv = avm_mp_get_uint(&r, &st);
+        if (rv == 0 && st > UINT8_MAX)
+            rv = AVM_EMALFORMED;
+        if (rv == 0)
+            rv = avm_mp_get_bin(&r, &p, &blen);
+        if (rv == 0 && r.p != r.end)
+            rv = AVM_EMALFORMED;
+        if (rv == 0) {
+            *status = (uint8_t)st;
+            avm_buf_put(state, p, blen);
+            if (state->err != 0) {
+                rv = failf(db, AVM_ENOMEM, "out of memory");
+                avm_buf_free(state);
+            }
+        } else {
+            avm_val key;
+            if (avm_cstr(AVM_STR, id, &key) == 0) {
+                rv = corrupt(db, "execution", key, rv);
+                avm_val_release(key);
+            } else {
+                rv = failf(db, AVM_ENOMEM, "out of memory");
+            }
+        }
+    }
+    mdb_txn_reset(db->rtxn);
+    return rv;
+}
+
+static int exec_del_body(avm_lmdb *db, MDB_txn *txn, void *arg, int *mrc)
+{
+    const char *id = arg;
+    MDB_val k = {.mv_size = strlen(id), .mv_data = (void *)id};
+    int rc = mdb_del(txn, db->executions, &k, NULL);
+    if (rc == MDB_NOTFOUND)
+        return failf(db, AVM_ENOTFOUND, "no execution %s in %s", id, db->path);
+    *mrc = rc;
+    return rc == 0 ? 0 : AVM_EIO;
+}
+
+static const wtx_ops exec_del_ops = {exec_del_body, NULL, NULL};
+
+int avm_lmdb_exec_del(avm_lmdb *db, const char *id)
+{
+    int rv = id_check(db, id, 0);
+    if (rv != 0)
+        return rv == AVM_ETOOBIG ? AVM_ENOTFOUND : rv;
+    return write_txn(db, "deleting an execution from", &exec_del_ops, (void *)id);
+}
+
+int avm_lmdb_exec_each(avm_lmdb *db,
+                       void (*fn)(void *arg, const char *id, uint8_t status), void *arg)
+{
+    /* Collected first and called after the read transaction ends, so that fn may
+     * use the store (even write to it) while we iterate. */
+    avm_buf ids;
+    avm_buf_init(&ids);
+    int rv = rtxn_begin(db);
+    if (rv != 0)
+        return rv;
+    MDB_cursor *cur;
+    int rc = mdb_cursor_open(db->rtxn, db->executions, &cur);
+    if (rc != 0) {
+        mdb_txn_reset(db->rtxn);
+        return lmdb_fail(db, rc, "reading from");
+    }
+    MDB_val k, v;
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        avm_mp_reader r;
+        avm_mp_reader_init(&r, v.mv_data, v.mv_size, AVM_DECODE_DEFAULT_MAX);
+        uint32_t n;
+        uint64_t st = 0;
+        int drv = avm_mp_get_array(&r, &n);
+        if (drv == 0)
+            drv = avm_mp_get_uint(&r, &st);
+        if (drv != 0 || n != 2 || st > UINT8_MAX) {
+            rv = failf(db, AVM_EIO, "corrupt execution record in %s", db->path);
+            break;
+        }
+        uint8_t s8 = (uint8_t)st;
+        avm_buf_put(&ids, &s8, 1);
+        avm_buf_put(&ids, k.mv_data, k.mv_size);
+        avm_buf_put(&ids, "", 1);
+    }
+    if (rv == 0 && rc != MDB_NOTFOUND)
+        rv = lmdb_fail(db, rc, "reading from");
+    mdb_cursor_close(cur);
+    mdb_txn_reset(db->rtxn);
+    if (rv == 0 && ids.err != 0)
+        rv = failf(db, AVM_ENOMEM, "out of memory");
+    for (size_t off = 0; rv == 0 && off < ids.len;) {
+        const char *id = ids.data + off + 1;
+        fn(arg, id, (uint8_t)ids.data[off]);
+        off += 2 + strlen(id);
+    }
+    avm_buf_free(&ids);
+    return rv;
+}
+
+/* A trace key: id, 0x00, seq as 8 big-endian bytes. */
+static size_t trace_key(char *k, const char *id, size_t idlen, uint64_t seq)
+{
+    memcpy(k, id, idlen);
+    k[idlen] = '\0';
+    for (int i = 0; i < 8; i++)
+        k[idlen + 1 + i] = (char)(seq >> (56 - 8 * i));
+    return idlen + 9;
+}
+
+typedef struct trace_arg {
+    const char *id;
+    const avm_val *events;
+    size_t n;
+    char *key;
+} trace_arg;
+
+static int trace_body(avm_lmdb *db, MDB_txn *txn, void *arg, int *mrc)
+{
+    trace_arg *a = arg;
+    size_t idlen = strlen(a->id);
+    uint64_t next = 0;
+    MDB_cursor *cur;
+    if ((*mrc = mdb_cursor_open(txn, db->traces, &cur)) != 0)
+        return AVM_EIO;
+    /* The last event of this id: the entry before the first key past its range. */
+    MDB_val k = {.mv_size = trace_key(a->key, a->id, idlen, UINT64_MAX),
+                 .mv_data = a->key};
+    MDB_val v;
+    int rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    if (rc == 0 && k.mv_size == idlen + 9 && memcmp(k.mv_data, a->key, idlen + 9) == 0)
+        rc = 0; /* seq UINT64_MAX itself: a full trace */
+    else if (rc == 0)
+        rc = mdb_cursor_get(cur, &k, &v, MDB_PREV);
+    else if (rc == MDB_NOTFOUND)
+        rc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
+    if (rc == 0 && k.mv_size == idlen + 9 && memcmp(k.mv_data, a->id, idlen) == 0 &&
+        ((char *)k.mv_data)[idlen] == '\0') {
+        const uint8_t *p = (const uint8_t *)k.mv_data + idlen + 1;
+        for (int i = 0; i < 8; i++)
+            next = next << 8 | p[i];
+        if (next == UINT64_MAX) {
+            mdb_cursor_close(cur);
+            return failf(db, AVM_ETOOBIG, "trace of %s in %s is full", a->id, db->path);
+        }
+        next++;
+    } else if (rc != 0 && rc != MDB_NOTFOUND) {
+        mdb_cursor_close(cur);
+        *mrc = rc;
+        return AVM_EIO;
+    }
+    mdb_cursor_close(cur);
+    for (size_t i = 0; i < a->n; i++) {
+        avm_buf *sb = scratch(db);
+        int rv = avm_val_encode(sb, a->events[i]);
+        if (rv != 0)
+            return failf(db, rv, "encoding a trace event for %s: %s", db->path,
+                         avm_strerror(rv));
+        k.mv_size = trace_key(a->key, a->id, idlen, next + i);
+        k.mv_data = a->key;
+        v.mv_size = sb->len;
+        v.mv_data = sb->data;
+        if ((*mrc = mdb_put(txn, db->traces, &k, &v, 0)) != 0)
+            return AVM_EIO;
+    }
+    return 0;
+}
+
+static const wtx_ops trace_ops = {trace_body, NULL, NULL};
+
+int avm_lmdb_trace_append(avm_lmdb *db, const char *id, const avm_val *events, size_t n)
+{
+    int rv = id_check(db, id, 9);
+    if (rv != 0 || n == 0)
+        return rv;
+    trace_arg a = {.id = id, .events = events, .n = n, .key = malloc(strlen(id) + 9)};
+    if (a.key == NULL)
+        return failf(db, AVM_ENOMEM, "out of memory");
+    rv = write_txn(db, "appending to a trace in", &trace_ops, &a);
+    free(a.key);
+    return rv;
+}
+
+int avm_lmdb_trace_read(avm_lmdb *db, const char *id, avm_val *out_list)
+{
+    int rv = id_check(db, id, 9);
+    if (rv == AVM_ETOOBIG)
+        return avm_list_new(0, out_list); /* such a trace cannot exist */
+    if (rv != 0)
+        return rv;
+    size_t idlen = strlen(id);
+    char *key = malloc(idlen + 9);
+    avm_val *items = NULL;
+    size_t n = 0, cap = 0;
+    MDB_cursor *cur = NULL;
+    if (key == NULL)
+        return failf(db, AVM_ENOMEM, "out of memory");
+    if ((rv = rtxn_begin(db)) != 0)
+        goto out;
+    int rc = mdb_cursor_open(db->rtxn, db->traces, &cur);
+    MDB_val k = {.mv_size = trace_key(key, id, idlen, 0), .mv_data = key}, v;
+    if (rc == 0)
+        rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    for (; rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        if (k.mv_size != idlen + 9 || memcmp(k.mv_data, key, idlen + 1) != 0)
+            break;
+        if (n == cap) {
+            cap = cap ? cap * 2 : 16;
+            avm_val *ni = realloc(items, cap * sizeof(*items));
+            if (ni == NULL) {
+                rv = failf(db, AVM_ENOMEM, "out of memory");
+                break;
+            }
+            items = ni;
+        }
+        int drv = decode_stored(&v, &items[n]);
+        if (drv != 0) {
+            rv = drv == AVM_ENOMEM ? failf(db, drv, "out of memory")
+                                   : failf(db, AVM_EIO, "corrupt trace event of %s in %s",
+                                           id, db->path);
+            break;
+        }
+        n++;
+    }
+    if (rv == 0 && rc != 0 && rc != MDB_NOTFOUND)
+        rv = lmdb_fail(db, rc, "reading from");
+    if (cur != NULL)
+        mdb_cursor_close(cur);
+    mdb_txn_reset(db->rtxn);
+    if (rv == 0) {
+        rv = avm_list_from(items, n, out_list); /* takes the items, even on failure */
+        n = 0;
+        if (rv != 0)
+            failf(db, rv, "out of memory");
+    }
+out:
+    for (size_t i = 0; i < n; i++)
+        avm_val_release(items[i]);
+    free(items);
+    free(key);
+    return rv;
+}
+
+int avm_lmdb_stats_get(avm_lmdb *db, avm_lmdb_stats *st)
+{
+    memset(st, 0, sizeof(*st));
+    int rv = rtxn_begin(db);
+    if (rv != 0)
+        return rv;
+    MDB_stat s;
+    int rc = mdb_stat(db->rtxn, db->objects, &s);
+    if (rc == 0)
+        st->objects = s.ms_entries;
+    if (rc == 0 && (rc = mdb_stat(db->rtxn, db->behaviours, &s)) == 0)
+        st->modules = s.ms_entries;
+    if (rc == 0 && (rc = mdb_stat(db->rtxn, db->pure, &s)) == 0)
+        st->pure = s.ms_entries;
+    if (rc == 0 && (rc = mdb_stat(db->rtxn, db->executions, &s)) == 0)
+        st->executions = s.ms_entries;
+    mdb_txn_reset(db->rtxn);
+    if (rc != 0)
+        return lmdb_fail(db, rc, "reading from");
+    MDB_envinfo info;
+    mdb_env_info(db->env, &info);
+    mdb_env_stat(db->env, &s);
+    st->map_size = info.me_mapsize;
+    st->map_used = (info.me_last_pgno + 1) * (size_t)s.ms_psize;
+    st->commits = db->commits;
+    st->batches = db->batches;
+    return 0;
+}
+
+/* ---- Open and close --------------------------------------------------------- */
+
+static int get_uint_meta(avm_lmdb *db, MDB_txn *txn, const char *key, uint64_t *v)
+{
+    MDB_val k = {.mv_size = strlen(key), .mv_data = (void *)key}, d;
+    int rc = mdb_get(txn, db->meta, &k, &d);
+    if (rc == MDB_NOTFOUND)
+        return AVM_ENOTFOUND;
+    if (rc != 0)
+        return lmdb_fail(db, rc, "reading from");
+    avm_mp_reader r;
+    avm_mp_reader_init(&r, d.mv_data, d.mv_size, 64);
+    if (avm_mp_get_uint(&r, v) != 0 || r.p != r.end)
+        return failf(db, AVM_EIO, "corrupt data in %s: meta \"%s\" is not a number",
+                     db->path, key);
+    return 0;
+}
+
+static const struct {
+    const char *name;
+    size_t off;
+} dbs[] = {
+    {"meta", offsetof(avm_lmdb, meta)},
+    {"objects", offsetof(avm_lmdb, objects)},
+    {"states", offsetof(avm_lmdb, states)},
+    {"behaviours", offsetof(avm_lmdb, behaviours)},
+    {"pure", offsetof(avm_lmdb, pure)},
+    {"executions", offsetof(avm_lmdb, executions)},
+    {"traces", offsetof(avm_lmdb, traces)},
+};
+
+/* Opens the named databases, creating them (and the format) in a new
+ * environment, and checks the format of an existing one. */
+static int init_body(avm_lmdb *db, MDB_txn *txn, void *arg, int *mrc)
+{
+    MDB_dbi main;
+    MDB_stat st;
+    if ((*mrc = mdb_dbi_open(txn, NULL, 0, &main)) != 0 ||
+        (*mrc = mdb_stat(txn, main, &st)) != 0)
+        return AVM_EIO;
+    bool fresh = st.ms_entries == 0;
+    if (!fresh) {
+        int rc = mdb_dbi_open(txn, "meta", 0, &db->meta);
+        uint64_t format = 0;
+        int rv = rc == 0 ? get_uint_meta(db, txn, "format", &format) : AVM_ENOTFOUND;
+        if (rc != 0 && rc != MDB_NOTFOUND && rc != MDB_INCOMPATIBLE) {
+            *mrc = rc;
+            return AVM_EIO;
+        }
+        if (rv == AVM_ENOTFOUND)
+            return failf(db, AVM_EVERSION,
+                         "%s holds an LMDB environment without a storage format version "
+                         "(this build reads format %d): refusing to open it",
+                         db->path, AVM_LMDB_FORMAT);
+        if (rv != 0)
+            return rv;
+        if (format != AVM_LMDB_FORMAT)
+            return failf(
+                db, AVM_EVERSION,
+                "%s has storage format %llu, but this build reads only format %d%s",
+                db->path, (unsigned long long)format, AVM_LMDB_FORMAT,
+                format > AVM_LMDB_FORMAT ? " (written by a newer version)" : "");
+    }
+    for (size_t i = 0; i < sizeof(dbs) / sizeof(dbs[0]); i++) {
+        MDB_dbi *dbi = (MDB_dbi *)((char *)db + dbs[i].off);
+        if ((*mrc = mdb_dbi_open(txn, dbs[i].name, MDB_CREATE, dbi)) != 0)
+            return AVM_EIO;
+    }
+    if (fresh) {
+        int rv = put_uint(txn, db->meta, "format", AVM_LMDB_FORMAT, mrc);
+        if (rv == 0)
+            rv = put_uint(txn, db->meta, "seq", 0, mrc);
+        return rv;
+    }
+    int rv = get_uint_meta(db, txn, "seq", &db->seq_limit);
+    if (rv == AVM_ENOTFOUND)
+        return failf(db, AVM_EIO, "corrupt data in %s: meta \"seq\" is missing",
+                     db->path);
+    return rv;
+}
+
+static const wtx_ops init_ops = {init_body, NULL, NULL};
+
+int avm_lmdb_open(const avm_lmdb_config *cfg, avm_lmdb **out, char *errmsg, size_t errlen)
+{
+    *out = NULL;
+    if (errlen > 0)
+        errmsg[0] = '\0';
+    if (cfg == NULL || cfg->path == NULL || cfg->path[0] == '\0') {
+        snprintf(errmsg, errlen, "no data directory given");
+        return AVM_EINVAL;
+    }
+    int rv, rc;
+    avm_lmdb *db = calloc(1, sizeof(*db));
+    if (db == NULL)
+        goto err_nomem;
+    db->base.ops = &lmdb_ops;
+    db->lockfd = -1;
+    if ((db->path = strdup(cfg->path)) == NULL)
+        goto err_nomem;
+    db->map_max = cfg->map_max ? cfg->map_max : DEFAULT_MAP_MAX;
+    size_t map_size = cfg->map_size ? cfg->map_size : DEFAULT_MAP_SIZE;
+    if (map_size > db->map_max)
+        map_size = db->map_max;
+
+    if (mkdir(db->path, 0755) != 0 && errno != EEXIST) {
+        rc = errno;
+        goto err_errno;
+    }
+    /* The single-writer lock, taken before LMDB opens anything: LMDB's own locks
+     * are fcntl locks that any close() of its files in this process would drop. */
+    char lockpath[4096];
+    if (snprintf(lockpath, sizeof(lockpath), "%s/avm.lock", db->path) >=
+        (int)sizeof(lockpath)) {
+        rc = ENAMETOOLONG;
+        goto err_errno;
+    }
+    if ((db->lockfd = open(lockpath, O_RDWR | O_CREAT | O_CLOEXEC, 0644)) < 0) {
+        rc = errno;
+        goto err_errno;
+    }
+    if (flock(db->lockfd, LOCK_EX | LOCK_NB) != 0) {
+        rc = errno;
+        if (rc != EWOULDBLOCK)
+            goto err_errno;
+        snprintf(errmsg, errlen, "data directory %s is in use by another process",
+                 db->path);
+        rv = AVM_ESTATE;
+        goto err;
+    }
+
+    if ((rc = mdb_env_create(&db->env)) != 0)
+        goto err_lmdb;
+    if ((rc = mdb_env_set_maxdbs(db->env, MAX_DBS)) != 0 ||
+        (rc = mdb_env_set_maxreaders(db->env, MAX_READERS)) != 0 ||
+        (rc = mdb_env_set_mapsize(db->env, map_size)) != 0 ||
+        (rc = mdb_env_open(db->env, db->path, MDB_NOTLS | (cfg->nosync ? MDB_NOSYNC : 0),
+                           0644)) != 0)
+        goto err_lmdb;
+    db->maxkey = (size_t)mdb_env_get_maxkeysize(db->env);
+    /* Reader slots of processes that died (a killed node) are reclaimed. */
+    int dead;
+    mdb_reader_check(db->env, &dead);
+    if ((rv = write_txn(db, "opening", &init_ops, NULL)) != 0) {
+        snprintf(errmsg, errlen, "%s", db->errmsg);
+        goto err;
+    }
+    db->seq = db->seq_limit;
+    if ((rc = mdb_txn_begin(db->env, NULL, MDB_RDONLY, &db->rtxn)) != 0)
+        goto err_lmdb;
+    mdb_txn_reset(db->rtxn);
+    *out = db;
+    return 0;
+
+err_errno:
+    snprintf(errmsg, errlen, "cannot open %s: %s (%s)", db->path, cause_of(rc),
+             strerror(rc));
+    rv = rc == ENOMEM ? AVM_ENOMEM : AVM_EIO;
+    goto err;
+err_lmdb:
+    fmt_lmdb(errmsg, errlen, rc, "cannot open", db->path);
+    rv = code_of(rc);
+    goto err;
+err_nomem:
+    snprintf(errmsg, errlen, "out of memory opening %s", cfg->path);
+    rv = AVM_ENOMEM;
+err:
+    avm_lmdb_close(db);
+    return rv;
+}
+
+void avm_lmdb_close(avm_lmdb *db)
+{
+    if (db == NULL)
+        return;
+    while (db->snaps != NULL)
+        snap_free(db, db->snaps); /* the owner forgot them; LMDB needs them gone */
+    for (size_t i = 0; i < db->npool; i++)
+        mdb_txn_abort(db->pool[i]);
+    if (db->rtxn != NULL)
+        mdb_txn_abort(db->rtxn);
+    if (db->env != NULL)
+        mdb_env_close(db->env);
+    if (db->lockfd >= 0)
+        close(db->lockfd); /* releases the flock */
+    tab_clear(&db->cache, centry_release_v);
+    tab_clear(&db->grave, centry_release_v);
+    tab_clear(&db->pures, pentry_release_v);
+    for (size_t i = 0; i < db->mods.cap; i++)
+        if (db->mods.s[i].m != NULL)
+            avm_module_release(db->mods.s[i].m);
+    free(db->mods.s);
+    avm_buf_free(&db->scratch);
+    free(db->path);
+    free(db);
+}
+
+avm_store *avm_lmdb_store(avm_lmdb *db)
+{
+    return &db->base;
+}
+
+const char *avm_lmdb_errmsg(const avm_lmdb *db)
+{
+    return db->errmsg;
+}
