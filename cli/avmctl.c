@@ -1,17 +1,23 @@
-/* avmctl: run AVM programs and operate nodes.
+/* avmctl: run AVM programs and inspect a node's data.
  *
- * Exit codes: 0 success; 1 the program ended in an AVM error (or blocked forever);
- * 2 bad usage, unreadable file, or a program that does not compile or is refused
- * at load time. */
+ * Without a server, avmctl works on an embedded node whose data lives in a data
+ * directory (durable, LMDB) or, with --ephemeral, in memory.
+ *
+ * Exit codes: 0 success; 1 the program ended in an AVM error (or blocked, or was
+ * interrupted); 2 bad usage, an unreadable file, a program that does not compile or
+ * is refused at load time, an unknown object or execution, or a data directory that
+ * cannot be used. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "avm_err.h"
+#include "codec.h"
 #include "compiler.h"
 #include "embedded.h"
 #include "module.h"
+#include "sha256.h"
 #include "vm.h"
 
 #define EXIT_AVM_ERROR 1
@@ -25,26 +31,113 @@ static void usage(FILE *f)
             "usage: %s <command> [options]\n"
             "\n"
             "commands:\n"
-            "  run FILE       run FILE's (main ...) on an embedded single node\n"
-            "  check FILE     compile FILE and report errors, without running it\n"
-            "  help           this text\n"
+            "  run FILE            run FILE's (main ...) on the embedded node\n"
+            "  check FILE          compile FILE and report errors, without running it\n"
+            "  obj ls              list the objects of the node's store\n"
+            "  obj show ID         show one object (metadata, version, state)\n"
+            "  exec ls             list the executions the node has recorded\n"
+            "  exec show ID        status and result of an execution\n"
+            "  exec result ID      an execution's result (getExecutionResult)\n"
+            "  exec trace ID       an execution's trace\n"
+            "  exec resume ID      continue an interrupted execution from its last "
+            "checkpoint\n"
+            "  help                this text\n"
+            "\n"
+            "node options (every command but check):\n"
+            "  --data DIR          the node's data directory (default: $AVM_DATA, else\n"
+            "                      $XDG_DATA_HOME/avm/MACHINE, else "
+            "~/.local/share/avm/MACHINE)\n"
+            "  --ephemeral         keep everything in memory and forget it at exit\n"
+            "  --machine NAME      this node's machine id (default node1)\n"
+            "  --controller NAME   its default controller (default main)\n"
+            "  --json              machine-readable output\n"
             "\n"
             "run options:\n"
-            "  --json            machine-readable output (result or error, trace, store)\n"
-            "  --trace           print the trace (the log entries of the run)\n"
-            "  --store           print the objects left in the store\n"
-            "  --spec-strict     the literal semantics of the specification's "
+            "  --trace             print the trace (the log entries of the run)\n"
+            "  --store             print the objects in the store after the run\n"
+            "  --spec-strict       the literal semantics of the specification's "
             "interpreter\n"
-            "  --allow-unsafe    grant the unsafe instructions (reflect, scryMeta, "
+            "                      (ephemeral unless --data is given: its ids repeat "
+            "across runs)\n"
+            "  --allow-unsafe      grant the unsafe instructions (reflect, scryMeta, "
             "scryDeep,\n"
-            "                    reifyTxState, reifyConstraints, registerPure)\n"
-            "  --machine NAME    this node's machine id (default node1)\n"
-            "  --controller NAME its default controller (default main)\n"
-            "  --entry NAME      run the parameterless (defun NAME () ...) instead of main\n"
+            "                      reifyTxState, reifyConstraints, registerPure)\n"
+            "  --entry NAME        run the parameterless (defun NAME () ...) instead of "
+            "main\n"
             "\n"
-            "exit codes: 0 success, 1 the program failed with an AVM error, 2 bad usage\n"
-            "or a program that does not compile or is refused at load time.\n",
+            "exit codes: 0 success; 1 the program failed with an AVM error, blocked, or was\n"
+            "interrupted; 2 bad usage, a program that does not compile or is refused at\n"
+            "load time, an unknown object or execution, or an unusable data directory.\n",
             progname);
+}
+
+/* Options shared by the commands that open a node. */
+typedef struct node_opts {
+    const char *machine, *controller, *data;
+    bool ephemeral, json;
+    bool data_given;
+} node_opts;
+
+/* Consumes a node option at argv[*i]; returns 1 if it did, 0 if not, -1 on error. */
+static int node_opt(node_opts *o, int argc, char **argv, int *i)
+{
+    const char *a = argv[*i];
+    if (strcmp(a, "--json") == 0) {
+        o->json = true;
+        return 1;
+    }
+    if (strcmp(a, "--ephemeral") == 0) {
+        o->ephemeral = true;
+        return 1;
+    }
+    if (strcmp(a, "--data") == 0 || strcmp(a, "--machine") == 0 ||
+        strcmp(a, "--controller") == 0) {
+        if (*i + 1 >= argc || argv[*i + 1][0] == '\0') {
+            fprintf(stderr, "%s: %s needs a value\n", progname, a);
+            return -1;
+        }
+        const char *v = argv[++*i];
+        if (a[2] == 'd') {
+            o->data = v;
+            o->data_given = true;
+        } else if (a[2] == 'm') {
+            o->machine = v;
+        } else {
+            o->controller = v;
+        }
+        return 1;
+    }
+    return 0;
+}
+
+static int open_node(const node_opts *o, avm_embedded *e)
+{
+    if (o->ephemeral) {
+        if (avm_embedded_init(e, o->machine, o->controller) != 0) {
+            fprintf(stderr, "%s: out of memory\n", progname);
+            return EXIT_USAGE;
+        }
+        return 0;
+    }
+    char dir[4096];
+    const char *path = o->data;
+    if (path == NULL) {
+        if (avm_embedded_default_dir(o->machine, dir, sizeof(dir)) != 0) {
+            fprintf(stderr,
+                    "%s: no data directory: set --data DIR, AVM_DATA or HOME, or use "
+                    "--ephemeral\n",
+                    progname);
+            return EXIT_USAGE;
+        }
+        path = dir;
+    }
+    char err[1024] = "";
+    int rv = avm_embedded_open(e, o->machine, o->controller, path, err, sizeof(err));
+    if (rv != 0) {
+        fprintf(stderr, "%s: %s\n", progname, err[0] ? err : avm_strerror(rv));
+        return EXIT_USAGE;
+    }
+    return 0;
 }
 
 static int read_file(const char *path, char **out, size_t *len)
@@ -89,6 +182,12 @@ static int read_file(const char *path, char **out, size_t *len)
     return 0;
 }
 
+static void print_json_line(avm_buf *b)
+{
+    avm_buf_puts(b, "\n");
+    fputs(avm_buf_cstr(b), stdout);
+}
+
 static avm_module *compile_file(const char *path, bool json)
 {
     char *src;
@@ -110,8 +209,8 @@ static avm_module *compile_file(const char *path, bool json)
             avm_json_str(&b, d.file, strlen(d.file));
             avm_buf_printf(&b, ",\"line\":%u,\"col\":%u,\"message\":", d.line, d.col);
             avm_json_str(&b, d.msg, strlen(d.msg));
-            avm_buf_puts(&b, "}\n");
-            fputs(avm_buf_cstr(&b), stdout);
+            avm_buf_puts(&b, "}");
+            print_json_line(&b);
             avm_buf_free(&b);
         }
         fprintf(stderr, "%s: %s\n", progname, msg);
@@ -141,16 +240,121 @@ static int cmd_check(int argc, char **argv)
     return 0;
 }
 
+/* Prints an execution's outcome; returns the exit code it means. */
+/* trace_empty: the trace is asked for but must be shown empty (the specification's
+ * failure result carries no trace: a failed strict run shows none). */
+static int print_outcome(avm_exec *x, avm_embedded *e, const char *exec_id, bool json,
+                         bool trace, bool trace_empty, bool store, const char *mode)
+{
+    avm_run_status st = avm_exec_status(x);
+    avm_buf b;
+    avm_buf_init(&b);
+    int code = st == AVM_RUN_DONE ? 0 : EXIT_AVM_ERROR;
+    if (json) {
+        avm_buf_puts(&b, "{\"status\":");
+        if (st == AVM_RUN_DONE) {
+            avm_buf_puts(&b, "\"ok\",\"result\":");
+            avm_val_json(&b, avm_exec_result(x));
+        } else if (st == AVM_RUN_FAILED) {
+            avm_buf_puts(&b, "\"error\",\"error\":");
+            avm_error_json(&b, avm_exec_error(x));
+        } else if (st == AVM_RUN_BLOCKED) {
+            avm_buf_puts(&b, "\"blocked\",\"waiting\":");
+            avm_val_json(&b, avm_exec_blocked_on(x));
+        } else {
+            avm_buf_puts(&b, "\"interrupted\"");
+        }
+        if (exec_id != NULL) {
+            avm_buf_puts(&b, ",\"execution\":");
+            avm_json_str(&b, exec_id, strlen(exec_id));
+        }
+        if (mode != NULL)
+            avm_buf_printf(&b, ",\"mode\":\"%s\"", mode);
+        avm_buf_printf(&b, ",\"events\":%llu",
+                       (unsigned long long)avm_exec_event_counter(x));
+        if (trace) {
+            avm_buf_puts(&b, ",\"trace\":[");
+            for (size_t i = 0; !trace_empty && i < avm_exec_trace_len(x); i++) {
+                if (i)
+                    avm_buf_puts(&b, ",");
+                avm_event_json(&b, &avm_exec_trace(x)[i]);
+            }
+            avm_buf_puts(&b, "]");
+        }
+        if (store && e != NULL) {
+            avm_buf_puts(&b, ",\"store\":");
+            avm_embedded_dump(e, &b, true);
+        }
+        avm_buf_puts(&b, "}");
+        print_json_line(&b);
+        avm_buf_free(&b);
+        return code;
+    }
+    if (trace && !trace_empty) {
+        for (size_t i = 0; i < avm_exec_trace_len(x); i++) {
+            avm_buf_puts(&b, "  ");
+            avm_event_print(&b, &avm_exec_trace(x)[i]);
+            avm_buf_puts(&b, "\n");
+        }
+    }
+    if (store && e != NULL) {
+        avm_buf_puts(&b, "store:\n");
+        avm_embedded_dump(e, &b, false);
+    }
+    fputs(avm_buf_cstr(&b), stdout);
+    avm_buf_free(&b);
+    avm_buf_init(&b);
+    if (st == AVM_RUN_DONE) {
+        avm_val_print(&b, avm_exec_result(x));
+        printf("%s\n", avm_buf_cstr(&b));
+    } else if (st == AVM_RUN_FAILED) {
+        avm_error_print(&b, avm_exec_error(x));
+        fprintf(stderr, "error: %s\n", avm_buf_cstr(&b));
+    } else if (st == AVM_RUN_BLOCKED) {
+        avm_val_print(&b, avm_exec_blocked_on(x));
+        fprintf(stderr,
+                "blocked: receive on %s waits for a message, and no message can arrive in "
+                "an embedded run\n",
+                avm_buf_cstr(&b));
+    } else {
+        fprintf(stderr, "interrupted: the execution has not finished\n");
+    }
+    avm_buf_free(&b);
+    return code;
+}
+
+/* Records an execution's state and status in the node's store. */
+static int save_exec(avm_embedded *e, const char *id, avm_exec *x)
+{
+    if (e->db == NULL)
+        return 0;
+    avm_buf b;
+    avm_buf_init(&b);
+    int rv = avm_exec_encode(x, &b);
+    if (rv == 0)
+        rv = avm_lmdb_exec_put(e->db, id, (uint8_t)avm_exec_status(x),
+                               (const uint8_t *)b.data, b.len);
+    avm_buf_free(&b);
+    if (rv != 0)
+        fprintf(stderr, "%s: cannot record execution %s: %s\n", progname, id,
+                avm_lmdb_errmsg(e->db));
+    return rv;
+}
+
 static int cmd_run(int argc, char **argv)
 {
-    const char *file = NULL, *machine = "node1", *controller = "main", *entry = NULL;
-    bool json = false, trace = false, store = false;
+    node_opts o = {.machine = "node1", .controller = "main"};
+    const char *file = NULL, *entry = NULL;
+    bool trace = false, store = false;
     avm_exec_config cfg = {.mode = AVM_MODE_DEFAULT, .keep_trace = true};
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
-        if (strcmp(a, "--json") == 0)
-            json = true;
-        else if (strcmp(a, "--trace") == 0)
+        int r = node_opt(&o, argc, argv, &i);
+        if (r < 0)
+            return EXIT_USAGE;
+        if (r > 0)
+            continue;
+        if (strcmp(a, "--trace") == 0)
             trace = true;
         else if (strcmp(a, "--store") == 0)
             store = true;
@@ -160,14 +364,7 @@ static int cmd_run(int argc, char **argv)
             cfg.allow_unsafe = true;
         else if (strcmp(a, "--entry") == 0 && i + 1 < argc)
             entry = argv[++i];
-        else if ((strcmp(a, "--machine") == 0 || strcmp(a, "--controller") == 0) &&
-                 i + 1 < argc) {
-            if (argv[i + 1][0] == '\0') {
-                fprintf(stderr, "%s: %s needs a non-empty name\n", progname, a);
-                return EXIT_USAGE;
-            }
-            *(a[2] == 'm' ? &machine : &controller) = argv[++i];
-        } else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+        else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
             usage(stdout);
             return 0;
         } else if (a[0] == '-' && a[1] != '\0') {
@@ -185,10 +382,11 @@ static int cmd_run(int argc, char **argv)
         fprintf(stderr, "%s: run: missing FILE\n", progname);
         return EXIT_USAGE;
     }
-    avm_module *m = compile_file(file, json);
+    if (cfg.mode == AVM_MODE_STRICT && !o.data_given)
+        o.ephemeral = true;
+    avm_module *m = compile_file(file, o.json);
     if (m == NULL)
         return EXIT_USAGE;
-
     int fn = -1;
     if (entry != NULL) {
         fn = avm_module_find(m, entry, AVM_FN_FUNC);
@@ -200,102 +398,335 @@ static int cmd_run(int argc, char **argv)
         }
     }
     avm_embedded e;
-    if (avm_embedded_init(&e, machine, controller) != 0) {
-        fprintf(stderr, "%s: out of memory\n", progname);
+    if (open_node(&o, &e) != 0) {
         avm_module_release(m);
         return EXIT_USAGE;
     }
     avm_exec *x = NULL;
     char errmsg[1024] = "";
-    int rv = avm_embedded_run(&e, m, fn, &cfg, &x, errmsg, sizeof(errmsg));
+    int rv = avm_embedded_start(&e, m, fn, &cfg, &x, errmsg, sizeof(errmsg));
     avm_module_release(m);
     if (rv != 0) {
-        if (json) {
+        if (o.json) {
             avm_buf b;
             avm_buf_init(&b);
             avm_buf_printf(&b, "{\"status\":\"%s\",\"message\":",
                            rv == AVM_EUNSAFE ? "refused" : "load-error");
             avm_json_str(&b, errmsg, strlen(errmsg));
-            avm_buf_puts(&b, "}\n");
-            fputs(avm_buf_cstr(&b), stdout);
+            avm_buf_puts(&b, "}");
+            print_json_line(&b);
             avm_buf_free(&b);
         }
         fprintf(stderr, "%s: %s\n", progname, errmsg[0] ? errmsg : avm_strerror(rv));
         avm_embedded_close(&e);
         return EXIT_USAGE;
     }
+    /* A durable run is an execution record: checkpointed with every commit, and
+     * saved at its start and at its end, so that `exec result` and `exec resume`
+     * work after a crash or a restart. */
+    char id[300] = "";
+    if (e.db != NULL) {
+        snprintf(id, sizeof(id), "%s/e%llu", o.machine,
+                 (unsigned long long)e.store->ops->next_seq(e.store));
+        if (avm_exec_set_checkpoint(x, id) != 0 || save_exec(&e, id, x) != 0) {
+            avm_exec_free(x);
+            avm_embedded_close(&e);
+            return EXIT_USAGE;
+        }
+    }
+    avm_exec_run(x, 0);
+    if (e.db != NULL && save_exec(&e, id, x) != 0) {
+        avm_exec_free(x);
+        avm_embedded_close(&e);
+        return EXIT_USAGE;
+    }
+    bool strict_fail = cfg.mode == AVM_MODE_STRICT && avm_exec_status(x) == AVM_RUN_FAILED;
+    /* The specification's failure result carries no trace: a failed strict run
+     * prints none. */
+    int code = print_outcome(x, &e, e.db ? id : NULL, o.json, trace, strict_fail, store,
+                             cfg.mode == AVM_MODE_STRICT ? "spec-strict" : "default");
+    avm_exec_free(x);
+    avm_embedded_close(&e);
+    return code;
+}
 
-    avm_run_status st = avm_exec_status(x);
-    bool strict_fail = cfg.mode == AVM_MODE_STRICT && st == AVM_RUN_FAILED;
+/* obj ------------------------------------------------------------------------- */
+
+static int parse_node_only(node_opts *o, int argc, char **argv, const char **args,
+                           int nargs, const char *what)
+{
+    int got = 0;
+    for (int i = 0; i < argc; i++) {
+        int r = node_opt(o, argc, argv, &i);
+        if (r < 0)
+            return -1;
+        if (r > 0)
+            continue;
+        if (argv[i][0] == '-' && argv[i][1] != '\0') {
+            fprintf(stderr, "%s: %s: unknown option %s\n", progname, what, argv[i]);
+            return -1;
+        }
+        if (got == nargs) {
+            fprintf(stderr, "%s: %s: unexpected argument %s\n", progname, what, argv[i]);
+            return -1;
+        }
+        args[got++] = argv[i];
+    }
+    if (got != nargs) {
+        fprintf(stderr, "%s: %s: missing argument (see %s help)\n", progname, what,
+                progname);
+        return -1;
+    }
+    return 0;
+}
+
+/* An object id from the command line: "node1/3" or #obj"node1/3". */
+static int parse_oid(const char *s, avm_val *out)
+{
+    size_t n = strlen(s);
+    if (n > 6 && strncmp(s, "#obj\"", 5) == 0 && s[n - 1] == '"')
+        return avm_str_new(AVM_OBJID, s + 5, n - 6, out);
+    return avm_cstr(AVM_OBJID, s, out);
+}
+
+static void obj_json(avm_buf *b, const avm_objrec *r, bool with_state)
+{
+    avm_buf_puts(b, "{\"object\":");
+    avm_val_json(b, r->oid);
+    avm_buf_puts(b, ",\"behavior\":");
+    avm_val_json(b, r->beh.name);
+    avm_buf_puts(b, ",\"machine\":");
+    avm_val_json(b, r->meta.machine);
+    avm_buf_puts(b, ",\"creatingController\":");
+    avm_val_json(b, r->meta.creating);
+    avm_buf_puts(b, ",\"currentController\":");
+    avm_val_json(b, r->meta.current);
+    avm_buf_printf(b, ",\"version\":%llu", (unsigned long long)r->version);
+    if (with_state) {
+        char hex[65];
+        avm_hex32(r->beh.mod->hash, hex);
+        avm_buf_printf(b, ",\"module\":\"%s\",\"state\":", hex);
+        avm_val_json(b, r->state);
+    }
+    avm_buf_puts(b, "}");
+}
+
+static int cmd_obj(int argc, char **argv)
+{
+    node_opts o = {.machine = "node1", .controller = "main"};
+    if (argc < 1) {
+        fprintf(stderr, "%s: obj needs ls or show ID\n", progname);
+        return EXIT_USAGE;
+    }
+    bool ls = strcmp(argv[0], "ls") == 0, show = strcmp(argv[0], "show") == 0;
+    if (!ls && !show) {
+        fprintf(stderr, "%s: obj: unknown subcommand '%s' (ls, show)\n", progname, argv[0]);
+        return EXIT_USAGE;
+    }
+    const char *args[1] = {NULL};
+    if (parse_node_only(&o, argc - 1, argv + 1, args, show ? 1 : 0, "obj") != 0)
+        return EXIT_USAGE;
+    avm_embedded e;
+    if (open_node(&o, &e) != 0)
+        return EXIT_USAGE;
+    avm_store *s = e.store;
     avm_buf b;
     avm_buf_init(&b);
     int code = 0;
-    if (json) {
-        avm_buf_puts(&b, "{\"status\":");
-        if (st == AVM_RUN_DONE) {
-            avm_buf_puts(&b, "\"ok\",\"result\":");
-            avm_val_json(&b, avm_exec_result(x));
-        } else if (st == AVM_RUN_FAILED) {
-            avm_buf_puts(&b, "\"error\",\"error\":");
-            avm_error_json(&b, avm_exec_error(x));
-            code = EXIT_AVM_ERROR;
-        } else {
-            avm_buf_puts(&b, "\"blocked\",\"waiting\":");
-            avm_val_json(&b, avm_exec_blocked_on(x));
-            code = EXIT_AVM_ERROR;
+    if (ls) {
+        avm_val ids;
+        if (s->ops->ids(s, &ids) != 0) {
+            fprintf(stderr, "%s: cannot list objects: %s\n", progname,
+                    s->ops->last_error ? s->ops->last_error(s) : "store error");
+            avm_embedded_close(&e);
+            return EXIT_USAGE;
         }
-        avm_buf_printf(&b, ",\"mode\":\"%s\",\"events\":%llu",
-                       cfg.mode == AVM_MODE_STRICT ? "spec-strict" : "default",
-                       (unsigned long long)avm_exec_event_counter(x));
-        if (trace) {
-            /* The specification's failure result carries no trace. */
-            avm_buf_puts(&b, ",\"trace\":[");
-            size_t n = strict_fail ? 0 : avm_exec_trace_len(x);
-            for (size_t i = 0; i < n; i++) {
+        if (o.json)
+            avm_buf_puts(&b, "[");
+        for (uint32_t i = 0; i < ids.u.l->len; i++) {
+            const avm_objrec *r = s->ops->get(s, NULL, ids.u.l->items[i]);
+            if (r == NULL)
+                continue;
+            if (o.json) {
                 if (i)
                     avm_buf_puts(&b, ",");
-                avm_event_json(&b, &avm_exec_trace(x)[i]);
-            }
-            avm_buf_puts(&b, "]");
-        }
-        if (store) {
-            avm_buf_puts(&b, ",\"store\":");
-            avm_embedded_dump(&e, &b, true);
-        }
-        avm_buf_puts(&b, "}\n");
-        fputs(avm_buf_cstr(&b), stdout);
-    } else {
-        if (trace && !strict_fail) {
-            for (size_t i = 0; i < avm_exec_trace_len(x); i++) {
+                obj_json(&b, r, false);
+            } else {
+                avm_val_print(&b, r->oid);
                 avm_buf_puts(&b, "  ");
-                avm_event_print(&b, &avm_exec_trace(x)[i]);
-                avm_buf_puts(&b, "\n");
+                avm_val_print(&b, r->beh.name);
+                avm_buf_puts(&b, "  ");
+                avm_val_print(&b, r->meta.current);
+                avm_buf_printf(&b, "  v%llu\n", (unsigned long long)r->version);
             }
         }
-        if (store) {
-            avm_buf_puts(&b, "store:\n");
-            avm_embedded_dump(&e, &b, false);
-        }
-        fputs(avm_buf_cstr(&b), stdout);
-        avm_buf_free(&b);
-        avm_buf_init(&b);
-        if (st == AVM_RUN_DONE) {
-            avm_val_print(&b, avm_exec_result(x));
-            printf("%s\n", avm_buf_cstr(&b));
-        } else if (st == AVM_RUN_FAILED) {
-            avm_error_print(&b, avm_exec_error(x));
-            fprintf(stderr, "error: %s\n", avm_buf_cstr(&b));
-            code = EXIT_AVM_ERROR;
+        if (o.json) {
+            avm_buf_puts(&b, "]");
+            print_json_line(&b);
         } else {
-            avm_val_print(&b, avm_exec_blocked_on(x));
-            fprintf(stderr,
-                    "blocked: receive on %s waits for a message, and no message can "
-                    "arrive in an embedded run (use a node: avmd)\n",
-                    avm_buf_cstr(&b));
-            code = EXIT_AVM_ERROR;
+            fputs(avm_buf_cstr(&b), stdout);
         }
+        avm_val_release(ids);
+    } else {
+        avm_val oid;
+        if (parse_oid(args[0], &oid) != 0) {
+            avm_embedded_close(&e);
+            return EXIT_USAGE;
+        }
+        const avm_objrec *r = s->ops->get(s, NULL, oid);
+        if (r == NULL) {
+            fprintf(stderr, "%s: no object %s in this node's store\n", progname, args[0]);
+            code = EXIT_USAGE;
+        } else if (o.json) {
+            obj_json(&b, r, true);
+            print_json_line(&b);
+        } else {
+            avm_buf_puts(&b, "object      ");
+            avm_val_print(&b, r->oid);
+            avm_buf_puts(&b, "\nbehavior    ");
+            avm_val_print(&b, r->beh.name);
+            avm_buf_puts(&b, "\nmachine     ");
+            avm_val_print(&b, r->meta.machine);
+            avm_buf_puts(&b, "\ncreating    ");
+            avm_val_print(&b, r->meta.creating);
+            avm_buf_puts(&b, "\ncontroller  ");
+            avm_val_print(&b, r->meta.current);
+            avm_buf_printf(&b, "\nversion     %llu\nstate       ",
+                           (unsigned long long)r->version);
+            avm_val_print(&b, r->state);
+            avm_buf_puts(&b, "\n");
+            fputs(avm_buf_cstr(&b), stdout);
+        }
+        avm_val_release(oid);
     }
     avm_buf_free(&b);
+    avm_embedded_close(&e);
+    return code;
+}
+
+/* exec ------------------------------------------------------------------------ */
+
+typedef struct ls_ctx {
+    avm_buf *b;
+    bool json;
+    int n;
+} ls_ctx;
+
+static void exec_ls_one(void *arg, const char *id, uint8_t status)
+{
+    ls_ctx *c = arg;
+    if (c->json) {
+        avm_buf_puts(c->b, c->n ? ",{\"execution\":" : "{\"execution\":");
+        avm_json_str(c->b, id, strlen(id));
+        avm_buf_printf(c->b, ",\"status\":\"%s\"}", avm_embedded_status_name(status));
+    } else {
+        avm_buf_printf(c->b, "%s  %s\n", id, avm_embedded_status_name(status));
+    }
+    c->n++;
+}
+
+static int cmd_exec(int argc, char **argv)
+{
+    node_opts o = {.machine = "node1", .controller = "main"};
+    if (argc < 1) {
+        fprintf(stderr, "%s: exec needs ls, show, result, trace or resume\n", progname);
+        return EXIT_USAGE;
+    }
+    const char *sub = argv[0];
+    bool ls = strcmp(sub, "ls") == 0;
+    if (!ls && strcmp(sub, "show") != 0 && strcmp(sub, "result") != 0 &&
+        strcmp(sub, "trace") != 0 && strcmp(sub, "resume") != 0) {
+        fprintf(stderr, "%s: exec: unknown subcommand '%s'\n", progname, sub);
+        return EXIT_USAGE;
+    }
+    const char *args[1] = {NULL};
+    if (parse_node_only(&o, argc - 1, argv + 1, args, ls ? 0 : 1, "exec") != 0)
+        return EXIT_USAGE;
+    if (o.ephemeral) {
+        fprintf(stderr, "%s: exec: an ephemeral node has no recorded executions\n",
+                progname);
+        return EXIT_USAGE;
+    }
+    avm_embedded e;
+    if (open_node(&o, &e) != 0)
+        return EXIT_USAGE;
+    avm_buf b;
+    avm_buf_init(&b);
+    int code = 0;
+    if (ls) {
+        ls_ctx c = {.b = &b, .json = o.json};
+        if (o.json)
+            avm_buf_puts(&b, "[");
+        if (avm_lmdb_exec_each(e.db, exec_ls_one, &c) != 0) {
+            fprintf(stderr, "%s: %s\n", progname, avm_lmdb_errmsg(e.db));
+            code = EXIT_USAGE;
+        }
+        if (o.json) {
+            avm_buf_puts(&b, "]");
+            print_json_line(&b);
+        } else {
+            fputs(avm_buf_cstr(&b), stdout);
+        }
+        avm_buf_free(&b);
+        avm_embedded_close(&e);
+        return code;
+    }
+    uint8_t status;
+    avm_buf state;
+    avm_buf_init(&state);
+    int rv = avm_lmdb_exec_get(e.db, args[0], &status, &state);
+    if (rv != 0) {
+        fprintf(stderr, "%s: %s\n", progname,
+                rv == AVM_ENOTFOUND ? "no such execution" : avm_lmdb_errmsg(e.db));
+        avm_buf_free(&state);
+        avm_embedded_close(&e);
+        return EXIT_USAGE;
+    }
+    avm_exec *x = NULL;
+    char err[1024] = "";
+    rv = avm_exec_decode((const uint8_t *)state.data, state.len, &e.plat, &x, err,
+                         sizeof(err));
+    avm_buf_free(&state);
+    if (rv != 0) {
+        fprintf(stderr, "%s: execution %s cannot be restored: %s\n", progname, args[0],
+                err);
+        avm_embedded_close(&e);
+        return EXIT_USAGE;
+    }
+    if (strcmp(sub, "resume") == 0) {
+        avm_run_status st = avm_exec_status(x);
+        if (st == AVM_RUN_DONE || st == AVM_RUN_FAILED) {
+            fprintf(stderr, "%s: execution %s has already ended (%s)\n", progname,
+                    args[0], avm_embedded_status_name(st));
+        } else {
+            if (avm_exec_set_checkpoint(x, args[0]) != 0) {
+                code = EXIT_USAGE;
+                goto done;
+            }
+            avm_exec_run(x, 0);
+            if (save_exec(&e, args[0], x) != 0) {
+                code = EXIT_USAGE;
+                goto done;
+            }
+        }
+        code = print_outcome(x, &e, args[0], o.json, false, false, false, NULL);
+    } else if (strcmp(sub, "trace") == 0) {
+        code = print_outcome(x, NULL, args[0], o.json, true, false, false, NULL);
+    } else if (strcmp(sub, "result") == 0) {
+        code = print_outcome(x, NULL, args[0], o.json, false, false, false, NULL);
+    } else {
+        /* show */
+        if (o.json) {
+            code = print_outcome(x, NULL, args[0], true, false, false, false, NULL);
+        } else {
+            printf("execution   %s\nstatus      %s\nevents      %llu\nsteps       %llu\n",
+                   args[0], avm_embedded_status_name(avm_exec_status(x)),
+                   (unsigned long long)avm_exec_event_counter(x),
+                   (unsigned long long)avm_exec_steps(x));
+            code = print_outcome(x, NULL, args[0], false, false, false, false, NULL);
+        }
+    }
+done:
     avm_exec_free(x);
     avm_embedded_close(&e);
     return code;
@@ -312,6 +743,10 @@ int main(int argc, char **argv)
         return cmd_run(argc - 2, argv + 2);
     if (strcmp(cmd, "check") == 0)
         return cmd_check(argc - 2, argv + 2);
+    if (strcmp(cmd, "obj") == 0)
+        return cmd_obj(argc - 2, argv + 2);
+    if (strcmp(cmd, "exec") == 0)
+        return cmd_exec(argc - 2, argv + 2);
     if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
         usage(stdout);
         return 0;

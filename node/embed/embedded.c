@@ -1,7 +1,11 @@
 /* The embedded single node. */
 #include "embedded.h"
 
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "avm_err.h"
 #include "memstore.h"
@@ -18,12 +22,8 @@ static bool reach_ctrl(void *data, avm_val c)
     return avm_val_eq(c, e->plat.default_ctrl);
 }
 
-int avm_embedded_init(avm_embedded *e, const char *machine, const char *controller)
+static int init_platform(avm_embedded *e, const char *machine, const char *controller)
 {
-    memset(e, 0, sizeof(*e));
-    e->store = avm_memstore_new();
-    if (e->store == NULL)
-        return AVM_ENOMEM;
     if (avm_cstr(AVM_MACHID, machine, &e->plat.node) != 0 ||
         avm_cstr(AVM_CTRLID, controller, &e->plat.default_ctrl) != 0) {
         avm_embedded_close(e);
@@ -36,12 +36,97 @@ int avm_embedded_init(avm_embedded *e, const char *machine, const char *controll
     return 0;
 }
 
+int avm_embedded_init(avm_embedded *e, const char *machine, const char *controller)
+{
+    memset(e, 0, sizeof(*e));
+    e->store = avm_memstore_new();
+    if (e->store == NULL)
+        return AVM_ENOMEM;
+    return init_platform(e, machine, controller);
+}
+
+/* mkdir -p */
+static int make_dirs(const char *dir, char *errmsg, size_t errlen)
+{
+    char path[4096];
+    if (snprintf(path, sizeof(path), "%s", dir) >= (int)sizeof(path)) {
+        snprintf(errmsg, errlen, "data directory path too long: %s", dir);
+        return AVM_EINVAL;
+    }
+    for (char *p = path + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(path, 0700) != 0 && errno != EEXIST) {
+            snprintf(errmsg, errlen, "cannot create %s: %s", path, strerror(errno));
+            return AVM_EIO;
+        }
+        *p = '/';
+    }
+    if (mkdir(path, 0700) != 0 && errno != EEXIST) {
+        snprintf(errmsg, errlen, "cannot create %s: %s", path, strerror(errno));
+        return AVM_EIO;
+    }
+    return 0;
+}
+
+int avm_embedded_open(avm_embedded *e, const char *machine, const char *controller,
+                      const char *dir, char *errmsg, size_t errlen)
+{
+    memset(e, 0, sizeof(*e));
+    int rv = make_dirs(dir, errmsg, errlen);
+    if (rv != 0)
+        return rv;
+    avm_lmdb_config cfg = {.path = dir};
+    rv = avm_lmdb_open(&cfg, &e->db, errmsg, errlen);
+    if (rv != 0)
+        return rv;
+    e->store = avm_lmdb_store(e->db);
+    rv = init_platform(e, machine, controller);
+    if (rv != 0)
+        snprintf(errmsg, errlen, "out of memory");
+    return rv;
+}
+
 void avm_embedded_close(avm_embedded *e)
 {
     avm_val_release(e->plat.node);
     avm_val_release(e->plat.default_ctrl);
-    avm_memstore_free(e->store);
+    if (e->db != NULL)
+        avm_lmdb_close(e->db);
+    else
+        avm_memstore_free(e->store);
     memset(e, 0, sizeof(*e));
+}
+
+int avm_embedded_default_dir(const char *machine, char *out, size_t n)
+{
+    const char *env = getenv("AVM_DATA");
+    int w;
+    if (env != NULL && *env)
+        w = snprintf(out, n, "%s", env);
+    else if ((env = getenv("XDG_DATA_HOME")) != NULL && *env)
+        w = snprintf(out, n, "%s/avm/%s", env, machine);
+    else if ((env = getenv("HOME")) != NULL && *env)
+        w = snprintf(out, n, "%s/.local/share/avm/%s", env, machine);
+    else
+        return AVM_ENOTFOUND;
+    return w > 0 && (size_t)w < n ? 0 : AVM_EINVAL;
+}
+
+const char *avm_embedded_status_name(int status)
+{
+    switch (status) {
+    case AVM_RUN_DONE:
+        return "done";
+    case AVM_RUN_FAILED:
+        return "failed";
+    case AVM_RUN_YIELD:
+        return "interrupted";
+    case AVM_RUN_BLOCKED:
+        return "blocked";
+    }
+    return "unknown";
 }
 
 int avm_embedded_toplevel(avm_val *self, avm_val *input)
@@ -55,8 +140,8 @@ int avm_embedded_toplevel(avm_val *self, avm_val *input)
     return 0;
 }
 
-int avm_embedded_run(avm_embedded *e, avm_module *m, int fn, const avm_exec_config *cfg,
-                     avm_exec **out, char *errmsg, size_t errlen)
+int avm_embedded_start(avm_embedded *e, avm_module *m, int fn, const avm_exec_config *cfg,
+                       avm_exec **out, char *errmsg, size_t errlen)
 {
     avm_exec *x = avm_exec_new(&e->plat, cfg);
     if (x == NULL)
@@ -72,9 +157,17 @@ int avm_embedded_run(avm_embedded *e, avm_module *m, int fn, const avm_exec_conf
         avm_exec_free(x);
         return rv;
     }
-    avm_exec_run(x, 0);
     *out = x;
     return 0;
+}
+
+int avm_embedded_run(avm_embedded *e, avm_module *m, int fn, const avm_exec_config *cfg,
+                     avm_exec **out, char *errmsg, size_t errlen)
+{
+    int rv = avm_embedded_start(e, m, fn, cfg, out, errmsg, errlen);
+    if (rv == 0)
+        avm_exec_run(*out, 0);
+    return rv;
 }
 
 static void dump_meta_json(avm_buf *b, const avm_meta *m)

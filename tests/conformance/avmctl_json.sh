@@ -12,12 +12,16 @@ dir=$(mktemp -d "${TMPDIR:-/tmp}/avm-json-XXXXXX") || exit 2
 trap 'rm -rf "$dir"' EXIT
 cd "$dir" || exit 2
 fails=0
+# Runs are durable by default: keep their data in the scratch directory.
+AVM_DATA="$dir/data"
+export AVM_DATA
 
 # check NAME EXPECTED_EXIT EXPECTED_STATUS PYTHON_ASSERTION -- avmctl args...
 check() {
     name=$1 code=$2 status=$3 assertion=$4
     shift 5
-    "$AVMCTL" "$@" >out.json 2>err.txt
+    # Each check on a fresh ephemeral node (the durable default accumulates objects).
+    "$AVMCTL" "$@" --ephemeral >out.json 2>err.txt
     rc=$?
     if [ "$rc" -ne "$code" ]; then
         echo "FAIL $name: exit $rc, expected $code"; cat err.txt; fails=$((fails + 1)); return
