@@ -140,23 +140,37 @@ static void event_release(avm_event *e)
         avm_val_release(e->a[i]);
 }
 
+avm_event *vm__trace_slot(avm_exec *x)
+{
+    if (x->trace.n == x->trace.cap &&
+        vm__vec_grow((void **)&x->trace.v, &x->trace.cap, sizeof(avm_event),
+                     x->trace.n + 1) != 0)
+        return NULL;
+    return &x->trace.v[x->trace.n++];
+}
+
 int vm__event_ctrl(avm_exec *x, int type, avm_val ctrl, avm_val a0, avm_val a1,
                    avm_val a2, bool increment)
 {
-    avm_event e = {.ts = x->counter, .type = (uint8_t)type, .ctrl = ctrl};
-    e.a[0] = a0;
-    e.a[1] = a1;
-    e.a[2] = a2;
+    uint64_t ts = x->counter;
     if (increment)
         x->counter++;
-    if (!x->cfg.keep_trace) {
-        event_release(&e);
-        return 0;
+    avm_event *e = x->cfg.keep_trace ? vm__trace_slot(x) : NULL;
+    if (e == NULL) {
+        avm_val_release(ctrl);
+        avm_val_release(a0);
+        avm_val_release(a1);
+        avm_val_release(a2);
+        return x->cfg.keep_trace ? AVM_ENOMEM : 0;
     }
-    if (VEC_PUSH(x, x->trace, e) != 0) {
-        event_release(&e);
-        return AVM_ENOMEM;
-    }
+    e->ts = ts;
+    e->type = (uint8_t)type;
+    e->has_output = false;
+    e->ecode = 0;
+    e->ctrl = ctrl;
+    e->a[0] = a0;
+    e->a[1] = a1;
+    e->a[2] = a2;
     return 0;
 }
 
@@ -263,10 +277,14 @@ int vm__push_frame(avm_exec *x, avm_module *mod, uint32_t fn, uint32_t argc,
                    ? vm__eval_error(x, "value stack limit exceeded calling '%s'",
                                     f->name.u.s->data)
                    : vm__oom(x);
-    vm_frame fr = {.mod = mod, .fn = fn, .pc = 0, .base = (uint32_t)(x->sp - argc),
-                   .kind = kind};
-    if (VEC_PUSH(x, x->frames, fr) != 0)
+    vm_frame *fr = VEC_SLOT(x->frames);
+    if (fr == NULL)
         return vm__oom(x);
+    fr->mod = mod;
+    fr->fn = fn;
+    fr->pc = 0;
+    fr->base = (uint32_t)(x->sp - argc);
+    fr->kind = kind;
     avm_module_retain(mod);
     for (uint32_t i = argc; i < f->nlocals; i++)
         x->stack[x->sp++] = avm_nil();
@@ -719,6 +737,42 @@ avm_run_status avm_exec_run(avm_exec *x, uint64_t budget)
             case OP_PRIM: {
                 uint8_t p = code[pc + 1], argc = code[pc + 2];
                 avm_val *args = x->stack + x->sp - argc;
+                /* Integer arithmetic and comparisons, the loops' bread and butter:
+                 * no call, nothing to release, the result written in place.
+                 * Overflow and everything else take the general path. */
+                if (argc == 2 && args[0].kind == AVM_INT && args[1].kind == AVM_INT) {
+                    int64_t l = args[0].u.i, r = args[1].u.i, v;
+                    int b = -1;
+                    switch (p) {
+                    case AVM_PRIM_ADD:
+                        if (__builtin_add_overflow(l, r, &v))
+                            goto prim_slow;
+                        break;
+                    case AVM_PRIM_SUB:
+                        if (__builtin_sub_overflow(l, r, &v))
+                            goto prim_slow;
+                        break;
+                    case AVM_PRIM_LT: b = l < r; break;
+                    case AVM_PRIM_LE: b = l <= r; break;
+                    case AVM_PRIM_GT: b = l > r; break;
+                    case AVM_PRIM_GE: b = l >= r; break;
+                    case AVM_PRIM_EQ: b = l == r; break;
+                    case AVM_PRIM_NE: b = l != r; break;
+                    default:
+                        goto prim_slow;
+                    }
+                    if (b < 0) {
+                        args[0].u.i = v;
+                    } else {
+                        args[0].kind = AVM_BOOL;
+                        args[0].u.i = 0;
+                        args[0].u.b = b;
+                    }
+                    x->sp--;
+                    pc += 3;
+                    continue;
+                }
+            prim_slow:;
                 avm_val r;
                 fr->pc = pc;
                 rv = prim(x, p, args, argc, &r);
@@ -768,7 +822,9 @@ avm_run_status avm_exec_run(avm_exec *x, uint64_t budget)
             case OP_RET: {
                 avm_val v = x->stack[--x->sp];
                 uint8_t kind = fr->kind;
-                if (kind == FR_PLAIN) {
+                if (kind == FR_PLAIN || kind == FR_PURE) {
+                    /* A pure function's boundary only hands back the value
+                     * (vm__boundary_return). */
                     pop_frame(x);
                     x->stack[x->sp++] = v;
                     goto next_frame;

@@ -94,8 +94,23 @@ struct avm_exec {
     bool resume_commit;  /* the commitTx at the current pc is already durable */
 };
 
+/* The next trace slot (uninitialized), or NULL when out of memory. Callers fill
+ * the event in place: building it on the C stack and copying it reads back
+ * fields just written by narrower stores, which stalls store forwarding. */
+avm_event *vm__trace_slot(avm_exec *x);
+
 /* Grows a vector to hold one more element; 0 or AVM_ENOMEM. */
 int vm__vec_grow(void **v, size_t *cap, size_t elem, size_t need);
+/* A pointer to a new last element (uninitialized), or NULL when out of memory.
+ * Filling it in place avoids building the element on the C stack and copying it,
+ * which stalls store forwarding (the copy reads 16 bytes back from narrower
+ * stores). */
+#define VEC_SLOT(vec)                                                                 \
+    ((vec).n < (vec).cap ||                                                           \
+             vm__vec_grow((void **)&(vec).v, &(vec).cap, sizeof(*(vec).v),           \
+                          (vec).n + 1) == 0                                           \
+         ? &(vec).v[(vec).n++]                                                        \
+         : NULL)
 #define VEC_PUSH(x, vec, val)                                                         \
     ((vec).n < (vec).cap ||                                                           \
              vm__vec_grow((void **)&(vec).v, &(vec).cap, sizeof(*(vec).v),           \

@@ -15,15 +15,28 @@
 
 /* Identifiers. */
 
+/* "<prefix>/<fmt1><n>" (or "<fmt1><n>" without a prefix), formatted by hand: this
+ * runs for every transaction and object, and snprintf was a fifth of a
+ * transaction's time. */
 static int make_id(avm_kind k, const char *fmt1, avm_val prefix, uint64_t n, avm_val *out)
 {
-    char buf[512];
-    if (prefix.kind != AVM_NIL)
-        snprintf(buf, sizeof(buf), "%.400s/%s%llu", prefix.u.s->data, fmt1,
-                 (unsigned long long)n);
-    else
-        snprintf(buf, sizeof(buf), "%s%llu", fmt1, (unsigned long long)n);
-    return avm_cstr(k, buf, out);
+    char buf[512], digits[20];
+    size_t len = 0, nd = 0;
+    if (prefix.kind != AVM_NIL) {
+        len = strnlen(prefix.u.s->data, 400);
+        memcpy(buf, prefix.u.s->data, len);
+        buf[len++] = '/';
+    }
+    size_t fl = strlen(fmt1);
+    memcpy(buf + len, fmt1, fl);
+    len += fl;
+    do {
+        digits[nd++] = (char)('0' + n % 10);
+        n /= 10;
+    } while (n != 0);
+    while (nd > 0)
+        buf[len++] = digits[--nd];
+    return avm_str_new(k, buf, len, out);
 }
 
 /* freshObjectId: S: the event counter ("obj-N", as the specification's runners);
@@ -443,20 +456,24 @@ static int op_call(avm_exec *x, avm_val *a, avm_val *out)
             return VM_FAIL;
     }
     avm_behavior beh = v.beh;
-    vm_ctx c = {.self = x->self, .input = x->input, .sender = x->sender,
-                .machine = x->machine, .oid = vm__ref(oid), .inp = a[1],
-                .in_tx = IN_TX(x), .txdepth = (uint32_t)x->tx.n};
-    /* The arguments move into the context: oid stays referenced by c.oid (+1 above)
-     * and the stack's reference to oid is dropped below; input moves as is. */
-    if (VEC_PUSH(x, x->ctxs, c) != 0) {
-        avm_val_release(oid);
+    /* The arguments move into the context: oid stays referenced by c->oid and the
+     * stack's reference to oid is dropped below; input moves as is. */
+    vm_ctx *c = VEC_SLOT(x->ctxs);
+    if (c == NULL)
         return vm__oom(x);
-    }
+    c->self = x->self;
+    c->input = x->input;
+    c->sender = x->sender;
+    c->machine = x->machine;
+    c->oid = vm__ref(oid);
+    c->inp = a[1];
+    c->in_tx = IN_TX(x);
+    c->txdepth = (uint32_t)x->tx.n;
     x->sp -= 2;
     avm_val_release(oid);
     x->self = vm__ref(oid);
     x->input = vm__ref(a[1]);
-    x->sender = vm__ref(c.self);
+    x->sender = vm__ref(c->self);
     x->machine = vm__ref(v.meta.machine);
     int rv = vm__push_frame(x, beh.mod, beh.fn, 0, FR_BEHAVIOR);
     if (rv != VM_OK)
@@ -1436,18 +1453,21 @@ int vm__boundary_return(avm_exec *x, vm_frame *fr, avm_val v)
             avm_val_release(w.b);
         }
     }
-    avm_event e = {.ts = x->counter, .type = AVM_EV_OBJECT_CALLED, .has_output = has,
-                   .ctrl = vm__ref(x->txctrl)};
-    e.a[0] = c.oid;
-    e.a[1] = c.inp;
-    e.a[2] = vm__ref(output);
-    x->counter++;
-    if (!x->cfg.keep_trace || VEC_PUSH(x, x->trace, e) != 0) {
-        avm_val_release(e.ctrl);
-        avm_val_release(e.a[0]);
-        avm_val_release(e.a[1]);
-        avm_val_release(e.a[2]);
+    avm_event *e = x->cfg.keep_trace ? vm__trace_slot(x) : NULL;
+    if (e != NULL) {
+        e->ts = x->counter;
+        e->type = AVM_EV_OBJECT_CALLED;
+        e->has_output = has;
+        e->ecode = 0;
+        e->ctrl = vm__ref(x->txctrl);
+        e->a[0] = c.oid;
+        e->a[1] = c.inp;
+        e->a[2] = vm__ref(output);
+    } else {
+        avm_val_release(c.oid);
+        avm_val_release(c.inp);
     }
+    x->counter++;
     x->stack[x->sp++] = output;
     return VM_OK;
 }
