@@ -74,7 +74,10 @@ bool avm_error_eq(const avm_error *a, const avm_error *b)
 
 void avm_error_print(avm_buf *b, const avm_error *e)
 {
-    avm_buf_printf(b, "%s.%s", avm_error_family(e->code), avm_error_name(e->code));
+    if (strcmp(avm_error_family(e->code), avm_error_name(e->code)) == 0)
+        avm_buf_puts(b, avm_error_name(e->code)); /* EvalError */
+    else
+        avm_buf_printf(b, "%s.%s", avm_error_family(e->code), avm_error_name(e->code));
     int n = avm_error_nargs(e->code);
     for (int i = 0; i < n; i++) {
         avm_buf_put(b, " ", 1);

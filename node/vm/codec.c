@@ -615,6 +615,7 @@ int avm_mp_get_val(avm_mp_reader *r, avm_val *out)
                 break;
             v.kind = AVM_LIST;
             v.u.l = o->l;
+            avm_list_seal(v);
             depth--;
         }
     }

@@ -536,6 +536,7 @@ static int quote_value(compiler *c, const avm_ast *e, int depth, avm_val *out)
             return rv;
         }
     }
+    avm_list_seal(l);
     *out = l;
     return 0;
 }

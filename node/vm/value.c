@@ -51,6 +51,7 @@ int avm_list_new(size_t len, avm_val *out)
         return AVM_ENOMEM;
     l->rc = 1;
     l->len = (uint32_t)len;
+    l->depth = 1;
     l->items = (avm_val *)(l + 1);
     for (size_t i = 0; i < len; i++)
         l->items[i] = avm_nil();
@@ -69,7 +70,20 @@ int avm_list_from(avm_val *items, size_t n, avm_val *out)
     }
     if (n > 0)
         memcpy(out->u.l->items, items, n * sizeof(avm_val));
+    avm_list_seal(*out);
     return 0;
+}
+
+uint32_t avm_list_seal(avm_val l)
+{
+    uint32_t d = 0;
+    for (uint32_t i = 0; i < l.u.l->len; i++) {
+        uint32_t c = avm_val_depth(l.u.l->items[i]);
+        if (c > d)
+            d = c;
+    }
+    l.u.l->depth = d + 1;
+    return d + 1;
 }
 
 void avm__val_free(avm_val v)

@@ -48,6 +48,7 @@ typedef struct avm_list {
     uint32_t rc;
     uint32_t len;
     struct avm_val *items; /* points just past the header unless len == 0 */
+    uint32_t depth;        /* lists nested in it, itself included: () is 1 */
 } avm_list;
 
 typedef struct avm_val {
@@ -108,10 +109,20 @@ int avm_cstr(avm_kind kind, const char *s, avm_val *out);
 uint32_t avm_hash_bytes(const void *p, size_t n);
 
 /* Lists. avm_list_new makes a list of len nil slots to fill with owned values
- * (only while the caller holds the only reference). avm_list_from takes ownership
- * of the n values in items. */
+ * (only while the caller holds the only reference); once filled with lists,
+ * avm_list_seal() records its depth. avm_list_from takes ownership of the n values
+ * in items and seals the list. Lists never nest deeper than AVM_MAX_DEPTH: the
+ * interpreter refuses to build a deeper one (so every value encodes), and the
+ * decoder refuses to read one. */
 int avm_list_new(size_t len, avm_val *out);
 int avm_list_from(avm_val *items, size_t n, avm_val *out);
+/* Sets l's depth from its items' depths; returns it. */
+uint32_t avm_list_seal(avm_val l);
+/* Depth of any value: 0 for a non-list. */
+static inline uint32_t avm_val_depth(avm_val v)
+{
+    return v.kind == AVM_LIST ? v.u.l->depth : 0;
+}
 static inline size_t avm_list_len(avm_val l)
 {
     return l.u.l->len;

@@ -240,6 +240,20 @@ int avm_exec_set_checkpoint(avm_exec *x, const char *id)
     return 0;
 }
 
+int vm__seal(avm_exec *x, avm_val *l)
+{
+    if (avm_list_seal(*l) <= AVM_MAX_DEPTH)
+        return VM_OK;
+    avm_val_release(*l);
+    *l = avm_nil();
+    return vm__too_deep(x);
+}
+
+int vm__too_deep(avm_exec *x)
+{
+    return vm__eval_error(x, "a value would nest deeper than %d lists", AVM_MAX_DEPTH);
+}
+
 int vm__oom(avm_exec *x)
 {
     return vm__eval_error(x, "out of memory");
@@ -320,6 +334,7 @@ static int list_append_vals(avm_exec *x, avm_val a, avm_val b, avm_val *out)
         out->u.l->items[i] = vm__ref(a.u.l->items[i]);
     for (size_t i = 0; i < nb; i++)
         out->u.l->items[na + i] = vm__ref(b.u.l->items[i]);
+    out->u.l->depth = a.u.l->depth > b.u.l->depth ? a.u.l->depth : b.u.l->depth;
     return VM_OK;
 }
 
@@ -417,6 +432,8 @@ static int prim(avm_exec *x, int p, avm_val *a, int argc, avm_val *out)
         out->u.l->items[0] = vm__ref(a[0]);
         for (size_t i = 0; i < n; i++)
             out->u.l->items[i + 1] = vm__ref(a[1].u.l->items[i]);
+        uint32_t d = avm_val_depth(a[0]) + 1;
+        out->u.l->depth = d > a[1].u.l->depth ? d : a[1].u.l->depth;
         return VM_OK;
     }
     case AVM_PRIM_HEAD:
@@ -433,6 +450,7 @@ static int prim(avm_exec *x, int p, avm_val *a, int argc, avm_val *out)
             return vm__oom(x);
         for (size_t i = 1; i < a[0].u.l->len; i++)
             out->u.l->items[i - 1] = vm__ref(a[0].u.l->items[i]);
+        avm_list_seal(*out);
         return VM_OK;
     case AVM_PRIM_NTH:
         if (want(x, p, a[0], AVM_LIST) || want(x, p, a[1], AVM_INT))
@@ -463,6 +481,7 @@ static int prim(avm_exec *x, int p, avm_val *a, int argc, avm_val *out)
             return vm__oom(x);
         for (size_t i = 0; i < n; i++)
             out->u.l->items[i] = vm__ref(a[0].u.l->items[n - 1 - i]);
+        out->u.l->depth = a[0].u.l->depth;
         return VM_OK;
     }
     case AVM_PRIM_IS_NULL:
@@ -513,10 +532,12 @@ static int prim(avm_exec *x, int p, avm_val *a, int argc, avm_val *out)
             avm_val_release(pair);
             return vm__oom(x);
         }
+        avm_list_seal(pair);
         for (size_t i = 0; i < n; i++)
             out->u.l->items[i] = i == at ? pair : vm__ref(a[0].u.l->items[i]);
         if (at == n)
             out->u.l->items[n] = pair;
+        avm_list_seal(*out);
         return VM_OK;
     }
     case AVM_PRIM_STR: {
@@ -731,6 +752,11 @@ avm_run_status avm_exec_run(avm_exec *x, uint64_t budget)
                 x->sp -= n;
                 memcpy(l.u.l->items, x->stack + x->sp, n * sizeof(avm_val));
                 x->stack[x->sp++] = l;
+                if (n > 0 && avm_list_seal(l) > AVM_MAX_DEPTH) {
+                    fr->pc = pc;
+                    rv = vm__too_deep(x);
+                    goto failed;
+                }
                 pc += 3;
                 continue;
             }
@@ -778,6 +804,11 @@ avm_run_status avm_exec_run(avm_exec *x, uint64_t budget)
                 rv = prim(x, p, args, argc, &r);
                 if (rv != VM_OK)
                     goto failed;
+                if (avm_val_depth(r) > AVM_MAX_DEPTH) {
+                    avm_val_release(r);
+                    rv = vm__too_deep(x);
+                    goto failed;
+                }
                 for (int i = 0; i < argc; i++)
                     avm_val_release(args[i]);
                 x->sp -= argc;

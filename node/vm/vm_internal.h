@@ -152,6 +152,11 @@ int vm__eval_error(avm_exec *x, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 int vm__fail(avm_exec *x, avm_error_code c, avm_val a0, avm_val a1, avm_val a2);
 int vm__oom(avm_exec *x);
+/* EvalError: a value would nest deeper than AVM_MAX_DEPTH lists. */
+int vm__too_deep(avm_exec *x);
+/* Records the depth of a list just filled; VM_FAIL (and *l released to nil) when it
+ * is deeper than AVM_MAX_DEPTH. */
+int vm__seal(avm_exec *x, avm_val *l);
 /* A store call failed with code rv: ErrStoreFailure with the store's message. */
 int vm__store_error(avm_exec *x, int rv);
 

@@ -253,6 +253,7 @@ static int meta_value(avm_exec *x, avm_val oid, const avm_meta *m, avm_val *out)
         e.u.l->items[1] = vm__ref(vals[i]);
         out->u.l->items[i] = e;
     }
+    out->u.l->depth = 2;
     return VM_OK;
 }
 
@@ -271,9 +272,11 @@ static int alist(avm_exec *x, const char **keys, avm_val *vals, int n, avm_val *
         e.u.l->items[0] = k;
         e.u.l->items[1] = vals[i];
         vals[i] = avm_nil();
+        avm_list_seal(e);
         out->u.l->items[i] = e;
     }
-    return VM_OK;
+    /* reifyContext and reifyTxState carry program values: they may nest deep. */
+    return vm__seal(x, out);
 oom:
     for (int i = 0; i < n; i++)
         avm_val_release(vals[i]);
@@ -641,6 +644,7 @@ static int op_scry(avm_exec *x, bool deep, avm_val *out)
         } else {
             e.u.l->items[1] = meta;
         }
+        avm_list_seal(e);
         items[n++] = e;
     }
     avm_val_release(ids);
@@ -703,8 +707,10 @@ static int op_reify_tx(avm_exec *x, avm_val *out)
             goto oom;
         w.u.l->items[0] = vm__ref(x->writes.v[i].a);
         w.u.l->items[1] = vm__ref(x->writes.v[i].b);
+        avm_list_seal(w);
         vals[1].u.l->items[i] = w;
     }
+    avm_list_seal(vals[1]);
     if (id_list(x, x->creates.v, offsetof(avm_create, oid), sizeof(avm_create),
                 x->creates.n, &vals[2]) ||
         id_list(x, x->destroys.v, 0, sizeof(avm_val), x->destroys.n, &vals[3]) ||

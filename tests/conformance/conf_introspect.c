@@ -128,7 +128,7 @@ TEST(toplevel_state)
 TEST(set_state_non_list)
 {
     CHECK_ERROR(conf_run("(main (setState 5))", CONF_STRICT),
-                "EvalError.EvalError `setState expects list, got int`");
+                "EvalError `setState expects list, got int`");
 }
 
 TEST_MAIN(T(toplevel_context), T(behavior_context), T(sender_is_calling_object),

@@ -109,7 +109,7 @@ TEST(create_in_tx_other_controller)
 TEST(create_unknown_behavior)
 {
     conf_result *r = conf_run(BEHAVIORS "(main (createObj `nope`))", CONF_STRICT);
-    CHECK_ERROR(r, "EvalError.EvalError `createObj: no behaviour named \\`nope\\``");
+    CHECK_ERROR(r, "EvalError `createObj: no behaviour named \\`nope\\``");
     CHECK_Q("position", r->errpos, "t.avm:5:7");
 }
 
@@ -419,7 +419,7 @@ TEST(call_behavior_returns_non_list)
 {
     conf_result *r =
         conf_run(BEHAVIORS "(main (call (createObj `bad`) 1))", CONF_DEFAULT);
-    CHECK_ERROR(r, "EvalError.EvalError `behaviour 'bad' returned int; a behaviour "
+    CHECK_ERROR(r, "EvalError `behaviour 'bad' returned int; a behaviour "
                    "returns a list of outputs`");
 }
 

@@ -379,6 +379,41 @@ TEST(checkpoint_at_commit_resumes_exactly_once)
     avm_module_release(m);
 }
 
-TEST_MAIN(T(checkpoint_at_commit_resumes_exactly_once), T(ping_pong_resumes_at_every_instruction), T(battleship_resumes_mid_transaction),
+/* Values never nest deeper than AVM_MAX_DEPTH: building a deeper one is an
+ * EvalError naming the limit, and a state holding values at the limit serializes. */
+TEST(value_depth_is_bounded)
+{
+    avm_module *m = compile_str(
+        "(defun wrap (l n) (if (= n 0) l (wrap (list l) (- n 1))))\n"
+        "(defun wrapc (l n) (if (= n 0) l (wrapc (cons l '()) (- n 1))))\n"
+        "(defun deep-list () (wrap '() 128))\n"
+        "(defun deep-cons () (wrapc '() 128))\n"
+        "(defun deep-put () (put '() 'k (wrap '() 127)))\n"
+        "(main (let ((v (wrap '() 127))) (beginTx) (list (length v) (wrap v 1))))\n");
+    REQUIRE(m != NULL);
+    const char *entries[] = {"deep-list", "deep-cons", "deep-put"};
+    for (int i = 0; i < 3; i++) {
+        avm_embedded e;
+        avm_embedded_init(&e, "node1", "main");
+        avm_exec *x;
+        REQUIRE(start(&e, m, avm_module_find(m, entries[i], AVM_FN_FUNC), AVM_MODE_DEFAULT,
+                      &x) == 0);
+        CHECK(avm_exec_run(x, 0) == AVM_RUN_FAILED);
+        CHECK(avm_exec_error(x)->code == AVM_ERR_EVAL);
+        avm_buf b;
+        avm_buf_init(&b);
+        avm_error_print(&b, avm_exec_error(x));
+        CHECK(strstr(avm_buf_cstr(&b), "deeper than 128 lists") != NULL);
+        avm_buf_free(&b);
+        avm_exec_free(x);
+        avm_embedded_close(&e);
+    }
+    /* main holds a 127-deep value (and makes a 128-deep one): it round-trips at
+     * every instruction. */
+    CHECK(roundtrip_run(m, -1, AVM_MODE_DEFAULT, 1) > 0);
+    avm_module_release(m);
+}
+
+TEST_MAIN(T(value_depth_is_bounded), T(checkpoint_at_commit_resumes_exactly_once), T(ping_pong_resumes_at_every_instruction), T(battleship_resumes_mid_transaction),
           T(nested_transactions_and_pure_calls_resume), T(damaged_states_are_refused_or_safe),
           T(wrong_version_is_refused_by_name))
