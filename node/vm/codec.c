@@ -58,13 +58,17 @@ enum {
 /* Writers. */
 
 /* A type byte followed by the low nbytes of v, big-endian (msgpack's byte order). */
-static void put_tagged(avm_buf *b, uint8_t tag, uint64_t v, unsigned nbytes)
+static inline void put_tagged(avm_buf *b, uint8_t tag, uint64_t v, unsigned nbytes)
 {
-    uint8_t tmp[9];
-    tmp[0] = tag;
+    /* Written in place: this runs for every scalar of every encoded value. */
+    if ((b->len + 10 >= b->cap || b->err) && avm_buf_reserve(b, 10) != 0)
+        return;
+    uint8_t *p = (uint8_t *)b->data + b->len;
+    p[0] = tag;
     for (unsigned i = 0; i < nbytes; i++)
-        tmp[1 + i] = (uint8_t)(v >> (8 * (nbytes - 1 - i)));
-    avm_buf_put(b, tmp, 1 + nbytes);
+        p[1 + i] = (uint8_t)(v >> (8 * (nbytes - 1 - i)));
+    b->len += 1 + nbytes;
+    b->data[b->len] = '\0';
 }
 
 /* The smallest of the three length forms (8, 16 or 32 bits) that holds n. */

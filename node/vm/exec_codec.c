@@ -185,20 +185,10 @@ int avm_exec_encode(const avm_exec *x, avm_buf *out)
     avm_mp_put_array(b, 2);
     avm_mp_put_uint(b, x->counter);
     avm_mp_put_uint(b, x->steps);
-    /* trace */
-    avm_mp_put_array(b, (uint32_t)x->trace.n);
-    for (size_t i = 0; i < x->trace.n; i++) {
-        const avm_event *e = &x->trace.v[i];
-        avm_mp_put_array(b, 8);
-        avm_mp_put_uint(b, e->ts);
-        avm_mp_put_uint(b, e->type);
-        avm_mp_put_bool(b, e->has_output);
-        avm_mp_put_uint(b, e->ecode);
-        avm_val_encode(b, e->ctrl);
-        avm_val_encode(b, e->a[0]);
-        avm_val_encode(b, e->a[1]);
-        avm_val_encode(b, e->a[2]);
-    }
+    /* trace: the log as it is */
+    avm_mp_put_array(b, 2);
+    avm_mp_put_uint(b, x->tcount);
+    avm_mp_put_bin(b, x->tlog.data, x->tlog.len);
     /* outcome */
     avm_mp_put_array(b, 13);
     avm_mp_put_uint(b, x->status);
@@ -546,32 +536,30 @@ static int decode_body(dec *d, avm_exec *x)
         (rv = get_u(d, UINT64_MAX, &x->steps, "steps")))
         return rv;
 
-    /* trace */
-    TRY(d, avm_mp_get_array(&d->r, &n), "trace");
-    for (uint32_t i = 0; i < n; i++) {
+    /* trace: exactly `count` well-formed events fill the log */
+    uint64_t count;
+    const uint8_t *tp;
+    uint32_t tlen;
+    if ((rv = get_arr(d, 2, "trace")) || (rv = get_u(d, UINT64_MAX, &count, "trace count")))
+        return rv;
+    TRY(d, avm_mp_get_bin(&d->r, &tp, &tlen), "trace log");
+    avm_mp_reader tr;
+    avm_mp_reader_init(&tr, tp, tlen, AVM_DECODE_DEFAULT_MAX);
+    for (uint64_t i = 0; i < count; i++) {
         avm_event e;
-        memset(&e, 0, sizeof(e));
-        uint64_t ts, type, ec;
-        if ((rv = get_arr(d, 8, "event")) || (rv = get_u(d, UINT64_MAX, &ts, "event")) ||
-            (rv = get_u(d, AVM_EV_COUNT - 1, &type, "event type")))
-            return rv;
-        TRY(d, avm_mp_get_bool(&d->r, &e.has_output), "event");
-        if ((rv = get_u(d, AVM_ERR_COUNT - 1, &ec, "event error")) != 0)
-            return rv;
-        e.ts = ts;
-        e.type = (uint8_t)type;
-        e.ecode = (uint16_t)ec;
-        avm_val *f[] = {&e.ctrl, &e.a[0], &e.a[1], &e.a[2]};
-        for (int k = 0; k < 4 && rv == 0; k++)
-            rv = get_v(d, f[k], "event value");
-        if (rv == 0 && VEC_PUSH(x, x->trace, e) != 0)
-            rv = bad(d, AVM_ENOMEM, "out of memory");
-        if (rv != 0) {
-            for (int k = 0; k < 4; k++)
-                avm_val_release(*f[k]);
-            return rv;
-        }
+        if (vm__log_decode(&tr, &e) != 0)
+            return bad(d, AVM_EMALFORMED, "trace event");
+        avm_val_release(e.ctrl);
+        for (int k = 0; k < 3; k++)
+            avm_val_release(e.a[k]);
     }
+    if (tr.p != tr.end)
+        return bad(d, AVM_EMALFORMED, "trace log longer than its events");
+    if (tlen > 0)
+        avm_buf_put(&x->tlog, tp, tlen);
+    if (x->tlog.err)
+        return bad(d, AVM_ENOMEM, "out of memory");
+    x->tcount = count;
 
     /* outcome */
     uint64_t st, ec, line, col;

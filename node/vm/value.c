@@ -201,7 +201,7 @@ void avm_buf_free(avm_buf *b)
     avm_buf_init(b);
 }
 
-static int buf_reserve(avm_buf *b, size_t extra)
+int avm_buf_reserve(avm_buf *b, size_t extra)
 {
     if (b->err)
         return b->err;
@@ -220,9 +220,9 @@ static int buf_reserve(avm_buf *b, size_t extra)
     return 0;
 }
 
-void avm_buf_put(avm_buf *b, const void *p, size_t n)
+void avm__buf_put_slow(avm_buf *b, const void *p, size_t n)
 {
-    if (buf_reserve(b, n) != 0)
+    if (avm_buf_reserve(b, n) != 0)
         return;
     memcpy(b->data + b->len, p, n);
     b->len += n;
@@ -247,7 +247,7 @@ void avm_buf_printf(avm_buf *b, const char *fmt, ...)
         avm_buf_put(b, small, (size_t)n);
         return;
     }
-    if (buf_reserve(b, (size_t)n) != 0)
+    if (avm_buf_reserve(b, (size_t)n) != 0)
         return;
     va_start(ap, fmt);
     vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
@@ -257,7 +257,7 @@ void avm_buf_printf(avm_buf *b, const char *fmt, ...)
 
 const char *avm_buf_cstr(avm_buf *b)
 {
-    if (b->data == NULL && buf_reserve(b, 0) == 0)
+    if (b->data == NULL && avm_buf_reserve(b, 0) == 0)
         b->data[0] = '\0';
     return b->data ? b->data : "";
 }

@@ -152,7 +152,20 @@ typedef struct avm_buf {
 
 void avm_buf_init(avm_buf *b);
 void avm_buf_free(avm_buf *b);
-void avm_buf_put(avm_buf *b, const void *p, size_t n);
+/* Makes room for extra more bytes (and the NUL): 0 or the sticky error. */
+int avm_buf_reserve(avm_buf *b, size_t extra);
+void avm__buf_put_slow(avm_buf *b, const void *p, size_t n);
+static inline void avm_buf_put(avm_buf *b, const void *p, size_t n)
+{
+    if (b->len + n + 1 > b->cap || b->err) {
+        avm__buf_put_slow(b, p, n);
+        return;
+    }
+    if (n > 0)
+        __builtin_memcpy(b->data + b->len, p, n);
+    b->len += n;
+    b->data[b->len] = '\0';
+}
 void avm_buf_puts(avm_buf *b, const char *s);
 void avm_buf_printf(avm_buf *b, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));

@@ -140,38 +140,194 @@ static void event_release(avm_event *e)
         avm_val_release(e->a[i]);
 }
 
-avm_event *vm__trace_slot(avm_exec *x)
+/* msgpack for the trace's common cases, written in place: the trace logs every
+ * call, so its encoding must cost little. Lists and long strings go through the
+ * codec. Both produce the same canonical bytes. */
+static inline uint8_t *put_be(uint8_t *p, uint8_t tag, uint64_t v, unsigned n)
 {
-    if (x->trace.n == x->trace.cap &&
-        vm__vec_grow((void **)&x->trace.v, &x->trace.cap, sizeof(avm_event),
-                     x->trace.n + 1) != 0)
+    *p++ = tag;
+    for (unsigned i = 0; i < n; i++)
+        *p++ = (uint8_t)(v >> (8 * (n - 1 - i)));
+    return p;
+}
+
+static inline uint8_t *put_u(uint8_t *p, uint64_t v)
+{
+    if (v <= 0x7f) {
+        *p++ = (uint8_t)v;
+        return p;
+    }
+    if (v <= 0xff)
+        return put_be(p, 0xcc, v, 1);
+    if (v <= 0xffff)
+        return put_be(p, 0xcd, v, 2);
+    if (v <= 0xffffffffu)
+        return put_be(p, 0xce, v, 4);
+    return put_be(p, 0xcf, v, 8);
+}
+
+/* Writes v at q when it is a scalar, a short string or an identifier of at most 32
+ * bytes (room for 36 bytes must be there); returns the end, or NULL for the codec's
+ * cases. */
+static inline uint8_t *log_val_fast(uint8_t *q, avm_val v)
+{
+    uint32_t n;
+    switch (v.kind) {
+    case AVM_NIL:
+        *q++ = 0xc0;
+        return q;
+    case AVM_BOOL:
+        *q++ = v.u.b ? 0xc3 : 0xc2;
+        return q;
+    case AVM_INT:
+        if (v.u.i >= 0)
+            return put_u(q, (uint64_t)v.u.i);
+        if (v.u.i >= -32) {
+            *q++ = (uint8_t)(int8_t)v.u.i;
+            return q;
+        }
         return NULL;
-    return &x->trace.v[x->trace.n++];
+    case AVM_STR:
+        n = v.u.s->len;
+        if (n > 31)
+            return NULL;
+        *q++ = (uint8_t)(0xa0 | n);
+        break;
+    case AVM_LIST:
+        return NULL;
+    default: /* identifiers: ext 1..4, fixext when the size allows */
+        n = v.u.s->len;
+        if (n > 32)
+            return NULL;
+        switch (n) {
+        case 1:
+            *q++ = 0xd4;
+            break;
+        case 2:
+            *q++ = 0xd5;
+            break;
+        case 4:
+            *q++ = 0xd6;
+            break;
+        case 8:
+            *q++ = 0xd7;
+            break;
+        case 16:
+            *q++ = 0xd8;
+            break;
+        default:
+            *q++ = 0xc7;
+            *q++ = (uint8_t)n;
+        }
+        *q++ = (uint8_t)(v.kind - AVM_OBJID + 1);
+    }
+    for (uint32_t i = 0; i < n; i++)
+        q[i] = (uint8_t)v.u.s->data[i];
+    return q + n;
+}
+
+static inline void log_val(avm_buf *b, avm_val v)
+{
+    if (avm_buf_reserve(b, 40) != 0)
+        return;
+    uint8_t *p = (uint8_t *)b->data + b->len;
+    uint8_t *q = log_val_fast(p, v);
+    if (q == NULL) {
+        avm_val_encode(b, v);
+        return;
+    }
+    b->len += (size_t)(q - p);
+    b->data[b->len] = '\0';
+}
+
+int vm__log(avm_exec *x, uint64_t ts, int type, bool has_output, int ecode, avm_val ctrl,
+            avm_val a0, avm_val a1, avm_val a2)
+{
+    if (!x->cfg.keep_trace)
+        return 0;
+    avm_buf *b = &x->tlog;
+    size_t mark = b->len;
+    /* One reservation covers the header and four short values: the common event
+     * is written with no further checks. */
+    if ((b->len + 200 > b->cap || b->err) && avm_buf_reserve(b, 200) != 0)
+        goto oom;
+    uint8_t *p = (uint8_t *)b->data + b->len, *q = p;
+    *q++ = 0x98; /* array of 8 */
+    q = put_u(q, ts);
+    q = put_u(q, (uint64_t)type);
+    *q++ = has_output ? 0xc3 : 0xc2;
+    q = put_u(q, (uint64_t)ecode);
+    avm_val vals[4] = {ctrl, a0, a1, a2};
+    int i = 0;
+    for (; i < 4; i++) {
+        uint8_t *r = log_val_fast(q, vals[i]);
+        if (r == NULL)
+            break;
+        q = r;
+    }
+    b->len += (size_t)(q - p);
+    b->data[b->len] = '\0';
+    for (; i < 4; i++)
+        log_val(b, vals[i]);
+    if (b->err != 0)
+        goto oom;
+    x->tcount++;
+    return 0;
+oom:
+    /* Keep the log whole: drop the partial event. */
+    b->len = mark;
+    b->err = 0;
+    if (b->data != NULL)
+        b->data[mark] = '\0';
+    return AVM_ENOMEM;
+}
+
+int vm__log_decode(avm_mp_reader *r, avm_event *e)
+{
+    uint32_t n;
+    uint64_t ts, type, ecode;
+    memset(e, 0, sizeof(*e));
+    int rv = avm_mp_get_array(r, &n);
+    if (rv == 0 && n != 8)
+        rv = AVM_EMALFORMED;
+    if (rv == 0)
+        rv = avm_mp_get_uint(r, &ts);
+    if (rv == 0)
+        rv = avm_mp_get_uint(r, &type);
+    if (rv == 0)
+        rv = avm_mp_get_bool(r, &e->has_output);
+    if (rv == 0)
+        rv = avm_mp_get_uint(r, &ecode);
+    if (rv == 0 && (type >= AVM_EV_COUNT || ecode >= AVM_ERR_COUNT))
+        rv = AVM_EMALFORMED;
+    if (rv != 0)
+        return rv;
+    e->ts = ts;
+    e->type = (uint8_t)type;
+    e->ecode = (uint16_t)ecode;
+    avm_val *f[] = {&e->ctrl, &e->a[0], &e->a[1], &e->a[2]};
+    for (int k = 0; k < 4 && rv == 0; k++)
+        rv = avm_mp_get_val(r, f[k]);
+    if (rv != 0) {
+        for (int k = 0; k < 4; k++) {
+            avm_val_release(*f[k]);
+            *f[k] = avm_nil();
+        }
+    }
+    return rv;
 }
 
 int vm__event_ctrl(avm_exec *x, int type, avm_val ctrl, avm_val a0, avm_val a1,
                    avm_val a2, bool increment)
 {
-    uint64_t ts = x->counter;
+    int rv = vm__log(x, x->counter, type, false, 0, ctrl, a0, a1, a2);
     if (increment)
         x->counter++;
-    avm_event *e = x->cfg.keep_trace ? vm__trace_slot(x) : NULL;
-    if (e == NULL) {
-        avm_val_release(ctrl);
-        avm_val_release(a0);
-        avm_val_release(a1);
-        avm_val_release(a2);
-        return x->cfg.keep_trace ? AVM_ENOMEM : 0;
-    }
-    e->ts = ts;
-    e->type = (uint8_t)type;
-    e->has_output = false;
-    e->ecode = 0;
-    e->ctrl = ctrl;
-    e->a[0] = a0;
-    e->a[1] = a1;
-    e->a[2] = a2;
-    return 0;
+    avm_val_release(ctrl);
+    avm_val_release(a0);
+    avm_val_release(a1);
+    avm_val_release(a2);
+    return rv;
 }
 
 int vm__event(avm_exec *x, int type, avm_val a0, avm_val a1, avm_val a2)
@@ -651,15 +807,9 @@ static avm_run_status fail_exec(avm_exec *x)
     /* Decision: in default mode the failure is in the trace too (ErrorOccurred),
      * so the message sequence chart shows where the execution ended. */
     if (x->cfg.mode == AVM_MODE_DEFAULT) {
-        avm_val a[3];
-        for (int i = 0; i < 3; i++)
-            a[i] = vm__ref(x->error.args[i]);
-        avm_event e = {.ts = x->counter, .type = AVM_EV_ERROR_OCCURRED,
-                       .ecode = (uint16_t)x->error.code, .ctrl = vm__ref(x->txctrl)};
-        memcpy(e.a, a, sizeof(a));
+        vm__log(x, x->counter, AVM_EV_ERROR_OCCURRED, false, x->error.code, x->txctrl,
+                x->error.args[0], x->error.args[1], x->error.args[2]);
         x->counter++;
-        if (!x->cfg.keep_trace || VEC_PUSH(x, x->trace, e) != 0)
-            event_release(&e);
     }
     while (x->frames.n > 0)
         pop_frame(x);
@@ -1000,8 +1150,9 @@ void avm_exec_free(avm_exec *x)
     pairs_release(x->detached.v, x->detached.n);
     for (uint32_t i = 0; i < VM_FINISHED_RING; i++)
         avm_val_release(x->finished[i].txid);
-    for (size_t i = 0; i < x->trace.n; i++)
-        event_release(&x->trace.v[i]);
+    for (size_t i = 0; i < x->tview.n; i++)
+        event_release(&x->tview.v[i]);
+    avm_buf_free(&x->tlog);
     avm_val_release(x->self);
     avm_val_release(x->input);
     avm_val_release(x->sender);
@@ -1021,7 +1172,7 @@ void avm_exec_free(avm_exec *x)
     free(x->destroys.v);
     free(x->writes.v);
     free(x->detached.v);
-    free(x->trace.v);
+    free(x->tview.v);
     free(x);
 }
 
@@ -1141,12 +1292,24 @@ avm_val avm_exec_blocked_on(const avm_exec *x)
 
 size_t avm_exec_trace_len(const avm_exec *x)
 {
-    return x->trace.n;
+    return x->tcount;
 }
 
 const avm_event *avm_exec_trace(const avm_exec *x)
 {
-    return x->trace.v;
+    /* Decode what the view lacks. The log was written by this process or checked
+     * when decoded, so a failure here is memory. */
+    avm_exec *m = (avm_exec *)x;
+    avm_mp_reader r;
+    avm_mp_reader_init(&r, (const uint8_t *)m->tlog.data + m->tview_off,
+                       m->tlog.len - m->tview_off, SIZE_MAX);
+    while (m->tview.n < m->tcount) {
+        avm_event e;
+        if (vm__log_decode(&r, &e) != 0 || VEC_PUSH(m, m->tview, e) != 0)
+            return NULL;
+        m->tview_off = (size_t)(r.p - (const uint8_t *)m->tlog.data);
+    }
+    return m->tview.v;
 }
 
 uint64_t avm_exec_event_counter(const avm_exec *x)

@@ -3,6 +3,7 @@
 #ifndef AVM_VM_INTERNAL_H
 #define AVM_VM_INTERNAL_H
 
+#include "codec.h"
 #include "vm.h"
 
 /* Frame kinds. A boundary frame starts an activation with its own AVM context
@@ -83,7 +84,15 @@ struct avm_exec {
 
     uint64_t counter; /* eventCounter */
     uint64_t steps;
-    VEC(avm_event) trace;
+    /* The trace: events encoded one after the other (msgpack arrays [ts, type,
+     * has_output, ecode, ctrl, a0, a1, a2]). Keeping bytes rather than events
+     * that hold references keeps the trace small, lets the values it mentions die
+     * when the program drops them, and makes it ready to persist as it is. */
+    avm_buf tlog;
+    uint64_t tcount;
+    /* Decoded view for avm_exec_trace(), filled on demand from tlog. */
+    VEC(avm_event) tview;
+    size_t tview_off; /* bytes of tlog already decoded into tview */
 
     avm_run_status status;
     avm_val result;
@@ -94,10 +103,11 @@ struct avm_exec {
     bool resume_commit;  /* the commitTx at the current pc is already durable */
 };
 
-/* The next trace slot (uninitialized), or NULL when out of memory. Callers fill
- * the event in place: building it on the C stack and copying it reads back
- * fields just written by narrower stores, which stalls store forwarding. */
-avm_event *vm__trace_slot(avm_exec *x);
+/* Appends one event to the trace log (values borrowed). 0 or AVM_ENOMEM. */
+int vm__log(avm_exec *x, uint64_t ts, int type, bool has_output, int ecode, avm_val ctrl,
+            avm_val a0, avm_val a1, avm_val a2);
+/* Decodes one event of a trace log at *p (advanced past it); owned values. */
+int vm__log_decode(avm_mp_reader *r, avm_event *e);
 
 /* Grows a vector to hold one more element; 0 or AVM_ENOMEM. */
 int vm__vec_grow(void **v, size_t *cap, size_t elem, size_t need);

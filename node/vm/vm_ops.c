@@ -98,7 +98,7 @@ typedef struct view {
 /* Default mode: read your own writes (decision 1). A destroy is checked first: a
  * nested transaction that destroys its parent's pending create records a pending
  * destroy (op_destroy), and the create stays in the overlay under it. */
-static view view_of(avm_exec *x, avm_val oid)
+static inline __attribute__((always_inline)) view view_of(avm_exec *x, avm_val oid)
 {
     view v = {.where = V_NONE, .create = -1};
     long c = pending_create(x, oid);
@@ -128,7 +128,7 @@ static view view_of(avm_exec *x, avm_val oid)
 }
 
 /* The committed record only (the specification's lookupObjectWithMeta). */
-static view view_store(avm_exec *x, avm_val oid)
+static inline __attribute__((always_inline)) view view_store(avm_exec *x, avm_val oid)
 {
     view v = {.where = V_NONE, .create = -1};
     avm_store *s = x->plat->store;
@@ -144,7 +144,7 @@ static view view_store(avm_exec *x, avm_val oid)
 }
 
 /* The specification's lookupPendingCreate. */
-static view view_pending(avm_exec *x, avm_val oid)
+static inline __attribute__((always_inline)) view view_pending(avm_exec *x, avm_val oid)
 {
     view v = {.where = V_NONE, .create = -1};
     long c = pending_create(x, oid);
@@ -982,15 +982,9 @@ static int op_commit(avm_exec *x, avm_val tid, avm_val *out)
                        avm_nil(), true);
     } else {
         /* Decision 3: a conflict aborts the transaction and commitTx says false. */
-        avm_event e = {.ts = x->counter, .type = AVM_EV_ERROR_OCCURRED,
-                       .ecode = AVM_ERR_TX_CONFLICT, .ctrl = vm__ref(ctrl)};
-        e.a[0] = vm__ref(tid);
-        e.a[1] = e.a[2] = avm_nil();
+        vm__log(x, x->counter, AVM_EV_ERROR_OCCURRED, false, AVM_ERR_TX_CONFLICT, ctrl,
+                tid, avm_nil(), avm_nil());
         x->counter++;
-        if (!x->cfg.keep_trace || VEC_PUSH(x, x->trace, e) != 0) {
-            avm_val_release(e.ctrl);
-            avm_val_release(e.a[0]);
-        }
         vm__event_ctrl(x, AVM_EV_TRANSACTION_ABORTED, ctrl, vm__ref(tid), avm_nil(),
                        avm_nil(), true);
     }
@@ -1459,20 +1453,9 @@ int vm__boundary_return(avm_exec *x, vm_frame *fr, avm_val v)
             avm_val_release(w.b);
         }
     }
-    avm_event *e = x->cfg.keep_trace ? vm__trace_slot(x) : NULL;
-    if (e != NULL) {
-        e->ts = x->counter;
-        e->type = AVM_EV_OBJECT_CALLED;
-        e->has_output = has;
-        e->ecode = 0;
-        e->ctrl = vm__ref(x->txctrl);
-        e->a[0] = c.oid;
-        e->a[1] = c.inp;
-        e->a[2] = vm__ref(output);
-    } else {
-        avm_val_release(c.oid);
-        avm_val_release(c.inp);
-    }
+    vm__log(x, x->counter, AVM_EV_OBJECT_CALLED, has, 0, x->txctrl, c.oid, c.inp, output);
+    avm_val_release(c.oid);
+    avm_val_release(c.inp);
     x->counter++;
     x->stack[x->sp++] = output;
     return VM_OK;
