@@ -41,8 +41,8 @@ static conf_result *run_example(const char *src, const char *entry, int flags)
 /* One ObjectCalled entry of the ping-pong trace: timestamp, object, the message
  * (type, counter, partner, max) and the output. */
 #define CALLED(ts, obj, type, n, partner, max, out)                                   \
-    #ts " ObjectCalled #obj`" obj "` ((`type` `" type "`) (`counter` " #n ")"        \
-    " (`partner` #obj`" partner "`) (`max` " #max ")) -> `" out "`"
+    #ts " ObjectCalled #obj`" obj "` (`" type "` " #n " #obj`" partner "` " #max ")"  \
+    " -> `" out "`"
 
 /* `test`: the objects are created in a transaction, then ping is called with max 5;
  * the calls nest, innermost entry first; no controller on any entry. */
