@@ -441,24 +441,41 @@ static int op_call(avm_exec *x, avm_val *a, avm_val *out)
     avm_val oid = a[0];
     if (want_kind(x, AVM_I_CALL, oid, AVM_OBJID, false))
         return VM_FAIL;
-    view v = STRICT(x) ? view_pending(x, oid) : view_of(x, oid);
-    if (v.where == V_DESTROYED)
-        return vm__fail(x, AVM_ERR_OBJECT_ALREADY_DESTROYED, vm__ref(oid), avm_nil(),
-                        avm_nil());
-    if (v.where == V_NONE) {
-        v = view_store(x, oid);
-        if (v.where == V_NONE)
+    avm_module *bmod;
+    uint32_t bfn;
+    avm_val machine;
+    if (!IN_TX(x)) {
+        /* Outside a transaction there is no overlay: the committed record is all
+         * there is (the common case, kept short). */
+        avm_store *s = x->plat->store;
+        const avm_objrec *r = s->ops->get(s, x->snap, oid);
+        if (r == NULL)
             return vm__fail(x, AVM_ERR_OBJECT_NOT_FOUND, vm__ref(oid), avm_nil(),
                             avm_nil());
-    }
-    /* The specification checks ownership only for committed objects (a pending
-     * create is called directly); default mode does the same, since a pending create
-     * always belongs to the transaction's controller (decision 4). */
-    if (IN_TX(x) && v.where == V_STORE) {
-        if (resolve_and_check(x, oid, &v.meta) != VM_OK || observe(x, oid, &v) != VM_OK)
+        bmod = r->beh.mod;
+        bfn = r->beh.fn;
+        machine = r->meta.machine;
+    } else {
+        view v = STRICT(x) ? view_pending(x, oid) : view_of(x, oid);
+        if (v.where == V_DESTROYED)
+            return vm__fail(x, AVM_ERR_OBJECT_ALREADY_DESTROYED, vm__ref(oid), avm_nil(),
+                            avm_nil());
+        if (v.where == V_NONE) {
+            v = view_store(x, oid);
+            if (v.where == V_NONE)
+                return vm__fail(x, AVM_ERR_OBJECT_NOT_FOUND, vm__ref(oid), avm_nil(),
+                                avm_nil());
+        }
+        /* The specification checks ownership only for committed objects (a pending
+         * create is called directly); default mode does the same, since a pending
+         * create always belongs to the transaction's controller (decision 4). */
+        if (v.where == V_STORE &&
+            (resolve_and_check(x, oid, &v.meta) != VM_OK || observe(x, oid, &v) != VM_OK))
             return VM_FAIL;
+        bmod = v.beh.mod;
+        bfn = v.beh.fn;
+        machine = v.meta.machine;
     }
-    avm_behavior beh = v.beh;
     /* The arguments move into the context: oid stays referenced by c->oid and the
      * stack's reference to oid is dropped below; input moves as is. */
     vm_ctx *c = VEC_SLOT(x->ctxs);
@@ -468,17 +485,16 @@ static int op_call(avm_exec *x, avm_val *a, avm_val *out)
     c->input = x->input;
     c->sender = x->sender;
     c->machine = x->machine;
-    c->oid = vm__ref(oid);
+    c->oid = oid; /* the stack's reference moves here */
     c->inp = a[1];
     c->in_tx = IN_TX(x);
     c->txdepth = (uint32_t)x->tx.n;
     x->sp -= 2;
-    avm_val_release(oid);
     x->self = vm__ref(oid);
     x->input = vm__ref(a[1]);
     x->sender = vm__ref(c->self);
-    x->machine = vm__ref(v.meta.machine);
-    int rv = vm__push_frame(x, beh.mod, beh.fn, 0, FR_BEHAVIOR);
+    x->machine = vm__ref(machine);
+    int rv = vm__push_frame(x, bmod, bfn, 0, FR_BEHAVIOR);
     if (rv != VM_OK)
         return rv; /* the failure unwinds everything */
     (void)out;
@@ -1420,12 +1436,14 @@ int vm__boundary_return(avm_exec *x, vm_frame *fr, avm_val v)
         x->stack[x->sp++] = v;
         return VM_OK;
     }
-    vm_ctx c = x->ctxs.v[x->ctxs.n - 1];
+    /* The context stays where it is until the vector grows again, which nothing
+     * below does: read it in place. */
+    vm_ctx *c = &x->ctxs.v[x->ctxs.n - 1];
     if (fr->kind == FR_MAIN) {
         /* Decision 11: a transaction still open when the frame that began it ends is
          * aborted. */
         if (!STRICT(x))
-            vm__abort_from(x, c.txdepth);
+            vm__abort_from(x, c->txdepth);
         x->ctxs.n--;
         x->result = v;
         x->status = AVM_RUN_DONE;
@@ -1440,22 +1458,23 @@ int vm__boundary_return(avm_exec *x, vm_frame *fr, avm_val v)
                               f->name.u.s->data, avm_kind_name(v.kind));
     }
     if (!STRICT(x))
-        vm__abort_from(x, c.txdepth);
+        vm__abort_from(x, c->txdepth);
     x->ctxs.n--;
     bool has = v.u.l->len > 0;
     avm_val output = has ? vm__ref(v.u.l->items[0]) : avm_nil();
     avm_val_release(v);
-    restore_ctx(x, &c, !STRICT(x));
-    if (c.in_tx && (STRICT(x) || IN_TX(x))) {
-        avm_pair w = {vm__ref(c.oid), vm__ref(c.inp)};
+    restore_ctx(x, c, !STRICT(x));
+    avm_val coid = c->oid, cinp = c->inp;
+    if (c->in_tx && (STRICT(x) || IN_TX(x))) {
+        avm_pair w = {vm__ref(coid), vm__ref(cinp)};
         if (VEC_PUSH(x, x->writes, w) != 0) {
             avm_val_release(w.a);
             avm_val_release(w.b);
         }
     }
-    vm__log(x, x->counter, AVM_EV_OBJECT_CALLED, has, 0, x->txctrl, c.oid, c.inp, output);
-    avm_val_release(c.oid);
-    avm_val_release(c.inp);
+    vm__log(x, x->counter, AVM_EV_OBJECT_CALLED, has, 0, x->txctrl, coid, cinp, output);
+    avm_val_release(coid);
+    avm_val_release(cinp);
     x->counter++;
     x->stack[x->sp++] = output;
     return VM_OK;
