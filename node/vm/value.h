@@ -52,7 +52,7 @@ typedef struct avm_list {
 } avm_list;
 
 typedef struct avm_val {
-    uint8_t kind;
+    uint32_t kind; /* avm_kind (not a char type: its stores alias nothing) */
     union {
         bool b;
         int64_t i;

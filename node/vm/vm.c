@@ -817,6 +817,10 @@ static avm_run_status fail_exec(avm_exec *x)
     return x->status;
 }
 
+/* The dispatch loop: threaded code (one indirect jump per instruction, GCC's and
+ * clang's labels as values). The instruction budget is counted at every
+ * instruction and checked at jumps, calls, returns and AVM instructions, so a run
+ * stops within one straight-line stretch of code past its budget. */
 avm_run_status avm_exec_run(avm_exec *x, uint64_t budget)
 {
     if (x->status == AVM_RUN_DONE || x->status == AVM_RUN_FAILED)
@@ -827,241 +831,289 @@ avm_run_status avm_exec_run(avm_exec *x, uint64_t budget)
     uint64_t limit = budget ? budget : UINT64_MAX;
     uint64_t done = 0;
 
-    while (done < limit) {
-        vm_frame *fr = &x->frames.v[x->frames.n - 1];
-        const avm_func *f = &fr->mod->funcs[fr->fn];
-        const uint8_t *code = f->code;
-        uint32_t pc = fr->pc;
-        avm_val *locals = x->stack + fr->base;
-        int rv = VM_OK;
+    static const void *const dispatch[256] = {
+        [0] = &&op_invalid,
+        [OP_CONST] = &&op_const,
+        [OP_NIL] = &&op_nil,
+        [OP_LOAD] = &&op_load,
+        [OP_STORE] = &&op_store,
+        [OP_POP] = &&op_pop,
+        [OP_JMP] = &&op_jmp,
+        [OP_JMPF] = &&op_jmpf,
+        [OP_CALL] = &&op_call,
+        [OP_TAILCALL] = &&op_tailcall,
+        [OP_RET] = &&op_ret,
+        [OP_PRIM] = &&op_prim,
+        [OP_AVM] = &&op_avm,
+        [OP_LIST] = &&op_list,
+        [OP_DUP] = &&op_dup,
+        [AVM_OP_MAX + 1 ... 255] = &&op_invalid,
+    };
 
-        /* Inner loop: stays in this frame until a call, return or instruction
-         * that needs the outside world. */
-        for (;;) {
-            if (done >= limit) {
-                fr->pc = pc;
-                goto out;
-            }
-            done++;
-            uint8_t op = code[pc];
-            switch (op) {
-            case OP_CONST: {
-                avm_val v = f->consts[rd16(code + pc + 1)];
-                avm_val_retain(v);
-                x->stack[x->sp++] = v;
-                pc += 3;
-                continue;
-            }
-            case OP_NIL:
-                x->stack[x->sp++] = avm_nil();
-                pc += 1;
-                continue;
-            case OP_LOAD: {
-                avm_val v = locals[rd16(code + pc + 1)];
-                avm_val_retain(v);
-                x->stack[x->sp++] = v;
-                pc += 3;
-                continue;
-            }
-            case OP_STORE: {
-                uint16_t s = rd16(code + pc + 1);
-                avm_val_release(locals[s]);
-                locals[s] = x->stack[--x->sp];
-                pc += 3;
-                continue;
-            }
-            case OP_POP:
-                avm_val_release(x->stack[--x->sp]);
-                pc += 1;
-                continue;
-            case OP_DUP: {
-                avm_val v = x->stack[x->sp - 1];
-                avm_val_retain(v);
-                x->stack[x->sp++] = v;
-                pc += 1;
-                continue;
-            }
-            case OP_JMP:
-                pc = (uint32_t)((int64_t)pc + 5 + rd32(code + pc + 1));
-                continue;
-            case OP_JMPF: {
-                avm_val v = x->stack[--x->sp];
-                bool t = avm_truthy(v);
-                avm_val_release(v);
-                pc = t ? pc + 5 : (uint32_t)((int64_t)pc + 5 + rd32(code + pc + 1));
-                continue;
-            }
-            case OP_LIST: {
-                uint16_t n = rd16(code + pc + 1);
-                avm_val l;
-                if (avm_list_new(n, &l) != 0) {
-                    fr->pc = pc;
-                    rv = vm__oom(x);
-                    goto failed;
-                }
-                x->sp -= n;
-                memcpy(l.u.l->items, x->stack + x->sp, n * sizeof(avm_val));
-                x->stack[x->sp++] = l;
-                if (n > 0 && avm_list_seal(l) > AVM_MAX_DEPTH) {
-                    fr->pc = pc;
-                    rv = vm__too_deep(x);
-                    goto failed;
-                }
-                pc += 3;
-                continue;
-            }
-            case OP_PRIM: {
-                uint8_t p = code[pc + 1], argc = code[pc + 2];
-                avm_val *args = x->stack + x->sp - argc;
-                /* Integer arithmetic and comparisons, the loops' bread and butter:
-                 * no call, nothing to release, the result written in place.
-                 * Overflow and everything else take the general path. */
-                if (argc == 2 && args[0].kind == AVM_INT && args[1].kind == AVM_INT) {
-                    int64_t l = args[0].u.i, r = args[1].u.i, v;
-                    int b = -1;
-                    switch (p) {
-                    case AVM_PRIM_ADD:
-                        if (__builtin_add_overflow(l, r, &v))
-                            goto prim_slow;
-                        break;
-                    case AVM_PRIM_SUB:
-                        if (__builtin_sub_overflow(l, r, &v))
-                            goto prim_slow;
-                        break;
-                    case AVM_PRIM_LT: b = l < r; break;
-                    case AVM_PRIM_LE: b = l <= r; break;
-                    case AVM_PRIM_GT: b = l > r; break;
-                    case AVM_PRIM_GE: b = l >= r; break;
-                    case AVM_PRIM_EQ: b = l == r; break;
-                    case AVM_PRIM_NE: b = l != r; break;
-                    default:
-                        goto prim_slow;
-                    }
-                    if (b < 0) {
-                        args[0].u.i = v;
-                    } else {
-                        args[0].kind = AVM_BOOL;
-                        args[0].u.i = 0;
-                        args[0].u.b = b;
-                    }
-                    x->sp--;
-                    pc += 3;
-                    continue;
-                }
-            prim_slow:;
-                avm_val r;
-                fr->pc = pc;
-                rv = prim(x, p, args, argc, &r);
-                if (rv != VM_OK)
-                    goto failed;
-                if (avm_val_depth(r) > AVM_MAX_DEPTH) {
-                    avm_val_release(r);
-                    rv = vm__too_deep(x);
-                    goto failed;
-                }
-                for (int i = 0; i < argc; i++)
-                    avm_val_release(args[i]);
-                x->sp -= argc;
-                x->stack[x->sp++] = r;
-                pc += 3;
-                continue;
-            }
-            case OP_CALL: {
-                uint16_t fn = rd16(code + pc + 1);
-                uint8_t argc = code[pc + 3];
-                fr->pc = pc + 4;
-                rv = vm__push_frame(x, fr->mod, fn, argc, FR_PLAIN);
-                if (rv != VM_OK) {
-                    fr->pc = pc;
-                    goto failed;
-                }
-                goto next_frame;
-            }
-            case OP_TAILCALL: {
-                uint16_t fn = rd16(code + pc + 1);
-                uint8_t argc = code[pc + 3];
-                const avm_func *g = &fr->mod->funcs[fn];
-                /* Move the arguments down over this frame's values. */
-                avm_val *args = x->stack + x->sp - argc;
-                for (avm_val *v = locals; v < args; v++)
-                    avm_val_release(*v);
-                memmove(locals, args, argc * sizeof(avm_val));
-                x->sp = fr->base + argc;
-                int e = vm__ensure_stack(x, x->sp + (g->nlocals - argc) + g->max_stack + 1);
-                if (e != 0) {
-                    fr->pc = pc;
-                    rv = e == AVM_ETOOBIG ? vm__eval_error(x, "value stack limit exceeded")
-                                          : vm__oom(x);
-                    goto failed;
-                }
-                for (uint32_t i = argc; i < g->nlocals; i++)
-                    x->stack[x->sp++] = avm_nil();
-                fr->fn = fn;
-                fr->pc = 0;
-                goto next_frame;
-            }
-            case OP_RET: {
-                avm_val v = x->stack[--x->sp];
-                uint8_t kind = fr->kind;
-                if (kind == FR_PLAIN || kind == FR_PURE) {
-                    /* A pure function's boundary only hands back the value
-                     * (vm__boundary_return). */
-                    pop_frame(x);
-                    x->stack[x->sp++] = v;
-                    goto next_frame;
-                }
-                vm_frame copy = *fr;
-                avm_module_retain(copy.mod);
-                pop_frame(x);
-                rv = vm__boundary_return(x, &copy, v);
-                avm_module_release(copy.mod);
-                if (rv != VM_OK)
-                    goto failed;
-                if (x->status == AVM_RUN_DONE)
-                    goto out;
-                goto next_frame;
-            }
-            case OP_AVM: {
-                uint8_t ins = code[pc + 1], argc = code[pc + 2];
-                avm_val *args = x->stack + x->sp - argc;
-                avm_val r = avm_nil();
-                fr->pc = pc + 3; /* a frame pushed by the instruction returns here */
-                rv = vm__instr(x, ins, args, argc, &r);
-                if (rv == VM_BLOCK) {
-                    x->frames.v[x->frames.n - 1].pc = pc;
-                    x->status = AVM_RUN_BLOCKED;
-                    goto out;
-                }
-                if (rv == VM_FAIL) {
-                    x->frames.v[x->frames.n - 1].pc = pc;
-                    goto failed;
-                }
-                if (rv == VM_ENTERED)
-                    goto next_frame; /* arguments were consumed by the instruction */
-                for (int i = 0; i < argc; i++)
-                    avm_val_release(args[i]);
-                x->sp -= argc;
-                x->stack[x->sp++] = r;
-                pc += 3;
-                continue;
-            }
-            default:
-                fr->pc = pc;
-                rv = vm__eval_error(x, "invalid opcode %u", op);
-                goto failed;
-            }
-        }
-    failed:
-        if (pure_recover(x))
-            continue;
-        x->steps += done;
-        return fail_exec(x);
-    next_frame:
-        continue;
+    vm_frame *fr;
+    const avm_func *f;
+    const uint8_t *code;
+    uint32_t pc;
+    avm_val *locals;
+    int rv;
+
+#define NEXT()                                                                        \
+    do {                                                                              \
+        done++;                                                                       \
+        goto *dispatch[code[pc]];                                                     \
+    } while (0)
+/* Stops before the current instruction (already counted, so uncounted again)
+ * once the budget is exceeded; the first instruction of a run always executes. */
+#define BUDGET()                                                                      \
+    do {                                                                              \
+        if (done > limit) {                                                           \
+            done--;                                                                   \
+            fr->pc = pc;                                                              \
+            goto out;                                                                 \
+        }                                                                             \
+    } while (0)
+
+next_frame:
+    fr = &x->frames.v[x->frames.n - 1];
+    f = &fr->mod->funcs[fr->fn];
+    code = f->code;
+    pc = fr->pc;
+    locals = x->stack + fr->base;
+    rv = VM_OK;
+    NEXT();
+
+op_const: {
+    avm_val v = f->consts[rd16(code + pc + 1)];
+    avm_val_retain(v);
+    x->stack[x->sp++] = v;
+    pc += 3;
+    NEXT();
+}
+op_nil:
+    x->stack[x->sp++] = avm_nil();
+    pc += 1;
+    NEXT();
+op_load: {
+    avm_val v = locals[rd16(code + pc + 1)];
+    avm_val_retain(v);
+    x->stack[x->sp++] = v;
+    pc += 3;
+    NEXT();
+}
+op_store: {
+    uint16_t sl = rd16(code + pc + 1);
+    avm_val_release(locals[sl]);
+    locals[sl] = x->stack[--x->sp];
+    pc += 3;
+    NEXT();
+}
+op_pop:
+    avm_val_release(x->stack[--x->sp]);
+    pc += 1;
+    NEXT();
+op_dup: {
+    avm_val v = x->stack[x->sp - 1];
+    avm_val_retain(v);
+    x->stack[x->sp++] = v;
+    pc += 1;
+    NEXT();
+}
+op_jmp:
+    BUDGET();
+    pc = (uint32_t)((int64_t)pc + 5 + rd32(code + pc + 1));
+    NEXT();
+op_jmpf: {
+    BUDGET();
+    avm_val v = x->stack[--x->sp];
+    bool t = avm_truthy(v);
+    avm_val_release(v);
+    pc = t ? pc + 5 : (uint32_t)((int64_t)pc + 5 + rd32(code + pc + 1));
+    NEXT();
+}
+op_list: {
+    uint16_t n = rd16(code + pc + 1);
+    avm_val l;
+    if (avm_list_new(n, &l) != 0) {
+        fr->pc = pc;
+        rv = vm__oom(x);
+        goto failed;
     }
+    x->sp -= n;
+    memcpy(l.u.l->items, x->stack + x->sp, n * sizeof(avm_val));
+    x->stack[x->sp++] = l;
+    if (n > 0 && avm_list_seal(l) > AVM_MAX_DEPTH) {
+        fr->pc = pc;
+        rv = vm__too_deep(x);
+        goto failed;
+    }
+    pc += 3;
+    NEXT();
+}
+op_prim: {
+    uint8_t p = code[pc + 1], argc = code[pc + 2];
+    avm_val *args = x->stack + x->sp - argc;
+    /* Integer arithmetic and comparisons, the loops' bread and butter: no call,
+     * nothing to release, the result written in place. Overflow and everything
+     * else take the general path. */
+    if (argc == 2 && args[0].kind == AVM_INT && args[1].kind == AVM_INT) {
+        int64_t l = args[0].u.i, r = args[1].u.i, v = 0;
+        int b = -1;
+        switch (p) {
+        case AVM_PRIM_ADD:
+            if (__builtin_add_overflow(l, r, &v))
+                goto prim_slow;
+            break;
+        case AVM_PRIM_SUB:
+            if (__builtin_sub_overflow(l, r, &v))
+                goto prim_slow;
+            break;
+        case AVM_PRIM_LT:
+            b = l < r;
+            break;
+        case AVM_PRIM_LE:
+            b = l <= r;
+            break;
+        case AVM_PRIM_GT:
+            b = l > r;
+            break;
+        case AVM_PRIM_GE:
+            b = l >= r;
+            break;
+        case AVM_PRIM_EQ:
+            b = l == r;
+            break;
+        case AVM_PRIM_NE:
+            b = l != r;
+            break;
+        default:
+            goto prim_slow;
+        }
+        if (b < 0) {
+            args[0].u.i = v;
+        } else {
+            args[0].kind = AVM_BOOL;
+            args[0].u.i = 0;
+            args[0].u.b = b;
+        }
+        x->sp--;
+        pc += 3;
+        NEXT();
+    }
+prim_slow:;
+    avm_val r;
+    fr->pc = pc;
+    rv = prim(x, p, args, argc, &r);
+    if (rv != VM_OK)
+        goto failed;
+    if (avm_val_depth(r) > AVM_MAX_DEPTH) {
+        avm_val_release(r);
+        rv = vm__too_deep(x);
+        goto failed;
+    }
+    for (int i = 0; i < argc; i++)
+        avm_val_release(args[i]);
+    x->sp -= argc;
+    x->stack[x->sp++] = r;
+    pc += 3;
+    NEXT();
+}
+op_call: {
+    BUDGET();
+    uint16_t fn = rd16(code + pc + 1);
+    uint8_t argc = code[pc + 3];
+    fr->pc = pc + 4;
+    rv = vm__push_frame(x, fr->mod, fn, argc, FR_PLAIN);
+    if (rv != VM_OK) {
+        fr->pc = pc;
+        goto failed;
+    }
+    goto next_frame;
+}
+op_tailcall: {
+    BUDGET();
+    uint16_t fn = rd16(code + pc + 1);
+    uint8_t argc = code[pc + 3];
+    const avm_func *g = &fr->mod->funcs[fn];
+    /* Move the arguments down over this frame's values. */
+    avm_val *args = x->stack + x->sp - argc;
+    for (avm_val *v = locals; v < args; v++)
+        avm_val_release(*v);
+    for (uint8_t i = 0; i < argc; i++)
+        locals[i] = args[i];
+    x->sp = fr->base + argc;
+    int e = vm__ensure_stack(x, x->sp + (g->nlocals - argc) + g->max_stack + 1);
+    if (e != 0) {
+        fr->pc = pc;
+        rv = e == AVM_ETOOBIG ? vm__eval_error(x, "value stack limit exceeded")
+                              : vm__oom(x);
+        goto failed;
+    }
+    for (uint32_t i = argc; i < g->nlocals; i++)
+        x->stack[x->sp++] = avm_nil();
+    fr->fn = fn;
+    fr->pc = 0;
+    goto next_frame;
+}
+op_ret: {
+    avm_val v = x->stack[--x->sp];
+    uint8_t kind = fr->kind;
+    if (kind == FR_PLAIN || kind == FR_PURE) {
+        /* A pure function's boundary only hands back the value. */
+        pop_frame(x);
+        x->stack[x->sp++] = v;
+        goto next_frame;
+    }
+    vm_frame copy = *fr;
+    avm_module_retain(copy.mod);
+    pop_frame(x);
+    rv = vm__boundary_return(x, &copy, v);
+    avm_module_release(copy.mod);
+    if (rv != VM_OK)
+        goto failed;
+    if (x->status == AVM_RUN_DONE)
+        goto out;
+    goto next_frame;
+}
+op_avm: {
+    BUDGET();
+    uint8_t ins = code[pc + 1], argc = code[pc + 2];
+    avm_val *args = x->stack + x->sp - argc;
+    avm_val r = avm_nil();
+    fr->pc = pc + 3; /* a frame pushed by the instruction returns here */
+    rv = vm__instr(x, ins, args, argc, &r);
+    if (rv == VM_BLOCK) {
+        x->frames.v[x->frames.n - 1].pc = pc;
+        x->status = AVM_RUN_BLOCKED;
+        goto out;
+    }
+    if (rv == VM_FAIL) {
+        x->frames.v[x->frames.n - 1].pc = pc;
+        goto failed;
+    }
+    if (rv == VM_ENTERED)
+        goto next_frame; /* arguments were consumed by the instruction */
+    for (int i = 0; i < argc; i++)
+        avm_val_release(args[i]);
+    x->sp -= argc;
+    x->stack[x->sp++] = r;
+    pc += 3;
+    NEXT();
+}
+op_invalid:
+    fr->pc = pc;
+    rv = vm__eval_error(x, "invalid opcode %u", code[pc]);
+    goto failed;
+
+failed:
+    if (pure_recover(x))
+        goto next_frame;
+    x->steps += done;
+    return fail_exec(x);
 out:
     x->steps += done;
     return x->status;
+#undef NEXT
+#undef BUDGET
 }
 
 /* The public API. */

@@ -94,7 +94,10 @@ void avm_exec_free(avm_exec *x);
 int avm_exec_start(avm_exec *x, avm_module *m, int fn, avm_val self, avm_val input,
                    char *errmsg, size_t errlen);
 
-/* Runs at most `budget` VM instructions (0: no limit). */
+/* Runs about `budget` VM instructions (0: no limit): the budget is checked at
+ * jumps, calls, returns and AVM instructions, so a run ends at the first of those
+ * past its budget (a straight stretch of code runs to its end), and a run always
+ * executes at least one instruction. */
 avm_run_status avm_exec_run(avm_exec *x, uint64_t budget);
 
 avm_run_status avm_exec_status(const avm_exec *x);

@@ -150,13 +150,16 @@ static int roundtrip_run(avm_module *m, int fn, avm_mode mode, uint64_t slice)
     return rv;
 }
 
-TEST(ping_pong_resumes_at_every_instruction)
+/* A budget of 1 stops the run at every jump, call, return and AVM instruction:
+ * the execution is serialized and resumed at each of them. */
+TEST(ping_pong_resumes_at_every_stop)
 {
     avm_module *m = compile_path("examples/ping_pong.avm");
     REQUIRE(m != NULL);
     for (avm_mode mode = AVM_MODE_DEFAULT; mode <= AVM_MODE_STRICT; mode++) {
         int trips = roundtrip_run(m, -1, mode, 1);
-        CHECK(trips > 100);
+        printf("  %s: %d round trips\n", mode ? "strict" : "default", trips);
+        CHECK(trips >= 40);
     }
     avm_module_release(m);
 }
@@ -414,6 +417,6 @@ TEST(value_depth_is_bounded)
     avm_module_release(m);
 }
 
-TEST_MAIN(T(value_depth_is_bounded), T(checkpoint_at_commit_resumes_exactly_once), T(ping_pong_resumes_at_every_instruction), T(battleship_resumes_mid_transaction),
+TEST_MAIN(T(value_depth_is_bounded), T(checkpoint_at_commit_resumes_exactly_once), T(ping_pong_resumes_at_every_stop), T(battleship_resumes_mid_transaction),
           T(nested_transactions_and_pure_calls_resume), T(damaged_states_are_refused_or_safe),
           T(wrong_version_is_refused_by_name))
