@@ -23,7 +23,9 @@ int avm_str_new(avm_kind kind, const char *bytes, size_t len, avm_val *out)
 {
     if (len > AVM_MAX_STR_LEN)
         return AVM_ETOOBIG;
-    avm_str *s = malloc(sizeof(*s) + len + 1);
+    /* The bytes (and NUL) are allocated in whole 16-byte chunks, so that a reader
+     * may copy a short string 16 bytes at a time (the trace log does). */
+    avm_str *s = malloc(sizeof(*s) + ((len + 1 + 15) & ~(size_t)15));
     if (s == NULL)
         return AVM_ENOMEM;
     s->rc = 1;

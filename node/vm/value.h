@@ -39,7 +39,7 @@ typedef struct avm_str {
     uint32_t rc;
     uint32_t len;  /* bytes, excluding the terminating NUL */
     uint32_t hash; /* FNV-1a of the bytes, computed at creation */
-    char data[];   /* NUL-terminated */
+    char data[];   /* NUL-terminated; allocated in whole 16-byte chunks */
 } avm_str;
 
 struct avm_val;

@@ -221,8 +221,10 @@ static inline uint8_t *log_val_fast(uint8_t *q, avm_val v)
         }
         *q++ = (uint8_t)(v.kind - AVM_OBJID + 1);
     }
-    for (uint32_t i = 0; i < n; i++)
-        q[i] = (uint8_t)v.u.s->data[i];
+    /* 16 bytes at a time: strings are allocated in 16-byte chunks, and the log has
+     * room for two chunks per value. */
+    for (uint32_t i = 0; i < n; i += 16)
+        __builtin_memcpy(q + i, v.u.s->data + i, 16);
     return q + n;
 }
 
