@@ -51,10 +51,26 @@ static void rec_free(rec *r)
     free(r);
 }
 
+/* Object ids are strings whose hash is computed once; and the id a program holds is
+ * usually the very string the record holds, so pointer equality answers first. */
+static inline uint32_t key_hash(avm_val oid)
+{
+    return AVM_KIND_HAS_STR(oid.kind) ? oid.u.s->hash : avm_val_hash(oid);
+}
+
+static inline bool key_eq(avm_val a, avm_val b)
+{
+    if (a.kind != b.kind)
+        return false;
+    if (AVM_KIND_HAS_STR(a.kind) && a.u.s == b.u.s)
+        return true;
+    return avm_val_eq(a, b);
+}
+
 static size_t find_slot(const memstore *m, avm_val oid, bool *found)
 {
     size_t mask = m->cap - 1;
-    size_t i = avm_val_hash(oid) & mask;
+    size_t i = key_hash(oid) & mask;
     size_t first_tomb = SIZE_MAX;
     for (;;) {
         rec *r = m->slots[i];
@@ -65,7 +81,7 @@ static size_t find_slot(const memstore *m, avm_val oid, bool *found)
         if (r == TOMB) {
             if (first_tomb == SIZE_MAX)
                 first_tomb = i;
-        } else if (avm_val_eq(r->r.oid, oid)) {
+        } else if (key_eq(r->r.oid, oid)) {
             *found = true;
             return i;
         }
@@ -286,9 +302,9 @@ static int ms_ids(avm_store *s, avm_val *out)
 static size_t pfind(const memstore *m, avm_val name, bool *found)
 {
     size_t mask = m->pcap - 1;
-    size_t i = avm_val_hash(name) & mask;
+    size_t i = key_hash(name) & mask;
     while (m->pslots[i] != NULL) {
-        if (avm_val_eq(m->pslots[i]->name, name)) {
+        if (key_eq(m->pslots[i]->name, name)) {
             *found = true;
             return i;
         }

@@ -443,7 +443,8 @@ int vm__push_frame(avm_exec *x, avm_module *mod, uint32_t fn, uint32_t argc,
     if (x->frames.n >= x->cfg.max_frames)
         return vm__eval_error(x, "call depth limit (%u frames) exceeded calling '%s'",
                               x->cfg.max_frames, f->name.u.s->data);
-    int rv = vm__ensure_stack(x, x->sp + (f->nlocals - argc) + f->max_stack + 1);
+    size_t need = x->sp + (f->nlocals - argc) + f->max_stack + 1;
+    int rv = need <= x->stack_cap ? 0 : vm__ensure_stack(x, need);
     if (rv != 0)
         return rv == AVM_ETOOBIG
                    ? vm__eval_error(x, "value stack limit exceeded calling '%s'",
@@ -1065,11 +1066,17 @@ op_ret: {
         x->stack[x->sp++] = v;
         goto next_frame;
     }
-    vm_frame copy = *fr;
-    avm_module_retain(copy.mod);
+    if (kind == FR_BEHAVIOR && v.kind != AVM_LIST) {
+        /* Reported while the behaviour's frame still names it. */
+        avm_val_release(v);
+        fr->pc = pc;
+        rv = vm__eval_error(x, "behaviour '%s' returned %s; a behaviour returns a list "
+                               "of outputs",
+                            f->name.u.s->data, avm_kind_name(v.kind));
+        goto failed;
+    }
     pop_frame(x);
-    rv = vm__boundary_return(x, &copy, v);
-    avm_module_release(copy.mod);
+    rv = vm__boundary_return(x, kind, v);
     if (rv != VM_OK)
         goto failed;
     if (x->status == AVM_RUN_DONE)

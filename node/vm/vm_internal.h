@@ -146,9 +146,10 @@ int vm__push_frame(avm_exec *x, avm_module *mod, uint32_t fn, uint32_t argc,
 /* Makes room for `need` values on the stack: 0, AVM_ETOOBIG or AVM_ENOMEM. */
 int vm__ensure_stack(avm_exec *x, size_t need);
 
-/* Called when a boundary frame returns value v (owned). Pushes the caller's result
+/* Called when a boundary frame of this kind has returned value v (owned; a list
+ * for a behaviour) and been popped. Pushes the caller's result
  * or ends the execution. VM_OK or VM_FAIL. */
-int vm__boundary_return(avm_exec *x, vm_frame *fr, avm_val v);
+int vm__boundary_return(avm_exec *x, uint8_t kind, avm_val v);
 
 /* Appends a log entry: type, arguments (owned), controller = x->txctrl now, and
  * increments the event counter (unless no_increment: the specification's

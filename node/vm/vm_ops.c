@@ -1430,16 +1430,16 @@ static void restore_ctx(avm_exec *x, vm_ctx *c, bool machine)
     }
 }
 
-int vm__boundary_return(avm_exec *x, vm_frame *fr, avm_val v)
+int vm__boundary_return(avm_exec *x, uint8_t kind, avm_val v)
 {
-    if (fr->kind == FR_PURE) {
+    if (kind == FR_PURE) {
         x->stack[x->sp++] = v;
         return VM_OK;
     }
     /* The context stays where it is until the vector grows again, which nothing
      * below does: read it in place. */
     vm_ctx *c = &x->ctxs.v[x->ctxs.n - 1];
-    if (fr->kind == FR_MAIN) {
+    if (kind == FR_MAIN) {
         /* Decision 11: a transaction still open when the frame that began it ends is
          * aborted. */
         if (!STRICT(x))
@@ -1449,14 +1449,7 @@ int vm__boundary_return(avm_exec *x, vm_frame *fr, avm_val v)
         x->status = AVM_RUN_DONE;
         return VM_OK;
     }
-    /* FR_BEHAVIOR: handleCall-aux. */
-    if (v.kind != AVM_LIST) {
-        avm_val_release(v);
-        const avm_func *f = &fr->mod->funcs[fr->fn];
-        return vm__eval_error(x, "behaviour '%s' returned %s; a behaviour returns a list "
-                                 "of outputs",
-                              f->name.u.s->data, avm_kind_name(v.kind));
-    }
+    /* FR_BEHAVIOR: handleCall-aux (the caller checked that v is a list). */
     if (!STRICT(x))
         vm__abort_from(x, c->txdepth);
     x->ctxs.n--;
