@@ -1044,7 +1044,8 @@ op_tailcall: {
     for (uint8_t i = 0; i < argc; i++)
         locals[i] = args[i];
     x->sp = fr->base + argc;
-    int e = vm__ensure_stack(x, x->sp + (g->nlocals - argc) + g->max_stack + 1);
+    size_t need = x->sp + (g->nlocals - argc) + g->max_stack + 1;
+    int e = need <= x->stack_cap ? 0 : vm__ensure_stack(x, need);
     if (e != 0) {
         fr->pc = pc;
         rv = e == AVM_ETOOBIG ? vm__eval_error(x, "value stack limit exceeded")
