@@ -560,6 +560,8 @@ static int decode_body(dec *d, avm_exec *x)
     if (x->tlog.err)
         return bad(d, AVM_ENOMEM, "out of memory");
     x->tcount = count;
+    /* Not serialized: a restored transaction checks its states conservatively. */
+    x->tx_detached = true;
 
     /* outcome */
     uint64_t st, ec, line, col;

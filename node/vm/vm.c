@@ -1164,6 +1164,7 @@ void vm__tx_clear(avm_exec *x)
         avm_val_release(x->tx.v[i].ctrl_before);
     }
     x->tx.n = 0;
+    x->tx_detached = false;
     avm_val_release(x->txctrl);
     x->txctrl = avm_nil();
     for (size_t i = 0; i < x->reads.n; i++)

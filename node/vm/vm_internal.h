@@ -74,6 +74,7 @@ struct avm_exec {
     VEC(avm_val) destroys;
     VEC(avm_pair) writes; /* the specification's txLog */
     void *snap;           /* the store's read view while a transaction is open */
+    bool tx_detached;     /* the transaction may write states of record-less ids */
 
     /* States of activations that have no object record (the top-level
      * orchestrator): the specification's StateStore is total. */

@@ -23,7 +23,7 @@ static int make_id(avm_kind k, const char *fmt1, avm_val prefix, uint64_t n, avm
     char buf[512], digits[20];
     size_t len = 0, nd = 0;
     if (prefix.kind != AVM_NIL) {
-        len = strnlen(prefix.u.s->data, 400);
+        len = prefix.u.s->len < 400 ? prefix.u.s->len : 400;
         memcpy(buf, prefix.u.s->data, len);
         buf[len++] = '/';
     }
@@ -574,10 +574,14 @@ static int op_set_state(avm_exec *x, avm_val st, avm_val *out)
             /* R5 and serializability: the writer must own the object, and the write
              * is validated like a read. */
             view v = view_of(x, x->self);
+            if (v.where == V_NONE)
+                x->tx_detached = true;
             if (v.where == V_STORE &&
                 (resolve_and_check(x, x->self, &v.meta) != VM_OK ||
                  observe(x, x->self, &v) != VM_OK))
                 return VM_FAIL;
+        } else {
+            x->tx_detached = true;
         }
         avm_pair p = {vm__ref(x->self), vm__ref(st)};
         if (VEC_PUSH(x, x->states, p) != 0) {
@@ -924,6 +928,8 @@ static int commit_outer(avm_exec *x, bool *ok)
  * store would keep them under the dead id, where nothing can read them). */
 static int keep_detached_states(avm_exec *x)
 {
+    if (!x->tx_detached)
+        return VM_OK; /* every state written went to an object record */
     avm_store *s = x->plat->store;
     for (size_t i = 0; i < x->states.n; i++) {
         avm_pair *p = &x->states.v[i];
