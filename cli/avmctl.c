@@ -17,7 +17,6 @@
 #include "compiler.h"
 #include "embedded.h"
 #include "module.h"
-#include "sha256.h"
 #include "vm.h"
 
 #define EXIT_AVM_ERROR 1
@@ -489,28 +488,6 @@ static int parse_oid(const char *s, avm_val *out)
     return avm_cstr(AVM_OBJID, s, out);
 }
 
-static void obj_json(avm_buf *b, const avm_objrec *r, bool with_state)
-{
-    avm_buf_puts(b, "{\"object\":");
-    avm_val_json(b, r->oid);
-    avm_buf_puts(b, ",\"behavior\":");
-    avm_val_json(b, r->beh.name);
-    avm_buf_puts(b, ",\"machine\":");
-    avm_val_json(b, r->meta.machine);
-    avm_buf_puts(b, ",\"creatingController\":");
-    avm_val_json(b, r->meta.creating);
-    avm_buf_puts(b, ",\"currentController\":");
-    avm_val_json(b, r->meta.current);
-    avm_buf_printf(b, ",\"version\":%llu", (unsigned long long)r->version);
-    if (with_state) {
-        char hex[65];
-        avm_hex32(r->beh.mod->hash, hex);
-        avm_buf_printf(b, ",\"module\":\"%s\",\"state\":", hex);
-        avm_val_json(b, r->state);
-    }
-    avm_buf_puts(b, "}");
-}
-
 static int cmd_obj(int argc, char **argv)
 {
     node_opts o = {.machine = "node1", .controller = "main"};
@@ -550,7 +527,7 @@ static int cmd_obj(int argc, char **argv)
             if (o.json) {
                 if (i)
                     avm_buf_puts(&b, ",");
-                obj_json(&b, r, false);
+                avm_objrec_json(&b, r, false, false);
             } else {
                 avm_val_print(&b, r->oid);
                 avm_buf_puts(&b, "  ");
@@ -578,7 +555,7 @@ static int cmd_obj(int argc, char **argv)
             fprintf(stderr, "%s: no object %s in this node's store\n", progname, args[0]);
             code = EXIT_USAGE;
         } else if (o.json) {
-            obj_json(&b, r, true);
+            avm_objrec_json(&b, r, true, true);
             print_json_line(&b);
         } else {
             avm_buf_puts(&b, "object      ");

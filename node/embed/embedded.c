@@ -9,6 +9,7 @@
 
 #include "avm_err.h"
 #include "memstore.h"
+#include "sha256.h"
 
 static bool reach_machine(void *data, avm_val m)
 {
@@ -170,14 +171,29 @@ int avm_embedded_run(avm_embedded *e, avm_module *m, int fn, const avm_exec_conf
     return rv;
 }
 
-static void dump_meta_json(avm_buf *b, const avm_meta *m)
+void avm_objrec_json(avm_buf *b, const avm_objrec *r, bool with_module, bool with_state)
 {
-    avm_buf_puts(b, "\"machine\":");
-    avm_val_json(b, m->machine);
+    avm_buf_puts(b, "{\"object\":");
+    avm_val_json(b, r->oid);
+    avm_buf_puts(b, ",\"behavior\":");
+    avm_val_json(b, r->beh.name);
+    avm_buf_puts(b, ",\"machine\":");
+    avm_val_json(b, r->meta.machine);
     avm_buf_puts(b, ",\"creatingController\":");
-    avm_val_json(b, m->creating);
+    avm_val_json(b, r->meta.creating);
     avm_buf_puts(b, ",\"currentController\":");
-    avm_val_json(b, m->current);
+    avm_val_json(b, r->meta.current);
+    avm_buf_printf(b, ",\"version\":%llu", (unsigned long long)r->version);
+    if (with_module && r->beh.mod != NULL) {
+        char hex[65];
+        avm_hex32(r->beh.mod->hash, hex);
+        avm_buf_printf(b, ",\"module\":\"%s\"", hex);
+    }
+    if (with_state) {
+        avm_buf_puts(b, ",\"state\":");
+        avm_val_json(b, r->state);
+    }
+    avm_buf_puts(b, "}");
 }
 
 void avm_embedded_dump(avm_embedded *e, avm_buf *b, bool json)
@@ -191,16 +207,12 @@ void avm_embedded_dump(avm_embedded *e, avm_buf *b, bool json)
         avm_buf_puts(b, "[");
     for (uint32_t i = 0; i < ids.u.l->len; i++) {
         const avm_objrec *r = e->store->ops->get(e->store, NULL, ids.u.l->items[i]);
+        if (r == NULL)
+            continue; /* unreadable: the store has recorded why */
         if (json) {
-            avm_buf_puts(b, i ? ",{\"object\":" : "{\"object\":");
-            avm_val_json(b, r->oid);
-            avm_buf_puts(b, ",\"behavior\":");
-            avm_val_json(b, r->beh.name);
-            avm_buf_puts(b, ",");
-            dump_meta_json(b, &r->meta);
-            avm_buf_printf(b, ",\"version\":%llu,\"state\":", (unsigned long long)r->version);
-            avm_val_json(b, r->state);
-            avm_buf_puts(b, "}");
+            if (i)
+                avm_buf_puts(b, ",");
+            avm_objrec_json(b, r, false, true);
         } else {
             avm_val_print(b, r->oid);
             avm_buf_puts(b, " ");

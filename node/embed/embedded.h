@@ -46,6 +46,11 @@ int avm_embedded_start(avm_embedded *e, avm_module *m, int fn, const avm_exec_co
 int avm_embedded_run(avm_embedded *e, avm_module *m, int fn, const avm_exec_config *cfg,
                      avm_exec **out, char *errmsg, size_t errlen);
 
+/* An object record as JSON: {"object", "behavior", "machine",
+ * "creatingController", "currentController", "version"[, "module" (the behaviour's
+ * module hash)][, "state"]}. */
+void avm_objrec_json(avm_buf *b, const avm_objrec *r, bool with_module, bool with_state);
+
 /* The store's objects as text (one per line) or as a JSON array. */
 void avm_embedded_dump(avm_embedded *e, avm_buf *b, bool json);
 
