@@ -34,6 +34,11 @@ if [ "$secs" != 0 ]; then
   for t in $targets; do
     dir=build-fuzz/corpus-$t
     mkdir -p "$dir"
+    # Seed the corpus with the target's own seeds (valid programs, values, states)
+    # when the sanitizer build made its smoke binary.
+    if [ -x "build-asan/tests/fuzz/${t}_smoke" ]; then
+      "build-asan/tests/fuzz/${t}_smoke" --write-seeds "$dir" >/dev/null
+    fi
     ./build-fuzz/tests/fuzz/"$t" -max_total_time="$secs" -max_len=4096 \
       -print_final_stats=1 "$dir" > "build-fuzz/$t.log" 2>&1 || {
         echo "fuzz target $t found a failure:"; tail -n 60 "build-fuzz/$t.log"; exit 1; }
