@@ -20,6 +20,11 @@ typedef struct memstore {
     avm_purefn **pslots;
     size_t pcap, pcount;
     uint64_t seq, order;
+    /* The last record found, and the id value it was found by (held, so that its
+     * address cannot be reused by another string while it is cached): programs
+     * look the same object up several times in a row. */
+    avm_val mru_key;
+    rec *mru_rec;
 } memstore;
 
 static rec tomb_rec;
@@ -113,19 +118,27 @@ static int grow(memstore *m)
     return 0;
 }
 
-static const avm_objrec *ms_get(avm_store *s, void *snap, avm_val oid)
-{
-    memstore *m = (memstore *)s;
-    bool found;
-    size_t i = find_slot(m, oid, &found);
-    return found ? &m->slots[i]->r : NULL;
-}
-
 static rec *lookup(memstore *m, avm_val oid)
 {
+    if (m->mru_rec != NULL && oid.u.s == m->mru_key.u.s && oid.kind == m->mru_key.kind)
+        return m->mru_rec;
     bool found;
     size_t i = find_slot(m, oid, &found);
-    return found ? m->slots[i] : NULL;
+    if (!found)
+        return NULL;
+    if (AVM_KIND_HAS_STR(oid.kind)) {
+        avm_val_retain(oid);
+        avm_val_release(m->mru_key);
+        m->mru_key = oid;
+        m->mru_rec = m->slots[i];
+    }
+    return m->slots[i];
+}
+
+static const avm_objrec *ms_get(avm_store *s, void *snap, avm_val oid)
+{
+    rec *r = lookup((memstore *)s, oid);
+    return r ? &r->r : NULL;
 }
 
 static bool in_creates(const avm_writeset *ws, avm_val oid)
@@ -150,6 +163,8 @@ static void remove_rec(memstore *m, avm_val oid)
     size_t i = find_slot(m, oid, &found);
     if (!found)
         return;
+    if (m->slots[i] == m->mru_rec)
+        m->mru_rec = NULL;
     rec_free(m->slots[i]);
     m->slots[i] = TOMB;
     m->count--;
@@ -411,6 +426,7 @@ void avm_memstore_free(avm_store *s)
     for (size_t i = 0; i < m->pcap; i++)
         if (m->pslots[i] != NULL)
             purefn_free(m->pslots[i]);
+    avm_val_release(m->mru_key);
     free(m->slots);
     free(m->pslots);
     free(m);

@@ -1450,7 +1450,16 @@ int vm__boundary_return(avm_exec *x, uint8_t kind, avm_val v)
          * aborted. */
         if (!STRICT(x))
             vm__abort_from(x, c->txdepth);
+        /* The entry's context saved nothing (its fields are nil unless a restored
+         * state says otherwise): release them all the same. */
+        avm_val_release(c->self);
+        avm_val_release(c->input);
+        avm_val_release(c->sender);
+        avm_val_release(c->machine);
+        avm_val_release(c->oid);
+        avm_val_release(c->inp);
         x->ctxs.n--;
+        avm_val_release(x->result);
         x->result = v;
         x->status = AVM_RUN_DONE;
         return VM_OK;
