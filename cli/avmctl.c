@@ -323,20 +323,58 @@ static int print_outcome(avm_exec *x, avm_embedded *e, const char *exec_id, bool
 }
 
 /* Records an execution's state and status in the node's store. */
+/* Records an execution's state and status in the node's store: a checkpoint (the
+ * state, and the part of its trace log the store does not hold yet) committed in
+ * one step. The execution's checkpoint id must be set. */
 static int save_exec(avm_embedded *e, const char *id, avm_exec *x)
 {
     if (e->db == NULL)
         return 0;
-    avm_buf b;
-    avm_buf_init(&b);
-    int rv = avm_exec_encode(x, &b);
+    avm_buf st;
+    avm_writeset ws;
+    memset(&ws, 0, sizeof(ws));
+    int rv = avm_exec_checkpoint(x, &st, &ws);
+    bool ok = false;
     if (rv == 0)
-        rv = avm_lmdb_exec_put(e->db, id, (uint8_t)avm_exec_status(x),
-                               (const uint8_t *)b.data, b.len);
-    avm_buf_free(&b);
-    if (rv != 0)
+        rv = e->store->ops->apply(e->store, &ws, &ok);
+    if (rv == 0 && ok)
+        avm_exec_checkpoint_saved(x, &ws);
+    avm_buf_free(&st);
+    if (rv != 0 || !ok) {
         fprintf(stderr, "%s: cannot record execution %s: %s\n", progname, id,
-                avm_lmdb_errmsg(e->db));
+                rv ? avm_lmdb_errmsg(e->db) : "refused");
+        return rv ? rv : AVM_ESTATE;
+    }
+    return 0;
+}
+
+/* Restores a recorded execution: its last state and its trace log. */
+static int load_exec(avm_embedded *e, const char *id, avm_exec **out)
+{
+    uint8_t status;
+    avm_buf state, log;
+    avm_buf_init(&state);
+    int rv = avm_lmdb_exec_get(e->db, id, &status, &state);
+    if (rv != 0) {
+        fprintf(stderr, "%s: %s\n", progname,
+                rv == AVM_ENOTFOUND ? "no such execution" : avm_lmdb_errmsg(e->db));
+        avm_buf_free(&state);
+        return rv;
+    }
+    rv = avm_lmdb_trace_log(e->db, id, &log);
+    if (rv != 0) {
+        fprintf(stderr, "%s: %s\n", progname, avm_lmdb_errmsg(e->db));
+        avm_buf_free(&state);
+        return rv;
+    }
+    char err[1024] = "";
+    rv = avm_exec_decode_ex((const uint8_t *)state.data, state.len,
+                            (const uint8_t *)log.data, log.len, &e->plat, out, err,
+                            sizeof(err));
+    avm_buf_free(&state);
+    avm_buf_free(&log);
+    if (rv != 0)
+        fprintf(stderr, "%s: execution %s cannot be restored: %s\n", progname, id, err);
     return rv;
 }
 
@@ -648,25 +686,8 @@ static int cmd_exec(int argc, char **argv)
         avm_embedded_close(&e);
         return code;
     }
-    uint8_t status;
-    avm_buf state;
-    avm_buf_init(&state);
-    int rv = avm_lmdb_exec_get(e.db, args[0], &status, &state);
-    if (rv != 0) {
-        fprintf(stderr, "%s: %s\n", progname,
-                rv == AVM_ENOTFOUND ? "no such execution" : avm_lmdb_errmsg(e.db));
-        avm_buf_free(&state);
-        avm_embedded_close(&e);
-        return EXIT_USAGE;
-    }
     avm_exec *x = NULL;
-    char err[1024] = "";
-    rv = avm_exec_decode((const uint8_t *)state.data, state.len, &e.plat, &x, err,
-                         sizeof(err));
-    avm_buf_free(&state);
-    if (rv != 0) {
-        fprintf(stderr, "%s: execution %s cannot be restored: %s\n", progname, args[0],
-                err);
+    if (load_exec(&e, args[0], &x) != 0) {
         avm_embedded_close(&e);
         return EXIT_USAGE;
     }

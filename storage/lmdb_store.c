@@ -1172,6 +1172,11 @@ static int put_module(avm_lmdb *db, MDB_txn *txn, avm_module *m, int *mrc)
     return *mrc == 0 ? 0 : AVM_EIO;
 }
 
+/* Trace logs: chunks keyed by execution id, 0x00, and their byte offset (8 bytes,
+ * big-endian). */
+static size_t trace_key(char *k, const char *id, size_t idlen, uint64_t seq);
+static int trace_clear_in(avm_lmdb *db, MDB_txn *txn, const char *id, int *mrc);
+
 static int put_exec(avm_lmdb *db, MDB_txn *txn, const char *id, uint8_t status,
                     const uint8_t *state, size_t len, int *mrc)
 {
@@ -1239,6 +1244,21 @@ static int batch_write(avm_lmdb *db, MDB_txn *txn, batch *b, int *mrc)
                               ws->ckpt_len, mrc);
             if (rv != 0)
                 return rv;
+            if (ws->ckpt_trace_len > 0) {
+                /* The trace log grows by chunks, each written with the checkpoint
+                 * that first covers it. */
+                size_t idlen = strlen(ws->ckpt_id);
+                char key[600];
+                if (idlen + 9 > sizeof(key))
+                    return failf(db, AVM_ETOOBIG, "execution id too long");
+                MDB_val k = {.mv_size = trace_key(key, ws->ckpt_id, idlen,
+                                                  ws->ckpt_trace_at),
+                             .mv_data = key};
+                MDB_val v = {.mv_size = ws->ckpt_trace_len,
+                             .mv_data = (void *)ws->ckpt_trace};
+                if ((*mrc = mdb_put(txn, db->traces, &k, &v, 0)) != 0)
+                    return AVM_EIO;
+            }
         }
     }
     return 0;
@@ -1325,7 +1345,7 @@ static int check_input(avm_lmdb *db, const avm_writeset *ws)
     }
     if (ws->ckpt_id != NULL) {
         size_t len = strlen(ws->ckpt_id);
-        if (len == 0 || len > db->maxkey)
+        if (len == 0 || len + 9 > db->maxkey)
             return failf(db, len ? AVM_ETOOBIG : AVM_EINVAL,
                          "commit to %s: execution id of %zu bytes (the limit is %zu)",
                          db->path, len, db->maxkey);
@@ -1561,7 +1581,9 @@ static int exec_del_body(avm_lmdb *db, MDB_txn *txn, void *arg, int *mrc)
     if (rc == MDB_NOTFOUND)
         return failf(db, AVM_ENOTFOUND, "no execution %s in %s", id, db->path);
     *mrc = rc;
-    return rc == 0 ? 0 : AVM_EIO;
+    if (rc != 0)
+        return AVM_EIO;
+    return trace_clear_in(db, txn, id, mrc);
 }
 
 static const wtx_ops exec_del_ops = {exec_del_body, NULL, NULL};
@@ -1634,90 +1656,58 @@ static size_t trace_key(char *k, const char *id, size_t idlen, uint64_t seq)
     return idlen + 9;
 }
 
-typedef struct trace_arg {
-    const char *id;
-    const avm_val *events;
-    size_t n;
-    char *key;
-} trace_arg;
-
-static int trace_body(avm_lmdb *db, MDB_txn *txn, void *arg, int *mrc)
+/* Deletes every chunk of id's trace log in txn. */
+static int trace_clear_in(avm_lmdb *db, MDB_txn *txn, const char *id, int *mrc)
 {
-    trace_arg *a = arg;
-    size_t idlen = strlen(a->id);
-    uint64_t next = 0;
+    size_t idlen = strlen(id);
+    char key[600];
+    if (idlen + 9 > sizeof(key))
+        return 0;
     MDB_cursor *cur;
     if ((*mrc = mdb_cursor_open(txn, db->traces, &cur)) != 0)
         return AVM_EIO;
-    /* The last event of this id: the entry before the first key past its range. */
-    MDB_val k = {.mv_size = trace_key(a->key, a->id, idlen, UINT64_MAX),
-                 .mv_data = a->key};
-    MDB_val v;
+    MDB_val k = {.mv_size = trace_key(key, id, idlen, 0), .mv_data = key}, v;
     int rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-    if (rc == 0 && k.mv_size == idlen + 9 && memcmp(k.mv_data, a->key, idlen + 9) == 0)
-        rc = 0; /* seq UINT64_MAX itself: a full trace */
-    else if (rc == 0)
-        rc = mdb_cursor_get(cur, &k, &v, MDB_PREV);
-    else if (rc == MDB_NOTFOUND)
-        rc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
-    if (rc == 0 && k.mv_size == idlen + 9 && memcmp(k.mv_data, a->id, idlen) == 0 &&
-        ((char *)k.mv_data)[idlen] == '\0') {
-        const uint8_t *p = (const uint8_t *)k.mv_data + idlen + 1;
-        for (int i = 0; i < 8; i++)
-            next = next << 8 | p[i];
-        if (next == UINT64_MAX) {
-            mdb_cursor_close(cur);
-            return failf(db, AVM_ETOOBIG, "trace of %s in %s is full", a->id, db->path);
-        }
-        next++;
-    } else if (rc != 0 && rc != MDB_NOTFOUND) {
-        mdb_cursor_close(cur);
-        *mrc = rc;
-        return AVM_EIO;
+    while (rc == 0 && k.mv_size == idlen + 9 && memcmp(k.mv_data, key, idlen + 1) == 0) {
+        if ((rc = mdb_cursor_del(cur, 0)) != 0)
+            break;
+        rc = mdb_cursor_get(cur, &k, &v, MDB_GET_CURRENT);
+        if (rc == MDB_NOTFOUND || rc == EINVAL)
+            rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
     }
     mdb_cursor_close(cur);
-    for (size_t i = 0; i < a->n; i++) {
-        avm_buf *sb = scratch(db);
-        int rv = avm_val_encode(sb, a->events[i]);
-        if (rv != 0)
-            return failf(db, rv, "encoding a trace event for %s: %s", db->path,
-                         avm_strerror(rv));
-        k.mv_size = trace_key(a->key, a->id, idlen, next + i);
-        k.mv_data = a->key;
-        v.mv_size = sb->len;
-        v.mv_data = sb->data;
-        if ((*mrc = mdb_put(txn, db->traces, &k, &v, 0)) != 0)
-            return AVM_EIO;
+    if (rc != 0 && rc != MDB_NOTFOUND) {
+        *mrc = rc;
+        return AVM_EIO;
     }
     return 0;
 }
 
-static const wtx_ops trace_ops = {trace_body, NULL, NULL};
-
-int avm_lmdb_trace_append(avm_lmdb *db, const char *id, const avm_val *events, size_t n)
+static int trace_clear_body(avm_lmdb *db, MDB_txn *txn, void *arg, int *mrc)
 {
-    int rv = id_check(db, id, 9);
-    if (rv != 0 || n == 0)
-        return rv;
-    trace_arg a = {.id = id, .events = events, .n = n, .key = malloc(strlen(id) + 9)};
-    if (a.key == NULL)
-        return failf(db, AVM_ENOMEM, "out of memory");
-    rv = write_txn(db, "appending to a trace in", &trace_ops, &a);
-    free(a.key);
-    return rv;
+    return trace_clear_in(db, txn, arg, mrc);
 }
 
-int avm_lmdb_trace_read(avm_lmdb *db, const char *id, avm_val *out_list)
+static const wtx_ops trace_clear_ops = {trace_clear_body, NULL, NULL};
+
+int avm_lmdb_trace_clear(avm_lmdb *db, const char *id)
 {
     int rv = id_check(db, id, 9);
+    if (rv != 0)
+        return rv == AVM_ETOOBIG ? 0 : rv; /* such a trace cannot exist */
+    return write_txn(db, "deleting a trace log from", &trace_clear_ops, (void *)id);
+}
+
+int avm_lmdb_trace_log(avm_lmdb *db, const char *id, avm_buf *out)
+{
+    avm_buf_init(out);
+    int rv = id_check(db, id, 9);
     if (rv == AVM_ETOOBIG)
-        return avm_list_new(0, out_list); /* such a trace cannot exist */
+        return 0; /* such a trace cannot exist */
     if (rv != 0)
         return rv;
     size_t idlen = strlen(id);
     char *key = malloc(idlen + 9);
-    avm_val *items = NULL;
-    size_t n = 0, cap = 0;
     MDB_cursor *cur = NULL;
     if (key == NULL)
         return failf(db, AVM_ENOMEM, "out of memory");
@@ -1730,40 +1720,33 @@ int avm_lmdb_trace_read(avm_lmdb *db, const char *id, avm_val *out_list)
     for (; rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
         if (k.mv_size != idlen + 9 || memcmp(k.mv_data, key, idlen + 1) != 0)
             break;
-        if (n == cap) {
-            cap = cap ? cap * 2 : 16;
-            avm_val *ni = realloc(items, cap * sizeof(*items));
-            if (ni == NULL) {
-                rv = failf(db, AVM_ENOMEM, "out of memory");
-                break;
-            }
-            items = ni;
-        }
-        int drv = decode_stored(&v, &items[n]);
-        if (drv != 0) {
-            rv = drv == AVM_ENOMEM ? failf(db, drv, "out of memory")
-                                   : failf(db, AVM_EIO, "corrupt trace event of %s in %s",
-                                           id, db->path);
+        /* Chunks are keyed by their byte offset: they must follow each other. */
+        const uint8_t *q = (const uint8_t *)k.mv_data + idlen + 1;
+        uint64_t at = 0;
+        for (int i = 0; i < 8; i++)
+            at = at << 8 | q[i];
+        if (at != out->len) {
+            rv = failf(db, AVM_EIO,
+                       "corrupt trace log of %s in %s: a chunk at byte %llu follows %zu "
+                       "bytes",
+                       id, db->path, (unsigned long long)at, out->len);
             break;
         }
-        n++;
+        avm_buf_put(out, v.mv_data, v.mv_size);
+        if (out->err) {
+            rv = failf(db, AVM_ENOMEM, "out of memory");
+            break;
+        }
     }
     if (rv == 0 && rc != 0 && rc != MDB_NOTFOUND)
         rv = lmdb_fail(db, rc, "reading from");
     if (cur != NULL)
         mdb_cursor_close(cur);
     mdb_txn_reset(db->rtxn);
-    if (rv == 0) {
-        rv = avm_list_from(items, n, out_list); /* takes the items, even on failure */
-        n = 0;
-        if (rv != 0)
-            failf(db, rv, "out of memory");
-    }
 out:
-    for (size_t i = 0; i < n; i++)
-        avm_val_release(items[i]);
-    free(items);
     free(key);
+    if (rv != 0)
+        avm_buf_free(out);
     return rv;
 }
 

@@ -78,10 +78,14 @@ int avm_lmdb_exec_del(avm_lmdb *db, const char *id);
 int avm_lmdb_exec_each(avm_lmdb *db,
                        void (*fn)(void *arg, const char *id, uint8_t status), void *arg);
 
-/* Traces: appends events to an execution's trace (one LMDB transaction), and reads
- * them back in order. */
-int avm_lmdb_trace_append(avm_lmdb *db, const char *id, const avm_val *events, size_t n);
-int avm_lmdb_trace_read(avm_lmdb *db, const char *id, avm_val *out_list);
+/* Trace logs: an execution's trace log (the bytes of its encoded events, see
+ * avm_exec_encode_ex) is kept in chunks, each written in the same LMDB transaction as
+ * the checkpoint that first covers it (avm_writeset.ckpt_trace*), so a checkpoint
+ * need not carry the whole trace. trace_log concatenates the chunks (an empty log
+ * when there are none; the caller frees *out) and refuses chunks that do not follow
+ * each other; trace_clear deletes them (exec_del does too). */
+int avm_lmdb_trace_log(avm_lmdb *db, const char *id, avm_buf *out);
+int avm_lmdb_trace_clear(avm_lmdb *db, const char *id);
 
 /* Statistics for tools and tests: entries of the objects, behaviours, pure and
  * executions databases; the current map size and the bytes of it in use; since

@@ -58,6 +58,13 @@ static void put_pairs(avm_buf *b, const avm_pair *p, size_t n)
 
 int avm_exec_encode(const avm_exec *x, avm_buf *out)
 {
+    return avm_exec_encode_ex(x, out, 0);
+}
+
+int avm_exec_encode_ex(const avm_exec *x, avm_buf *out, size_t trace_from)
+{
+    if (trace_from > x->tlog.len)
+        return AVM_EINVAL;
     modtab mods = {0};
     int rv = 0;
     /* Collect modules first: frames, then pending creates. */
@@ -185,10 +192,12 @@ int avm_exec_encode(const avm_exec *x, avm_buf *out)
     avm_mp_put_array(b, 2);
     avm_mp_put_uint(b, x->counter);
     avm_mp_put_uint(b, x->steps);
-    /* trace: the log as it is */
-    avm_mp_put_array(b, 2);
+    /* trace: the event count, where this state's part of the log starts, and that
+     * part (the bytes before it are kept elsewhere, see avm_exec_encode_ex) */
+    avm_mp_put_array(b, 3);
     avm_mp_put_uint(b, x->tcount);
-    avm_mp_put_bin(b, x->tlog.data, x->tlog.len);
+    avm_mp_put_uint(b, trace_from);
+    avm_mp_put_bin(b, x->tlog.data + trace_from, x->tlog.len - trace_from);
     /* outcome */
     avm_mp_put_array(b, 13);
     avm_mp_put_uint(b, x->status);
@@ -214,6 +223,8 @@ done:
 
 typedef struct dec {
     avm_mp_reader r;
+    const uint8_t *prefix; /* the trace log's first prefix_len bytes */
+    size_t prefix_len;
     char *errmsg;
     size_t errlen;
     avm_module **mods;
@@ -536,15 +547,31 @@ static int decode_body(dec *d, avm_exec *x)
         (rv = get_u(d, UINT64_MAX, &x->steps, "steps")))
         return rv;
 
-    /* trace: exactly `count` well-formed events fill the log */
-    uint64_t count;
+    /* trace: exactly `count` well-formed events fill the prefix and this part */
+    uint64_t count, from;
     const uint8_t *tp;
     uint32_t tlen;
-    if ((rv = get_arr(d, 2, "trace")) || (rv = get_u(d, UINT64_MAX, &count, "trace count")))
+    if ((rv = get_arr(d, 3, "trace")) || (rv = get_u(d, UINT64_MAX, &count, "trace count")) ||
+        (rv = get_u(d, UINT64_MAX, &from, "trace offset")))
         return rv;
     TRY(d, avm_mp_get_bin(&d->r, &tp, &tlen), "trace log");
+    if (from != d->prefix_len) {
+        if (d->errmsg)
+            snprintf(d->errmsg, d->errlen,
+                     "execution state: its trace log starts at byte %llu, but %zu bytes of "
+                     "log were given",
+                     (unsigned long long)from, d->prefix_len);
+        return AVM_EMALFORMED;
+    }
+    if (from > 0)
+        avm_buf_put(&x->tlog, d->prefix, d->prefix_len);
+    if (tlen > 0)
+        avm_buf_put(&x->tlog, tp, tlen);
+    if (x->tlog.err)
+        return bad(d, AVM_ENOMEM, "out of memory");
     avm_mp_reader tr;
-    avm_mp_reader_init(&tr, tp, tlen, AVM_DECODE_DEFAULT_MAX);
+    avm_mp_reader_init(&tr, (const uint8_t *)x->tlog.data, x->tlog.len,
+                       AVM_DECODE_DEFAULT_MAX);
     for (uint64_t i = 0; i < count; i++) {
         avm_event e;
         if (vm__log_decode(&tr, &e) != 0)
@@ -555,11 +582,8 @@ static int decode_body(dec *d, avm_exec *x)
     }
     if (tr.p != tr.end)
         return bad(d, AVM_EMALFORMED, "trace log longer than its events");
-    if (tlen > 0)
-        avm_buf_put(&x->tlog, tp, tlen);
-    if (x->tlog.err)
-        return bad(d, AVM_ENOMEM, "out of memory");
     x->tcount = count;
+    x->tlog_saved = from;
     /* Not serialized: a restored transaction checks its states conservatively. */
     x->tx_detached = true;
 
@@ -652,7 +676,15 @@ static int check_state(dec *d, avm_exec *x)
 int avm_exec_decode(const uint8_t *p, size_t n, const avm_platform *plat, avm_exec **out,
                     char *errmsg, size_t errlen)
 {
-    dec d = {.errmsg = errmsg, .errlen = errlen};
+    return avm_exec_decode_ex(p, n, NULL, 0, plat, out, errmsg, errlen);
+}
+
+int avm_exec_decode_ex(const uint8_t *p, size_t n, const uint8_t *prefix,
+                       size_t prefix_len, const avm_platform *plat, avm_exec **out,
+                       char *errmsg, size_t errlen)
+{
+    dec d = {.errmsg = errmsg, .errlen = errlen, .prefix = prefix,
+             .prefix_len = prefix ? prefix_len : 0};
     avm_mp_reader_init(&d.r, p, n, AVM_DECODE_DEFAULT_MAX);
     avm_exec *x = avm_exec_new(plat, NULL);
     if (x == NULL)
@@ -678,4 +710,29 @@ int avm_exec_decode(const uint8_t *p, size_t n, const avm_platform *plat, avm_ex
     }
     *out = x;
     return 0;
+}
+
+int avm_exec_checkpoint(avm_exec *x, avm_buf *state, avm_writeset *ws)
+{
+    avm_buf_init(state);
+    if (x->ckpt_id.kind != AVM_STR)
+        return AVM_ESTATE;
+    int rv = avm_exec_encode_ex(x, state, x->tlog.len);
+    if (rv != 0) {
+        avm_buf_free(state);
+        return rv;
+    }
+    ws->ckpt_id = x->ckpt_id.u.s->data;
+    ws->ckpt_state = (const uint8_t *)state->data;
+    ws->ckpt_len = state->len;
+    ws->ckpt_status = (uint8_t)x->status;
+    ws->ckpt_trace = (const uint8_t *)x->tlog.data + x->tlog_saved;
+    ws->ckpt_trace_len = x->tlog.len - x->tlog_saved;
+    ws->ckpt_trace_at = x->tlog_saved;
+    return 0;
+}
+
+void avm_exec_checkpoint_saved(avm_exec *x, const avm_writeset *ws)
+{
+    x->tlog_saved = (size_t)ws->ckpt_trace_at + ws->ckpt_trace_len;
 }

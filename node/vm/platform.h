@@ -90,6 +90,12 @@ typedef struct avm_writeset {
     const uint8_t *ckpt_state;
     size_t ckpt_len;
     uint8_t ckpt_status;
+    /* With the checkpoint: the part of the execution's trace log that no earlier
+     * checkpoint carried, starting at byte ckpt_trace_at of the log. The checkpoint
+     * itself holds only the log's length (avm_exec_encode_ex). */
+    const uint8_t *ckpt_trace;
+    size_t ckpt_trace_len;
+    uint64_t ckpt_trace_at;
 } avm_writeset;
 
 typedef struct avm_store avm_store;

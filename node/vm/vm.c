@@ -1353,6 +1353,12 @@ avm_val avm_exec_blocked_on(const avm_exec *x)
     return x->blocked_on;
 }
 
+const uint8_t *avm_exec_trace_bytes(const avm_exec *x, size_t *len)
+{
+    *len = x->tlog.len;
+    return (const uint8_t *)x->tlog.data;
+}
+
 size_t avm_exec_trace_len(const avm_exec *x)
 {
     return x->tcount;

@@ -127,4 +127,26 @@ int avm_exec_encode(const avm_exec *x, avm_buf *out);
 int avm_exec_decode(const uint8_t *p, size_t n, const avm_platform *plat,
                     avm_exec **out, char *errmsg, size_t errlen);
 
+/* The same, with the trace log split off: encode_ex leaves out the first
+ * trace_from bytes of the log (the state records the log's length and where its
+ * own part starts), and decode_ex takes those bytes back as `prefix`, which must be
+ * exactly that long. A store keeps the log in chunks next to the checkpoints
+ * (avm_writeset.ckpt_trace*), so a checkpoint costs what changed, not the whole
+ * trace. avm_exec_trace_bytes() gives the log. */
+int avm_exec_encode_ex(const avm_exec *x, avm_buf *out, size_t trace_from);
+int avm_exec_decode_ex(const uint8_t *p, size_t n, const uint8_t *prefix,
+                       size_t prefix_len, const avm_platform *plat, avm_exec **out,
+                       char *errmsg, size_t errlen);
+/* A checkpoint of x as it is now, as a write set for its store: fills the ckpt_*
+ * fields of ws (which the caller zeroed) with x's checkpoint id (set with
+ * avm_exec_set_checkpoint), its state without the trace log (in *state, which the
+ * caller frees), its status, and the part of the trace log not saved yet. Once the
+ * store committed ws, avm_exec_checkpoint_saved(x, ws) records that the log is
+ * saved up to there. AVM_ESTATE when x has no checkpoint id. */
+int avm_exec_checkpoint(avm_exec *x, avm_buf *state, avm_writeset *ws);
+void avm_exec_checkpoint_saved(avm_exec *x, const avm_writeset *ws);
+
+/* Borrowed: the encoded trace log (msgpack events one after the other). */
+const uint8_t *avm_exec_trace_bytes(const avm_exec *x, size_t *len);
+
 #endif

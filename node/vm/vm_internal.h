@@ -94,6 +94,7 @@ struct avm_exec {
     /* Decoded view for avm_exec_trace(), filled on demand from tlog. */
     VEC(avm_event) tview;
     size_t tview_off; /* bytes of tlog already decoded into tview */
+    size_t tlog_saved; /* bytes of tlog a store already holds (checkpoint chunks) */
 
     avm_run_status status;
     avm_val result;

@@ -900,7 +900,9 @@ static int commit_outer(avm_exec *x, bool *ok)
         vm_frame *fr = &x->frames.v[x->frames.n - 1];
         fr->pc -= 3;
         x->resume_commit = true;
-        int rv = avm_exec_encode(x, &ck);
+        /* The state without its trace log; the part of the log the store does not
+         * hold yet goes with it, as a chunk. */
+        int rv = avm_exec_encode_ex(x, &ck, x->tlog.len);
         x->resume_commit = false;
         fr->pc += 3;
         if (rv != 0) {
@@ -911,9 +913,15 @@ static int commit_outer(avm_exec *x, bool *ok)
         ws.ckpt_state = (const uint8_t *)ck.data;
         ws.ckpt_len = ck.len;
         ws.ckpt_status = AVM_RUN_YIELD;
+        ws.ckpt_trace = (const uint8_t *)x->tlog.data + x->tlog_saved;
+        ws.ckpt_trace_len = x->tlog.len - x->tlog_saved;
+        ws.ckpt_trace_at = x->tlog_saved;
     }
     avm_store *s = x->plat->store;
+    size_t logged = x->tlog.len;
     int rv = s->ops->apply(s, &ws, ok);
+    if (rv == 0 && *ok && ws.ckpt_id != NULL)
+        x->tlog_saved = logged;
     avm_buf_free(&ck);
     if (rv != 0)
         return rv == AVM_ENOMEM ? vm__oom(x) : vm__store_error(x, rv);

@@ -221,21 +221,31 @@ TEST(roundtrip_every_record_kind)
     CHECK_STR(avm_buf_cstr(&each), "exec-a=2;exec-b=4;");
     avm_buf_free(&each);
 
-    /* Traces: "t" and "t2" share a prefix but not a range. */
-    avm_val ev[3] = {avm_int(1), keep(st_id(AVM_STR, "two")), int_list(2, 3)};
-    CHECK_INT(avm_lmdb_trace_append(db, "t", ev, 2), 0);
-    CHECK_INT(avm_lmdb_trace_append(db, "t2", ev + 2, 1), 0);
-    CHECK_INT(avm_lmdb_trace_append(db, "t", ev + 2, 1), 0);
-    avm_val tl;
-    REQUIRE(avm_lmdb_trace_read(db, "t", &tl) == 0);
-    REQUIRE(avm_list_len(tl) == 3);
-    CHECK(avm_val_eq(avm_list_at(tl, 0), ev[0]));
-    CHECK(avm_val_eq(avm_list_at(tl, 1), ev[1]));
-    CHECK(avm_val_eq(avm_list_at(tl, 2), ev[2]));
-    avm_val_release(tl);
-    REQUIRE(avm_lmdb_trace_read(db, "none", &tl) == 0);
-    CHECK_INT(avm_list_len(tl), 0);
-    avm_val_release(tl);
+    /* Trace logs: chunks written with checkpoints; "t" and "t2" share a prefix but
+     * not a range. */
+    {
+        static const uint8_t st8[] = {0x90};
+        avm_writeset w1 = {.ckpt_id = "t", .ckpt_state = st8, .ckpt_len = 1,
+                           .ckpt_trace = (const uint8_t *)"abc", .ckpt_trace_len = 3,
+                           .ckpt_trace_at = 0};
+        avm_writeset w2 = {.ckpt_id = "t2", .ckpt_state = st8, .ckpt_len = 1,
+                           .ckpt_trace = (const uint8_t *)"zz", .ckpt_trace_len = 2,
+                           .ckpt_trace_at = 0};
+        avm_writeset w3 = {.ckpt_id = "t", .ckpt_state = st8, .ckpt_len = 1,
+                           .ckpt_trace = (const uint8_t *)"de", .ckpt_trace_len = 2,
+                           .ckpt_trace_at = 3};
+        bool okc;
+        CHECK_INT(s->ops->apply(s, &w1, &okc), 0);
+        CHECK_INT(s->ops->apply(s, &w2, &okc), 0);
+        CHECK_INT(s->ops->apply(s, &w3, &okc), 0);
+    }
+    avm_buf tl;
+    REQUIRE(avm_lmdb_trace_log(db, "t", &tl) == 0);
+    CHECK(tl.len == 5 && memcmp(tl.data, "abcde", 5) == 0);
+    avm_buf_free(&tl);
+    REQUIRE(avm_lmdb_trace_log(db, "none", &tl) == 0);
+    CHECK_INT(tl.len, 0);
+    avm_buf_free(&tl);
 
     uint64_t seq_max = 0;
     for (int i = 0; i < 5; i++) {
@@ -249,8 +259,8 @@ TEST(roundtrip_every_record_kind)
     CHECK_INT(st.objects, 3);
     CHECK_INT(st.modules, 1);
     CHECK_INT(st.pure, 1);
-    CHECK_INT(st.executions, 2);
-    CHECK_INT(st.commits, 1);
+    CHECK_INT(st.executions, 4); /* exec-a, exec-b, and the checkpoints t and t2 */
+    CHECK_INT(st.commits, 4);
     CHECK(st.map_used > 0 && st.map_used <= st.map_size);
 
     avm_buf before, after;
@@ -274,13 +284,31 @@ TEST(roundtrip_every_record_kind)
     CHECK_INT(avm_lmdb_exec_get(db, "exec-b", &status, &eb), 0);
     CHECK(status == 4 && eb.len == 2);
     avm_buf_free(&eb);
-    REQUIRE(avm_lmdb_trace_read(db, "t", &tl) == 0);
-    CHECK_INT(avm_list_len(tl), 3);
-    avm_val_release(tl);
-    CHECK_INT(avm_lmdb_trace_append(db, "t", ev + 1, 1), 0);
-    REQUIRE(avm_lmdb_trace_read(db, "t", &tl) == 0);
-    CHECK(avm_list_len(tl) == 4 && avm_val_eq(avm_list_at(tl, 3), ev[1]));
-    avm_val_release(tl);
+    REQUIRE(avm_lmdb_trace_log(db, "t", &tl) == 0);
+    CHECK(tl.len == 5 && memcmp(tl.data, "abcde", 5) == 0);
+    avm_buf_free(&tl);
+    /* A gap between chunks is corruption, named as such. */
+    {
+        static const uint8_t st8[] = {0x90};
+        avm_writeset gap = {.ckpt_id = "t", .ckpt_state = st8, .ckpt_len = 1,
+                            .ckpt_trace = (const uint8_t *)"x", .ckpt_trace_len = 1,
+                            .ckpt_trace_at = 9};
+        bool okc;
+        CHECK_INT(s->ops->apply(s, &gap, &okc), 0);
+    }
+    CHECK_INT(avm_lmdb_trace_log(db, "t", &tl), AVM_EIO);
+    CHECK(strstr(avm_lmdb_errmsg(db), "corrupt trace log") != NULL);
+    CHECK_INT(avm_lmdb_trace_clear(db, "t"), 0);
+    REQUIRE(avm_lmdb_trace_log(db, "t", &tl) == 0);
+    CHECK_INT(tl.len, 0);
+    avm_buf_free(&tl);
+    REQUIRE(avm_lmdb_trace_log(db, "t2", &tl) == 0);
+    CHECK(tl.len == 2 && memcmp(tl.data, "zz", 2) == 0);
+    avm_buf_free(&tl);
+    CHECK_INT(avm_lmdb_exec_del(db, "t2"), 0); /* deletes its log too */
+    REQUIRE(avm_lmdb_trace_log(db, "t2", &tl) == 0);
+    CHECK_INT(tl.len, 0);
+    avm_buf_free(&tl);
     /* Identifiers are never reused across a restart. */
     CHECK(s->ops->next_seq(s) > seq_max);
 
@@ -781,11 +809,10 @@ TEST(keys_beyond_the_limit)
     avm_buf e;
     CHECK_INT(avm_lmdb_exec_get(db, longid, &status, &e), AVM_ENOTFOUND);
     avm_buf_free(&e);
-    CHECK_INT(avm_lmdb_trace_append(db, longid, &st.b, 1), AVM_ETOOBIG);
-    avm_val tl;
-    CHECK_INT(avm_lmdb_trace_read(db, longid, &tl), 0);
-    CHECK_INT(avm_list_len(tl), 0);
-    avm_val_release(tl);
+    avm_buf tl;
+    CHECK_INT(avm_lmdb_trace_log(db, longid, &tl), 0);
+    CHECK_INT(tl.len, 0);
+    avm_buf_free(&tl);
     avm_purefn pf = {.name = keep(st_id(AVM_STR, longid)), .code = f.mod, .version = 1};
     CHECK_INT(s->ops->pure_put(s, &pf), AVM_ETOOBIG);
     CHECK(s->ops->pure_get(s, pf.name) == NULL);
@@ -985,8 +1012,10 @@ TEST(map_full_beyond_the_limit)
     for (unsigned i = 0; i < n; i++)
         CHECK(s->ops->get(s, NULL, keep(st_oidn(i))) != NULL);
     /* Other writes report the same; reads keep working. */
-    avm_val huge = blob_state(300000, 'h');
-    CHECK_INT(avm_lmdb_trace_append(db, "t", &huge, 1), AVM_EIO);
+    uint8_t *huge = calloc(1, 300000);
+    REQUIRE(huge != NULL);
+    CHECK_INT(avm_lmdb_exec_put(db, "t", 2, huge, 300000), AVM_EIO);
+    free(huge);
     CHECK(contains(avm_lmdb_errmsg(db), "map full"));
     avm_lmdb_close(db);
     db = st_open(f.dir, 64 << 10, max);
