@@ -821,9 +821,12 @@ static avm_run_status fail_exec(avm_exec *x)
 }
 
 /* The dispatch loop: threaded code (one indirect jump per instruction, GCC's and
- * clang's labels as values). The instruction budget is counted at every
- * instruction and checked at jumps, calls, returns and AVM instructions, so a run
- * stops within one straight-line stretch of code past its budget. */
+ * clang's labels as values), with the operand stack's top in a local (`sp`): it is
+ * written back to x->sp (SYNC) before anything outside the loop can look at the
+ * stack, and read again (after next_frame) when a call may have moved it. The
+ * instruction budget is counted at every instruction and checked at jumps, calls,
+ * returns and AVM instructions, so a run stops within one straight-line stretch of
+ * code past its budget. */
 avm_run_status avm_exec_run(avm_exec *x, uint64_t budget)
 {
     if (x->status == AVM_RUN_DONE || x->status == AVM_RUN_FAILED)
@@ -857,9 +860,10 @@ avm_run_status avm_exec_run(avm_exec *x, uint64_t budget)
     const avm_func *f;
     const uint8_t *code;
     uint32_t pc;
-    avm_val *locals;
+    avm_val *locals, *sp;
     int rv;
 
+#define SYNC() (x->sp = (size_t)(sp - x->stack))
 #define NEXT()                                                                        \
     do {                                                                              \
         done++;                                                                       \
@@ -872,6 +876,7 @@ avm_run_status avm_exec_run(avm_exec *x, uint64_t budget)
         if (done > limit) {                                                           \
             done--;                                                                   \
             fr->pc = pc;                                                              \
+            SYNC();                                                                   \
             goto out;                                                                 \
         }                                                                             \
     } while (0)
@@ -882,42 +887,43 @@ next_frame:
     code = f->code;
     pc = fr->pc;
     locals = x->stack + fr->base;
+    sp = x->stack + x->sp;
     rv = VM_OK;
     NEXT();
 
 op_const: {
     avm_val v = f->consts[rd16(code + pc + 1)];
     avm_val_retain(v);
-    x->stack[x->sp++] = v;
+    *sp++ = v;
     pc += 3;
     NEXT();
 }
 op_nil:
-    x->stack[x->sp++] = avm_nil();
+    *sp++ = avm_nil();
     pc += 1;
     NEXT();
 op_load: {
     avm_val v = locals[rd16(code + pc + 1)];
     avm_val_retain(v);
-    x->stack[x->sp++] = v;
+    *sp++ = v;
     pc += 3;
     NEXT();
 }
 op_store: {
     uint16_t sl = rd16(code + pc + 1);
     avm_val_release(locals[sl]);
-    locals[sl] = x->stack[--x->sp];
+    locals[sl] = *--sp;
     pc += 3;
     NEXT();
 }
 op_pop:
-    avm_val_release(x->stack[--x->sp]);
+    avm_val_release(*--sp);
     pc += 1;
     NEXT();
 op_dup: {
-    avm_val v = x->stack[x->sp - 1];
+    avm_val v = sp[-1];
     avm_val_retain(v);
-    x->stack[x->sp++] = v;
+    *sp++ = v;
     pc += 1;
     NEXT();
 }
@@ -927,7 +933,7 @@ op_jmp:
     NEXT();
 op_jmpf: {
     BUDGET();
-    avm_val v = x->stack[--x->sp];
+    avm_val v = *--sp;
     bool t = avm_truthy(v);
     avm_val_release(v);
     pc = t ? pc + 5 : (uint32_t)((int64_t)pc + 5 + rd32(code + pc + 1));
@@ -938,14 +944,16 @@ op_list: {
     avm_val l;
     if (avm_list_new(n, &l) != 0) {
         fr->pc = pc;
+        SYNC();
         rv = vm__oom(x);
         goto failed;
     }
-    x->sp -= n;
-    memcpy(l.u.l->items, x->stack + x->sp, n * sizeof(avm_val));
-    x->stack[x->sp++] = l;
+    sp -= n;
+    memcpy(l.u.l->items, sp, n * sizeof(avm_val));
+    *sp++ = l;
     if (n > 0 && avm_list_seal(l) > AVM_MAX_DEPTH) {
         fr->pc = pc;
+        SYNC();
         rv = vm__too_deep(x);
         goto failed;
     }
@@ -954,7 +962,7 @@ op_list: {
 }
 op_prim: {
     uint8_t p = code[pc + 1], argc = code[pc + 2];
-    avm_val *args = x->stack + x->sp - argc;
+    avm_val *args = sp - argc;
     /* Integer arithmetic and comparisons, the loops' bread and butter: no call,
      * nothing to release, the result written in place. Overflow and everything
      * else take the general path. */
@@ -998,13 +1006,14 @@ op_prim: {
             args[0].u.i = 0;
             args[0].u.b = b;
         }
-        x->sp--;
+        sp--;
         pc += 3;
         NEXT();
     }
 prim_slow:;
     avm_val r;
     fr->pc = pc;
+    SYNC();
     rv = prim(x, p, args, argc, &r);
     if (rv != VM_OK)
         goto failed;
@@ -1015,8 +1024,8 @@ prim_slow:;
     }
     for (int i = 0; i < argc; i++)
         avm_val_release(args[i]);
-    x->sp -= argc;
-    x->stack[x->sp++] = r;
+    sp -= argc;
+    *sp++ = r;
     pc += 3;
     NEXT();
 }
@@ -1025,6 +1034,7 @@ op_call: {
     uint16_t fn = rd16(code + pc + 1);
     uint8_t argc = code[pc + 3];
     fr->pc = pc + 4;
+    SYNC();
     rv = vm__push_frame(x, fr->mod, fn, argc, FR_PLAIN);
     if (rv != VM_OK) {
         fr->pc = pc;
@@ -1038,7 +1048,7 @@ op_tailcall: {
     uint8_t argc = code[pc + 3];
     const avm_func *g = &fr->mod->funcs[fn];
     /* Move the arguments down over this frame's values. */
-    avm_val *args = x->stack + x->sp - argc;
+    avm_val *args = sp - argc;
     for (avm_val *v = locals; v < args; v++)
         avm_val_release(*v);
     for (uint8_t i = 0; i < argc; i++)
@@ -1059,8 +1069,9 @@ op_tailcall: {
     goto next_frame;
 }
 op_ret: {
-    avm_val v = x->stack[--x->sp];
+    avm_val v = *--sp;
     uint8_t kind = fr->kind;
+    SYNC();
     if (kind == FR_PLAIN || kind == FR_PURE) {
         /* A pure function's boundary only hands back the value. */
         pop_frame(x);
@@ -1087,9 +1098,10 @@ op_ret: {
 op_avm: {
     BUDGET();
     uint8_t ins = code[pc + 1], argc = code[pc + 2];
-    avm_val *args = x->stack + x->sp - argc;
+    avm_val *args = sp - argc;
     avm_val r = avm_nil();
     fr->pc = pc + 3; /* a frame pushed by the instruction returns here */
+    SYNC();
     rv = vm__instr(x, ins, args, argc, &r);
     if (rv == VM_BLOCK) {
         x->frames.v[x->frames.n - 1].pc = pc;
@@ -1102,15 +1114,17 @@ op_avm: {
     }
     if (rv == VM_ENTERED)
         goto next_frame; /* arguments were consumed by the instruction */
+    /* The instruction left the stack where it was. */
     for (int i = 0; i < argc; i++)
         avm_val_release(args[i]);
-    x->sp -= argc;
-    x->stack[x->sp++] = r;
+    sp -= argc;
+    *sp++ = r;
     pc += 3;
     NEXT();
 }
 op_invalid:
     fr->pc = pc;
+    SYNC();
     rv = vm__eval_error(x, "invalid opcode %u", code[pc]);
     goto failed;
 
@@ -1124,6 +1138,7 @@ out:
     return x->status;
 #undef NEXT
 #undef BUDGET
+#undef SYNC
 }
 
 /* The public API. */
