@@ -60,7 +60,7 @@ static void rec_free(rec *r)
  * usually the very string the record holds, so pointer equality answers first. */
 static inline uint32_t key_hash(avm_val oid)
 {
-    return AVM_KIND_HAS_STR(oid.kind) ? oid.u.s->hash : avm_val_hash(oid);
+    return AVM_KIND_HAS_STR(oid.kind) ? avm_str_hash(oid.u.s) : avm_val_hash(oid);
 }
 
 static inline bool key_eq(avm_val a, avm_val b)

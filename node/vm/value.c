@@ -33,7 +33,7 @@ int avm_str_new(avm_kind kind, const char *bytes, size_t len, avm_val *out)
     if (len > 0)
         memcpy(s->data, bytes, len);
     s->data[len] = '\0';
-    s->hash = avm_hash_bytes(s->data, len);
+    s->hash = 0; /* computed on first use */
     out->kind = (uint8_t)kind;
     out->u.s = s;
     return 0;
@@ -124,8 +124,10 @@ bool avm_val_eq(avm_val a, avm_val b)
         return true;
     }
     default:
+        /* Hashes only decide when both are known already. */
         return a.u.s == b.u.s ||
-               (a.u.s->len == b.u.s->len && a.u.s->hash == b.u.s->hash &&
+               (a.u.s->len == b.u.s->len &&
+                (a.u.s->hash == 0 || b.u.s->hash == 0 || a.u.s->hash == b.u.s->hash) &&
                 memcmp(a.u.s->data, b.u.s->data, a.u.s->len) == 0);
     }
 }
@@ -176,7 +178,7 @@ uint32_t avm_val_hash(avm_val v)
         return h;
     }
     default:
-        return v.u.s->hash ^ (uint32_t)v.kind * 0x85ebca6bu;
+        return avm_str_hash(v.u.s) ^ (uint32_t)v.kind * 0x85ebca6bu;
     }
 }
 

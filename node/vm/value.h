@@ -38,7 +38,7 @@ typedef enum {
 typedef struct avm_str {
     uint32_t rc;
     uint32_t len;  /* bytes, excluding the terminating NUL */
-    uint32_t hash; /* FNV-1a of the bytes, computed at creation */
+    uint32_t hash; /* FNV-1a of the bytes (never 0), or 0 until first asked for */
     char data[];   /* NUL-terminated; allocated in whole 16-byte chunks */
 } avm_str;
 
@@ -107,6 +107,15 @@ static inline void avm_val_release(avm_val v)
 int avm_str_new(avm_kind kind, const char *bytes, size_t len, avm_val *out);
 int avm_cstr(avm_kind kind, const char *s, avm_val *out);
 uint32_t avm_hash_bytes(const void *p, size_t n);
+/* The string's hash, computed on first use (most strings are never hashed). */
+static inline uint32_t avm_str_hash(avm_str *s)
+{
+    if (s->hash == 0) {
+        uint32_t h = avm_hash_bytes(s->data, s->len);
+        s->hash = h ? h : 1;
+    }
+    return s->hash;
+}
 
 /* Lists. avm_list_new makes a list of len nil slots to fill with owned values
  * (only while the caller holds the only reference); once filled with lists,

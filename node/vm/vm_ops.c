@@ -790,7 +790,8 @@ static int op_begin(avm_exec *x, avm_val *a, int argc, avm_val *out)
         return vm__oom(x);
     avm_val ctrl_before = vm__ref(x->txctrl);
     /* The entry is made from the state before the transaction begins. */
-    vm__event(x, AVM_EV_TRANSACTION_STARTED, vm__ref(txid), avm_nil(), avm_nil());
+    vm__log(x, x->counter++, AVM_EV_TRANSACTION_STARTED, false, 0, x->txctrl, txid,
+            avm_nil(), avm_nil());
     if (STRICT(x)) {
         /* The literal beginTx resets txLog, creates, destroys and observed, and
          * keeps pendingTransfers and pendingStates, even inside a transaction. */
@@ -804,16 +805,21 @@ static int op_begin(avm_exec *x, avm_val *a, int argc, avm_val *out)
         avm_val_release(x->txctrl);
         x->txctrl = vm__ref(mctrl);
     }
-    vm_savept sp = {.txid = txid, .ctrl_before = ctrl_before,
-                    .nctx = (uint32_t)x->ctxs.n,
-                    .nreads = x->reads.n, .ncreates = x->creates.n,
-                    .ntransfers = x->transfers.n, .nstates = x->states.n,
-                    .ndestroys = x->destroys.n, .nwrites = x->writes.n};
-    if (VEC_PUSH(x, x->tx, sp) != 0) {
+    vm_savept *sp = VEC_SLOT(x->tx);
+    if (sp == NULL) {
         avm_val_release(txid);
         avm_val_release(ctrl_before);
         return vm__oom(x);
     }
+    sp->txid = txid;
+    sp->ctrl_before = ctrl_before;
+    sp->nctx = (uint32_t)x->ctxs.n;
+    sp->nreads = x->reads.n;
+    sp->ncreates = x->creates.n;
+    sp->ntransfers = x->transfers.n;
+    sp->nstates = x->states.n;
+    sp->ndestroys = x->destroys.n;
+    sp->nwrites = x->writes.n;
     if (x->tx.n == 1 && x->snap == NULL && x->plat->store->ops->snapshot != NULL)
         x->snap = x->plat->store->ops->snapshot(x->plat->store);
     *out = vm__ref(txid);
@@ -1008,8 +1014,9 @@ static int op_commit(avm_exec *x, avm_val tid, avm_val *out)
     avm_val ctrl = vm__ref(x->txctrl);
     vm__tx_clear(x);
     if (ok) {
-        vm__event_ctrl(x, AVM_EV_TRANSACTION_COMMITTED, ctrl, vm__ref(tid), avm_nil(),
-                       avm_nil(), true);
+        vm__log(x, x->counter++, AVM_EV_TRANSACTION_COMMITTED, false, 0, ctrl, tid,
+                avm_nil(), avm_nil());
+        avm_val_release(ctrl);
     } else {
         /* Decision 3: a conflict aborts the transaction and commitTx says false. */
         vm__log(x, x->counter, AVM_EV_ERROR_OCCURRED, false, AVM_ERR_TX_CONFLICT, ctrl,
