@@ -26,48 +26,49 @@ static const char *progname = "avmctl";
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "usage: %s <command> [options]\n"
-            "\n"
-            "commands:\n"
-            "  run FILE            run FILE's (main ...) on the embedded node\n"
-            "  check FILE          compile FILE and report errors, without running it\n"
-            "  obj ls              list the objects of the node's store\n"
-            "  obj show ID         show one object (metadata, version, state)\n"
-            "  exec ls             list the executions the node has recorded\n"
-            "  exec show ID        status and result of an execution\n"
-            "  exec result ID      an execution's result (getExecutionResult)\n"
-            "  exec trace ID       an execution's trace\n"
-            "  exec resume ID      continue an interrupted execution from its last "
-            "checkpoint\n"
-            "  help                this text\n"
-            "\n"
-            "node options (every command but check):\n"
-            "  --data DIR          the node's data directory (default: $AVM_DATA, else\n"
-            "                      $XDG_DATA_HOME/avm/MACHINE, else "
-            "~/.local/share/avm/MACHINE)\n"
-            "  --ephemeral         keep everything in memory and forget it at exit\n"
-            "  --machine NAME      this node's machine id (default node1)\n"
-            "  --controller NAME   its default controller (default main)\n"
-            "  --json              machine-readable output\n"
-            "\n"
-            "run options:\n"
-            "  --trace             print the trace (the log entries of the run)\n"
-            "  --store             print the objects in the store after the run\n"
-            "  --spec-strict       the literal semantics of the specification's "
-            "interpreter\n"
-            "                      (ephemeral unless --data is given: its ids repeat "
-            "across runs)\n"
-            "  --allow-unsafe      grant the unsafe instructions (reflect, scryMeta, "
-            "scryDeep,\n"
-            "                      reifyTxState, reifyConstraints, registerPure)\n"
-            "  --entry NAME        run the parameterless (defun NAME () ...) instead of "
-            "main\n"
-            "\n"
-            "exit codes: 0 success; 1 the program failed with an AVM error, blocked, or was\n"
-            "interrupted; 2 bad usage, a program that does not compile or is refused at\n"
-            "load time, an unknown object or execution, or an unusable data directory.\n",
-            progname);
+    fprintf(
+        f,
+        "usage: %s <command> [options]\n"
+        "\n"
+        "commands:\n"
+        "  run FILE            run FILE's (main ...) on the embedded node\n"
+        "  check FILE          compile FILE and report errors, without running it\n"
+        "  obj ls              list the objects of the node's store\n"
+        "  obj show ID         show one object (metadata, version, state)\n"
+        "  exec ls             list the executions the node has recorded\n"
+        "  exec show ID        status and result of an execution\n"
+        "  exec result ID      an execution's result (getExecutionResult)\n"
+        "  exec trace ID       an execution's trace\n"
+        "  exec resume ID      continue an interrupted execution from its last "
+        "checkpoint\n"
+        "  help                this text\n"
+        "\n"
+        "node options (every command but check):\n"
+        "  --data DIR          the node's data directory (default: $AVM_DATA, else\n"
+        "                      $XDG_DATA_HOME/avm/MACHINE, else "
+        "~/.local/share/avm/MACHINE)\n"
+        "  --ephemeral         keep everything in memory and forget it at exit\n"
+        "  --machine NAME      this node's machine id (default node1)\n"
+        "  --controller NAME   its default controller (default main)\n"
+        "  --json              machine-readable output\n"
+        "\n"
+        "run options:\n"
+        "  --trace             print the trace (the log entries of the run)\n"
+        "  --store             print the objects in the store after the run\n"
+        "  --spec-strict       the literal semantics of the specification's "
+        "interpreter\n"
+        "                      (ephemeral unless --data is given: its ids repeat "
+        "across runs)\n"
+        "  --allow-unsafe      grant the unsafe instructions (reflect, scryMeta, "
+        "scryDeep,\n"
+        "                      reifyTxState, reifyConstraints, registerPure)\n"
+        "  --entry NAME        run the parameterless (defun NAME () ...) instead of "
+        "main\n"
+        "\n"
+        "exit codes: 0 success; 1 the program failed with an AVM error, blocked, or was\n"
+        "interrupted; 2 bad usage, a program that does not compile or is refused at\n"
+        "load time, an unknown object or execution, or an unusable data directory.\n",
+        progname);
 }
 
 /* Options shared by the commands that open a node. */
@@ -311,10 +312,11 @@ static int print_outcome(avm_exec *x, avm_embedded *e, const char *exec_id, bool
         fprintf(stderr, "error: %s\n", avm_buf_cstr(&b));
     } else if (st == AVM_RUN_BLOCKED) {
         avm_val_print(&b, avm_exec_blocked_on(x));
-        fprintf(stderr,
-                "blocked: receive on %s waits for a message, and no message can arrive in "
-                "an embedded run\n",
-                avm_buf_cstr(&b));
+        fprintf(
+            stderr,
+            "blocked: receive on %s waits for a message, and no message can arrive in "
+            "an embedded run\n",
+            avm_buf_cstr(&b));
     } else {
         fprintf(stderr, "interrupted: the execution has not finished\n");
     }
@@ -411,7 +413,8 @@ static int cmd_run(int argc, char **argv)
         } else if (file == NULL) {
             file = a;
         } else {
-            fprintf(stderr, "%s: run takes one FILE (got %s and %s)\n", progname, file, a);
+            fprintf(stderr, "%s: run takes one FILE (got %s and %s)\n", progname, file,
+                    a);
             return EXIT_USAGE;
         }
     }
@@ -477,7 +480,8 @@ static int cmd_run(int argc, char **argv)
         avm_embedded_close(&e);
         return EXIT_USAGE;
     }
-    bool strict_fail = cfg.mode == AVM_MODE_STRICT && avm_exec_status(x) == AVM_RUN_FAILED;
+    bool strict_fail =
+        cfg.mode == AVM_MODE_STRICT && avm_exec_status(x) == AVM_RUN_FAILED;
     /* The specification's failure result carries no trace: a failed strict run
      * prints none. */
     int code = print_outcome(x, &e, e.db ? id : NULL, o.json, trace, strict_fail, store,
@@ -535,7 +539,8 @@ static int cmd_obj(int argc, char **argv)
     }
     bool ls = strcmp(argv[0], "ls") == 0, show = strcmp(argv[0], "show") == 0;
     if (!ls && !show) {
-        fprintf(stderr, "%s: obj: unknown subcommand '%s' (ls, show)\n", progname, argv[0]);
+        fprintf(stderr, "%s: obj: unknown subcommand '%s' (ls, show)\n", progname,
+                argv[0]);
         return EXIT_USAGE;
     }
     const char *args[1] = {NULL};
@@ -745,7 +750,8 @@ int main(int argc, char **argv)
         return cmd_obj(argc - 2, argv + 2);
     if (strcmp(cmd, "exec") == 0)
         return cmd_exec(argc - 2, argv + 2);
-    if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
+    if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 ||
+        strcmp(cmd, "-h") == 0) {
         usage(stdout);
         return 0;
     }

@@ -3,8 +3,8 @@
 const char *avm_strerror(int code)
 {
     switch (code) {
-#define AVM__ERR_CASE(n, name, text)                                                  \
-    case n:                                                                           \
+#define AVM__ERR_CASE(n, name, text)                                                     \
+    case n:                                                                              \
         return text;
         AVM_ERRNO_MAP(AVM__ERR_CASE)
 #undef AVM__ERR_CASE

@@ -6,20 +6,20 @@
 #ifndef AVM_ERR_H
 #define AVM_ERR_H
 
-#define AVM_ERRNO_MAP(X)                                                              \
-    X(0, OK, "success")                                                               \
-    X(1, NOMEM, "out of memory")                                                      \
-    X(2, MALFORMED, "malformed input")                                                \
-    X(3, TOOBIG, "input exceeds a size limit")                                        \
-    X(4, TOODEEP, "input nests too deeply")                                           \
-    X(5, TRUNCATED, "input ends early")                                               \
-    X(6, COMPILE, "program does not compile")                                         \
-    X(7, VERIFY, "bytecode failed verification")                                      \
-    X(8, UNSAFE, "program uses an unsafe instruction without a grant")                \
-    X(9, NOTFOUND, "not found")                                                       \
-    X(10, IO, "input/output error")                                                   \
-    X(11, INVAL, "invalid argument")                                                  \
-    X(12, VERSION, "unsupported format version")                                      \
+#define AVM_ERRNO_MAP(X)                                                                 \
+    X(0, OK, "success")                                                                  \
+    X(1, NOMEM, "out of memory")                                                         \
+    X(2, MALFORMED, "malformed input")                                                   \
+    X(3, TOOBIG, "input exceeds a size limit")                                           \
+    X(4, TOODEEP, "input nests too deeply")                                              \
+    X(5, TRUNCATED, "input ends early")                                                  \
+    X(6, COMPILE, "program does not compile")                                            \
+    X(7, VERIFY, "bytecode failed verification")                                         \
+    X(8, UNSAFE, "program uses an unsafe instruction without a grant")                   \
+    X(9, NOTFOUND, "not found")                                                          \
+    X(10, IO, "input/output error")                                                      \
+    X(11, INVAL, "invalid argument")                                                     \
+    X(12, VERSION, "unsupported format version")                                         \
     X(13, STATE, "operation not valid in the current state")
 
 enum {

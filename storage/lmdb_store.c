@@ -1251,8 +1251,8 @@ static int batch_write(avm_lmdb *db, MDB_txn *txn, batch *b, int *mrc)
                 char key[600];
                 if (idlen + 9 > sizeof(key))
                     return failf(db, AVM_ETOOBIG, "execution id too long");
-                MDB_val k = {.mv_size = trace_key(key, ws->ckpt_id, idlen,
-                                                  ws->ckpt_trace_at),
+                MDB_val k = {.mv_size =
+                                 trace_key(key, ws->ckpt_id, idlen, ws->ckpt_trace_at),
                              .mv_data = key};
                 MDB_val v = {.mv_size = ws->ckpt_trace_len,
                              .mv_data = (void *)ws->ckpt_trace};

@@ -41,8 +41,9 @@ int avm_embedded_toplevel(avm_val *self, avm_val *input);
 int avm_embedded_start(avm_embedded *e, avm_module *m, int fn, const avm_exec_config *cfg,
                        avm_exec **out, char *errmsg, size_t errlen);
 
-/* Runs m's entry program (fn -1) or its parameterless function fn to its end (or until it blocks) in a new execution, which
- * the caller frees. errmsg receives load-time refusals (unsafe program, no entry). */
+/* Runs m's entry program (fn -1) or its parameterless function fn to its end (or until it
+ * blocks) in a new execution, which the caller frees. errmsg receives load-time refusals
+ * (unsafe program, no entry). */
 int avm_embedded_run(avm_embedded *e, avm_module *m, int fn, const avm_exec_config *cfg,
                      avm_exec **out, char *errmsg, size_t errlen);
 

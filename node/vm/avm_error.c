@@ -6,10 +6,9 @@
 static const struct {
     const char *family, *name;
     int nargs;
-} error_table[AVM_ERR_COUNT] = {
-    [AVM_ERR_NONE] = {"None", "None", 0},
+} error_table[AVM_ERR_COUNT] = {[AVM_ERR_NONE] = {"None", "None", 0},
 #define AVM__AERR_INFO(id, fam, nm, n) [AVM_ERR_##id] = {#fam, nm, n},
-    AVM_ERROR_MAP(AVM__AERR_INFO)
+                                AVM_ERROR_MAP(AVM__AERR_INFO)
 #undef AVM__AERR_INFO
 };
 

@@ -13,45 +13,45 @@
 #include "value.h"
 
 /* id, family, spec constructor name, argument count */
-#define AVM_ERROR_MAP(X)                                                              \
-    X(OBJECT_NOT_FOUND, ObjError, "ErrObjectNotFound", 1)                             \
-    X(OBJECT_ALREADY_DESTROYED, ObjError, "ErrObjectAlreadyDestroyed", 1)             \
-    X(OBJECT_ALREADY_EXISTS, ObjError, "ErrObjectAlreadyExists", 1)                   \
-    X(INVALID_INPUT, ObjError, "ErrInvalidInput", 2)                                  \
-    X(OBJECT_REJECTED_CALL, ObjError, "ErrObjectRejectedCall", 2)                     \
-    X(METADATA_CORRUPTION, ObjError, "ErrMetadataCorruption", 1)                      \
-    X(CONTEXT_UNAVAILABLE, IntrospectError, "ErrContextUnavailable", 1)               \
-    X(METADATA_NOT_FOUND, ReflectError, "ErrMetadataNotFound", 1)                     \
-    X(METADATA_INCONSISTENT, ReflectError, "ErrMetadataInconsistent", 2)              \
-    X(STORE_CORRUPTION, ReflectError, "ErrStoreCorruption", 1)                        \
-    X(SCRY_PREDICATE_FAILED, ReflectError, "ErrScryPredicateFailed", 1)               \
-    X(REFLECTION_DENIED, ReflectError, "ErrReflectionDenied", 1)                      \
-    X(REIFY_CONTEXT_FAILED, ReifyError, "ErrReifyContextFailed", 1)                   \
-    X(NO_TRANSACTION_TO_REIFY, ReifyError, "ErrNoTransactionToReify", 0)              \
-    X(TX_STATE_ACCESS_DENIED, ReifyError, "ErrTxStateAccessDenied", 0)                \
-    X(CONSTRAINT_STORE_UNAVAILABLE, ReifyError, "ErrConstraintStoreUnavailable", 0)   \
-    X(TX_CONFLICT, TxError, "ErrTxConflict", 1)                                       \
-    X(TX_NOT_FOUND, TxError, "ErrTxNotFound", 1)                                      \
-    X(TX_ALREADY_COMMITTED, TxError, "ErrTxAlreadyCommitted", 1)                      \
-    X(TX_ALREADY_ABORTED, TxError, "ErrTxAlreadyAborted", 1)                          \
-    X(NO_ACTIVE_TX, TxError, "ErrNoActiveTx", 0)                                      \
-    X(INVALID_DURING_TX, TxError, "ErrInvalidDuringTx", 1)                            \
-    X(FUNCTION_NOT_FOUND, PureError, "ErrFunctionNotFound", 1)                        \
-    X(FUNCTION_ALREADY_REGISTERED, PureError, "ErrFunctionAlreadyRegistered", 1)      \
-    X(VERSION_CONFLICT, PureError, "ErrVersionConflict", 3)                           \
-    X(MACHINE_UNREACHABLE, MachineError, "ErrMachineUnreachable", 1)                  \
-    X(INVALID_MACHINE_TRANSFER, MachineError, "ErrInvalidMachineTransfer", 2)         \
-    X(TELEPORT_DURING_TX, MachineError, "ErrTeleportDuringTx", 0)                     \
-    X(CONTROLLER_UNREACHABLE, ControllerError, "ErrControllerUnreachable", 1)         \
-    X(UNAUTHORIZED_TRANSFER, ControllerError, "ErrUnauthorizedTransfer", 2)           \
-    X(CROSS_CONTROLLER_TX, ControllerError, "ErrCrossControllerTx", 2)                \
-    X(OBJECT_NOT_AVAILABLE, ControllerError, "ErrObjectNotAvailable", 1)              \
-    X(OBJECT_NOT_CONSISTENT, ControllerError, "ErrObjectNotConsistent", 1)            \
-    X(FREEZE_FAILED, ControllerError, "ErrFreezeFailed", 1)                           \
-    X(OBJECT_HAS_NO_CONTROLLER, ControllerError, "ErrObjectHasNoController", 1)       \
-    X(FD_NOT_IMPLEMENTED, FDError, "ErrNotImplemented", 1)                            \
-    X(NONDET_NOT_IMPLEMENTED, NondetError, "ErrNotImplemented", 1)                    \
-    X(EVAL, EvalError, "EvalError", 1)                                                \
+#define AVM_ERROR_MAP(X)                                                                 \
+    X(OBJECT_NOT_FOUND, ObjError, "ErrObjectNotFound", 1)                                \
+    X(OBJECT_ALREADY_DESTROYED, ObjError, "ErrObjectAlreadyDestroyed", 1)                \
+    X(OBJECT_ALREADY_EXISTS, ObjError, "ErrObjectAlreadyExists", 1)                      \
+    X(INVALID_INPUT, ObjError, "ErrInvalidInput", 2)                                     \
+    X(OBJECT_REJECTED_CALL, ObjError, "ErrObjectRejectedCall", 2)                        \
+    X(METADATA_CORRUPTION, ObjError, "ErrMetadataCorruption", 1)                         \
+    X(CONTEXT_UNAVAILABLE, IntrospectError, "ErrContextUnavailable", 1)                  \
+    X(METADATA_NOT_FOUND, ReflectError, "ErrMetadataNotFound", 1)                        \
+    X(METADATA_INCONSISTENT, ReflectError, "ErrMetadataInconsistent", 2)                 \
+    X(STORE_CORRUPTION, ReflectError, "ErrStoreCorruption", 1)                           \
+    X(SCRY_PREDICATE_FAILED, ReflectError, "ErrScryPredicateFailed", 1)                  \
+    X(REFLECTION_DENIED, ReflectError, "ErrReflectionDenied", 1)                         \
+    X(REIFY_CONTEXT_FAILED, ReifyError, "ErrReifyContextFailed", 1)                      \
+    X(NO_TRANSACTION_TO_REIFY, ReifyError, "ErrNoTransactionToReify", 0)                 \
+    X(TX_STATE_ACCESS_DENIED, ReifyError, "ErrTxStateAccessDenied", 0)                   \
+    X(CONSTRAINT_STORE_UNAVAILABLE, ReifyError, "ErrConstraintStoreUnavailable", 0)      \
+    X(TX_CONFLICT, TxError, "ErrTxConflict", 1)                                          \
+    X(TX_NOT_FOUND, TxError, "ErrTxNotFound", 1)                                         \
+    X(TX_ALREADY_COMMITTED, TxError, "ErrTxAlreadyCommitted", 1)                         \
+    X(TX_ALREADY_ABORTED, TxError, "ErrTxAlreadyAborted", 1)                             \
+    X(NO_ACTIVE_TX, TxError, "ErrNoActiveTx", 0)                                         \
+    X(INVALID_DURING_TX, TxError, "ErrInvalidDuringTx", 1)                               \
+    X(FUNCTION_NOT_FOUND, PureError, "ErrFunctionNotFound", 1)                           \
+    X(FUNCTION_ALREADY_REGISTERED, PureError, "ErrFunctionAlreadyRegistered", 1)         \
+    X(VERSION_CONFLICT, PureError, "ErrVersionConflict", 3)                              \
+    X(MACHINE_UNREACHABLE, MachineError, "ErrMachineUnreachable", 1)                     \
+    X(INVALID_MACHINE_TRANSFER, MachineError, "ErrInvalidMachineTransfer", 2)            \
+    X(TELEPORT_DURING_TX, MachineError, "ErrTeleportDuringTx", 0)                        \
+    X(CONTROLLER_UNREACHABLE, ControllerError, "ErrControllerUnreachable", 1)            \
+    X(UNAUTHORIZED_TRANSFER, ControllerError, "ErrUnauthorizedTransfer", 2)              \
+    X(CROSS_CONTROLLER_TX, ControllerError, "ErrCrossControllerTx", 2)                   \
+    X(OBJECT_NOT_AVAILABLE, ControllerError, "ErrObjectNotAvailable", 1)                 \
+    X(OBJECT_NOT_CONSISTENT, ControllerError, "ErrObjectNotConsistent", 1)               \
+    X(FREEZE_FAILED, ControllerError, "ErrFreezeFailed", 1)                              \
+    X(OBJECT_HAS_NO_CONTROLLER, ControllerError, "ErrObjectHasNoController", 1)          \
+    X(FD_NOT_IMPLEMENTED, FDError, "ErrNotImplemented", 1)                               \
+    X(NONDET_NOT_IMPLEMENTED, NondetError, "ErrNotImplemented", 1)                       \
+    X(EVAL, EvalError, "EvalError", 1)                                                   \
     X(STORE_FAILURE, PlatformError, "ErrStoreFailure", 1)
 
 typedef enum {

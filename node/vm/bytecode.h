@@ -42,9 +42,9 @@ typedef enum {
 } avm_opcode;
 
 /* Operand bytes after each opcode (index by opcode). */
-#define AVM_OP_OPERAND_BYTES                                                          \
-    {                                                                                 \
-        0, 2, 0, 2, 2, 0, 4, 4, 3, 3, 0, 2, 2, 2, 0                                   \
+#define AVM_OP_OPERAND_BYTES                                                             \
+    {                                                                                    \
+        0, 2, 0, 2, 2, 0, 4, 4, 3, 3, 0, 2, 2, 2, 0                                      \
     }
 #define AVM_OP_MAX OP_DUP
 
@@ -52,48 +52,48 @@ typedef enum {
  * given in the second column). A primitive applied to values of the wrong kind, or
  * division by zero, or an out-of-range index, stops the program with an EvalError
  * naming the primitive (inside a pure function: callPure returns nothing). */
-#define AVM_PRIM_MAP(X)                                                               \
-    X(ADD, "+", 2)                                                                    \
-    X(SUB, "-", 2)                                                                    \
-    X(MUL, "*", 2)                                                                    \
-    X(DIV, "/", 2)         /* truncating; error on zero or INT64_MIN / -1 */          \
-    X(MOD, "mod", 2)       /* sign of the dividend, as C */                           \
-    X(NEG, "neg", 1)                                                                  \
-    X(LT, "<", 2)          /* ints, or strings (bytewise) */                          \
-    X(LE, "<=", 2)                                                                    \
-    X(GT, ">", 2)                                                                     \
-    X(GE, ">=", 2)                                                                    \
-    X(EQ, "=", 2)          /* structural equality on all values */                    \
-    X(NE, "!=", 2)                                                                    \
-    X(NOT, "not", 1)       /* #t iff the value is nil or #f */                        \
-    X(CONS, "cons", 2)     /* (cons x l): new list with x in front */                 \
-    X(HEAD, "head", 1)     /* first element; error on () */                           \
-    X(TAIL, "tail", 1)     /* all but the first; error on () */                       \
-    X(NTH, "nth", 2)       /* (nth l i), 0-based */                                   \
-    X(LENGTH, "length", 1) /* of a list or a string */                                \
-    X(APPEND, "append", 2) /* (append l1 l2) */                                       \
-    X(REVERSE, "reverse", 1)                                                          \
-    X(IS_NULL, "null?", 1) /* #t for () and nil */                                    \
-    X(IS_NIL, "nil?", 1)                                                              \
-    X(IS_INT, "int?", 1)                                                              \
-    X(IS_STR, "string?", 1)                                                           \
-    X(IS_LIST, "list?", 1)                                                            \
-    X(IS_BOOL, "bool?", 1)                                                            \
-    X(GET, "get", 2)       /* (get alist key): value of the first (key v) entry, or  \
-                              nil */                                                  \
-    X(PUT, "put", 3)       /* (put alist key v): alist with key's entry replaced (or \
-                              appended) */                                            \
-    X(STR, "str", -1)      /* concatenation of the printed forms; strings as-is */    \
-    X(SUBSTR, "substring", 3) /* (substring s start end), bytes */                    \
-    X(TO_INT, "string->int", 1) /* nil when not a decimal integer */                  \
-    X(MK_OBJID, "object-id", 1)   /* identifier from a string */                      \
-    X(MK_CTRLID, "controller", 1)                                                     \
-    X(MK_MACHID, "machine", 1)                                                        \
-    X(MK_TXID, "tx-id", 1)                                                            \
-    X(ID_NAME, "id-name", 1) /* string of an identifier */                            \
-    X(ERROR, "error", 1)     /* stop with an EvalError carrying the value */          \
-    X(MIN, "min", 2)                                                                  \
-    X(MAX, "max", 2)                                                                  \
+#define AVM_PRIM_MAP(X)                                                                  \
+    X(ADD, "+", 2)                                                                       \
+    X(SUB, "-", 2)                                                                       \
+    X(MUL, "*", 2)                                                                       \
+    X(DIV, "/", 2)   /* truncating; error on zero or INT64_MIN / -1 */                   \
+    X(MOD, "mod", 2) /* sign of the dividend, as C */                                    \
+    X(NEG, "neg", 1)                                                                     \
+    X(LT, "<", 2) /* ints, or strings (bytewise) */                                      \
+    X(LE, "<=", 2)                                                                       \
+    X(GT, ">", 2)                                                                        \
+    X(GE, ">=", 2)                                                                       \
+    X(EQ, "=", 2) /* structural equality on all values */                                \
+    X(NE, "!=", 2)                                                                       \
+    X(NOT, "not", 1)       /* #t iff the value is nil or #f */                           \
+    X(CONS, "cons", 2)     /* (cons x l): new list with x in front */                    \
+    X(HEAD, "head", 1)     /* first element; error on () */                              \
+    X(TAIL, "tail", 1)     /* all but the first; error on () */                          \
+    X(NTH, "nth", 2)       /* (nth l i), 0-based */                                      \
+    X(LENGTH, "length", 1) /* of a list or a string */                                   \
+    X(APPEND, "append", 2) /* (append l1 l2) */                                          \
+    X(REVERSE, "reverse", 1)                                                             \
+    X(IS_NULL, "null?", 1) /* #t for () and nil */                                       \
+    X(IS_NIL, "nil?", 1)                                                                 \
+    X(IS_INT, "int?", 1)                                                                 \
+    X(IS_STR, "string?", 1)                                                              \
+    X(IS_LIST, "list?", 1)                                                               \
+    X(IS_BOOL, "bool?", 1)                                                               \
+    X(GET, "get", 2)          /* (get alist key): value of the first (key v) entry, or   \
+                                 nil */                                                  \
+    X(PUT, "put", 3)          /* (put alist key v): alist with key's entry replaced (or  \
+                                 appended) */                                            \
+    X(STR, "str", -1)         /* concatenation of the printed forms; strings as-is */    \
+    X(SUBSTR, "substring", 3) /* (substring s start end), bytes */                       \
+    X(TO_INT, "string->int", 1) /* nil when not a decimal integer */                     \
+    X(MK_OBJID, "object-id", 1) /* identifier from a string */                           \
+    X(MK_CTRLID, "controller", 1)                                                        \
+    X(MK_MACHID, "machine", 1)                                                           \
+    X(MK_TXID, "tx-id", 1)                                                               \
+    X(ID_NAME, "id-name", 1) /* string of an identifier */                               \
+    X(ERROR, "error", 1)     /* stop with an EvalError carrying the value */             \
+    X(MIN, "min", 2)                                                                     \
+    X(MAX, "max", 2)                                                                     \
     X(ABS, "abs", 1)
 
 typedef enum {
@@ -106,54 +106,54 @@ typedef enum {
 
 /* AVM instructions (OP_AVM): spec name, family, safety, allowed argc range, and the
  * stack arguments in order. Unsafe instructions need a grant at load time. */
-#define AVM_INSTR_MAP(X)                                                              \
-    /* Obj */                                                                         \
-    X(CREATE_OBJ, "createObj", OBJ, SAFE, 1, 2)   /* name [controller-or-nil] */      \
-    X(DESTROY_OBJ, "destroyObj", OBJ, SAFE, 1, 1) /* oid */                           \
-    X(CALL, "call", OBJ, SAFE, 2, 2)              /* oid input */                     \
-    X(RECEIVE, "receive", OBJ, SAFE, 0, 0)                                            \
-    /* Introspect */                                                                  \
-    X(SELF, "self", INTROSPECT, SAFE, 0, 0)                                           \
-    X(INPUT, "input", INTROSPECT, SAFE, 0, 0)                                         \
-    X(GET_CURRENT_MACHINE, "getCurrentMachine", INTROSPECT, SAFE, 0, 0)               \
-    X(GET_STATE, "getState", INTROSPECT, SAFE, 0, 0)                                  \
-    X(SET_STATE, "setState", INTROSPECT, SAFE, 1, 1) /* list */                       \
-    X(SENDER, "sender", INTROSPECT, SAFE, 0, 0)                                       \
-    /* Reflect: scryMeta/scryDeep push every candidate, the compiler filters them    \
-       with the program's predicate */                                                \
-    X(REFLECT, "reflect", REFLECT, UNSAFE, 1, 1) /* oid */                            \
-    X(SCRY_META, "scryMeta", REFLECT, UNSAFE, 0, 0)                                   \
-    X(SCRY_DEEP, "scryDeep", REFLECT, UNSAFE, 0, 0)                                   \
-    /* Reify */                                                                       \
-    X(REIFY_CONTEXT, "reifyContext", REIFY, SAFE, 0, 0)                               \
-    X(REIFY_TX_STATE, "reifyTxState", REIFY, UNSAFE, 0, 0)                            \
-    X(REIFY_CONSTRAINTS, "reifyConstraints", REIFY, UNSAFE, 0, 0)                     \
-    /* Tx */                                                                          \
-    X(BEGIN_TX, "beginTx", TX, SAFE, 0, 1) /* [controller-or-nil] */                  \
-    X(COMMIT_TX, "commitTx", TX, SAFE, 1, 1)                                          \
-    X(ABORT_TX, "abortTx", TX, SAFE, 1, 1)                                            \
-    /* Pure: the function operand of registerPure/updatePure is an int, the index of \
-       a pure function of the executing module */                                     \
-    X(CALL_PURE, "callPure", PURE, SAFE, 2, 2)         /* name args-list */           \
-    X(REGISTER_PURE, "registerPure", PURE, UNSAFE, 2, 2) /* name fn-index */          \
-    X(UPDATE_PURE, "updatePure", PURE, SAFE, 2, 2)     /* name fn-index */            \
-    /* Machine */                                                                     \
-    X(GET_MACHINE, "getMachine", MACHINE, SAFE, 1, 1)                                 \
-    X(TELEPORT, "teleport", MACHINE, SAFE, 1, 1)                                      \
-    X(MOVE_OBJECT, "moveObject", MACHINE, SAFE, 2, 2)                                 \
-    X(FETCH, "fetch", MACHINE, SAFE, 1, 1)                                            \
-    /* Controller */                                                                  \
-    X(GET_CURRENT_CONTROLLER, "getCurrentController", CONTROLLER, SAFE, 0, 0)         \
-    X(GET_CONTROLLER, "getController", CONTROLLER, SAFE, 1, 1)                        \
-    X(TRANSFER_OBJECT, "transferObject", CONTROLLER, SAFE, 2, 2)                      \
-    X(FREEZE, "freeze", CONTROLLER, SAFE, 1, 1)                                       \
-    /* FD */                                                                          \
-    X(NEW_VAR, "newVar", FD, SAFE, 1, 1)                                              \
-    X(NARROW, "narrow", FD, SAFE, 2, 2)                                               \
-    X(POST, "post", FD, SAFE, 1, 1)                                                   \
-    X(LABEL, "label", FD, SAFE, 1, 1)                                                 \
-    /* Nondet */                                                                      \
-    X(CHOOSE, "choose", NONDET, SAFE, 1, 1)                                           \
+#define AVM_INSTR_MAP(X)                                                                 \
+    /* Obj */                                                                            \
+    X(CREATE_OBJ, "createObj", OBJ, SAFE, 1, 2)   /* name [controller-or-nil] */         \
+    X(DESTROY_OBJ, "destroyObj", OBJ, SAFE, 1, 1) /* oid */                              \
+    X(CALL, "call", OBJ, SAFE, 2, 2)              /* oid input */                        \
+    X(RECEIVE, "receive", OBJ, SAFE, 0, 0)                                               \
+    /* Introspect */                                                                     \
+    X(SELF, "self", INTROSPECT, SAFE, 0, 0)                                              \
+    X(INPUT, "input", INTROSPECT, SAFE, 0, 0)                                            \
+    X(GET_CURRENT_MACHINE, "getCurrentMachine", INTROSPECT, SAFE, 0, 0)                  \
+    X(GET_STATE, "getState", INTROSPECT, SAFE, 0, 0)                                     \
+    X(SET_STATE, "setState", INTROSPECT, SAFE, 1, 1) /* list */                          \
+    X(SENDER, "sender", INTROSPECT, SAFE, 0, 0)                                          \
+    /* Reflect: scryMeta/scryDeep push every candidate, the compiler filters them        \
+       with the program's predicate */                                                   \
+    X(REFLECT, "reflect", REFLECT, UNSAFE, 1, 1) /* oid */                               \
+    X(SCRY_META, "scryMeta", REFLECT, UNSAFE, 0, 0)                                      \
+    X(SCRY_DEEP, "scryDeep", REFLECT, UNSAFE, 0, 0)                                      \
+    /* Reify */                                                                          \
+    X(REIFY_CONTEXT, "reifyContext", REIFY, SAFE, 0, 0)                                  \
+    X(REIFY_TX_STATE, "reifyTxState", REIFY, UNSAFE, 0, 0)                               \
+    X(REIFY_CONSTRAINTS, "reifyConstraints", REIFY, UNSAFE, 0, 0)                        \
+    /* Tx */                                                                             \
+    X(BEGIN_TX, "beginTx", TX, SAFE, 0, 1) /* [controller-or-nil] */                     \
+    X(COMMIT_TX, "commitTx", TX, SAFE, 1, 1)                                             \
+    X(ABORT_TX, "abortTx", TX, SAFE, 1, 1)                                               \
+    /* Pure: the function operand of registerPure/updatePure is an int, the index of     \
+       a pure function of the executing module */                                        \
+    X(CALL_PURE, "callPure", PURE, SAFE, 2, 2)           /* name args-list */            \
+    X(REGISTER_PURE, "registerPure", PURE, UNSAFE, 2, 2) /* name fn-index */             \
+    X(UPDATE_PURE, "updatePure", PURE, SAFE, 2, 2)       /* name fn-index */             \
+    /* Machine */                                                                        \
+    X(GET_MACHINE, "getMachine", MACHINE, SAFE, 1, 1)                                    \
+    X(TELEPORT, "teleport", MACHINE, SAFE, 1, 1)                                         \
+    X(MOVE_OBJECT, "moveObject", MACHINE, SAFE, 2, 2)                                    \
+    X(FETCH, "fetch", MACHINE, SAFE, 1, 1)                                               \
+    /* Controller */                                                                     \
+    X(GET_CURRENT_CONTROLLER, "getCurrentController", CONTROLLER, SAFE, 0, 0)            \
+    X(GET_CONTROLLER, "getController", CONTROLLER, SAFE, 1, 1)                           \
+    X(TRANSFER_OBJECT, "transferObject", CONTROLLER, SAFE, 2, 2)                         \
+    X(FREEZE, "freeze", CONTROLLER, SAFE, 1, 1)                                          \
+    /* FD */                                                                             \
+    X(NEW_VAR, "newVar", FD, SAFE, 1, 1)                                                 \
+    X(NARROW, "narrow", FD, SAFE, 2, 2)                                                  \
+    X(POST, "post", FD, SAFE, 1, 1)                                                      \
+    X(LABEL, "label", FD, SAFE, 1, 1)                                                    \
+    /* Nondet */                                                                         \
+    X(CHOOSE, "choose", NONDET, SAFE, 1, 1)                                              \
     X(REQUIRE, "require", NONDET, SAFE, 1, 1)
 
 typedef enum {
@@ -231,9 +231,9 @@ typedef struct avm_module {
     uint32_t rc;
     uint32_t nfuncs;
     avm_func *funcs;
-    int32_t main_fn;   /* index of the AVM_FN_MAIN function, or -1 */
-    avm_val source;    /* AVM_STR: file name for error messages */
-    uint8_t hash[32];  /* SHA-256 of the canonical encoding (module.h) */
+    int32_t main_fn;  /* index of the AVM_FN_MAIN function, or -1 */
+    avm_val source;   /* AVM_STR: file name for error messages */
+    uint8_t hash[32]; /* SHA-256 of the canonical encoding (module.h) */
 } avm_module;
 
 #endif

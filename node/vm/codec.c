@@ -223,8 +223,7 @@ static int encode_val(avm_buf *b, avm_val v, unsigned depth)
         break;
     default:
         assert(AVM_KIND_IS_ID(v.kind));
-        put_ext(b, (int8_t)(v.kind - AVM_OBJID + AVM_EXT_OBJID), v.u.s->data,
-                v.u.s->len);
+        put_ext(b, (int8_t)(v.kind - AVM_OBJID + AVM_EXT_OBJID), v.u.s->data, v.u.s->len);
     }
     return b->err;
 }

@@ -16,8 +16,8 @@ typedef struct avm_diag {
 
 /* Compiles src[0..len) into a verified module with rc 1. On AVM_ECOMPILE (or
  * AVM_ENOMEM, AVM_ETOOBIG) fills *diag with file, line, column and a message. */
-int avm_compile(const char *source_name, const char *src, size_t len,
-                avm_module **out, avm_diag *diag);
+int avm_compile(const char *source_name, const char *src, size_t len, avm_module **out,
+                avm_diag *diag);
 
 /* "file:line:col: message" */
 void avm_diag_format(const avm_diag *d, char *out, size_t n);

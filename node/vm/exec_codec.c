@@ -238,11 +238,11 @@ static int bad(dec *d, int code, const char *what)
     return code ? code : AVM_EMALFORMED;
 }
 
-#define TRY(d, expr, what)                                                            \
-    do {                                                                              \
-        int rv_ = (expr);                                                             \
-        if (rv_ != 0)                                                                 \
-            return bad(d, rv_, what);                                                 \
+#define TRY(d, expr, what)                                                               \
+    do {                                                                                 \
+        int rv_ = (expr);                                                                \
+        if (rv_ != 0)                                                                    \
+            return bad(d, rv_, what);                                                    \
     } while (0)
 
 static int get_arr(dec *d, uint32_t want, const char *what)
@@ -377,7 +377,8 @@ static int decode_body(dec *d, avm_exec *x)
         uint64_t mi, fn, pc, base, kind;
         if (d->nmods == 0)
             return bad(d, AVM_EMALFORMED, "frame without modules");
-        if ((rv = get_arr(d, 5, "frame")) || (rv = get_u(d, d->nmods - 1, &mi, "frame module")))
+        if ((rv = get_arr(d, 5, "frame")) ||
+            (rv = get_u(d, d->nmods - 1, &mi, "frame module")))
             return rv;
         avm_module *m = d->mods[mi];
         if ((rv = get_u(d, m->nfuncs - 1, &fn, "frame function")) ||
@@ -385,8 +386,11 @@ static int decode_body(dec *d, avm_exec *x)
             (rv = get_u(d, x->sp, &base, "frame base")) ||
             (rv = get_u(d, FR_PURE, &kind, "frame kind")))
             return rv;
-        vm_frame fr = {.mod = m, .fn = (uint32_t)fn, .pc = (uint32_t)pc,
-                       .base = (uint32_t)base, .kind = (uint8_t)kind};
+        vm_frame fr = {.mod = m,
+                       .fn = (uint32_t)fn,
+                       .pc = (uint32_t)pc,
+                       .base = (uint32_t)base,
+                       .kind = (uint8_t)kind};
         if (VEC_PUSH(x, x->frames, fr) != 0)
             return bad(d, AVM_ENOMEM, "out of memory");
         avm_module_retain(m);
@@ -494,7 +498,8 @@ static int decode_body(dec *d, avm_exec *x)
         if (rv == 0)
             rv = get_kind(d, &c.meta.current, AVM_CTRLID, true, "create controller");
         if (rv == 0 && d->mods[mi]->funcs[fn].kind != AVM_FN_BEHAVIOR)
-            rv = bad(d, AVM_EMALFORMED, "create names a function that is not a behaviour");
+            rv =
+                bad(d, AVM_EMALFORMED, "create names a function that is not a behaviour");
         if (rv == 0) {
             c.beh.mod = d->mods[mi];
             c.beh.fn = (uint32_t)fn;
@@ -551,16 +556,18 @@ static int decode_body(dec *d, avm_exec *x)
     uint64_t count, from;
     const uint8_t *tp;
     uint32_t tlen;
-    if ((rv = get_arr(d, 3, "trace")) || (rv = get_u(d, UINT64_MAX, &count, "trace count")) ||
+    if ((rv = get_arr(d, 3, "trace")) ||
+        (rv = get_u(d, UINT64_MAX, &count, "trace count")) ||
         (rv = get_u(d, UINT64_MAX, &from, "trace offset")))
         return rv;
     TRY(d, avm_mp_get_bin(&d->r, &tp, &tlen), "trace log");
     if (from != d->prefix_len) {
         if (d->errmsg)
-            snprintf(d->errmsg, d->errlen,
-                     "execution state: its trace log starts at byte %llu, but %zu bytes of "
-                     "log were given",
-                     (unsigned long long)from, d->prefix_len);
+            snprintf(
+                d->errmsg, d->errlen,
+                "execution state: its trace log starts at byte %llu, but %zu bytes of "
+                "log were given",
+                (unsigned long long)from, d->prefix_len);
         return AVM_EMALFORMED;
     }
     if (from > 0)
@@ -589,10 +596,12 @@ static int decode_body(dec *d, avm_exec *x)
 
     /* outcome */
     uint64_t st, ec, line, col;
-    if ((rv = get_arr(d, 13, "outcome")) || (rv = get_u(d, AVM_RUN_BLOCKED, &st, "status")))
+    if ((rv = get_arr(d, 13, "outcome")) ||
+        (rv = get_u(d, AVM_RUN_BLOCKED, &st, "status")))
         return rv;
     TRY(d, avm_mp_get_bool(&d->r, &x->started), "outcome");
-    if ((rv = get_v(d, &x->result, "result")) || (rv = get_v(d, &x->blocked_on, "blocked")) ||
+    if ((rv = get_v(d, &x->result, "result")) ||
+        (rv = get_v(d, &x->blocked_on, "blocked")) ||
         (rv = get_u(d, AVM_ERR_COUNT - 1, &ec, "error code")) ||
         (rv = get_v(d, &x->error.args[0], "error")) ||
         (rv = get_v(d, &x->error.args[1], "error")) ||
@@ -683,7 +692,9 @@ int avm_exec_decode_ex(const uint8_t *p, size_t n, const uint8_t *prefix,
                        size_t prefix_len, const avm_platform *plat, avm_exec **out,
                        char *errmsg, size_t errlen)
 {
-    dec d = {.errmsg = errmsg, .errlen = errlen, .prefix = prefix,
+    dec d = {.errmsg = errmsg,
+             .errlen = errlen,
+             .prefix = prefix,
              .prefix_len = prefix ? prefix_len : 0};
     avm_mp_reader_init(&d.r, p, n, AVM_DECODE_DEFAULT_MAX);
     avm_exec *x = avm_exec_new(plat, NULL);

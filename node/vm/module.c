@@ -484,16 +484,17 @@ static int verify_header(const verifier *v)
         return verr(v, -1, "a %s function takes no parameters, this one has %u",
                     kind_names[f->kind], f->nparams);
     if (f->nlocals < f->nparams)
-        return verr(v, -1, "nlocals %u is less than nparams %u", f->nlocals,
-                    f->nparams);
+        return verr(v, -1, "nlocals %u is less than nparams %u", f->nlocals, f->nparams);
     if (f->nconsts > 0 && f->consts == NULL)
         return verr(v, -1, "%u constants but no constant table", f->nconsts);
     if (f->nlines > 0 && f->lines == NULL)
         return verr(v, -1, "%u line entries but no line table", f->nlines);
     for (uint32_t k = 1; k < f->nlines; k++)
         if (f->lines[k].pc < f->lines[k - 1].pc)
-            return verr(v, -1, "line table not sorted by pc (entry %u has pc %u after "
-                        "pc %u)", k, f->lines[k].pc, f->lines[k - 1].pc);
+            return verr(v, -1,
+                        "line table not sorted by pc (entry %u has pc %u after "
+                        "pc %u)",
+                        k, f->lines[k].pc, f->lines[k - 1].pc);
     if (f->code_len == 0 || f->code == NULL)
         return verr(v, -1, "empty code (no OP_RET)");
     return 0;
@@ -550,7 +551,8 @@ static int verify_operands(const verifier *v, uint32_t pc, const insn *in,
         if (f->kind == AVM_FN_PURE)
             return verr(v, pc, "AVM instruction '%s' in a pure function", ii->name);
         if (in->b < ii->min_argc || in->b > ii->max_argc)
-            return verr(v, pc, "AVM instruction '%s' with %u arguments, it takes %u to %u",
+            return verr(v, pc,
+                        "AVM instruction '%s' with %u arguments, it takes %u to %u",
                         ii->name, in->b, ii->min_argc, ii->max_argc);
         if (ii->unsafe)
             *unsafe_seen = true;
@@ -572,8 +574,10 @@ static int flow_to(const verifier *v, int32_t *heights, uint32_t *work, uint32_t
         return 0;
     }
     if (heights[to] != h)
-        return verr(v, to, "stack height %d when reached from pc %u, but %d on another "
-                    "path", h, from, heights[to]);
+        return verr(v, to,
+                    "stack height %d when reached from pc %u, but %d on another "
+                    "path",
+                    h, from, heights[to]);
     return 0;
 }
 
@@ -713,7 +717,8 @@ static int verify_func(const verifier *v, int32_t **keep_heights)
         if (falls) {
             uint32_t next = pc + in.len;
             if (next >= f->code_len) {
-                rv = verr(v, pc, "execution falls off the end of the code (missing "
+                rv = verr(v, pc,
+                          "execution falls off the end of the code (missing "
                           "OP_RET)");
                 goto out;
             }
@@ -758,8 +763,8 @@ int avm_module_verify(const avm_module *m, char *errmsg, size_t errlen)
         return AVM_EVERIFY;
     }
     for (uint32_t i = 0; i < m->nfuncs; i++) {
-        verifier v = {.m = m, .fi = i, .f = &m->funcs[i], .errmsg = errmsg,
-                      .errlen = errlen};
+        verifier v = {
+            .m = m, .fi = i, .f = &m->funcs[i], .errmsg = errmsg, .errlen = errlen};
         int rv = verify_func(&v, NULL);
         if (rv != 0)
             return rv;

@@ -2,11 +2,11 @@
 #include "bytecode.h"
 
 const avm_instr_info avm_instr_table[AVM_INSTR_COUNT] = {
-#define AVM__INSTR_INFO(id, nm, fam, safety, lo, hi)                                  \
-    [AVM_I_##id] = {.name = nm,                                                       \
-                    .family = AVM_FAM_##fam,                                          \
-                    .unsafe = AVM__SAFETY_##safety,                                   \
-                    .min_argc = lo,                                                   \
+#define AVM__INSTR_INFO(id, nm, fam, safety, lo, hi)                                     \
+    [AVM_I_##id] = {.name = nm,                                                          \
+                    .family = AVM_FAM_##fam,                                             \
+                    .unsafe = AVM__SAFETY_##safety,                                      \
+                    .min_argc = lo,                                                      \
                     .max_argc = hi},
 #define AVM__SAFETY_SAFE false
 #define AVM__SAFETY_UNSAFE true

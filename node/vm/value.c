@@ -185,8 +185,8 @@ uint32_t avm_val_hash(avm_val v)
 const char *avm_kind_name(avm_kind k)
 {
     static const char *names[AVM_KIND_COUNT] = {
-        "nil", "bool", "int", "string", "list", "object-id", "controller-id",
-        "machine-id", "tx-id"};
+        "nil",       "bool",          "int",        "string", "list",
+        "object-id", "controller-id", "machine-id", "tx-id"};
     return (unsigned)k < AVM_KIND_COUNT ? names[k] : "invalid";
 }
 

@@ -338,8 +338,7 @@ int vm__event(avm_exec *x, int type, avm_val a0, avm_val a1, avm_val a2)
 }
 
 /* Source position of the current instruction of the innermost frame. */
-static void current_pos(const avm_exec *x, avm_val *source, uint32_t *line,
-                        uint32_t *col)
+static void current_pos(const avm_exec *x, avm_val *source, uint32_t *line, uint32_t *col)
 {
     *source = avm_nil();
     *line = *col = 0;
@@ -436,8 +435,7 @@ int vm__ensure_stack(avm_exec *x, size_t need)
     return 0;
 }
 
-int vm__push_frame(avm_exec *x, avm_module *mod, uint32_t fn, uint32_t argc,
-                   uint8_t kind)
+int vm__push_frame(avm_exec *x, avm_module *mod, uint32_t fn, uint32_t argc, uint8_t kind)
 {
     const avm_func *f = &mod->funcs[fn];
     if (x->frames.n >= x->cfg.max_frames)
@@ -563,13 +561,15 @@ static int prim(avm_exec *x, int p, avm_val *a, int argc, avm_val *out)
     case AVM_PRIM_GE: {
         if (!((a[0].kind == AVM_INT && a[1].kind == AVM_INT) ||
               (a[0].kind == AVM_STR && a[1].kind == AVM_STR)))
-            return vm__eval_error(x, "'%s' compares two ints or two strings, got %s and %s",
+            return vm__eval_error(x,
+                                  "'%s' compares two ints or two strings, got %s and %s",
                                   avm_prim_table[p].name, avm_kind_name(a[0].kind),
                                   avm_kind_name(a[1].kind));
         int c = avm_val_cmp(a[0], a[1]);
-        bool r = p == AVM_PRIM_LT ? c < 0 : p == AVM_PRIM_LE ? c <= 0
-                                        : p == AVM_PRIM_GT ? c > 0
-                                                           : c >= 0;
+        bool r = p == AVM_PRIM_LT   ? c < 0
+                 : p == AVM_PRIM_LE ? c <= 0
+                 : p == AVM_PRIM_GT ? c > 0
+                                    : c >= 0;
         *out = avm_bool(r);
         return VM_OK;
     }
@@ -838,22 +838,14 @@ avm_run_status avm_exec_run(avm_exec *x, uint64_t budget)
     uint64_t done = 0;
 
     static const void *const dispatch[256] = {
-        [0] = &&op_invalid,
-        [OP_CONST] = &&op_const,
-        [OP_NIL] = &&op_nil,
-        [OP_LOAD] = &&op_load,
-        [OP_STORE] = &&op_store,
-        [OP_POP] = &&op_pop,
-        [OP_JMP] = &&op_jmp,
-        [OP_JMPF] = &&op_jmpf,
-        [OP_CALL] = &&op_call,
-        [OP_TAILCALL] = &&op_tailcall,
-        [OP_RET] = &&op_ret,
-        [OP_PRIM] = &&op_prim,
-        [OP_AVM] = &&op_avm,
-        [OP_LIST] = &&op_list,
-        [OP_DUP] = &&op_dup,
-        [AVM_OP_MAX + 1 ... 255] = &&op_invalid,
+        [0] = &&op_invalid,      [OP_CONST] = &&op_const,
+        [OP_NIL] = &&op_nil,     [OP_LOAD] = &&op_load,
+        [OP_STORE] = &&op_store, [OP_POP] = &&op_pop,
+        [OP_JMP] = &&op_jmp,     [OP_JMPF] = &&op_jmpf,
+        [OP_CALL] = &&op_call,   [OP_TAILCALL] = &&op_tailcall,
+        [OP_RET] = &&op_ret,     [OP_PRIM] = &&op_prim,
+        [OP_AVM] = &&op_avm,     [OP_LIST] = &&op_list,
+        [OP_DUP] = &&op_dup,     [AVM_OP_MAX + 1 ... 255] = &&op_invalid,
     };
 
     vm_frame *fr;
@@ -864,21 +856,21 @@ avm_run_status avm_exec_run(avm_exec *x, uint64_t budget)
     int rv;
 
 #define SYNC() (x->sp = (size_t)(sp - x->stack))
-#define NEXT()                                                                        \
-    do {                                                                              \
-        done++;                                                                       \
-        goto *dispatch[code[pc]];                                                     \
+#define NEXT()                                                                           \
+    do {                                                                                 \
+        done++;                                                                          \
+        goto *dispatch[code[pc]];                                                        \
     } while (0)
 /* Stops before the current instruction (already counted, so uncounted again)
  * once the budget is exceeded; the first instruction of a run always executes. */
-#define BUDGET()                                                                      \
-    do {                                                                              \
-        if (done > limit) {                                                           \
-            done--;                                                                   \
-            fr->pc = pc;                                                              \
-            SYNC();                                                                   \
-            goto out;                                                                 \
-        }                                                                             \
+#define BUDGET()                                                                         \
+    do {                                                                                 \
+        if (done > limit) {                                                              \
+            done--;                                                                      \
+            fr->pc = pc;                                                                 \
+            SYNC();                                                                      \
+            goto out;                                                                    \
+        }                                                                                \
     } while (0)
 
 next_frame:
@@ -891,7 +883,7 @@ next_frame:
     rv = VM_OK;
     NEXT();
 
-op_const: {
+op_const : {
     avm_val v = f->consts[rd16(code + pc + 1)];
     avm_val_retain(v);
     *sp++ = v;
@@ -902,14 +894,14 @@ op_nil:
     *sp++ = avm_nil();
     pc += 1;
     NEXT();
-op_load: {
+op_load : {
     avm_val v = locals[rd16(code + pc + 1)];
     avm_val_retain(v);
     *sp++ = v;
     pc += 3;
     NEXT();
 }
-op_store: {
+op_store : {
     uint16_t sl = rd16(code + pc + 1);
     avm_val_release(locals[sl]);
     locals[sl] = *--sp;
@@ -920,7 +912,7 @@ op_pop:
     avm_val_release(*--sp);
     pc += 1;
     NEXT();
-op_dup: {
+op_dup : {
     avm_val v = sp[-1];
     avm_val_retain(v);
     *sp++ = v;
@@ -931,7 +923,7 @@ op_jmp:
     BUDGET();
     pc = (uint32_t)((int64_t)pc + 5 + rd32(code + pc + 1));
     NEXT();
-op_jmpf: {
+op_jmpf : {
     BUDGET();
     avm_val v = *--sp;
     bool t = avm_truthy(v);
@@ -939,7 +931,7 @@ op_jmpf: {
     pc = t ? pc + 5 : (uint32_t)((int64_t)pc + 5 + rd32(code + pc + 1));
     NEXT();
 }
-op_list: {
+op_list : {
     uint16_t n = rd16(code + pc + 1);
     avm_val l;
     if (avm_list_new(n, &l) != 0) {
@@ -960,7 +952,7 @@ op_list: {
     pc += 3;
     NEXT();
 }
-op_prim: {
+op_prim : {
     uint8_t p = code[pc + 1], argc = code[pc + 2];
     avm_val *args = sp - argc;
     /* Integer arithmetic and comparisons, the loops' bread and butter: no call,
@@ -1029,7 +1021,7 @@ prim_slow:;
     pc += 3;
     NEXT();
 }
-op_call: {
+op_call : {
     BUDGET();
     uint16_t fn = rd16(code + pc + 1);
     uint8_t argc = code[pc + 3];
@@ -1042,7 +1034,7 @@ op_call: {
     }
     goto next_frame;
 }
-op_tailcall: {
+op_tailcall : {
     BUDGET();
     uint16_t fn = rd16(code + pc + 1);
     uint8_t argc = code[pc + 3];
@@ -1068,7 +1060,7 @@ op_tailcall: {
     fr->pc = 0;
     goto next_frame;
 }
-op_ret: {
+op_ret : {
     avm_val v = *--sp;
     uint8_t kind = fr->kind;
     SYNC();
@@ -1082,8 +1074,9 @@ op_ret: {
         /* Reported while the behaviour's frame still names it. */
         avm_val_release(v);
         fr->pc = pc;
-        rv = vm__eval_error(x, "behaviour '%s' returned %s; a behaviour returns a list "
-                               "of outputs",
+        rv = vm__eval_error(x,
+                            "behaviour '%s' returned %s; a behaviour returns a list "
+                            "of outputs",
                             f->name.u.s->data, avm_kind_name(v.kind));
         goto failed;
     }
@@ -1095,7 +1088,7 @@ op_ret: {
         goto out;
     goto next_frame;
 }
-op_avm: {
+op_avm : {
     BUDGET();
     uint8_t ins = code[pc + 1], argc = code[pc + 2];
     avm_val *args = sp - argc;
@@ -1322,8 +1315,8 @@ int avm_exec_start(avm_exec *x, avm_module *m, int fn, avm_val self, avm_val inp
                 snprintf(errmsg, errlen,
                          "%s:%u:%u: '%s' uses the unsafe instruction %s; run with "
                          "--allow-unsafe to grant it",
-                         m->source.kind == AVM_STR ? m->source.u.s->data : "module",
-                         line, col, f->name.u.s->data, iname);
+                         m->source.kind == AVM_STR ? m->source.u.s->data : "module", line,
+                         col, f->name.u.s->data, iname);
             return AVM_EUNSAFE;
         }
     }
@@ -1335,8 +1328,12 @@ int avm_exec_start(avm_exec *x, avm_module *m, int fn, avm_val self, avm_val inp
     x->sender = avm_nil();
     x->machine = vm__ref(x->plat->node);
     x->txctrl = avm_nil();
-    vm_ctx c = {.self = avm_nil(), .input = avm_nil(), .sender = avm_nil(),
-                .machine = avm_nil(), .oid = avm_nil(), .inp = avm_nil()};
+    vm_ctx c = {.self = avm_nil(),
+                .input = avm_nil(),
+                .sender = avm_nil(),
+                .machine = avm_nil(),
+                .oid = avm_nil(),
+                .inp = avm_nil()};
     if (VEC_PUSH(x, x->ctxs, c) != 0)
         return AVM_ENOMEM;
     if (vm__push_frame(x, m, (uint32_t)fn, 0, FR_MAIN) != VM_OK) {

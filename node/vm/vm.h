@@ -24,10 +24,10 @@ typedef enum {
 
 typedef struct avm_exec_config {
     avm_mode mode;
-    bool allow_unsafe;    /* the grant for unsafe instructions */
-    bool keep_trace;      /* keep the trace in memory (avm_exec_trace) */
-    uint32_t max_frames;  /* call depth limit (0: 10,000) */
-    uint32_t max_stack;   /* value stack limit in values (0: 1,000,000) */
+    bool allow_unsafe;   /* the grant for unsafe instructions */
+    bool keep_trace;     /* keep the trace in memory (avm_exec_trace) */
+    uint32_t max_frames; /* call depth limit (0: 10,000) */
+    uint32_t max_stack;  /* value stack limit in values (0: 1,000,000) */
 } avm_exec_config;
 
 typedef enum {
@@ -38,20 +38,20 @@ typedef enum {
 } avm_run_status;
 
 /* Event types of Context.lagda.md. */
-#define AVM_EVENT_MAP(X)                                                              \
-    X(OBJECT_CREATED, "ObjectCreated")         /* oid, behaviour name */              \
-    X(OBJECT_DESTROYED, "ObjectDestroyed")     /* oid */                              \
-    X(OBJECT_CALLED, "ObjectCalled")           /* oid, input, output (maybe) */       \
-    X(MESSAGE_RECEIVED, "MessageReceived")     /* oid, input */                       \
-    X(OBJECT_MOVED, "ObjectMoved")             /* oid, from machine, to machine */    \
-    X(EXECUTION_MOVED, "ExecutionMoved")       /* to machine, from machine */         \
-    X(OBJECT_FETCHED, "ObjectFetched")         /* oid, machine */                     \
-    X(OBJECT_TRANSFERRED, "ObjectTransferred") /* oid, from ctrl, to ctrl */          \
-    X(OBJECT_FROZEN, "ObjectFrozen")           /* oid, ctrl */                        \
-    X(FUNCTION_UPDATED, "FunctionUpdated")     /* name */                             \
-    X(TRANSACTION_STARTED, "TransactionStarted")                                      \
-    X(TRANSACTION_COMMITTED, "TransactionCommitted")                                  \
-    X(TRANSACTION_ABORTED, "TransactionAborted")                                      \
+#define AVM_EVENT_MAP(X)                                                                 \
+    X(OBJECT_CREATED, "ObjectCreated")         /* oid, behaviour name */                 \
+    X(OBJECT_DESTROYED, "ObjectDestroyed")     /* oid */                                 \
+    X(OBJECT_CALLED, "ObjectCalled")           /* oid, input, output (maybe) */          \
+    X(MESSAGE_RECEIVED, "MessageReceived")     /* oid, input */                          \
+    X(OBJECT_MOVED, "ObjectMoved")             /* oid, from machine, to machine */       \
+    X(EXECUTION_MOVED, "ExecutionMoved")       /* to machine, from machine */            \
+    X(OBJECT_FETCHED, "ObjectFetched")         /* oid, machine */                        \
+    X(OBJECT_TRANSFERRED, "ObjectTransferred") /* oid, from ctrl, to ctrl */             \
+    X(OBJECT_FROZEN, "ObjectFrozen")           /* oid, ctrl */                           \
+    X(FUNCTION_UPDATED, "FunctionUpdated")     /* name */                                \
+    X(TRANSACTION_STARTED, "TransactionStarted")                                         \
+    X(TRANSACTION_COMMITTED, "TransactionCommitted")                                     \
+    X(TRANSACTION_ABORTED, "TransactionAborted")                                         \
     X(ERROR_OCCURRED, "ErrorOccurred") /* error code + args */
 
 typedef enum {
@@ -68,8 +68,8 @@ const char *avm_event_name(avm_event_type t);
 typedef struct avm_event {
     uint64_t ts;
     uint8_t type;
-    bool has_output;          /* OBJECT_CALLED: output is `just a[2]` */
-    uint16_t ecode;           /* ERROR_OCCURRED: avm_error_code, args in a[] */
+    bool has_output; /* OBJECT_CALLED: output is `just a[2]` */
+    uint16_t ecode;  /* ERROR_OCCURRED: avm_error_code, args in a[] */
     avm_val ctrl;
     avm_val a[3];
 } avm_event;
@@ -85,9 +85,9 @@ avm_exec *avm_exec_new(const avm_platform *p, const avm_exec_config *cfg);
 void avm_exec_free(avm_exec *x);
 
 /* Loads the module's entry program, or with fn >= 0 its function fn (a `defun`
- * without parameters, run as an entry program), (self and input are the top-level frame's; the
- * specification's runners use an "orchestrator" object id and an empty input).
- * Registers the module's `pure` functions that the registry does not hold yet.
+ * without parameters, run as an entry program), (self and input are the top-level
+ * frame's; the specification's runners use an "orchestrator" object id and an empty
+ * input). Registers the module's `pure` functions that the registry does not hold yet.
  * Returns AVM_EUNSAFE (with a message in errmsg naming the function and the
  * instruction) when the module uses an unsafe instruction without the grant,
  * AVM_EINVAL when it has no entry program. */
@@ -124,8 +124,8 @@ int avm_exec_set_checkpoint(avm_exec *x, const char *id);
  * decode must be equivalent to the one the execution ran on (same store
  * contents). Decoded modules are verified. */
 int avm_exec_encode(const avm_exec *x, avm_buf *out);
-int avm_exec_decode(const uint8_t *p, size_t n, const avm_platform *plat,
-                    avm_exec **out, char *errmsg, size_t errlen);
+int avm_exec_decode(const uint8_t *p, size_t n, const avm_platform *plat, avm_exec **out,
+                    char *errmsg, size_t errlen);
 
 /* The same, with the trace log split off: encode_ex leaves out the first
  * trace_from bytes of the log (the state records the log's length and where its

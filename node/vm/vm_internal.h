@@ -37,10 +37,10 @@ typedef struct vm_savept {
     size_t nreads, ncreates, ntransfers, nstates, ndestroys, nwrites;
 } vm_savept;
 
-#define VEC(T)                                                                        \
-    struct {                                                                          \
-        T *v;                                                                         \
-        size_t n, cap;                                                                \
+#define VEC(T)                                                                           \
+    struct {                                                                             \
+        T *v;                                                                            \
+        size_t n, cap;                                                                   \
     }
 
 typedef struct vm_finished {
@@ -93,7 +93,7 @@ struct avm_exec {
     uint64_t tcount;
     /* Decoded view for avm_exec_trace(), filled on demand from tlog. */
     VEC(avm_event) tview;
-    size_t tview_off; /* bytes of tlog already decoded into tview */
+    size_t tview_off;  /* bytes of tlog already decoded into tview */
     size_t tlog_saved; /* bytes of tlog a store already holds (checkpoint chunks) */
 
     avm_run_status status;
@@ -101,8 +101,8 @@ struct avm_exec {
     avm_error error;
     avm_val blocked_on;
     bool started;
-    avm_val ckpt_id;     /* AVM_STR or nil: checkpoint with each commit */
-    bool resume_commit;  /* the commitTx at the current pc is already durable */
+    avm_val ckpt_id;    /* AVM_STR or nil: checkpoint with each commit */
+    bool resume_commit; /* the commitTx at the current pc is already durable */
 };
 
 /* Appends one event to the trace log (values borrowed). 0 or AVM_ENOMEM. */
@@ -117,17 +117,15 @@ int vm__vec_grow(void **v, size_t *cap, size_t elem, size_t need);
  * Filling it in place avoids building the element on the C stack and copying it,
  * which stalls store forwarding (the copy reads 16 bytes back from narrower
  * stores). */
-#define VEC_SLOT(vec)                                                                 \
-    ((vec).n < (vec).cap ||                                                           \
-             vm__vec_grow((void **)&(vec).v, &(vec).cap, sizeof(*(vec).v),           \
-                          (vec).n + 1) == 0                                           \
-         ? &(vec).v[(vec).n++]                                                        \
+#define VEC_SLOT(vec)                                                                    \
+    ((vec).n < (vec).cap || vm__vec_grow((void **)&(vec).v, &(vec).cap,                  \
+                                         sizeof(*(vec).v), (vec).n + 1) == 0             \
+         ? &(vec).v[(vec).n++]                                                           \
          : NULL)
-#define VEC_PUSH(x, vec, val)                                                         \
-    ((vec).n < (vec).cap ||                                                           \
-             vm__vec_grow((void **)&(vec).v, &(vec).cap, sizeof(*(vec).v),           \
-                          (vec).n + 1) == 0                                           \
-         ? ((vec).v[(vec).n++] = (val), 0)                                            \
+#define VEC_PUSH(x, vec, val)                                                            \
+    ((vec).n < (vec).cap || vm__vec_grow((void **)&(vec).v, &(vec).cap,                  \
+                                         sizeof(*(vec).v), (vec).n + 1) == 0             \
+         ? ((vec).v[(vec).n++] = (val), 0)                                               \
          : AVM_ENOMEM)
 
 /* Executes AVM instruction `op` whose argc arguments are args[0..argc) (borrowed).

@@ -166,8 +166,8 @@ static int observe(avm_exec *x, avm_val oid, const view *v)
         if (avm_val_eq(x->reads.v[i].oid, oid))
             return 0;
     avm_read r = {.oid = vm__ref(oid),
-                  .version = STRICT(x) || v->where != V_STORE ? AVM_VERSION_EXISTS
-                                                              : v->version};
+                  .version =
+                      STRICT(x) || v->where != V_STORE ? AVM_VERSION_EXISTS : v->version};
     if (VEC_PUSH(x, x->reads, r) != 0) {
         avm_val_release(oid);
         return vm__oom(x);
@@ -326,8 +326,10 @@ static int op_create(avm_exec *x, avm_val *a, int argc, avm_val *out)
         return vm__oom(x);
     if (!STRICT(x) && IN_TX(x) && mctrl.kind != AVM_NIL && !avm_val_eq(mctrl, x->txctrl))
         return vm__fail(x, AVM_ERR_CROSS_CONTROLLER_TX, oid, vm__ref(mctrl), avm_nil());
-    avm_create c = {.oid = vm__ref(oid), .beh = beh,
-                    .meta = {.machine = vm__ref(x->machine), .creating = vm__ref(eff),
+    avm_create c = {.oid = vm__ref(oid),
+                    .beh = beh,
+                    .meta = {.machine = vm__ref(x->machine),
+                             .creating = vm__ref(eff),
                              .current = vm__ref(eff)}};
     avm_val_retain(beh.name);
     avm_module_retain(beh.mod);
@@ -509,8 +511,8 @@ static int op_receive(avm_exec *x, avm_val *out)
     if (STRICT(x)) {
         msg = vm__ref(x->input);
     } else {
-        int rv = x->plat->mailbox_pop ? x->plat->mailbox_pop(x->plat->data, x->self, &msg)
-                                      : 0;
+        int rv =
+            x->plat->mailbox_pop ? x->plat->mailbox_pop(x->plat->data, x->self, &msg) : 0;
         if (rv < 0)
             return vm__eval_error(x, "receive: %s", avm_strerror(-rv));
         if (rv == 0) {
@@ -576,9 +578,8 @@ static int op_set_state(avm_exec *x, avm_val st, avm_val *out)
             view v = view_of(x, x->self);
             if (v.where == V_NONE)
                 x->tx_detached = true;
-            if (v.where == V_STORE &&
-                (resolve_and_check(x, x->self, &v.meta) != VM_OK ||
-                 observe(x, x->self, &v) != VM_OK))
+            if (v.where == V_STORE && (resolve_and_check(x, x->self, &v.meta) != VM_OK ||
+                                       observe(x, x->self, &v) != VM_OK))
                 return VM_FAIL;
         } else {
             x->tx_detached = true;
@@ -643,8 +644,8 @@ static int op_scry(avm_exec *x, bool deep, avm_val *out)
     if (items == NULL)
         goto oom;
     for (size_t i = 0; i < ids.u.l->len + nc; i++) {
-        avm_val oid = i < ids.u.l->len ? ids.u.l->items[i]
-                                       : x->creates.v[i - ids.u.l->len].oid;
+        avm_val oid =
+            i < ids.u.l->len ? ids.u.l->items[i] : x->creates.v[i - ids.u.l->len].oid;
         view v = STRICT(x) ? view_store(x, oid) : view_of(x, oid);
         if (v.where != V_STORE && v.where != V_PENDING)
             continue;
@@ -891,11 +892,16 @@ static void truncate_to(avm_exec *x, const vm_savept *sp)
 static int commit_outer(avm_exec *x, bool *ok)
 {
     avm_writeset ws = {
-        .reads = x->reads.v, .nreads = x->reads.n,
-        .creates = x->creates.v, .ncreates = x->creates.n,
-        .transfers = x->transfers.v, .ntransfers = x->transfers.n,
-        .states = x->states.v, .nstates = x->states.n,
-        .destroys = x->destroys.v, .ndestroys = x->destroys.n,
+        .reads = x->reads.v,
+        .nreads = x->reads.n,
+        .creates = x->creates.v,
+        .ncreates = x->creates.n,
+        .transfers = x->transfers.v,
+        .ntransfers = x->transfers.n,
+        .states = x->states.v,
+        .nstates = x->states.n,
+        .destroys = x->destroys.v,
+        .ndestroys = x->destroys.n,
         .spec_order = STRICT(x),
     };
     avm_buf ck;
@@ -1121,7 +1127,8 @@ static int op_register_pure(avm_exec *x, avm_val *a, bool update, avm_val *out)
     avm_module *code;
     if (avm_module_extract(fr->mod, (uint32_t)a[1].u.i, &code) != 0)
         return vm__oom(x);
-    avm_purefn fn = {.name = a[0], .code = code, .version = update ? old->version + 1 : 0};
+    avm_purefn fn = {
+        .name = a[0], .code = code, .version = update ? old->version + 1 : 0};
     int rv = s->ops->pure_put(s, &fn);
     avm_module_release(code);
     if (rv != 0)
@@ -1141,8 +1148,8 @@ static int op_get_machine(avm_exec *x, avm_val oid, avm_val *out)
     view v = STRICT(x) ? view_pending(x, oid) : view_of(x, oid);
     if (STRICT(x) && v.where == V_NONE)
         v = view_store(x, oid);
-    *out = v.where == V_STORE || v.where == V_PENDING ? vm__ref(v.meta.machine)
-                                                      : avm_nil();
+    *out =
+        v.where == V_STORE || v.where == V_PENDING ? vm__ref(v.meta.machine) : avm_nil();
     return VM_OK;
 }
 
@@ -1426,7 +1433,8 @@ int vm__instr(avm_exec *x, int op, avm_val *a, int argc, avm_val *out)
                         : "Nondeterminism instructions not yet implemented",
                      &s) != 0)
             return vm__oom(x);
-        return vm__fail(x, fd ? AVM_ERR_FD_NOT_IMPLEMENTED : AVM_ERR_NONDET_NOT_IMPLEMENTED,
+        return vm__fail(x,
+                        fd ? AVM_ERR_FD_NOT_IMPLEMENTED : AVM_ERR_NONDET_NOT_IMPLEMENTED,
                         s, avm_nil(), avm_nil());
     }
     }

@@ -34,7 +34,8 @@ static void check_value(const uint8_t *data, size_t size)
         abort();
     if (!avm_val_eq(v, w) || avm_val_cmp(v, w) != 0 || avm_val_hash(v) != avm_val_hash(w))
         abort();
-    if (avm_val_encode(&b, w) != 0 || a.len != b.len || memcmp(a.data, b.data, a.len) != 0)
+    if (avm_val_encode(&b, w) != 0 || a.len != b.len ||
+        memcmp(a.data, b.data, a.len) != 0)
         abort();
     /* Every non-canonical form is longer than or as long as the canonical one. */
     if (a.len > used)
@@ -194,21 +195,33 @@ static avm_module *seed_module(void)
     m->source = str("seed.avm");
     m->main_fn = 0;
     static const uint8_t main_code[] = {
-        OP_CONST, 0, 0,              /* 0 */
-        OP_CONST, 1, 0,              /* 3 */
-        OP_PRIM, AVM_PRIM_ADD, 2,    /* 6 */
-        OP_STORE, 0, 0,              /* 9 */
-        OP_LOAD, 0, 0,               /* 12: loop head, height 0 */
-        OP_DUP,                      /* 15 */
-        OP_JMPF, 10, 0, 0, 0,        /* 16: to 31 */
-        OP_POP,                      /* 21 */
-        OP_NIL,                      /* 22 */
-        OP_STORE, 0, 0,              /* 23 */
-        OP_JMP, 0xed, 0xff, 0xff, 0xff, /* 26: -19, to 12 */
-        OP_CALL, 1, 0, 1,            /* 31: height 1 */
-        OP_NIL,                      /* 35 */
-        OP_LIST, 2, 0,               /* 36 */
-        OP_RET,                      /* 39 */
+        OP_CONST, 0,
+        0, /* 0 */
+        OP_CONST, 1,
+        0, /* 3 */
+        OP_PRIM,  AVM_PRIM_ADD,
+        2, /* 6 */
+        OP_STORE, 0,
+        0, /* 9 */
+        OP_LOAD,  0,
+        0,      /* 12: loop head, height 0 */
+        OP_DUP, /* 15 */
+        OP_JMPF,  10,
+        0,        0,
+        0,      /* 16: to 31 */
+        OP_POP, /* 21 */
+        OP_NIL, /* 22 */
+        OP_STORE, 0,
+        0, /* 23 */
+        OP_JMP,   0xed,
+        0xff,     0xff,
+        0xff, /* 26: -19, to 12 */
+        OP_CALL,  1,
+        0,        1, /* 31: height 1 */
+        OP_NIL,      /* 35 */
+        OP_LIST,  2,
+        0,      /* 36 */
+        OP_RET, /* 39 */
     };
     set_func(&m->funcs[0], "main", AVM_FN_MAIN, 0, 1, 2, main_code, sizeof(main_code));
     m->funcs[0].consts = malloc(2 * sizeof(avm_val));
@@ -224,8 +237,8 @@ static avm_module *seed_module(void)
     m->funcs[0].lines[1] = (avm_line){12, 2, 5};
     m->funcs[0].nlines = 2;
 
-    static const uint8_t double_code[] = {OP_LOAD, 0, 0, OP_LOAD, 0, 0,
-                                          OP_PRIM, AVM_PRIM_ADD, 2, OP_RET};
+    static const uint8_t double_code[] = {OP_LOAD,      0, 0,     OP_LOAD, 0, 0, OP_PRIM,
+                                          AVM_PRIM_ADD, 2, OP_RET};
     set_func(&m->funcs[1], "double", AVM_FN_PURE, 1, 1, 2, double_code,
              sizeof(double_code));
 
@@ -233,10 +246,9 @@ static avm_module *seed_module(void)
     set_func(&m->funcs[2], "ping", AVM_FN_BEHAVIOR, 0, 0, 1, ping_code,
              sizeof(ping_code));
 
-    static const uint8_t risky_code[] = {OP_LOAD, 0, 0, OP_AVM, AVM_I_REFLECT, 1,
-                                         OP_TAILCALL, 1, 0, 1};
-    set_func(&m->funcs[3], "risky", AVM_FN_FUNC, 1, 1, 1, risky_code,
-             sizeof(risky_code));
+    static const uint8_t risky_code[] = {OP_LOAD, 0,           0, OP_AVM, AVM_I_REFLECT,
+                                         1,       OP_TAILCALL, 1, 0,      1};
+    set_func(&m->funcs[3], "risky", AVM_FN_FUNC, 1, 1, 1, risky_code, sizeof(risky_code));
     m->funcs[3].uses_unsafe = true;
     return m;
 }

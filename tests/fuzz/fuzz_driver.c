@@ -117,11 +117,10 @@ static double now_seconds(void)
 
 /* Interesting byte values: boundaries, and type bytes of common encodings
  * (msgpack headers for nil, never-used, long lengths, floats, ext). */
-static const uint8_t interesting[] = {0x00, 0x01, 0x02, 0x0f, 0x10, 0x1f, 0x20,
-                                      0x7e, 0x7f, 0x80, 0x81, 0xfe, 0xff, 0x90,
-                                      0x91, 0xa0, 0xc0, 0xc1, 0xc4, 0xc7, 0xc9,
-                                      0xca, 0xcb, 0xcc, 0xcf, 0xd3, 0xd4, 0xd9,
-                                      0xdb, 0xdc, 0xdd, 0xdf, 0xe0, '(', ')', '"'};
+static const uint8_t interesting[] = {
+    0x00, 0x01, 0x02, 0x0f, 0x10, 0x1f, 0x20, 0x7e, 0x7f, 0x80, 0x81, 0xfe,
+    0xff, 0x90, 0x91, 0xa0, 0xc0, 0xc1, 0xc4, 0xc7, 0xc9, 0xca, 0xcb, 0xcc,
+    0xcf, 0xd3, 0xd4, 0xd9, 0xdb, 0xdc, 0xdd, 0xdf, 0xe0, '(',  ')',  '"'};
 
 /* One random edit of buf[0..*len) (capacity MAX_INPUT). */
 static void mutate(uint8_t *buf, size_t *len, const input *seeds, size_t nseeds)
@@ -205,7 +204,8 @@ static int write_seeds(const char *dir, const input *seeds, size_t nseeds)
             fprintf(stderr, "fuzz_driver: %s: %s\n", path, strerror(errno));
             return 1;
         }
-        if (seeds[i].len > 0 && fwrite(seeds[i].data, 1, seeds[i].len, f) != seeds[i].len) {
+        if (seeds[i].len > 0 &&
+            fwrite(seeds[i].data, 1, seeds[i].len, f) != seeds[i].len) {
             fprintf(stderr, "fuzz_driver: %s: write failed\n", path);
             fclose(f);
             return 1;

@@ -36,7 +36,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (avm_exec_encode(x, &b) != 0)
         abort();
     avm_exec *y = NULL;
-    if (avm_exec_decode((const uint8_t *)b.data, b.len, &e.plat, &y, err, sizeof(err)) != 0)
+    if (avm_exec_decode((const uint8_t *)b.data, b.len, &e.plat, &y, err, sizeof(err)) !=
+        0)
         abort();
     avm_exec_free(y);
     avm_buf_free(&b);

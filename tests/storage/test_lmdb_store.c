@@ -225,14 +225,23 @@ TEST(roundtrip_every_record_kind)
      * not a range. */
     {
         static const uint8_t st8[] = {0x90};
-        avm_writeset w1 = {.ckpt_id = "t", .ckpt_state = st8, .ckpt_len = 1,
-                           .ckpt_trace = (const uint8_t *)"abc", .ckpt_trace_len = 3,
+        avm_writeset w1 = {.ckpt_id = "t",
+                           .ckpt_state = st8,
+                           .ckpt_len = 1,
+                           .ckpt_trace = (const uint8_t *)"abc",
+                           .ckpt_trace_len = 3,
                            .ckpt_trace_at = 0};
-        avm_writeset w2 = {.ckpt_id = "t2", .ckpt_state = st8, .ckpt_len = 1,
-                           .ckpt_trace = (const uint8_t *)"zz", .ckpt_trace_len = 2,
+        avm_writeset w2 = {.ckpt_id = "t2",
+                           .ckpt_state = st8,
+                           .ckpt_len = 1,
+                           .ckpt_trace = (const uint8_t *)"zz",
+                           .ckpt_trace_len = 2,
                            .ckpt_trace_at = 0};
-        avm_writeset w3 = {.ckpt_id = "t", .ckpt_state = st8, .ckpt_len = 1,
-                           .ckpt_trace = (const uint8_t *)"de", .ckpt_trace_len = 2,
+        avm_writeset w3 = {.ckpt_id = "t",
+                           .ckpt_state = st8,
+                           .ckpt_len = 1,
+                           .ckpt_trace = (const uint8_t *)"de",
+                           .ckpt_trace_len = 2,
                            .ckpt_trace_at = 3};
         bool okc;
         CHECK_INT(s->ops->apply(s, &w1, &okc), 0);
@@ -290,8 +299,11 @@ TEST(roundtrip_every_record_kind)
     /* A gap between chunks is corruption, named as such. */
     {
         static const uint8_t st8[] = {0x90};
-        avm_writeset gap = {.ckpt_id = "t", .ckpt_state = st8, .ckpt_len = 1,
-                            .ckpt_trace = (const uint8_t *)"x", .ckpt_trace_len = 1,
+        avm_writeset gap = {.ckpt_id = "t",
+                            .ckpt_state = st8,
+                            .ckpt_len = 1,
+                            .ckpt_trace = (const uint8_t *)"x",
+                            .ckpt_trace_len = 1,
                             .ckpt_trace_at = 9};
         bool okc;
         CHECK_INT(s->ops->apply(s, &gap, &okc), 0);

@@ -324,20 +324,20 @@ TEST(liberal_decoding_of_noncanonical_forms)
 
 TEST(rejects_what_is_not_a_value)
 {
-    CHECK_INT(decode_hex("c1"), AVM_EMALFORMED);                      /* never used */
-    CHECK_INT(decode_hex("ca 3f 80 00 00"), AVM_EMALFORMED);          /* float32 */
+    CHECK_INT(decode_hex("c1"), AVM_EMALFORMED);                         /* never used */
+    CHECK_INT(decode_hex("ca 3f 80 00 00"), AVM_EMALFORMED);             /* float32 */
     CHECK_INT(decode_hex("cb 3f f0 00 00 00 00 00 00"), AVM_EMALFORMED); /* float64 */
-    CHECK_INT(decode_hex("80"), AVM_EMALFORMED);                      /* fixmap */
+    CHECK_INT(decode_hex("80"), AVM_EMALFORMED);                         /* fixmap */
     CHECK_INT(decode_hex("81 01 02"), AVM_EMALFORMED);
-    CHECK_INT(decode_hex("de 00 00"), AVM_EMALFORMED);                /* map16 */
-    CHECK_INT(decode_hex("df 00 00 00 00"), AVM_EMALFORMED);          /* map32 */
-    CHECK_INT(decode_hex("c4 01 61"), AVM_EMALFORMED);                /* bin8 */
-    CHECK_INT(decode_hex("d4 00 61"), AVM_EMALFORMED);                /* ext type 0 */
-    CHECK_INT(decode_hex("d4 05 61"), AVM_EMALFORMED);                /* ext type 5 */
-    CHECK_INT(decode_hex("d4 ff 61"), AVM_EMALFORMED);                /* ext type -1 */
-    CHECK_INT(decode_hex("c7 01 81 61"), AVM_EMALFORMED);             /* ext type -127 */
+    CHECK_INT(decode_hex("de 00 00"), AVM_EMALFORMED);       /* map16 */
+    CHECK_INT(decode_hex("df 00 00 00 00"), AVM_EMALFORMED); /* map32 */
+    CHECK_INT(decode_hex("c4 01 61"), AVM_EMALFORMED);       /* bin8 */
+    CHECK_INT(decode_hex("d4 00 61"), AVM_EMALFORMED);       /* ext type 0 */
+    CHECK_INT(decode_hex("d4 05 61"), AVM_EMALFORMED);       /* ext type 5 */
+    CHECK_INT(decode_hex("d4 ff 61"), AVM_EMALFORMED);       /* ext type -1 */
+    CHECK_INT(decode_hex("c7 01 81 61"), AVM_EMALFORMED);    /* ext type -127 */
     CHECK_INT(decode_hex("c7 00 09"), AVM_EMALFORMED);
-    CHECK_INT(decode_hex("92 01 c1"), AVM_EMALFORMED);                /* inside a list */
+    CHECK_INT(decode_hex("92 01 c1"), AVM_EMALFORMED); /* inside a list */
     CHECK_INT(decode_hex("91 91 ca 00 00 00 00"), AVM_EMALFORMED);
     /* Above INT64_MAX: not an AVM integer. */
     CHECK_INT(decode_hex("cf 80 00 00 00 00 00 00 00"), AVM_EMALFORMED);
@@ -430,9 +430,13 @@ TEST(deep_nesting)
 TEST(every_truncation_fails)
 {
     avm_val inner[] = {ident(AVM_OBJID, "node1/7"), avm_int(-70000), str("hello")};
-    avm_val items[] = {avm_int(300), list(3, inner), avm_bool(true), avm_nil(),
+    avm_val items[] = {avm_int(300),
+                       list(3, inner),
+                       avm_bool(true),
+                       avm_nil(),
                        str("0123456789012345678901234567890123456789"),
-                       ident(AVM_TXID, "0123456789abcdefghij"), avm_int(INT64_MIN)};
+                       ident(AVM_TXID, "0123456789abcdefghij"),
+                       avm_int(INT64_MIN)};
     avm_val v = list(7, items);
     avm_buf b;
     avm_buf_init(&b);

@@ -180,25 +180,25 @@ TEST(battleship_resumes_mid_transaction)
     avm_module_release(m);
 }
 
-static const char *nested_src =
-    "(pure add (a b) (+ a b))\n"
-    "(defun loop (n acc) (if (= n 0) acc (loop (- n 1) (+ acc (callPure \"add\" (list n 1))))))\n"
-    "(behavior counter\n"
-    "  (let ((s (getState)) (n (if (null? s) 0 (head s))))\n"
-    "    (setState (list (+ n (input))))\n"
-    "    (list (+ n (input)))))\n"
-    "(main\n"
-    "  (let ((c (createObj \"counter\" #ctl\"main\"))\n"
-    "        (t (beginTx)))\n"
-    "    (call c 5)\n"
-    "    (let ((inner (beginTx)))\n"
-    "      (call c 7)\n"
-    "      (abortTx inner))\n"
-    "    (let ((inner2 (beginTx)))\n"
-    "      (call c 11)\n"
-    "      (commitTx inner2))\n"
-    "    (commitTx t)\n"
-    "    (list (getState) (call c 0) (loop 20 0))))\n";
+static const char *nested_src = "(pure add (a b) (+ a b))\n"
+                                "(defun loop (n acc) (if (= n 0) acc (loop (- n 1) (+ "
+                                "acc (callPure \"add\" (list n 1))))))\n"
+                                "(behavior counter\n"
+                                "  (let ((s (getState)) (n (if (null? s) 0 (head s))))\n"
+                                "    (setState (list (+ n (input))))\n"
+                                "    (list (+ n (input)))))\n"
+                                "(main\n"
+                                "  (let ((c (createObj \"counter\" #ctl\"main\"))\n"
+                                "        (t (beginTx)))\n"
+                                "    (call c 5)\n"
+                                "    (let ((inner (beginTx)))\n"
+                                "      (call c 7)\n"
+                                "      (abortTx inner))\n"
+                                "    (let ((inner2 (beginTx)))\n"
+                                "      (call c 11)\n"
+                                "      (commitTx inner2))\n"
+                                "    (commitTx t)\n"
+                                "    (list (getState) (call c 0) (loop 20 0))))\n";
 
 TEST(nested_transactions_and_pure_calls_resume)
 {
@@ -231,7 +231,8 @@ TEST(damaged_states_are_refused_or_safe)
     for (size_t n = 0; n < b.len; n++) {
         avm_exec *y = NULL;
         char err[256];
-        int rv = avm_exec_decode((const uint8_t *)b.data, n, &e.plat, &y, err, sizeof(err));
+        int rv =
+            avm_exec_decode((const uint8_t *)b.data, n, &e.plat, &y, err, sizeof(err));
         CHECK(rv != 0);
         CHECK(err[0] != '\0');
         refused += rv != 0;
@@ -256,7 +257,8 @@ TEST(damaged_states_are_refused_or_safe)
             refused++;
         }
     }
-    printf("  damaged states: %d refused, %d accepted and ran safely\n", refused, accepted);
+    printf("  damaged states: %d refused, %d accepted and ran safely\n", refused,
+           accepted);
     CHECK(refused > 0);
     free(copy);
     avm_buf_free(&b);
@@ -267,9 +269,9 @@ TEST(damaged_states_are_refused_or_safe)
 TEST(wrong_version_is_refused_by_name)
 {
     /* ["AVMEXEC", 99, nil...] */
-    const uint8_t bytes[] = {0x9e, 0xa7, 'A',  'V',  'M',  'E',  'X',  'E',  'C',
-                             99,   0xc0, 0xc0, 0xc0, 0xc0, 0xc0, 0xc0, 0xc0, 0xc0,
-                             0xc0, 0xc0, 0xc0, 0xc0, 0xc0};
+    const uint8_t bytes[] = {0x9e, 0xa7, 'A',  'V',  'M',  'E',  'X',  'E',
+                             'C',  99,   0xc0, 0xc0, 0xc0, 0xc0, 0xc0, 0xc0,
+                             0xc0, 0xc0, 0xc0, 0xc0, 0xc0, 0xc0, 0xc0};
     avm_embedded e;
     avm_embedded_init(&e, "node1", "main");
     avm_exec *y = NULL;
@@ -335,8 +337,10 @@ static uint64_t ck_next_seq(avm_store *s)
 {
     return the_ck.inner->ops->next_seq(the_ck.inner);
 }
-static const struct avm_store_ops ck_ops = {.get = ck_get, .apply = ck_apply,
-                                            .ids = ck_ids, .pure_get = ck_pure_get,
+static const struct avm_store_ops ck_ops = {.get = ck_get,
+                                            .apply = ck_apply,
+                                            .ids = ck_ids,
+                                            .pure_get = ck_pure_get,
                                             .pure_put = ck_pure_put,
                                             .next_seq = ck_next_seq};
 
@@ -384,8 +388,8 @@ TEST(checkpoint_at_commit_resumes_exactly_once)
         CHECK(avm_exec_decode((const uint8_t *)the_ck.ckpt.data, the_ck.ckpt.len, &plat,
                               &y, err, sizeof(err)) != 0);
         REQUIRE(avm_exec_decode_ex((const uint8_t *)the_ck.ckpt.data, the_ck.ckpt.len,
-                                   (const uint8_t *)the_ck.log.data, the_ck.log.len, &plat,
-                                   &y, err, sizeof(err)) == 0);
+                                   (const uint8_t *)the_ck.log.data, the_ck.log.len,
+                                   &plat, &y, err, sizeof(err)) == 0);
         CHECK(avm_exec_run(y, 0) == AVM_RUN_DONE);
         avm_buf b;
         avm_buf_init(&b);
@@ -428,8 +432,8 @@ TEST(value_depth_is_bounded)
         avm_embedded e;
         avm_embedded_init(&e, "node1", "main");
         avm_exec *x;
-        REQUIRE(start(&e, m, avm_module_find(m, entries[i], AVM_FN_FUNC), AVM_MODE_DEFAULT,
-                      &x) == 0);
+        REQUIRE(start(&e, m, avm_module_find(m, entries[i], AVM_FN_FUNC),
+                      AVM_MODE_DEFAULT, &x) == 0);
         CHECK(avm_exec_run(x, 0) == AVM_RUN_FAILED);
         CHECK(avm_exec_error(x)->code == AVM_ERR_EVAL);
         avm_buf b;
@@ -446,6 +450,7 @@ TEST(value_depth_is_bounded)
     avm_module_release(m);
 }
 
-TEST_MAIN(T(value_depth_is_bounded), T(checkpoint_at_commit_resumes_exactly_once), T(ping_pong_resumes_at_every_stop), T(battleship_resumes_mid_transaction),
-          T(nested_transactions_and_pure_calls_resume), T(damaged_states_are_refused_or_safe),
-          T(wrong_version_is_refused_by_name))
+TEST_MAIN(T(value_depth_is_bounded), T(checkpoint_at_commit_resumes_exactly_once),
+          T(ping_pong_resumes_at_every_stop), T(battleship_resumes_mid_transaction),
+          T(nested_transactions_and_pure_calls_resume),
+          T(damaged_states_are_refused_or_safe), T(wrong_version_is_refused_by_name))

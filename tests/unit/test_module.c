@@ -14,8 +14,8 @@
 /* Bytecode assembly. Operands are little-endian. */
 #define LO(x) (uint8_t)((unsigned)(x)&0xff)
 #define HI(x) (uint8_t)(((unsigned)(x) >> 8) & 0xff)
-#define I32(x)                                                                        \
-    (uint8_t)((uint32_t)(x)), (uint8_t)((uint32_t)(x) >> 8),                          \
+#define I32(x)                                                                           \
+    (uint8_t)((uint32_t)(x)), (uint8_t)((uint32_t)(x) >> 8),                             \
         (uint8_t)((uint32_t)(x) >> 16), (uint8_t)((uint32_t)(x) >> 24)
 #define A_CONST(k) OP_CONST, LO(k), HI(k)
 #define A_NIL OP_NIL
@@ -184,8 +184,9 @@ TEST(encode_decode_round_trip)
     for (uint32_t i = 0; i < NFUNCS; i++) {
         const avm_func *x = &m->funcs[i], *y = &d->funcs[i];
         CHECK(avm_val_eq(x->name, y->name));
-        CHECK(x->kind == y->kind && x->nparams == y->nparams && x->nlocals == y->nlocals &&
-              x->max_stack == y->max_stack && x->uses_unsafe == y->uses_unsafe);
+        CHECK(x->kind == y->kind && x->nparams == y->nparams &&
+              x->nlocals == y->nlocals && x->max_stack == y->max_stack &&
+              x->uses_unsafe == y->uses_unsafe);
         CHECK(x->code_len == y->code_len && memcmp(x->code, y->code, x->code_len) == 0);
         CHECK_INT(y->nconsts, x->nconsts);
         for (uint32_t k = 0; k < x->nconsts && k < y->nconsts; k++)
@@ -354,8 +355,8 @@ static const broken broken_cases[] = {
      "pc 1: OP_CONST needs 2 operand bytes, only 1 remain"},
     {"jump past the end", AVM_FN_FUNC, 0, 0, 4, false, CODE(A_JMP(100), A_NIL, A_RET),
      "pc 0: jump target 105 outside code (length 7)"},
-    {"jump before the start", AVM_FN_FUNC, 0, 0, 4, false, CODE(A_NIL, A_JMPF(-7), A_NIL, A_RET),
-     "pc 1: jump target -1 outside code"},
+    {"jump before the start", AVM_FN_FUNC, 0, 0, 4, false,
+     CODE(A_NIL, A_JMPF(-7), A_NIL, A_RET), "pc 1: jump target -1 outside code"},
     {"jump to the end", AVM_FN_FUNC, 0, 0, 4, false, CODE(A_JMP(1), A_RET),
      "jump target 6 outside code (length 6)"},
     {"jump into an instruction", AVM_FN_FUNC, 0, 0, 4, false,
@@ -370,13 +371,12 @@ static const broken broken_cases[] = {
     {"list short of values", AVM_FN_FUNC, 0, 0, 4, false, CODE(A_NIL, A_LIST(2), A_RET),
      "stack underflow: OP_LIST needs 2 values"},
     {"underflow on one branch only", AVM_FN_FUNC, 0, 0, 4, false,
-     CODE(A_NIL, A_NIL, A_JMPF(2), A_POP, A_POP, A_POP, A_NIL, A_RET),
-     "stack underflow"},
+     CODE(A_NIL, A_NIL, A_JMPF(2), A_POP, A_POP, A_POP, A_NIL, A_RET), "stack underflow"},
     {"inconsistent heights at a join", AVM_FN_FUNC, 0, 0, 4, false,
      CODE(A_NIL, A_JMPF(1), A_NIL, A_NIL, A_RET),
      "pc 7: stack height 1 when reached from pc 6, but 0 on another path"},
-    {"loop that grows the stack", AVM_FN_FUNC, 0, 0, 8, false,
-     CODE(A_NIL, A_JMP(-6)), "pc 0: stack height 1 when reached from pc 1, but 0"},
+    {"loop that grows the stack", AVM_FN_FUNC, 0, 0, 8, false, CODE(A_NIL, A_JMP(-6)),
+     "pc 0: stack height 1 when reached from pc 1, but 0"},
     {"above max_stack", AVM_FN_FUNC, 0, 0, 1, false, CODE(A_NIL, A_NIL, A_POP, A_RET),
      "pc 1: stack height 2 exceeds max_stack 1"},
     {"load slot out of range", AVM_FN_FUNC, 1, 1, 4, false, CODE(A_LOAD(5), A_RET),
@@ -385,18 +385,21 @@ static const broken broken_cases[] = {
      CODE(A_NIL, A_STORE(2), A_NIL, A_RET), "OP_STORE slot 2 out of range (nlocals 2)"},
     {"constant out of range", AVM_FN_FUNC, 0, 0, 4, false, CODE(A_CONST(2), A_RET),
      "pc 0: constant 2 out of range (2 constants)"},
-    {"call to a missing function", AVM_FN_FUNC, 0, 0, 4, false,
-     CODE(A_CALL(9, 0), A_RET), "OP_CALL to function 9, but the module has 4 functions"},
+    {"call to a missing function", AVM_FN_FUNC, 0, 0, 4, false, CODE(A_CALL(9, 0), A_RET),
+     "OP_CALL to function 9, but the module has 4 functions"},
     {"call argc mismatch", AVM_FN_FUNC, 0, 0, 4, false,
-     CODE(A_NIL, A_NIL, A_CALL(1, 2), A_RET), "OP_CALL 'g' with 2 arguments, but it takes 1"},
+     CODE(A_NIL, A_NIL, A_CALL(1, 2), A_RET),
+     "OP_CALL 'g' with 2 arguments, but it takes 1"},
     {"tailcall argc mismatch", AVM_FN_FUNC, 0, 0, 4, false, CODE(A_TAILCALL(1, 0)),
      "OP_TAILCALL 'g' with 0 arguments, but it takes 1"},
     {"tailcall to a behaviour", AVM_FN_FUNC, 0, 0, 4, false, CODE(A_TAILCALL(2, 0)),
      "OP_TAILCALL to behaviour 'b'"},
     {"prim argc mismatch", AVM_FN_FUNC, 0, 0, 4, false,
-     CODE(A_NIL, A_PRIM(AVM_PRIM_ADD, 1), A_RET), "primitive '+' with 1 arguments, it takes 2"},
+     CODE(A_NIL, A_PRIM(AVM_PRIM_ADD, 1), A_RET),
+     "primitive '+' with 1 arguments, it takes 2"},
     {"variadic prim with no arguments", AVM_FN_FUNC, 0, 0, 4, false,
-     CODE(A_PRIM(AVM_PRIM_STR, 0), A_RET), "primitive 'str' with 0 arguments, it takes at least 1"},
+     CODE(A_PRIM(AVM_PRIM_STR, 0), A_RET),
+     "primitive 'str' with 0 arguments, it takes at least 1"},
     {"unknown prim", AVM_FN_FUNC, 0, 0, 4, false, CODE(A_NIL, A_PRIM(200, 1), A_RET),
      "invalid primitive 200"},
     {"prim zero", AVM_FN_FUNC, 0, 0, 4, false, CODE(A_NIL, A_PRIM(0, 1), A_RET),
@@ -409,7 +412,8 @@ static const broken broken_cases[] = {
      CODE(A_NIL, A_NIL, A_NIL, A_AVM(AVM_I_CREATE_OBJ, 3), A_RET),
      "AVM instruction 'createObj' with 3 arguments, it takes 1 to 2"},
     {"pure function using OP_AVM", AVM_FN_PURE, 0, 0, 4, false,
-     CODE(A_AVM(AVM_I_SELF, 0), A_RET), "pc 0: AVM instruction 'self' in a pure function"},
+     CODE(A_AVM(AVM_I_SELF, 0), A_RET),
+     "pc 0: AVM instruction 'self' in a pure function"},
     {"pure function calling a helper", AVM_FN_PURE, 0, 0, 4, false,
      CODE(A_CALL(3, 0), A_RET), "pure function calls 'h', which is not pure"},
     {"missing RET at end", AVM_FN_FUNC, 0, 0, 4, false, CODE(A_NIL, A_POP, A_NIL),
@@ -418,7 +422,8 @@ static const broken broken_cases[] = {
      CODE(A_NIL, A_JMPF(1), A_RET, A_NIL), "pc 7: execution falls off the end"},
     {"empty code", AVM_FN_FUNC, 0, 0, 4, false, {0}, 0, "empty code"},
     {"unsafe instruction not flagged", AVM_FN_FUNC, 0, 0, 4, false,
-     CODE(A_AVM(AVM_I_SCRY_META, 0), A_RET), "uses_unsafe is clear, but the code contains"},
+     CODE(A_AVM(AVM_I_SCRY_META, 0), A_RET),
+     "uses_unsafe is clear, but the code contains"},
     {"flagged without unsafe instruction", AVM_FN_FUNC, 0, 0, 4, true, CODE(A_NIL, A_RET),
      "uses_unsafe is set, but the code contains no"},
     {"invalid kind", (avm_fn_kind)7, 0, 0, 4, false, CODE(A_NIL, A_RET),
@@ -458,10 +463,10 @@ TEST(verify_accepts_edge_cases)
          CODE(A_NIL, A_RET, A_NIL), ""},
         {"extra values left at RET", AVM_FN_FUNC, 0, 0, 3, false,
          CODE(A_NIL, A_DUP, A_DUP, A_RET), ""},
-        {"tailcall with arguments", AVM_FN_FUNC, 0, 0, 1, false, CODE(A_NIL, A_TAILCALL(1, 1)),
-         ""},
-        {"pure calling pure", AVM_FN_PURE, 1, 1, 1, false, CODE(A_LOAD(0), A_TAILCALL(1, 1)),
-         ""},
+        {"tailcall with arguments", AVM_FN_FUNC, 0, 0, 1, false,
+         CODE(A_NIL, A_TAILCALL(1, 1)), ""},
+        {"pure calling pure", AVM_FN_PURE, 1, 1, 1, false,
+         CODE(A_LOAD(0), A_TAILCALL(1, 1)), ""},
         {"unsafe instruction flagged", AVM_FN_BEHAVIOR, 0, 0, 1, true,
          CODE(A_AVM(AVM_I_SCRY_DEEP, 0), A_RET), ""},
         {"if/else joins at equal heights", AVM_FN_MAIN, 0, 0, 1, false,
@@ -591,9 +596,10 @@ TEST(decode_rejects_bad_modules)
     /* Not an array at all; a hostile function count. */
     const uint8_t junk[] = {0xc0};
     avm_module *d = NULL;
-    CHECK_INT(avm_module_decode(junk, sizeof(junk), &d, msg, sizeof(msg)), AVM_EMALFORMED);
-    const uint8_t hostile[] = {0x95, 0xa6, 'A', 'V', 'M', 'M', 'O', 'D', 0x01, 0xa0, 0xff,
-                               0xdd, 0xff, 0xff, 0xff, 0xff, 0x99};
+    CHECK_INT(avm_module_decode(junk, sizeof(junk), &d, msg, sizeof(msg)),
+              AVM_EMALFORMED);
+    const uint8_t hostile[] = {0x95, 0xa6, 'A',  'V',  'M',  'M',  'O',  'D', 0x01,
+                               0xa0, 0xff, 0xdd, 0xff, 0xff, 0xff, 0xff, 0x99};
     CHECK_INT(avm_module_decode(hostile, sizeof(hostile), &d, msg, sizeof(msg)),
               AVM_ETRUNCATED);
     CHECK(strstr(msg, "function list") != NULL);
