@@ -12,6 +12,19 @@
 #error "AVM_SOURCE_DIR must name the source tree"
 #endif
 
+static avm_module *compile_src(const char *src)
+{
+    avm_module *m = NULL;
+    avm_diag d;
+    if (avm_compile("race.avm", src, strlen(src), &m, &d) != 0) {
+        char msg[700];
+        avm_diag_format(&d, msg, sizeof(msg));
+        fprintf(stderr, "compile: %s\n", msg);
+        return NULL;
+    }
+    return m;
+}
+
 static avm_module *compile_path(const char *rel)
 {
     char path[1024];
@@ -344,5 +357,85 @@ TEST(checkpoint_resumes_after_every_commit)
     avm_module_release(m);
 }
 
+static bool has_event(avm_exec *x, int type)
+{
+    const avm_event *ev = avm_exec_trace(x);
+    for (size_t i = 0; i < avm_exec_trace_len(x); i++)
+        if (ev[i].type == type)
+            return true;
+    return false;
+}
+
+/* Two executions race on one object of the durable store: A reads it inside its
+ * transaction (from its snapshot), B commits a write to it, then A commits. Exactly
+ * one commit returns true: A's returns #f, logs the conflict and aborts, and the
+ * object holds B's write only. */
+TEST(racing_transactions_on_lmdb)
+{
+    char dir[256];
+    REQUIRE(st_mkdtemp(dir, sizeof(dir)) != NULL);
+    avm_lmdb *db = st_open(dir, 0, 0);
+    REQUIRE(db != NULL);
+    avm_platform p;
+    plat_init(&p, avm_lmdb_store(db));
+    avm_exec_config cfg = {.keep_trace = true};
+    char err[256];
+
+    avm_module *setup = compile_src(
+        "(behavior counter\n"
+        "  (let ((s (getState)) (n (if (null? s) 0 (head s))))\n"
+        "    (setState (list (+ n 1))) (list (+ n 1))))\n"
+        "(main (let ((t (beginTx)) (c (createObj \"counter\"))) (commitTx t) c))\n");
+    REQUIRE(setup != NULL);
+    avm_exec *x = avm_exec_new(&p, &cfg);
+    avm_val self = st_id(AVM_OBJID, "root/orchestrator"), input = st_id(AVM_STR, "");
+    REQUIRE(avm_exec_start(x, setup, -1, self, input, err, sizeof(err)) == 0);
+    REQUIRE(avm_exec_run(x, 0) == AVM_RUN_DONE);
+    avm_val oid = avm_exec_result(x);
+    REQUIRE(oid.kind == AVM_OBJID);
+    char src[512];
+    snprintf(src, sizeof(src),
+             "(main (let ((t (beginTx))) (call #obj\"%s\" 1) (commitTx t)))\n",
+             oid.u.s->data);
+    avm_val keep_oid = oid;
+    avm_val_retain(keep_oid);
+    avm_exec_free(x);
+    avm_module *racer = compile_src(src);
+    REQUIRE(racer != NULL);
+
+    avm_exec *a = avm_exec_new(&p, &cfg), *b = avm_exec_new(&p, &cfg);
+    REQUIRE(avm_exec_start(a, racer, -1, self, input, err, sizeof(err)) == 0);
+    REQUIRE(avm_exec_start(b, racer, -1, self, input, err, sizeof(err)) == 0);
+    /* A runs until it has called the object (read and written it in its
+     * transaction), not further. */
+    while (!has_event(a, AVM_EV_OBJECT_CALLED))
+        REQUIRE(avm_exec_run(a, 1) == AVM_RUN_YIELD);
+    CHECK(avm_exec_run(b, 0) == AVM_RUN_DONE);
+    CHECK(avm_exec_result(b).kind == AVM_BOOL && avm_exec_result(b).u.b);
+    CHECK(avm_exec_run(a, 0) == AVM_RUN_DONE);
+    CHECK(avm_exec_result(a).kind == AVM_BOOL && !avm_exec_result(a).u.b);
+    CHECK(has_event(a, AVM_EV_ERROR_OCCURRED) &&
+          has_event(a, AVM_EV_TRANSACTION_ABORTED));
+    const avm_objrec *r = p.store->ops->get(p.store, NULL, keep_oid);
+    REQUIRE(r != NULL);
+    avm_buf b1;
+    avm_buf_init(&b1);
+    avm_val_print(&b1, r->state);
+    CHECK_STR(avm_buf_cstr(&b1), "(1)"); /* B's write only: A's was not applied */
+    avm_buf_free(&b1);
+
+    avm_exec_free(a);
+    avm_exec_free(b);
+    avm_val_release(keep_oid);
+    avm_val_release(self);
+    avm_val_release(input);
+    avm_module_release(setup);
+    avm_module_release(racer);
+    plat_fini(&p);
+    avm_lmdb_close(db);
+    st_rmtree(dir);
+}
+
 TEST_MAIN(T(ping_pong_on_lmdb), T(battleship_on_lmdb),
-          T(objects_outlive_the_process_handle), T(checkpoint_resumes_after_every_commit))
+          T(objects_outlive_the_process_handle), T(checkpoint_resumes_after_every_commit),
+          T(racing_transactions_on_lmdb))
