@@ -538,6 +538,24 @@ static avm_val *detached_state(avm_exec *x, avm_val oid)
     return NULL;
 }
 
+/* Keeps st as the state of oid, an id no object record holds. */
+static int set_detached(avm_exec *x, avm_val oid, avm_val st)
+{
+    avm_val *d = detached_state(x, oid);
+    if (d != NULL) {
+        avm_val_release(*d);
+        *d = vm__ref(st);
+        return VM_OK;
+    }
+    avm_pair p = {vm__ref(oid), vm__ref(st)};
+    if (VEC_PUSH(x, x->detached, p) != 0) {
+        avm_val_release(p.a);
+        avm_val_release(p.b);
+        return vm__oom(x);
+    }
+    return VM_OK;
+}
+
 /* getState: S: the committed state (lookupState). Default: the transaction's own
  * pending state first (decision 1). */
 static int op_get_state(avm_exec *x, avm_val *out)
@@ -600,19 +618,7 @@ static int op_set_state(avm_exec *x, avm_val st, avm_val *out)
     }
     /* No object holds this state (the top-level program): keep it with the
      * execution, as the specification's total StateStore would. */
-    avm_val *d = detached_state(x, x->self);
-    if (d != NULL) {
-        avm_val_release(*d);
-        *d = vm__ref(st);
-        return VM_OK;
-    }
-    avm_pair p = {vm__ref(x->self), vm__ref(st)};
-    if (VEC_PUSH(x, x->detached, p) != 0) {
-        avm_val_release(p.a);
-        avm_val_release(p.b);
-        return vm__oom(x);
-    }
-    return VM_OK;
+    return set_detached(x, x->self, st);
 }
 
 /* Reflect ------------------------------------------------------------------------ */
@@ -957,18 +963,8 @@ static int keep_detached_states(avm_exec *x)
          * in which the objects this commit created do not exist yet. */
         if (s->ops->get(s, NULL, p->a) != NULL || pending_destroy(x, p->a))
             continue;
-        avm_val *d = detached_state(x, p->a);
-        if (d != NULL) {
-            avm_val_release(*d);
-            *d = vm__ref(p->b);
-            continue;
-        }
-        avm_pair q = {vm__ref(p->a), vm__ref(p->b)};
-        if (VEC_PUSH(x, x->detached, q) != 0) {
-            avm_val_release(q.a);
-            avm_val_release(q.b);
-            return vm__oom(x);
-        }
+        if (set_detached(x, p->a, p->b) != VM_OK)
+            return VM_FAIL;
     }
     return VM_OK;
 }
