@@ -1,75 +1,32 @@
 /* avmctl: run AVM programs and inspect a node's data.
  *
  * Without a server, avmctl works on an embedded node whose data lives in a data
- * directory (durable, LMDB) or, with --ephemeral, in memory.
+ * directory (durable, LMDB) or, with --ephemeral, in memory. With --node ADDR (or
+ * $AVM_NODE) it works on a node daemon over the control protocol instead
+ * (remote.c); send and status need one.
  *
  * Exit codes: 0 success; 1 the program ended in an AVM error (or blocked, or was
- * interrupted); 2 bad usage, an unreadable file, a program that does not compile or
- * is refused at load time, an unknown object or execution, or a data directory that
- * cannot be used. */
-#include <errno.h>
+ * interrupted, or killed, or has not finished), or the node refused an operation
+ * because of the state of the execution or object; 2 bad usage, an unreadable file,
+ * a program that does not compile or is refused at load time, an unknown object or
+ * execution, a data directory that cannot be used, or a node that cannot be reached
+ * or does not answer in time (the message is printed). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "avm_err.h"
+#include "cli.h"
 #include "codec.h"
-#include "compiler.h"
 #include "embedded.h"
 #include "module.h"
+#include "remote.h"
 #include "vm.h"
 
-#define EXIT_AVM_ERROR 1
-#define EXIT_USAGE 2
+#define EXIT_AVM_ERROR CLI_EXIT_AVM_ERROR
+#define EXIT_USAGE CLI_EXIT_USAGE
 
-static const char *progname = "avmctl";
-
-static void usage(FILE *f)
-{
-    fprintf(
-        f,
-        "usage: %s <command> [options]\n"
-        "\n"
-        "commands:\n"
-        "  run FILE            run FILE's (main ...) on the embedded node\n"
-        "  check FILE          compile FILE and report errors, without running it\n"
-        "  obj ls              list the objects of the node's store\n"
-        "  obj show ID         show one object (metadata, version, state)\n"
-        "  exec ls             list the executions the node has recorded\n"
-        "  exec show ID        status and result of an execution\n"
-        "  exec result ID      an execution's result (getExecutionResult)\n"
-        "  exec trace ID       an execution's trace\n"
-        "  exec resume ID      continue an interrupted execution from its last "
-        "checkpoint\n"
-        "  help                this text\n"
-        "\n"
-        "node options (every command but check):\n"
-        "  --data DIR          the node's data directory (default: $AVM_DATA, else\n"
-        "                      $XDG_DATA_HOME/avm/MACHINE, else "
-        "~/.local/share/avm/MACHINE)\n"
-        "  --ephemeral         keep everything in memory and forget it at exit\n"
-        "  --machine NAME      this node's machine id (default node1)\n"
-        "  --controller NAME   its default controller (default main)\n"
-        "  --json              machine-readable output\n"
-        "\n"
-        "run options:\n"
-        "  --trace             print the trace (the log entries of the run)\n"
-        "  --store             print the objects in the store after the run\n"
-        "  --spec-strict       the literal semantics of the specification's "
-        "interpreter\n"
-        "                      (ephemeral unless --data is given: its ids repeat "
-        "across runs)\n"
-        "  --allow-unsafe      grant the unsafe instructions (reflect, scryMeta, "
-        "scryDeep,\n"
-        "                      reifyTxState, reifyConstraints, registerPure)\n"
-        "  --entry NAME        run the parameterless (defun NAME () ...) instead of "
-        "main\n"
-        "\n"
-        "exit codes: 0 success; 1 the program failed with an AVM error, blocked, or was\n"
-        "interrupted; 2 bad usage, a program that does not compile or is refused at\n"
-        "load time, an unknown object or execution, or an unusable data directory.\n",
-        progname);
-}
+static const char *const progname = cli__progname;
 
 /* Options shared by the commands that open a node. */
 typedef struct node_opts {
@@ -140,92 +97,13 @@ static int open_node(const node_opts *o, avm_embedded *e)
     return 0;
 }
 
-static int read_file(const char *path, char **out, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (f == NULL) {
-        fprintf(stderr, "%s: cannot open %s: %s\n", progname, path, strerror(errno));
-        return -1;
-    }
-    size_t cap = 4096, n = 0;
-    char *buf = malloc(cap);
-    for (;;) {
-        if (buf == NULL) {
-            fprintf(stderr, "%s: out of memory reading %s\n", progname, path);
-            fclose(f);
-            return -1;
-        }
-        n += fread(buf + n, 1, cap - n, f);
-        if (n < cap)
-            break;
-        if (cap >= 64u * 1024 * 1024) {
-            fprintf(stderr, "%s: %s is larger than 64 MiB\n", progname, path);
-            free(buf);
-            fclose(f);
-            return -1;
-        }
-        cap *= 2;
-        char *p = realloc(buf, cap);
-        if (p == NULL)
-            free(buf);
-        buf = p;
-    }
-    if (ferror(f)) {
-        fprintf(stderr, "%s: cannot read %s: %s\n", progname, path, strerror(errno));
-        free(buf);
-        fclose(f);
-        return -1;
-    }
-    fclose(f);
-    *out = buf;
-    *len = n;
-    return 0;
-}
-
-static void print_json_line(avm_buf *b)
-{
-    avm_buf_puts(b, "\n");
-    fputs(avm_buf_cstr(b), stdout);
-}
-
-static avm_module *compile_file(const char *path, bool json)
-{
-    char *src;
-    size_t len;
-    if (read_file(path, &src, &len) != 0)
-        return NULL;
-    avm_module *m = NULL;
-    avm_diag d;
-    memset(&d, 0, sizeof(d));
-    int rv = avm_compile(path, src, len, &m, &d);
-    free(src);
-    if (rv != 0) {
-        char msg[1024];
-        avm_diag_format(&d, msg, sizeof(msg));
-        if (json) {
-            avm_buf b;
-            avm_buf_init(&b);
-            avm_buf_puts(&b, "{\"status\":\"compile-error\",\"file\":");
-            avm_json_str(&b, d.file, strlen(d.file));
-            avm_buf_printf(&b, ",\"line\":%u,\"col\":%u,\"message\":", d.line, d.col);
-            avm_json_str(&b, d.msg, strlen(d.msg));
-            avm_buf_puts(&b, "}");
-            print_json_line(&b);
-            avm_buf_free(&b);
-        }
-        fprintf(stderr, "%s: %s\n", progname, msg);
-        return NULL;
-    }
-    return m;
-}
-
 static int cmd_check(int argc, char **argv)
 {
     if (argc != 1) {
         fprintf(stderr, "%s: check takes one FILE\n", progname);
         return EXIT_USAGE;
     }
-    avm_module *m = compile_file(argv[0], false);
+    avm_module *m = cli__compile_file(argv[0], false);
     if (m == NULL)
         return EXIT_USAGE;
     int nb = 0, np = 0, nf = 0;
@@ -286,7 +164,7 @@ static int print_outcome(avm_exec *x, avm_embedded *e, const char *exec_id, bool
             avm_embedded_dump(e, &b, true);
         }
         avm_buf_puts(&b, "}");
-        print_json_line(&b);
+        cli__print_json_line(&b);
         avm_buf_free(&b);
         return code;
     }
@@ -380,6 +258,20 @@ static int load_exec(avm_embedded *e, const char *id, avm_exec **out)
     return rv;
 }
 
+/* Records the end of a durable execution in its sequence chart. */
+static int log_end(avm_exec *x, const char *id)
+{
+    avm_run_status st = avm_exec_status(x);
+    if (st != AVM_RUN_DONE && st != AVM_RUN_FAILED)
+        return 0;
+    avm_val detail;
+    if (avm_cstr(AVM_STR, st == AVM_RUN_DONE ? "done" : "failed", &detail) != 0)
+        return AVM_ENOMEM;
+    int rv = avm_exec_log_runtime(x, "ExecutionTerminated", id, detail);
+    avm_val_release(detail);
+    return rv;
+}
+
 static int cmd_run(int argc, char **argv)
 {
     node_opts o = {.machine = "node1", .controller = "main"};
@@ -403,10 +295,7 @@ static int cmd_run(int argc, char **argv)
             cfg.allow_unsafe = true;
         else if (strcmp(a, "--entry") == 0 && i + 1 < argc)
             entry = argv[++i];
-        else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-            usage(stdout);
-            return 0;
-        } else if (a[0] == '-' && a[1] != '\0') {
+        else if (a[0] == '-' && a[1] != '\0') {
             fprintf(stderr, "%s: run: unknown option %s (see %s help)\n", progname, a,
                     progname);
             return EXIT_USAGE;
@@ -424,19 +313,17 @@ static int cmd_run(int argc, char **argv)
     }
     if (cfg.mode == AVM_MODE_STRICT && !o.data_given)
         o.ephemeral = true;
-    avm_module *m = compile_file(file, o.json);
+    avm_module *m = cli__compile_file(file, o.json);
     if (m == NULL)
         return EXIT_USAGE;
     int fn = -1;
-    if (entry != NULL) {
-        fn = avm_module_find(m, entry, AVM_FN_FUNC);
-        if (fn < 0 || m->funcs[fn].nparams != 0) {
-            fprintf(stderr, "%s: %s has no function '%s' without parameters to run\n",
-                    progname, file, entry);
-            avm_module_release(m);
-            return EXIT_USAGE;
-        }
+    if (entry != NULL && (fn = cli__entry_fn(m, file, entry)) < 0) {
+        avm_module_release(m);
+        return EXIT_USAGE;
     }
+    /* A durable run keeps the sequence-chart records in its trace log, for
+     * `exec trace --format`. */
+    cfg.msc = !o.ephemeral;
     avm_embedded e;
     if (open_node(&o, &e) != 0) {
         avm_module_release(m);
@@ -454,7 +341,7 @@ static int cmd_run(int argc, char **argv)
                            rv == AVM_EUNSAFE ? "refused" : "load-error");
             avm_json_str(&b, errmsg, strlen(errmsg));
             avm_buf_puts(&b, "}");
-            print_json_line(&b);
+            cli__print_json_line(&b);
             avm_buf_free(&b);
         }
         fprintf(stderr, "%s: %s\n", progname, errmsg[0] ? errmsg : avm_strerror(rv));
@@ -468,14 +355,16 @@ static int cmd_run(int argc, char **argv)
     if (e.db != NULL) {
         snprintf(id, sizeof(id), "%s/e%llu", o.machine,
                  (unsigned long long)e.store->ops->next_seq(e.store));
-        if (avm_exec_set_checkpoint(x, id) != 0 || save_exec(&e, id, x) != 0) {
+        if (avm_exec_set_checkpoint(x, id) != 0 ||
+            avm_exec_log_runtime(x, "ExecutionStarted", id, avm_nil()) != 0 ||
+            save_exec(&e, id, x) != 0) {
             avm_exec_free(x);
             avm_embedded_close(&e);
             return EXIT_USAGE;
         }
     }
     avm_exec_run(x, 0);
-    if (e.db != NULL && save_exec(&e, id, x) != 0) {
+    if (e.db != NULL && (log_end(x, id) != 0 || save_exec(&e, id, x) != 0)) {
         avm_exec_free(x);
         avm_embedded_close(&e);
         return EXIT_USAGE;
@@ -521,16 +410,7 @@ static int parse_node_only(node_opts *o, int argc, char **argv, const char **arg
     return 0;
 }
 
-/* An object id from the command line: "node1/3" or #obj"node1/3". */
-static int parse_oid(const char *s, avm_val *out)
-{
-    size_t n = strlen(s);
-    if (n > 6 && strncmp(s, "#obj\"", 5) == 0 && s[n - 1] == '"')
-        return avm_str_new(AVM_OBJID, s + 5, n - 6, out);
-    return avm_cstr(AVM_OBJID, s, out);
-}
-
-static int cmd_obj(int argc, char **argv)
+static int cmd_obj(const char *node, int argc, char **argv)
 {
     node_opts o = {.machine = "node1", .controller = "main"};
     if (argc < 1) {
@@ -543,6 +423,8 @@ static int cmd_obj(int argc, char **argv)
                 argv[0]);
         return EXIT_USAGE;
     }
+    if (node != NULL)
+        return remote__obj(node, argv[0], argc - 1, argv + 1);
     const char *args[1] = {NULL};
     if (parse_node_only(&o, argc - 1, argv + 1, args, show ? 1 : 0, "obj") != 0)
         return EXIT_USAGE;
@@ -582,14 +464,14 @@ static int cmd_obj(int argc, char **argv)
         }
         if (o.json) {
             avm_buf_puts(&b, "]");
-            print_json_line(&b);
+            cli__print_json_line(&b);
         } else {
             fputs(avm_buf_cstr(&b), stdout);
         }
         avm_val_release(ids);
     } else {
         avm_val oid;
-        if (parse_oid(args[0], &oid) != 0) {
+        if (cli__parse_oid(args[0], &oid) != 0) {
             avm_embedded_close(&e);
             return EXIT_USAGE;
         }
@@ -599,7 +481,7 @@ static int cmd_obj(int argc, char **argv)
             code = EXIT_USAGE;
         } else if (o.json) {
             avm_objrec_json(&b, r, true, true);
-            print_json_line(&b);
+            cli__print_json_line(&b);
         } else {
             avm_buf_puts(&b, "object      ");
             avm_val_print(&b, r->oid);
@@ -645,22 +527,93 @@ static void exec_ls_one(void *arg, const char *id, uint8_t status)
     c->n++;
 }
 
-static int cmd_exec(int argc, char **argv)
+/* Takes `NAME VALUE` (or NAME=VALUE) out of argv[0..*argc), closing the gap; the
+ * last one wins. Returns 0, or -1 after saying that the value is missing. */
+static int take_opt(int *argc, char **argv, const char *name, const char **value)
+{
+    size_t n = strlen(name);
+    for (int i = 0; i < *argc;) {
+        const char *a = argv[i];
+        int used;
+        if (strcmp(a, name) == 0) {
+            if (i + 1 >= *argc || argv[i + 1][0] == '\0') {
+                fprintf(stderr, "%s: %s needs a value\n", progname, name);
+                return -1;
+            }
+            *value = argv[i + 1];
+            used = 2;
+        } else if (strncmp(a, name, n) == 0 && a[n] == '=' && a[n + 1] != '\0') {
+            *value = a + n + 1;
+            used = 1;
+        } else {
+            i++;
+            continue;
+        }
+        memmove(&argv[i], &argv[i + used], (size_t)(*argc - i - used) * sizeof(*argv));
+        *argc -= used;
+    }
+    return 0;
+}
+
+/* exec trace ID --format F on the embedded node: the stored trace log as a chart. */
+static int exec_chart(avm_embedded *e, const char *id, const char *format)
+{
+    avm_msc_format f;
+    if (cli__parse_format(format, &f) != 0) {
+        fprintf(stderr, "%s: exec trace: --format is text, mermaid or json, not %s\n",
+                progname, format);
+        return EXIT_USAGE;
+    }
+    uint8_t status;
+    avm_buf state, log;
+    avm_buf_init(&state);
+    int rv = avm_lmdb_exec_get(e->db, id, &status, &state);
+    avm_buf_free(&state);
+    if (rv == 0)
+        rv = avm_lmdb_trace_log(e->db, id, &log);
+    if (rv != 0) {
+        fprintf(stderr, "%s: %s\n", progname,
+                rv == AVM_ENOTFOUND ? "no such execution" : avm_lmdb_errmsg(e->db));
+        return EXIT_USAGE;
+    }
+    int code = cli__print_chart((const uint8_t *)log.data, log.len, f, id);
+    avm_buf_free(&log);
+    return code;
+}
+
+static int cmd_exec(const char *node, int argc, char **argv)
 {
     node_opts o = {.machine = "node1", .controller = "main"};
     if (argc < 1) {
-        fprintf(stderr, "%s: exec needs ls, show, result, trace or resume\n", progname);
+        fprintf(stderr,
+                "%s: exec needs ls, show, result, trace, resume, suspend or kill\n",
+                progname);
         return EXIT_USAGE;
     }
     const char *sub = argv[0];
     bool ls = strcmp(sub, "ls") == 0;
-    if (!ls && strcmp(sub, "show") != 0 && strcmp(sub, "result") != 0 &&
+    bool remote_only = strcmp(sub, "suspend") == 0 || strcmp(sub, "kill") == 0;
+    if (!ls && !remote_only && strcmp(sub, "show") != 0 && strcmp(sub, "result") != 0 &&
         strcmp(sub, "trace") != 0 && strcmp(sub, "resume") != 0) {
         fprintf(stderr, "%s: exec: unknown subcommand '%s'\n", progname, sub);
         return EXIT_USAGE;
     }
+    if (node != NULL)
+        return remote__exec(node, sub, argc - 1, argv + 1);
+    if (remote_only) {
+        fprintf(stderr,
+                "%s: exec %s works on a node daemon (--node ADDR or AVM_NODE): an "
+                "embedded execution runs only while avmctl does\n",
+                progname, sub);
+        return EXIT_USAGE;
+    }
+    /* exec trace --format renders the stored trace log as a sequence chart. */
+    const char *format = NULL;
+    int nargc = argc - 1;
+    if (strcmp(sub, "trace") == 0 && take_opt(&nargc, argv + 1, "--format", &format) != 0)
+        return EXIT_USAGE;
     const char *args[1] = {NULL};
-    if (parse_node_only(&o, argc - 1, argv + 1, args, ls ? 0 : 1, "exec") != 0)
+    if (parse_node_only(&o, nargc, argv + 1, args, ls ? 0 : 1, "exec") != 0)
         return EXIT_USAGE;
     if (o.ephemeral) {
         fprintf(stderr, "%s: exec: an ephemeral node has no recorded executions\n",
@@ -683,10 +636,16 @@ static int cmd_exec(int argc, char **argv)
         }
         if (o.json) {
             avm_buf_puts(&b, "]");
-            print_json_line(&b);
+            cli__print_json_line(&b);
         } else {
             fputs(avm_buf_cstr(&b), stdout);
         }
+        avm_buf_free(&b);
+        avm_embedded_close(&e);
+        return code;
+    }
+    if (format != NULL) {
+        code = exec_chart(&e, args[0], format);
         avm_buf_free(&b);
         avm_embedded_close(&e);
         return code;
@@ -702,12 +661,13 @@ static int cmd_exec(int argc, char **argv)
             fprintf(stderr, "%s: execution %s has already ended (%s)\n", progname,
                     args[0], avm_embedded_status_name(st));
         } else {
-            if (avm_exec_set_checkpoint(x, args[0]) != 0) {
+            if (avm_exec_set_checkpoint(x, args[0]) != 0 ||
+                avm_exec_log_runtime(x, "ExecutionResumed", args[0], avm_nil()) != 0) {
                 code = EXIT_USAGE;
                 goto done;
             }
             avm_exec_run(x, 0);
-            if (save_exec(&e, args[0], x) != 0) {
+            if (log_end(x, args[0]) != 0 || save_exec(&e, args[0], x) != 0) {
                 code = EXIT_USAGE;
                 goto done;
             }
@@ -735,26 +695,51 @@ done:
     return code;
 }
 
+/* The commands that talk to a node daemon with --node (or $AVM_NODE) or open the
+ * embedded node without it. */
 int main(int argc, char **argv)
 {
     if (argc < 2) {
-        usage(stderr);
+        cli__usage(stderr, NULL, NULL);
         return EXIT_USAGE;
     }
     const char *cmd = argv[1];
-    if (strcmp(cmd, "run") == 0)
-        return cmd_run(argc - 2, argv + 2);
-    if (strcmp(cmd, "check") == 0)
-        return cmd_check(argc - 2, argv + 2);
-    if (strcmp(cmd, "obj") == 0)
-        return cmd_obj(argc - 2, argv + 2);
-    if (strcmp(cmd, "exec") == 0)
-        return cmd_exec(argc - 2, argv + 2);
     if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 ||
         strcmp(cmd, "-h") == 0) {
-        usage(stdout);
+        cli__usage(stdout, argc > 2 ? argv[2] : NULL, argc > 3 ? argv[3] : NULL);
         return 0;
     }
-    fprintf(stderr, "%s: unknown command '%s' (see %s help)\n", progname, cmd, progname);
-    return EXIT_USAGE;
+    static const char *const cmds[] = {"run", "check", "obj", "exec", "send", "status"};
+    bool known = false;
+    for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
+        known = known || strcmp(cmd, cmds[i]) == 0;
+    if (!known) {
+        fprintf(stderr, "%s: unknown command '%s' (see %s help)\n", progname, cmd,
+                progname);
+        return EXIT_USAGE;
+    }
+    /* --node is global: taken out wherever it is, then each command parses the
+     * rest. */
+    int n = argc - 2;
+    char **args = argv + 2;
+    const char *node = NULL;
+    if (take_opt(&n, args, "--node", &node) != 0)
+        return EXIT_USAGE;
+    if (node == NULL && getenv("AVM_NODE") != NULL && getenv("AVM_NODE")[0] != '\0')
+        node = getenv("AVM_NODE");
+    if (cli__wants_help(n, args)) {
+        cli__usage(stdout, cmd, n > 0 && args[0][0] != '-' ? args[0] : NULL);
+        return 0;
+    }
+    if (strcmp(cmd, "run") == 0)
+        return node != NULL ? remote__run(node, n, args) : cmd_run(n, args);
+    if (strcmp(cmd, "check") == 0)
+        return cmd_check(n, args);
+    if (strcmp(cmd, "obj") == 0)
+        return cmd_obj(node, n, args);
+    if (strcmp(cmd, "exec") == 0)
+        return cmd_exec(node, n, args);
+    if (strcmp(cmd, "send") == 0)
+        return remote__send(node, n, args);
+    return remote__status(node, n, args);
 }

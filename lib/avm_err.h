@@ -20,7 +20,8 @@
     X(10, IO, "input/output error")                                                      \
     X(11, INVAL, "invalid argument")                                                     \
     X(12, VERSION, "unsupported format version")                                         \
-    X(13, STATE, "operation not valid in the current state")
+    X(13, STATE, "operation not valid in the current state")                             \
+    X(14, PENDING, "accepted; the outcome comes later")
 
 enum {
 #define AVM__ERR_ENUM(n, name, text) AVM_E##name = n,

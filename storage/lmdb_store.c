@@ -13,6 +13,10 @@
  *   pure        name bytes -> [code module hash bin32, version]
  *   executions  id bytes -> [status, state bin]
  *   traces      id bytes, 0x00, 8-byte big-endian seq -> encoded event value
+ *   mailboxes   oid bytes, 0x00, 8-byte big-endian seq -> message bytes (the
+ *               caller's encoding)
+ *   mailbox_seq oid bytes -> uint, the last message number handed out for oid
+ *               (kept when the mailbox empties, so that numbers are never reused)
  *
  * This process is the only writer: a lock file (flock on DIR/avm.lock) keeps a
  * second process (or a second open in this one) out. That is what lets the
@@ -23,6 +27,7 @@
  * One thread uses a handle (STYLE.md 9); nothing here locks. */
 #include "lmdb_store.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <lmdb.h>
@@ -319,6 +324,7 @@ struct avm_lmdb {
     avm_store base; /* first: the store interface casts back to the handle */
     MDB_env *env;
     MDB_dbi meta, objects, states, behaviours, pure, executions, traces;
+    MDB_dbi mailboxes, mbox_seq;
     /* A reset read transaction, renewed for each read outside a snapshot. */
     MDB_txn *rtxn;
     MDB_txn *pool[TXN_POOL];
@@ -482,15 +488,29 @@ typedef struct wtx_ops {
     void (*undo)(avm_lmdb *db, void *arg);
 } wtx_ops;
 
-static int put_uint(MDB_txn *txn, MDB_dbi dbi, const char *key, uint64_t v, int *mrc)
+static int put_uint_k(MDB_txn *txn, MDB_dbi dbi, MDB_val *k, uint64_t v, int *mrc)
 {
     uint8_t buf[16];
     avm_buf b = {.data = (char *)buf, .len = 0, .cap = sizeof(buf), .err = 0};
     avm_mp_put_uint(&b, v); /* at most 9 bytes: never grows the buffer */
-    MDB_val k = {.mv_size = strlen(key), .mv_data = (void *)key};
     MDB_val d = {.mv_size = b.len, .mv_data = buf};
-    *mrc = mdb_put(txn, dbi, &k, &d, 0);
+    *mrc = mdb_put(txn, dbi, k, &d, 0);
     return *mrc == 0 ? 0 : AVM_EIO;
+}
+
+static int put_uint(MDB_txn *txn, MDB_dbi dbi, const char *key, uint64_t v, int *mrc)
+{
+    MDB_val k = {.mv_size = strlen(key), .mv_data = (void *)key};
+    return put_uint_k(txn, dbi, &k, v, mrc);
+}
+
+/* Decodes a stored uint that must fill the value. */
+static int get_uint_v(const MDB_val *d, uint64_t *v)
+{
+    avm_mp_reader r;
+    avm_mp_reader_init(&r, d->mv_data, d->mv_size, 64);
+    int rv = avm_mp_get_uint(&r, v);
+    return rv != 0 ? rv : r.p != r.end ? AVM_EMALFORMED : 0;
 }
 
 /* Doubles the map, up to map_max. Called with no write transaction open. */
@@ -935,6 +955,8 @@ typedef struct ov {
 
 typedef struct batch {
     const avm_writeset *const *ws;
+    const avm_lmdb_ack *const *acks; /* NULL, or per write set (each maybe NULL) */
+    const size_t *nacks;
     size_t n;
     bool *ok;   /* per write set: validated and applied to the overlay */
     table objs; /* oid -> ov*: the batch's versions and existence */
@@ -1177,6 +1199,40 @@ static int put_module(avm_lmdb *db, MDB_txn *txn, avm_module *m, int *mrc)
 static size_t trace_key(char *k, const char *id, size_t idlen, uint64_t seq);
 static int trace_clear_in(avm_lmdb *db, MDB_txn *txn, const char *id, int *mrc);
 
+/* Mailboxes: messages keyed by the object id's bytes (as in objects), 0x00, and
+ * their number (8 bytes, big-endian), so that a mailbox's messages are adjacent
+ * and in number order. The id is the key less its last 9 bytes. */
+#define MBOX_KEY_MAX 600
+
+static bool mbox_key_ok(const avm_lmdb *db, avm_val oid)
+{
+    return oid.u.s->len + 9 <= db->maxkey && oid.u.s->len + 9 <= MBOX_KEY_MAX;
+}
+
+static size_t mbox_key(char *k, avm_val oid, uint64_t seq)
+{
+    return trace_key(k, oid.u.s->data, oid.u.s->len, seq);
+}
+
+/* Deletes the acknowledged messages of a committed write set; a message that is
+ * not there was acked before. */
+static int ack_del(avm_lmdb *db, MDB_txn *txn, const avm_lmdb_ack *acks, size_t n,
+                   int *mrc)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (!mbox_key_ok(db, acks[i].oid))
+            continue; /* no such mailbox can exist */
+        char key[MBOX_KEY_MAX];
+        MDB_val k = {.mv_size = mbox_key(key, acks[i].oid, acks[i].seq), .mv_data = key};
+        int rc = mdb_del(txn, db->mailboxes, &k, NULL);
+        if (rc != 0 && rc != MDB_NOTFOUND) {
+            *mrc = rc;
+            return AVM_EIO;
+        }
+    }
+    return 0;
+}
+
 static int put_exec(avm_lmdb *db, MDB_txn *txn, const char *id, uint8_t status,
                     const uint8_t *state, size_t len, int *mrc)
 {
@@ -1259,6 +1315,11 @@ static int batch_write(avm_lmdb *db, MDB_txn *txn, batch *b, int *mrc)
                 if ((*mrc = mdb_put(txn, db->traces, &k, &v, 0)) != 0)
                     return AVM_EIO;
             }
+        }
+        if (b->ok[i] && b->acks != NULL && b->acks[i] != NULL) {
+            int rv = ack_del(db, txn, b->acks[i], b->nacks[i], mrc);
+            if (rv != 0)
+                return rv;
         }
     }
     return 0;
@@ -1353,26 +1414,47 @@ static int check_input(avm_lmdb *db, const avm_writeset *ws)
     return 0;
 }
 
-int avm_lmdb_apply_batch(avm_lmdb *db, const avm_writeset *const *ws, size_t n,
-                         bool *committed)
+/* An object id for a mailbox: a non-empty object identifier. */
+static int mbox_oid_check(avm_lmdb *db, avm_val oid, const char *what)
 {
+    if (oid.kind != AVM_OBJID || oid.u.s->len == 0)
+        return failf(db, AVM_EINVAL,
+                     "%s %s: a mailbox's id must be a non-empty object identifier", what,
+                     db->path);
+    return 0;
+}
+
+int avm_lmdb_apply_batch_ex(avm_lmdb *db, const avm_writeset *const *ws,
+                            const avm_lmdb_ack *const *acks, const size_t *nacks,
+                            size_t n, bool *committed)
+{
+    assert(acks == NULL || nacks != NULL);
     for (size_t i = 0; i < n; i++)
         committed[i] = false;
     for (size_t i = 0; i < n; i++) {
         int rv = check_input(db, ws[i]);
+        for (size_t j = 0; rv == 0 && acks != NULL && acks[i] != NULL && j < nacks[i];
+             j++)
+            rv = mbox_oid_check(db, acks[i][j].oid, "acknowledging a message in");
         if (rv != 0)
             return rv;
     }
     if (n == 0)
         return 0;
     cache_trim(db);
-    batch b = {.ws = ws, .n = n, .ok = committed};
+    batch b = {.ws = ws, .acks = acks, .nacks = nacks, .n = n, .ok = committed};
     if (avm_list_new(0, &b.empty) != 0)
         return failf(db, AVM_ENOMEM, "out of memory");
     int rv = write_txn(db, "commit to", &batch_ops, &b);
     tab_clear(&b.objs, ov_release_v);
     avm_val_release(b.empty);
     return rv;
+}
+
+int avm_lmdb_apply_batch(avm_lmdb *db, const avm_writeset *const *ws, size_t n,
+                         bool *committed)
+{
+    return avm_lmdb_apply_batch_ex(db, ws, NULL, NULL, n, committed);
 }
 
 static int ls_apply(avm_store *s, const avm_writeset *ws, bool *committed)
@@ -1750,6 +1832,227 @@ out:
     return rv;
 }
 
+/* ---- Mailboxes -------------------------------------------------------------- */
+
+/* Walks hand messages to the callback in chunks of about this many bytes (at least
+ * one message), read in one read transaction and copied out of it, so that the
+ * callback may write to the store (and grow the map) between chunks. */
+#define EACH_CHUNK ((size_t)1 << 20)
+
+typedef struct mbox_arg {
+    const avm_val *oids;
+    const uint8_t *const *msgs;
+    const size_t *lens;
+    size_t n;
+    uint64_t *seqs;
+} mbox_arg;
+
+/* Numbers each message from its mailbox's counter (which this transaction's own
+ * earlier puts have advanced) and stores it. Run again from scratch after a map
+ * growth: everything it reads is in txn. */
+static int mbox_put_body(avm_lmdb *db, MDB_txn *txn, void *arg, int *mrc)
+{
+    mbox_arg *a = arg;
+    for (size_t i = 0; i < a->n; i++) {
+        avm_val oid = a->oids[i];
+        MDB_val k = key_of(oid), v;
+        uint64_t last = 0;
+        int rc = mdb_get(txn, db->mbox_seq, &k, &v);
+        if (rc == 0 && get_uint_v(&v, &last) != 0)
+            return corrupt(db, "mailbox counter of", oid, AVM_EMALFORMED);
+        if (rc != 0 && rc != MDB_NOTFOUND) {
+            *mrc = rc;
+            return AVM_EIO;
+        }
+        if (last == UINT64_MAX)
+            return failf(
+                db, AVM_ETOOBIG, "the mailbox of \"%.*s\" in %s is out of numbers",
+                (int)(oid.u.s->len > 200 ? 200 : oid.u.s->len), oid.u.s->data, db->path);
+        int rv = put_uint_k(txn, db->mbox_seq, &k, last + 1, mrc);
+        if (rv != 0)
+            return rv;
+        char key[MBOX_KEY_MAX];
+        MDB_val mk = {.mv_size = mbox_key(key, oid, last + 1), .mv_data = key};
+        MDB_val mv = {.mv_size = a->lens[i],
+                      .mv_data = a->lens[i] > 0 ? (void *)a->msgs[i] : (void *)""};
+        rc = mdb_put(txn, db->mailboxes, &mk, &mv, MDB_NOOVERWRITE);
+        if (rc == MDB_KEYEXIST)
+            return corrupt(db, "mailbox (its counter is behind its messages) of", oid,
+                           AVM_EMALFORMED);
+        if (rc != 0) {
+            *mrc = rc;
+            return AVM_EIO;
+        }
+        a->seqs[i] = last + 1;
+    }
+    return 0;
+}
+
+static const wtx_ops mbox_put_ops = {mbox_put_body, NULL, NULL};
+
+int avm_lmdb_mbox_put_batch(avm_lmdb *db, const avm_val *oids, const uint8_t *const *msgs,
+                            const size_t *lens, size_t n, uint64_t *seqs)
+{
+    for (size_t i = 0; i < n; i++)
+        seqs[i] = 0;
+    for (size_t i = 0; i < n; i++) {
+        int rv = mbox_oid_check(db, oids[i], "posting a message in");
+        if (rv != 0)
+            return rv;
+        if (!mbox_key_ok(db, oids[i]))
+            return failf(db, AVM_ETOOBIG,
+                         "posting a message in %s: object id of %u bytes exceeds the "
+                         "mailbox key limit of %zu bytes",
+                         db->path, oids[i].u.s->len, db->maxkey - 9);
+        if (lens[i] > AVM_LMDB_MSG_MAX)
+            return failf(db, AVM_ETOOBIG,
+                         "posting a message in %s: a message of %zu bytes exceeds the "
+                         "limit of %zu bytes",
+                         db->path, lens[i], AVM_LMDB_MSG_MAX);
+    }
+    if (n == 0)
+        return 0;
+    mbox_arg a = {oids, msgs, lens, n, seqs};
+    int rv = write_txn(db, "posting a message in", &mbox_put_ops, &a);
+    if (rv != 0)
+        for (size_t i = 0; i < n; i++)
+            seqs[i] = 0;
+    return rv;
+}
+
+int avm_lmdb_mbox_put(avm_lmdb *db, avm_val oid, const uint8_t *msg, size_t len,
+                      uint64_t *seq)
+{
+    return avm_lmdb_mbox_put_batch(db, &oid, &msg, &len, 1, seq);
+}
+
+int avm_lmdb_mbox_count(avm_lmdb *db, avm_val oid, size_t *n)
+{
+    *n = 0;
+    int rv = mbox_oid_check(db, oid, "counting the messages in");
+    if (rv != 0 || !mbox_key_ok(db, oid))
+        return rv;
+    if ((rv = rtxn_begin(db)) != 0)
+        return rv;
+    size_t len = oid.u.s->len;
+    char key[MBOX_KEY_MAX];
+    MDB_val k = {.mv_size = mbox_key(key, oid, 0), .mv_data = key}, v;
+    MDB_cursor *cur;
+    int rc = mdb_cursor_open(db->rtxn, db->mailboxes, &cur);
+    if (rc == 0) {
+        /* Every key of oid starts with oid, 0x00, and has 9 bytes after oid; a key
+         * with that start and another length belongs to an id that extends oid
+         * with a NUL byte, and is skipped. */
+        for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+             rc == 0 && k.mv_size > len && memcmp(k.mv_data, key, len + 1) == 0;
+             rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT))
+            *n += k.mv_size == len + 9;
+        mdb_cursor_close(cur);
+    }
+    mdb_txn_reset(db->rtxn);
+    if (rc != 0 && rc != MDB_NOTFOUND) {
+        *n = 0;
+        return lmdb_fail(db, rc, "reading from");
+    }
+    return 0;
+}
+
+/* One message copied out of a read transaction: header, key, then the bytes. */
+typedef struct each_rec {
+    size_t klen, dlen;
+} each_rec;
+
+/* Copies messages from the one after *resume (or the first, when resume is empty)
+ * into chunk until it holds about EACH_CHUNK bytes; *more says whether any are
+ * left. resume is set to the last key copied. */
+static int each_read(avm_lmdb *db, avm_buf *resume, avm_buf *chunk, bool *more)
+{
+    *more = false;
+    int rv = rtxn_begin(db);
+    if (rv != 0)
+        return rv;
+    MDB_cursor *cur;
+    int rc = mdb_cursor_open(db->rtxn, db->mailboxes, &cur);
+    if (rc != 0) {
+        mdb_txn_reset(db->rtxn);
+        return lmdb_fail(db, rc, "reading from");
+    }
+    MDB_val k = {.mv_size = resume->len, .mv_data = resume->data}, v;
+    if (resume->len == 0) {
+        rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+    } else {
+        /* The last key copied may have been deleted since (acked by the callback):
+         * then the cursor is already on the next one. */
+        rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+        if (rc == 0 && k.mv_size == resume->len &&
+            memcmp(k.mv_data, resume->data, resume->len) == 0)
+            rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    }
+    for (; rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        if (k.mv_size < 10 || ((const char *)k.mv_data)[k.mv_size - 9] != '\0') {
+            rv = failf(db, AVM_EIO, "corrupt data in %s: a mailbox key of %zu bytes",
+                       db->path, k.mv_size);
+            break;
+        }
+        each_rec h = {k.mv_size, v.mv_size};
+        avm_buf_put(chunk, &h, sizeof(h));
+        avm_buf_put(chunk, k.mv_data, k.mv_size);
+        avm_buf_put(chunk, v.mv_data, v.mv_size);
+        resume->len = 0;
+        avm_buf_put(resume, k.mv_data, k.mv_size);
+        if (chunk->err != 0 || resume->err != 0) {
+            rv = failf(db, AVM_ENOMEM, "out of memory");
+            break;
+        }
+        if (chunk->len >= EACH_CHUNK) {
+            *more = true;
+            break;
+        }
+    }
+    if (rv == 0 && rc != 0 && rc != MDB_NOTFOUND)
+        rv = lmdb_fail(db, rc, "reading from");
+    mdb_cursor_close(cur);
+    mdb_txn_reset(db->rtxn);
+    return rv;
+}
+
+int avm_lmdb_mbox_each(avm_lmdb *db,
+                       int (*fn)(void *arg, avm_val oid, uint64_t seq, const uint8_t *msg,
+                                 size_t len),
+                       void *arg)
+{
+    avm_buf resume, chunk;
+    avm_buf_init(&resume);
+    avm_buf_init(&chunk);
+    int rv = 0;
+    bool more = true;
+    while (rv == 0 && more) {
+        chunk.len = 0;
+        if ((rv = each_read(db, &resume, &chunk, &more)) != 0)
+            break;
+        for (size_t off = 0; rv == 0 && off < chunk.len;) {
+            each_rec h;
+            memcpy(&h, chunk.data + off, sizeof(h));
+            const char *k = chunk.data + off + sizeof(h);
+            const uint8_t *q = (const uint8_t *)k + h.klen - 8;
+            uint64_t seq = 0;
+            for (int i = 0; i < 8; i++)
+                seq = seq << 8 | q[i];
+            avm_val oid;
+            if (avm_str_new(AVM_OBJID, k, h.klen - 9, &oid) != 0) {
+                rv = failf(db, AVM_ENOMEM, "out of memory");
+                break;
+            }
+            rv = fn(arg, oid, seq, (const uint8_t *)k + h.klen, h.dlen);
+            avm_val_release(oid);
+            off += sizeof(h) + h.klen + h.dlen;
+        }
+    }
+    avm_buf_free(&resume);
+    avm_buf_free(&chunk);
+    return rv;
+}
+
 int avm_lmdb_stats_get(avm_lmdb *db, avm_lmdb_stats *st)
 {
     memset(st, 0, sizeof(*st));
@@ -1766,6 +2069,8 @@ int avm_lmdb_stats_get(avm_lmdb *db, avm_lmdb_stats *st)
         st->pure = s.ms_entries;
     if (rc == 0 && (rc = mdb_stat(db->rtxn, db->executions, &s)) == 0)
         st->executions = s.ms_entries;
+    if (rc == 0 && (rc = mdb_stat(db->rtxn, db->mailboxes, &s)) == 0)
+        st->mailbox = s.ms_entries;
     mdb_txn_reset(db->rtxn);
     if (rc != 0)
         return lmdb_fail(db, rc, "reading from");
@@ -1789,9 +2094,7 @@ static int get_uint_meta(avm_lmdb *db, MDB_txn *txn, const char *key, uint64_t *
         return AVM_ENOTFOUND;
     if (rc != 0)
         return lmdb_fail(db, rc, "reading from");
-    avm_mp_reader r;
-    avm_mp_reader_init(&r, d.mv_data, d.mv_size, 64);
-    if (avm_mp_get_uint(&r, v) != 0 || r.p != r.end)
+    if (get_uint_v(&d, v) != 0)
         return failf(db, AVM_EIO, "corrupt data in %s: meta \"%s\" is not a number",
                      db->path, key);
     return 0;
@@ -1808,7 +2111,12 @@ static const struct {
     {"pure", offsetof(avm_lmdb, pure)},
     {"executions", offsetof(avm_lmdb, executions)},
     {"traces", offsetof(avm_lmdb, traces)},
+    /* Added after format 1 was first written, without a format change: an
+     * environment that lacks them gets them (empty) at its next open. */
+    {"mailboxes", offsetof(avm_lmdb, mailboxes)},
+    {"mailbox_seq", offsetof(avm_lmdb, mbox_seq)},
 };
+_Static_assert(sizeof(dbs) / sizeof(dbs[0]) <= MAX_DBS, "raise MAX_DBS");
 
 /* Opens the named databases, creating them (and the format) in a new
  * environment, and checks the format of an existing one. */

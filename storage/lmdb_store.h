@@ -1,8 +1,8 @@
 /* The node's durable store on LMDB: one environment per node, with named databases
  * for objects (behaviour reference, metadata, version), states, behaviours (module
- * code by content hash), the pure-function registry, executions, traces and the
- * format version. It implements the interpreter's store interface (platform.h), so
- * the interpreter runs on it unchanged.
+ * code by content hash), the pure-function registry, executions, traces, object
+ * mailboxes and the format version. It implements the interpreter's store interface
+ * (platform.h), so the interpreter runs on it unchanged.
  *
  * Durability: a commit is acknowledged (apply returns with *committed true) only
  * after its LMDB write transaction is durably committed (fsync), unless the store
@@ -12,10 +12,10 @@
  * message of the last failing call. A failing commit changes nothing.
  *
  * Reads: records returned by get with snap NULL and by pure_get are borrowed until
- * the next call on the store that writes (apply, apply_batch, pure_put); a record
- * from get also ends after 262,144 further gets that miss the decoded cache, which
- * is bounded. Records read through a snapshot (an LMDB read transaction) stay
- * valid until that snapshot is released. */
+ * the next call on the store that writes objects (apply, apply_batch(_ex),
+ * pure_put; not mailbox puts); a record from get also ends after 262,144 further
+ * gets that miss the decoded cache, which is bounded. Records read through a
+ * snapshot (an LMDB read transaction) stay valid until that snapshot is released. */
 #ifndef AVM_LMDB_STORE_H
 #define AVM_LMDB_STORE_H
 
@@ -65,6 +65,67 @@ const char *avm_lmdb_errmsg(const avm_lmdb *db);
 int avm_lmdb_apply_batch(avm_lmdb *db, const avm_writeset *const *ws, size_t n,
                          bool *committed);
 
+/* A message taken from a mailbox, to be deleted when the taking execution's next
+ * checkpoint commits (avm_lmdb_apply_batch_ex). */
+typedef struct avm_lmdb_ack {
+    avm_val oid; /* AVM_OBJID; borrowed for the call */
+    uint64_t seq;
+} avm_lmdb_ack;
+
+/* Group commit with acknowledgements: as avm_lmdb_apply_batch, and for each write
+ * set i that commits, deletes the messages acks[i][0 .. nacks[i]) from their
+ * mailboxes in the same LMDB write transaction, so that a message is consumed
+ * exactly when the checkpoint that follows its taking becomes durable. The acks of
+ * a write set that fails validation stay in their mailboxes. acks may be NULL (no
+ * acks at all; nacks is then ignored), and so may acks[i] (nacks[i] ignored).
+ * Deleting a message that is not there (already acked) is not an error. An ack
+ * whose oid is not an object identifier fails the whole batch up front with
+ * AVM_EINVAL. Returns as avm_lmdb_apply_batch. */
+int avm_lmdb_apply_batch_ex(avm_lmdb *db, const avm_writeset *const *ws,
+                            const avm_lmdb_ack *const *acks, const size_t *nacks,
+                            size_t n, bool *committed);
+
+/* Mailboxes: each object id (an AVM_OBJID; the object need not exist) has a
+ * durable queue of messages. A message is its number, seq, and its bytes, in the
+ * caller's encoding. Numbers are per mailbox, start at 1 and increase with each
+ * put; one is never handed out twice, even after the mailbox empties or the node
+ * restarts. A message stays until an ack deletes it (avm_lmdb_apply_batch_ex).
+ * Taking a message is not recorded here: the caller keeps the (oid, seq) it took
+ * and acks it with the taking execution's next checkpoint; after a crash the
+ * message is still there, and mbox_each shows it again.
+ *
+ * put stores a message of len bytes (copied; at most AVM_LMDB_MSG_MAX, else
+ * AVM_ETOOBIG) in oid's mailbox and, when it returns 0, the message is durable and
+ * *seq holds its number. Returns 0, AVM_EINVAL (oid not a non-empty object
+ * identifier), AVM_ETOOBIG (the message, or an oid longer than LMDB's key limit
+ * less 9 bytes) or an I/O error, with errmsg filled; on error nothing is stored
+ * and *seq is 0. */
+#define AVM_LMDB_MSG_MAX ((size_t)16 << 20)
+int avm_lmdb_mbox_put(avm_lmdb *db, avm_val oid, const uint8_t *msg, size_t len,
+                      uint64_t *seq);
+/* Group put: n messages, possibly to different mailboxes (several to one mailbox
+ * get increasing numbers in array order), in ONE LMDB write transaction (one
+ * fsync). All or nothing: when it returns 0 every message is durable and seqs[i]
+ * holds the number of message i; on error none is stored and every seqs[i] is 0.
+ * Input errors (as for put) are found before anything is written. */
+int avm_lmdb_mbox_put_batch(avm_lmdb *db, const avm_val *oids, const uint8_t *const *msgs,
+                            const size_t *lens, size_t n, uint64_t *seqs);
+/* Calls fn for every message of every mailbox (for recovery): each mailbox's
+ * messages in seq order, mailboxes in the order of their ids' bytes (an id
+ * containing a NUL byte may interleave with the id it extends). oid and msg are
+ * borrowed for the call. fn may use the store, acks and puts included; the walk is
+ * not a snapshot: a message deleted before the walk reaches it is not seen, one
+ * put behind the walk's position is. fn returns 0 to go on; a nonzero value stops
+ * the walk and is returned as is (keep it apart from the AVM_E* codes to tell the
+ * two apart). Otherwise returns 0 or an error code with errmsg filled. */
+int avm_lmdb_mbox_each(avm_lmdb *db,
+                       int (*fn)(void *arg, avm_val oid, uint64_t seq, const uint8_t *msg,
+                                 size_t len),
+                       void *arg);
+/* *n = the number of messages waiting in oid's mailbox (0 for an id too long to
+ * have one). Returns 0, AVM_EINVAL (oid not an object identifier) or an error. */
+int avm_lmdb_mbox_count(avm_lmdb *db, avm_val oid, size_t *n);
+
 /* Executions: the serialized state (avm_exec_encode) and a status byte, keyed by
  * an execution id string. put replaces. get initializes and fills *state (caller
  * frees with avm_buf_free; empty on error) and returns AVM_ENOTFOUND when there is
@@ -88,11 +149,12 @@ int avm_lmdb_trace_log(avm_lmdb *db, const char *id, avm_buf *out);
 int avm_lmdb_trace_clear(avm_lmdb *db, const char *id);
 
 /* Statistics for tools and tests: entries of the objects, behaviours, pure and
- * executions databases; the current map size and the bytes of it in use; since
- * open, commits = write sets committed by apply and apply_batch, and batches =
- * their LMDB write transactions. */
+ * executions databases, and mailbox = the messages waiting in all mailboxes; the
+ * current map size and the bytes of it in use; since open, commits = write sets
+ * committed by apply and apply_batch(_ex), and batches = their LMDB write
+ * transactions. */
 typedef struct avm_lmdb_stats {
-    size_t objects, modules, pure, executions;
+    size_t objects, modules, pure, executions, mailbox;
     size_t map_size, map_used;
     uint64_t commits, batches;
 } avm_lmdb_stats;

@@ -16,7 +16,7 @@
 #include "vm_internal.h"
 
 #define EXEC_MAGIC "AVMEXEC"
-#define EXEC_VERSION 1
+#define EXEC_VERSION 2
 
 /* Encoding ---------------------------------------------------------------------- */
 
@@ -65,6 +65,8 @@ int avm_exec_encode_ex(const avm_exec *x, avm_buf *out, size_t trace_from)
 {
     if (trace_from > x->tlog.len)
         return AVM_EINVAL;
+    if (x->commit_wait != CW_NONE)
+        return AVM_ESTATE; /* the commit's decision is with the store, not here */
     modtab mods = {0};
     int rv = 0;
     /* Collect modules first: frames, then pending creates. */
@@ -84,10 +86,11 @@ int avm_exec_encode_ex(const avm_exec *x, avm_buf *out, size_t trace_from)
     avm_mp_put_str(b, EXEC_MAGIC, strlen(EXEC_MAGIC));
     avm_mp_put_uint(b, EXEC_VERSION);
     /* config */
-    avm_mp_put_array(b, 5);
+    avm_mp_put_array(b, 6);
     avm_mp_put_uint(b, x->cfg.mode);
     avm_mp_put_bool(b, x->cfg.allow_unsafe);
     avm_mp_put_bool(b, x->cfg.keep_trace);
+    avm_mp_put_bool(b, x->cfg.msc);
     avm_mp_put_uint(b, x->cfg.max_frames);
     avm_mp_put_uint(b, x->cfg.max_stack);
     /* modules */
@@ -189,9 +192,11 @@ int avm_exec_encode_ex(const avm_exec *x, avm_buf *out, size_t trace_from)
         avm_mp_put_bool(b, x->finished[i].committed);
     }
     /* counters */
-    avm_mp_put_array(b, 2);
+    avm_mp_put_array(b, 4);
     avm_mp_put_uint(b, x->counter);
     avm_mp_put_uint(b, x->steps);
+    avm_mp_put_uint(b, x->lamport);
+    avm_mp_put_uint(b, x->mcount);
     /* trace: the event count, where this state's part of the log starts, and that
      * part (the bytes before it are kept elsewhere, see avm_exec_encode_ex) */
     avm_mp_put_array(b, 3);
@@ -324,13 +329,14 @@ static int decode_body(dec *d, avm_exec *x)
         return AVM_EVERSION;
     }
     /* config */
-    if ((rv = get_arr(d, 5, "config")) != 0)
+    if ((rv = get_arr(d, 6, "config")) != 0)
         return rv;
     if ((rv = get_u(d, 1, &u, "config mode")) != 0)
         return rv;
     x->cfg.mode = (avm_mode)u;
     TRY(d, avm_mp_get_bool(&d->r, &x->cfg.allow_unsafe), "config");
     TRY(d, avm_mp_get_bool(&d->r, &x->cfg.keep_trace), "config");
+    TRY(d, avm_mp_get_bool(&d->r, &x->cfg.msc), "config");
     if ((rv = get_u(d, UINT32_MAX, &u, "config max_frames")) != 0)
         return rv;
     x->cfg.max_frames = u ? (uint32_t)u : 10000;
@@ -547,9 +553,12 @@ static int decode_body(dec *d, avm_exec *x)
     }
 
     /* counters */
-    if ((rv = get_arr(d, 2, "counters")) ||
+    uint64_t mcount;
+    if ((rv = get_arr(d, 4, "counters")) ||
         (rv = get_u(d, UINT64_MAX, &x->counter, "counter")) ||
-        (rv = get_u(d, UINT64_MAX, &x->steps, "steps")))
+        (rv = get_u(d, UINT64_MAX, &x->steps, "steps")) ||
+        (rv = get_u(d, UINT64_MAX, &x->lamport, "lamport")) ||
+        (rv = get_u(d, UINT64_MAX, &mcount, "chart records")))
         return rv;
 
     /* trace: exactly `count` well-formed events fill the prefix and this part */
@@ -579,17 +588,22 @@ static int decode_body(dec *d, avm_exec *x)
     avm_mp_reader tr;
     avm_mp_reader_init(&tr, (const uint8_t *)x->tlog.data, x->tlog.len,
                        AVM_DECODE_DEFAULT_MAX);
+    uint64_t charts = 0;
     for (uint64_t i = 0; i < count; i++) {
         avm_event e;
         if (vm__log_decode(&tr, &e) != 0)
             return bad(d, AVM_EMALFORMED, "trace event");
+        charts += e.type >= AVM_MSC_CALL;
         avm_val_release(e.ctrl);
         for (int k = 0; k < 3; k++)
             avm_val_release(e.a[k]);
     }
     if (tr.p != tr.end)
         return bad(d, AVM_EMALFORMED, "trace log longer than its events");
+    if (charts != mcount)
+        return bad(d, AVM_EMALFORMED, "trace log: sequence-chart records miscounted");
     x->tcount = count;
+    x->mcount = mcount;
     x->tlog_saved = from;
     /* Not serialized: a restored transaction checks its states conservatively. */
     x->tx_detached = true;

@@ -83,6 +83,12 @@ typedef struct avm_writeset {
     const avm_val *destroys;
     size_t ndestroys;
     bool spec_order;
+    /* Set on the write set of an outermost commitTx: the store may answer apply
+     * with AVM_EPENDING, keeping the write set (and copying the checkpoint bytes,
+     * which live only for the call) until it decides; the execution then waits
+     * (avm_exec_waiting) until avm_exec_commit_done hands it the outcome. Every
+     * array the write set points to stays valid and unchanged while it waits. */
+    bool deferrable;
     /* Optional: an execution checkpoint written in the same atomic step when (and
      * only when) the write set commits, so that a restarted node resumes the
      * execution exactly after this commit. Stores without durability ignore it. */
@@ -142,9 +148,12 @@ typedef struct avm_platform {
      * define. Returns 0 and fills *out (a borrowed module) or AVM_ENOTFOUND. */
     int (*resolve_behavior)(void *data, avm_val name, avm_behavior *out);
     /* Optional: takes the next message for object self. Returns 1 and owned values
-     * when there was one, 0 when the mailbox is empty (the execution blocks until
-     * the platform runs it again), or an AVM_E* code. Without it, receive blocks. */
-    int (*mailbox_pop)(void *data, avm_val self, avm_val *msg);
+     * when there was one (the message, its sender: a string or an object id, and
+     * the sender's Lamport stamp), 0 when the mailbox is empty (the execution
+     * blocks until the platform runs it again), or a negated AVM_E* code. Without
+     * it, receive blocks. */
+    int (*mailbox_pop)(void *data, avm_val self, avm_val *msg, avm_val *sender,
+                       uint64_t *stamp);
 } avm_platform;
 
 #endif

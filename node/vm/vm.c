@@ -300,7 +300,9 @@ int vm__log_decode(avm_mp_reader *r, avm_event *e)
         rv = avm_mp_get_bool(r, &e->has_output);
     if (rv == 0)
         rv = avm_mp_get_uint(r, &ecode);
-    if (rv == 0 && (type >= AVM_EV_COUNT || ecode >= AVM_ERR_COUNT))
+    if (rv == 0 &&
+        ((type >= AVM_EV_COUNT && (type < AVM_MSC_CALL || type > AVM_MSC_RUNTIME)) ||
+         ecode >= AVM_ERR_COUNT))
         rv = AVM_EMALFORMED;
     if (rv != 0)
         return rv;
@@ -1373,7 +1375,70 @@ const uint8_t *avm_exec_trace_bytes(const avm_exec *x, size_t *len)
 
 size_t avm_exec_trace_len(const avm_exec *x)
 {
-    return x->tcount;
+    return x->tcount - x->mcount;
+}
+
+void vm__msc(avm_exec *x, int type, avm_val machine, avm_val a0, avm_val a1, avm_val a2)
+{
+    if (!x->cfg.keep_trace)
+        return;
+    if (vm__log(x, ++x->lamport, type, false, 0, machine, a0, a1, a2) == 0)
+        x->mcount++;
+}
+
+avm_wait avm_exec_waiting(const avm_exec *x)
+{
+    if (x->status != AVM_RUN_BLOCKED)
+        return AVM_WAIT_NONE;
+    return x->commit_wait == CW_PENDING ? AVM_WAIT_COMMIT : AVM_WAIT_MESSAGE;
+}
+
+int avm_exec_commit_done(avm_exec *x, int rv, bool committed)
+{
+    if (x->commit_wait != CW_PENDING)
+        return AVM_ESTATE;
+    x->commit_wait = CW_DONE;
+    x->commit_rv = rv;
+    x->commit_ok = rv == 0 && committed;
+    return 0;
+}
+
+int avm_exec_log_runtime(avm_exec *x, const char *event, const char *id, avm_val detail)
+{
+    if (!x->cfg.msc || !x->cfg.keep_trace)
+        return 0;
+    avm_val ev, idv;
+    if (avm_cstr(AVM_STR, event, &ev) != 0)
+        return AVM_ENOMEM;
+    if (avm_cstr(AVM_STR, id, &idv) != 0) {
+        avm_val_release(ev);
+        return AVM_ENOMEM;
+    }
+    uint64_t before = x->mcount;
+    vm__msc(x, AVM_MSC_RUNTIME, x->plat->node, ev, idv, detail);
+    avm_val_release(ev);
+    avm_val_release(idv);
+    return x->mcount > before ? 0 : AVM_ENOMEM;
+}
+
+uint64_t avm_exec_lamport(const avm_exec *x)
+{
+    return x->lamport;
+}
+
+bool avm_exec_tx(const avm_exec *x, avm_exec_txinfo *out)
+{
+    if (x->tx.n == 0)
+        return false;
+    out->txid = x->tx.v[0].txid;
+    out->ctrl = x->txctrl;
+    out->depth = x->tx.n;
+    out->reads = x->reads.v;
+    out->nreads = x->reads.n;
+    out->states = x->states.v;
+    out->nstates = x->states.n;
+    out->nwrites = x->states.n + x->creates.n + x->destroys.n + x->transfers.n;
+    return true;
 }
 
 const avm_event *avm_exec_trace(const avm_exec *x)
@@ -1384,10 +1449,17 @@ const avm_event *avm_exec_trace(const avm_exec *x)
     avm_mp_reader r;
     avm_mp_reader_init(&r, (const uint8_t *)m->tlog.data + m->tview_off,
                        m->tlog.len - m->tview_off, SIZE_MAX);
-    while (m->tview.n < m->tcount) {
+    while (m->tview.n < m->tcount - m->mcount) {
         avm_event e;
-        if (vm__log_decode(&r, &e) != 0 || VEC_PUSH(m, m->tview, e) != 0)
+        if (vm__log_decode(&r, &e) != 0)
             return NULL;
+        if (e.type >= AVM_MSC_CALL) {
+            /* A sequence-chart record: not an event of the specification's trace. */
+            event_release(&e);
+        } else if (VEC_PUSH(m, m->tview, e) != 0) {
+            event_release(&e);
+            return NULL;
+        }
         m->tview_off = (size_t)(r.p - (const uint8_t *)m->tlog.data);
     }
     return m->tview.v;

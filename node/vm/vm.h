@@ -26,6 +26,7 @@ typedef struct avm_exec_config {
     avm_mode mode;
     bool allow_unsafe;   /* the grant for unsafe instructions */
     bool keep_trace;     /* keep the trace in memory (avm_exec_trace) */
+    bool msc;            /* with keep_trace: sequence-chart records in the log */
     uint32_t max_frames; /* call depth limit (0: 10,000) */
     uint32_t max_stack;  /* value stack limit in values (0: 1,000,000) */
 } avm_exec_config;
@@ -62,6 +63,14 @@ typedef enum {
 } avm_event_type;
 
 const char *avm_event_name(avm_event_type t);
+
+/* Message-sequence-chart records, kept in the trace log beside the events (types
+ * from 64; docs/protocol.md gives their fields) when the execution runs with
+ * cfg.msc. avm_exec_trace() leaves them out; avm_exec_trace_bytes() has them. */
+#define AVM_MSC_CALL 64
+#define AVM_MSC_RETURN 65
+#define AVM_MSC_MESSAGE 66
+#define AVM_MSC_RUNTIME 67
 
 /* A LogEntry: timestamp (the event counter), event type and arguments, and the
  * executing controller (nil for nothing). */
@@ -108,6 +117,40 @@ const avm_error *avm_exec_error(const avm_exec *x);
 /* Borrowed; the object whose receive blocks, once the status is AVM_RUN_BLOCKED. */
 avm_val avm_exec_blocked_on(const avm_exec *x);
 
+/* What a blocked execution waits for. */
+typedef enum {
+    AVM_WAIT_NONE = 0,
+    AVM_WAIT_MESSAGE = 1, /* receive on an empty mailbox: avm_exec_blocked_on */
+    AVM_WAIT_COMMIT = 2,  /* its store answered the commit with AVM_EPENDING */
+} avm_wait;
+avm_wait avm_exec_waiting(const avm_exec *x);
+
+/* Hands an execution waiting for AVM_WAIT_COMMIT its outcome: rv 0 and whether the
+ * write set committed, or the store's error code. The next avm_exec_run finishes the
+ * commitTx with it. AVM_ESTATE when the execution waits for no commit. */
+int avm_exec_commit_done(avm_exec *x, int rv, bool committed);
+
+/* Appends a runtime record (AVM_MSC_RUNTIME: "ExecutionStarted", ...) to the
+ * execution's log: event names the event, id the execution, detail anything (nil).
+ * No-op without cfg.msc. 0 or AVM_ENOMEM. */
+int avm_exec_log_runtime(avm_exec *x, const char *event, const char *id, avm_val detail);
+/* The execution's Lamport clock (ticks with every sequence-chart record). */
+uint64_t avm_exec_lamport(const avm_exec *x);
+
+/* The open transaction, for a transaction registry: its id, controller (nil until
+ * resolved), nesting depth, the read set and the number of writes (states, creates,
+ * destroys, transfers, moves). Values are borrowed. false when none is open. */
+typedef struct avm_exec_txinfo {
+    avm_val txid, ctrl;
+    size_t depth;
+    const avm_read *reads;
+    size_t nreads;
+    const avm_pair *states;
+    size_t nstates;
+    size_t nwrites;
+} avm_exec_txinfo;
+bool avm_exec_tx(const avm_exec *x, avm_exec_txinfo *out);
+
 size_t avm_exec_trace_len(const avm_exec *x);
 const avm_event *avm_exec_trace(const avm_exec *x);
 uint64_t avm_exec_event_counter(const avm_exec *x);
@@ -120,7 +163,9 @@ uint64_t avm_exec_steps(const avm_exec *x);
  * from it continues after the commit without applying it again (exactly once). */
 int avm_exec_set_checkpoint(avm_exec *x, const char *id);
 
-/* Execution state as bytes (msgpack, versioned), and back. The platform given to
+/* Execution state as bytes (msgpack, versioned), and back. An execution waiting
+ * for a commit's outcome, or holding one not yet consumed by avm_exec_run, cannot
+ * be encoded (AVM_ESTATE): its state would lose the decision. The platform given to
  * decode must be equivalent to the one the execution ran on (same store
  * contents). Decoded modules are verified. */
 int avm_exec_encode(const avm_exec *x, avm_buf *out);

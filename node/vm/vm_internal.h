@@ -48,7 +48,7 @@ typedef struct vm_finished {
     bool committed;
 } vm_finished;
 
-#define VM_FINISHED_RING 64
+#define VM_FINISHED_RING 16
 
 struct avm_exec {
     const avm_platform *plat;
@@ -103,7 +103,28 @@ struct avm_exec {
     bool started;
     avm_val ckpt_id;    /* AVM_STR or nil: checkpoint with each commit */
     bool resume_commit; /* the commitTx at the current pc is already durable */
+
+    /* A commit the store deferred (AVM_EPENDING): CW_PENDING until
+     * avm_exec_commit_done, then CW_DONE with the outcome until commitTx runs
+     * again and consumes it. */
+    uint8_t commit_wait;
+    bool commit_ok, commit_ckpt;
+    int commit_rv;
+    size_t commit_logged; /* the log's length when the write set was handed over */
+
+    uint64_t lamport; /* the sequence chart's clock */
+    uint64_t mcount;  /* sequence-chart records in tlog (tcount counts them too) */
 };
+
+enum { CW_NONE = 0, CW_PENDING = 1, CW_DONE = 2 };
+
+/* A commit's checkpoint carries the unsaved part of the trace log inline up to
+ * this many bytes, and as a separate chunk beyond. */
+#define VM_TRACE_INLINE_MAX 1024
+
+/* Appends a sequence-chart record (cfg.msc) with the next Lamport time; values
+ * borrowed. */
+void vm__msc(avm_exec *x, int type, avm_val machine, avm_val a0, avm_val a1, avm_val a2);
 
 /* Appends one event to the trace log (values borrowed). 0 or AVM_ENOMEM. */
 int vm__log(avm_exec *x, uint64_t ts, int type, bool has_output, int ecode, avm_val ctrl,

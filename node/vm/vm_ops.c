@@ -496,6 +496,8 @@ static int op_call(avm_exec *x, avm_val *a, avm_val *out)
     x->input = vm__ref(a[1]);
     x->sender = vm__ref(c->self);
     x->machine = vm__ref(machine);
+    if (x->cfg.msc)
+        vm__msc(x, AVM_MSC_CALL, machine, c->self, oid, a[1]);
     int rv = vm__push_frame(x, bmod, bfn, 0, FR_BEHAVIOR);
     if (rv != VM_OK)
         return rv; /* the failure unwinds everything */
@@ -511,8 +513,11 @@ static int op_receive(avm_exec *x, avm_val *out)
     if (STRICT(x)) {
         msg = vm__ref(x->input);
     } else {
-        int rv =
-            x->plat->mailbox_pop ? x->plat->mailbox_pop(x->plat->data, x->self, &msg) : 0;
+        avm_val from = avm_nil();
+        uint64_t stamp = 0;
+        int rv = x->plat->mailbox_pop
+                     ? x->plat->mailbox_pop(x->plat->data, x->self, &msg, &from, &stamp)
+                     : 0;
         if (rv < 0)
             return vm__eval_error(x, "receive: %s", avm_strerror(-rv));
         if (rv == 0) {
@@ -522,6 +527,13 @@ static int op_receive(avm_exec *x, avm_val *out)
         }
         avm_val_release(x->blocked_on);
         x->blocked_on = avm_nil();
+        if (x->cfg.msc) {
+            /* Lamport: the receipt comes after the send. */
+            if (stamp > x->lamport)
+                x->lamport = stamp;
+            vm__msc(x, AVM_MSC_MESSAGE, x->machine, from, x->self, msg);
+        }
+        avm_val_release(from);
     }
     vm__event(x, AVM_EV_MESSAGE_RECEIVED, vm__ref(x->self), vm__ref(msg), avm_nil());
     *out = msg;
@@ -909,6 +921,7 @@ static int commit_outer(avm_exec *x, bool *ok)
         .destroys = x->destroys.v,
         .ndestroys = x->destroys.n,
         .spec_order = STRICT(x),
+        .deferrable = true,
     };
     avm_buf ck;
     avm_buf_init(&ck);
@@ -918,9 +931,11 @@ static int commit_outer(avm_exec *x, bool *ok)
         vm_frame *fr = &x->frames.v[x->frames.n - 1];
         fr->pc -= 3;
         x->resume_commit = true;
-        /* The state without its trace log; the part of the log the store does not
-         * hold yet goes with it, as a chunk. */
-        int rv = avm_exec_encode_ex(x, &ck, x->tlog.len);
+        /* The part of the trace log the store does not hold yet goes with the
+         * state: inline while it is short (one record to rewrite), as a chunk of its
+         * own once it is long (so that checkpoints do not grow with the trace). */
+        bool inline_log = x->tlog.len - x->tlog_saved < VM_TRACE_INLINE_MAX;
+        int rv = avm_exec_encode_ex(x, &ck, inline_log ? x->tlog_saved : x->tlog.len);
         x->resume_commit = false;
         fr->pc += 3;
         if (rv != 0) {
@@ -932,15 +947,23 @@ static int commit_outer(avm_exec *x, bool *ok)
         ws.ckpt_len = ck.len;
         ws.ckpt_status = AVM_RUN_YIELD;
         ws.ckpt_trace = (const uint8_t *)x->tlog.data + x->tlog_saved;
-        ws.ckpt_trace_len = x->tlog.len - x->tlog_saved;
+        ws.ckpt_trace_len = inline_log ? 0 : x->tlog.len - x->tlog_saved;
         ws.ckpt_trace_at = x->tlog_saved;
     }
     avm_store *s = x->plat->store;
-    size_t logged = x->tlog.len;
+    size_t logged = ws.ckpt_trace_at + ws.ckpt_trace_len;
     int rv = s->ops->apply(s, &ws, ok);
     if (rv == 0 && *ok && ws.ckpt_id != NULL)
         x->tlog_saved = logged;
     avm_buf_free(&ck);
+    if (rv == AVM_EPENDING) {
+        /* The store decides later (a group commit): wait at this instruction with
+         * the overlay untouched, which the write set points into. */
+        x->commit_wait = CW_PENDING;
+        x->commit_logged = logged;
+        x->commit_ckpt = ws.ckpt_id != NULL;
+        return VM_BLOCK;
+    }
     if (rv != 0)
         return rv == AVM_ENOMEM ? vm__oom(x) : vm__store_error(x, rv);
     return VM_OK;
@@ -969,18 +992,36 @@ static int keep_detached_states(avm_exec *x)
     return VM_OK;
 }
 
+/* The outermost commit: hands the write set to the store, or takes the outcome
+ * of one handed over earlier (avm_exec_commit_done). VM_BLOCK while it waits. */
+static int commit_or_outcome(avm_exec *x, bool *ok)
+{
+    if (x->commit_wait != CW_DONE)
+        return commit_outer(x, ok);
+    x->commit_wait = CW_NONE;
+    if (x->commit_rv != 0)
+        return x->commit_rv == AVM_ENOMEM ? vm__oom(x) : vm__store_error(x, x->commit_rv);
+    *ok = x->commit_ok;
+    if (*ok && x->commit_ckpt)
+        x->tlog_saved = x->commit_logged;
+    return VM_OK;
+}
+
 static int op_commit(avm_exec *x, avm_val tid, avm_val *out)
 {
     if (want_kind(x, AVM_I_COMMIT_TX, tid, AVM_TXID, false))
         return VM_FAIL;
+    if (x->commit_wait == CW_PENDING)
+        return VM_BLOCK;
     if (STRICT(x)) {
         if (!IN_TX(x))
             return vm__fail(x, AVM_ERR_NO_ACTIVE_TX, avm_nil(), avm_nil(), avm_nil());
         if (!avm_val_eq(tid, x->tx.v[x->tx.n - 1].txid))
             return vm__fail(x, AVM_ERR_TX_CONFLICT, vm__ref(tid), avm_nil(), avm_nil());
         bool ok;
-        if (commit_outer(x, &ok) != VM_OK)
-            return VM_FAIL;
+        int rv = commit_or_outcome(x, &ok);
+        if (rv != VM_OK)
+            return rv;
         if (!ok)
             return vm__fail(x, AVM_ERR_TX_CONFLICT, vm__ref(tid), avm_nil(), avm_nil());
         if (keep_detached_states(x) != VM_OK)
@@ -1008,8 +1049,10 @@ static int op_commit(avm_exec *x, avm_val tid, avm_val *out)
     if (x->resume_commit) {
         /* Restored from this commit's own checkpoint: it is already durable. */
         x->resume_commit = false;
-    } else if (commit_outer(x, &ok) != VM_OK) {
-        return VM_FAIL;
+    } else {
+        int rv = commit_or_outcome(x, &ok);
+        if (rv != VM_OK)
+            return rv;
     }
     if (ok && keep_detached_states(x) != VM_OK)
         return VM_FAIL;
@@ -1490,6 +1533,8 @@ int vm__boundary_return(avm_exec *x, uint8_t kind, avm_val v)
     bool has = v.u.l->len > 0;
     avm_val output = has ? vm__ref(v.u.l->items[0]) : avm_nil();
     avm_val_release(v);
+    if (x->cfg.msc)
+        vm__msc(x, AVM_MSC_RETURN, x->machine, c->oid, c->self, output);
     restore_ctx(x, c, !STRICT(x));
     avm_val coid = c->oid, cinp = c->inp;
     if (c->in_tx && (STRICT(x) || IN_TX(x))) {

@@ -1,0 +1,927 @@
+/* avmctl against a node daemon (remote.h): each command is one or more control
+ * requests (docs/protocol.md); replies are association lists, printed as aligned
+ * "key value" lines or, with --json, as one JSON object. */
+#include <ctype.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "avm_err.h"
+#include "cli.h"
+#include "control.h"
+#include "literal.h"
+#include "module.h"
+#include "remote.h"
+
+#define DEFAULT_TIMEOUT_MS 10000
+#define STATUS_TIMEOUT_MS 5000
+/* run waits for the end in exec.result calls of this long each. */
+#define POLL_WAIT_MS 500
+/* ... and polls no faster than this if the node answers at once. */
+#define POLL_MIN_MS 100
+
+/* --- Options ------------------------------------------------------------ */
+
+/* Options beyond --json and --timeout; each command allows some. */
+enum {
+    OPT_ENTRY = 1 << 0,
+    OPT_STRICT = 1 << 1,
+    OPT_UNSAFE = 1 << 2,
+    OPT_DETACH = 1 << 3,
+    OPT_TRACE = 1 << 4,
+    OPT_WAIT = 1 << 5,
+    OPT_FORMAT = 1 << 6,
+    OPT_FROM = 1 << 7,
+};
+
+typedef struct ropts {
+    bool json;
+    int timeout_ms; /* 0: the command's default */
+    const char *entry;
+    bool strict, unsafe, detach, trace;
+    int wait_ms;
+    const char *format, *from;
+    const char *args[2];
+    int nargs;
+} ropts;
+
+/* The value of the option at argv[*i], or NULL after saying it is missing. */
+static const char *opt_value(const char *what, int argc, char **argv, int *i)
+{
+    if (*i + 1 >= argc || argv[*i + 1][0] == '\0') {
+        fprintf(stderr, "%s: %s: %s needs a value\n", cli__progname, what, argv[*i]);
+        return NULL;
+    }
+    return argv[++*i];
+}
+
+static bool is_option(const char *a)
+{
+    /* "-5" is a value (send OBJ -5), not an option. */
+    return a[0] == '-' && a[1] != '\0' && !isdigit((unsigned char)a[1]);
+}
+
+/* Parses argv into o: the allowed options and at most maxargs operands. Returns 0
+ * or -1 after printing why. */
+static int parse_opts(const char *what, unsigned allowed, int maxargs, int argc,
+                      char **argv, ropts *o)
+{
+    static const char *const embedded_only[] = {"--data", "--ephemeral", "--machine",
+                                                "--controller", "--store"};
+    memset(o, 0, sizeof(*o));
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i], *v;
+        if (strcmp(a, "--json") == 0) {
+            o->json = true;
+        } else if (strcmp(a, "--timeout") == 0 || strcmp(a, "--wait") == 0) {
+            bool wait = a[2] == 'w';
+            if (wait && !(allowed & OPT_WAIT))
+                goto unknown;
+            if ((v = opt_value(what, argc, argv, &i)) == NULL)
+                return -1;
+            if (cli__parse_ms(v, wait ? &o->wait_ms : &o->timeout_ms) != 0) {
+                fprintf(stderr, "%s: %s: %s takes milliseconds (1 to 86400000), not %s\n",
+                        cli__progname, what, a, v);
+                return -1;
+            }
+        } else if (strcmp(a, "--entry") == 0 && (allowed & OPT_ENTRY)) {
+            if ((o->entry = opt_value(what, argc, argv, &i)) == NULL)
+                return -1;
+        } else if (strcmp(a, "--format") == 0 && (allowed & OPT_FORMAT)) {
+            if ((o->format = opt_value(what, argc, argv, &i)) == NULL)
+                return -1;
+        } else if (strcmp(a, "--from") == 0 && (allowed & OPT_FROM)) {
+            if ((o->from = opt_value(what, argc, argv, &i)) == NULL)
+                return -1;
+        } else if (strcmp(a, "--spec-strict") == 0 && (allowed & OPT_STRICT)) {
+            o->strict = true;
+        } else if (strcmp(a, "--allow-unsafe") == 0 && (allowed & OPT_UNSAFE)) {
+            o->unsafe = true;
+        } else if (strcmp(a, "--detach") == 0 && (allowed & OPT_DETACH)) {
+            o->detach = true;
+        } else if (strcmp(a, "--trace") == 0 && (allowed & OPT_TRACE)) {
+            o->trace = true;
+        } else if (is_option(a)) {
+            for (size_t k = 0; k < sizeof(embedded_only) / sizeof(embedded_only[0]);
+                 k++) {
+                if (strcmp(a, embedded_only[k]) == 0) {
+                    fprintf(stderr,
+                            "%s: %s: %s is for the embedded node, not for a node "
+                            "daemon (--node or $AVM_NODE)\n",
+                            cli__progname, what, a);
+                    return -1;
+                }
+            }
+            goto unknown;
+        } else if (o->nargs < maxargs) {
+            o->args[o->nargs++] = a;
+        } else {
+            fprintf(stderr, "%s: %s: unexpected argument %s (see %s %s --help)\n",
+                    cli__progname, what, a, cli__progname, what);
+            return -1;
+        }
+        continue;
+    unknown:
+        fprintf(stderr, "%s: %s: unknown option %s (see %s %s --help)\n", cli__progname,
+                what, a, cli__progname, what);
+        return -1;
+    }
+    return 0;
+}
+
+/* Checks that the operands are all there. */
+static int need_args(const char *what, const ropts *o, int n, const char *names)
+{
+    if (o->nargs < n) {
+        fprintf(stderr, "%s: %s: missing %s (see %s %s --help)\n", cli__progname, what,
+                names, cli__progname, what);
+        return -1;
+    }
+    return 0;
+}
+
+/* --- Talking to the node ------------------------------------------------ */
+
+typedef struct remote {
+    const char *addr;
+    const char *what; /* the command, for messages */
+    avm_ctl_client *c;
+    int timeout_ms; /* per answer */
+    bool json;
+} remote;
+
+static const char *err_name(int code)
+{
+    switch (code) {
+#define AVM__ERR_NAME(n, name, text)                                                     \
+    case n:                                                                              \
+        return "E" #name;
+        AVM_ERRNO_MAP(AVM__ERR_NAME)
+#undef AVM__ERR_NAME
+    default:
+        return "EUNKNOWN";
+    }
+}
+
+/* The exit code of a failed request: 2, whatever the node answered (an unknown
+ * execution or object, a request the node refuses or cannot serve in the
+ * execution's state, a node that does not answer). Exit 1 is kept for what the
+ * program did: an execution that failed or was killed. */
+static int fail_code(int code)
+{
+    (void)code;
+    return CLI_EXIT_USAGE;
+}
+
+/* run's progress line on a terminal (stderr), while it is shown. */
+static bool progress_on;
+
+static void progress_clear(void)
+{
+    if (!progress_on)
+        return;
+    fputs("\r\033[K", stderr);
+    fflush(stderr);
+    progress_on = false;
+}
+
+/* Prints a failure: "avmctl: MESSAGE" on stderr and, with --json, a
+ * {"status":"node-error","code":NAME,"message":TEXT} document on stdout ("refused"
+ * for a program run refuses as unsafe). Returns the exit code. */
+static int fail(const remote *r, int code, const char *msg)
+{
+    progress_clear();
+    if (msg == NULL || msg[0] == '\0')
+        msg = avm_strerror(code);
+    fprintf(stderr, "%s: %s\n", cli__progname, msg);
+    if (r->json) {
+        avm_buf b;
+        avm_buf_init(&b);
+        /* As the embedded run says it of a program refused at load time. */
+        bool refused = code == AVM_EUNSAFE && strcmp(r->what, "run") == 0;
+        avm_buf_printf(&b, "{\"status\":\"%s\",\"code\":\"%s\",\"message\":",
+                       refused ? "refused" : "node-error", err_name(code));
+        avm_json_str(&b, msg, strlen(msg));
+        avm_buf_puts(&b, "}");
+        cli__print_json_line(&b);
+        avm_buf_free(&b);
+    }
+    return fail_code(code);
+}
+
+/* Sends op with body (owned: released here) and waits up to timeout_ms for the
+ * reply. 0 with *reply owned, or the exit code after printing the failure. */
+static int call(remote *r, const char *op, avm_val body, int timeout_ms, avm_val *reply)
+{
+    char err[1024] = "";
+    int rv = 0;
+    *reply = avm_nil();
+    if (r->c == NULL)
+        rv = avm_ctl_client_open(r->addr, &r->c, err, sizeof(err));
+    if (rv == 0)
+        rv = avm_ctl_call(r->c, op, body, timeout_ms, reply, err, sizeof(err));
+    avm_val_release(body);
+    return rv == 0 ? 0 : fail(r, rv, err);
+}
+
+static void remote_close(remote *r)
+{
+    if (r->c != NULL)
+        avm_ctl_client_close(r->c);
+    r->c = NULL;
+}
+
+/* Finishes a request body: 0, or the exit code after printing the failure. */
+static int body_done(remote *r, avm_ctl_body *b, avm_val *out)
+{
+    int rv = avm_ctl_body_finish(b, out);
+    avm_ctl_body_free(b);
+    return rv == 0 ? 0 : fail(r, rv, "out of memory building the request");
+}
+
+/* A body of one string: ((key s)). */
+static int body_str(remote *r, const char *key, const char *s, avm_val *out)
+{
+    avm_ctl_body b;
+    avm_ctl_body_init(&b);
+    avm_ctl_put_str(&b, key, s);
+    return body_done(r, &b, out);
+}
+
+/* --- Reading replies ---------------------------------------------------- */
+
+/* The string under key (borrowed), or NULL when absent or not a string. */
+static const char *get_cstr(avm_val body, const char *key)
+{
+    avm_val v = avm_ctl_get(body, key);
+    return v.kind == AVM_STR ? v.u.s->data : NULL;
+}
+
+static uint64_t get_u64(avm_val body, const char *key)
+{
+    avm_val v = avm_ctl_get(body, key);
+    return v.kind == AVM_INT && v.u.i > 0 ? (uint64_t)v.u.i : 0;
+}
+
+/* A non-empty list of (string value) lists. */
+static bool is_alist(avm_val v)
+{
+    if (v.kind != AVM_LIST || avm_list_len(v) == 0)
+        return false;
+    for (size_t i = 0; i < avm_list_len(v); i++) {
+        avm_val p = avm_list_at(v, i);
+        if (p.kind != AVM_LIST || avm_list_len(p) != 2 ||
+            avm_list_at(p, 0).kind != AVM_STR)
+            return false;
+    }
+    return true;
+}
+
+/* A non-empty list of association lists. */
+static bool is_alist_list(avm_val v)
+{
+    if (v.kind != AVM_LIST || avm_list_len(v) == 0)
+        return false;
+    for (size_t i = 0; i < avm_list_len(v); i++)
+        if (!is_alist(avm_list_at(v, i)))
+            return false;
+    return true;
+}
+
+/* Keys whose values are the program's data, printed as the language writes them;
+ * other strings are names and messages, printed bare. */
+static bool is_data_key(const char *k)
+{
+    return strcmp(k, "result") == 0 || strcmp(k, "state") == 0 ||
+           strcmp(k, "value") == 0 || strcmp(k, "input") == 0;
+}
+
+/* Keys that hold association lists (or lists of them) in replies. */
+static bool is_nested_key(const char *k)
+{
+    return strcmp(k, "executions") == 0 || strcmp(k, "tx") == 0 ||
+           strcmp(k, "transactions") == 0;
+}
+
+static void json_alist(avm_buf *b, avm_val body);
+
+static void json_val(avm_buf *b, const char *key, avm_val v)
+{
+    if (is_nested_key(key) && is_alist(v)) {
+        json_alist(b, v);
+    } else if (is_nested_key(key) && is_alist_list(v)) {
+        avm_buf_puts(b, "[");
+        for (size_t i = 0; i < avm_list_len(v); i++) {
+            if (i > 0)
+                avm_buf_puts(b, ",");
+            json_alist(b, avm_list_at(v, i));
+        }
+        avm_buf_puts(b, "]");
+    } else {
+        avm_val_json(b, v);
+    }
+}
+
+/* An association list as a JSON object (values with avm_val_json; the nested keys'
+ * association lists as objects). Anything else is an empty object. */
+static void json_alist(avm_buf *b, avm_val body)
+{
+    avm_buf_puts(b, "{");
+    for (size_t i = 0; is_alist(body) && i < avm_list_len(body); i++) {
+        avm_val k = avm_list_at(avm_list_at(body, i), 0);
+        if (i > 0)
+            avm_buf_puts(b, ",");
+        avm_json_str(b, k.u.s->data, k.u.s->len);
+        avm_buf_puts(b, ":");
+        json_val(b, k.u.s->data, avm_list_at(avm_list_at(body, i), 1));
+    }
+    avm_buf_puts(b, "}");
+}
+
+/* A string's bytes with control characters escaped. */
+static void put_bare(avm_buf *b, avm_val s)
+{
+    for (uint32_t i = 0; i < s.u.s->len; i++) {
+        unsigned char c = (unsigned char)s.u.s->data[i];
+        if (c < 0x20 || c == 0x7f)
+            avm_buf_printf(b, "\\x%02x", c);
+        else
+            avm_buf_put(b, &c, 1);
+    }
+}
+
+static void text_val(avm_buf *b, const char *key, avm_val v)
+{
+    if (is_data_key(key)) {
+        avm_val_print(b, v);
+    } else if (v.kind == AVM_NIL) {
+        avm_buf_puts(b, "-");
+    } else if (v.kind == AVM_STR) {
+        put_bare(b, v);
+    } else if (is_alist(v)) {
+        /* Inline: "running 1, suspended 0". */
+        for (size_t i = 0; i < avm_list_len(v); i++) {
+            avm_val p = avm_list_at(v, i);
+            if (i > 0)
+                avm_buf_puts(b, ", ");
+            put_bare(b, avm_list_at(p, 0));
+            avm_buf_puts(b, " ");
+            text_val(b, avm_list_at(p, 0).u.s->data, avm_list_at(p, 1));
+        }
+    } else {
+        avm_val_print(b, v);
+    }
+}
+
+/* An association list as "key value" lines, keys padded to one column (at least
+ * 12 wide, as the embedded node's listings). */
+static void text_alist(avm_buf *b, avm_val body)
+{
+    int width = 11;
+    for (size_t i = 0; is_alist(body) && i < avm_list_len(body); i++) {
+        avm_val k = avm_list_at(avm_list_at(body, i), 0);
+        if (k.u.s->len > (uint32_t)width && k.u.s->len < 64)
+            width = (int)k.u.s->len;
+    }
+    for (size_t i = 0; is_alist(body) && i < avm_list_len(body); i++) {
+        avm_val p = avm_list_at(body, i), k = avm_list_at(p, 0);
+        avm_buf_printf(b, "%-*s ", width, k.u.s->data);
+        text_val(b, k.u.s->data, avm_list_at(p, 1));
+        avm_buf_puts(b, "\n");
+    }
+}
+
+/* Prints a reply body: JSON object or text lines. */
+static void print_body(const remote *r, avm_val body)
+{
+    avm_buf b;
+    avm_buf_init(&b);
+    if (r->json) {
+        json_alist(&b, body);
+        cli__print_json_line(&b);
+    } else {
+        text_alist(&b, body);
+        fputs(avm_buf_cstr(&b), stdout);
+    }
+    avm_buf_free(&b);
+}
+
+/* --- Outcomes ----------------------------------------------------------- */
+
+/* Prints an execution's outcome from an exec.show body as embedded run prints it
+ * (the result on stdout, an error on stderr; or one JSON object with id, status,
+ * outcome, result, error, steps and, when given, the chart as "trace"). Returns the
+ * exit code. */
+static int print_outcome(const remote *r, const char *id, avm_val body,
+                         avm_buf *chart_json)
+{
+    const char *status = get_cstr(body, "status");
+    const char *outcome = get_cstr(body, "outcome");
+    const char *error = get_cstr(body, "error");
+    bool ended = status != NULL && strcmp(status, "terminated") == 0;
+    int code = ended && outcome != NULL && strcmp(outcome, "done") == 0
+                   ? CLI_EXIT_OK
+                   : CLI_EXIT_AVM_ERROR;
+    avm_buf b;
+    avm_buf_init(&b);
+    if (r->json) {
+        avm_buf_puts(&b, "{\"id\":");
+        avm_json_str(&b, id, strlen(id));
+        const char *keys[] = {"status", "outcome", "result", "error", "steps"};
+        for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+            avm_buf_printf(&b, ",\"%s\":", keys[i]);
+            avm_val_json(&b, avm_ctl_get(body, keys[i]));
+        }
+        if (chart_json != NULL) {
+            avm_buf_puts(&b, ",\"trace\":");
+            avm_buf_puts(&b, avm_buf_cstr(chart_json));
+        }
+        avm_buf_puts(&b, "}");
+        cli__print_json_line(&b);
+        avm_buf_free(&b);
+        return code;
+    }
+    if (!ended) {
+        const char *waiting = get_cstr(body, "waiting");
+        avm_val on = avm_ctl_get(body, "blocked_on");
+        if (waiting != NULL && strcmp(waiting, "message") == 0) {
+            avm_val_print(&b, on);
+            fprintf(stderr,
+                    "%s: the execution has not finished: receive on %s waits for a "
+                    "message\n",
+                    status ? status : "running", avm_buf_cstr(&b));
+        } else if (waiting != NULL && strcmp(waiting, "commit") == 0) {
+            fprintf(stderr, "%s: the execution has not finished: it waits for a commit\n",
+                    status ? status : "running");
+        } else {
+            fprintf(stderr, "%s: the execution has not finished\n",
+                    status ? status : "unknown");
+        }
+    } else if (code == CLI_EXIT_OK) {
+        avm_val_print(&b, avm_ctl_get(body, "result"));
+        printf("%s\n", avm_buf_cstr(&b));
+    } else if (outcome != NULL && strcmp(outcome, "killed") == 0) {
+        fprintf(stderr, "killed: the execution was stopped before its end\n");
+    } else {
+        fprintf(stderr, "error: %s\n",
+                error ? error : "the execution ended without a result");
+    }
+    avm_buf_free(&b);
+    return code;
+}
+
+/* Fetches the trace log of execution id and renders it in format f: printed on
+ * stdout, or into *json (for embedding in a document) when json is not NULL.
+ * Returns 0 or the exit code after printing the failure. */
+static int fetch_chart(remote *r, const char *id, avm_msc_format f, avm_buf *json)
+{
+    avm_val body, reply;
+    int code = body_str(r, "id", id, &body);
+    if (code == 0)
+        code = call(r, "exec.trace", body, r->timeout_ms, &reply);
+    if (code != 0)
+        return code;
+    avm_val log = avm_ctl_get(reply, "log");
+    if (log.kind != AVM_STR) {
+        code = fail(r, AVM_EMALFORMED, "the node's exec.trace reply has no log");
+    } else if (json == NULL) {
+        code = cli__print_chart((const uint8_t *)log.u.s->data, log.u.s->len, f, id);
+    } else {
+        char err[512] = "";
+        int rv = avm_msc_render((const uint8_t *)log.u.s->data, log.u.s->len, f, id, json,
+                                err, sizeof(err));
+        if (rv != 0) {
+            char msg[700];
+            snprintf(msg, sizeof(msg), "execution %s: %s", id, err);
+            code = fail(r, rv, msg);
+        }
+    }
+    avm_val_release(reply);
+    return code;
+}
+
+/* --- run ---------------------------------------------------------------- */
+
+static volatile sig_atomic_t interrupted;
+
+static void on_sigint(int sig)
+{
+    (void)sig;
+    interrupted = 1;
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void progress(const char *id, avm_val body, double elapsed)
+{
+    const char *status = get_cstr(body, "status"), *waiting = get_cstr(body, "waiting");
+    fprintf(stderr, "\r\033[K%s  %s%s%s  %llu steps  %.1fs", id, status ? status : "?",
+            waiting ? ", waiting for a " : "", waiting ? waiting : "",
+            (unsigned long long)get_u64(body, "steps"), elapsed);
+    fflush(stderr);
+    progress_on = true;
+}
+
+/* Polls exec.result until execution id has terminated; *out gets the last reply.
+ * Returns 0, or the exit code (after printing why) of a failed call or of an
+ * interrupt. */
+static int wait_end(remote *r, const char *id, avm_val *out)
+{
+    bool tty = isatty(2) == 1;
+    double t0 = now_s();
+    struct sigaction sa, old;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_sigint;
+    sigemptyset(&sa.sa_mask);
+    interrupted = 0;
+    sigaction(SIGINT, &sa, &old);
+    int code = 0;
+    for (;;) {
+        avm_ctl_body b;
+        avm_val body, reply;
+        avm_ctl_body_init(&b);
+        avm_ctl_put_str(&b, "id", id);
+        avm_ctl_put_int(&b, "wait_ms", POLL_WAIT_MS);
+        double t = now_s();
+        if ((code = body_done(r, &b, &body)) != 0 ||
+            (code = call(r, "exec.result", body, POLL_WAIT_MS + r->timeout_ms, &reply)) !=
+                0)
+            break;
+        const char *status = get_cstr(reply, "status");
+        if (status != NULL && strcmp(status, "terminated") == 0) {
+            *out = reply;
+            break;
+        }
+        if (tty)
+            progress(id, reply, now_s() - t0);
+        avm_val_release(reply);
+        double took = now_s() - t;
+        if (!interrupted && took * 1000 < POLL_MIN_MS) {
+            struct timespec ts = {0, (long)((POLL_MIN_MS - took * 1000) * 1e6)};
+            nanosleep(&ts, NULL);
+        }
+        if (interrupted) {
+            progress_clear();
+            fprintf(stderr,
+                    "%s: stopped waiting; execution %s goes on (see %s exec result %s "
+                    "--node %s)\n",
+                    cli__progname, id, cli__progname, id, r->addr);
+            code = CLI_EXIT_AVM_ERROR;
+            break;
+        }
+    }
+    sigaction(SIGINT, &old, NULL);
+    progress_clear();
+    return code;
+}
+
+static const char *base_name(const char *path)
+{
+    const char *s = strrchr(path, '/');
+    return s != NULL && s[1] != '\0' ? s + 1 : path;
+}
+
+int remote__run(const char *node, int argc, char **argv)
+{
+    ropts o;
+    if (parse_opts("run", OPT_ENTRY | OPT_STRICT | OPT_UNSAFE | OPT_DETACH | OPT_TRACE, 1,
+                   argc, argv, &o) != 0 ||
+        need_args("run", &o, 1, "FILE") != 0)
+        return CLI_EXIT_USAGE;
+    const char *file = o.args[0];
+    remote r = {.addr = node,
+                .what = "run",
+                .json = o.json,
+                .timeout_ms = o.timeout_ms ? o.timeout_ms : DEFAULT_TIMEOUT_MS};
+
+    avm_module *m = cli__compile_file(file, o.json);
+    if (m == NULL)
+        return CLI_EXIT_USAGE;
+    if (o.entry != NULL && cli__entry_fn(m, file, o.entry) < 0) {
+        avm_module_release(m);
+        return CLI_EXIT_USAGE;
+    }
+    avm_buf enc;
+    avm_buf_init(&enc);
+    int rv = avm_module_encode(m, &enc);
+    avm_module_release(m);
+    avm_val mod = avm_nil();
+    if (rv == 0)
+        rv = avm_str_new(AVM_STR, enc.data, enc.len, &mod);
+    avm_buf_free(&enc);
+    if (rv != 0) {
+        char msg[300];
+        snprintf(msg, sizeof(msg), "%s: the compiled module cannot be sent: %s", file,
+                 avm_strerror(rv));
+        return fail(&r, rv, msg);
+    }
+    avm_ctl_body b;
+    avm_ctl_body_init(&b);
+    avm_ctl_put(&b, "module", mod);
+    avm_ctl_put_str(&b, "name", base_name(file));
+    if (o.entry != NULL)
+        avm_ctl_put_str(&b, "entry", o.entry);
+    avm_ctl_put_bool(&b, "spec_strict", o.strict);
+    avm_ctl_put_bool(&b, "allow_unsafe", o.unsafe);
+    avm_val body, reply;
+    int code = body_done(&r, &b, &body);
+    if (code == 0)
+        code = call(&r, "run", body, r.timeout_ms, &reply);
+    if (code != 0) {
+        remote_close(&r);
+        return code;
+    }
+    const char *idp = get_cstr(reply, "id");
+    char id[512];
+    snprintf(id, sizeof(id), "%s", idp ? idp : "");
+    avm_val_release(reply);
+    if (id[0] == '\0') {
+        code = fail(&r, AVM_EMALFORMED, "the node's run reply has no execution id");
+        remote_close(&r);
+        return code;
+    }
+    if (o.detach) {
+        if (o.json) {
+            avm_buf j;
+            avm_buf_init(&j);
+            avm_buf_puts(&j, "{\"id\":");
+            avm_json_str(&j, id, strlen(id));
+            avm_buf_puts(&j, "}");
+            cli__print_json_line(&j);
+            avm_buf_free(&j);
+        } else {
+            printf("%s\n", id);
+        }
+        remote_close(&r);
+        return 0;
+    }
+    code = wait_end(&r, id, &reply);
+    if (code != 0) {
+        remote_close(&r);
+        return code;
+    }
+    avm_buf chart;
+    avm_buf_init(&chart);
+    if (o.trace)
+        code = fetch_chart(&r, id, o.json ? AVM_MSC_JSON : AVM_MSC_TEXT,
+                           o.json ? &chart : NULL);
+    if (code == 0)
+        code = print_outcome(&r, id, reply, o.trace && o.json ? &chart : NULL);
+    avm_buf_free(&chart);
+    avm_val_release(reply);
+    remote_close(&r);
+    return code;
+}
+
+/* --- exec --------------------------------------------------------------- */
+
+static int exec_ls(remote *r)
+{
+    avm_val body = avm_nil(), reply;
+    avm_ctl_body b;
+    avm_ctl_body_init(&b);
+    int code = body_done(r, &b, &body);
+    if (code == 0)
+        code = call(r, "exec.ls", body, r->timeout_ms, &reply);
+    if (code != 0)
+        return code;
+    if (r->json) {
+        print_body(r, reply);
+        avm_val_release(reply);
+        return 0;
+    }
+    avm_val xs = avm_ctl_get(reply, "executions");
+    avm_buf t;
+    avm_buf_init(&t);
+    for (size_t i = 0; xs.kind == AVM_LIST && i < avm_list_len(xs); i++) {
+        avm_val x = avm_list_at(xs, i);
+        const char *keys[] = {"id", "status", "outcome", "steps", "name"};
+        for (size_t k = 0; k < sizeof(keys) / sizeof(keys[0]); k++) {
+            if (k > 0)
+                avm_buf_puts(&t, "  ");
+            text_val(&t, keys[k], avm_ctl_get(x, keys[k]));
+        }
+        avm_buf_puts(&t, "\n");
+    }
+    fputs(avm_buf_cstr(&t), stdout);
+    avm_buf_free(&t);
+    avm_val_release(reply);
+    return 0;
+}
+
+int remote__exec(const char *node, const char *sub, int argc, char **argv)
+{
+    char what[64];
+    snprintf(what, sizeof(what), "exec %s", sub);
+    bool ls = strcmp(sub, "ls") == 0, result = strcmp(sub, "result") == 0,
+         trace = strcmp(sub, "trace") == 0;
+    ropts o;
+    unsigned allowed = result ? OPT_WAIT : trace ? OPT_FORMAT : 0;
+    if (parse_opts(what, allowed, ls ? 0 : 1, argc, argv, &o) != 0 ||
+        need_args(what, &o, ls ? 0 : 1, "ID") != 0)
+        return CLI_EXIT_USAGE;
+    avm_msc_format f = o.json ? AVM_MSC_JSON : AVM_MSC_TEXT;
+    if (o.format != NULL && cli__parse_format(o.format, &f) != 0) {
+        fprintf(stderr, "%s: %s: --format is text, mermaid or json, not %s\n",
+                cli__progname, what, o.format);
+        return CLI_EXIT_USAGE;
+    }
+    remote r = {.addr = node,
+                .what = what,
+                .json = o.json,
+                .timeout_ms = o.timeout_ms ? o.timeout_ms : DEFAULT_TIMEOUT_MS};
+    const char *id = o.args[0];
+    int code;
+    if (ls) {
+        code = exec_ls(&r);
+    } else if (trace) {
+        /* The chart is the document: --json is --format json. */
+        code = fetch_chart(&r, id, f, NULL);
+    } else {
+        static const struct {
+            const char *sub, *op;
+        } ops[] = {{"show", "exec.show"},
+                   {"result", "exec.result"},
+                   {"suspend", "exec.suspend"},
+                   {"resume", "exec.resume"},
+                   {"kill", "exec.kill"}};
+        const char *op = NULL;
+        for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++)
+            if (strcmp(ops[i].sub, sub) == 0)
+                op = ops[i].op;
+        if (op == NULL) {
+            fprintf(stderr, "%s: exec: unknown subcommand '%s'\n", cli__progname, sub);
+            return CLI_EXIT_USAGE;
+        }
+        avm_ctl_body b;
+        avm_val body, reply;
+        avm_ctl_body_init(&b);
+        avm_ctl_put_str(&b, "id", id);
+        if (result && o.wait_ms > 0)
+            avm_ctl_put_int(&b, "wait_ms", o.wait_ms);
+        code = body_done(&r, &b, &body);
+        if (code == 0)
+            code = call(&r, op, body, r.timeout_ms + (result ? o.wait_ms : 0), &reply);
+        if (code == 0) {
+            if (result) {
+                code = print_outcome(&r, id, reply, NULL);
+            } else if (strcmp(sub, "show") == 0 || r.json) {
+                print_body(&r, reply);
+            } else {
+                const char *st = get_cstr(reply, "status");
+                printf("%s  %s\n", id, st ? st : "-");
+            }
+            avm_val_release(reply);
+        }
+    }
+    remote_close(&r);
+    return code;
+}
+
+/* --- obj ---------------------------------------------------------------- */
+
+int remote__obj(const char *node, const char *sub, int argc, char **argv)
+{
+    bool ls = strcmp(sub, "ls") == 0;
+    const char *what = ls ? "obj ls" : "obj show";
+    ropts o;
+    if (parse_opts(what, 0, ls ? 0 : 1, argc, argv, &o) != 0 ||
+        need_args(what, &o, ls ? 0 : 1, "ID") != 0)
+        return CLI_EXIT_USAGE;
+    remote r = {.addr = node,
+                .what = what,
+                .json = o.json,
+                .timeout_ms = o.timeout_ms ? o.timeout_ms : DEFAULT_TIMEOUT_MS};
+    avm_ctl_body b;
+    avm_val body, reply;
+    avm_ctl_body_init(&b);
+    if (!ls) {
+        avm_val oid;
+        if (cli__parse_oid(o.args[0], &oid) != 0) {
+            avm_ctl_body_free(&b);
+            return fail(&r, AVM_ENOMEM, "out of memory");
+        }
+        avm_ctl_put(&b, "id", oid);
+    }
+    int code = body_done(&r, &b, &body);
+    if (code == 0)
+        code = call(&r, ls ? "obj.ls" : "obj.show", body, r.timeout_ms, &reply);
+    if (code != 0) {
+        remote_close(&r);
+        return code;
+    }
+    avm_buf t;
+    avm_buf_init(&t);
+    if (r.json) {
+        print_body(&r, reply);
+    } else if (ls) {
+        avm_val ids = avm_ctl_get(reply, "objects");
+        for (size_t i = 0; ids.kind == AVM_LIST && i < avm_list_len(ids); i++) {
+            avm_val_print(&t, avm_list_at(ids, i));
+            avm_buf_puts(&t, "\n");
+        }
+    } else {
+        /* As the embedded obj show prints it. */
+        static const char *const rows[][2] = {
+            {"object", "id"},         {"behavior", "behavior"},  {"machine", "machine"},
+            {"creating", "creating"}, {"controller", "current"}, {"version", "version"},
+            {"state", "state"}};
+        for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+            avm_buf_printf(&t, "%-11s ", rows[i][0]);
+            avm_val_print(&t, avm_ctl_get(reply, rows[i][1]));
+            avm_buf_puts(&t, "\n");
+        }
+    }
+    fputs(avm_buf_cstr(&t), stdout);
+    avm_buf_free(&t);
+    avm_val_release(reply);
+    remote_close(&r);
+    return 0;
+}
+
+/* --- send, status ------------------------------------------------------- */
+
+static int need_node(const char *node, const char *what)
+{
+    if (node != NULL)
+        return 0;
+    fprintf(stderr,
+            "%s: %s talks to a node daemon: give --node ADDR or set AVM_NODE (see %s "
+            "%s --help)\n",
+            cli__progname, what, cli__progname, what);
+    return CLI_EXIT_USAGE;
+}
+
+int remote__send(const char *node, int argc, char **argv)
+{
+    ropts o;
+    if (parse_opts("send", OPT_FROM, 2, argc, argv, &o) != 0 ||
+        need_args("send", &o, 2, "OBJ and VALUE") != 0 || need_node(node, "send") != 0)
+        return CLI_EXIT_USAGE;
+    remote r = {.addr = node,
+                .what = "send",
+                .json = o.json,
+                .timeout_ms = o.timeout_ms ? o.timeout_ms : DEFAULT_TIMEOUT_MS};
+    avm_val oid, v;
+    char err[512];
+    if (cli__parse_value(o.args[1], &v, err, sizeof(err)) != 0) {
+        fprintf(stderr, "%s: send: %s\n", cli__progname, err);
+        return CLI_EXIT_USAGE;
+    }
+    if (cli__parse_oid(o.args[0], &oid) != 0) {
+        avm_val_release(v);
+        return fail(&r, AVM_ENOMEM, "out of memory");
+    }
+    avm_ctl_body b;
+    avm_val body, reply;
+    avm_ctl_body_init(&b);
+    avm_ctl_put(&b, "to", oid);
+    avm_ctl_put(&b, "value", v);
+    if (o.from != NULL)
+        avm_ctl_put_str(&b, "from", o.from);
+    int code = body_done(&r, &b, &body);
+    if (code == 0)
+        code = call(&r, "send", body, r.timeout_ms, &reply);
+    if (code == 0) {
+        if (r.json) {
+            print_body(&r, reply);
+        } else {
+            printf("message %llu in the mailbox of %s (lamport %llu)\n",
+                   (unsigned long long)get_u64(reply, "seq"), o.args[0],
+                   (unsigned long long)get_u64(reply, "lamport"));
+        }
+        avm_val_release(reply);
+    }
+    remote_close(&r);
+    return code;
+}
+
+int remote__status(const char *node, int argc, char **argv)
+{
+    ropts o;
+    if (parse_opts("status", 0, 0, argc, argv, &o) != 0 || need_node(node, "status") != 0)
+        return CLI_EXIT_USAGE;
+    remote r = {.addr = node,
+                .what = "status",
+                .json = o.json,
+                .timeout_ms = o.timeout_ms ? o.timeout_ms : STATUS_TIMEOUT_MS};
+    avm_ctl_body b;
+    avm_val body, reply;
+    avm_ctl_body_init(&b);
+    int code = body_done(&r, &b, &body);
+    if (code == 0)
+        code = call(&r, "status", body, r.timeout_ms, &reply);
+    if (code == 0) {
+        print_body(&r, reply);
+        avm_val_release(reply);
+    }
+    remote_close(&r);
+    return code;
+}

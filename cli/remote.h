@@ -1,0 +1,22 @@
+/* avmctl's commands against a node daemon, over the control protocol
+ * (transport/control.h, docs/protocol.md).
+ *
+ * Each takes the node's address (--node or $AVM_NODE; NULL when neither was given,
+ * which send and status refuse) and the command's arguments after its name (and,
+ * for exec and obj, after the subcommand), with --node already taken out. Each
+ * prints its output (text, or one JSON document with --json) and returns avmctl's
+ * exit code: 0 success; 1 the program failed, was killed or has not finished; 2 bad
+ * usage, a node that does not answer, or an error reply (the node's message is
+ * printed as "avmctl: MESSAGE"). */
+#ifndef AVM_CLI_REMOTE_H
+#define AVM_CLI_REMOTE_H
+
+int remote__run(const char *node, int argc, char **argv);
+/* sub: ls, show, result, trace, suspend, resume or kill. */
+int remote__exec(const char *node, const char *sub, int argc, char **argv);
+/* sub: ls or show. */
+int remote__obj(const char *node, const char *sub, int argc, char **argv);
+int remote__send(const char *node, int argc, char **argv);
+int remote__status(const char *node, int argc, char **argv);
+
+#endif

@@ -1,0 +1,1024 @@
+/* avmd: the AVM node daemon.
+ *
+ * One libuv loop carries everything: the control endpoint (transport/control.h)
+ * hands requests to the loop thread, the execution manager (node/exec) runs rounds
+ * from an idle handle while it has work, and signals stop it cleanly. Nothing here
+ * blocks but the store's fsync at the end of a round (a group commit).
+ *
+ * Exit codes: 0 after a clean stop (SIGTERM/SIGINT), 2 for bad flags or config, 1
+ * when the node cannot start (data directory, control address). */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <uv.h>
+
+#include "avm_err.h"
+#include "codec.h"
+#include "control.h"
+#include "embedded.h"
+#include "manager.h"
+#include "module.h"
+
+#define AVMD_VERSION "0.4.0"
+#define MAX_CONTROL 8
+
+enum { L_DEBUG, L_INFO, L_WARN, L_ERROR };
+static const char *const level_names[] = {"debug", "info", "warn", "error"};
+
+typedef struct config {
+    char name[64];
+    char controller[64];
+    char data[1024];
+    char *control[MAX_CONTROL];
+    size_t ncontrol;
+    int log_level;
+    bool log_json;
+    uint64_t slice;
+    size_t batch_max;
+} config;
+
+/* A client waiting for an execution: `run` (answered once its start is durable)
+ * or `exec.result` with wait_ms (answered at its end, or when the wait is over). */
+typedef struct waiter {
+    avm_ctl_req *req;
+    char id[48];
+    bool run;
+    uv_timer_t timer;
+    struct node_daemon *d;
+    struct waiter *next;
+} waiter;
+
+typedef struct node_daemon {
+    config cfg;
+    uv_loop_t *loop;
+    uv_idle_t idle;
+    uv_signal_t sigterm, sigint;
+    avm_embedded node;
+    avm_mgr *m;
+    avm_ctl_server *ctl;
+    waiter *waiters;
+    bool idle_on, stopping;
+    uint64_t started_ms;
+} node_daemon;
+
+/* --- Logs: one line per event, logfmt or JSON, on stderr ------------------ */
+
+static void log_kv(const node_daemon *d, int level, const char *event, ...)
+{
+    if (level < d->cfg.log_level)
+        return;
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    struct tm tm;
+    gmtime_r(&tv.tv_sec, &tm);
+    char ts[80];
+    snprintf(ts, sizeof(ts), "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900,
+             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+             (long)(tv.tv_usec / 1000));
+    avm_buf b;
+    avm_buf_init(&b);
+    if (d->cfg.log_json)
+        avm_buf_printf(&b, "{\"ts\":\"%s\",\"level\":\"%s\",\"event\":", ts,
+                       level_names[level]);
+    else
+        avm_buf_printf(&b, "ts=%s level=%s event=", ts, level_names[level]);
+    if (d->cfg.log_json)
+        avm_json_str(&b, event, strlen(event));
+    else
+        avm_buf_puts(&b, event);
+    va_list ap;
+    va_start(ap, event);
+    const char *k;
+    while ((k = va_arg(ap, const char *)) != NULL) {
+        const char *v = va_arg(ap, const char *);
+        if (v == NULL)
+            v = "";
+        if (d->cfg.log_json) {
+            avm_buf_puts(&b, ",");
+            avm_json_str(&b, k, strlen(k));
+            avm_buf_puts(&b, ":");
+            avm_json_str(&b, v, strlen(v));
+        } else {
+            bool quote = v[0] == '\0' || strpbrk(v, " \"=\t\n") != NULL;
+            avm_buf_printf(&b, " %s=", k);
+            if (quote)
+                avm_json_str(&b, v, strlen(v));
+            else
+                avm_buf_puts(&b, v);
+        }
+    }
+    va_end(ap);
+    avm_buf_puts(&b, d->cfg.log_json ? "}\n" : "\n");
+    fputs(avm_buf_cstr(&b), stderr);
+    avm_buf_free(&b);
+}
+
+/* --- Replies ---------------------------------------------------------------- */
+
+static avm_val str_val(const char *s)
+{
+    avm_val v;
+    return avm_cstr(AVM_STR, s ? s : "", &v) == 0 ? v : avm_nil();
+}
+
+static void reply_body(avm_ctl_req *req, avm_ctl_body *b)
+{
+    avm_val body;
+    if (avm_ctl_body_finish(b, &body) != 0) {
+        avm_ctl_reply_error(req, AVM_ENOMEM, "out of memory");
+        return;
+    }
+    avm_ctl_reply(req, body);
+    avm_val_release(body);
+}
+
+static void put_info(avm_ctl_body *b, const avm_mgr_info *i)
+{
+    static const char *const waits[] = {NULL, "message", "commit"};
+    avm_ctl_put_str(b, "id", i->id);
+    avm_ctl_put_str(b, "name", i->name);
+    avm_ctl_put_str(b, "status", avm_xstate_name(i->state));
+    avm_ctl_put(b, "waiting",
+                i->waiting != AVM_WAIT_NONE ? str_val(waits[i->waiting]) : avm_nil());
+    avm_val_retain(i->blocked_on);
+    avm_ctl_put(b, "blocked_on", i->blocked_on);
+    avm_ctl_put(b, "outcome",
+                i->outcome != AVM_XO_NONE ? str_val(avm_xoutcome_name(i->outcome))
+                                          : avm_nil());
+    avm_val_retain(i->result);
+    avm_ctl_put(b, "result", i->result);
+    avm_ctl_put(b, "error", i->error ? str_val(i->error) : avm_nil());
+    avm_ctl_put_int(b, "steps", (int64_t)i->steps);
+    avm_ctl_put_int(b, "events", (int64_t)i->events);
+    avm_ctl_put_int(b, "lamport", (int64_t)i->lamport);
+    if (!i->in_tx) {
+        avm_ctl_put(b, "tx", avm_nil());
+        return;
+    }
+    avm_ctl_body t;
+    avm_ctl_body_init(&t);
+    avm_val_retain(i->tx.txid);
+    avm_ctl_put(&t, "txid", i->tx.txid);
+    avm_val_retain(i->tx.ctrl);
+    avm_ctl_put(&t, "controller", i->tx.ctrl);
+    avm_ctl_put_int(&t, "reads", (int64_t)i->tx.nreads);
+    avm_ctl_put_int(&t, "writes", (int64_t)i->tx.nwrites);
+    avm_val tv;
+    if (avm_ctl_body_finish(&t, &tv) == 0)
+        avm_ctl_put(b, "tx", tv);
+    else
+        b->err = AVM_ENOMEM;
+}
+
+static void reply_info(node_daemon *d, avm_ctl_req *req, const char *id)
+{
+    avm_mgr_info i;
+    char err[512] = "";
+    int rv = avm_mgr_info_get(d->m, id, &i, err, sizeof(err));
+    if (rv != 0) {
+        avm_ctl_reply_error(req, rv, "%s", err);
+        return;
+    }
+    avm_ctl_body b;
+    avm_ctl_body_init(&b);
+    put_info(&b, &i);
+    reply_body(req, &b);
+}
+
+/* --- Waiters ---------------------------------------------------------------- */
+
+static void waiter_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+static void waiter_unlink(node_daemon *d, waiter *w)
+{
+    for (waiter **p = &d->waiters; *p != NULL; p = &(*p)->next) {
+        if (*p == w) {
+            *p = w->next;
+            break;
+        }
+    }
+    uv_timer_stop(&w->timer);
+    uv_close((uv_handle_t *)&w->timer, waiter_closed);
+}
+
+static void waiter_timeout(uv_timer_t *t)
+{
+    waiter *w = t->data;
+    node_daemon *d = w->d;
+    reply_info(d, w->req, w->id);
+    waiter_unlink(d, w);
+}
+
+static int add_waiter(node_daemon *d, avm_ctl_req *req, const char *id, bool run,
+                      uint64_t wait_ms)
+{
+    waiter *w = calloc(1, sizeof(*w));
+    if (w == NULL)
+        return AVM_ENOMEM;
+    w->req = req;
+    w->run = run;
+    w->d = d;
+    snprintf(w->id, sizeof(w->id), "%s", id);
+    uv_timer_init(d->loop, &w->timer);
+    w->timer.data = w;
+    if (wait_ms > 0)
+        uv_timer_start(&w->timer, waiter_timeout, wait_ms, 0);
+    w->next = d->waiters;
+    d->waiters = w;
+    return 0;
+}
+
+/* Answers the waiters of execution id for which ev is the news. */
+static void wake_waiters(node_daemon *d, const char *id, bool started)
+{
+    waiter *w = d->waiters;
+    while (w != NULL) {
+        waiter *next = w->next;
+        if (strcmp(w->id, id) == 0 && w->run == started) {
+            if (started) {
+                avm_ctl_body b;
+                avm_ctl_body_init(&b);
+                avm_ctl_put_str(&b, "id", id);
+                reply_body(w->req, &b);
+            } else {
+                reply_info(d, w->req, id);
+            }
+            waiter_unlink(d, w);
+        }
+        w = next;
+    }
+}
+
+/* --- The manager's events ---------------------------------------------------- */
+
+static void on_event(void *arg, const avm_mev *ev)
+{
+    node_daemon *d = arg;
+    char seq[24];
+    snprintf(seq, sizeof(seq), "%llu", (unsigned long long)ev->seq);
+    switch (ev->type) {
+    case AVM_MEV_STARTED:
+        log_kv(d, L_INFO, "exec.started", "seq", seq, "exec", ev->exec, NULL);
+        wake_waiters(d, ev->exec, true);
+        break;
+    case AVM_MEV_TERMINATED:
+        log_kv(d, L_INFO, "exec.terminated", "seq", seq, "exec", ev->exec, "outcome",
+               ev->detail, NULL);
+        wake_waiters(d, ev->exec, false);
+        break;
+    case AVM_MEV_SUSPENDED:
+    case AVM_MEV_RESUMED:
+        log_kv(d, L_INFO,
+               ev->type == AVM_MEV_SUSPENDED ? "exec.suspended" : "exec.resumed", "seq",
+               seq, "exec", ev->exec, NULL);
+        break;
+    case AVM_MEV_MESSAGE: {
+        avm_buf b;
+        avm_buf_init(&b);
+        avm_val_print(&b, ev->oid);
+        log_kv(d, L_DEBUG, "message.posted", "seq", seq, "to", avm_buf_cstr(&b), NULL);
+        avm_buf_free(&b);
+        break;
+    }
+    case AVM_MEV_STORE_ERROR:
+        log_kv(d, L_ERROR, "store.error", "seq", seq, "exec", ev->exec, "message",
+               ev->detail, NULL);
+        break;
+    }
+}
+
+static void idle_cb(uv_idle_t *h)
+{
+    node_daemon *d = h->data;
+    if (!avm_mgr_round(d->m)) {
+        uv_idle_stop(&d->idle);
+        d->idle_on = false;
+    }
+}
+
+static void kick(node_daemon *d)
+{
+    if (!d->idle_on && !d->stopping && avm_mgr_busy(d->m)) {
+        uv_idle_start(&d->idle, idle_cb);
+        d->idle_on = true;
+    }
+}
+
+/* --- Control operations ------------------------------------------------------ */
+
+static bool want_str(avm_ctl_req *req, avm_val body, const char *key, const char **out)
+{
+    char err[256];
+    if (avm_ctl_get_str(body, key, out, err, sizeof(err)) != 0) {
+        avm_ctl_reply_error(req, AVM_EINVAL, "%s", err);
+        return false;
+    }
+    return true;
+}
+
+static void op_status(node_daemon *d, avm_ctl_req *req)
+{
+    avm_mgr_counts c;
+    avm_mgr_counts_get(d->m, &c);
+    avm_lmdb_stats st = {0};
+    avm_lmdb_stats_get(d->node.db, &st);
+    avm_ctl_body b, e;
+    avm_ctl_body_init(&b);
+    avm_ctl_put_str(&b, "name", d->cfg.name);
+    avm_val_retain(d->node.plat.node);
+    avm_ctl_put(&b, "machine", d->node.plat.node);
+    avm_val_retain(d->node.plat.default_ctrl);
+    avm_ctl_put(&b, "controller", d->node.plat.default_ctrl);
+    avm_ctl_put_str(&b, "version", AVMD_VERSION);
+    avm_ctl_put_int(&b, "pid", (int64_t)getpid());
+    avm_ctl_put_int(&b, "uptime_ms", (int64_t)(uv_now(d->loop) - d->started_ms));
+    avm_ctl_put_str(&b, "data", d->cfg.data);
+    avm_ctl_put_int(&b, "lamport", (int64_t)c.lamport);
+    avm_ctl_body_init(&e);
+    avm_ctl_put_int(&e, "running", (int64_t)c.running);
+    avm_ctl_put_int(&e, "suspended", (int64_t)c.suspended);
+    avm_ctl_put_int(&e, "terminated", (int64_t)c.terminated);
+    avm_ctl_put_int(&e, "runnable", (int64_t)c.runnable);
+    avm_ctl_put_int(&e, "waiting_message", (int64_t)c.waiting_message);
+    avm_ctl_put_int(&e, "waiting_commit", (int64_t)c.waiting_commit);
+    avm_val ev;
+    if (avm_ctl_body_finish(&e, &ev) == 0)
+        avm_ctl_put(&b, "executions", ev);
+    avm_ctl_put_int(&b, "objects", (int64_t)st.objects);
+    avm_ctl_put_int(&b, "commits", (int64_t)c.commits);
+    avm_ctl_put_int(&b, "conflicts", (int64_t)c.conflicts);
+    avm_ctl_put_int(&b, "group_commits", (int64_t)c.batches);
+    avm_ctl_put_int(&b, "messages", (int64_t)c.messages);
+    reply_body(req, &b);
+}
+
+static void op_run(node_daemon *d, avm_ctl_req *req, avm_val body)
+{
+    avm_val mod = avm_ctl_get(body, "module");
+    if (mod.kind != AVM_STR) {
+        avm_ctl_reply_error(req, AVM_EINVAL, "run: \"module\" must be a string of bytes");
+        return;
+    }
+    const char *name = "program";
+    avm_val nv = avm_ctl_get(body, "name");
+    if (nv.kind == AVM_STR)
+        name = nv.u.s->data;
+    char err[1024] = "";
+    avm_module *m = NULL;
+    int rv = avm_module_decode((const uint8_t *)mod.u.s->data, mod.u.s->len, &m, err,
+                               sizeof(err));
+    if (rv != 0) {
+        avm_ctl_reply_error(req, rv, "run: the module is refused: %s", err);
+        return;
+    }
+    int fn = -1;
+    avm_val entry = avm_ctl_get(body, "entry");
+    if (entry.kind == AVM_STR) {
+        fn = avm_module_find(m, entry.u.s->data, AVM_FN_FUNC);
+        if (fn < 0) {
+            avm_ctl_reply_error(req, AVM_ENOTFOUND, "run: %s has no function %s", name,
+                                entry.u.s->data);
+            avm_module_release(m);
+            return;
+        }
+    }
+    avm_exec_config cfg = {.mode = AVM_MODE_DEFAULT};
+    if (avm_truthy(avm_ctl_get(body, "spec_strict")))
+        cfg.mode = AVM_MODE_STRICT;
+    cfg.allow_unsafe = avm_truthy(avm_ctl_get(body, "allow_unsafe"));
+    char id[48];
+    rv = avm_mgr_start(d->m, m, fn, &cfg, name, id, sizeof(id), err, sizeof(err));
+    avm_module_release(m);
+    if (rv != 0) {
+        avm_ctl_reply_error(req, rv, "run: %s", err);
+        return;
+    }
+    log_kv(d, L_INFO, "exec.start", "exec", id, "name", name, NULL);
+    if (add_waiter(d, req, id, true, 0) != 0) {
+        avm_ctl_body b;
+        avm_ctl_body_init(&b);
+        avm_ctl_put_str(&b, "id", id);
+        reply_body(req, &b);
+    }
+}
+
+typedef struct ls_ctx {
+    avm_val *items;
+    size_t n, cap;
+    int err;
+} ls_ctx;
+
+static void ls_push(ls_ctx *c, avm_val v)
+{
+    if (c->n == c->cap) {
+        size_t cap = c->cap ? c->cap * 2 : 16;
+        avm_val *p = realloc(c->items, cap * sizeof(*p));
+        if (p == NULL) {
+            c->err = AVM_ENOMEM;
+            avm_val_release(v);
+            return;
+        }
+        c->items = p;
+        c->cap = cap;
+    }
+    c->items[c->n++] = v;
+}
+
+static void ls_one(void *arg, const avm_mgr_info *i)
+{
+    avm_ctl_body b;
+    avm_ctl_body_init(&b);
+    avm_ctl_put_str(&b, "id", i->id);
+    avm_ctl_put_str(&b, "name", i->name);
+    avm_ctl_put_str(&b, "status", avm_xstate_name(i->state));
+    avm_ctl_put(&b, "outcome",
+                i->outcome != AVM_XO_NONE ? str_val(avm_xoutcome_name(i->outcome))
+                                          : avm_nil());
+    avm_ctl_put_int(&b, "steps", (int64_t)i->steps);
+    avm_val v;
+    if (avm_ctl_body_finish(&b, &v) == 0)
+        ls_push(arg, v);
+    else
+        ((ls_ctx *)arg)->err = AVM_ENOMEM;
+}
+
+static void reply_list(avm_ctl_req *req, const char *key, ls_ctx *c)
+{
+    avm_val list;
+    if (c->err != 0 || avm_list_from(c->items, c->n, &list) != 0) {
+        for (size_t i = 0; i < c->n; i++)
+            avm_val_release(c->items[i]);
+        free(c->items);
+        avm_ctl_reply_error(req, AVM_ENOMEM, "out of memory");
+        return;
+    }
+    free(c->items);
+    avm_ctl_body b;
+    avm_ctl_body_init(&b);
+    avm_ctl_put(&b, key, list);
+    reply_body(req, &b);
+}
+
+static void tx_one(void *arg, const char *id, const avm_exec_txinfo *t, bool stale)
+{
+    avm_ctl_body b;
+    avm_ctl_body_init(&b);
+    avm_ctl_put_str(&b, "exec", id);
+    avm_val_retain(t->txid);
+    avm_ctl_put(&b, "txid", t->txid);
+    avm_val_retain(t->ctrl);
+    avm_ctl_put(&b, "controller", t->ctrl);
+    avm_ctl_put_int(&b, "depth", (int64_t)t->depth);
+    avm_ctl_put_int(&b, "reads", (int64_t)t->nreads);
+    avm_ctl_put_int(&b, "writes", (int64_t)t->nwrites);
+    avm_ctl_put_bool(&b, "stale", stale);
+    avm_val v;
+    if (avm_ctl_body_finish(&b, &v) == 0)
+        ls_push(arg, v);
+    else
+        ((ls_ctx *)arg)->err = AVM_ENOMEM;
+}
+
+static void op_exec(node_daemon *d, avm_ctl_req *req, const char *op, avm_val body)
+{
+    if (strcmp(op, "exec.ls") == 0) {
+        ls_ctx c = {0};
+        avm_mgr_each(d->m, ls_one, &c);
+        reply_list(req, "executions", &c);
+        return;
+    }
+    static const char *const ops[] = {"exec.show",    "exec.result", "exec.trace",
+                                      "exec.suspend", "exec.resume", "exec.kill"};
+    bool known = false;
+    for (size_t k = 0; k < sizeof(ops) / sizeof(ops[0]); k++)
+        known |= strcmp(op, ops[k]) == 0;
+    if (!known) {
+        avm_ctl_reply_error(req, AVM_EINVAL, "unknown operation '%s'", op);
+        return;
+    }
+    const char *id;
+    if (!want_str(req, body, "id", &id))
+        return;
+    char err[512] = "";
+    int rv = 0;
+    if (strcmp(op, "exec.show") == 0) {
+        reply_info(d, req, id);
+        return;
+    }
+    if (strcmp(op, "exec.result") == 0) {
+        int64_t wait = 0;
+        avm_val wv = avm_ctl_get(body, "wait_ms");
+        if (wv.kind == AVM_INT)
+            wait = wv.u.i;
+        if (wait < 0 || wait > 3600 * 1000) {
+            avm_ctl_reply_error(req, AVM_EINVAL, "wait_ms must be 0 .. 3600000, not %lld",
+                                (long long)wait);
+            return;
+        }
+        avm_mgr_info i;
+        rv = avm_mgr_info_get(d->m, id, &i, err, sizeof(err));
+        if (rv != 0) {
+            avm_ctl_reply_error(req, rv, "%s", err);
+            return;
+        }
+        if (i.state == AVM_XS_TERMINATED || wait == 0 ||
+            add_waiter(d, req, id, false, (uint64_t)wait) != 0)
+            reply_info(d, req, id);
+        return;
+    }
+    if (strcmp(op, "exec.trace") == 0) {
+        avm_buf log;
+        rv = avm_mgr_trace(d->m, id, &log, err, sizeof(err));
+        if (rv != 0) {
+            avm_buf_free(&log);
+            avm_ctl_reply_error(req, rv, "%s", err);
+            return;
+        }
+        avm_val lv;
+        rv = avm_str_new(AVM_STR, log.data ? log.data : "", log.len, &lv);
+        avm_buf_free(&log);
+        if (rv != 0) {
+            avm_ctl_reply_error(req, rv, "the trace log: %s", avm_strerror(rv));
+            return;
+        }
+        avm_mgr_info i;
+        avm_mgr_info_get(d->m, id, &i, err, sizeof(err));
+        avm_ctl_body b;
+        avm_ctl_body_init(&b);
+        avm_ctl_put_str(&b, "id", id);
+        avm_ctl_put_str(&b, "status", avm_xstate_name(i.state));
+        avm_ctl_put(&b, "log", lv);
+        reply_body(req, &b);
+        return;
+    }
+    if (strcmp(op, "exec.suspend") == 0)
+        rv = avm_mgr_suspend(d->m, id, err, sizeof(err));
+    else if (strcmp(op, "exec.resume") == 0)
+        rv = avm_mgr_resume(d->m, id, err, sizeof(err));
+    else
+        rv = avm_mgr_kill(d->m, id, err, sizeof(err));
+    if (rv != 0) {
+        avm_ctl_reply_error(req, rv, "%s", err);
+        return;
+    }
+    log_kv(d, L_INFO, op, "exec", id, NULL);
+    kick(d);
+    avm_ctl_body b;
+    avm_ctl_body_init(&b);
+    avm_ctl_put_str(&b, "id", id);
+    avm_ctl_put_str(&b, "status", "requested");
+    reply_body(req, &b);
+}
+
+static void op_obj(node_daemon *d, avm_ctl_req *req, const char *op, avm_val body)
+{
+    avm_store *s = d->node.store;
+    if (strcmp(op, "obj.ls") == 0) {
+        avm_val ids;
+        int rv = s->ops->ids(s, &ids);
+        if (rv != 0) {
+            avm_ctl_reply_error(req, rv, "listing objects: %s",
+                                s->ops->last_error ? s->ops->last_error(s) : "");
+            return;
+        }
+        avm_ctl_body b;
+        avm_ctl_body_init(&b);
+        avm_ctl_put(&b, "objects", ids);
+        reply_body(req, &b);
+        return;
+    }
+    avm_val oid = avm_ctl_get(body, "id");
+    if (oid.kind == AVM_STR) {
+        /* Accept the id as text too ("node1/7"). */
+        avm_val o;
+        if (avm_cstr(AVM_OBJID, oid.u.s->data, &o) != 0) {
+            avm_ctl_reply_error(req, AVM_ENOMEM, "out of memory");
+            return;
+        }
+        oid = o;
+    } else if (oid.kind == AVM_OBJID) {
+        avm_val_retain(oid);
+    } else {
+        avm_ctl_reply_error(req, AVM_EINVAL, "obj.show: \"id\" must be an object id");
+        return;
+    }
+    const avm_objrec *r = s->ops->get(s, NULL, oid);
+    if (r == NULL) {
+        avm_ctl_reply_error(req, AVM_ENOTFOUND, "no object %s on this node",
+                            oid.u.s->data);
+        avm_val_release(oid);
+        return;
+    }
+    avm_ctl_body b;
+    avm_ctl_body_init(&b);
+    avm_ctl_put(&b, "id", oid);
+    avm_val_retain(r->beh.name);
+    avm_ctl_put(&b, "behavior", r->beh.name);
+    avm_val_retain(r->meta.machine);
+    avm_ctl_put(&b, "machine", r->meta.machine);
+    avm_val_retain(r->meta.creating);
+    avm_ctl_put(&b, "creating", r->meta.creating);
+    avm_val_retain(r->meta.current);
+    avm_ctl_put(&b, "current", r->meta.current);
+    avm_ctl_put_int(&b, "version", (int64_t)r->version);
+    avm_val_retain(r->state);
+    avm_ctl_put(&b, "state", r->state);
+    reply_body(req, &b);
+}
+
+static void op_send(node_daemon *d, avm_ctl_req *req, avm_val body)
+{
+    avm_val to = avm_ctl_get(body, "to");
+    avm_val from = avm_ctl_get(body, "from");
+    avm_val value = avm_ctl_get(body, "value");
+    bool own_to = false, own_from = false;
+    if (to.kind == AVM_STR) {
+        if (avm_cstr(AVM_OBJID, to.u.s->data, &to) != 0) {
+            avm_ctl_reply_error(req, AVM_ENOMEM, "out of memory");
+            return;
+        }
+        own_to = true;
+    }
+    if (from.kind == AVM_NIL) {
+        from = str_val("client");
+        own_from = true;
+    } else if (from.kind != AVM_STR && from.kind != AVM_OBJID) {
+        avm_ctl_reply_error(req, AVM_EINVAL,
+                            "send: \"from\" must be a string or an object id");
+        return;
+    }
+    char err[512] = "";
+    uint64_t seq = 0, stamp = 0;
+    int rv = avm_mgr_send(d->m, to, from, value, &seq, &stamp, err, sizeof(err));
+    if (own_to)
+        avm_val_release(to);
+    if (own_from)
+        avm_val_release(from);
+    if (rv != 0) {
+        avm_ctl_reply_error(req, rv, "send: %s", err);
+        return;
+    }
+    kick(d);
+    avm_ctl_body b;
+    avm_ctl_body_init(&b);
+    avm_ctl_put_int(&b, "seq", (int64_t)seq);
+    avm_ctl_put_int(&b, "lamport", (int64_t)stamp);
+    reply_body(req, &b);
+}
+
+static void handle(void *arg, avm_ctl_req *req, const char *op, avm_val body)
+{
+    node_daemon *d = arg;
+    log_kv(d, L_DEBUG, "control.request", "op", op, NULL);
+    avm_val empty = avm_nil();
+    if (body.kind == AVM_NIL && avm_list_new(0, &empty) == 0)
+        body = empty; /* no body: no fields */
+    if (d->stopping) {
+        avm_ctl_reply_error(req, AVM_ESTATE, "node is shutting down");
+        return;
+    }
+    if (strcmp(op, "status") == 0) {
+        op_status(d, req);
+    } else if (strcmp(op, "run") == 0) {
+        op_run(d, req, body);
+    } else if (strncmp(op, "exec.", 5) == 0) {
+        op_exec(d, req, op, body);
+    } else if (strcmp(op, "obj.ls") == 0 || strcmp(op, "obj.show") == 0) {
+        op_obj(d, req, op, body);
+    } else if (strcmp(op, "send") == 0) {
+        op_send(d, req, body);
+    } else if (strcmp(op, "txs") == 0) {
+        ls_ctx c = {0};
+        avm_mgr_each_tx(d->m, tx_one, &c);
+        reply_list(req, "transactions", &c);
+    } else {
+        avm_ctl_reply_error(req, AVM_EINVAL, "unknown operation '%s'", op);
+    }
+    avm_val_release(empty);
+    kick(d);
+}
+
+/* --- Stopping ------------------------------------------------------------------ */
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+    node_daemon *d = h->data;
+    if (d->stopping)
+        return;
+    d->stopping = true;
+    log_kv(d, L_INFO, "node.stopping", "signal", signum == SIGTERM ? "TERM" : "INT",
+           NULL);
+    /* Waiters first: their requests die with the server. */
+    while (d->waiters != NULL) {
+        waiter *w = d->waiters;
+        avm_ctl_reply_error(w->req, AVM_ESTATE, "node is shutting down");
+        waiter_unlink(d, w);
+    }
+    avm_ctl_server_stop(d->ctl);
+    d->ctl = NULL;
+    if (d->idle_on)
+        uv_idle_stop(&d->idle);
+    int rv = avm_mgr_park_all(d->m);
+    if (rv != 0)
+        log_kv(d, L_ERROR, "node.park", "error", avm_strerror(rv), NULL);
+    else
+        log_kv(d, L_INFO, "node.parked", NULL);
+    uv_close((uv_handle_t *)&d->idle, NULL);
+    uv_close((uv_handle_t *)&d->sigterm, NULL);
+    uv_close((uv_handle_t *)&d->sigint, NULL);
+}
+
+/* --- Configuration --------------------------------------------------------------- */
+
+static void usage(FILE *f)
+{
+    fprintf(
+        f,
+        "usage: avmd [options]\n"
+        "\n"
+        "Runs an AVM node: executions, objects and their mailboxes in a data\n"
+        "directory, driven over a control endpoint (avmctl --node ADDR ...).\n"
+        "\n"
+        "options (flags override the config file):\n"
+        "  --config FILE      read options from FILE: `key = value` lines, keys as\n"
+        "                     the long options without dashes (name, data, controller,\n"
+        "                     control, log-level, log-format, slice, batch); # comments\n"
+        "  --name NAME        this node's machine id (default node1)\n"
+        "  --controller NAME  its default controller (default main)\n"
+        "  --data DIR         data directory (default: $AVM_DATA, else\n"
+        "                     $XDG_DATA_HOME/avm/NAME, else ~/.local/share/avm/NAME)\n"
+        "  --control URL      listen for avmctl on URL (repeatable; default\n"
+        "                     ipc://DATA/avmd.sock and tcp://127.0.0.1:7410)\n"
+        "  --log-level L      debug, info, warn or error (default info)\n"
+        "  --log-format F     text (logfmt, the default) or json\n"
+        "  --slice N          instructions per scheduling slice (default 20000)\n"
+        "  --batch N          most write sets in one group commit (default 4096)\n"
+        "  --version          print the version\n"
+        "  --help             this text\n"
+        "\n"
+        "SIGTERM or SIGINT stop the node cleanly: commits in flight finish, every\n"
+        "execution is checkpointed, and the next start resumes the interrupted ones.\n");
+}
+
+static int set_opt(config *c, const char *key, const char *val, char *err, size_t errlen)
+{
+    char *end;
+    if (strcmp(key, "name") == 0) {
+        if (strlen(val) == 0 || strlen(val) >= sizeof(c->name) || strchr(val, '/')) {
+            snprintf(err, errlen, "name must be 1..63 characters without '/'");
+            return -1;
+        }
+        snprintf(c->name, sizeof(c->name), "%s", val);
+    } else if (strcmp(key, "controller") == 0) {
+        if (strlen(val) == 0 || strlen(val) >= sizeof(c->controller)) {
+            snprintf(err, errlen, "controller must be 1..63 characters");
+            return -1;
+        }
+        snprintf(c->controller, sizeof(c->controller), "%s", val);
+    } else if (strcmp(key, "data") == 0) {
+        if (strlen(val) >= sizeof(c->data)) {
+            snprintf(err, errlen, "data directory path too long");
+            return -1;
+        }
+        snprintf(c->data, sizeof(c->data), "%s", val);
+    } else if (strcmp(key, "control") == 0) {
+        if (c->ncontrol == MAX_CONTROL) {
+            snprintf(err, errlen, "at most %d control addresses", MAX_CONTROL);
+            return -1;
+        }
+        c->control[c->ncontrol] = strdup(val);
+        if (c->control[c->ncontrol] == NULL) {
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
+        c->ncontrol++;
+    } else if (strcmp(key, "log-level") == 0 || strcmp(key, "log_level") == 0) {
+        int l = -1;
+        for (int i = 0; i < 4; i++)
+            if (strcmp(val, level_names[i]) == 0)
+                l = i;
+        if (l < 0) {
+            snprintf(err, errlen,
+                     "log level must be debug, info, warn or error, not '%s'", val);
+            return -1;
+        }
+        c->log_level = l;
+    } else if (strcmp(key, "log-format") == 0 || strcmp(key, "log_format") == 0) {
+        if (strcmp(val, "json") != 0 && strcmp(val, "text") != 0) {
+            snprintf(err, errlen, "log format must be text or json, not '%s'", val);
+            return -1;
+        }
+        c->log_json = strcmp(val, "json") == 0;
+    } else if (strcmp(key, "slice") == 0 || strcmp(key, "batch") == 0) {
+        errno = 0;
+        unsigned long long v = strtoull(val, &end, 10);
+        if (errno != 0 || *end != '\0' || v == 0 || v > 1000000000ull) {
+            snprintf(err, errlen, "%s must be a number from 1 to 10^9, not '%s'", key,
+                     val);
+            return -1;
+        }
+        if (key[0] == 's')
+            c->slice = v;
+        else
+            c->batch_max = (size_t)v;
+    } else {
+        snprintf(err, errlen, "unknown option '%s'", key);
+        return -1;
+    }
+    return 0;
+}
+
+static char *trim(char *s)
+{
+    while (*s == ' ' || *s == '\t')
+        s++;
+    char *e = s + strlen(s);
+    while (e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\n' || e[-1] == '\r'))
+        *--e = '\0';
+    return s;
+}
+
+static int read_config(config *c, const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        fprintf(stderr, "avmd: cannot read config %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    char line[2048];
+    int n = 0, rv = 0;
+    while (rv == 0 && fgets(line, sizeof(line), f) != NULL) {
+        n++;
+        char *s = trim(line);
+        if (*s == '#' || *s == '\0')
+            continue;
+        char *eq = strchr(s, '=');
+        if (eq == NULL) {
+            fprintf(stderr, "avmd: %s:%d: expected key = value\n", path, n);
+            rv = -1;
+            break;
+        }
+        *eq = '\0';
+        char err[256];
+        if (set_opt(c, trim(s), trim(eq + 1), err, sizeof(err)) != 0) {
+            fprintf(stderr, "avmd: %s:%d: %s\n", path, n, err);
+            rv = -1;
+        }
+    }
+    fclose(f);
+    return rv;
+}
+
+static int parse_args(config *c, int argc, char **argv)
+{
+    /* The config file first, so that flags override it. */
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--config") == 0) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "avmd: --config needs a file\n");
+                return -1;
+            }
+            if (read_config(c, argv[i + 1]) != 0)
+                return -1;
+        }
+    }
+    size_t file_controls = c->ncontrol;
+    bool flag_controls = false;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            usage(stdout);
+            exit(0);
+        }
+        if (strcmp(a, "--version") == 0) {
+            printf("avmd %s\n", AVMD_VERSION);
+            exit(0);
+        }
+        if (strcmp(a, "--config") == 0) {
+            i++;
+            continue;
+        }
+        if (strncmp(a, "--", 2) != 0 || i + 1 >= argc) {
+            fprintf(stderr, "avmd: %s: unknown argument or missing value (see --help)\n",
+                    a);
+            return -1;
+        }
+        if (strcmp(a, "--control") == 0 && !flag_controls) {
+            /* Flags replace the file's addresses. */
+            for (size_t k = 0; k < file_controls; k++)
+                free(c->control[k]);
+            c->ncontrol = 0;
+            flag_controls = true;
+        }
+        char err[256];
+        if (set_opt(c, a + 2, argv[++i], err, sizeof(err)) != 0) {
+            fprintf(stderr, "avmd: %s: %s\n", a, err);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    static node_daemon d;
+    config *c = &d.cfg;
+    snprintf(c->name, sizeof(c->name), "node1");
+    snprintf(c->controller, sizeof(c->controller), "main");
+    c->log_level = L_INFO;
+    int code = 2;
+    if (parse_args(c, argc, argv) != 0)
+        goto out;
+    if (c->data[0] == '\0' &&
+        avm_embedded_default_dir(c->name, c->data, sizeof(c->data)) != 0) {
+        fprintf(stderr,
+                "avmd: no data directory: give --data, or set AVM_DATA or HOME\n");
+        goto out;
+    }
+    if (c->ncontrol == 0) {
+        char url[1100];
+        snprintf(url, sizeof(url), "ipc://%s/avmd.sock", c->data);
+        c->control[c->ncontrol++] = strdup(url);
+        c->control[c->ncontrol++] = strdup("tcp://127.0.0.1:7410");
+    }
+    code = 1;
+    d.loop = uv_default_loop();
+    char err[1024] = "";
+    int rv =
+        avm_embedded_open(&d.node, c->name, c->controller, c->data, err, sizeof(err));
+    if (rv != 0) {
+        log_kv(&d, L_ERROR, "node.open", "data", c->data, "error", err, NULL);
+        goto out;
+    }
+    avm_mgr_config mc = {.node = &d.node,
+                         .slice = c->slice,
+                         .batch_max = c->batch_max,
+                         .resume_on_open = true,
+                         .on_event = on_event,
+                         .arg = &d};
+    rv = avm_mgr_open(&mc, &d.m, err, sizeof(err));
+    if (rv != 0) {
+        log_kv(&d, L_ERROR, "node.open", "data", c->data, "error", err, NULL);
+        avm_embedded_close(&d.node);
+        goto out;
+    }
+    if (err[0] != '\0')
+        log_kv(&d, L_WARN, "node.recover", "error", err, NULL);
+    avm_ctl_server_config sc = {.urls = (const char *const *)c->control,
+                                .nurls = c->ncontrol,
+                                .handler = handle,
+                                .arg = &d};
+    rv = avm_ctl_server_start(d.loop, &sc, &d.ctl, err, sizeof(err));
+    if (rv != 0) {
+        log_kv(&d, L_ERROR, "control.listen", "error", err, NULL);
+        avm_mgr_close(d.m);
+        avm_embedded_close(&d.node);
+        goto out;
+    }
+    uv_idle_init(d.loop, &d.idle);
+    d.idle.data = &d;
+    uv_signal_init(d.loop, &d.sigterm);
+    d.sigterm.data = &d;
+    uv_signal_start(&d.sigterm, on_signal, SIGTERM);
+    uv_signal_init(d.loop, &d.sigint);
+    d.sigint.data = &d;
+    uv_signal_start(&d.sigint, on_signal, SIGINT);
+    d.started_ms = uv_now(d.loop);
+
+    avm_mgr_counts cnt;
+    avm_mgr_counts_get(d.m, &cnt);
+    char pid[16], resumed[24], urls[1024] = "";
+    snprintf(pid, sizeof(pid), "%d", (int)getpid());
+    snprintf(resumed, sizeof(resumed), "%zu", cnt.runnable);
+    for (size_t i = 0; i < c->ncontrol; i++) {
+        char port[32] = "";
+        int p = avm_ctl_server_port(d.ctl, i);
+        if (p > 0 && strstr(c->control[i], ":0") != NULL)
+            snprintf(port, sizeof(port), "(port %d)", p);
+        snprintf(urls + strlen(urls), sizeof(urls) - strlen(urls), "%s%s%s", i ? " " : "",
+                 c->control[i], port);
+    }
+    log_kv(&d, L_INFO, "node.ready", "name", c->name, "data", c->data, "control", urls,
+           "pid", pid, "resumed", resumed, "version", AVMD_VERSION, NULL);
+    kick(&d);
+    uv_run(d.loop, UV_RUN_DEFAULT);
+
+    avm_mgr_close(d.m);
+    avm_embedded_close(&d.node);
+    uv_loop_close(d.loop);
+    log_kv(&d, L_INFO, "node.stopped", NULL);
+    code = 0;
+out:
+    for (size_t i = 0; i < c->ncontrol; i++)
+        free(c->control[i]);
+    return code;
+}

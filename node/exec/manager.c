@@ -1,0 +1,1364 @@
+/* The execution manager. See manager.h.
+ *
+ * Structure: every execution is an `mx` with its own platform and its own store
+ * (a thin wrapper over the node's LMDB store), so that a commit reaching the store
+ * knows whose it is. Three queues drive a round:
+ *   - inputs: start/suspend/resume/kill/message events in arrival order;
+ *   - the run queue: executions ready for a slice, FIFO;
+ *   - the batch: write sets (commits and checkpoints) to apply in one LMDB
+ *     transaction at the end of the round.
+ * Invariant: an execution is in at most one of the run queue, the batch, the
+ * waiters of one mailbox; an execution in the batch does not run (its write set
+ * points into its overlay and its trace log). */
+#include "manager.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "avm_err.h"
+#include "codec.h"
+#include "lmdb_store.h"
+
+typedef struct avm_mgr avm_mgr;
+typedef struct mx mx;
+
+struct xstore {
+    avm_store base;
+    mx *e;
+};
+
+/* What the batch does for an execution. */
+enum { B_NONE = 0, B_COMMIT = 1, B_CKPT = 2 };
+
+struct mx {
+    char id[48];
+    char *name;
+    uint64_t order; /* start order: the scheduler's and the listings' */
+    avm_mgr *m;
+    avm_exec *x; /* NULL: terminated (or suspended) and not in memory */
+    avm_platform plat;
+    struct xstore st;
+    avm_xstate state;
+    avm_xoutcome outcome;
+    bool want_suspend, want_kill, want_resume;
+    bool queued;        /* in the run queue */
+    bool waiting_msg;   /* among its mailbox's waiters */
+    bool outcome_ready; /* a commit outcome the execution has not consumed yet */
+    uint8_t batch;      /* B_*: in the batch */
+    uint8_t ckpt_status;
+    avm_writeset ws;
+    avm_buf ck; /* the checkpoint's state bytes while in the batch */
+    /* Messages taken from mailboxes since the last durable checkpoint. */
+    avm_lmdb_ack *acks;
+    size_t nacks, capacks, acks_in_batch;
+    /* Summary kept once terminated (x freed). */
+    bool summarized;
+    avm_val result;
+    char *error;
+    uint64_t steps, events, lamport;
+    avm_val blocked_on;
+    mx *rnext; /* run queue */
+    mx *hnext; /* id hash */
+};
+
+typedef struct msg {
+    uint64_t seq, stamp;
+    avm_val from, value;
+} msg;
+
+typedef struct mbox {
+    avm_val oid;
+    msg *q;
+    size_t head, n, cap; /* q[head .. head+n) */
+    mx **waiters;
+    size_t nw, capw;
+    struct mbox *next;
+} mbox;
+
+enum { EV_START, EV_SUSPEND, EV_RESUME, EV_KILL, EV_MESSAGE };
+
+typedef struct inev {
+    int type;
+    mx *e;
+    avm_val oid;
+    msg m;
+} inev;
+
+struct avm_mgr {
+    avm_mgr_config cfg;
+    avm_embedded *node;
+    avm_lmdb *db;
+    avm_store *base;
+    uint64_t slice;
+    size_t batch_max;
+
+    mx **all; /* start order */
+    size_t nall, capall;
+    mx **hash;
+    size_t nhash;
+
+    mx *rhead, *rtail;
+    size_t nrun;
+
+    mx **batch;
+    size_t nbatch, capbatch;
+
+    inev *in;
+    size_t nin, capin;
+
+    mbox **boxes;
+    size_t nboxes;
+
+    uint64_t evseq, lamport, next_order;
+    avm_mgr_counts c;
+};
+
+#define GROW(arr, n, cap)                                                                \
+    ((n) < (cap) || mgr_grow((void **)&(arr), &(cap), sizeof(*(arr)), (n) + 1) == 0)
+
+static int mgr_grow(void **p, size_t *cap, size_t elem, size_t need)
+{
+    size_t c = *cap ? *cap : 8;
+    while (c < need)
+        c *= 2;
+    void *q = realloc(*p, c * elem);
+    if (q == NULL)
+        return AVM_ENOMEM;
+    *p = q;
+    *cap = c;
+    return 0;
+}
+
+static void fmt(char *errmsg, size_t errlen, const char *f, ...)
+    __attribute__((format(printf, 3, 4)));
+static void fmt(char *errmsg, size_t errlen, const char *f, ...)
+{
+    if (errmsg == NULL || errlen == 0)
+        return;
+    va_list ap;
+    va_start(ap, f);
+    vsnprintf(errmsg, errlen, f, ap);
+    va_end(ap);
+}
+
+const char *avm_xstate_name(avm_xstate s)
+{
+    static const char *const n[] = {"running", "suspended", "terminated"};
+    return (unsigned)s < 3 ? n[s] : "unknown";
+}
+
+const char *avm_xoutcome_name(avm_xoutcome o)
+{
+    static const char *const n[] = {"none", "done", "failed", "killed"};
+    return (unsigned)o < 4 ? n[o] : "unknown";
+}
+
+const char *avm_mev_name(avm_mev_type t)
+{
+    static const char *const n[] = {"ExecutionStarted", "ExecutionSuspended",
+                                    "ExecutionResumed", "ExecutionTerminated",
+                                    "MessagePosted",    "StoreError"};
+    return (unsigned)t < sizeof(n) / sizeof(n[0]) ? n[t] : "unknown";
+}
+
+static void emit(avm_mgr *m, avm_mev_type t, const char *exec, avm_val oid,
+                 const char *detail)
+{
+    avm_mev ev = {
+        .seq = ++m->evseq, .type = t, .exec = exec, .oid = oid, .detail = detail};
+    if (m->cfg.on_event != NULL)
+        m->cfg.on_event(m->cfg.arg, &ev);
+}
+
+/* --- Lookup ------------------------------------------------------------- */
+
+static size_t id_bucket(const avm_mgr *m, const char *id)
+{
+    return avm_hash_bytes(id, strlen(id)) & (m->nhash - 1);
+}
+
+static mx *find(avm_mgr *m, const char *id)
+{
+    for (mx *e = m->hash[id_bucket(m, id)]; e != NULL; e = e->hnext)
+        if (strcmp(e->id, id) == 0)
+            return e;
+    return NULL;
+}
+
+static int rehash(avm_mgr *m)
+{
+    size_t nb = m->nhash * 2;
+    mx **h = calloc(nb, sizeof(*h));
+    if (h == NULL)
+        return AVM_ENOMEM;
+    free(m->hash);
+    m->hash = h;
+    m->nhash = nb;
+    for (size_t i = 0; i < m->nall; i++) {
+        size_t b = id_bucket(m, m->all[i]->id);
+        m->all[i]->hnext = h[b];
+        h[b] = m->all[i];
+    }
+    return 0;
+}
+
+static int add_exec(avm_mgr *m, mx *e)
+{
+    if (!GROW(m->all, m->nall, m->capall))
+        return AVM_ENOMEM;
+    if (m->nall + 1 > m->nhash * 2 && rehash(m) != 0)
+        return AVM_ENOMEM;
+    m->all[m->nall++] = e;
+    size_t b = id_bucket(m, e->id);
+    e->hnext = m->hash[b];
+    m->hash[b] = e;
+    return 0;
+}
+
+static mbox *box_get(avm_mgr *m, avm_val oid, bool create)
+{
+    size_t b = avm_val_hash(oid) & (m->nboxes - 1);
+    for (mbox *x = m->boxes[b]; x != NULL; x = x->next)
+        if (avm_val_eq(x->oid, oid))
+            return x;
+    if (!create)
+        return NULL;
+    mbox *x = calloc(1, sizeof(*x));
+    if (x == NULL)
+        return NULL;
+    avm_val_retain(oid);
+    x->oid = oid;
+    x->next = m->boxes[b];
+    m->boxes[b] = x;
+    return x;
+}
+
+/* --- The per-execution store: everything but deferred commits goes through -- */
+
+static struct avm_store *base_of(avm_store *s)
+{
+    return ((struct xstore *)s)->e->m->base;
+}
+
+static const avm_objrec *xs_get(avm_store *s, void *snap, avm_val oid)
+{
+    avm_store *b = base_of(s);
+    return b->ops->get(b, snap, oid);
+}
+
+static void *xs_snapshot(avm_store *s)
+{
+    avm_store *b = base_of(s);
+    return b->ops->snapshot(b);
+}
+
+static void xs_snapshot_release(avm_store *s, void *snap)
+{
+    avm_store *b = base_of(s);
+    b->ops->snapshot_release(b, snap);
+}
+
+static int xs_ids(avm_store *s, avm_val *out)
+{
+    avm_store *b = base_of(s);
+    return b->ops->ids(b, out);
+}
+
+static const avm_purefn *xs_pure_get(avm_store *s, avm_val name)
+{
+    avm_store *b = base_of(s);
+    return b->ops->pure_get(b, name);
+}
+
+static int xs_pure_put(avm_store *s, const avm_purefn *fn)
+{
+    avm_store *b = base_of(s);
+    return b->ops->pure_put(b, fn);
+}
+
+static uint64_t xs_next_seq(avm_store *s)
+{
+    avm_store *b = base_of(s);
+    return b->ops->next_seq(b);
+}
+
+static const char *xs_last_error(avm_store *s)
+{
+    avm_store *b = base_of(s);
+    return b->ops->last_error ? b->ops->last_error(b) : NULL;
+}
+
+static void batch_add(avm_mgr *m, mx *e, uint8_t kind);
+
+/* An outermost commit joins the round's group commit; the execution waits for
+ * its outcome. Immediate effects (outside transactions) apply at once. */
+static int xs_apply(avm_store *s, const avm_writeset *ws, bool *committed)
+{
+    mx *e = ((struct xstore *)s)->e;
+    avm_mgr *m = e->m;
+    if (!ws->deferrable || e->batch != B_NONE || !GROW(m->batch, m->nbatch, m->capbatch))
+        return m->base->ops->apply(m->base, ws, committed);
+    e->ws = *ws;
+    e->ck.len = 0;
+    if (ws->ckpt_len > 0) {
+        /* The checkpoint's bytes live only for the call; the rest of the write set
+         * points into the execution, which waits unchanged. */
+        avm_buf_put(&e->ck, ws->ckpt_state, ws->ckpt_len);
+        if (e->ck.err) {
+            e->ck.err = 0;
+            return m->base->ops->apply(m->base, ws, committed);
+        }
+        e->ws.ckpt_state = (const uint8_t *)e->ck.data;
+    }
+    batch_add(m, e, B_COMMIT);
+    return AVM_EPENDING;
+}
+
+static const struct avm_store_ops xstore_ops = {
+    .get = xs_get,
+    .snapshot = xs_snapshot,
+    .snapshot_release = xs_snapshot_release,
+    .apply = xs_apply,
+    .ids = xs_ids,
+    .pure_get = xs_pure_get,
+    .pure_put = xs_pure_put,
+    .next_seq = xs_next_seq,
+    .last_error = xs_last_error,
+};
+
+/* receive: the next message of self's mailbox; remembered until the execution's
+ * next durable checkpoint deletes it from the store. */
+static int xs_mailbox_pop(void *data, avm_val self, avm_val *out, avm_val *from,
+                          uint64_t *stamp)
+{
+    mx *e = data;
+    mbox *b = box_get(e->m, self, false);
+    if (b == NULL || b->n == 0)
+        return 0;
+    if (!GROW(e->acks, e->nacks, e->capacks))
+        return -AVM_ENOMEM;
+    msg *g = &b->q[b->head];
+    e->acks[e->nacks].oid = self;
+    avm_val_retain(self);
+    e->acks[e->nacks++].seq = g->seq;
+    *out = g->value;
+    *from = g->from;
+    *stamp = g->stamp;
+    b->head++;
+    if (--b->n == 0)
+        b->head = 0;
+    return 1;
+}
+
+static void init_platform(avm_mgr *m, mx *e)
+{
+    e->m = m;
+    e->st.base.ops = &xstore_ops;
+    e->st.e = e;
+    e->plat = m->node->plat;
+    e->plat.store = &e->st.base;
+    /* Reachability and behaviours answer for the node: keep the node's data for
+     * them; the mailbox needs the execution. The node's callbacks take the
+     * embedded node as data, so they are wrapped. */
+    e->plat.data = e;
+}
+
+static bool x_reach_machine(void *data, avm_val mach)
+{
+    mx *e = data;
+    const avm_platform *p = &e->m->node->plat;
+    return p->reachable_machine ? p->reachable_machine(p->data, mach) : false;
+}
+
+static bool x_reach_ctrl(void *data, avm_val c)
+{
+    mx *e = data;
+    const avm_platform *p = &e->m->node->plat;
+    return p->reachable_controller ? p->reachable_controller(p->data, c) : false;
+}
+
+static int x_resolve(void *data, avm_val name, avm_behavior *out)
+{
+    mx *e = data;
+    const avm_platform *p = &e->m->node->plat;
+    return p->resolve_behavior ? p->resolve_behavior(p->data, name, out) : AVM_ENOTFOUND;
+}
+
+static mx *mx_new(avm_mgr *m, const char *id, const char *name)
+{
+    mx *e = calloc(1, sizeof(*e));
+    if (e == NULL)
+        return NULL;
+    snprintf(e->id, sizeof(e->id), "%s", id);
+    e->name = strdup(name ? name : "");
+    if (e->name == NULL) {
+        free(e);
+        return NULL;
+    }
+    avm_buf_init(&e->ck);
+    init_platform(m, e);
+    e->plat.reachable_machine = x_reach_machine;
+    e->plat.reachable_controller = x_reach_ctrl;
+    e->plat.resolve_behavior = m->node->plat.resolve_behavior ? x_resolve : NULL;
+    e->plat.mailbox_pop = xs_mailbox_pop;
+    e->order = m->next_order++;
+    return e;
+}
+
+static void acks_drop(mx *e, size_t n)
+{
+    if (n == 0)
+        return;
+    for (size_t i = 0; i < n; i++)
+        avm_val_release(e->acks[i].oid);
+    memmove(e->acks, e->acks + n, (e->nacks - n) * sizeof(*e->acks));
+    e->nacks -= n;
+}
+
+static void mx_free(mx *e)
+{
+    if (e->x != NULL)
+        avm_exec_free(e->x);
+    acks_drop(e, e->nacks);
+    free(e->acks);
+    avm_buf_free(&e->ck);
+    avm_val_release(e->result);
+    avm_val_release(e->blocked_on);
+    free(e->error);
+    free(e->name);
+    free(e);
+}
+
+/* --- Queues --------------------------------------------------------------- */
+
+static void enqueue(avm_mgr *m, mx *e)
+{
+    if (e->queued || e->batch != B_NONE || e->state != AVM_XS_RUNNING)
+        return;
+    e->queued = true;
+    e->rnext = NULL;
+    if (m->rtail != NULL)
+        m->rtail->rnext = e;
+    else
+        m->rhead = e;
+    m->rtail = e;
+    m->nrun++;
+}
+
+static mx *dequeue(avm_mgr *m)
+{
+    mx *e = m->rhead;
+    if (e == NULL)
+        return NULL;
+    m->rhead = e->rnext;
+    if (m->rhead == NULL)
+        m->rtail = NULL;
+    e->queued = false;
+    m->nrun--;
+    return e;
+}
+
+static void unqueue(avm_mgr *m, mx *e)
+{
+    if (!e->queued)
+        return;
+    mx **p = &m->rhead, *prev = NULL;
+    while (*p != e) {
+        prev = *p;
+        p = &(*p)->rnext;
+    }
+    *p = e->rnext;
+    if (m->rtail == e)
+        m->rtail = prev;
+    e->queued = false;
+    m->nrun--;
+}
+
+static void unwait(avm_mgr *m, mx *e)
+{
+    if (!e->waiting_msg)
+        return;
+    e->waiting_msg = false;
+    mbox *b = box_get(m, e->blocked_on, false);
+    if (b == NULL)
+        return;
+    for (size_t i = 0; i < b->nw; i++) {
+        if (b->waiters[i] == e) {
+            memmove(b->waiters + i, b->waiters + i + 1, (b->nw - i - 1) * sizeof(mx *));
+            b->nw--;
+            break;
+        }
+    }
+}
+
+static void batch_add(avm_mgr *m, mx *e, uint8_t kind)
+{
+    /* The caller made room (GROW) before. */
+    e->batch = kind;
+    m->batch[m->nbatch++] = e;
+}
+
+/* A checkpoint of e into the batch, recorded with status st. */
+static int checkpoint(avm_mgr *m, mx *e, uint8_t st)
+{
+    if (e->x == NULL || e->batch != B_NONE)
+        return AVM_ESTATE;
+    if (!GROW(m->batch, m->nbatch, m->capbatch))
+        return AVM_ENOMEM;
+    memset(&e->ws, 0, sizeof(e->ws));
+    avm_buf_free(&e->ck);
+    int rv = avm_exec_checkpoint(e->x, &e->ck, &e->ws);
+    if (rv != 0)
+        return rv;
+    e->ws.ckpt_status = st;
+    e->ckpt_status = st;
+    batch_add(m, e, B_CKPT);
+    return 0;
+}
+
+static void summarize(mx *e)
+{
+    avm_exec *x = e->x;
+    e->summarized = true;
+    e->steps = avm_exec_steps(x);
+    e->events = avm_exec_event_counter(x);
+    e->lamport = avm_exec_lamport(x);
+    if (avm_exec_status(x) == AVM_RUN_DONE) {
+        avm_val_release(e->result);
+        e->result = avm_exec_result(x);
+        avm_val_retain(e->result);
+    } else if (avm_exec_status(x) == AVM_RUN_FAILED && e->error == NULL) {
+        avm_buf b;
+        avm_buf_init(&b);
+        avm_error_print(&b, avm_exec_error(x));
+        e->error = strdup(avm_buf_cstr(&b));
+        avm_buf_free(&b);
+    }
+}
+
+static void terminate(avm_mgr *m, mx *e, avm_xoutcome o)
+{
+    unqueue(m, e);
+    unwait(m, e);
+    e->state = AVM_XS_TERMINATED;
+    e->outcome = o;
+    avm_exec_log_runtime(e->x, "ExecutionTerminated", e->id,
+                         avm_nil()); /* best effort: the outcome is in the record */
+    summarize(e);
+    if (o == AVM_XO_KILLED && e->error == NULL)
+        e->error = strdup("killed by request");
+    uint8_t st = o == AVM_XO_KILLED ? AVM_XREC_KILLED : (uint8_t)avm_exec_status(e->x);
+    int rv = checkpoint(m, e, st);
+    if (rv != 0) {
+        emit(m, AVM_MEV_STORE_ERROR, e->id, avm_nil(), avm_strerror(rv));
+        emit(m, AVM_MEV_TERMINATED, e->id, avm_nil(), avm_xoutcome_name(o));
+    }
+}
+
+/* Suspends e now (it is between slices, not in the batch). */
+static void do_suspend(avm_mgr *m, mx *e)
+{
+    unqueue(m, e);
+    unwait(m, e);
+    e->want_suspend = false;
+    e->state = AVM_XS_SUSPENDED;
+    avm_exec_log_runtime(e->x, "ExecutionSuspended", e->id, avm_nil());
+    int rv = checkpoint(m, e, AVM_XREC_SUSPENDED);
+    if (rv != 0) {
+        emit(m, AVM_MEV_STORE_ERROR, e->id, avm_nil(), avm_strerror(rv));
+        emit(m, AVM_MEV_SUSPENDED, e->id, avm_nil(), NULL);
+    }
+}
+
+/* Applies what was asked of e while it could not act (running a slice, or
+ * waiting for a commit). true when e must not run now. */
+static bool pending_wishes(avm_mgr *m, mx *e)
+{
+    if (e->want_kill) {
+        e->want_kill = false;
+        terminate(m, e, AVM_XO_KILLED);
+        return true;
+    }
+    if (e->want_suspend) {
+        do_suspend(m, e);
+        return true;
+    }
+    return false;
+}
+
+static void wait_message(avm_mgr *m, mx *e)
+{
+    avm_val on = avm_exec_blocked_on(e->x);
+    mbox *b = box_get(m, on, true);
+    if (b != NULL && b->n > 0) {
+        enqueue(m, e); /* a message came while it ran */
+        return;
+    }
+    if (b == NULL || !GROW(b->waiters, b->nw, b->capw)) {
+        enqueue(m, e); /* no memory to park it: poll instead */
+        return;
+    }
+    avm_val_release(e->blocked_on);
+    e->blocked_on = on;
+    avm_val_retain(on);
+    b->waiters[b->nw++] = e;
+    e->waiting_msg = true;
+}
+
+static void run_slice(avm_mgr *m, mx *e)
+{
+    /* A suspend or kill waits for the commit in flight, whose outcome is in no
+     * state until its commitTx has run: then one instruction is enough (AVM
+     * instructions, the only ones with effects, check the budget first). */
+    bool wish = e->want_kill || e->want_suspend;
+    if (wish && !e->outcome_ready) {
+        pending_wishes(m, e);
+        return;
+    }
+    avm_run_status st = avm_exec_run(e->x, wish ? 1 : m->slice);
+    e->outcome_ready = false;
+    m->c.slices++;
+    uint64_t lt = avm_exec_lamport(e->x);
+    if (lt > m->lamport)
+        m->lamport = lt;
+    switch (st) {
+    case AVM_RUN_DONE:
+        terminate(m, e, AVM_XO_DONE);
+        break;
+    case AVM_RUN_FAILED:
+        terminate(m, e, AVM_XO_FAILED);
+        break;
+    case AVM_RUN_YIELD:
+        if (!pending_wishes(m, e))
+            enqueue(m, e);
+        break;
+    case AVM_RUN_BLOCKED:
+        if (avm_exec_waiting(e->x) == AVM_WAIT_COMMIT)
+            break; /* in the batch */
+        if (!pending_wishes(m, e))
+            wait_message(m, e);
+        break;
+    }
+}
+
+/* The round's group commit. */
+static void flush(avm_mgr *m)
+{
+    size_t n = m->nbatch;
+    if (n == 0)
+        return;
+    const avm_writeset **ws = malloc(n * sizeof(*ws));
+    const avm_lmdb_ack **acks = malloc(n * sizeof(*acks));
+    size_t *nacks = malloc(n * sizeof(*nacks));
+    bool *ok = calloc(n, sizeof(*ok));
+    int rv;
+    if (ws == NULL || acks == NULL || nacks == NULL || ok == NULL) {
+        rv = AVM_ENOMEM;
+    } else {
+        for (size_t i = 0; i < n; i++) {
+            mx *e = m->batch[i];
+            ws[i] = &e->ws;
+            m->c.ckpt_bytes += e->ws.ckpt_len;
+            m->c.trace_bytes += e->ws.ckpt_trace_len;
+            /* Messages consumed before this checkpoint leave their mailboxes with it. */
+            e->acks_in_batch = e->ws.ckpt_id != NULL ? e->nacks : 0;
+            acks[i] = e->acks;
+            nacks[i] = e->acks_in_batch;
+        }
+        rv = avm_lmdb_apply_batch_ex(m->db, ws, acks, nacks, n, ok);
+    }
+    m->c.batches++;
+    m->nbatch = 0;
+    const char *why = rv != 0 ? avm_lmdb_errmsg(m->db) : NULL;
+    if (rv != 0)
+        emit(m, AVM_MEV_STORE_ERROR, NULL, avm_nil(), why ? why : avm_strerror(rv));
+    for (size_t i = 0; i < n; i++) {
+        mx *e = m->batch[i];
+        uint8_t kind = e->batch;
+        e->batch = B_NONE;
+        if (rv == 0 && ok[i])
+            acks_drop(e, e->acks_in_batch);
+        e->acks_in_batch = 0;
+        if (kind == B_COMMIT) {
+            m->c.commits += rv == 0 && ok[i];
+            m->c.conflicts += rv == 0 && !ok[i];
+            avm_exec_commit_done(e->x, rv, ok != NULL && ok[i]);
+            e->outcome_ready = true;
+            enqueue(m, e);
+            continue;
+        }
+        /* A checkpoint: the log up to it is saved. */
+        if (rv == 0)
+            avm_exec_checkpoint_saved(e->x, &e->ws);
+        avm_buf_free(&e->ck);
+        if (e->state == AVM_XS_TERMINATED) {
+            emit(m, AVM_MEV_TERMINATED, e->id, avm_nil(), avm_xoutcome_name(e->outcome));
+            if (rv == 0) {
+                /* Durable: the summary is enough; the store has the rest. */
+                avm_exec_free(e->x);
+                e->x = NULL;
+            }
+        } else if (e->state == AVM_XS_SUSPENDED) {
+            emit(m, AVM_MEV_SUSPENDED, e->id, avm_nil(), NULL);
+        } else if (e->ckpt_status == AVM_RUN_YIELD) {
+            /* A start or a resume, now durable. */
+            emit(m, e->want_resume ? AVM_MEV_RESUMED : AVM_MEV_STARTED, e->id, avm_nil(),
+                 NULL);
+            e->want_resume = false;
+            enqueue(m, e);
+        }
+    }
+    free(ws);
+    free(acks);
+    free(nacks);
+    free(ok);
+}
+
+/* --- Inputs --------------------------------------------------------------- */
+
+static int post(avm_mgr *m, int type, mx *e)
+{
+    if (!GROW(m->in, m->nin, m->capin))
+        return AVM_ENOMEM;
+    m->in[m->nin++] = (inev){.type = type, .e = e, .oid = avm_nil()};
+    return 0;
+}
+
+static int restore(avm_mgr *m, mx *e, char *errmsg, size_t errlen);
+
+static void apply_input(avm_mgr *m, inev *in)
+{
+    mx *e = in->e;
+    switch (in->type) {
+    case EV_START:
+        avm_exec_log_runtime(e->x, "ExecutionStarted", e->id, avm_nil());
+        if (checkpoint(m, e, AVM_RUN_YIELD) != 0) {
+            /* It runs, without its start being durable. */
+            emit(m, AVM_MEV_STORE_ERROR, e->id, avm_nil(),
+                 "start checkpoint not written");
+            emit(m, AVM_MEV_STARTED, e->id, avm_nil(), NULL);
+            enqueue(m, e);
+        }
+        break;
+    case EV_SUSPEND:
+        if (e->state != AVM_XS_RUNNING)
+            break;
+        if (e->batch != B_NONE || e->outcome_ready)
+            e->want_suspend = true; /* after its commit */
+        else
+            do_suspend(m, e);
+        break;
+    case EV_RESUME:
+        if (e->state == AVM_XS_RUNNING && e->want_suspend) {
+            e->want_suspend = false;
+            break;
+        }
+        if (e->state != AVM_XS_SUSPENDED)
+            break;
+        if (e->x == NULL) {
+            char err[512];
+            if (restore(m, e, err, sizeof(err)) != 0) {
+                emit(m, AVM_MEV_STORE_ERROR, e->id, avm_nil(), err);
+                break;
+            }
+        }
+        e->state = AVM_XS_RUNNING;
+        e->want_resume = true;
+        avm_exec_log_runtime(e->x, "ExecutionResumed", e->id, avm_nil());
+        if (checkpoint(m, e, AVM_RUN_YIELD) != 0) {
+            e->want_resume = false;
+            emit(m, AVM_MEV_RESUMED, e->id, avm_nil(), NULL);
+            enqueue(m, e);
+        }
+        break;
+    case EV_KILL:
+        if (e->state == AVM_XS_TERMINATED)
+            break;
+        if (e->state == AVM_XS_SUSPENDED && e->x == NULL) {
+            char err[512];
+            if (restore(m, e, err, sizeof(err)) != 0) {
+                emit(m, AVM_MEV_STORE_ERROR, e->id, avm_nil(), err);
+                break;
+            }
+        }
+        if (e->batch != B_NONE || e->outcome_ready)
+            e->want_kill = true;
+        else
+            terminate(m, e, AVM_XO_KILLED);
+        break;
+    case EV_MESSAGE: {
+        mbox *b = box_get(m, in->oid, true);
+        if (b == NULL || !GROW(b->q, b->head + b->n, b->cap)) {
+            /* Durable already: the next restart delivers it. */
+            emit(m, AVM_MEV_STORE_ERROR, NULL, in->oid, "out of memory for a mailbox");
+            avm_val_release(in->m.from);
+            avm_val_release(in->m.value);
+            break;
+        }
+        b->q[b->head + b->n++] = in->m;
+        m->c.messages++;
+        emit(m, AVM_MEV_MESSAGE, NULL, in->oid, NULL);
+        /* Every waiter tries; those that find it taken wait again. */
+        while (b->nw > 0) {
+            mx *w = b->waiters[--b->nw];
+            w->waiting_msg = false;
+            enqueue(m, w);
+        }
+        break;
+    }
+    }
+    avm_val_release(in->oid);
+}
+
+bool avm_mgr_round(avm_mgr *m)
+{
+    m->c.rounds++;
+    /* Inputs in arrival order; an input may post nothing new. */
+    size_t nin = m->nin;
+    for (size_t i = 0; i < nin; i++)
+        apply_input(m, &m->in[i]);
+    if (nin > 0)
+        memmove(m->in, m->in + nin, (m->nin - nin) * sizeof(*m->in));
+    m->nin -= nin;
+    /* One slice each for what is runnable now; what becomes runnable during the
+     * round runs in the next one. */
+    size_t n = m->nrun;
+    for (size_t i = 0; i < n; i++) {
+        mx *e = dequeue(m);
+        if (e == NULL)
+            break;
+        run_slice(m, e);
+        if (m->nbatch >= m->batch_max)
+            flush(m);
+    }
+    flush(m);
+    return avm_mgr_busy(m);
+}
+
+bool avm_mgr_busy(const avm_mgr *m)
+{
+    return m->nrun > 0 || m->nin > 0 || m->nbatch > 0;
+}
+
+int avm_mgr_start(avm_mgr *m, avm_module *mod, int fn, const avm_exec_config *cfg,
+                  const char *name, char *id, size_t idlen, char *errmsg, size_t errlen)
+{
+    char idb[48];
+    const char *mach = m->node->plat.node.u.s->data;
+    snprintf(idb, sizeof(idb), "%.30s/x%llu", mach,
+             (unsigned long long)m->base->ops->next_seq(m->base));
+    mx *e = mx_new(m, idb, name);
+    if (e == NULL) {
+        fmt(errmsg, errlen, "out of memory");
+        return AVM_ENOMEM;
+    }
+    avm_exec_config c = *cfg;
+    c.keep_trace = true;
+    c.msc = true;
+    e->x = avm_exec_new(&e->plat, &c);
+    avm_val self = avm_nil(), input = avm_nil();
+    int rv = e->x == NULL ? AVM_ENOMEM : avm_embedded_toplevel(&self, &input);
+    if (rv == 0)
+        rv = avm_exec_start(e->x, mod, fn, self, input, errmsg, errlen);
+    avm_val_release(self);
+    avm_val_release(input);
+    if (rv == 0)
+        rv = avm_exec_set_checkpoint(e->x, e->id);
+    /* Room in the input queue first: add_exec cannot be undone. */
+    if (rv == 0 && !GROW(m->in, m->nin, m->capin))
+        rv = AVM_ENOMEM;
+    if (rv == 0)
+        rv = add_exec(m, e);
+    if (rv != 0) {
+        if (rv == AVM_ENOMEM)
+            fmt(errmsg, errlen, "out of memory");
+        mx_free(e);
+        return rv;
+    }
+    post(m, EV_START, e);
+    snprintf(id, idlen, "%s", e->id);
+    return 0;
+}
+
+static mx *find_or(avm_mgr *m, const char *id, char *errmsg, size_t errlen)
+{
+    mx *e = find(m, id);
+    if (e == NULL)
+        fmt(errmsg, errlen, "no execution %s on this node", id);
+    return e;
+}
+
+int avm_mgr_suspend(avm_mgr *m, const char *id, char *errmsg, size_t errlen)
+{
+    mx *e = find_or(m, id, errmsg, errlen);
+    if (e == NULL)
+        return AVM_ENOTFOUND;
+    if (e->state != AVM_XS_RUNNING) {
+        fmt(errmsg, errlen, "execution %s is %s, not running", id,
+            avm_xstate_name(e->state));
+        return AVM_ESTATE;
+    }
+    return post(m, EV_SUSPEND, e);
+}
+
+int avm_mgr_resume(avm_mgr *m, const char *id, char *errmsg, size_t errlen)
+{
+    mx *e = find_or(m, id, errmsg, errlen);
+    if (e == NULL)
+        return AVM_ENOTFOUND;
+    if (e->state != AVM_XS_SUSPENDED &&
+        !(e->state == AVM_XS_RUNNING && e->want_suspend)) {
+        fmt(errmsg, errlen, "execution %s is %s, not suspended", id,
+            avm_xstate_name(e->state));
+        return AVM_ESTATE;
+    }
+    return post(m, EV_RESUME, e);
+}
+
+int avm_mgr_kill(avm_mgr *m, const char *id, char *errmsg, size_t errlen)
+{
+    mx *e = find_or(m, id, errmsg, errlen);
+    if (e == NULL)
+        return AVM_ENOTFOUND;
+    if (e->state == AVM_XS_TERMINATED) {
+        fmt(errmsg, errlen, "execution %s has already terminated (%s)", id,
+            avm_xoutcome_name(e->outcome));
+        return AVM_ESTATE;
+    }
+    return post(m, EV_KILL, e);
+}
+
+/* A message's durable form: [from, stamp, value]. */
+static int msg_encode(avm_buf *b, avm_val from, uint64_t stamp, avm_val value)
+{
+    avm_mp_put_array(b, 3);
+    int rv = avm_val_encode(b, from);
+    avm_mp_put_uint(b, stamp);
+    if (rv == 0)
+        rv = avm_val_encode(b, value);
+    return rv != 0 ? rv : b->err;
+}
+
+static int msg_decode(const uint8_t *p, size_t n, msg *out)
+{
+    avm_mp_reader r;
+    avm_mp_reader_init(&r, p, n, AVM_DECODE_DEFAULT_MAX);
+    uint32_t len;
+    out->from = out->value = avm_nil();
+    int rv = avm_mp_get_array(&r, &len);
+    if (rv == 0 && len != 3)
+        rv = AVM_EMALFORMED;
+    if (rv == 0)
+        rv = avm_mp_get_val(&r, &out->from);
+    if (rv == 0)
+        rv = avm_mp_get_uint(&r, &out->stamp);
+    if (rv == 0)
+        rv = avm_mp_get_val(&r, &out->value);
+    if (rv == 0 && r.p != r.end)
+        rv = AVM_EMALFORMED;
+    if (rv != 0) {
+        avm_val_release(out->from);
+        avm_val_release(out->value);
+    }
+    return rv;
+}
+
+int avm_mgr_send(avm_mgr *m, avm_val oid, avm_val sender, avm_val value, uint64_t *seq,
+                 uint64_t *stamp, char *errmsg, size_t errlen)
+{
+    if (oid.kind != AVM_OBJID) {
+        fmt(errmsg, errlen, "a message goes to an object id, not a %s",
+            avm_kind_name(oid.kind));
+        return AVM_EINVAL;
+    }
+    if (m->base->ops->get(m->base, NULL, oid) == NULL) {
+        avm_buf b;
+        avm_buf_init(&b);
+        avm_val_print(&b, oid);
+        fmt(errmsg, errlen, "no object %s on this node", avm_buf_cstr(&b));
+        avm_buf_free(&b);
+        return AVM_ENOTFOUND;
+    }
+    if (!GROW(m->in, m->nin, m->capin)) {
+        fmt(errmsg, errlen, "out of memory");
+        return AVM_ENOMEM;
+    }
+    uint64_t t = m->lamport + 1;
+    avm_buf b;
+    avm_buf_init(&b);
+    int rv = msg_encode(&b, sender, t, value);
+    if (rv == 0)
+        rv = avm_lmdb_mbox_put(m->db, oid, (const uint8_t *)b.data, b.len, seq);
+    avm_buf_free(&b);
+    if (rv != 0) {
+        fmt(errmsg, errlen, "%s",
+            rv == AVM_ENOMEM ? "out of memory" : avm_lmdb_errmsg(m->db));
+        return rv;
+    }
+    m->lamport = t;
+    *stamp = t;
+    avm_val_retain(oid);
+    avm_val_retain(sender);
+    avm_val_retain(value);
+    m->in[m->nin++] =
+        (inev){.type = EV_MESSAGE,
+               .oid = oid,
+               .m = {.seq = *seq, .stamp = t, .from = sender, .value = value}};
+    return 0;
+}
+
+/* --- Restoring from the store --------------------------------------------- */
+
+/* Decodes e's latest checkpoint into e->x. */
+static int restore(avm_mgr *m, mx *e, char *errmsg, size_t errlen)
+{
+    uint8_t st;
+    avm_buf state, log;
+    avm_buf_init(&state);
+    avm_buf_init(&log);
+    int rv = avm_lmdb_exec_get(m->db, e->id, &st, &state);
+    if (rv == 0)
+        rv = avm_lmdb_trace_log(m->db, e->id, &log);
+    if (rv != 0) {
+        fmt(errmsg, errlen, "execution %s: %s", e->id,
+            rv == AVM_ENOTFOUND ? "no record" : avm_lmdb_errmsg(m->db));
+    } else {
+        char err[400] = "";
+        rv = avm_exec_decode_ex((const uint8_t *)state.data, state.len,
+                                (const uint8_t *)log.data, log.len, &e->plat, &e->x, err,
+                                sizeof(err));
+        if (rv != 0)
+            fmt(errmsg, errlen, "execution %s cannot be restored: %s", e->id, err);
+        else
+            rv = avm_exec_set_checkpoint(e->x, e->id);
+    }
+    avm_buf_free(&state);
+    avm_buf_free(&log);
+    return rv;
+}
+
+typedef struct load_ctx {
+    avm_mgr *m;
+    int rv;
+} load_ctx;
+
+static void load_one(void *arg, const char *id, uint8_t status)
+{
+    load_ctx *lc = arg;
+    avm_mgr *m = lc->m;
+    if (lc->rv != 0)
+        return;
+    mx *e = mx_new(m, id, "");
+    if (e == NULL || add_exec(m, e) != 0) {
+        if (e != NULL)
+            mx_free(e);
+        lc->rv = AVM_ENOMEM;
+        return;
+    }
+    switch (status) {
+    case AVM_RUN_DONE:
+        e->state = AVM_XS_TERMINATED;
+        e->outcome = AVM_XO_DONE;
+        break;
+    case AVM_RUN_FAILED:
+        e->state = AVM_XS_TERMINATED;
+        e->outcome = AVM_XO_FAILED;
+        break;
+    case AVM_XREC_KILLED:
+        e->state = AVM_XS_TERMINATED;
+        e->outcome = AVM_XO_KILLED;
+        break;
+    case AVM_XREC_SUSPENDED:
+        e->state = AVM_XS_SUSPENDED;
+        break;
+    default: /* interrupted or blocked: resumed below */
+        e->state = m->cfg.resume_on_open ? AVM_XS_RUNNING : AVM_XS_SUSPENDED;
+        break;
+    }
+}
+
+/* Start order after a restart: by the number in the id ("node1/x12"), which the
+ * store handed out in order. */
+static uint64_t id_number(const char *id)
+{
+    const char *p = strrchr(id, 'x');
+    return p ? strtoull(p + 1, NULL, 10) : 0;
+}
+
+static int by_number(const void *a, const void *b)
+{
+    uint64_t x = id_number((*(mx *const *)a)->id), y = id_number((*(mx *const *)b)->id);
+    return x < y ? -1 : x > y;
+}
+
+static int load_box(void *arg, avm_val oid, uint64_t seq, const uint8_t *p, size_t n)
+{
+    avm_mgr *m = arg;
+    msg g;
+    if (msg_decode(p, n, &g) != 0) {
+        emit(m, AVM_MEV_STORE_ERROR, NULL, oid, "a stored message does not decode; kept");
+        return 0;
+    }
+    g.seq = seq;
+    mbox *b = box_get(m, oid, true);
+    if (b == NULL || !GROW(b->q, b->head + b->n, b->cap)) {
+        avm_val_release(g.from);
+        avm_val_release(g.value);
+        return AVM_ENOMEM;
+    }
+    b->q[b->head + b->n++] = g;
+    if (g.stamp > m->lamport)
+        m->lamport = g.stamp;
+    return 0;
+}
+
+int avm_mgr_open(const avm_mgr_config *cfg, avm_mgr **out, char *errmsg, size_t errlen)
+{
+    if (cfg->node == NULL || cfg->node->db == NULL) {
+        fmt(errmsg, errlen, "the execution manager needs a durable node");
+        return AVM_EINVAL;
+    }
+    avm_mgr *m = calloc(1, sizeof(*m));
+    if (m == NULL)
+        return AVM_ENOMEM;
+    m->cfg = *cfg;
+    m->node = cfg->node;
+    m->db = cfg->node->db;
+    m->base = cfg->node->store;
+    m->slice = cfg->slice ? cfg->slice : 20000;
+    m->batch_max = cfg->batch_max ? cfg->batch_max : 4096;
+    m->nhash = 256;
+    m->nboxes = 1024;
+    m->hash = calloc(m->nhash, sizeof(*m->hash));
+    m->boxes = calloc(m->nboxes, sizeof(*m->boxes));
+    if (m->hash == NULL || m->boxes == NULL) {
+        avm_mgr_close(m);
+        fmt(errmsg, errlen, "out of memory");
+        return AVM_ENOMEM;
+    }
+    int rv = avm_lmdb_mbox_each(m->db, load_box, m);
+    load_ctx lc = {.m = m};
+    if (rv == 0)
+        rv = avm_lmdb_exec_each(m->db, load_one, &lc);
+    if (rv == 0)
+        rv = lc.rv;
+    if (rv != 0) {
+        fmt(errmsg, errlen, "loading the node's executions and mailboxes: %s",
+            rv == AVM_ENOMEM ? "out of memory" : avm_lmdb_errmsg(m->db));
+        avm_mgr_close(m);
+        return rv;
+    }
+    if (m->nall > 0)
+        qsort(m->all, m->nall, sizeof(*m->all), by_number);
+    for (size_t i = 0; i < m->nall; i++) {
+        mx *e = m->all[i];
+        e->order = i;
+        if (e->state != AVM_XS_RUNNING)
+            continue;
+        char err[512];
+        if (restore(m, e, err, sizeof(err)) != 0) {
+            e->state = AVM_XS_TERMINATED;
+            e->outcome = AVM_XO_FAILED;
+            e->error = strdup(err);
+            emit(m, AVM_MEV_STORE_ERROR, e->id, avm_nil(), err);
+            if (errmsg != NULL && errmsg[0] == '\0')
+                fmt(errmsg, errlen, "%s", err);
+            continue;
+        }
+        uint64_t lt = avm_exec_lamport(e->x);
+        if (lt > m->lamport)
+            m->lamport = lt;
+        enqueue(m, e);
+    }
+    m->next_order = m->nall;
+    *out = m;
+    return 0;
+}
+
+void avm_mgr_close(avm_mgr *m)
+{
+    if (m == NULL)
+        return;
+    for (size_t i = 0; i < m->nin; i++) {
+        avm_val_release(m->in[i].oid);
+        avm_val_release(m->in[i].m.from);
+        avm_val_release(m->in[i].m.value);
+    }
+    for (size_t i = 0; i < m->nall; i++)
+        mx_free(m->all[i]);
+    for (size_t i = 0; m->boxes != NULL && i < m->nboxes; i++) {
+        for (mbox *b = m->boxes[i], *nx; b != NULL; b = nx) {
+            nx = b->next;
+            for (size_t k = 0; k < b->n; k++) {
+                avm_val_release(b->q[b->head + k].from);
+                avm_val_release(b->q[b->head + k].value);
+            }
+            avm_val_release(b->oid);
+            free(b->q);
+            free(b->waiters);
+            free(b);
+        }
+    }
+    free(m->boxes);
+    free(m->all);
+    free(m->hash);
+    free(m->batch);
+    free(m->in);
+    free(m);
+}
+
+int avm_mgr_park_all(avm_mgr *m)
+{
+    /* Inputs first (a posted message is durable already; starting executions get
+     * their start checkpoint), then commits in flight, then finish every commitTx
+     * whose outcome is not consumed yet: one instruction is enough. */
+    for (size_t i = 0; i < m->nin; i++)
+        apply_input(m, &m->in[i]);
+    m->nin = 0;
+    flush(m);
+    for (size_t i = 0; i < m->nall; i++) {
+        mx *e = m->all[i];
+        if (e->outcome_ready && e->x != NULL && e->state == AVM_XS_RUNNING) {
+            unqueue(m, e);
+            avm_run_status st = avm_exec_run(e->x, 1);
+            e->outcome_ready = false;
+            if (st == AVM_RUN_DONE || st == AVM_RUN_FAILED)
+                terminate(m, e, st == AVM_RUN_DONE ? AVM_XO_DONE : AVM_XO_FAILED);
+        }
+    }
+    flush(m);
+    int first = 0;
+    for (size_t i = 0; i < m->nall; i++) {
+        mx *e = m->all[i];
+        if (e->state != AVM_XS_RUNNING || e->x == NULL || e->batch != B_NONE)
+            continue;
+        if (avm_exec_waiting(e->x) == AVM_WAIT_COMMIT)
+            continue; /* cannot be: flushed above */
+        int rv = checkpoint(m, e, (uint8_t)avm_exec_status(e->x));
+        if (rv != 0 && first == 0)
+            first = rv;
+    }
+    flush(m);
+    return first;
+}
+
+/* --- Inspection ----------------------------------------------------------- */
+
+static void fill_info(mx *e, avm_mgr_info *o)
+{
+    memset(o, 0, sizeof(*o));
+    o->id = e->id;
+    o->name = e->name;
+    o->state = e->state;
+    o->outcome = e->outcome;
+    o->blocked_on = avm_nil();
+    o->result = e->result;
+    o->error = e->error;
+    o->steps = e->steps;
+    o->events = e->events;
+    o->lamport = e->lamport;
+    if (e->x == NULL)
+        return;
+    avm_exec *x = e->x;
+    o->steps = avm_exec_steps(x);
+    o->events = avm_exec_event_counter(x);
+    o->lamport = avm_exec_lamport(x);
+    if (e->state == AVM_XS_RUNNING) {
+        o->waiting = e->batch == B_COMMIT ? AVM_WAIT_COMMIT : avm_exec_waiting(x);
+        if (o->waiting == AVM_WAIT_MESSAGE)
+            o->blocked_on = avm_exec_blocked_on(x);
+    }
+    o->in_tx = avm_exec_tx(x, &o->tx);
+}
+
+int avm_mgr_info_get(avm_mgr *m, const char *id, avm_mgr_info *out, char *errmsg,
+                     size_t errlen)
+{
+    mx *e = find_or(m, id, errmsg, errlen);
+    if (e == NULL)
+        return AVM_ENOTFOUND;
+    if (e->state == AVM_XS_TERMINATED && e->x == NULL && !e->summarized) {
+        /* Restored lazily: read its record for the summary. */
+        int rv = restore(m, e, errmsg, errlen);
+        if (rv != 0)
+            return rv;
+        summarize(e);
+        if (e->outcome == AVM_XO_KILLED && e->error == NULL)
+            e->error = strdup("killed by request");
+        avm_exec_free(e->x);
+        e->x = NULL;
+    }
+    fill_info(e, out);
+    return 0;
+}
+
+void avm_mgr_each(avm_mgr *m, void (*fn)(void *arg, const avm_mgr_info *info), void *arg)
+{
+    for (size_t i = 0; i < m->nall; i++) {
+        avm_mgr_info o;
+        fill_info(m->all[i], &o);
+        fn(arg, &o);
+    }
+}
+
+int avm_mgr_trace(avm_mgr *m, const char *id, avm_buf *out, char *errmsg, size_t errlen)
+{
+    avm_buf_init(out);
+    mx *e = find_or(m, id, errmsg, errlen);
+    if (e == NULL)
+        return AVM_ENOTFOUND;
+    if (e->x != NULL) {
+        size_t n;
+        const uint8_t *p = avm_exec_trace_bytes(e->x, &n);
+        avm_buf_put(out, p, n);
+        return out->err;
+    }
+    avm_buf_free(out);
+    int rv = avm_lmdb_trace_log(m->db, e->id, out);
+    if (rv != 0)
+        fmt(errmsg, errlen, "%s", avm_lmdb_errmsg(m->db));
+    return rv;
+}
+
+void avm_mgr_counts_get(const avm_mgr *m, avm_mgr_counts *out)
+{
+    *out = m->c;
+    out->running = out->suspended = out->terminated = 0;
+    out->waiting_message = out->waiting_commit = 0;
+    for (size_t i = 0; i < m->nall; i++) {
+        const mx *e = m->all[i];
+        if (e->state == AVM_XS_RUNNING)
+            out->running++;
+        else if (e->state == AVM_XS_SUSPENDED)
+            out->suspended++;
+        else
+            out->terminated++;
+        out->waiting_message += e->waiting_msg;
+        out->waiting_commit += e->batch == B_COMMIT;
+    }
+    out->runnable = m->nrun;
+    out->lamport = m->lamport;
+}
+
+void avm_mgr_each_tx(avm_mgr *m,
+                     void (*fn)(void *arg, const char *id, const avm_exec_txinfo *tx,
+                                bool stale),
+                     void *arg)
+{
+    for (size_t i = 0; i < m->nall; i++) {
+        mx *e = m->all[i];
+        avm_exec_txinfo t;
+        if (e->x == NULL || e->state == AVM_XS_TERMINATED || !avm_exec_tx(e->x, &t))
+            continue;
+        bool stale = false;
+        for (size_t k = 0; k < t.nreads && !stale; k++) {
+            if (t.reads[k].version == AVM_VERSION_EXISTS)
+                continue;
+            const avm_objrec *r = m->base->ops->get(m->base, NULL, t.reads[k].oid);
+            stale = r == NULL || r->version != t.reads[k].version;
+        }
+        fn(arg, e->id, &t, stale);
+    }
+}

@@ -1,0 +1,175 @@
+/* The execution manager (Layer 2): many executions of AVM programs on one node.
+ *
+ * Executions have the lifecycle of the runtime guidance: running (runnable, or
+ * parked while they wait for a message or for their commit's outcome), suspended,
+ * terminated (done, failed or killed). The manager interleaves them in slices of a
+ * configured instruction budget, round robin in the order they started, so an
+ * endless loop in one execution does not starve the others; a slice ends between
+ * instructions, so no execution sees another's half-done instruction.
+ *
+ * Commits are group commits: an execution that reaches its outermost commitTx hands
+ * its write set (with its checkpoint and the mailbox messages it consumed) to the
+ * manager and parks; at the end of each round the manager validates and applies
+ * every write set handed over in one LMDB transaction, in the order they came, and
+ * gives each execution its outcome. Validation is optimistic: of two executions
+ * that read the same version of an object and both write it, the first in the batch
+ * commits and the second's commitTx returns false.
+ *
+ * Inputs (start, suspend, resume, kill, messages to objects) are events: they are
+ * numbered as they arrive and applied at the start of the next round, in that order,
+ * so the same inputs in the same order, at the same rounds, give the same traces.
+ * Every object has a durable mailbox: a message is acknowledged once it is on disk,
+ * delivered FIFO per sender to `receive`, and deleted only together with the
+ * checkpoint of the execution that consumed it, so a crash redelivers it exactly to
+ * the state that had not seen it.
+ *
+ * Single-threaded: every call on one manager comes from one thread (the daemon's
+ * loop). No I/O but the store's. */
+#ifndef AVM_MANAGER_H
+#define AVM_MANAGER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "embedded.h"
+#include "module.h"
+#include "vm.h"
+
+typedef struct avm_mgr avm_mgr;
+
+typedef enum {
+    AVM_XS_RUNNING = 0,
+    AVM_XS_SUSPENDED = 1,
+    AVM_XS_TERMINATED = 2,
+} avm_xstate;
+
+typedef enum {
+    AVM_XO_NONE = 0,
+    AVM_XO_DONE = 1,
+    AVM_XO_FAILED = 2,
+    AVM_XO_KILLED = 3,
+} avm_xoutcome;
+
+const char *avm_xstate_name(avm_xstate s);
+const char *avm_xoutcome_name(avm_xoutcome o);
+
+/* Status bytes of execution records beyond avm_run_status (storage keeps one byte). */
+#define AVM_XREC_SUSPENDED 16
+#define AVM_XREC_KILLED 17
+
+/* Runtime events, reported up to the daemon (logs, answering waiting clients). */
+typedef enum {
+    AVM_MEV_STARTED,
+    AVM_MEV_SUSPENDED,
+    AVM_MEV_RESUMED,
+    AVM_MEV_TERMINATED,
+    AVM_MEV_MESSAGE, /* a message entered a mailbox */
+    AVM_MEV_STORE_ERROR,
+} avm_mev_type;
+
+typedef struct avm_mev {
+    uint64_t seq; /* the node's event number */
+    avm_mev_type type;
+    const char *exec; /* execution id, or NULL */
+    avm_val oid;      /* MESSAGE: the receiver */
+    const char *detail;
+} avm_mev;
+
+const char *avm_mev_name(avm_mev_type t);
+
+typedef struct avm_mgr_config {
+    avm_embedded *node;  /* a durable embedded node (node->db set); borrowed */
+    uint64_t slice;      /* instructions per slice (0: 20,000) */
+    size_t batch_max;    /* write sets per group commit (0: 4096) */
+    bool resume_on_open; /* resume interrupted executions found in the store */
+    void (*on_event)(void *arg, const avm_mev *ev);
+    void *arg;
+} avm_mgr_config;
+
+/* Opens a manager on cfg->node's store: loads the mailboxes and the execution
+ * records, and (resume_on_open) makes interrupted and blocked executions run again
+ * from their checkpoints; suspended ones stay suspended, terminated ones keep their
+ * outcome. Executions whose records cannot be restored are reported (errmsg of the
+ * first, and on_event STORE_ERROR) and left terminated-failed. */
+int avm_mgr_open(const avm_mgr_config *cfg, avm_mgr **out, char *errmsg, size_t errlen);
+/* Frees everything without writing (call avm_mgr_park_all first for a clean stop). */
+void avm_mgr_close(avm_mgr *m);
+
+/* --- Inputs (events) ---------------------------------------------------- */
+
+/* Starts module m's entry program (fn -1) or function fn as a new execution named
+ * name. The execution id ("MACHINE/xN") is written to id. It starts running at the
+ * next round. Refusals (unsafe without grant, no entry) return their code with
+ * errmsg. The manager keeps its own reference to m. */
+int avm_mgr_start(avm_mgr *m, avm_module *mod, int fn, const avm_exec_config *cfg,
+                  const char *name, char *id, size_t idlen, char *errmsg, size_t errlen);
+/* Suspends, resumes, kills: AVM_ENOTFOUND for an unknown id, AVM_ESTATE (errmsg
+ * says why) when the execution is not in a state that allows it. They take effect
+ * at the next round (a commit in flight finishes first). */
+int avm_mgr_suspend(avm_mgr *m, const char *id, char *errmsg, size_t errlen);
+int avm_mgr_resume(avm_mgr *m, const char *id, char *errmsg, size_t errlen);
+int avm_mgr_kill(avm_mgr *m, const char *id, char *errmsg, size_t errlen);
+/* Posts value to object oid's mailbox from sender (a string or object id); durable
+ * when it returns 0. *seq is the message's number in the mailbox, *stamp its
+ * Lamport time. AVM_ENOTFOUND when the object does not exist. */
+int avm_mgr_send(avm_mgr *m, avm_val oid, avm_val sender, avm_val value, uint64_t *seq,
+                 uint64_t *stamp, char *errmsg, size_t errlen);
+
+/* --- Running ------------------------------------------------------------ */
+
+/* One round: applies the queued inputs, runs one slice of every runnable
+ * execution, and group-commits what they handed over. Returns whether there is
+ * runnable work left (call again) or not (wait for an input). */
+bool avm_mgr_round(avm_mgr *m);
+/* Whether a round would do anything. */
+bool avm_mgr_busy(const avm_mgr *m);
+
+/* Clean stop: finishes commits in flight, then checkpoints every execution that has
+ * not terminated (running ones as interrupted, so that a restart resumes them).
+ * 0 or the store's error. */
+int avm_mgr_park_all(avm_mgr *m);
+
+/* --- Inspection --------------------------------------------------------- */
+
+typedef struct avm_mgr_info {
+    const char *id, *name;
+    avm_xstate state;
+    avm_xoutcome outcome;
+    avm_wait waiting;   /* running but parked: what for */
+    avm_val blocked_on; /* AVM_WAIT_MESSAGE: the object (borrowed) */
+    avm_val result;     /* DONE: the result (borrowed) */
+    const char *error;  /* FAILED / KILLED: text, or NULL */
+    uint64_t steps, events, lamport;
+    bool in_tx;
+    avm_exec_txinfo tx; /* when in_tx (borrowed) */
+} avm_mgr_info;
+
+/* AVM_ENOTFOUND for an unknown id; restores a terminated execution's record from
+ * the store when it was not in memory (errmsg when that fails). Borrowed fields stay
+ * valid until the next call on m. */
+int avm_mgr_info_get(avm_mgr *m, const char *id, avm_mgr_info *out, char *errmsg,
+                     size_t errlen);
+/* Calls fn for every execution in start order (terminated ones not in memory have
+ * only id, name, state and outcome). */
+void avm_mgr_each(avm_mgr *m, void (*fn)(void *arg, const avm_mgr_info *info), void *arg);
+/* The execution's trace log (events and sequence-chart records). */
+int avm_mgr_trace(avm_mgr *m, const char *id, avm_buf *out, char *errmsg, size_t errlen);
+
+typedef struct avm_mgr_counts {
+    size_t running, suspended, terminated;
+    size_t runnable, waiting_message, waiting_commit;
+    uint64_t rounds, slices, batches, commits, conflicts, messages;
+    uint64_t ckpt_bytes, trace_bytes; /* written with checkpoints */
+    uint64_t lamport;
+} avm_mgr_counts;
+void avm_mgr_counts_get(const avm_mgr *m, avm_mgr_counts *out);
+
+/* The transaction registry: every open transaction (fn gets the execution id and
+ * its transaction; `stale` tells whether a version it read has since been
+ * overwritten, so that its commit will return false). */
+void avm_mgr_each_tx(avm_mgr *m,
+                     void (*fn)(void *arg, const char *id, const avm_exec_txinfo *tx,
+                                bool stale),
+                     void *arg);
+
+#endif

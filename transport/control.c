@@ -1,0 +1,1225 @@
+/* The control endpoint (control.h): frames and bodies, the rep0 server that hands
+ * requests to the node's loop, and the blocking req0 client.
+ *
+ * Threads. nng completes the server's receives and sends on its own threads; the
+ * handler, avm_ctl_reply and avm_ctl_server_stop run on the loop thread (STYLE.md
+ * 9). A request is decoded on the nng thread that received it (decoding is pure, and
+ * a malformed frame is answered there without bothering the loop); a well-formed
+ * one goes through a mutex-protected queue and a uv_async_t to the loop. Every
+ * request slot (one nng context and one aio, reused for receive and send) has an
+ * explicit state, changed under the server's mutex, so that stop knows which slots
+ * owe a reply and which operations it must wait for. */
+#include "control.h"
+
+#include <assert.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <nng/nng.h>
+#include <nng/protocol/reqrep0/rep.h>
+#include <nng/protocol/reqrep0/req.h>
+
+#include "avm_err.h"
+#include "codec.h"
+
+#define CTL_MAGIC "avm-ctl"
+#define CTL_MAGIC_LEN (sizeof(CTL_MAGIC) - 1)
+#define OP_MAX (sizeof(((avm_ctl_frame *)0)->word) - 1)
+
+/* nng counts the protocol's routing header (4 bytes per hop, at most 15 hops) in
+ * the size it checks against NNG_OPT_RECVMAXSZ; our limit is on the frame alone.
+ * Frames that pass nng's check but not ours get an error reply (ETOOBIG). */
+#define ROUTING_SLACK 64
+/* An error reply's message is cut to this many bytes, so that an error reply is
+ * always small (it is not checked against the frame limit). */
+#define ERR_MSG_MAX 1024
+/* How long a reply may wait for its pipe (busy sending an earlier reply to a client
+ * that does not read). Past it the reply is dropped and the context serves again. */
+#define SEND_TIMEOUT_MS 30000
+/* The same for the shutdown replies: stop waits for them. */
+#define STOP_SEND_TIMEOUT_MS 1000
+/* How long stop lets its replies be collected before it closes the connections
+ * (see avm_ctl_server_stop). */
+#define STOP_GRACE_MS 100
+#define CLIENT_DEFAULT_TIMEOUT_MS 10000
+/* How often the ipc listeners are checked for nng's wedge (see on_watch). */
+#define WATCH_MS 1000
+
+static const char shutdown_msg[] = "node is shutting down";
+
+/* --- Error names ------------------------------------------------------------ */
+
+/* "ENOTFOUND" for AVM_ENOTFOUND: the names of lib/avm_err.h's table, which is
+ * what an error body carries (docs/protocol.md). */
+static const char *err_name(int code)
+{
+    switch (code) {
+#define ERR_NAME_CASE(n, name, text)                                                     \
+    case n:                                                                              \
+        return "E" #name;
+        AVM_ERRNO_MAP(ERR_NAME_CASE)
+#undef ERR_NAME_CASE
+    }
+    return NULL;
+}
+
+/* The code named name (n bytes), or -1. */
+static int err_code(const char *name, size_t n)
+{
+#define ERR_CODE_CMP(num, nm, text)                                                      \
+    if (n == sizeof("E" #nm) - 1 && memcmp(name, "E" #nm, n) == 0)                       \
+        return num;
+    AVM_ERRNO_MAP(ERR_CODE_CMP)
+#undef ERR_CODE_CMP
+    return -1;
+}
+
+static int failf(char *errmsg, size_t errlen, int code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static int failf(char *errmsg, size_t errlen, int code, const char *fmt, ...)
+{
+    if (errmsg != NULL && errlen > 0) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(errmsg, errlen, fmt, ap);
+        va_end(ap);
+    }
+    return code;
+}
+
+/* --- Bodies ----------------------------------------------------------------- */
+
+/* True when v is a (key value) list with a string key. */
+static bool is_pair(avm_val v)
+{
+    return v.kind == AVM_LIST && avm_list_len(v) == 2 &&
+           avm_list_at(v, 0).kind == AVM_STR;
+}
+
+/* True when body is a list of pairs; then *found is the value of the first pair
+ * whose key is key (borrowed), or nil. */
+static bool alist_find(avm_val body, const char *key, avm_val *found)
+{
+    *found = avm_nil();
+    if (body.kind != AVM_LIST)
+        return false;
+    size_t klen = strlen(key);
+    bool have = false;
+    for (size_t i = 0; i < avm_list_len(body); i++) {
+        avm_val p = avm_list_at(body, i);
+        if (!is_pair(p))
+            return false;
+        const avm_str *k = avm_list_at(p, 0).u.s;
+        if (!have && k->len == klen && memcmp(k->data, key, klen) == 0) {
+            *found = avm_list_at(p, 1);
+            have = true;
+        }
+    }
+    return true;
+}
+
+avm_val avm_ctl_get(avm_val body, const char *key)
+{
+    avm_val v;
+    return alist_find(body, key, &v) ? v : avm_nil();
+}
+
+/* The value under key, which must be there and of kind want. */
+static int get_kind(avm_val body, const char *key, avm_kind want, avm_val *v,
+                    char *errmsg, size_t errlen)
+{
+    if (!alist_find(body, key, v))
+        return failf(errmsg, errlen, AVM_EINVAL,
+                     "the body is not an association list of (key value) pairs");
+    if (v->kind == AVM_NIL && want != AVM_NIL)
+        return failf(errmsg, errlen, AVM_EINVAL, "key \"%s\" is missing (%s expected)",
+                     key, avm_kind_name(want));
+    if (v->kind != want)
+        return failf(errmsg, errlen, AVM_EINVAL, "key \"%s\" should be %s %s, not %s",
+                     key, want == AVM_INT ? "an" : "a", avm_kind_name(want),
+                     avm_kind_name((avm_kind)v->kind));
+    return 0;
+}
+
+int avm_ctl_get_str(avm_val body, const char *key, const char **s, char *errmsg,
+                    size_t errlen)
+{
+    avm_val v;
+    int rv = get_kind(body, key, AVM_STR, &v, errmsg, errlen);
+    if (rv != 0)
+        return rv;
+    /* Callers use *s as a C string (a path, an id): a NUL inside would cut it. */
+    if (memchr(v.u.s->data, '\0', v.u.s->len) != NULL)
+        return failf(errmsg, errlen, AVM_EINVAL, "key \"%s\" contains a NUL byte", key);
+    *s = v.u.s->data;
+    return 0;
+}
+
+int avm_ctl_get_int(avm_val body, const char *key, int64_t *out, char *errmsg,
+                    size_t errlen)
+{
+    avm_val v;
+    int rv = get_kind(body, key, AVM_INT, &v, errmsg, errlen);
+    if (rv == 0)
+        *out = v.u.i;
+    return rv;
+}
+
+void avm_ctl_body_init(avm_ctl_body *b)
+{
+    b->items = NULL;
+    b->n = b->cap = 0;
+    b->err = 0;
+}
+
+void avm_ctl_put(avm_ctl_body *b, const char *key, avm_val v)
+{
+    /* The body is a list of pairs: v sits two lists deep, and the whole body must
+     * stay within what the codec encodes. */
+    if (b->err == 0 && avm_val_depth(v) + 2 > AVM_MAX_DEPTH)
+        b->err = AVM_ETOODEEP;
+    if (b->err == 0 && b->n == b->cap) {
+        size_t cap = b->cap ? 2 * b->cap : 8;
+        avm_val *items = realloc(b->items, cap * sizeof(*items));
+        if (items == NULL) {
+            b->err = AVM_ENOMEM;
+        } else {
+            b->items = items;
+            b->cap = cap;
+        }
+    }
+    avm_val pair[2];
+    if (b->err == 0 && avm_cstr(AVM_STR, key, &pair[0]) != 0)
+        b->err = AVM_ENOMEM;
+    if (b->err != 0) {
+        avm_val_release(v);
+        return;
+    }
+    pair[1] = v;
+    if (avm_list_from(pair, 2, &b->items[b->n]) != 0) {
+        b->err = AVM_ENOMEM; /* avm_list_from released the key and v */
+        return;
+    }
+    b->n++;
+}
+
+void avm_ctl_put_str(avm_ctl_body *b, const char *key, const char *s)
+{
+    avm_val v;
+    if (b->err == 0 && avm_cstr(AVM_STR, s, &v) != 0)
+        b->err = AVM_ENOMEM;
+    if (b->err == 0)
+        avm_ctl_put(b, key, v);
+}
+
+void avm_ctl_put_int(avm_ctl_body *b, const char *key, int64_t v)
+{
+    avm_ctl_put(b, key, avm_int(v));
+}
+
+void avm_ctl_put_bool(avm_ctl_body *b, const char *key, bool v)
+{
+    avm_ctl_put(b, key, avm_bool(v));
+}
+
+int avm_ctl_body_finish(avm_ctl_body *b, avm_val *out)
+{
+    *out = avm_nil();
+    int rv = b->err;
+    if (rv == 0) {
+        rv = avm_list_from(b->items, b->n, out); /* takes the items, even on error */
+        b->n = 0;
+    }
+    avm_ctl_body_free(b);
+    return rv;
+}
+
+void avm_ctl_body_free(avm_ctl_body *b)
+{
+    for (size_t i = 0; i < b->n; i++)
+        avm_val_release(b->items[i]);
+    free(b->items);
+    avm_ctl_body_init(b);
+}
+
+/* --- Frames ----------------------------------------------------------------- */
+
+static void put_header(avm_buf *out, uint64_t id, const char *word, size_t wlen)
+{
+    avm_mp_put_array(out, 5);
+    avm_mp_put_str(out, CTL_MAGIC, CTL_MAGIC_LEN);
+    avm_mp_put_uint(out, AVM_CTL_VERSION);
+    avm_mp_put_uint(out, id);
+    avm_mp_put_str(out, word, wlen);
+}
+
+int avm_ctl_encode(avm_buf *out, uint64_t id, const char *word, avm_val body)
+{
+    size_t wlen = strlen(word);
+    if (wlen > OP_MAX)
+        return AVM_EINVAL;
+    put_header(out, id, word, wlen);
+    return avm_val_encode(out, body);
+}
+
+/* An error reply, written with the low-level writers (it is the same bytes as
+ * encoding the body as a value): nothing to allocate but the buffer. msg is cut
+ * to ERR_MSG_MAX bytes, on a UTF-8 character boundary. */
+static void encode_error(avm_buf *out, uint64_t id, int code, const char *msg)
+{
+    const char *name = err_name(code);
+    if (code == AVM_EOK || name == NULL)
+        name = "EIO"; /* a handler's bug; still an error, and one the client knows */
+    size_t mlen = strlen(msg);
+    if (mlen > ERR_MSG_MAX) {
+        mlen = ERR_MSG_MAX;
+        while (mlen > 0 && ((unsigned char)msg[mlen] & 0xc0) == 0x80)
+            mlen--;
+    }
+    put_header(out, id, "error", 5);
+    avm_mp_put_array(out, 2);
+    avm_mp_put_array(out, 2);
+    avm_mp_put_str(out, "code", 4);
+    avm_mp_put_str(out, name, strlen(name));
+    avm_mp_put_array(out, 2);
+    avm_mp_put_str(out, "message", 7);
+    avm_mp_put_str(out, msg, mlen);
+}
+
+int avm_ctl_decode(const uint8_t *p, size_t n, avm_ctl_frame *f, char *errmsg,
+                   size_t errlen)
+{
+    return avm_ctl_decode_ex(p, n, AVM_CTL_MAX_FRAME, f, errmsg, errlen);
+}
+
+int avm_ctl_decode_ex(const uint8_t *p, size_t n, size_t max_frame, avm_ctl_frame *f,
+                      char *errmsg, size_t errlen)
+{
+    f->version = 0;
+    f->id = 0;
+    f->word[0] = '\0';
+    f->body = avm_nil();
+    if (max_frame == 0)
+        max_frame = AVM_CTL_MAX_FRAME;
+
+    /* Decoded values take more memory than their bytes (an empty list is one byte
+     * and a few dozen in memory): the budget bounds that, whatever the frame. */
+    size_t budget = AVM_DECODE_DEFAULT_MAX;
+    if (max_frame <= SIZE_MAX / 4 && 4 * max_frame > budget)
+        budget = 4 * max_frame;
+    avm_mp_reader r;
+    avm_mp_reader_init(&r, p, n, budget);
+
+    uint32_t items;
+    int rv = avm_mp_get_array(&r, &items);
+    if (rv == AVM_ETRUNCATED)
+        return failf(errmsg, errlen, AVM_EMALFORMED,
+                     n == 0 ? "frame is empty"
+                            : "frame ends early (its array announces more items than "
+                              "there are bytes)");
+    if (rv != 0)
+        return failf(errmsg, errlen, AVM_EMALFORMED,
+                     "frame is not a msgpack array (it starts with byte 0x%02x)", p[0]);
+    if (items < 3)
+        return failf(errmsg, errlen, AVM_EMALFORMED,
+                     "frame is not an array of 5 (it has %u items)", items);
+
+    /* The header, read as far as the id so that an error (even the size's) can be
+     * addressed to the request; the version is checked after the id (another
+     * version may have another shape, but likely keeps the id where it is). */
+    const char *s;
+    uint32_t slen;
+    if (avm_mp_get_str(&r, &s, &slen) != 0 || slen != CTL_MAGIC_LEN ||
+        memcmp(s, CTL_MAGIC, CTL_MAGIC_LEN) != 0)
+        return failf(errmsg, errlen, AVM_EMALFORMED,
+                     "frame does not start with \"" CTL_MAGIC "\"");
+    if (avm_mp_get_uint(&r, &f->version) != 0)
+        return failf(errmsg, errlen, AVM_EMALFORMED,
+                     "frame version is not an unsigned integer");
+    bool have_id = avm_mp_get_uint(&r, &f->id) == 0;
+    if (n > max_frame)
+        return failf(errmsg, errlen, AVM_ETOOBIG,
+                     "frame of %zu bytes exceeds the limit of %zu bytes", n, max_frame);
+    if (f->version != AVM_CTL_VERSION)
+        return failf(errmsg, errlen, AVM_EVERSION,
+                     "version %llu is not supported (this node speaks %d)",
+                     (unsigned long long)f->version, AVM_CTL_VERSION);
+    if (!have_id)
+        return failf(errmsg, errlen, AVM_EMALFORMED,
+                     "request id is not an unsigned integer");
+    if (items != 5)
+        return failf(errmsg, errlen, AVM_EMALFORMED,
+                     "frame is not an array of 5 (it has %u items)", items);
+
+    rv = avm_mp_get_str(&r, &s, &slen);
+    if (rv == AVM_ETRUNCATED && r.p == r.end)
+        return failf(errmsg, errlen, AVM_EMALFORMED, "frame ends early (op missing)");
+    if (rv != 0)
+        return failf(errmsg, errlen, AVM_EMALFORMED, "op is not a string");
+    if (slen > OP_MAX)
+        return failf(errmsg, errlen, AVM_EMALFORMED, "op is longer than %zu bytes",
+                     OP_MAX);
+    if (memchr(s, '\0', slen) != NULL)
+        return failf(errmsg, errlen, AVM_EMALFORMED, "op contains a NUL byte");
+
+    avm_val body;
+    rv = avm_mp_get_val(&r, &body);
+    switch (rv) {
+    case 0:
+        break;
+    case AVM_ETRUNCATED:
+        return failf(errmsg, errlen, AVM_EMALFORMED,
+                     "frame ends early (the body is missing or cut short)");
+    case AVM_ETOODEEP:
+        return failf(errmsg, errlen, AVM_ETOODEEP, "body nests more than %d lists deep",
+                     AVM_MAX_DEPTH);
+    case AVM_ETOOBIG:
+        return failf(errmsg, errlen, AVM_ETOOBIG,
+                     "body exceeds a size limit (strings up to %u bytes, lists up to %u "
+                     "items, %zu bytes decoded)",
+                     AVM_MAX_STR_LEN, AVM_MAX_LIST_LEN, budget);
+    case AVM_ENOMEM:
+        return failf(errmsg, errlen, AVM_ENOMEM, "out of memory decoding the body");
+    default:
+        return failf(errmsg, errlen, AVM_EMALFORMED,
+                     "body is not an AVM value (maps, floats, binary and unknown "
+                     "extension types are not values)");
+    }
+    if (r.p != r.end) {
+        avm_val_release(body);
+        return failf(errmsg, errlen, AVM_EMALFORMED,
+                     "%zu unexpected bytes after the frame", (size_t)(r.end - r.p));
+    }
+    memcpy(f->word, s, slen);
+    f->word[slen] = '\0';
+    f->body = body;
+    return 0;
+}
+
+/* --- Server ----------------------------------------------------------------- */
+
+/* A request slot: one nng context and its aio, used in turn to receive a request
+ * and to send its reply.
+ *
+ *   IDLE ──► RECV ──► QUEUED ──► HANDLER ──► SEND ──► RECV ...
+ *             │  ▲                             │
+ *             │  └──── (error reply sent) ◄────┤ (RECV ──► SEND for a malformed
+ *             └──────────────► IDLE ◄──────────┘  frame, or during stop)
+ *
+ * IDLE: no operation (before start, and once stop began and the last operation
+ * ended); RECV: a receive is pending; QUEUED: decoded, in the queue to the loop
+ * thread (the slot holds the body); HANDLER: the handler owes a reply; SEND: a
+ * reply is being sent. */
+typedef enum {
+    REQ_IDLE,
+    REQ_RECV,
+    REQ_QUEUED,
+    REQ_HANDLER,
+    REQ_SEND,
+} req_state;
+
+/* The allowed transitions: req_next[from] has bit `to` set. Checked by assert. */
+#define BIT(s) (1u << (s))
+static const unsigned req_next[] __attribute__((unused)) = {
+    [REQ_IDLE] = BIT(REQ_RECV),
+    [REQ_RECV] = BIT(REQ_QUEUED) | BIT(REQ_SEND) | BIT(REQ_IDLE),
+    [REQ_QUEUED] = BIT(REQ_HANDLER),
+    [REQ_HANDLER] = BIT(REQ_SEND),
+    [REQ_SEND] = BIT(REQ_RECV) | BIT(REQ_IDLE),
+};
+
+struct avm_ctl_req {
+    avm_ctl_server *s;
+    nng_ctx ctx;
+    nng_aio *aio;
+    /* Under s->mu. Only the slot's own aio callback moves it out of RECV and
+     * SEND, and only the loop thread out of QUEUED and HANDLER. */
+    req_state state;
+    bool abandoned; /* the request's pipe closed (under s->mu) */
+    uint32_t pipe;  /* the nng pipe the request came on */
+    uint64_t id;
+    char op[OP_MAX + 1];
+    avm_val body;             /* owned while QUEUED */
+    struct avm_ctl_req *next; /* in the queue to the loop thread */
+};
+
+/* One address the server listens on. */
+typedef struct ctl_listener {
+    nng_listener l; /* id 0 while down (a restart failed; retried) */
+    char *url;
+    bool ipc;       /* watched: see on_watch */
+    uint64_t other; /* nng's count of its "other" accept errors, last seen */
+} ctl_listener;
+
+struct avm_ctl_server {
+    uv_async_t async; /* wakes the loop thread for the queue */
+    uv_timer_t watch; /* loop thread: checks the ipc listeners */
+    int open_handles; /* of the two above; the memory goes with the last */
+    nng_socket sock;
+    ctl_listener *listeners;
+    size_t nlisteners;
+    avm_ctl_handler handler;
+    void *arg;
+    size_t max_frame;
+    avm_ctl_req *reqs;
+    unsigned nreqs;
+    bool stopped; /* loop thread: stop was called */
+
+    pthread_mutex_t mu;
+    /* Under mu: */
+    bool stopping;
+    avm_ctl_req *head, *tail; /* the queue to the loop thread */
+};
+
+/* With s->mu held. */
+static void req_set(avm_ctl_req *r, req_state to)
+{
+    assert(req_next[r->state] & BIT(to));
+    /* Invariant: only a queued request holds a body. */
+    assert(to == REQ_QUEUED || r->state != REQ_QUEUED || r->body.kind == AVM_NIL);
+    r->state = to;
+}
+
+static void lock(avm_ctl_server *s)
+{
+    pthread_mutex_lock(&s->mu);
+}
+
+static void unlock(avm_ctl_server *s)
+{
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* Posts a receive on the slot, unless the server is stopping. */
+static void req_recv(avm_ctl_req *r)
+{
+    avm_ctl_server *s = r->s;
+    lock(s);
+    if (s->stopping) {
+        req_set(r, REQ_IDLE);
+        unlock(s);
+        return;
+    }
+    req_set(r, REQ_RECV);
+    unlock(s);
+    nng_aio_set_timeout(r->aio, NNG_DURATION_INFINITE);
+    nng_ctx_recv(r->ctx, r->aio);
+}
+
+/* Sends the frame in b on the slot (state SEND). The aio callback completes it. If
+ * no message can be made, the reply is dropped (the client times out) and the slot
+ * receives again: a rep0 context may receive without having replied. */
+static void req_send(avm_ctl_req *r, const avm_buf *b, int timeout_ms)
+{
+    nng_msg *m;
+    if (b->err != 0 || nng_msg_alloc(&m, b->len) != 0) {
+        req_recv(r);
+        return;
+    }
+    memcpy(nng_msg_body(m), b->data, b->len);
+    nng_aio_set_msg(r->aio, m);
+    nng_aio_set_timeout(r->aio, timeout_ms);
+    nng_ctx_send(r->ctx, r->aio);
+}
+
+static void req_send_error(avm_ctl_req *r, int code, const char *msg, int timeout_ms)
+{
+    avm_buf b;
+    avm_buf_init(&b);
+    encode_error(&b, r->id, code, msg);
+    req_send(r, &b, timeout_ms);
+    avm_buf_free(&b);
+}
+
+/* nng thread: a receive completed. */
+static void recv_done(avm_ctl_req *r)
+{
+    avm_ctl_server *s = r->s;
+    int rv = nng_aio_result(r->aio);
+    if (rv != 0) {
+        /* Closed or cancelled: the server is stopping. Anything else (out of
+         * memory) is worth another try. */
+        if (rv == NNG_ECLOSED || rv == NNG_ECANCELED) {
+            lock(s);
+            req_set(r, REQ_IDLE);
+            unlock(s);
+            return;
+        }
+        req_recv(r);
+        return;
+    }
+
+    nng_msg *m = nng_aio_get_msg(r->aio);
+    nng_aio_set_msg(r->aio, NULL);
+    avm_ctl_frame f;
+    char emsg[256];
+    int drv = avm_ctl_decode_ex(nng_msg_body(m), nng_msg_len(m), s->max_frame, &f, emsg,
+                                sizeof(emsg));
+    uint32_t pipe = nng_pipe_id(nng_msg_get_pipe(m));
+    nng_msg_free(m);
+
+    lock(s);
+    r->id = f.id;
+    r->pipe = pipe;
+    r->abandoned = false;
+    if (drv == 0 && !s->stopping) {
+        memcpy(r->op, f.word, sizeof(r->op));
+        r->body = f.body;
+        req_set(r, REQ_QUEUED);
+        r->next = NULL;
+        if (s->tail != NULL)
+            s->tail->next = r;
+        else
+            s->head = r;
+        s->tail = r;
+        unlock(s);
+        /* Safe after unlocking: stop waits for this callback (nng_aio_stop) before
+         * it closes the async handle. */
+        uv_async_send(&s->async);
+        return;
+    }
+    req_set(r, REQ_SEND);
+    unlock(s);
+    if (drv == 0) {
+        avm_val_release(f.body);
+        req_send_error(r, AVM_ESTATE, shutdown_msg, STOP_SEND_TIMEOUT_MS);
+    } else {
+        req_send_error(r, drv, emsg, SEND_TIMEOUT_MS);
+    }
+}
+
+/* nng thread: a send completed (or failed: the message is still ours). */
+static void send_done(avm_ctl_req *r)
+{
+    if (nng_aio_result(r->aio) != 0) {
+        nng_msg *m = nng_aio_get_msg(r->aio);
+        nng_aio_set_msg(r->aio, NULL);
+        if (m != NULL)
+            nng_msg_free(m);
+    }
+    req_recv(r);
+}
+
+static void on_aio(void *arg)
+{
+    avm_ctl_req *r = arg;
+    lock(r->s);
+    req_state st = r->state;
+    unlock(r->s);
+    assert(st == REQ_RECV || st == REQ_SEND);
+    if (st == REQ_RECV)
+        recv_done(r);
+    else
+        send_done(r);
+}
+
+/* nng thread: a pipe was removed. The requests that came on it are abandoned: a
+ * reply would be dropped (rep0 discards a reply to a pipe that is gone). */
+static void on_pipe_removed(nng_pipe p, nng_pipe_ev ev, void *arg)
+{
+    avm_ctl_server *s = arg;
+    uint32_t id = nng_pipe_id(p);
+    lock(s);
+    for (unsigned i = 0; i < s->nreqs; i++) {
+        avm_ctl_req *r = &s->reqs[i];
+        if ((r->state == REQ_QUEUED || r->state == REQ_HANDLER) && r->pipe == id)
+            r->abandoned = true;
+    }
+    unlock(s);
+}
+
+/* Loop thread: hands the queued requests to the handler. One at a time, so that a
+ * handler that stops the server finds the rest of the queue answered by stop. */
+static void on_async(uv_async_t *h)
+{
+    avm_ctl_server *s = h->data;
+    for (;;) {
+        lock(s);
+        avm_ctl_req *r = s->head;
+        if (r != NULL) {
+            s->head = r->next;
+            if (s->head == NULL)
+                s->tail = NULL;
+            req_set(r, REQ_HANDLER);
+        }
+        unlock(s);
+        if (r == NULL)
+            return;
+        /* Once answered, the slot may receive the next request while the handler
+         * is still running: it gets its own copies of op and body. */
+        char op[OP_MAX + 1];
+        memcpy(op, r->op, sizeof(op));
+        avm_val body = r->body;
+        r->body = avm_nil();
+        s->handler(s->arg, r, op, body);
+        avm_val_release(body);
+    }
+}
+
+static void server_free(avm_ctl_server *s)
+{
+    pthread_mutex_destroy(&s->mu);
+    for (size_t i = 0; i < s->nlisteners; i++)
+        free(s->listeners[i].url);
+    free(s->listeners);
+    free(s->reqs);
+    free(s);
+}
+
+static void on_handle_closed(uv_handle_t *h)
+{
+    avm_ctl_server *s = h->data;
+    if (--s->open_handles == 0)
+        server_free(s);
+}
+
+/* The count of "other" accept errors of listener l, from a stats snapshot. Not
+ * with nng_stat_find_listener: in nng 1.5.2 it returns the first listener's
+ * statistics whatever the id (its search recurses without the id). */
+static uint64_t listener_other(nng_stat *all, nng_listener l)
+{
+    uint64_t id = (uint64_t)nng_listener_id(l);
+    for (nng_stat *c = nng_stat_child(all); c != NULL; c = nng_stat_next(c)) {
+        if (nng_stat_type(c) != NNG_STAT_SCOPE || strcmp(nng_stat_name(c), "listener") != 0)
+            continue;
+        nng_stat *sid = nng_stat_find(c, "id");
+        if (sid == NULL || nng_stat_value(sid) != id)
+            continue;
+        nng_stat *other = nng_stat_find(c, "other");
+        return other != NULL ? nng_stat_value(other) : 0;
+    }
+    return 0;
+}
+
+/* Loop thread, every WATCH_MS: restarts the ipc listeners that nng stopped.
+ *
+ * nng 1.5.2 (Debian's) has a bug, nanomsg/nng#1518 (fixed in 1.6.0): when a peer
+ * connects to an ipc listener and closes before the SP handshake, the listener
+ * takes the peer's EOF for its own closing and never accepts again. A raw probe
+ * of the socket does that, and so does nng itself when another process tries to
+ * listen on the same path (it probes for a stale socket file): a second avmd
+ * started by mistake would cut the first one's ipc control endpoint for good. The
+ * only trace is the listener's "other" error count in nng's statistics, so that
+ * is what is watched; an increase (the wedge, or a resource error nng would
+ * retry by itself) closes the listener and listens again. Connections already
+ * made are pipes of the socket, not of the listener, and carry on. tcp is not
+ * affected (its EOF is another error code). */
+static void on_watch(uv_timer_t *t)
+{
+    avm_ctl_server *s = t->data;
+    nng_stat *all;
+    if (nng_stats_get(&all) != 0)
+        return;
+    for (size_t i = 0; i < s->nlisteners; i++) {
+        ctl_listener *cl = &s->listeners[i];
+        if (!cl->ipc)
+            continue;
+        if (nng_listener_id(cl->l) > 0) {
+            uint64_t other = listener_other(all, cl->l);
+            if (other <= cl->other)
+                continue;
+            nng_listener_close(cl->l);
+        }
+        /* Down: listen again. Closing the old listener removed the socket file;
+         * if someone else took the path meanwhile, this fails and is retried. */
+        cl->other = 0;
+        if (nng_listen(s->sock, cl->url, &cl->l, 0) != 0)
+            cl->l = (nng_listener)NNG_LISTENER_INITIALIZER;
+    }
+    nng_stats_free(all);
+}
+
+/* True for the URL schemes of nng's ipc transport. */
+static bool is_ipc_url(const char *url)
+{
+    return strncmp(url, "ipc://", 6) == 0 || strncmp(url, "unix://", 7) == 0 ||
+           strncmp(url, "abstract://", 11) == 0;
+}
+
+/* An nng failure as an AVM code, with errmsg "WHAT URL: nng's text". */
+static int nng_fail(char *errmsg, size_t errlen, int rv, const char *what, const char *url)
+{
+    int code = AVM_EIO;
+    if (rv == NNG_ENOMEM)
+        code = AVM_ENOMEM;
+    else if (rv == NNG_EINVAL || rv == NNG_EADDRINVAL || rv == NNG_ENOTSUP)
+        code = AVM_EINVAL; /* a malformed URL or an unknown scheme */
+    return failf(errmsg, errlen, code, "%s %s: %s", what, url, nng_strerror(rv));
+}
+
+int avm_ctl_server_start(uv_loop_t *loop, const avm_ctl_server_config *cfg,
+                         avm_ctl_server **out, char *errmsg, size_t errlen)
+{
+    *out = NULL;
+    if (cfg->nurls == 0 || cfg->urls == NULL)
+        return failf(errmsg, errlen, AVM_EINVAL, "no control address to listen on");
+    if (cfg->handler == NULL)
+        return failf(errmsg, errlen, AVM_EINVAL, "no request handler");
+
+    avm_ctl_server *s = calloc(1, sizeof(*s));
+    if (s == NULL)
+        return failf(errmsg, errlen, AVM_ENOMEM, "out of memory");
+    s->handler = cfg->handler;
+    s->arg = cfg->arg;
+    s->max_frame = cfg->max_frame ? cfg->max_frame : AVM_CTL_MAX_FRAME;
+    s->nreqs = cfg->contexts ? cfg->contexts : 64;
+    s->reqs = calloc(s->nreqs, sizeof(*s->reqs));
+    s->listeners = calloc(cfg->nurls, sizeof(*s->listeners));
+    if (s->reqs == NULL || s->listeners == NULL || pthread_mutex_init(&s->mu, NULL) != 0) {
+        free(s->reqs);
+        free(s->listeners);
+        free(s);
+        return failf(errmsg, errlen, AVM_ENOMEM, "out of memory");
+    }
+
+    int rv = nng_rep0_open(&s->sock);
+    if (rv != 0) {
+        rv = nng_fail(errmsg, errlen, rv, "cannot open the control socket for",
+                      cfg->urls[0]);
+        goto err_free;
+    }
+    size_t maxsz = s->max_frame <= SIZE_MAX - ROUTING_SLACK ? s->max_frame + ROUTING_SLACK
+                                                            : SIZE_MAX;
+    if ((rv = nng_socket_set_size(s->sock, NNG_OPT_RECVMAXSZ, maxsz)) != 0 ||
+        (rv = nng_pipe_notify(s->sock, NNG_PIPE_EV_REM_POST, on_pipe_removed, s)) != 0) {
+        rv = nng_fail(errmsg, errlen, rv, "cannot set up the control socket for",
+                      cfg->urls[0]);
+        goto err_close;
+    }
+    for (unsigned i = 0; i < s->nreqs; i++) {
+        avm_ctl_req *r = &s->reqs[i];
+        r->s = s;
+        r->state = REQ_IDLE;
+        r->body = avm_nil();
+        if ((rv = nng_aio_alloc(&r->aio, on_aio, r)) != 0 ||
+            (rv = nng_ctx_open(&r->ctx, s->sock)) != 0) {
+            rv = nng_fail(errmsg, errlen, rv, "cannot set up the control socket for",
+                          cfg->urls[0]);
+            goto err_close;
+        }
+    }
+    bool any_ipc = false;
+    for (size_t i = 0; i < cfg->nurls; i++) {
+        ctl_listener *cl = &s->listeners[i];
+        if ((cl->url = strdup(cfg->urls[i])) == NULL) {
+            rv = failf(errmsg, errlen, AVM_ENOMEM, "out of memory");
+            goto err_close;
+        }
+        s->nlisteners++;
+        if ((rv = nng_listen(s->sock, cl->url, &cl->l, 0)) != 0) {
+            rv = nng_fail(errmsg, errlen, rv, "cannot listen on", cl->url);
+            goto err_close;
+        }
+        cl->ipc = is_ipc_url(cl->url);
+        any_ipc |= cl->ipc;
+    }
+    /* Last, so that a failure before needs no loop iteration to clean up. */
+    if ((rv = uv_async_init(loop, &s->async, on_async)) != 0) {
+        rv = failf(errmsg, errlen, AVM_EIO, "cannot start the control server: %s",
+                   uv_strerror(rv));
+        goto err_close;
+    }
+    s->async.data = s;
+    uv_timer_init(loop, &s->watch); /* cannot fail */
+    s->watch.data = s;
+    s->open_handles = 2;
+    if (any_ipc) {
+        /* The statistics start at 0 for a new listener, and nng counts nothing
+         * before a connection: the baselines are 0. */
+        uv_timer_start(&s->watch, on_watch, WATCH_MS, WATCH_MS);
+        uv_unref((uv_handle_t *)&s->watch); /* the async handle keeps the loop */
+    }
+
+    for (unsigned i = 0; i < s->nreqs; i++)
+        req_recv(&s->reqs[i]);
+    *out = s;
+    return 0;
+
+err_close:
+    /* Closing the socket closes its contexts and listeners; no aio was started. */
+    nng_close(s->sock);
+    for (unsigned i = 0; i < s->nreqs; i++)
+        nng_aio_free(s->reqs[i].aio);
+err_free:
+    server_free(s);
+    return rv;
+}
+
+int avm_ctl_server_port(const avm_ctl_server *s, size_t i)
+{
+    int port;
+    if (i >= s->nlisteners ||
+        nng_listener_get_int(s->listeners[i].l, NNG_OPT_TCP_BOUND_PORT, &port) != 0)
+        return 0;
+    return port;
+}
+
+void avm_ctl_server_stop(avm_ctl_server *s)
+{
+    if (s->stopped)
+        return;
+    s->stopped = true;
+
+    /* From now on no slot receives again, and nothing new is queued: a request
+     * that arrives is answered with the shutdown error by the nng thread. */
+    lock(s);
+    s->stopping = true;
+    avm_ctl_req *queued = s->head;
+    s->head = s->tail = NULL;
+    for (avm_ctl_req *r = queued; r != NULL; r = r->next)
+        req_set(r, REQ_HANDLER);
+    unlock(s);
+    for (avm_ctl_req *r = queued; r != NULL; r = r->next) {
+        avm_val_release(r->body);
+        r->body = avm_nil();
+    }
+
+    /* Every request the handler owes an answer gets the shutdown error. Only this
+     * thread moves a slot out of HANDLER, so the state read here stays true. */
+    bool answered = false;
+    for (unsigned i = 0; i < s->nreqs; i++) {
+        avm_ctl_req *r = &s->reqs[i];
+        lock(s);
+        bool owed = r->state == REQ_HANDLER;
+        if (owed)
+            req_set(r, REQ_SEND);
+        unlock(s);
+        if (owed)
+            req_send_error(r, AVM_ESTATE, shutdown_msg, STOP_SEND_TIMEOUT_MS);
+        answered |= owed;
+    }
+    /* Let the replies reach their pipes before the socket closes them: a send
+     * completes when its message is handed to the pipe (or after its timeout), and
+     * then the slot goes IDLE instead of receiving. A pending receive would never
+     * complete, so only sends are waited for. */
+    for (unsigned i = 0; i < s->nreqs; i++) {
+        avm_ctl_req *r = &s->reqs[i];
+        lock(s);
+        bool sending = r->state == REQ_SEND;
+        unlock(s);
+        if (sending)
+            nng_aio_wait(r->aio);
+    }
+    /* A reply on the wire is not yet a reply collected: nng 1.5.2's req0 drops a
+     * reply that arrived before the client posted its receive if the connection
+     * closes in between (req0_recv_cb leaves the context on the pipe's list, and
+     * req0_pipe_close, with resends off, resets it). A client posts its receive
+     * right after its send returns, so a short grace covers requests answered
+     * here just after they arrived. */
+    if (answered)
+        uv_sleep(STOP_GRACE_MS);
+
+    /* nng_close returns once every pipe is gone, and so every pipe callback has
+     * run; the aio callbacks may still be due (a closed context completes its
+     * receive with NNG_ECLOSED): nng_aio_stop waits for them. */
+    nng_close(s->sock);
+    for (unsigned i = 0; i < s->nreqs; i++) {
+        avm_ctl_req *r = &s->reqs[i];
+        nng_aio_stop(r->aio);
+        /* A send started after the aio stopped never ran: its message is here. */
+        nng_msg *m = nng_aio_get_msg(r->aio);
+        if (m != NULL)
+            nng_msg_free(m);
+        nng_aio_free(r->aio);
+        r->aio = NULL;
+        assert(r->body.kind == AVM_NIL);
+    }
+    /* The memory goes with the handles (on_handle_closed), so that a handler that
+     * answers between stop and the close callbacks touches live memory. */
+    uv_close((uv_handle_t *)&s->watch, on_handle_closed);
+    uv_close((uv_handle_t *)&s->async, on_handle_closed);
+}
+
+/* Loop thread: the request's slot, moved to SEND; false when the server stopped
+ * (stop answered the request already). */
+static bool reply_begin(avm_ctl_req *req)
+{
+    avm_ctl_server *s = req->s;
+    if (s->stopped)
+        return false;
+    lock(s);
+    /* Answering twice, or a request that is not the handler's, is a bug. */
+    assert(req->state == REQ_HANDLER);
+    req_set(req, REQ_SEND);
+    unlock(s);
+    return true;
+}
+
+void avm_ctl_reply(avm_ctl_req *req, avm_val body)
+{
+    if (!reply_begin(req))
+        return;
+    avm_ctl_server *s = req->s;
+    avm_buf b;
+    avm_buf_init(&b);
+    int rv = avm_ctl_encode(&b, req->id, "ok", body);
+    if (rv == 0 && b.len > s->max_frame) {
+        size_t len = b.len;
+        b.len = 0;
+        char msg[128];
+        snprintf(msg, sizeof(msg), "the reply of %zu bytes exceeds the limit of %zu bytes",
+                 len, s->max_frame);
+        encode_error(&b, req->id, AVM_ETOOBIG, msg);
+    } else if (rv != 0) {
+        avm_buf_free(&b);
+        avm_buf_init(&b);
+        char msg[128];
+        snprintf(msg, sizeof(msg), "the reply cannot be encoded: %s", avm_strerror(rv));
+        encode_error(&b, req->id, rv, msg);
+    }
+    req_send(req, &b, SEND_TIMEOUT_MS);
+    avm_buf_free(&b);
+}
+
+void avm_ctl_reply_error(avm_ctl_req *req, int code, const char *fmt, ...)
+{
+    if (!reply_begin(req))
+        return;
+    char small[256], *msg = small;
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(small, sizeof(small), fmt, ap);
+    va_end(ap);
+    if (n >= (int)sizeof(small)) {
+        size_t len = (size_t)n < ERR_MSG_MAX ? (size_t)n : ERR_MSG_MAX;
+        char *big = malloc(len + 1);
+        if (big != NULL) {
+            va_start(ap, fmt);
+            vsnprintf(big, len + 1, fmt, ap);
+            va_end(ap);
+            msg = big;
+        }
+    } else if (n < 0) {
+        snprintf(small, sizeof(small), "%s", avm_strerror(code));
+    }
+    req_send_error(req, code, msg, SEND_TIMEOUT_MS);
+    if (msg != small)
+        free(msg);
+}
+
+bool avm_ctl_req_abandoned(const avm_ctl_req *req)
+{
+    avm_ctl_server *s = req->s;
+    lock(s);
+    bool v = req->abandoned;
+    unlock(s);
+    return v;
+}
+
+/* --- Client ----------------------------------------------------------------- */
+
+struct avm_ctl_client {
+    nng_socket sock;
+    uint64_t next_id;
+    char url[]; /* the normalised address */
+};
+
+/* True for HOST:PORT with a non-empty host and a port in 1..65535. */
+static bool is_host_port(const char *addr)
+{
+    const char *colon = strrchr(addr, ':');
+    if (colon == NULL || colon == addr || strchr(addr, '/') != NULL)
+        return false;
+    const char *p = colon + 1;
+    if (*p == '\0' || strlen(p) > 5)
+        return false;
+    long port = 0;
+    for (; *p; p++) {
+        if (*p < '0' || *p > '9')
+            return false;
+        port = port * 10 + (*p - '0');
+    }
+    return port >= 1 && port <= 65535;
+}
+
+int avm_ctl_normalize_addr(const char *addr, char *url, size_t len, char *errmsg,
+                           size_t errlen)
+{
+    const char *prefix = "";
+    if (addr == NULL || addr[0] == '\0')
+        return failf(errmsg, errlen, AVM_EINVAL, "no node address given");
+    if (strstr(addr, "://") != NULL)
+        prefix = "";
+    else if (addr[0] == '/' || addr[0] == '.')
+        prefix = "ipc://";
+    else if (is_host_port(addr))
+        prefix = "tcp://";
+    else
+        return failf(errmsg, errlen, AVM_EINVAL,
+                     "node address \"%s\" is not an nng URL (ipc://PATH, tcp://HOST:PORT), "
+                     "HOST:PORT or a socket path",
+                     addr);
+    int n = snprintf(url, len, "%s%s", prefix, addr);
+    if (n < 0 || (size_t)n >= len)
+        return failf(errmsg, errlen, AVM_EINVAL, "node address \"%.64s...\" is too long",
+                     addr);
+    return 0;
+}
+
+int avm_ctl_client_open(const char *addr, avm_ctl_client **out, char *errmsg,
+                        size_t errlen)
+{
+    *out = NULL;
+    size_t cap = (addr ? strlen(addr) : 0) + sizeof("ipc://");
+    avm_ctl_client *c = malloc(sizeof(*c) + cap);
+    if (c == NULL)
+        return failf(errmsg, errlen, AVM_ENOMEM, "out of memory");
+    c->next_id = 0;
+    int rv = avm_ctl_normalize_addr(addr, c->url, cap, errmsg, errlen);
+    if (rv != 0)
+        goto err_free;
+    if ((rv = nng_req0_open(&c->sock)) != 0) {
+        rv = nng_fail(errmsg, errlen, rv, "cannot open a socket for", c->url);
+        goto err_free;
+    }
+    /* No resend: an operation such as run must not happen twice because a
+     * connection dropped; the caller sees the failure instead. */
+    if ((rv = nng_socket_set_size(c->sock, NNG_OPT_RECVMAXSZ,
+                                  AVM_CTL_MAX_FRAME + ROUTING_SLACK)) != 0 ||
+        (rv = nng_socket_set_ms(c->sock, NNG_OPT_REQ_RESENDTIME,
+                                NNG_DURATION_INFINITE)) != 0) {
+        rv = nng_fail(errmsg, errlen, rv, "cannot set up a socket for", c->url);
+        goto err_close;
+    }
+    /* Non-blocking: the dialer connects (and reconnects) in the background, so
+     * that a missing node shows as a call's timeout rather than a hang here. */
+    if ((rv = nng_dial(c->sock, c->url, NULL, NNG_FLAG_NONBLOCK)) != 0) {
+        rv = nng_fail(errmsg, errlen, rv, "cannot connect to", c->url);
+        goto err_close;
+    }
+    *out = c;
+    return 0;
+
+err_close:
+    nng_close(c->sock);
+err_free:
+    free(c);
+    return rv;
+}
+
+const char *avm_ctl_client_url(const avm_ctl_client *c)
+{
+    return c->url;
+}
+
+void avm_ctl_client_close(avm_ctl_client *c)
+{
+    if (c == NULL)
+        return;
+    nng_close(c->sock);
+    free(c);
+}
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int call_fail(const avm_ctl_client *c, int rv, int timeout_ms, char *errmsg,
+                     size_t errlen)
+{
+    if (rv == NNG_ETIMEDOUT)
+        return failf(errmsg, errlen, AVM_EIO,
+                     "no answer from %s within %d ms (is avmd running?)", c->url,
+                     timeout_ms);
+    if (rv == NNG_ECONNRESET || rv == NNG_ECLOSED)
+        return failf(errmsg, errlen, AVM_EIO,
+                     "the connection to %s closed before the reply (the node stopped, or "
+                     "refused a frame over its size limit)",
+                     c->url);
+    return nng_fail(errmsg, errlen, rv, "cannot talk to", c->url);
+}
+
+/* Turns an error reply's body into its code and message. */
+static int remote_error(const avm_ctl_client *c, avm_val body, char *errmsg,
+                        size_t errlen)
+{
+    avm_val code = avm_ctl_get(body, "code"), msg = avm_ctl_get(body, "message");
+    const char *text = msg.kind == AVM_STR ? msg.u.s->data : NULL;
+    int rv = code.kind == AVM_STR ? err_code(code.u.s->data, code.u.s->len) : -1;
+    if (rv <= 0) {
+        /* A code this client does not know (a newer node): keep its name. */
+        return failf(errmsg, errlen, AVM_EIO, "%s answered with error %s: %s", c->url,
+                     code.kind == AVM_STR ? code.u.s->data : "(no code)",
+                     text ? text : "(no message)");
+    }
+    return failf(errmsg, errlen, rv, "%s", text ? text : avm_strerror(rv));
+}
+
+int avm_ctl_call(avm_ctl_client *c, const char *op, avm_val body, int timeout_ms,
+                 avm_val *reply, char *errmsg, size_t errlen)
+{
+    *reply = avm_nil();
+    if (timeout_ms <= 0)
+        timeout_ms = CLIENT_DEFAULT_TIMEOUT_MS;
+    uint64_t id = ++c->next_id;
+
+    avm_buf b;
+    avm_buf_init(&b);
+    int rv = avm_ctl_encode(&b, id, op, body);
+    if (rv == AVM_EINVAL)
+        rv = failf(errmsg, errlen, rv, "op \"%.64s\" is longer than %zu bytes", op, OP_MAX);
+    else if (rv != 0)
+        rv = failf(errmsg, errlen, rv, "cannot encode the request: %s", avm_strerror(rv));
+    else if (b.len > AVM_CTL_MAX_FRAME)
+        rv = failf(errmsg, errlen, AVM_ETOOBIG,
+                   "the request of %zu bytes exceeds the limit of %u bytes", b.len,
+                   AVM_CTL_MAX_FRAME);
+    nng_msg *m = NULL;
+    if (rv == 0 && nng_msg_alloc(&m, b.len) != 0)
+        rv = failf(errmsg, errlen, AVM_ENOMEM, "out of memory");
+    if (rv != 0) {
+        avm_buf_free(&b);
+        return rv;
+    }
+    memcpy(nng_msg_body(m), b.data, b.len);
+    avm_buf_free(&b);
+
+    /* One deadline for both halves: the send waits for a connection, the receive
+     * for the node. */
+    int64_t deadline = now_ms() + timeout_ms;
+    if ((rv = nng_socket_set_ms(c->sock, NNG_OPT_SENDTIMEO, timeout_ms)) != 0 ||
+        (rv = nng_sendmsg(c->sock, m, 0)) != 0) {
+        nng_msg_free(m);
+        return call_fail(c, rv, timeout_ms, errmsg, errlen);
+    }
+    int64_t left = deadline - now_ms();
+    if ((rv = nng_socket_set_ms(c->sock, NNG_OPT_RECVTIMEO, left > 0 ? (int)left : 1)) !=
+            0 ||
+        (rv = nng_recvmsg(c->sock, &m, 0)) != 0)
+        return call_fail(c, rv, timeout_ms, errmsg, errlen);
+
+    avm_ctl_frame f;
+    char emsg[256];
+    rv = avm_ctl_decode(nng_msg_body(m), nng_msg_len(m), &f, emsg, sizeof(emsg));
+    nng_msg_free(m);
+    if (rv != 0)
+        return failf(errmsg, errlen, rv, "bad reply from %s: %s", c->url, emsg);
+    /* An error reply with id 0 answers a request whose id the node could not read:
+     * req0 delivers only the reply to this request, so it is ours. */
+    if (f.id != id && !(f.id == 0 && strcmp(f.word, "error") == 0)) {
+        avm_val_release(f.body);
+        return failf(errmsg, errlen, AVM_EMALFORMED,
+                     "bad reply from %s: id %llu answers no request (expected %llu)",
+                     c->url, (unsigned long long)f.id, (unsigned long long)id);
+    }
+    if (strcmp(f.word, "ok") == 0) {
+        *reply = f.body;
+        return 0;
+    }
+    if (strcmp(f.word, "error") == 0)
+        rv = remote_error(c, f.body, errmsg, errlen);
+    else
+        rv = failf(errmsg, errlen, AVM_EMALFORMED,
+                   "bad reply from %s: status \"%s\" is neither \"ok\" nor \"error\"",
+                   c->url, f.word);
+    avm_val_release(f.body);
+    return rv;
+}

@@ -1,0 +1,171 @@
+/* The control endpoint: avmctl (and tools) talk to a node over nng request/reply.
+ *
+ * Frames are canonical msgpack (node/vm/codec.h):
+ *   request  [ "avm-ctl", version, id, op,     body ]
+ *   reply    [ "avm-ctl", version, id, status, body ]
+ * version is AVM_CTL_VERSION; id is the client's request number, echoed; op is a
+ * string such as "exec.ls"; status is "ok" or "error"; body is an AVM value, by
+ * convention an association list: a list of (key value) lists whose keys are
+ * strings (avm_ctl_get / avm_ctl_put). An error body has ("code" NAME) with NAME an
+ * avm_err name such as "ENOTFOUND", and ("message" TEXT) naming the cause.
+ * docs/protocol.md lists the operations.
+ *
+ * Frames larger than the endpoint's limit are refused by nng before they are read
+ * (NNG_OPT_RECVMAXSZ); a frame that does not decode, has another version or an
+ * unknown shape is answered with an error reply and never reaches the handler. */
+#ifndef AVM_CONTROL_H
+#define AVM_CONTROL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+#include "value.h"
+
+#define AVM_CTL_VERSION 1
+/* Default limit on one frame, each way. */
+#define AVM_CTL_MAX_FRAME (16u * 1024 * 1024)
+
+/* --- Bodies: association lists ------------------------------------------ */
+
+/* The value under key in an association list (borrowed), or nil when absent or
+ * when body is not an association list. */
+avm_val avm_ctl_get(avm_val body, const char *key);
+/* Convenience getters: 0, or AVM_EINVAL when the key is absent or of another kind
+ * (then errmsg names the key and the kind expected). *s is borrowed. */
+int avm_ctl_get_str(avm_val body, const char *key, const char **s, char *errmsg,
+                    size_t errlen);
+int avm_ctl_get_int(avm_val body, const char *key, int64_t *v, char *errmsg,
+                    size_t errlen);
+
+/* A builder for association lists. */
+typedef struct avm_ctl_body {
+    avm_val *items; /* (key value) lists */
+    size_t n, cap;
+    int err; /* first error (AVM_ENOMEM; AVM_ETOODEEP for a value nested more than
+              * AVM_MAX_DEPTH - 2 lists, which the body could not encode), sticky */
+} avm_ctl_body;
+void avm_ctl_body_init(avm_ctl_body *b);
+/* Appends (key v); takes the reference to v (released at once after an error). */
+void avm_ctl_put(avm_ctl_body *b, const char *key, avm_val v);
+void avm_ctl_put_str(avm_ctl_body *b, const char *key, const char *s);
+void avm_ctl_put_int(avm_ctl_body *b, const char *key, int64_t v);
+void avm_ctl_put_bool(avm_ctl_body *b, const char *key, bool v);
+/* The list (owned by the caller) or the builder's error; resets the builder. */
+int avm_ctl_body_finish(avm_ctl_body *b, avm_val *out);
+void avm_ctl_body_free(avm_ctl_body *b);
+
+/* --- Frames ------------------------------------------------------------- */
+
+typedef struct avm_ctl_frame {
+    uint64_t version;
+    uint64_t id;
+    char word[64]; /* the op of a request, the status of a reply */
+    avm_val body;  /* owned */
+} avm_ctl_frame;
+
+/* Appends the frame [magic, version, id, word, body] to out (body borrowed). 0,
+ * AVM_EINVAL when word is longer than 63 bytes, or avm_val_encode's error. */
+int avm_ctl_encode(avm_buf *out, uint64_t id, const char *word, avm_val body);
+/* Decodes one frame of at most max bytes (AVM_CTL_MAX_FRAME here; the server uses
+ * avm_ctl_decode_ex with its own limit). 0, or AVM_EMALFORMED / AVM_ETOOBIG /
+ * AVM_ETOODEEP / AVM_EVERSION / AVM_ENOMEM with errmsg naming the cause (for
+ * example "frame is not an array of 5", "version 7 is not supported (this node
+ * speaks 1)"). On error f->body is nil (nothing to free) and f->id holds the id
+ * when it could be read (0 otherwise), so that an error reply can be addressed. */
+int avm_ctl_decode(const uint8_t *p, size_t n, avm_ctl_frame *f, char *errmsg,
+                   size_t errlen);
+/* The same with a limit of max_frame bytes (0: AVM_CTL_MAX_FRAME). Decoded values
+ * may take up to max(64 MiB, 4 * max_frame) bytes of memory. */
+int avm_ctl_decode_ex(const uint8_t *p, size_t n, size_t max_frame, avm_ctl_frame *f,
+                      char *errmsg, size_t errlen);
+
+/* --- Server (in the node, on its libuv loop) ---------------------------- */
+
+typedef struct avm_ctl_server avm_ctl_server;
+typedef struct avm_ctl_req avm_ctl_req;
+
+/* Called on the loop thread for each well-formed request. body is borrowed for the
+ * call. The handler must answer req exactly once, now or later, with
+ * avm_ctl_reply / avm_ctl_reply_error (also on the loop thread). */
+typedef void (*avm_ctl_handler)(void *arg, avm_ctl_req *req, const char *op,
+                                avm_val body);
+
+typedef struct avm_ctl_server_config {
+    const char *const *urls; /* nng URLs to listen on: "ipc:///path", "tcp://h:p" */
+    size_t nurls;
+    size_t max_frame;    /* 0: AVM_CTL_MAX_FRAME */
+    unsigned contexts;   /* requests served at once (0: 64) */
+    avm_ctl_handler handler;
+    void *arg;
+} avm_ctl_server_config;
+
+/* Listens on every URL and starts serving; call on the loop thread (or before the
+ * loop runs). 0, or AVM_EINVAL (no URL, no handler, a malformed URL) / AVM_EIO
+ * (the address is in use, ...) / AVM_ENOMEM with errmsg naming the URL; on error
+ * nothing is left to close. The config and its strings are not kept. ipc
+ * listeners are checked every second and restarted if nng stopped accepting on
+ * them (nng 1.5.2's bug nanomsg/nng#1518, see control.c). */
+int avm_ctl_server_start(uv_loop_t *loop, const avm_ctl_server_config *cfg,
+                         avm_ctl_server **out, char *errmsg, size_t errlen);
+/* The TCP port that listener i (cfg->urls[i]) is bound to, which is how to learn
+ * the port of "tcp://HOST:0"; 0 when urls[i] is not a TCP URL. */
+int avm_ctl_server_port(const avm_ctl_server *s, size_t i);
+/* Stops listening; requests not answered yet (with the handler, or queued for it)
+ * get an error reply AVM_ESTATE "node is shutting down" where the client is still
+ * there, and so do requests that arrive while it stops. It blocks briefly (at most
+ * about a second) for those replies to be handed to their connections. Call on the
+ * loop thread, once (later calls do nothing); the handler is not called again.
+ * The loop must run until the server's handle is closed (uv_run after stop): the
+ * memory of the server and of its requests is freed then. Until that, answering a
+ * request of the stopped server does nothing; after it, every avm_ctl_req pointer
+ * is dangling, so cancel pending work (timers) that would answer before or in
+ * stop. */
+void avm_ctl_server_stop(avm_ctl_server *s);
+
+/* Answers with status "ok" and body (borrowed). A body that cannot be encoded, or
+ * whose frame exceeds the server's max_frame, is answered with that error instead
+ * (AVM_ETOODEEP, AVM_ETOOBIG, ...). After the call req belongs to the server again:
+ * do not use it. */
+void avm_ctl_reply(avm_ctl_req *req, avm_val body);
+/* Answers with status "error", code (an AVM_E* value) and a formatted message (cut
+ * to 1 KiB). */
+void avm_ctl_reply_error(avm_ctl_req *req, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* The client went away (its pipe closed): the reply will be dropped. Handlers of
+ * long operations may check it and stop early. Best effort: true only when the
+ * pipe did close, but a pipe that closes at the very moment its request is
+ * received may go unnoticed. Loop thread, while the handler owns req. */
+bool avm_ctl_req_abandoned(const avm_ctl_req *req);
+
+/* --- Client (avmctl; blocking) ------------------------------------------ */
+
+typedef struct avm_ctl_client avm_ctl_client;
+
+/* addr: an nng URL, or HOST:PORT for tcp://HOST:PORT, or a path for ipc://PATH
+ * (one starting with '/' or '.'). Connects in the background: opening succeeds
+ * whether or not a node is there (a call then times out). 0, or AVM_EINVAL for an
+ * address of none of these forms. One thread at a time uses a client. */
+int avm_ctl_client_open(const char *addr, avm_ctl_client **out, char *errmsg,
+                        size_t errlen);
+void avm_ctl_client_close(avm_ctl_client *c);
+/* The nng URL the client talks to (owned by c). */
+const char *avm_ctl_client_url(const avm_ctl_client *c);
+/* The address normalisation of avm_ctl_client_open: the URL for addr in url[len].
+ * 0, or AVM_EINVAL with errmsg. */
+int avm_ctl_normalize_addr(const char *addr, char *url, size_t len, char *errmsg,
+                           size_t errlen);
+/* Sends op with body (borrowed) and waits up to timeout_ms (0: 10 s) for the reply.
+ * Returns 0 with the ok reply's body in *reply (owned); the remote error's code with
+ * its message in errmsg for an error reply (AVM_EIO naming the code when this client
+ * does not know it); AVM_EIO with errmsg "no answer from ADDR within N ms (is avmd
+ * running?)" or naming the connection failure (a connection that closes before the
+ * reply fails at once: requests are never resent, so an op runs at most once);
+ * AVM_ETOOBIG for a request over AVM_CTL_MAX_FRAME; AVM_EMALFORMED and friends for
+ * a reply that does not decode or answers another id. *reply is nil on error. */
+int avm_ctl_call(avm_ctl_client *c, const char *op, avm_val body, int timeout_ms,
+                 avm_val *reply, char *errmsg, size_t errlen);
+
+#endif
