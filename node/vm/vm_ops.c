@@ -952,6 +952,13 @@ static int commit_outer(avm_exec *x, bool *ok)
     }
     avm_store *s = x->plat->store;
     size_t logged = ws.ckpt_trace_at + ws.ckpt_trace_len;
+    /* Every read is made and recorded with its version: the read view can go now,
+     * before a commit that may wait (a read view held open keeps the store from
+     * reusing the pages it sees). */
+    if (x->snap != NULL) {
+        s->ops->snapshot_release(s, x->snap);
+        x->snap = NULL;
+    }
     int rv = s->ops->apply(s, &ws, ok);
     if (rv == 0 && *ok && ws.ckpt_id != NULL)
         x->tlog_saved = logged;
