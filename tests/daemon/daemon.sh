@@ -227,5 +227,40 @@ check "after SIGTERM: the receiver gets its messages" "$(ctl exec result "$recv3
 grep -q '"level":"info","event":"node.ready"' "$dir/avmd.log" && ok "structured JSON logs" || bad "logs"
 
 kill -TERM "$pid"; wait "$pid"; pid=
+
+# --- Configuration: a file, flags over it, and clear refusals -----------------------
+cat >"$dir/avmd.conf" <<CONF
+# a node's configuration
+name = alpha
+controller = ctl-a
+data = $dir/data2
+control = ipc://$dir/other.sock
+log-level = warn
+CONF
+"$AVMD" --config "$dir/avmd.conf" --control "$URL" 2>"$dir/avmd2.log" &
+pid=$!
+i=0
+while [ $i -lt 100 ] && ! ctl status --timeout 200 >/dev/null 2>&1; do sleep 0.1; i=$((i + 1)); done
+check "config file: name" "$(ctl status --json | jq -r .name)" alpha
+check "config file: controller" "$(ctl status --json | jq -r .controller.controller)" ctl-a
+check "flags override the file's control address" "$(ctl status --json | jq -r .data)" "$dir/data2"
+[ -s "$dir/avmd2.log" ] && bad "log level warn still logs info: $(head -1 "$dir/avmd2.log")" \
+  || ok "log level from the file"
+kill -TERM "$pid"; wait "$pid"; pid=
+printf 'name = beta\nbogus = 1\n' >"$dir/bad.conf"
+"$AVMD" --config "$dir/bad.conf" 2>"$dir/bad.err"
+check "an unknown config key is refused (exit 2)" "$?" 2
+grep -q "bad.conf:2: unknown option 'bogus'" "$dir/bad.err" && ok "the refusal names file and line" \
+  || bad "refusal message: $(cat "$dir/bad.err")"
+"$AVMD" --log-level loud 2>"$dir/bad.err"
+check "a bad flag value is refused (exit 2)" "$?" 2
+"$AVMD" --data "$dir/data" --control "$URL" 2>/dev/null &
+p2=$!
+i=0
+while [ $i -lt 100 ] && ! ctl status --timeout 200 >/dev/null 2>&1; do sleep 0.1; i=$((i + 1)); done
+timeout 10 "$AVMD" --data "$dir/data" --control "ipc://$dir/third.sock" 2>"$dir/busy.err"
+check "a second node on the same data directory is refused (exit 1)" "$?" 1
+grep -q "in use" "$dir/busy.err" && ok "it says the directory is in use" || bad "busy: $(cat "$dir/busy.err")"
+kill -TERM "$p2"; wait "$p2"
 echo "$pass passed, $fails failed"
 [ "$fails" -eq 0 ]
