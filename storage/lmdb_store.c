@@ -11,14 +11,8 @@
  *   states      oid bytes -> the state value (a list)
  *   behaviours  module hash (32 bytes) -> canonical module encoding (module.h)
  *   pure        name bytes -> [code module hash bin32, version]
- *   execs       id bytes -> a fixed-size binary record (XREC_SIZE): status, where
- *               the latest checkpoint's state is (blob, offset, length), and the
- *               trace log's last chunk and length
- *   checkpoints 8-byte big-endian blob number -> the checkpoint states written by
- *               one write transaction, each as an entry (id, state)
- *   trace_chunks 8-byte big-endian chunk number -> one chunk of a trace log, with
- *               its id, its byte offset in the log and the number of the log's
- *               previous chunk
+ *   executions  id bytes -> [status, state bin]
+ *   traces      id bytes, 0x00, 8-byte big-endian seq -> encoded event value
  *   mailboxes   oid bytes, 0x00, 8-byte big-endian seq -> message bytes (the
  *               caller's encoding)
  *   mailbox_seq oid bytes -> uint, the last message number handed out for oid
@@ -29,9 +23,6 @@
  * decoded caches below stay coherent without re-reading LMDB: every change to
  * the environment goes through this handle, and each cache is updated only after
  * the LMDB commit that made the change durable returned 0.
- *
- * Format 1 kept each state in its execution's record and each trace chunk under
- * (id, 0x00, offset); open migrates it (migrate_v1).
  *
  * One thread uses a handle (STYLE.md 9); nothing here locks. */
 #include "lmdb_store.h"
@@ -329,27 +320,10 @@ typedef struct snap {
 
 static char neg; /* the value of a negative snapshot entry */
 
-/* A blob of checkpoint states being built by a write transaction. */
-typedef struct newblob {
-    avm_buf buf; /* its entries so far */
-    uint64_t no; /* its number; 0: none started */
-} newblob;
-
-/* The checkpoint writes of the write transaction under way (see "Execution
- * records, checkpoint blobs and trace chunks"). */
-typedef struct ckwriter {
-    uint64_t blob_next, chunk_next; /* the numbers it hands out next */
-    newblob hot;                    /* the states of its checkpoints */
-    newblob cold;                   /* live entries moved out of sparse blobs */
-    uint64_t *touched;              /* blobs that lost entries in it */
-    size_t ntouched, captouched;
-    avm_buf tmp; /* a blob being compacted, copied out of the map */
-} ckwriter;
-
 struct avm_lmdb {
     avm_store base; /* first: the store interface casts back to the handle */
     MDB_env *env;
-    MDB_dbi meta, objects, states, behaviours, pure, execs, checkpoints, chunks;
+    MDB_dbi meta, objects, states, behaviours, pure, executions, traces;
     MDB_dbi mailboxes, mbox_seq;
     /* A reset read transaction, renewed for each read outside a snapshot. */
     MDB_txn *rtxn;
@@ -372,12 +346,6 @@ struct avm_lmdb {
     bool seq_dirty;
     uint64_t commits, batches;
     snap *snaps; /* open snapshots */
-    /* The next blob and chunk numbers of committed transactions; what the handle
-     * knows of blobs (number -> blobent*), as of the latest commit or, during a
-     * write transaction, as of that transaction; and that transaction's writes. */
-    uint64_t blob_next, chunk_next;
-    table blobs;
-    ckwriter ck;
     avm_buf scratch;
     char errmsg[512];
 };
@@ -1226,6 +1194,11 @@ static int put_module(avm_lmdb *db, MDB_txn *txn, avm_module *m, int *mrc)
     return *mrc == 0 ? 0 : AVM_EIO;
 }
 
+/* Trace logs: chunks keyed by execution id, 0x00, and their byte offset (8 bytes,
+ * big-endian). */
+static size_t trace_key(char *k, const char *id, size_t idlen, uint64_t seq);
+static int trace_clear_in(avm_lmdb *db, MDB_txn *txn, const char *id, int *mrc);
+
 /* Mailboxes: messages keyed by the object id's bytes (as in objects), 0x00, and
  * their number (8 bytes, big-endian), so that a mailbox's messages are adjacent
  * and in number order. The id is the key less its last 9 bytes. */
@@ -1236,26 +1209,9 @@ static bool mbox_key_ok(const avm_lmdb *db, avm_val oid)
     return oid.u.s->len + 9 <= db->maxkey && oid.u.s->len + 9 <= MBOX_KEY_MAX;
 }
 
-static void be_put(uint8_t *p, uint64_t v, int n)
-{
-    for (int i = 0; i < n; i++)
-        p[i] = (uint8_t)(v >> (8 * (n - 1 - i)));
-}
-
-static uint64_t be_get(const uint8_t *p, int n)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < n; i++)
-        v = v << 8 | p[i];
-    return v;
-}
-
 static size_t mbox_key(char *k, avm_val oid, uint64_t seq)
 {
-    memcpy(k, oid.u.s->data, oid.u.s->len);
-    k[oid.u.s->len] = '\0';
-    be_put((uint8_t *)k + oid.u.s->len + 1, seq, 8);
-    return oid.u.s->len + 9;
+    return trace_key(k, oid.u.s->data, oid.u.s->len, seq);
 }
 
 /* Deletes the acknowledged messages of a committed write set; a message that is
@@ -1277,486 +1233,21 @@ static int ack_del(avm_lmdb *db, MDB_txn *txn, const avm_lmdb_ack *acks, size_t 
     return 0;
 }
 
-/* ---- Execution records, checkpoint blobs and trace chunks ------------------- */
-
-/* Every commit of an execution rewrites its checkpoint: a state of one or two
- * thousand bytes, of another size each time. Kept in the execution's record, the
- * 64 states of a group commit filled some 40 leaf pages, and LMDB's allocator (it
- * reuses the lowest-numbered free page first, one page at a time) scattered them
- * over the file once other writes had left holes there: the fsync then wrote
- * each page on its own, about 40 writes a commit where the same bytes written
- * contiguously took 3. Trace chunks made the holes: each was inserted in the
- * middle of its execution's key range, copying an old page far from the others.
- *
- * So the state is not in the record: each write transaction puts the states of
- * its checkpoints together in one value, a blob, under an increasing number.
- * LMDB keeps a large value on consecutive overflow pages, so a commit writes its
- * checkpoints as one run, and a blob whose entries are all superseded is deleted
- * whole, giving back a run of pages for a later blob. The record (execs) is small
- * and of fixed size, so rewriting it overwrites it in place, and the records of
- * 64 executions share a page or two. Trace chunks, which are kept, are appended
- * under increasing numbers (MDB_APPEND: only the journal's last page changes),
- * each pointing to the previous chunk of its log; the record points to the last.
- *
- * A blob lives as long as a record points into it. The handle counts, per blob,
- * the live entries and their bytes (learnt by reading the blob the first time an
- * entry of it is superseded after open, then kept up to date); a blob that is
- * less than a quarter live has its live entries moved into a blob of their own
- * (cold: executions that stopped checkpointing) and is deleted, so that the
- * checkpoints of idle executions cost at most four times their size and are not
- * copied again at every commit of the busy ones. */
-
-/* execs: id -> XREC_SIZE bytes, big-endian: status (1), the blob holding the
- * state's entry (8; 0: the state is empty), the entry's offset in the blob (8),
- * the state's length (4), the trace log's last chunk (8; 0: none) and the log's
- * length in bytes (8). */
-#define XREC_SIZE 37
-
-typedef struct xrec {
-    uint8_t status;
-    uint64_t blob, off;
-    uint32_t len;
-    uint64_t head, tlen;
-} xrec;
-
-/* checkpoints: blob number -> entries, each: id length (2), id, state length (4),
- * state. A blob is at most BLOB_MAX bytes unless one entry is larger. */
-#define ENTRY_HDR 6
-#define BLOB_MAX ((size_t)1 << 20)
-/* trace_chunks: chunk number -> previous chunk of the log (8; 0: none), the
- * chunk's byte offset in the log (8), id length (2), id, the bytes. */
-#define CHUNK_HDR 18
-/* A state or chunk must fit an LMDB value (under 4 GiB) with its header. */
-#define PART_MAX ((size_t)UINT32_MAX - CHUNK_HDR - 65535)
-
-/* What the handle knows of a blob. */
-typedef struct blobent {
-    uint64_t size;  /* its bytes (of one being built: so far) */
-    uint64_t live;  /* the bytes of its entries that records point to */
-    uint32_t count; /* those entries */
-    bool touched;   /* it lost entries in this transaction (in ck.touched) */
-} blobent;
-
-static int id_corrupt(avm_lmdb *db, const char *what, const char *id, size_t idlen)
+static int put_exec(avm_lmdb *db, MDB_txn *txn, const char *id, uint8_t status,
+                    const uint8_t *state, size_t len, int *mrc)
 {
-    return failf(db, AVM_EIO, "corrupt %s \"%.*s\" in %s", what,
-                 (int)(idlen > 200 ? 200 : idlen), id, db->path);
-}
-
-/* Reads id's record in txn: 0, AVM_ENOTFOUND, or an error with errmsg set. */
-static int xrec_get(avm_lmdb *db, MDB_txn *txn, const char *id, size_t idlen, xrec *r)
-{
-    MDB_val k = {.mv_size = idlen, .mv_data = (void *)id}, v;
-    int rc = mdb_get(txn, db->execs, &k, &v);
-    if (rc == MDB_NOTFOUND)
-        return AVM_ENOTFOUND;
-    if (rc != 0)
-        return lmdb_fail(db, rc, "reading from");
-    if (v.mv_size != XREC_SIZE)
-        return id_corrupt(db, "execution record", id, idlen);
-    const uint8_t *p = v.mv_data;
-    r->status = p[0];
-    r->blob = be_get(p + 1, 8);
-    r->off = be_get(p + 9, 8);
-    r->len = (uint32_t)be_get(p + 17, 4);
-    r->head = be_get(p + 21, 8);
-    r->tlen = be_get(p + 29, 8);
-    return 0;
-}
-
-static int xrec_put(avm_lmdb *db, MDB_txn *txn, const char *id, size_t idlen,
-                    const xrec *r, int *mrc)
-{
-    uint8_t b[XREC_SIZE];
-    b[0] = r->status;
-    be_put(b + 1, r->blob, 8);
-    be_put(b + 9, r->off, 8);
-    be_put(b + 17, r->len, 4);
-    be_put(b + 21, r->head, 8);
-    be_put(b + 29, r->tlen, 8);
-    MDB_val k = {.mv_size = idlen, .mv_data = (void *)id};
-    MDB_val v = {.mv_size = XREC_SIZE, .mv_data = b};
-    *mrc = mdb_put(txn, db->execs, &k, &v, 0);
+    if (len > UINT32_MAX)
+        return failf(db, AVM_ETOOBIG, "execution state of %zu bytes is too large", len);
+    avm_buf *sb = scratch(db);
+    avm_mp_put_array(sb, 2);
+    avm_mp_put_uint(sb, status);
+    avm_mp_put_bin(sb, state, len);
+    if (sb->err != 0)
+        return failf(db, sb->err, "out of memory");
+    MDB_val k = {.mv_size = strlen(id), .mv_data = (void *)id};
+    MDB_val v = {.mv_size = sb->len, .mv_data = sb->data};
+    *mrc = mdb_put(txn, db->executions, &k, &v, 0);
     return *mrc == 0 ? 0 : AVM_EIO;
-}
-
-/* The entry at off of blob no (p, size bytes): its id, state and size. */
-static int entry_at(avm_lmdb *db, uint64_t no, const uint8_t *p, size_t size,
-                    uint64_t off, const char **id, size_t *idlen, const uint8_t **state,
-                    uint32_t *len, size_t *esz)
-{
-    if (off > size || size - off < ENTRY_HDR)
-        goto bad;
-    size_t il = (size_t)be_get(p + off, 2);
-    if (size - off - ENTRY_HDR < il)
-        goto bad;
-    uint32_t sl = (uint32_t)be_get(p + off + 2 + il, 4);
-    if (size - off - ENTRY_HDR - il < sl)
-        goto bad;
-    *id = (const char *)p + off + 2;
-    *idlen = il;
-    *state = p + off + ENTRY_HDR + il;
-    *len = sl;
-    *esz = ENTRY_HDR + il + sl;
-    return 0;
-bad:
-    return failf(db, AVM_EIO, "corrupt checkpoint blob %llu in %s: no entry at byte %llu",
-                 (unsigned long long)no, db->path, (unsigned long long)off);
-}
-
-static MDB_val blob_key(uint8_t kb[8], uint64_t no)
-{
-    be_put(kb, no, 8);
-    MDB_val k = {.mv_size = 8, .mv_data = kb};
-    return k;
-}
-
-static blobent *blob_find(avm_lmdb *db, uint64_t no)
-{
-    tslot *s = tab_find(&db->blobs, avm_int((int64_t)no));
-    return s != NULL ? s->val : NULL;
-}
-
-static int blob_track(avm_lmdb *db, uint64_t no, blobent **out)
-{
-    blobent *e = calloc(1, sizeof(*e));
-    if (e == NULL || tab_reserve(&db->blobs, 1) != 0) {
-        free(e);
-        return failf(db, AVM_ENOMEM, "out of memory");
-    }
-    tab_put(&db->blobs, avm_int((int64_t)no), e);
-    *out = e;
-    return 0;
-}
-
-/* What the handle knows of blob no, reading the blob (in txn) if need be: an entry
- * is live when its id's record points to it. */
-static int blob_live(avm_lmdb *db, MDB_txn *txn, uint64_t no, blobent **out)
-{
-    if ((*out = blob_find(db, no)) != NULL)
-        return 0;
-    uint8_t kb[8];
-    MDB_val k = blob_key(kb, no), v;
-    int rc = mdb_get(txn, db->checkpoints, &k, &v);
-    if (rc == MDB_NOTFOUND)
-        return failf(db, AVM_EIO,
-                     "corrupt data in %s: checkpoint blob %llu is referenced but missing",
-                     db->path, (unsigned long long)no);
-    if (rc != 0)
-        return lmdb_fail(db, rc, "reading from");
-    blobent *e;
-    int rv = blob_track(db, no, &e);
-    if (rv != 0)
-        return rv;
-    /* A failure below leaves e incomplete; the transaction then aborts, and an
-     * abort forgets every blob (ck_undo). */
-    e->size = v.mv_size;
-    for (uint64_t off = 0; off < v.mv_size;) {
-        const char *id;
-        const uint8_t *state;
-        size_t idlen, esz;
-        uint32_t len;
-        xrec r;
-        if ((rv = entry_at(db, no, v.mv_data, v.mv_size, off, &id, &idlen, &state, &len,
-                           &esz)) != 0)
-            return rv;
-        rv = xrec_get(db, txn, id, idlen, &r);
-        if (rv != 0 && rv != AVM_ENOTFOUND)
-            return rv;
-        if (rv == 0 && r.blob == no && r.off == off) {
-            e->count++;
-            e->live += esz;
-        }
-        off += esz;
-    }
-    *out = e;
-    return 0;
-}
-
-/* Starts the write transaction's checkpoint writes. */
-static void ck_begin(avm_lmdb *db)
-{
-    ckwriter *w = &db->ck;
-    w->blob_next = db->blob_next;
-    w->chunk_next = db->chunk_next;
-    w->hot.no = w->cold.no = 0;
-    w->hot.buf.len = w->cold.buf.len = 0;
-    w->ntouched = 0;
-}
-
-/* The transaction committed: its numbers are used. */
-static void ck_done(avm_lmdb *db)
-{
-    db->blob_next = db->ck.blob_next;
-    db->chunk_next = db->ck.chunk_next;
-}
-
-/* The transaction aborted: what the handle knew of blobs may have changed with
- * it, so all of it is forgotten (and learnt again on need). */
-static void ck_undo(avm_lmdb *db)
-{
-    tab_clear(&db->blobs, free);
-}
-
-static void ck_done_v(avm_lmdb *db, void *arg)
-{
-    ck_done(db);
-}
-
-static void ck_undo_v(avm_lmdb *db, void *arg)
-{
-    ck_undo(db);
-}
-
-/* Writes blob nb (unless no entry of it is live) and starts none. */
-static int blob_flush(avm_lmdb *db, MDB_txn *txn, newblob *nb, int *mrc)
-{
-    if (nb->no == 0)
-        return 0;
-    uint8_t kb[8];
-    MDB_val k = blob_key(kb, nb->no);
-    MDB_val v = {.mv_size = nb->buf.len, .mv_data = nb->buf.data};
-    blobent *e = blob_find(db, nb->no);
-    assert(e != NULL && e->size == nb->buf.len);
-    if (e->count == 0)
-        free(tab_del(&db->blobs, avm_int((int64_t)nb->no)));
-    else if ((*mrc = mdb_put(txn, db->checkpoints, &k, &v, MDB_APPEND)) != 0)
-        return AVM_EIO;
-    nb->no = 0;
-    nb->buf.len = 0;
-    return 0;
-}
-
-/* Adds the entry (id, state) to nb, and points r to it. */
-static int blob_add(avm_lmdb *db, MDB_txn *txn, newblob *nb, const char *id,
-                    size_t idlen, const uint8_t *state, uint32_t len, xrec *r, int *mrc)
-{
-    size_t esz = ENTRY_HDR + idlen + len;
-    int rv;
-    if (nb->no != 0 && nb->buf.len + esz > BLOB_MAX && (rv = blob_flush(db, txn, nb, mrc)))
-        return rv;
-    blobent *e;
-    if (nb->no == 0) {
-        if ((rv = blob_track(db, db->ck.blob_next, &e)) != 0)
-            return rv;
-        nb->no = db->ck.blob_next++;
-    } else {
-        e = blob_find(db, nb->no);
-    }
-    uint8_t h[4];
-    be_put(h, idlen, 2);
-    avm_buf_put(&nb->buf, h, 2);
-    avm_buf_put(&nb->buf, id, idlen);
-    be_put(h, len, 4);
-    avm_buf_put(&nb->buf, h, 4);
-    avm_buf_put(&nb->buf, state, len);
-    if (nb->buf.err != 0) {
-        nb->buf.err = 0;
-        return failf(db, AVM_ENOMEM, "out of memory");
-    }
-    r->blob = nb->no;
-    r->off = nb->buf.len - esz;
-    r->len = len;
-    e->size = nb->buf.len;
-    e->count++;
-    e->live += esz;
-    return 0;
-}
-
-/* The entry r points to is no longer its execution's. Called before the record
- * changes, so that a blob not known yet is read with the record still in it. */
-static int ck_release(avm_lmdb *db, MDB_txn *txn, const xrec *r, size_t idlen)
-{
-    if (r->blob == 0)
-        return 0;
-    ckwriter *w = &db->ck;
-    blobent *e;
-    int rv = blob_live(db, txn, r->blob, &e);
-    if (rv != 0)
-        return rv;
-    size_t esz = ENTRY_HDR + idlen + r->len;
-    if (e->count == 0 || e->live < esz)
-        return failf(db, AVM_EIO,
-                     "corrupt data in %s: checkpoint blob %llu has fewer entries than "
-                     "records pointing to it",
-                     db->path, (unsigned long long)r->blob);
-    e->count--;
-    e->live -= esz;
-    if (e->touched || r->blob == w->hot.no || r->blob == w->cold.no)
-        return 0;
-    if (w->ntouched == w->captouched) {
-        size_t ncap = w->captouched ? 2 * w->captouched : 64;
-        uint64_t *nt = realloc(w->touched, ncap * sizeof(*nt));
-        if (nt == NULL)
-            return failf(db, AVM_ENOMEM, "out of memory");
-        w->touched = nt;
-        w->captouched = ncap;
-    }
-    w->touched[w->ntouched++] = r->blob;
-    e->touched = true;
-    return 0;
-}
-
-static int blob_del(avm_lmdb *db, MDB_txn *txn, uint64_t no, int *mrc)
-{
-    uint8_t kb[8];
-    MDB_val k = blob_key(kb, no);
-    if ((*mrc = mdb_del(txn, db->checkpoints, &k, NULL)) != 0)
-        return AVM_EIO;
-    free(tab_del(&db->blobs, avm_int((int64_t)no)));
-    return 0;
-}
-
-/* Moves the live entries of blob no to the cold blob, then deletes it. */
-static int blob_compact(avm_lmdb *db, MDB_txn *txn, uint64_t no, int *mrc)
-{
-    ckwriter *w = &db->ck;
-    uint8_t kb[8];
-    MDB_val k = blob_key(kb, no), v;
-    int rc = mdb_get(txn, db->checkpoints, &k, &v);
-    if (rc != 0)
-        return lmdb_fail(db, rc, "reading from");
-    /* Copied out: the record writes below may make LMDB spill pages. */
-    w->tmp.len = 0;
-    avm_buf_put(&w->tmp, v.mv_data, v.mv_size);
-    if (w->tmp.err != 0) {
-        w->tmp.err = 0;
-        return failf(db, AVM_ENOMEM, "out of memory");
-    }
-    const uint8_t *p = (const uint8_t *)w->tmp.data;
-    size_t size = w->tmp.len;
-    for (uint64_t off = 0; off < size;) {
-        const char *id;
-        const uint8_t *state;
-        size_t idlen, esz;
-        uint32_t len;
-        xrec r;
-        int rv = entry_at(db, no, p, size, off, &id, &idlen, &state, &len, &esz);
-        if (rv == 0)
-            rv = xrec_get(db, txn, id, idlen, &r);
-        if (rv == 0 && r.blob == no && r.off == off) {
-            rv = blob_add(db, txn, &w->cold, id, idlen, state, len, &r, mrc);
-            if (rv == 0)
-                rv = xrec_put(db, txn, id, idlen, &r, mrc);
-        }
-        if (rv != 0 && rv != AVM_ENOTFOUND)
-            return rv;
-        off += esz;
-    }
-    return blob_del(db, txn, no, mrc);
-}
-
-/* Ends the transaction's checkpoint writes: writes its blob, and deletes (or
- * compacts) the blobs that lost entries in it. */
-static int ck_finish(avm_lmdb *db, MDB_txn *txn, int *mrc)
-{
-    ckwriter *w = &db->ck;
-    /* First, so that the cold blob gets the higher number (MDB_APPEND). */
-    int rv = blob_flush(db, txn, &w->hot, mrc);
-    for (size_t i = 0; rv == 0 && i < w->ntouched; i++) {
-        uint64_t no = w->touched[i];
-        blobent *e = blob_find(db, no);
-        assert(e != NULL && e->touched);
-        e->touched = false;
-        if (e->count == 0)
-            rv = blob_del(db, txn, no, mrc);
-        else if (e->live < e->size / 4)
-            rv = blob_compact(db, txn, no, mrc);
-    }
-    w->ntouched = 0;
-    return rv != 0 ? rv : blob_flush(db, txn, &w->cold, mrc);
-}
-
-/* Appends a chunk of id's trace log, after chunk prev; *no is its number. */
-static int chunk_add(avm_lmdb *db, MDB_txn *txn, const char *id, size_t idlen,
-                     uint64_t prev, uint64_t at, const uint8_t *bytes, size_t len,
-                     uint64_t *no, int *mrc)
-{
-    uint8_t kb[8];
-    MDB_val k = blob_key(kb, db->ck.chunk_next);
-    MDB_val v = {.mv_size = CHUNK_HDR + idlen + len, .mv_data = NULL};
-    if ((*mrc = mdb_put(txn, db->chunks, &k, &v, MDB_APPEND | MDB_RESERVE)) != 0)
-        return AVM_EIO;
-    uint8_t *p = v.mv_data;
-    be_put(p, prev, 8);
-    be_put(p + 8, at, 8);
-    be_put(p + 16, idlen, 2);
-    memcpy(p + CHUNK_HDR, id, idlen);
-    if (len > 0)
-        memcpy(p + CHUNK_HDR + idlen, bytes, len);
-    *no = db->ck.chunk_next++;
-    return 0;
-}
-
-/* Chunk no, which must be of id's log: its previous chunk, offset and bytes. */
-static int chunk_get(avm_lmdb *db, MDB_txn *txn, const char *id, size_t idlen,
-                     uint64_t no, uint64_t *prev, uint64_t *at, MDB_val *bytes)
-{
-    uint8_t kb[8];
-    MDB_val k = blob_key(kb, no), v;
-    int rc = mdb_get(txn, db->chunks, &k, &v);
-    if (rc != 0 && rc != MDB_NOTFOUND)
-        return lmdb_fail(db, rc, "reading from");
-    const uint8_t *p = v.mv_data;
-    if (rc == MDB_NOTFOUND || v.mv_size < CHUNK_HDR + idlen ||
-        be_get(p + 16, 2) != idlen || memcmp(p + CHUNK_HDR, id, idlen) != 0 ||
-        be_get(p, 8) >= no)
-        return failf(db, AVM_EIO, "corrupt trace log of %.*s in %s: chunk %llu is %s",
-                     (int)(idlen > 200 ? 200 : idlen), id, db->path,
-                     (unsigned long long)no,
-                     rc == MDB_NOTFOUND ? "missing" : "not one of its chunks");
-    *prev = be_get(p, 8);
-    *at = be_get(p + 8, 8);
-    bytes->mv_data = (void *)(p + CHUNK_HDR + idlen);
-    bytes->mv_size = v.mv_size - CHUNK_HDR - idlen;
-    return 0;
-}
-
-/* Deletes the chunks of a log, from its last one, head, back. A broken chain (a
- * chunk missing, or not id's) ends the walk: clearing a damaged log deletes what
- * can be reached. */
-static int chunks_del(avm_lmdb *db, MDB_txn *txn, const char *id, size_t idlen,
-                      uint64_t head, int *mrc)
-{
-    while (head != 0) {
-        uint64_t prev, at;
-        MDB_val bytes;
-        if (chunk_get(db, txn, id, idlen, head, &prev, &at, &bytes) != 0)
-            return 0;
-        uint8_t kb[8];
-        MDB_val k = blob_key(kb, head);
-        if ((*mrc = mdb_del(txn, db->chunks, &k, NULL)) != 0)
-            return AVM_EIO;
-        head = prev;
-    }
-    return 0;
-}
-
-/* Writes id's checkpoint (and the chunk of its trace log that comes with it). */
-static int ck_put(avm_lmdb *db, MDB_txn *txn, const char *id, size_t idlen,
-                  uint8_t status, const uint8_t *state, size_t len, const uint8_t *trace,
-                  size_t tlen, uint64_t at, int *mrc)
-{
-    if (len > PART_MAX || tlen > PART_MAX)
-        return failf(db, AVM_ETOOBIG, "execution %s of %zu bytes is too large",
-                     len > PART_MAX ? "state" : "trace chunk", len > PART_MAX ? len : tlen);
-    xrec r;
-    int rv = xrec_get(db, txn, id, idlen, &r);
-    if (rv == AVM_ENOTFOUND)
-        memset(&r, 0, sizeof(r));
-    else if (rv != 0 || (rv = ck_release(db, txn, &r, idlen)) != 0)
-        return rv;
-    r.status = status;
-    if (tlen > 0) {
-        if ((rv = chunk_add(db, txn, id, idlen, r.head, at, trace, tlen, &r.head, mrc)) != 0)
-            return rv;
-        r.tlen = at + tlen;
-    }
-    r.blob = r.off = r.len = 0;
-    if (len > 0 && (rv = blob_add(db, txn, &db->ck.hot, id, idlen, state, (uint32_t)len,
-                                  &r, mrc)) != 0)
-        return rv;
-    return xrec_put(db, txn, id, idlen, &r, mrc);
 }
 
 /* Writes the overlay's changed objects and the checkpoints of committed write
