@@ -14,12 +14,14 @@
 
 static int fails;
 
+/* Sends op with body (which it consumes) and checks the error code and message. */
 static void expect(avm_ctl_client *c, const char *what, const char *op, avm_val body,
                    int code, const char *needle)
 {
     avm_val reply = avm_nil();
     char err[1024] = "";
     int rv = avm_ctl_call(c, op, body, 5000, &reply, err, sizeof(err));
+    avm_val_release(body); /* the probe's bodies are built for one call */
     bool ok = rv == code && (needle == NULL || strstr(err, needle) != NULL);
     printf("%s %s: %s (%s)\n", ok ? "ok  " : "FAIL", what, avm_strerror(rv), err);
     fails += !ok;
