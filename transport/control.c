@@ -12,12 +12,18 @@
 #include "control.h"
 
 #include <assert.h>
+#include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/rep.h>
@@ -40,16 +46,23 @@
 /* How long a reply may wait for its pipe (busy sending an earlier reply to a client
  * that does not read). Past it the reply is dropped and the context serves again. */
 #define SEND_TIMEOUT_MS 30000
-/* The same for the shutdown replies: stop waits for them. */
+/* How long stop waits for the replies being sent (its own included). */
 #define STOP_SEND_TIMEOUT_MS 1000
 /* How long stop lets its replies be collected before it closes the connections
  * (see avm_ctl_server_stop). */
 #define STOP_GRACE_MS 100
 #define CLIENT_DEFAULT_TIMEOUT_MS 10000
-/* How often the ipc listeners are checked for nng's wedge (see on_watch). */
+/* How often the ipc listeners are checked (see "ipc listeners"). */
 #define WATCH_MS 1000
 
 static const char shutdown_msg[] = "node is shutting down";
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 /* --- Error names ------------------------------------------------------------ */
 
@@ -90,6 +103,18 @@ static int failf(char *errmsg, size_t errlen, int code, const char *fmt, ...)
         va_end(ap);
     }
     return code;
+}
+
+/* An nng failure as an AVM code, with errmsg "WHAT URL: nng's text". */
+static int nng_fail(char *errmsg, size_t errlen, int rv, const char *what,
+                    const char *url)
+{
+    int code = AVM_EIO;
+    if (rv == NNG_ENOMEM)
+        code = AVM_ENOMEM;
+    else if (rv == NNG_EINVAL || rv == NNG_EADDRINVAL || rv == NNG_ENOTSUP)
+        code = AVM_EINVAL; /* a malformed URL or an unknown scheme */
+    return failf(errmsg, errlen, code, "%s %s: %s", what, url, nng_strerror(rv));
 }
 
 /* --- Bodies ----------------------------------------------------------------- */
@@ -407,14 +432,16 @@ int avm_ctl_decode_ex(const uint8_t *p, size_t n, size_t max_frame, avm_ctl_fram
  * and to send its reply.
  *
  *   IDLE ──► RECV ──► QUEUED ──► HANDLER ──► SEND ──► RECV ...
- *             │  ▲                             │
- *             │  └──── (error reply sent) ◄────┤ (RECV ──► SEND for a malformed
- *             └──────────────► IDLE ◄──────────┘  frame, or during stop)
+ *             │ │                             ▲ │
+ *             │ └─────────────────────────────┘ └──► IDLE (stopping)
+ *             └──► IDLE (the context closed)
  *
  * IDLE: no operation (before start, and once stop began and the last operation
- * ended); RECV: a receive is pending; QUEUED: decoded, in the queue to the loop
- * thread (the slot holds the body); HANDLER: the handler owes a reply; SEND: a
- * reply is being sent. */
+ * ended); RECV: a receive is pending (a failed one is posted again: RECV ──►
+ * RECV); QUEUED: decoded, in the queue to the loop thread, holding the body;
+ * HANDLER: the handler owes a reply; SEND: a reply is being sent. RECV goes
+ * straight to SEND with the error reply to a malformed frame, or to a request
+ * that arrives while the server stops. */
 typedef enum {
     REQ_IDLE,
     REQ_RECV,
@@ -427,7 +454,7 @@ typedef enum {
 #define BIT(s) (1u << (s))
 static const unsigned req_next[] __attribute__((unused)) = {
     [REQ_IDLE] = BIT(REQ_RECV),
-    [REQ_RECV] = BIT(REQ_QUEUED) | BIT(REQ_SEND) | BIT(REQ_IDLE),
+    [REQ_RECV] = BIT(REQ_RECV) | BIT(REQ_QUEUED) | BIT(REQ_SEND) | BIT(REQ_IDLE),
     [REQ_QUEUED] = BIT(REQ_HANDLER),
     [REQ_HANDLER] = BIT(REQ_SEND),
     [REQ_SEND] = BIT(REQ_RECV) | BIT(REQ_IDLE),
@@ -450,10 +477,15 @@ struct avm_ctl_req {
 
 /* One address the server listens on. */
 typedef struct ctl_listener {
-    nng_listener l; /* id 0 while down (a restart failed; retried) */
-    char *url;
-    bool ipc;       /* watched: see on_watch */
-    uint64_t other; /* nng's count of its "other" accept errors, last seen */
+    nng_listener l; /* the current listener */
+    char *url;      /* as configured */
+    /* ipc:// only (see "ipc listeners" below); path is NULL for other URLs. */
+    char *path;           /* the socket file */
+    unsigned gen;         /* listeners made so far (their temporary names) */
+    uint64_t other;       /* l's count of "other" accept errors, last seen */
+    nng_listener retired; /* replaced at the last check; closed at the next */
+    dev_t dev;            /* the socket file we put at path, so that stop */
+    ino_t ino;            /* removes it only if it is still ours */
 } ctl_listener;
 
 struct avm_ctl_server {
@@ -481,7 +513,7 @@ static void req_set(avm_ctl_req *r, req_state to)
 {
     assert(req_next[r->state] & BIT(to));
     /* Invariant: only a queued request holds a body. */
-    assert(to == REQ_QUEUED || r->state != REQ_QUEUED || r->body.kind == AVM_NIL);
+    assert(to == REQ_QUEUED || r->body.kind == AVM_NIL);
     r->state = to;
 }
 
@@ -640,22 +672,23 @@ static void on_async(uv_async_t *h)
     avm_ctl_server *s = h->data;
     for (;;) {
         lock(s);
+        /* Once answered, the slot may receive the next request while the handler
+         * is still running: the handler gets its own copies of op and body. */
         avm_ctl_req *r = s->head;
+        avm_val body = avm_nil();
+        char op[OP_MAX + 1];
         if (r != NULL) {
             s->head = r->next;
             if (s->head == NULL)
                 s->tail = NULL;
+            body = r->body;
+            r->body = avm_nil();
+            memcpy(op, r->op, sizeof(op));
             req_set(r, REQ_HANDLER);
         }
         unlock(s);
         if (r == NULL)
             return;
-        /* Once answered, the slot may receive the next request while the handler
-         * is still running: it gets its own copies of op and body. */
-        char op[OP_MAX + 1];
-        memcpy(op, r->op, sizeof(op));
-        avm_val body = r->body;
-        r->body = avm_nil();
         s->handler(s->arg, r, op, body);
         avm_val_release(body);
     }
@@ -664,8 +697,10 @@ static void on_async(uv_async_t *h)
 static void server_free(avm_ctl_server *s)
 {
     pthread_mutex_destroy(&s->mu);
-    for (size_t i = 0; i < s->nlisteners; i++)
+    for (size_t i = 0; i < s->nlisteners; i++) {
         free(s->listeners[i].url);
+        free(s->listeners[i].path);
+    }
     free(s->listeners);
     free(s->reqs);
     free(s);
@@ -678,6 +713,30 @@ static void on_handle_closed(uv_handle_t *h)
         server_free(s);
 }
 
+/* --- ipc listeners ------------------------------------------------------------
+ *
+ * nng 1.5.2 (Debian's) has a bug, nanomsg/nng#1518 (fixed in 1.6.0): when a peer
+ * connects to an ipc listener and closes before the SP handshake, the listener
+ * takes the peer's EOF for its own closing and never accepts again. A raw probe of
+ * the socket does that, a client that exits while connecting does it, and so does
+ * nng itself when another process tries to listen on the same path (it probes the
+ * file to see if it is stale): a second avmd started by mistake would cut the
+ * first one's ipc endpoint for good. (tcp is not affected: its EOF is another
+ * error code.)
+ *
+ * The only trace is the listener's count of "other" accept errors in nng's
+ * statistics, so a timer looks at it every WATCH_MS and replaces a listener whose
+ * count rose. Closing a listener that still accepts races, in 1.5.2, with a
+ * connection being accepted (the pipe is left half attached, and both ends hang),
+ * so a listener is never closed while it is reachable: each listener is bound at
+ * a temporary name next to the socket file and renamed over it, which atomically
+ * sends new connections to the new listener; the old one, unreachable, is closed
+ * at the next check, once anything it was accepting is done. nng unlinks a
+ * listener's own path when it closes, which is the temporary name, gone since the
+ * rename; the socket file itself is removed by stop. Binding at the path directly
+ * would also let nng's stale-file probe wedge another server, so the server probes
+ * the path itself first, with a complete handshake (ipc_path_live). */
+
 /* The count of "other" accept errors of listener l, from a stats snapshot. Not
  * with nng_stat_find_listener: in nng 1.5.2 it returns the first listener's
  * statistics whatever the id (its search recurses without the id). */
@@ -685,7 +744,8 @@ static uint64_t listener_other(nng_stat *all, nng_listener l)
 {
     uint64_t id = (uint64_t)nng_listener_id(l);
     for (nng_stat *c = nng_stat_child(all); c != NULL; c = nng_stat_next(c)) {
-        if (nng_stat_type(c) != NNG_STAT_SCOPE || strcmp(nng_stat_name(c), "listener") != 0)
+        if (nng_stat_type(c) != NNG_STAT_SCOPE ||
+            strcmp(nng_stat_name(c), "listener") != 0)
             continue;
         nng_stat *sid = nng_stat_find(c, "id");
         if (sid == NULL || nng_stat_value(sid) != id)
@@ -696,60 +756,140 @@ static uint64_t listener_other(nng_stat *all, nng_listener l)
     return 0;
 }
 
-/* Loop thread, every WATCH_MS: restarts the ipc listeners that nng stopped.
- *
- * nng 1.5.2 (Debian's) has a bug, nanomsg/nng#1518 (fixed in 1.6.0): when a peer
- * connects to an ipc listener and closes before the SP handshake, the listener
- * takes the peer's EOF for its own closing and never accepts again. A raw probe
- * of the socket does that, and so does nng itself when another process tries to
- * listen on the same path (it probes for a stale socket file): a second avmd
- * started by mistake would cut the first one's ipc control endpoint for good. The
- * only trace is the listener's "other" error count in nng's statistics, so that
- * is what is watched; an increase (the wedge, or a resource error nng would
- * retry by itself) closes the listener and listens again. Connections already
- * made are pipes of the socket, not of the listener, and carry on. tcp is not
- * affected (its EOF is another error code). */
+/* 0 when the unix socket path is free to take (absent, or a file left by a
+ * dead process), EADDRINUSE when something listens there, or the errno that
+ * says why it cannot be told. The probe completes the SP handshake (an 8-byte
+ * header each way: 0, 'S', 'P', 0, the protocol number, 0, 0) before closing, so
+ * that an nng 1.5.2 listener there is not wedged by it; it waits at most PROBE_MS
+ * for the other side's header. */
+#define PROBE_MS 1000
+static int ipc_path_live(const char *path)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    memcpy(sa.sun_path, path, strlen(path) + 1); /* the caller checked the length */
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return errno;
+    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+        int e = errno;
+        close(fd);
+        return e == ENOENT || e == ECONNREFUSED ? 0 : e;
+    }
+    static const uint8_t hello[8] = {0, 'S', 'P', 0, 0x30, 0, 0, 0}; /* req0 */
+    uint8_t reply[8];
+    size_t got = 0;
+    if (write(fd, hello, sizeof(hello)) == (ssize_t)sizeof(hello)) {
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        while (got < sizeof(reply) && poll(&pfd, 1, PROBE_MS) == 1) {
+            ssize_t n = read(fd, reply + got, sizeof(reply) - got);
+            if (n <= 0)
+                break;
+            got += (size_t)n;
+        }
+    }
+    close(fd);
+    return EADDRINUSE;
+}
+
+/* The longest socket path, and room for the temporary names' suffix. */
+#define SUN_PATH_MAX (sizeof(((struct sockaddr_un *)0)->sun_path) - 1)
+#define TMP_SUFFIX_MAX 24
+
+/* Listens on cl's path through a new listener bound at a temporary name and
+ * renamed over the path. 0 or an nng error code. */
+static int ipc_listen(avm_ctl_server *s, ctl_listener *cl, nng_listener *out)
+{
+    char tmp[SUN_PATH_MAX + 1], url[sizeof(tmp) + 8];
+    /* With the pid, so that no one else's file is in the way (a file left by a
+     * process that died between bind and rename is removed by nng as stale). */
+    int n = snprintf(tmp, sizeof(tmp), "%s.%ld.%u", cl->path, (long)getpid(), cl->gen++);
+    if (n < 0 || (size_t)n >= sizeof(tmp))
+        return NNG_EADDRINVAL;
+    snprintf(url, sizeof(url), "ipc://%s", tmp);
+    int rv = nng_listen(s->sock, url, out, 0);
+    if (rv != 0)
+        return rv;
+    struct stat st;
+    if (rename(tmp, cl->path) != 0 || stat(cl->path, &st) != 0) {
+        rv = NNG_ESYSERR + errno;
+        nng_listener_close(*out); /* unreachable: nothing to race with */
+        return rv;
+    }
+    cl->dev = st.st_dev;
+    cl->ino = st.st_ino;
+    cl->other = 0; /* a new listener's count starts at 0 */
+    return 0;
+}
+
+/* Loop thread, every WATCH_MS: closes the listeners replaced at the last check,
+ * and replaces those whose "other" error count rose. */
 static void on_watch(uv_timer_t *t)
 {
     avm_ctl_server *s = t->data;
+    for (size_t i = 0; i < s->nlisteners; i++) {
+        ctl_listener *cl = &s->listeners[i];
+        if (nng_listener_id(cl->retired) > 0) {
+            nng_listener_close(cl->retired);
+            cl->retired = (nng_listener)NNG_LISTENER_INITIALIZER;
+        }
+    }
     nng_stat *all;
     if (nng_stats_get(&all) != 0)
         return;
     for (size_t i = 0; i < s->nlisteners; i++) {
         ctl_listener *cl = &s->listeners[i];
-        if (!cl->ipc)
+        if (cl->path == NULL || listener_other(all, cl->l) <= cl->other)
             continue;
-        if (nng_listener_id(cl->l) > 0) {
-            uint64_t other = listener_other(all, cl->l);
-            if (other <= cl->other)
-                continue;
-            nng_listener_close(cl->l);
+        /* Replace it (a false alarm, an error nng would retry by itself, costs
+         * only a new listener). On failure the old one stays and the next check
+         * tries again. */
+        nng_listener old = cl->l, fresh;
+        uint64_t seen = cl->other;
+        if (ipc_listen(s, cl, &fresh) == 0) {
+            cl->retired = old;
+            cl->l = fresh;
+        } else {
+            cl->other = seen;
         }
-        /* Down: listen again. Closing the old listener removed the socket file;
-         * if someone else took the path meanwhile, this fails and is retried. */
-        cl->other = 0;
-        if (nng_listen(s->sock, cl->url, &cl->l, 0) != 0)
-            cl->l = (nng_listener)NNG_LISTENER_INITIALIZER;
     }
     nng_stats_free(all);
 }
 
-/* True for the URL schemes of nng's ipc transport. */
-static bool is_ipc_url(const char *url)
+/* Starts listening on cl->url. */
+static int listen_on(avm_ctl_server *s, ctl_listener *cl, char *errmsg, size_t errlen)
 {
-    return strncmp(url, "ipc://", 6) == 0 || strncmp(url, "unix://", 7) == 0 ||
-           strncmp(url, "abstract://", 11) == 0;
+    int rv;
+    const char *path = cl->url + 6;
+    /* A path too long for a temporary name beside it is left to nng (and goes
+     * without the watch). */
+    if (strncmp(cl->url, "ipc://", 6) == 0 && path[0] != '\0' &&
+        strlen(path) + TMP_SUFFIX_MAX <= SUN_PATH_MAX) {
+        if ((cl->path = strdup(path)) == NULL)
+            return failf(errmsg, errlen, AVM_ENOMEM, "out of memory");
+        if ((rv = ipc_path_live(cl->path)) != 0)
+            return failf(errmsg, errlen, AVM_EIO, "cannot listen on %s: %s", cl->url,
+                         rv == EADDRINUSE ? "another process is listening there"
+                                          : strerror(rv));
+        rv = ipc_listen(s, cl, &cl->l);
+    } else {
+        rv = nng_listen(s->sock, cl->url, &cl->l, 0);
+    }
+    if (rv != 0)
+        return nng_fail(errmsg, errlen, rv, "cannot listen on", cl->url);
+    return 0;
 }
 
-/* An nng failure as an AVM code, with errmsg "WHAT URL: nng's text". */
-static int nng_fail(char *errmsg, size_t errlen, int rv, const char *what, const char *url)
+/* Stop: removes the socket files this server put in place (nng removed only the
+ * temporary names), unless another process has replaced them since. */
+static void ipc_unlink(avm_ctl_server *s)
 {
-    int code = AVM_EIO;
-    if (rv == NNG_ENOMEM)
-        code = AVM_ENOMEM;
-    else if (rv == NNG_EINVAL || rv == NNG_EADDRINVAL || rv == NNG_ENOTSUP)
-        code = AVM_EINVAL; /* a malformed URL or an unknown scheme */
-    return failf(errmsg, errlen, code, "%s %s: %s", what, url, nng_strerror(rv));
+    for (size_t i = 0; i < s->nlisteners; i++) {
+        ctl_listener *cl = &s->listeners[i];
+        struct stat st;
+        if (cl->path != NULL && cl->ino != 0 && stat(cl->path, &st) == 0 &&
+            st.st_dev == cl->dev && st.st_ino == cl->ino)
+            unlink(cl->path);
+    }
 }
 
 int avm_ctl_server_start(uv_loop_t *loop, const avm_ctl_server_config *cfg,
@@ -770,7 +910,8 @@ int avm_ctl_server_start(uv_loop_t *loop, const avm_ctl_server_config *cfg,
     s->nreqs = cfg->contexts ? cfg->contexts : 64;
     s->reqs = calloc(s->nreqs, sizeof(*s->reqs));
     s->listeners = calloc(cfg->nurls, sizeof(*s->listeners));
-    if (s->reqs == NULL || s->listeners == NULL || pthread_mutex_init(&s->mu, NULL) != 0) {
+    if (s->reqs == NULL || s->listeners == NULL ||
+        pthread_mutex_init(&s->mu, NULL) != 0) {
         free(s->reqs);
         free(s->listeners);
         free(s);
@@ -811,12 +952,9 @@ int avm_ctl_server_start(uv_loop_t *loop, const avm_ctl_server_config *cfg,
             goto err_close;
         }
         s->nlisteners++;
-        if ((rv = nng_listen(s->sock, cl->url, &cl->l, 0)) != 0) {
-            rv = nng_fail(errmsg, errlen, rv, "cannot listen on", cl->url);
+        if ((rv = listen_on(s, cl, errmsg, errlen)) != 0)
             goto err_close;
-        }
-        cl->ipc = is_ipc_url(cl->url);
-        any_ipc |= cl->ipc;
+        any_ipc |= cl->path != NULL;
     }
     /* Last, so that a failure before needs no loop iteration to clean up. */
     if ((rv = uv_async_init(loop, &s->async, on_async)) != 0) {
@@ -829,8 +967,6 @@ int avm_ctl_server_start(uv_loop_t *loop, const avm_ctl_server_config *cfg,
     s->watch.data = s;
     s->open_handles = 2;
     if (any_ipc) {
-        /* The statistics start at 0 for a new listener, and nng counts nothing
-         * before a connection: the baselines are 0. */
         uv_timer_start(&s->watch, on_watch, WATCH_MS, WATCH_MS);
         uv_unref((uv_handle_t *)&s->watch); /* the async handle keeps the loop */
     }
@@ -843,6 +979,7 @@ int avm_ctl_server_start(uv_loop_t *loop, const avm_ctl_server_config *cfg,
 err_close:
     /* Closing the socket closes its contexts and listeners; no aio was started. */
     nng_close(s->sock);
+    ipc_unlink(s);
     for (unsigned i = 0; i < s->nreqs; i++)
         nng_aio_free(s->reqs[i].aio);
 err_free:
@@ -869,15 +1006,13 @@ void avm_ctl_server_stop(avm_ctl_server *s)
      * that arrives is answered with the shutdown error by the nng thread. */
     lock(s);
     s->stopping = true;
-    avm_ctl_req *queued = s->head;
-    s->head = s->tail = NULL;
-    for (avm_ctl_req *r = queued; r != NULL; r = r->next)
-        req_set(r, REQ_HANDLER);
-    unlock(s);
-    for (avm_ctl_req *r = queued; r != NULL; r = r->next) {
+    for (avm_ctl_req *r = s->head; r != NULL; r = r->next) {
         avm_val_release(r->body);
         r->body = avm_nil();
+        req_set(r, REQ_HANDLER); /* and so answered just below */
     }
+    s->head = s->tail = NULL;
+    unlock(s);
 
     /* Every request the handler owes an answer gets the shutdown error. Only this
      * thread moves a slot out of HANDLER, so the state read here stays true. */
@@ -894,23 +1029,34 @@ void avm_ctl_server_stop(avm_ctl_server *s)
         answered |= owed;
     }
     /* Let the replies reach their pipes before the socket closes them: a send
-     * completes when its message is handed to the pipe (or after its timeout), and
-     * then the slot goes IDLE instead of receiving. A pending receive would never
-     * complete, so only sends are waited for. */
+     * completes when its message is handed to the pipe, and then the slot goes
+     * IDLE instead of receiving. A send that waits for a busy pipe (a client that
+     * does not read) is cancelled at the deadline, so that stop stays short. A
+     * pending receive would never complete, so only sends are waited for. */
+    int64_t deadline = now_ms() + STOP_SEND_TIMEOUT_MS;
     for (unsigned i = 0; i < s->nreqs; i++) {
         avm_ctl_req *r = &s->reqs[i];
-        lock(s);
-        bool sending = r->state == REQ_SEND;
-        unlock(s);
-        if (sending)
-            nng_aio_wait(r->aio);
+        for (;;) {
+            lock(s);
+            bool sending = r->state == REQ_SEND;
+            unlock(s);
+            if (!sending)
+                break;
+            answered = true;
+            if (now_ms() >= deadline) {
+                nng_aio_cancel(r->aio);
+                nng_aio_wait(r->aio);
+                break;
+            }
+            uv_sleep(1);
+        }
     }
     /* A reply on the wire is not yet a reply collected: nng 1.5.2's req0 drops a
      * reply that arrived before the client posted its receive if the connection
      * closes in between (req0_recv_cb leaves the context on the pipe's list, and
      * req0_pipe_close, with resends off, resets it). A client posts its receive
      * right after its send returns, so a short grace covers requests answered
-     * here just after they arrived. */
+     * (here, or by the handler just before) just after they arrived. */
     if (answered)
         uv_sleep(STOP_GRACE_MS);
 
@@ -918,6 +1064,7 @@ void avm_ctl_server_stop(avm_ctl_server *s)
      * run; the aio callbacks may still be due (a closed context completes its
      * receive with NNG_ECLOSED): nng_aio_stop waits for them. */
     nng_close(s->sock);
+    ipc_unlink(s);
     for (unsigned i = 0; i < s->nreqs; i++) {
         avm_ctl_req *r = &s->reqs[i];
         nng_aio_stop(r->aio);
@@ -962,8 +1109,9 @@ void avm_ctl_reply(avm_ctl_req *req, avm_val body)
         size_t len = b.len;
         b.len = 0;
         char msg[128];
-        snprintf(msg, sizeof(msg), "the reply of %zu bytes exceeds the limit of %zu bytes",
-                 len, s->max_frame);
+        snprintf(msg, sizeof(msg),
+                 "the reply of %zu bytes exceeds the limit of %zu bytes", len,
+                 s->max_frame);
         encode_error(&b, req->id, AVM_ETOOBIG, msg);
     } else if (rv != 0) {
         avm_buf_free(&b);
@@ -1050,10 +1198,11 @@ int avm_ctl_normalize_addr(const char *addr, char *url, size_t len, char *errmsg
     else if (is_host_port(addr))
         prefix = "tcp://";
     else
-        return failf(errmsg, errlen, AVM_EINVAL,
-                     "node address \"%s\" is not an nng URL (ipc://PATH, tcp://HOST:PORT), "
-                     "HOST:PORT or a socket path",
-                     addr);
+        return failf(
+            errmsg, errlen, AVM_EINVAL,
+            "node address \"%s\" is not an nng URL (ipc://PATH, tcp://HOST:PORT), "
+            "HOST:PORT or a socket path",
+            addr);
     int n = snprintf(url, len, "%s%s", prefix, addr);
     if (n < 0 || (size_t)n >= len)
         return failf(errmsg, errlen, AVM_EINVAL, "node address \"%.64s...\" is too long",
@@ -1115,13 +1264,6 @@ void avm_ctl_client_close(avm_ctl_client *c)
     free(c);
 }
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static int call_fail(const avm_ctl_client *c, int rv, int timeout_ms, char *errmsg,
                      size_t errlen)
 {
@@ -1131,8 +1273,8 @@ static int call_fail(const avm_ctl_client *c, int rv, int timeout_ms, char *errm
                      timeout_ms);
     if (rv == NNG_ECONNRESET || rv == NNG_ECLOSED)
         return failf(errmsg, errlen, AVM_EIO,
-                     "the connection to %s closed before the reply (the node stopped, or "
-                     "refused a frame over its size limit)",
+                     "the connection to %s closed before the reply (the node stopped, "
+                     "or dropped the connection: for a frame over its size limit, say)",
                      c->url);
     return nng_fail(errmsg, errlen, rv, "cannot talk to", c->url);
 }
@@ -1165,7 +1307,8 @@ int avm_ctl_call(avm_ctl_client *c, const char *op, avm_val body, int timeout_ms
     avm_buf_init(&b);
     int rv = avm_ctl_encode(&b, id, op, body);
     if (rv == AVM_EINVAL)
-        rv = failf(errmsg, errlen, rv, "op \"%.64s\" is longer than %zu bytes", op, OP_MAX);
+        rv = failf(errmsg, errlen, rv, "op \"%.64s\" is longer than %zu bytes", op,
+                   OP_MAX);
     else if (rv != 0)
         rv = failf(errmsg, errlen, rv, "cannot encode the request: %s", avm_strerror(rv));
     else if (b.len > AVM_CTL_MAX_FRAME)

@@ -96,8 +96,8 @@ typedef void (*avm_ctl_handler)(void *arg, avm_ctl_req *req, const char *op,
 typedef struct avm_ctl_server_config {
     const char *const *urls; /* nng URLs to listen on: "ipc:///path", "tcp://h:p" */
     size_t nurls;
-    size_t max_frame;    /* 0: AVM_CTL_MAX_FRAME */
-    unsigned contexts;   /* requests served at once (0: 64) */
+    size_t max_frame;  /* 0: AVM_CTL_MAX_FRAME */
+    unsigned contexts; /* requests served at once (0: 64) */
     avm_ctl_handler handler;
     void *arg;
 } avm_ctl_server_config;
@@ -105,9 +105,11 @@ typedef struct avm_ctl_server_config {
 /* Listens on every URL and starts serving; call on the loop thread (or before the
  * loop runs). 0, or AVM_EINVAL (no URL, no handler, a malformed URL) / AVM_EIO
  * (the address is in use, ...) / AVM_ENOMEM with errmsg naming the URL; on error
- * nothing is left to close. The config and its strings are not kept. ipc
- * listeners are checked every second and restarted if nng stopped accepting on
- * them (nng 1.5.2's bug nanomsg/nng#1518, see control.c). */
+ * nothing is left to close. The config and its strings are not kept.
+ * An ipc:// socket file is put in place by rename (and removed by stop); a path
+ * where another process listens is refused (AVM_EIO), one left by a dead process
+ * is replaced. ipc listeners are checked every second and replaced if nng stopped
+ * accepting on them (nng 1.5.2's bug nanomsg/nng#1518; control.c explains). */
 int avm_ctl_server_start(uv_loop_t *loop, const avm_ctl_server_config *cfg,
                          avm_ctl_server **out, char *errmsg, size_t errlen);
 /* The TCP port that listener i (cfg->urls[i]) is bound to, which is how to learn
@@ -115,14 +117,14 @@ int avm_ctl_server_start(uv_loop_t *loop, const avm_ctl_server_config *cfg,
 int avm_ctl_server_port(const avm_ctl_server *s, size_t i);
 /* Stops listening; requests not answered yet (with the handler, or queued for it)
  * get an error reply AVM_ESTATE "node is shutting down" where the client is still
- * there, and so do requests that arrive while it stops. It blocks briefly (at most
- * about a second) for those replies to be handed to their connections. Call on the
- * loop thread, once (later calls do nothing); the handler is not called again.
- * The loop must run until the server's handle is closed (uv_run after stop): the
- * memory of the server and of its requests is freed then. Until that, answering a
- * request of the stopped server does nothing; after it, every avm_ctl_req pointer
- * is dangling, so cancel pending work (timers) that would answer before or in
- * stop. */
+ * there, and so do requests that arrive while it stops. It blocks briefly (about a
+ * second at most) for those replies to be handed to their connections. Call on the
+ * loop thread (a handler may call it); the handler is not called again. The loop
+ * must run until the server's handles are closed (uv_run after stop): the memory
+ * of the server and of its requests is freed then. Until that, another stop, or
+ * answering a request of the stopped server, does nothing; after it, s and every
+ * avm_ctl_req pointer are dangling, so cancel pending work (timers) that would
+ * answer later. */
 void avm_ctl_server_stop(avm_ctl_server *s);
 
 /* Answers with status "ok" and body (borrowed). A body that cannot be encoded, or

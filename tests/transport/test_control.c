@@ -125,11 +125,11 @@ struct fixture {
 
     pthread_mutex_t mu;
     /* Under mu: */
-    int handled;     /* requests the handler was given */
-    int held;        /* hold requests received */
-    int delayed;     /* delay requests received */
-    int abandoned;   /* delay requests answered because their client left */
-    int stayed;      /* until_abandoned requests whose client stayed to the end */
+    int handled;   /* requests the handler was given */
+    int held;      /* hold requests received */
+    int delayed;   /* delay requests received */
+    int abandoned; /* delay requests answered because their client left */
+    int stayed;    /* until_abandoned requests whose client stayed to the end */
 };
 
 static void fx_bump(fixture *fx, int *counter)
@@ -391,7 +391,8 @@ TEST(frames_round_trip)
     REQUIRE(avm_ctl_encode(&out, 42, "exec.show", body) == 0);
     avm_ctl_frame f;
     char err[256];
-    REQUIRE(avm_ctl_decode((const uint8_t *)out.data, out.len, &f, err, sizeof(err)) == 0);
+    REQUIRE(avm_ctl_decode((const uint8_t *)out.data, out.len, &f, err, sizeof(err)) ==
+            0);
     CHECK_INT(f.version, AVM_CTL_VERSION);
     CHECK_INT(f.id, 42);
     CHECK_STR(f.word, "exec.show");
@@ -415,9 +416,9 @@ TEST(frames_round_trip)
     memset(op, 'o', 64);
     op[64] = '\0';
     CHECK_INT(avm_ctl_encode(&out, 1, op, body), AVM_EINVAL);
-    CHECK_INT(avm_ctl_decode_ex((const uint8_t *)out.data, out.len, 8, &f, err,
-                                sizeof(err)),
-              AVM_ETOOBIG);
+    CHECK_INT(
+        avm_ctl_decode_ex((const uint8_t *)out.data, out.len, 8, &f, err, sizeof(err)),
+        AVM_ETOOBIG);
     CHECK(contains(err, "exceeds the limit of 8 bytes"));
     CHECK(f.body.kind == AVM_NIL);
     avm_buf_free(&out);
@@ -677,11 +678,12 @@ TEST(addresses_normalise)
         {"ipc:///tmp/x", "ipc:///tmp/x"},
     };
     for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
-        CHECK_INT(avm_ctl_normalize_addr(ok[i].in, url, sizeof(url), err, sizeof(err)), 0);
+        CHECK_INT(avm_ctl_normalize_addr(ok[i].in, url, sizeof(url), err, sizeof(err)),
+                  0);
         CHECK_STR(url, ok[i].out);
     }
-    const char *bad[] = {"", "avmd", "host:", "host:0", "host:65536", "host:12a",
-                         "data/avmd.sock", ":7410"};
+    const char *bad[] = {"",           "avmd",     "host:",          "host:0",
+                         "host:65536", "host:12a", "data/avmd.sock", ":7410"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         CHECK_INT(avm_ctl_normalize_addr(bad[i], url, sizeof(url), err, sizeof(err)),
                   AVM_EINVAL);
@@ -891,7 +893,7 @@ TEST(concurrent_calls_and_a_delayed_reply)
     CHECK_INT(done, NTHREADS * NCALLS);
     CHECK_INT(d.rv, 0);
     CHECK(d.elapsed >= 350);
-    CHECK(d.done_at_reply > 0); /* echoes were answered while it waited */
+    CHECK(d.done_at_reply > 0);      /* echoes were answered while it waited */
     CHECK_STR(code_of(d.reply), ""); /* an ok body, not an error */
     avm_val tag = avm_ctl_get(d.reply, "tag");
     CHECK(tag.kind == AVM_STR && strcmp(tag.u.s->data, "slow") == 0);
@@ -960,7 +962,11 @@ TEST(frames_over_the_limit_are_refused)
     avm_ctl_client *c;
     char err[256];
     avm_val reply;
-    REQUIRE(avm_ctl_client_open(fx.ipc, &c, err, sizeof(err)) == 0);
+    /* Over tcp: the refusal drops the connection while the client redials, and
+     * nng 1.5.2's ipc handles a connection closed during its handshake badly on
+     * both ends (see control.c, "ipc listeners"); the server copes, the client
+     * may not, and this test is about the limit. */
+    REQUIRE(avm_ctl_client_open(fx.tcp, &c, err, sizeof(err)) == 0);
 
     /* Far over: nng refuses it and drops the connection; the call fails at once
      * (requests are not resent) or at its timeout. */
@@ -993,7 +999,7 @@ TEST(frames_over_the_limit_are_refused)
     /* And the server keeps serving, on a new connection too. */
     CHECK_INT(avm_ctl_call(c, "echo", avm_int(1), 3000, &reply, err, sizeof(err)), 0);
     avm_ctl_client_close(c);
-    CHECK_INT(call(fx.tcp, "echo", avm_int(2), 3000, &reply, err, sizeof(err)), 0);
+    CHECK_INT(call(fx.ipc, "echo", avm_int(2), 3000, &reply, err, sizeof(err)), 0);
     CHECK(reply.kind == AVM_INT && reply.u.i == 2);
     CHECK(fx_stop(&fx));
 }
@@ -1163,7 +1169,8 @@ TEST(start_errors_are_named)
 
     /* The same ipc path twice. */
     const char *urls[] = {fx.ipc};
-    avm_ctl_server_config cfg = {.urls = urls, .nurls = 1, .handler = handler, .arg = &fx};
+    avm_ctl_server_config cfg = {
+        .urls = urls, .nurls = 1, .handler = handler, .arg = &fx};
     CHECK_INT(avm_ctl_server_start(&loop, &cfg, &s, err, sizeof(err)), AVM_EIO);
     CHECK(contains(err, fx.ipc));
     CHECK(s == NULL);
