@@ -26,8 +26,10 @@
 #include "platform.h"
 #include "value.h"
 
-/* Format of the environment; checked at open. */
-#define AVM_LMDB_FORMAT 1
+/* Format of the environment; checked at open. Format 2 keeps checkpoint states
+ * apart from the executions' records and trace chunks in a journal; an environment
+ * of format 1 is migrated by the open that finds it, in its first transaction. */
+#define AVM_LMDB_FORMAT 2
 
 typedef struct avm_lmdb avm_lmdb;
 

@@ -1,6 +1,8 @@
 /* The LMDB store: round trips of every record kind, versions and validation,
- * group commit against sequential apply on the in-memory store, snapshots, the
- * format check, the single-writer lock, and the disk problems of the storage issue
+ * group commit against sequential apply on the in-memory store, snapshots, how
+ * checkpoints are stored (superseded ones deleted, sparse blobs compacted), the
+ * format check and the migration of format 1, the single-writer lock, and the disk
+ * problems of the storage issue
  * (map growth and map full, a corrupt file, permission denied, not a directory,
  * disk full). Each test uses its own temporary directory. */
 #include <errno.h>
@@ -835,6 +837,398 @@ TEST(keys_beyond_the_limit)
     fx_end(&f);
 }
 
+/* ---- Checkpoint storage ----------------------------------------------------- */
+
+/* The keys (8-byte numbers) of database name, read by hand after the store closed:
+ * how many (at most max are stored in keys), or -1 when there is no such database. */
+static long raw_numbers(const char *dir, const char *name, uint64_t *keys, size_t max)
+{
+    MDB_env *env;
+    MDB_txn *txn;
+    MDB_dbi dbi;
+    MDB_cursor *cur;
+    long n = -1;
+    if (mdb_env_create(&env) != 0)
+        return -1;
+    mdb_env_set_maxdbs(env, 16);
+    if (mdb_env_open(env, dir, MDB_RDONLY, 0644) == 0 &&
+        mdb_txn_begin(env, NULL, MDB_RDONLY, &txn) == 0) {
+        if (mdb_dbi_open(txn, name, 0, &dbi) == 0 &&
+            mdb_cursor_open(txn, dbi, &cur) == 0) {
+            MDB_val k, v;
+            n = 0;
+            for (int rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+                 rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT), n++) {
+                uint64_t x = 0;
+                for (size_t i = 0; i < k.mv_size && i < 8; i++)
+                    x = x << 8 | ((const uint8_t *)k.mv_data)[i];
+                if ((size_t)n < max)
+                    keys[n] = x;
+            }
+            mdb_cursor_close(cur);
+        }
+        mdb_txn_abort(txn);
+    }
+    mdb_env_close(env);
+    return n;
+}
+
+/* What an execution should have in the store: its latest checkpoint and its log. */
+typedef struct xmodel {
+    char id[32];
+    uint8_t status;
+    avm_buf state, log;
+} xmodel;
+
+#define NX 64
+
+/* One checkpoint of x in w: a new state (of a size that changes each round, as
+ * the manager's do) and, every seventh round, a chunk of its trace log. The
+ * bytes live in x until its next checkpoint. */
+static void ck_next(xmodel *x, int round, int i, avm_writeset *w, avm_buf *chunk)
+{
+    size_t len = 600 + (size_t)(round * 170 + i * 13) % 1200;
+    x->state.len = 0;
+    for (size_t j = 0; j < len; j++) {
+        uint8_t c = (uint8_t)(round * 31 + i + j);
+        avm_buf_put(&x->state, &c, 1);
+    }
+    x->status = (uint8_t)(round % 5);
+    *w = (avm_writeset){.ckpt_id = x->id,
+                        .ckpt_state = (const uint8_t *)x->state.data,
+                        .ckpt_len = x->state.len,
+                        .ckpt_status = x->status};
+    chunk->len = 0;
+    if ((round + i) % 7 == 0) {
+        for (int j = 0; j < 100 + i; j++)
+            avm_buf_put(chunk, &"0123456789"[(round + j) % 10], 1);
+        w->ckpt_trace = (const uint8_t *)chunk->data;
+        w->ckpt_trace_len = chunk->len;
+        w->ckpt_trace_at = x->log.len;
+        avm_buf_put(&x->log, chunk->data, chunk->len);
+    }
+}
+
+/* One group commit of the checkpoints of xs[lo, hi); with twice, xs[lo]
+ * checkpoints twice in it (the later one is the latest). */
+static bool ck_round(avm_lmdb *db, xmodel *xs, int lo, int hi, int round, bool twice)
+{
+    avm_writeset w[NX + 1];
+    const avm_writeset *wp[NX + 1];
+    avm_buf chunks[NX + 1], first;
+    bool ok[NX + 1];
+    size_t n = 0;
+    avm_buf_init(&first);
+    for (int i = lo; i < hi; i++) {
+        avm_buf_init(&chunks[n]);
+        ck_next(&xs[i], round, i, &w[n], &chunks[n]);
+        if (twice && i == lo) {
+            /* The first state must stay valid: the model keeps only the second. */
+            avm_buf_put(&first, xs[i].state.data, xs[i].state.len);
+            w[n].ckpt_state = (const uint8_t *)first.data;
+            wp[n] = &w[n];
+            n++;
+            avm_buf_init(&chunks[n]);
+            ck_next(&xs[i], round + 7 - (round + i) % 7, i, &w[n], &chunks[n]);
+        }
+        wp[n] = &w[n];
+        n++;
+    }
+    int rv = avm_lmdb_apply_batch(db, wp, n, ok);
+    bool all = rv == 0;
+    for (size_t i = 0; i < n; i++) {
+        all = all && ok[i];
+        avm_buf_free(&chunks[i]);
+    }
+    avm_buf_free(&first);
+    if (!all)
+        fprintf(stderr, "round %d: %s\n", round, avm_lmdb_errmsg(db));
+    return all;
+}
+
+/* Every execution's latest checkpoint and whole log are what the model says. */
+static bool ck_match(avm_lmdb *db, xmodel *xs, int n)
+{
+    bool same = true;
+    for (int i = 0; i < n; i++) {
+        uint8_t status = 0xff;
+        avm_buf st, log;
+        int rv = avm_lmdb_exec_get(db, xs[i].id, &status, &st);
+        int rv2 = avm_lmdb_trace_log(db, xs[i].id, &log);
+        if (rv != 0 || rv2 != 0 || status != xs[i].status || st.len != xs[i].state.len ||
+            memcmp(st.data, xs[i].state.data, st.len) != 0 || log.len != xs[i].log.len ||
+            (log.len > 0 && memcmp(log.data, xs[i].log.data, log.len) != 0)) {
+            fprintf(stderr, "%s: %d %d status %d, state %zu bytes, log %zu bytes: %s\n",
+                    xs[i].id, rv, rv2, status, st.len, log.len, avm_lmdb_errmsg(db));
+            same = false;
+        }
+        avm_buf_free(&st);
+        avm_buf_free(&log);
+    }
+    return same;
+}
+
+TEST(checkpoints_are_reclaimed_and_compacted)
+{
+    fixture f;
+    fx_begin(&f);
+    avm_lmdb *db = st_open(f.dir, 0, 0);
+    REQUIRE(db != NULL);
+    static xmodel xs[NX];
+    for (int i = 0; i < NX; i++) {
+        snprintf(xs[i].id, sizeof(xs[i].id), "node1/e%d", i + 1);
+        avm_buf_init(&xs[i].state);
+        avm_buf_init(&xs[i].log);
+    }
+    uint64_t keys[16];
+    int round = 0;
+
+    /* All checkpoint every round: each round's blob supersedes the last whole. */
+    for (int r = 0; r < 30; r++)
+        REQUIRE(ck_round(db, xs, 0, NX, round++, r == 11));
+    CHECK(ck_match(db, xs, NX));
+    avm_lmdb_close(db);
+    CHECK_INT(raw_numbers(f.dir, "checkpoints", keys, 16), 1);
+    CHECK_INT(raw_numbers(f.dir, "execs", keys, 16), NX);
+
+    /* After a reopen (what the handle knew of blobs is gone), a quarter go on: the
+     * blob the others last wrote stays, three quarters live. */
+    db = st_open(f.dir, 0, 0);
+    REQUIRE(db != NULL);
+    for (int r = 0; r < 10; r++)
+        REQUIRE(ck_round(db, xs, 0, NX / 4, round++, false));
+    CHECK(ck_match(db, xs, NX));
+    avm_lmdb_close(db);
+    CHECK_INT(raw_numbers(f.dir, "checkpoints", keys, 16), 2);
+
+    /* All but four go on: that blob is then a sixteenth live; its four entries
+     * move to a blob of their own, which the busy ones' rounds leave alone. */
+    db = st_open(f.dir, 0, 0);
+    REQUIRE(db != NULL);
+    for (int r = 0; r < 3; r++)
+        REQUIRE(ck_round(db, xs, 0, NX - 4, round++, r == 1));
+    avm_lmdb_close(db);
+    CHECK_INT(raw_numbers(f.dir, "checkpoints", keys, 16), 2);
+    uint64_t cold = keys[0];
+    db = st_open(f.dir, 0, 0);
+    REQUIRE(db != NULL);
+    for (int r = 0; r < 10; r++)
+        REQUIRE(ck_round(db, xs, 0, NX - 4, round++, false));
+    /* One by itself, and a log cleared. */
+    avm_buf_free(&xs[3].state);
+    avm_buf_init(&xs[3].state);
+    avm_buf_put(&xs[3].state, "put", 3);
+    xs[3].status = 9;
+    CHECK_INT(avm_lmdb_exec_put(db, xs[3].id, 9, (const uint8_t *)"put", 3), 0);
+    CHECK_INT(avm_lmdb_trace_clear(db, xs[4].id), 0);
+    xs[4].log.len = 0;
+    CHECK(ck_match(db, xs, NX));
+    avm_lmdb_close(db);
+    CHECK_INT(raw_numbers(f.dir, "checkpoints", keys, 16), 3);
+    CHECK(keys[0] == cold);
+
+    /* Deleted, an execution takes its checkpoint and its log along. */
+    db = st_open(f.dir, 0, 0);
+    REQUIRE(db != NULL);
+    CHECK(ck_match(db, xs, NX));
+    for (int i = 0; i < NX; i++)
+        CHECK_INT(avm_lmdb_exec_del(db, xs[i].id), 0);
+    avm_lmdb_close(db);
+    CHECK_INT(raw_numbers(f.dir, "checkpoints", keys, 16), 0);
+    CHECK_INT(raw_numbers(f.dir, "trace_chunks", keys, 16), 0);
+    CHECK_INT(raw_numbers(f.dir, "execs", keys, 16), 0);
+    for (int i = 0; i < NX; i++) {
+        avm_buf_free(&xs[i].state);
+        avm_buf_free(&xs[i].log);
+    }
+    fx_end(&f);
+}
+
+TEST(checkpoints_survive_map_growth)
+{
+    fixture f;
+    fx_begin(&f);
+    /* Each round's states alone are several times the first map. */
+    avm_lmdb *db = st_open(f.dir, 64 << 10, 0);
+    REQUIRE(db != NULL);
+    static xmodel xs[NX];
+    for (int i = 0; i < NX; i++) {
+        snprintf(xs[i].id, sizeof(xs[i].id), "node1/g%d", i + 1);
+        avm_buf_init(&xs[i].state);
+        avm_buf_init(&xs[i].log);
+    }
+    for (int r = 0; r < 20; r++)
+        REQUIRE(ck_round(db, xs, 0, r % 3 == 2 ? NX / 8 : NX, r, r == 4));
+    CHECK(ck_match(db, xs, NX));
+    avm_lmdb_stats st;
+    REQUIRE(avm_lmdb_stats_get(db, &st) == 0);
+    CHECK(st.map_size > (64 << 10));
+    avm_lmdb_close(db);
+    db = st_open(f.dir, 0, 0);
+    REQUIRE(db != NULL);
+    CHECK(ck_match(db, xs, NX));
+    avm_lmdb_close(db);
+    for (int i = 0; i < NX; i++) {
+        avm_buf_free(&xs[i].state);
+        avm_buf_free(&xs[i].log);
+    }
+    fx_end(&f);
+}
+
+/* ---- Format 1 --------------------------------------------------------------- */
+
+/* A format 1 environment, written by hand: records [status, state bin] in
+ * "executions", chunks under (id, 0x00, 8-byte offset) in "traces". */
+static int raw_put(MDB_txn *txn, MDB_dbi dbi, const void *k, size_t klen, const void *v,
+                   size_t vlen)
+{
+    MDB_val kv = {klen, (void *)k}, vv = {vlen, (void *)v};
+    return mdb_put(txn, dbi, &kv, &vv, 0);
+}
+
+static int raw_exec1(MDB_txn *txn, MDB_dbi dbi, const char *id, int status,
+                     const char *state)
+{
+    avm_buf b;
+    avm_buf_init(&b);
+    avm_mp_put_array(&b, 2);
+    avm_mp_put_uint(&b, (uint64_t)status);
+    avm_mp_put_bin(&b, state, strlen(state));
+    int rc = raw_put(txn, dbi, id, strlen(id), b.data, b.len);
+    avm_buf_free(&b);
+    return rc;
+}
+
+static int raw_chunk1(MDB_txn *txn, MDB_dbi dbi, const char *id, uint64_t at,
+                      const char *bytes)
+{
+    char k[64];
+    size_t n = strlen(id);
+    memcpy(k, id, n);
+    k[n] = '\0';
+    for (int i = 0; i < 8; i++)
+        k[n + 1 + i] = (char)(at >> (56 - 8 * i));
+    return raw_put(txn, dbi, k, n + 9, bytes, strlen(bytes));
+}
+
+static int raw_format1(const char *dir, bool damaged)
+{
+    MDB_env *env;
+    MDB_txn *txn;
+    MDB_dbi meta, ex, tr;
+    int rc = mdb_env_create(&env);
+    mdb_env_set_maxdbs(env, 16);
+    if (rc == 0)
+        rc = mdb_env_open(env, dir, 0, 0644);
+    if (rc == 0)
+        rc = mdb_txn_begin(env, NULL, 0, &txn);
+    if (rc != 0) {
+        mdb_env_close(env);
+        return rc;
+    }
+    uint8_t one = 1, seq[3] = {0xcd, 0x04, 0x00}; /* msgpack 1 and 1024 */
+    if ((rc = mdb_dbi_open(txn, "meta", MDB_CREATE, &meta)) == 0)
+        rc = raw_put(txn, meta, "format", 6, &one, 1);
+    if (rc == 0)
+        rc = raw_put(txn, meta, "seq", 3, seq, 3);
+    if (rc == 0)
+        rc = mdb_dbi_open(txn, "executions", MDB_CREATE, &ex);
+    if (rc == 0)
+        rc = mdb_dbi_open(txn, "traces", MDB_CREATE, &tr);
+    if (rc == 0)
+        rc = raw_exec1(txn, ex, "node1/e1", 3, "state one");
+    if (rc == 0)
+        rc = raw_exec1(txn, ex, "node1/e2", 1, "");
+    if (rc == 0)
+        rc = raw_exec1(txn, ex, "node1/e3", 2, "s3");
+    if (rc == 0 && damaged)
+        rc = raw_put(txn, ex, "node1/e4", 8, "\x92\x01", 2);
+    if (rc == 0)
+        rc = raw_chunk1(txn, tr, "node1/e1", 3, "de");
+    if (rc == 0)
+        rc = raw_chunk1(txn, tr, "node1/e1", 0, "abc");
+    if (rc == 0)
+        rc = raw_chunk1(txn, tr, "node1/e2", 0, "zz");
+    if (rc == 0)
+        rc = raw_chunk1(txn, tr, "node1/e9", 0, "orphan");
+    rc = rc == 0 ? mdb_txn_commit(txn) : (mdb_txn_abort(txn), rc);
+    mdb_env_close(env);
+    return rc;
+}
+
+static bool exec_is(avm_lmdb *db, const char *id, int status, const char *state,
+                    const char *log)
+{
+    uint8_t st = 0xff;
+    avm_buf s, l;
+    int rv = avm_lmdb_exec_get(db, id, &st, &s);
+    int rv2 = avm_lmdb_trace_log(db, id, &l);
+    bool same = rv == 0 && rv2 == 0 && st == status && s.len == strlen(state) &&
+                (s.len == 0 || memcmp(s.data, state, s.len) == 0) &&
+                l.len == strlen(log) && (l.len == 0 || memcmp(l.data, log, l.len) == 0);
+    if (!same)
+        fprintf(stderr, "%s: %d %d: %s\n", id, rv, rv2, avm_lmdb_errmsg(db));
+    avm_buf_free(&s);
+    avm_buf_free(&l);
+    return same;
+}
+
+TEST(format_1_is_migrated)
+{
+    fixture f;
+    fx_begin(&f);
+    REQUIRE(raw_format1(f.dir, false) == 0);
+    avm_lmdb *db = st_open(f.dir, 0, 0);
+    REQUIRE(db != NULL);
+    CHECK(exec_is(db, "node1/e1", 3, "state one", "abcde"));
+    CHECK(exec_is(db, "node1/e2", 1, "", "zz"));
+    CHECK(exec_is(db, "node1/e3", 2, "s3", ""));
+    avm_buf l;
+    CHECK_INT(avm_lmdb_trace_log(db, "node1/e9", &l), 0); /* dropped: no record */
+    CHECK_INT(l.len, 0);
+    avm_buf_free(&l);
+    avm_buf each;
+    avm_buf_init(&each);
+    CHECK_INT(avm_lmdb_exec_each(db, collect_exec, &each), 0);
+    CHECK_STR(avm_buf_cstr(&each), "node1/e1=3;node1/e2=1;node1/e3=2;");
+    avm_buf_free(&each);
+    /* The logs go on from where format 1 left them. */
+    avm_writeset w = {.ckpt_id = "node1/e1",
+                      .ckpt_state = (const uint8_t *)"state two",
+                      .ckpt_len = 9,
+                      .ckpt_status = 4,
+                      .ckpt_trace = (const uint8_t *)"fg",
+                      .ckpt_trace_len = 2,
+                      .ckpt_trace_at = 5};
+    bool ok;
+    CHECK(avm_lmdb_store(db)->ops->apply(avm_lmdb_store(db), &w, &ok) == 0 && ok);
+    CHECK(exec_is(db, "node1/e1", 4, "state two", "abcdefg"));
+    CHECK(avm_lmdb_store(db)->ops->next_seq(avm_lmdb_store(db)) > 1024);
+    avm_lmdb_close(db);
+    uint64_t keys[4];
+    CHECK_INT(raw_numbers(f.dir, "executions", keys, 4), -1);
+    CHECK_INT(raw_numbers(f.dir, "traces", keys, 4), -1);
+    db = st_open(f.dir, 0, 0);
+    REQUIRE(db != NULL);
+    CHECK(exec_is(db, "node1/e1", 4, "state two", "abcdefg"));
+    CHECK(exec_is(db, "node1/e2", 1, "", "zz"));
+    avm_lmdb_close(db);
+
+    /* A damaged format 1 record: refused, named, and nothing changed. */
+    char *dir = subdir(&f, "damaged");
+    mkdir(dir, 0755);
+    REQUIRE(raw_format1(dir, true) == 0);
+    avm_lmdb_config cfg = {.path = dir};
+    char err[512];
+    CHECK_INT(avm_lmdb_open(&cfg, &db, err, sizeof(err)), AVM_EIO);
+    CHECK(db == NULL);
+    CHECK(contains(err, "node1/e4") && contains(err, dir));
+    CHECK(contains(err, "format 1") && contains(err, "format 2"));
+    printf("  refused: %s\n", err);
+    CHECK_INT(raw_numbers(dir, "executions", keys, 4), 4);
+    fx_end(&f);
+}
+
 /* ---- Format version and the single-writer lock ------------------------------ */
 
 /* Writes meta "format" by hand (value: msgpack uint), or deletes it (v < 0). */
@@ -871,14 +1265,16 @@ TEST(format_version_checked_at_open)
     REQUIRE(create_with_state(&f, avm_lmdb_store(db), keep(st_oidn(1)), int_list(1, 1)));
     avm_lmdb_close(db);
 
-    REQUIRE(raw_set_format(f.dir, 2) == 0);
+    REQUIRE(raw_set_format(f.dir, AVM_LMDB_FORMAT + 1) == 0);
     avm_lmdb_config cfg = {.path = f.dir};
-    char err[512];
+    char err[512], newer[32], ours[32];
+    snprintf(newer, sizeof(newer), "format %d", AVM_LMDB_FORMAT + 1);
+    snprintf(ours, sizeof(ours), "format %d", AVM_LMDB_FORMAT);
     CHECK_INT(avm_lmdb_open(&cfg, &db, err, sizeof(err)), AVM_EVERSION);
     CHECK(db == NULL);
     CHECK(contains(err, f.dir));
-    CHECK(contains(err, "format 2"));
-    CHECK(contains(err, "format 1"));
+    CHECK(contains(err, newer));
+    CHECK(contains(err, ours));
     printf("  refused: %s\n", err);
 
     REQUIRE(raw_set_format(f.dir, -1) == 0);
@@ -887,7 +1283,7 @@ TEST(format_version_checked_at_open)
     CHECK(contains(err, "without a storage format version"));
 
     /* Written back, the data is all there. */
-    REQUIRE(raw_set_format(f.dir, 1) == 0);
+    REQUIRE(raw_set_format(f.dir, AVM_LMDB_FORMAT) == 0);
     CHECK_INT(avm_lmdb_open(&cfg, &db, err, sizeof(err)), 0);
     if (db != NULL) {
         CHECK(avm_lmdb_store(db)->ops->get(avm_lmdb_store(db), NULL, keep(st_oidn(1))));
@@ -1223,7 +1619,9 @@ TEST_MAIN(T(roundtrip_every_record_kind), T(versions_bump_on_every_committed_wri
           T(exactly_one_of_two_conflicting_commits),
           T(group_commit_equals_sequential_apply), T(snapshot_reads_are_consistent),
           T(snapshot_survives_map_growth), T(checkpoint_only_with_its_commit),
-          T(keys_beyond_the_limit), T(format_version_checked_at_open),
-          T(second_open_is_refused), T(map_grows_on_demand), T(map_full_beyond_the_limit),
+          T(checkpoints_are_reclaimed_and_compacted), T(checkpoints_survive_map_growth),
+          T(format_1_is_migrated), T(keys_beyond_the_limit),
+          T(format_version_checked_at_open), T(second_open_is_refused),
+          T(map_grows_on_demand), T(map_full_beyond_the_limit),
           T(corrupt_file_is_refused), T(permission_denied_and_not_a_directory),
           T(disk_full_fails_the_commit_not_the_data))
