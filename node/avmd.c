@@ -41,6 +41,7 @@ typedef struct config {
     bool log_json;
     uint64_t slice;
     size_t batch_max;
+    bool durable_commits;
 } config;
 
 /* A client waiting for an execution: `run` (answered once its start is durable)
@@ -299,7 +300,16 @@ static void on_event(void *arg, const avm_mev *ev)
 static void idle_cb(uv_idle_t *h)
 {
     node_daemon *d = h->data;
-    if (!avm_mgr_round(d->m)) {
+    bool more = avm_mgr_round(d->m);
+    const char *failure = avm_mgr_failure(d->m);
+    if (failure != NULL) {
+        /* The executions in memory are ahead of the store: nothing more may be
+         * written or answered. A restart recovers from the store. */
+        log_kv(d, L_ERROR, "node.failed", "error", failure, "action",
+               "stopping; restart the node to recover from its data directory", NULL);
+        _exit(1);
+    }
+    if (!more) {
         uv_idle_stop(&d->idle);
         d->idle_on = false;
     }
@@ -751,7 +761,8 @@ static void usage(FILE *f)
         "options (flags override the config file):\n"
         "  --config FILE      read options from FILE: `key = value` lines, keys as\n"
         "                     the long options without dashes (name, data, controller,\n"
-        "                     control, log-level, log-format, slice, batch); # comments\n"
+        "                     control, log-level, log-format, slice, batch, commit);\n"
+        "                     # comments\n"
         "  --name NAME        this node's machine id (default node1)\n"
         "  --controller NAME  its default controller (default main)\n"
         "  --data DIR         data directory (default: $AVM_DATA, else\n"
@@ -762,6 +773,10 @@ static void usage(FILE *f)
         "  --log-format F     text (logfmt, the default) or json\n"
         "  --slice N          instructions per scheduling slice (default 20000)\n"
         "  --batch N          most write sets in one group commit (default 4096)\n"
+        "  --commit MODE      pipelined (the default: a commit is validated and\n"
+        "                     applied at once and made durable with its round's\n"
+        "                     group commit, before anything leaves the node) or\n"
+        "                     durable (commitTx waits for the disk)\n"
         "  --version          print the version\n"
         "  --help             this text\n"
         "\n"
@@ -818,6 +833,12 @@ static int set_opt(config *c, const char *key, const char *val, char *err, size_
             return -1;
         }
         c->log_json = strcmp(val, "json") == 0;
+    } else if (strcmp(key, "commit") == 0) {
+        if (strcmp(val, "pipelined") != 0 && strcmp(val, "durable") != 0) {
+            snprintf(err, errlen, "commit must be pipelined or durable, not '%s'", val);
+            return -1;
+        }
+        c->durable_commits = strcmp(val, "durable") == 0;
     } else if (strcmp(key, "slice") == 0 || strcmp(key, "batch") == 0) {
         errno = 0;
         unsigned long long v = strtoull(val, &end, 10);
@@ -963,6 +984,8 @@ int main(int argc, char **argv)
                          .slice = c->slice,
                          .batch_max = c->batch_max,
                          .resume_on_open = true,
+                         .commit_mode = c->durable_commits ? AVM_COMMIT_DURABLE
+                                                           : AVM_COMMIT_PIPELINED,
                          .on_event = on_event,
                          .arg = &d};
     rv = avm_mgr_open(&mc, &d.m, err, sizeof(err));

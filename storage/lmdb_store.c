@@ -374,6 +374,12 @@ struct avm_lmdb {
     bool seq_dirty;
     uint64_t commits, batches;
     snap *snaps; /* open snapshots */
+    /* Staging (avm_lmdb_stage): the open write transaction of a round, its overlay
+     * of changed records, and what it holds. broken: a staged round was lost. */
+    MDB_txn *stxn;
+    struct batch *stage;
+    size_t staged_bytes, staged_n;
+    bool stage_broken;
     /* The next blob and chunk numbers of committed transactions; what the handle
      * knows of blobs (number -> blobent*), as of the latest commit or, during a
      * write transaction, as of that transaction; and that transaction's writes. */
@@ -570,8 +576,30 @@ static int grow_map(avm_lmdb *db)
 
 /* Runs ops->body in one LMDB write transaction and commits it durably; on
  * MDB_MAP_FULL grows the map and runs the whole transaction again. */
+static void stage_break(avm_lmdb *db);
+static const wtx_ops pure_ops;
+
 static int write_txn(avm_lmdb *db, const char *what, const wtx_ops *ops, void *arg)
 {
+    if (db->stxn != NULL) {
+        /* A round is staged. A pure function registered by a running program
+         * joins it (durable with it; a failure may have changed the staged
+         * transaction, so the round is lost); other writes wait for the round. */
+        if (ops != &pure_ops)
+            return failf(db, AVM_ESTATE, "%s %s: a round of commits is staged", what,
+                         db->path);
+        int mrc = 0;
+        int rv = ops->body(db, db->stxn, arg, &mrc);
+        if (rv != 0) {
+            if (mrc != 0)
+                lmdb_fail(db, mrc, what);
+            stage_break(db);
+            return rv;
+        }
+        if (ops->done != NULL)
+            ops->done(db, arg);
+        return 0;
+    }
     for (;;) {
         MDB_txn *txn;
         int mrc = mdb_txn_begin(db->env, NULL, 0, &txn);
@@ -797,11 +825,20 @@ static const avm_objrec *snap_get(avm_lmdb *db, snap *sn, avm_val oid)
     return c != NULL ? &c->r : NULL;
 }
 
+static const avm_objrec *stage_get(avm_lmdb *db, avm_val oid, bool *hit);
+
 static const avm_objrec *ls_get(avm_store *s, void *snapp, avm_val oid)
 {
     avm_lmdb *db = (avm_lmdb *)s;
     if (!key_ok(db, oid, AVM_OBJID))
         return NULL; /* such an id can never be created */
+    if (db->stage != NULL) {
+        /* A staged round: its records are the latest, whatever the read view. */
+        bool hit;
+        const avm_objrec *r = stage_get(db, oid, &hit);
+        if (hit)
+            return r;
+    }
     if (snapp != NULL)
         return snap_get(db, snapp, oid);
     tslot *e = tab_find(&db->cache, oid);
@@ -1793,7 +1830,46 @@ static int ck_locs(avm_lmdb *db, size_t n)
 
 /* Writes the overlay's changed objects and the checkpoints of committed write
  * sets into txn. */
+static int objs_write(avm_lmdb *db, MDB_txn *txn, batch *b, int *mrc);
+
 static int batch_write(avm_lmdb *db, MDB_txn *txn, batch *b, int *mrc)
+{
+    int rv = objs_write(db, txn, b, mrc);
+    if (rv != 0)
+        return rv;
+    /* The states go first: their blob then takes a run of free pages before the
+     * records and trace chunks take single ones, which the other way round broke
+     * up the runs that earlier blobs had freed (exec_bench, 64 executions: 8.1
+     * writes a commit instead of 7.1). */
+    rv = ck_locs(db, b->n);
+    for (size_t i = 0; rv == 0 && i < b->n; i++) {
+        const avm_writeset *ws = b->ws[i];
+        if (b->ok[i] && ws->ckpt_id != NULL)
+            rv = ck_stage(db, txn, ws->ckpt_id, strlen(ws->ckpt_id), ws->ckpt_state,
+                          ws->ckpt_len, &db->ck.locs[i], mrc);
+    }
+    if (rv != 0 || (rv = blob_flush(db, txn, &db->ck.hot, mrc)) != 0)
+        return rv;
+    for (size_t i = 0; i < b->n; i++) {
+        const avm_writeset *ws = b->ws[i];
+        if (b->ok[i] && ws->ckpt_id != NULL) {
+            rv = ck_put(db, txn, ws->ckpt_id, strlen(ws->ckpt_id), ws->ckpt_status,
+                        &db->ck.locs[i], ws->ckpt_trace, ws->ckpt_trace_len,
+                        ws->ckpt_trace_at, mrc);
+            if (rv != 0)
+                return rv;
+        }
+        if (b->ok[i] && b->acks != NULL && b->acks[i] != NULL) {
+            rv = ack_del(db, txn, b->acks[i], b->nacks[i], mrc);
+            if (rv != 0)
+                return rv;
+        }
+    }
+    return ck_finish(db, txn, mrc);
+}
+
+/* Writes the overlay's changed objects (records and states) into txn. */
+static int objs_write(avm_lmdb *db, MDB_txn *txn, batch *b, int *mrc)
 {
     for (size_t i = 0; i < b->objs.cap; i++) {
         if (b->objs.s[i].st != SLOT_FULL)
@@ -1834,35 +1910,7 @@ static int batch_write(avm_lmdb *db, MDB_txn *txn, batch *b, int *mrc)
         if ((*mrc = mdb_put(txn, db->states, &k, &v, 0)) != 0)
             return AVM_EIO;
     }
-    /* The states go first: their blob then takes a run of free pages before the
-     * records and trace chunks take single ones, which the other way round broke
-     * up the runs that earlier blobs had freed (exec_bench, 64 executions: 8.1
-     * writes a commit instead of 7.1). */
-    int rv = ck_locs(db, b->n);
-    for (size_t i = 0; rv == 0 && i < b->n; i++) {
-        const avm_writeset *ws = b->ws[i];
-        if (b->ok[i] && ws->ckpt_id != NULL)
-            rv = ck_stage(db, txn, ws->ckpt_id, strlen(ws->ckpt_id), ws->ckpt_state,
-                          ws->ckpt_len, &db->ck.locs[i], mrc);
-    }
-    if (rv != 0 || (rv = blob_flush(db, txn, &db->ck.hot, mrc)) != 0)
-        return rv;
-    for (size_t i = 0; i < b->n; i++) {
-        const avm_writeset *ws = b->ws[i];
-        if (b->ok[i] && ws->ckpt_id != NULL) {
-            rv = ck_put(db, txn, ws->ckpt_id, strlen(ws->ckpt_id), ws->ckpt_status,
-                        &db->ck.locs[i], ws->ckpt_trace, ws->ckpt_trace_len,
-                        ws->ckpt_trace_at, mrc);
-            if (rv != 0)
-                return rv;
-        }
-        if (b->ok[i] && b->acks != NULL && b->acks[i] != NULL) {
-            rv = ack_del(db, txn, b->acks[i], b->nacks[i], mrc);
-            if (rv != 0)
-                return rv;
-        }
-    }
-    return ck_finish(db, txn, mrc);
+    return 0;
 }
 
 static int batch_body(avm_lmdb *db, MDB_txn *txn, void *arg, int *mrc)
@@ -1984,6 +2032,10 @@ int avm_lmdb_apply_batch_ex(avm_lmdb *db, const avm_writeset *const *ws,
     }
     if (n == 0)
         return 0;
+    if (db->stxn != NULL)
+        return failf(db, AVM_ESTATE,
+                     "commit to %s: a round is staged; stage the write sets instead",
+                     db->path);
     cache_trim(db);
     batch b = {.ws = ws, .acks = acks, .nacks = nacks, .n = n, .ok = committed};
     if (avm_list_new(0, &b.empty) != 0)
@@ -2002,7 +2054,10 @@ int avm_lmdb_apply_batch(avm_lmdb *db, const avm_writeset *const *ws, size_t n,
 
 static int ls_apply(avm_store *s, const avm_writeset *ws, bool *committed)
 {
-    return avm_lmdb_apply_batch((avm_lmdb *)s, &ws, 1, committed);
+    avm_lmdb *db = (avm_lmdb *)s;
+    if (db->stxn != NULL)
+        return avm_lmdb_stage(db, ws, NULL, 0, committed);
+    return avm_lmdb_apply_batch(db, &ws, 1, committed);
 }
 
 /* pure_put */
@@ -2084,7 +2139,8 @@ static uint64_t ls_next_seq(avm_store *s)
         /* On failure the reservation stays dirty and rides along with the next
          * write transaction, which is the first that could make one of these
          * identifiers durable. */
-        write_txn(db, "reserving identifiers in", &seq_ops, NULL);
+        if (db->stxn == NULL) /* else the staged round carries it */
+            write_txn(db, "reserving identifiers in", &seq_ops, NULL);
     }
     return ++db->seq;
 }
@@ -2912,6 +2968,8 @@ void avm_lmdb_close(avm_lmdb *db)
 {
     if (db == NULL)
         return;
+    if (db->stxn != NULL)
+        stage_break(db); /* not committed: lost, as a crash would lose it */
     while (db->snaps != NULL)
         snap_free(db, db->snaps); /* the owner forgot them; LMDB needs them gone */
     for (size_t i = 0; i < db->npool; i++)
@@ -2948,4 +3006,174 @@ avm_store *avm_lmdb_store(avm_lmdb *db)
 const char *avm_lmdb_errmsg(const avm_lmdb *db)
 {
     return db->errmsg;
+}
+
+/* ---- Staging: a round's commits in one open write transaction ---------------- */
+
+/* Free map space a round may use before it could hit MDB_MAP_FULL, which a staged
+ * round cannot survive (its commits have been answered). The execution manager
+ * commits a round once it holds 8 MiB. */
+#define STAGE_HEADROOM ((size_t)64 << 20)
+
+static const avm_objrec *stage_get(avm_lmdb *db, avm_val oid, bool *hit)
+{
+    tslot *e = tab_find(&db->stage->objs, oid);
+    *hit = e != NULL;
+    if (e == NULL)
+        return NULL;
+    ov *o = e->val;
+    return o->rec != NULL ? &o->rec->r : NULL;
+}
+
+static void stage_free(avm_lmdb *db)
+{
+    batch *b = db->stage;
+    tab_clear(&b->objs, ov_release_v);
+    avm_val_release(b->empty);
+    free(b);
+    db->stage = NULL;
+    db->stxn = NULL;
+    db->staged_bytes = db->staged_n = 0;
+}
+
+/* The staged round is lost: aborted, as a crash would lose it. */
+static void stage_break(avm_lmdb *db)
+{
+    if (db->stxn == NULL)
+        return;
+    mdb_txn_abort(db->stxn);
+    ck_undo(db);
+    stage_free(db);
+    db->stage_broken = true;
+    db->seq_dirty = true; /* the reservation rode on the lost transaction */
+}
+
+static int stage_begin(avm_lmdb *db)
+{
+    MDB_envinfo info;
+    MDB_stat st;
+    mdb_env_info(db->env, &info);
+    mdb_env_stat(db->env, &st);
+    size_t used = (info.me_last_pgno + 1) * (size_t)st.ms_psize;
+    while (info.me_mapsize - used < STAGE_HEADROOM && info.me_mapsize < db->map_max) {
+        int rv = grow_map(db);
+        if (rv != 0)
+            return rv;
+        mdb_env_info(db->env, &info);
+    }
+    cache_trim(db);
+    batch *b = calloc(1, sizeof(*b));
+    if (b == NULL || avm_list_new(0, &b->empty) != 0) {
+        free(b);
+        return failf(db, AVM_ENOMEM, "out of memory");
+    }
+    int mrc = mdb_txn_begin(db->env, NULL, 0, &db->stxn);
+    if (mrc != 0) {
+        avm_val_release(b->empty);
+        free(b);
+        db->stxn = NULL;
+        return lmdb_fail(db, mrc, "commit to");
+    }
+    db->stage = b;
+    db->staged_bytes = db->staged_n = 0;
+    ck_begin(db);
+    return 0;
+}
+
+int avm_lmdb_stage(avm_lmdb *db, const avm_writeset *ws, const avm_lmdb_ack *acks,
+                   size_t nacks, bool *committed)
+{
+    *committed = false;
+    if (db->stage_broken)
+        return failf(db, AVM_EIO, "commit to %s: an earlier staged round was lost",
+                     db->path);
+    int rv = check_input(db, ws);
+    for (size_t j = 0; rv == 0 && acks != NULL && j < nacks; j++)
+        rv = mbox_oid_check(db, acks[j].oid, "acknowledging a message in");
+    if (rv != 0)
+        return rv; /* refused before anything changed */
+    if (db->stxn == NULL && (rv = stage_begin(db)) != 0)
+        return rv;
+    batch *b = db->stage;
+    int mrc = 0;
+    rv = ws_validate(db, db->stxn, b, ws, committed, &mrc);
+    if (rv == 0 && *committed)
+        rv = ws_apply(db, db->stxn, b, ws, &mrc);
+    if (rv == 0 && *committed && ws->ckpt_id != NULL) {
+        /* The state joins the round's blob (copied) and the record points to it;
+         * the trace chunk is copied into the transaction now. */
+        size_t idlen = strlen(ws->ckpt_id);
+        xrec loc;
+        rv = ck_stage(db, db->stxn, ws->ckpt_id, idlen, ws->ckpt_state, ws->ckpt_len,
+                      &loc, &mrc);
+        if (rv == 0)
+            rv = ck_put(db, db->stxn, ws->ckpt_id, idlen, ws->ckpt_status, &loc,
+                        ws->ckpt_trace, ws->ckpt_trace_len, ws->ckpt_trace_at, &mrc);
+    }
+    if (rv == 0 && *committed && acks != NULL && nacks > 0)
+        rv = ack_del(db, db->stxn, acks, nacks, &mrc);
+    if (rv != 0) {
+        if (mrc != 0)
+            lmdb_fail(db, mrc, "commit to");
+        *committed = false;
+        stage_break(db);
+        return rv;
+    }
+    db->staged_n += *committed;
+    db->staged_bytes += 64 + ws->ckpt_len + ws->ckpt_trace_len +
+                        64 * (ws->nstates + ws->ncreates + ws->ndestroys);
+    return 0;
+}
+
+int avm_lmdb_stage_commit(avm_lmdb *db)
+{
+    if (db->stxn == NULL)
+        return db->stage_broken ? AVM_EIO : 0;
+    batch *b = db->stage;
+    int mrc = 0;
+    int rv = objs_write(db, db->stxn, b, &mrc);
+    if (rv == 0)
+        rv = ck_finish(db, db->stxn, &mrc);
+    if (rv == 0 && tab_reserve(&db->cache, b->objs.count) != 0)
+        rv = failf(db, AVM_ENOMEM, "out of memory");
+    if (rv == 0 && db->seq_dirty)
+        rv = put_uint(db->stxn, db->meta, "seq", db->seq_limit, &mrc);
+    if (rv == 0) {
+        mrc = mdb_txn_commit(db->stxn); /* frees the transaction either way */
+        db->stxn = NULL;
+        rv = mrc == 0 ? 0 : AVM_EIO;
+    }
+    if (rv != 0) {
+        if (mrc != 0)
+            lmdb_fail(db, mrc, "commit to");
+        if (db->stxn != NULL)
+            mdb_txn_abort(db->stxn);
+        ck_undo(db);
+        stage_free(db);
+        db->stage_broken = true;
+        db->seq_dirty = true;
+        return rv;
+    }
+    db->seq_dirty = false;
+    ck_done(db);
+    db->commits += db->staged_n;
+    b->n = 0; /* counted above */
+    batch_done(db, b);
+    stage_free(db);
+    return 0;
+}
+
+bool avm_lmdb_stage_broken(const avm_lmdb *db)
+{
+    return db->stage_broken;
+}
+
+bool avm_lmdb_staged_any(const avm_lmdb *db)
+{
+    return db->stxn != NULL;
+}
+
+size_t avm_lmdb_staged_bytes(const avm_lmdb *db)
+{
+    return db->staged_bytes;
 }

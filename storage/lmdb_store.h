@@ -150,6 +150,30 @@ int avm_lmdb_exec_each(avm_lmdb *db,
 int avm_lmdb_trace_log(avm_lmdb *db, const char *id, avm_buf *out);
 int avm_lmdb_trace_clear(avm_lmdb *db, const char *id);
 
+/* Staging: a round of commits in one open LMDB write transaction, durable when
+ * avm_lmdb_stage_commit commits it (one fsync).
+ *
+ * avm_lmdb_stage validates ws against the latest state (the round's earlier staged
+ * write sets included) and, when it holds, applies it into the staged transaction
+ * with its checkpoint, trace chunk and acknowledged messages; *committed tells
+ * which, at once. While a round is staged, every read of the store (get, with or
+ * without a read view) sees the staged records, apply stages, and the other writes
+ * (pure functions) join the round; apply_batch and the execution and mailbox
+ * writes refuse with AVM_ESTATE until the round is committed.
+ * Returns 0; AVM_EINVAL/AVM_ETOOBIG for a write set no state makes valid (nothing
+ * changed); any other error means the round was lost (aborted, as by a crash):
+ * avm_lmdb_stage_broken() is then true for good, and every later stage or
+ * stage_commit fails, since answers were given on the lost commits. The caller must
+ * stop and reopen the store to recover. stage_commit returns 0 when nothing is
+ * staged. */
+int avm_lmdb_stage(avm_lmdb *db, const avm_writeset *ws, const avm_lmdb_ack *acks,
+                   size_t nacks, bool *committed);
+int avm_lmdb_stage_commit(avm_lmdb *db);
+bool avm_lmdb_stage_broken(const avm_lmdb *db);
+/* Whether a round is staged, and roughly how many bytes it holds. */
+bool avm_lmdb_staged_any(const avm_lmdb *db);
+size_t avm_lmdb_staged_bytes(const avm_lmdb *db);
+
 /* Statistics for tools and tests: entries of the objects, behaviours, pure and
  * executions databases, and mailbox = the messages waiting in all mailboxes; the
  * current map size and the bytes of it in use; since open, commits = write sets

@@ -113,6 +113,10 @@ struct avm_mgr {
 
     uint64_t evseq, lamport, next_order;
     avm_mgr_counts c;
+    bool pipelined;   /* commits staged in the round's LMDB transaction */
+    size_t stage_max; /* bytes staged before a commit mid-round */
+    bool failed;      /* a staged round could not be made durable: fail-stop */
+    char failure[512];
 };
 
 #define GROW(arr, n, cap)                                                                \
@@ -250,6 +254,11 @@ static const avm_objrec *xs_get(avm_store *s, void *snap, avm_val oid)
 
 static void *xs_snapshot(avm_store *s)
 {
+    /* Pipelined: a transaction reads the latest state, staged commits included,
+     * and validation at its commit makes it serializable (see manager.h). An LMDB
+     * read view would not hold the round's staged commits. */
+    if (((struct xstore *)s)->e->m->pipelined)
+        return NULL;
     avm_store *b = base_of(s);
     return b->ops->snapshot(b);
 }
@@ -291,6 +300,22 @@ static const char *xs_last_error(avm_store *s)
 }
 
 static void batch_add(avm_mgr *m, mx *e, uint8_t kind);
+static void acks_drop(mx *e, size_t n);
+static void fail_stop(avm_mgr *m, const char *what, int rv);
+
+/* Pipelined: validates and applies ws at once into the round's staged LMDB
+ * transaction, with the messages this execution consumed when ws carries its
+ * checkpoint. The outcome is final; it becomes durable when the round commits. */
+static int stage(avm_mgr *m, mx *e, const avm_writeset *ws, bool *committed)
+{
+    size_t na = ws->ckpt_id != NULL ? e->nacks : 0;
+    int rv = avm_lmdb_stage(m->db, ws, e->acks, na, committed);
+    if (rv == 0 && *committed)
+        acks_drop(e, na);
+    else if (rv != 0 && avm_lmdb_stage_broken(m->db))
+        fail_stop(m, "staging a commit", rv);
+    return rv;
+}
 
 /* An outermost commit joins the round's group commit; the execution waits for
  * its outcome. Immediate effects (outside transactions) apply at once. */
@@ -298,6 +323,16 @@ static int xs_apply(avm_store *s, const avm_writeset *ws, bool *committed)
 {
     mx *e = ((struct xstore *)s)->e;
     avm_mgr *m = e->m;
+    if (m->pipelined) {
+        int rv = stage(m, e, ws, committed);
+        if (rv == 0 && ws->deferrable) {
+            m->c.commits += *committed;
+            m->c.conflicts += !*committed;
+            m->c.ckpt_bytes += ws->ckpt_len;
+            m->c.trace_bytes += ws->ckpt_trace_len;
+        }
+        return rv;
+    }
     if (!ws->deferrable || e->batch != B_NONE || !GROW(m->batch, m->nbatch, m->capbatch))
         return m->base->ops->apply(m->base, ws, committed);
     e->ws = *ws;
@@ -514,6 +549,17 @@ static int checkpoint(avm_mgr *m, mx *e, uint8_t st)
         return rv;
     e->ws.ckpt_status = st;
     e->ckpt_status = st;
+    if (m->pipelined) {
+        bool ok;
+        rv = stage(m, e, &e->ws, &ok);
+        if (rv != 0)
+            return rv;
+        /* Staged: the log up to here goes with the round's commit. */
+        avm_exec_checkpoint_saved(e->x, &e->ws);
+        e->ws.ckpt_trace_at += e->ws.ckpt_trace_len;
+        e->ws.ckpt_trace_len = 0;
+        avm_buf_free(&e->ck);
+    }
     batch_add(m, e, B_CKPT);
     return 0;
 }
@@ -644,9 +690,33 @@ static void run_slice(avm_mgr *m, mx *e)
 }
 
 /* The round's group commit. */
+static void fail_stop(avm_mgr *m, const char *what, int rv)
+{
+    if (m->failed)
+        return;
+    m->failed = true;
+    const char *why = avm_lmdb_errmsg(m->db);
+    snprintf(m->failure, sizeof(m->failure), "%s: %s", what,
+             why != NULL && *why ? why : avm_strerror(rv));
+    emit(m, AVM_MEV_STORE_ERROR, NULL, avm_nil(), m->failure);
+}
+
 static void flush(avm_mgr *m)
 {
     size_t n = m->nbatch;
+    if (m->pipelined) {
+        /* The round's staged transaction becomes durable; then the checkpoints
+         * in it (starts, suspends, ends) are news. A failure leaves the node's
+         * memory ahead of its disk: it must stop (fail-stop). */
+        bool any = avm_lmdb_staged_any(m->db);
+        int rv = avm_lmdb_stage_commit(m->db);
+        if (rv != 0)
+            fail_stop(m, "committing a round", rv);
+        else if (any)
+            m->c.batches++;
+        if (m->failed)
+            return;
+    }
     if (n == 0)
         return;
     const avm_writeset **ws = malloc(n * sizeof(*ws));
@@ -660,14 +730,24 @@ static void flush(avm_mgr *m)
         for (size_t i = 0; i < n; i++) {
             mx *e = m->batch[i];
             ws[i] = &e->ws;
-            m->c.ckpt_bytes += e->ws.ckpt_len;
-            m->c.trace_bytes += e->ws.ckpt_trace_len;
+            if (!m->pipelined) {
+                m->c.ckpt_bytes += e->ws.ckpt_len;
+                m->c.trace_bytes += e->ws.ckpt_trace_len;
+            }
             /* Messages consumed before this checkpoint leave their mailboxes with it. */
             e->acks_in_batch = e->ws.ckpt_id != NULL ? e->nacks : 0;
             acks[i] = e->acks;
             nacks[i] = e->acks_in_batch;
         }
-        rv = avm_lmdb_apply_batch_ex(m->db, ws, acks, nacks, n, ok);
+        if (m->pipelined) {
+            rv = 0; /* staged and committed above */
+            for (size_t i = 0; i < n; i++) {
+                ok[i] = true;
+                m->batch[i]->acks_in_batch = 0;
+            }
+        } else {
+            rv = avm_lmdb_apply_batch_ex(m->db, ws, acks, nacks, n, ok);
+        }
     }
     m->c.batches++;
     m->nbatch = 0;
@@ -690,7 +770,7 @@ static void flush(avm_mgr *m)
             continue;
         }
         /* A checkpoint: the log up to it is saved. */
-        if (rv == 0)
+        if (rv == 0 && !m->pipelined)
             avm_exec_checkpoint_saved(e->x, &e->ws);
         avm_buf_free(&e->ck);
         if (e->state == AVM_XS_TERMINATED) {
@@ -814,6 +894,8 @@ static void apply_input(avm_mgr *m, inev *in)
 
 bool avm_mgr_round(avm_mgr *m)
 {
+    if (m->failed)
+        return false;
     m->c.rounds++;
     /* Inputs in arrival order; an input may post nothing new. */
     size_t nin = m->nin;
@@ -830,16 +912,24 @@ bool avm_mgr_round(avm_mgr *m)
         if (e == NULL)
             break;
         run_slice(m, e);
-        if (m->nbatch >= m->batch_max)
+        if (m->nbatch >= m->batch_max ||
+            (m->pipelined && avm_lmdb_staged_bytes(m->db) >= m->stage_max))
             flush(m);
+        if (m->failed)
+            return false;
     }
     flush(m);
-    return avm_mgr_busy(m);
+    return !m->failed && avm_mgr_busy(m);
 }
 
 bool avm_mgr_busy(const avm_mgr *m)
 {
-    return m->nrun > 0 || m->nin > 0 || m->nbatch > 0;
+    return !m->failed && (m->nrun > 0 || m->nin > 0 || m->nbatch > 0);
+}
+
+const char *avm_mgr_failure(const avm_mgr *m)
+{
+    return m->failed ? m->failure : NULL;
 }
 
 int avm_mgr_start(avm_mgr *m, avm_module *mod, int fn, const avm_exec_config *cfg,
@@ -1129,6 +1219,8 @@ int avm_mgr_open(const avm_mgr_config *cfg, avm_mgr **out, char *errmsg, size_t 
     m->base = cfg->node->store;
     m->slice = cfg->slice ? cfg->slice : 20000;
     m->batch_max = cfg->batch_max ? cfg->batch_max : 4096;
+    m->pipelined = cfg->commit_mode == AVM_COMMIT_PIPELINED;
+    m->stage_max = cfg->stage_max ? cfg->stage_max : (size_t)8 << 20;
     m->nhash = 256;
     m->nboxes = 1024;
     m->hash = calloc(m->nhash, sizeof(*m->hash));
@@ -1211,6 +1303,8 @@ void avm_mgr_close(avm_mgr *m)
 
 int avm_mgr_park_all(avm_mgr *m)
 {
+    if (m->failed)
+        return AVM_EIO; /* memory is ahead of the disk: write nothing more */
     /* Inputs first (a posted message is durable already; starting executions get
      * their start checkpoint), then commits in flight, then finish every commitTx
      * whose outcome is not consumed yet: one instruction is enough. */

@@ -7,13 +7,15 @@
  * endless loop in one execution does not starve the others; a slice ends between
  * instructions, so no execution sees another's half-done instruction.
  *
- * Commits are group commits: an execution that reaches its outermost commitTx hands
- * its write set (with its checkpoint and the mailbox messages it consumed) to the
- * manager and parks; at the end of each round the manager validates and applies
- * every write set handed over in one LMDB transaction, in the order they came, and
- * gives each execution its outcome. Validation is optimistic: of two executions
- * that read the same version of an object and both write it, the first in the batch
- * commits and the second's commitTx returns false.
+ * Commits are group commits: all the commits of a round (each write set with its
+ * execution's checkpoint and the mailbox messages it consumed) are made durable by
+ * one LMDB transaction. Validation is optimistic: every version a transaction read
+ * is compared with the latest committed one, so of two executions that read the
+ * same version of an object and both write it, the first to commit wins and the
+ * second's commitTx returns false. By default (PIPELINED, below) a commit is
+ * validated and applied when commitTx runs and the execution goes on at once; with
+ * DURABLE the execution parks at its commitTx until the round's transaction is on
+ * disk.
  *
  * Inputs (start, suspend, resume, kill, messages to objects) are events: they are
  * numbered as they arrive and applied at the start of the next round, in that order,
@@ -77,11 +79,28 @@ typedef struct avm_mev {
 
 const char *avm_mev_name(avm_mev_type t);
 
+/* How commits become durable (see "Commits" above).
+ *   PIPELINED: a commit is validated and applied at once into the round's staged
+ *     LMDB transaction, and commitTx returns its outcome without waiting; the
+ *     round's transaction is committed (one fsync) at the end of the round, or
+ *     when it holds stage_max bytes. Nothing leaves the node before that: results,
+ *     terminations and replies wait for the round's commit, and after a crash
+ *     every execution resumes from its last durable checkpoint, which no lost
+ *     commit is behind. Transactions read the latest state (staged commits
+ *     included) rather than a read view; validation at commit keeps them
+ *     serializable, but one that spans slices may read a state no serial order
+ *     produces before its commit returns false.
+ *   DURABLE: commitTx waits (the execution parks) until its group commit is on
+ *     disk; transactions read from an LMDB read view taken when they begin. */
+typedef enum { AVM_COMMIT_PIPELINED = 0, AVM_COMMIT_DURABLE = 1 } avm_commit_mode;
+
 typedef struct avm_mgr_config {
     avm_embedded *node;  /* a durable embedded node (node->db set); borrowed */
     uint64_t slice;      /* instructions per slice (0: 20,000) */
     size_t batch_max;    /* write sets per group commit (0: 4096) */
     bool resume_on_open; /* resume interrupted executions found in the store */
+    avm_commit_mode commit_mode;
+    size_t stage_max; /* PIPELINED: bytes staged before committing (0: 8 MiB) */
     void (*on_event)(void *arg, const avm_mev *ev);
     void *arg;
 } avm_mgr_config;
@@ -123,6 +142,11 @@ int avm_mgr_send(avm_mgr *m, avm_val oid, avm_val sender, avm_val value, uint64_
 bool avm_mgr_round(avm_mgr *m);
 /* Whether a round would do anything. */
 bool avm_mgr_busy(const avm_mgr *m);
+/* Non-NULL once a staged round could not be committed (disk full, I/O error): the
+ * executions in memory are ahead of the store, so the manager stops (every later
+ * round does nothing) and the process must restart to recover from the store.
+ * The text names the cause. */
+const char *avm_mgr_failure(const avm_mgr *m);
 
 /* Clean stop: finishes commits in flight, then checkpoints every execution that has
  * not terminated (running ones as interrupted, so that a restart resumes them).

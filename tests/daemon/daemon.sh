@@ -2,9 +2,9 @@
 # avmd driven by avmctl: examples give the embedded results, many concurrent
 # transactions keep the bank invariant, lifecycle operations, mailboxes, bad
 # requests, and SIGKILL / SIGTERM with executions in flight.
-# Usage: daemon.sh AVMD AVMCTL CTL_PROBE SOURCE_DIR
+# Usage: daemon.sh AVMD AVMCTL CTL_PROBE SOURCE_DIR [pipelined|durable]
 set -u
-AVMD=$1 AVMCTL=$2 PROBE=$3 SRC=$4
+AVMD=$1 AVMCTL=$2 PROBE=$3 SRC=$4 COMMIT=${5:-pipelined}
 dir=$(mktemp -d "${TMPDIR:-/tmp}/avm-daemon-XXXXXX") || exit 2
 pid=
 cleanup() {
@@ -22,7 +22,7 @@ N="--node $URL"
 ctl() { "$AVMCTL" "$@" $N; }
 
 start_node() {
-  "$AVMD" --data "$dir/data" --control "$URL" --log-format json --slice 2000 \
+  "$AVMD" --data "$dir/data" --control "$URL" --log-format json --slice 2000 --commit "$COMMIT" \
     2>>"$dir/avmd.log" &
   pid=$!
   i=0
