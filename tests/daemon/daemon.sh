@@ -209,6 +209,13 @@ check "after SIGKILL: counter 1 commits each transaction once" "$(ctl exec resul
 check "after SIGKILL: counter 2 too" "$(ctl exec result "$c2" --wait 60000)" 2000
 check "after SIGKILL: a waiting receiver waits again" "$(ctl exec show "$recv3" --json | jq -r .waiting)" message
 check "after SIGKILL: earlier results are kept" "$(ctl exec show "$spin" --json | jq -r .outcome)" killed
+ctl exec trace "$c1" --format json >"$dir/c1.json"
+jq -e '[.entries[] | select(.kind == "runtime" and .event == "ExecutionStarted")] | length == 1' "$dir/c1.json" >/dev/null \
+  && jq -e '[.entries[] | select(.kind == "call")] | length >= 2000' "$dir/c1.json" >/dev/null \
+  && ok "after SIGKILL: the sequence chart spans the crash (one ExecutionStarted, 2000 calls)" \
+  || bad "sequence chart after SIGKILL: $(jq -c '[.entries[] | .kind] | group_by(.) | map({(.[0]): length}) | add' "$dir/c1.json")"
+lam=$(jq '[.entries[] | select(.kind != "event") | .lamport] | . == sort and (. | length) == (unique | length)' "$dir/c1.json")
+check "after SIGKILL: Lamport times strictly increase" "$lam" true
 
 # --- SIGTERM: park, checkpoint, resume -------------------------------------------------
 c3=$(ctl run "$dir/count.avm" --detach)

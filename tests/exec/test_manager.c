@@ -220,6 +220,69 @@ TEST(race_false_commits)
     fx_close(&f, true);
 }
 
+typedef struct txs_seen {
+    int n;
+    bool stale;
+    size_t reads, writes, depth;
+    char id[64];
+} txs_seen;
+
+static void tx_one(void *arg, const char *id, const avm_exec_txinfo *tx, bool stale)
+{
+    txs_seen *t = arg;
+    t->n++;
+    t->stale = stale;
+    t->reads = tx->nreads;
+    t->writes = tx->nwrites;
+    t->depth = tx->depth;
+    snprintf(t->id, sizeof(t->id), "%s", id);
+}
+
+/* The transaction registry lists an open transaction with its reads and writes,
+ * and says when a version it read has been overwritten since. */
+TEST(registry)
+{
+    fixture f;
+    REQUIRE(fx_open(&f, true, 200) == 0);
+    char acct[ACCOUNTS][64], slow[64], fast[64];
+    REQUIRE(make_accounts(f.m, acct) == 0);
+    /* A transaction that reads and writes one account, then waits a long time. */
+    REQUIRE(startf(f.m, slow, sizeof(slow),
+                   "(defun wait (i) (if (= i 0) 0 (wait (- i 1))))\n"
+                   "(main (let ((t (beginTx))) (do (call #obj\"%s\" 5) (wait 100000) "
+                   "(commitTx t))))",
+                   acct[0]) == 0);
+    for (int i = 0; i < 5; i++)
+        avm_mgr_round(f.m);
+    txs_seen t = {0};
+    avm_mgr_each_tx(f.m, tx_one, &t);
+    CHECK_INT(t.n, 1);
+    CHECK_STR(t.id, slow);
+    CHECK_INT(t.reads, 1);
+    CHECK_INT(t.writes, 1);
+    CHECK_INT(t.depth, 1);
+    CHECK(!t.stale);
+    /* Another execution commits to the same account: the first is now doomed. */
+    REQUIRE(startf(f.m, fast, sizeof(fast),
+                   "(main (let ((t (beginTx))) (do (call #obj\"%s\" 1) (commitTx t))))",
+                   acct[0]) == 0);
+    for (int i = 0; i < 3; i++)
+        avm_mgr_round(f.m);
+    CHECK_INT(info(f.m, fast).outcome, AVM_XO_DONE);
+    memset(&t, 0, sizeof(t));
+    avm_mgr_each_tx(f.m, tx_one, &t);
+    CHECK_INT(t.n, 1);
+    CHECK(t.stale);
+    settle(f.m, 100000);
+    avm_mgr_info s = info(f.m, slow);
+    CHECK(s.result.kind == AVM_BOOL && !s.result.u.b); /* its commit said false */
+    memset(&t, 0, sizeof(t));
+    avm_mgr_each_tx(f.m, tx_one, &t);
+    CHECK_INT(t.n, 0);
+    CHECK_INT(balance(&f, acct[0]), 101);
+    fx_close(&f, true);
+}
+
 /* An endless loop does not starve others; suspend stops it, resume continues it,
  * kill ends it. */
 TEST(fairness_suspend_resume_kill)
@@ -433,7 +496,8 @@ BOTH(race_false_commits)
 BOTH(fairness_suspend_resume_kill)
 BOTH(receive_send_deterministic)
 BOTH(restart_resumes)
+BOTH(registry)
 
 TEST_MAIN(T(bank_retry_serializable_both), T(race_false_commits_both),
           T(fairness_suspend_resume_kill_both), T(receive_send_deterministic_both),
-          T(restart_resumes_both))
+          T(restart_resumes_both), T(registry_both))
