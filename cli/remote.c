@@ -152,19 +152,6 @@ typedef struct remote {
     bool json;
 } remote;
 
-static const char *err_name(int code)
-{
-    switch (code) {
-#define AVM__ERR_NAME(n, name, text)                                                     \
-    case n:                                                                              \
-        return "E" #name;
-        AVM_ERRNO_MAP(AVM__ERR_NAME)
-#undef AVM__ERR_NAME
-    default:
-        return "EUNKNOWN";
-    }
-}
-
 /* The exit code of a failed request: 2, whatever the node answered (an unknown
  * execution or object, a request the node refuses or cannot serve in the
  * execution's state, a node that does not answer). Exit 1 is kept for what the
@@ -202,7 +189,8 @@ static int fail(const remote *r, int code, const char *msg)
         /* As the embedded run says it of a program refused at load time. */
         bool refused = code == AVM_EUNSAFE && strcmp(r->what, "run") == 0;
         avm_buf_printf(&b, "{\"status\":\"%s\",\"code\":\"%s\",\"message\":",
-                       refused ? "refused" : "node-error", err_name(code));
+                       refused ? "refused" : "node-error",
+                       avm_err_name(code) ? avm_err_name(code) : "EUNKNOWN");
         avm_json_str(&b, msg, strlen(msg));
         avm_buf_puts(&b, "}");
         cli__print_json_line(&b);

@@ -6,6 +6,8 @@
 #ifndef AVM_ERR_H
 #define AVM_ERR_H
 
+#include <stddef.h>
+
 #define AVM_ERRNO_MAP(X)                                                                 \
     X(0, OK, "success")                                                                  \
     X(1, NOMEM, "out of memory")                                                         \
@@ -31,5 +33,10 @@ enum {
 
 /* Static text for a code; never NULL. */
 const char *avm_strerror(int code);
+/* The code's name as the control protocol carries it ("ENOTFOUND" for
+ * AVM_ENOTFOUND), or NULL for an unknown code; and back: the code named by the n
+ * bytes at name, or -1. */
+const char *avm_err_name(int code);
+int avm_err_from_name(const char *name, size_t n);
 
 #endif

@@ -64,33 +64,6 @@ static int64_t now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* --- Error names ------------------------------------------------------------ */
-
-/* "ENOTFOUND" for AVM_ENOTFOUND: the names of lib/avm_err.h's table, which is
- * what an error body carries (docs/protocol.md). */
-static const char *err_name(int code)
-{
-    switch (code) {
-#define ERR_NAME_CASE(n, name, text)                                                     \
-    case n:                                                                              \
-        return "E" #name;
-        AVM_ERRNO_MAP(ERR_NAME_CASE)
-#undef ERR_NAME_CASE
-    }
-    return NULL;
-}
-
-/* The code named name (n bytes), or -1. */
-static int err_code(const char *name, size_t n)
-{
-#define ERR_CODE_CMP(num, nm, text)                                                      \
-    if (n == sizeof("E" #nm) - 1 && memcmp(name, "E" #nm, n) == 0)                       \
-        return num;
-    AVM_ERRNO_MAP(ERR_CODE_CMP)
-#undef ERR_CODE_CMP
-    return -1;
-}
-
 static int failf(char *errmsg, size_t errlen, int code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
@@ -297,7 +270,7 @@ int avm_ctl_encode(avm_buf *out, uint64_t id, const char *word, avm_val body)
  * to ERR_MSG_MAX bytes, on a UTF-8 character boundary. */
 static void encode_error(avm_buf *out, uint64_t id, int code, const char *msg)
 {
-    const char *name = err_name(code);
+    const char *name = avm_err_name(code);
     if (code == AVM_EOK || name == NULL)
         name = "EIO"; /* a handler's bug; still an error, and one the client knows */
     size_t mlen = strlen(msg);
@@ -1285,7 +1258,7 @@ static int remote_error(const avm_ctl_client *c, avm_val body, char *errmsg,
 {
     avm_val code = avm_ctl_get(body, "code"), msg = avm_ctl_get(body, "message");
     const char *text = msg.kind == AVM_STR ? msg.u.s->data : NULL;
-    int rv = code.kind == AVM_STR ? err_code(code.u.s->data, code.u.s->len) : -1;
+    int rv = code.kind == AVM_STR ? avm_err_from_name(code.u.s->data, code.u.s->len) : -1;
     if (rv <= 0) {
         /* A code this client does not know (a newer node): keep its name. */
         return failf(errmsg, errlen, AVM_EIO, "%s answered with error %s: %s", c->url,

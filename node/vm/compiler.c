@@ -497,54 +497,23 @@ static const char *kind_word(uint8_t kind)
 
 /* Constants. */
 
-static int quote_value(compiler *c, const avm_ast *e, int depth, avm_val *out)
+static int quote_value(compiler *c, const avm_ast *e, avm_val *out)
 {
-    int rv;
-    switch (e->type) {
-    case AVM_AST_NIL:
-        *out = avm_nil();
-        return 0;
-    case AVM_AST_BOOL:
-        *out = avm_bool(e->u.b);
-        return 0;
-    case AVM_AST_INT:
-        *out = avm_int(e->u.i);
-        return 0;
-    case AVM_AST_STR:
-    case AVM_AST_SYM:
-        rv = avm_str_new(AVM_STR, e->u.s.p, e->u.s.len, out);
-        return rv == 0 ? 0 : nomem(c);
-    case AVM_AST_ID:
-        rv = avm_str_new((avm_kind)e->id_kind, e->u.s.p, e->u.s.len, out);
-        return rv == 0 ? 0 : nomem(c);
-    default:
-        break;
-    }
-    if (depth >= MAX_CONST_DEPTH)
-        return error_at(c, e, "quoted constant nests deeper than %d lists",
+    const avm_ast *bad;
+    int rv = avm_ast_value(e, out, &bad);
+    if (rv == AVM_ETOODEEP)
+        return error_at(c, bad, "quoted constant nests deeper than %d lists",
                         MAX_CONST_DEPTH);
-    if (e->u.list.n > AVM_MAX_LIST_LEN)
-        return error_at(c, e, "quoted list has more than %u elements", AVM_MAX_LIST_LEN);
-    avm_val l;
-    if (avm_list_new(e->u.list.n, &l) != 0)
-        return nomem(c);
-    for (uint32_t i = 0; i < e->u.list.n; i++) {
-        /* Items are nil until filled, so releasing the list frees what is done. */
-        rv = quote_value(c, e->u.list.items[i], depth + 1, &l.u.l->items[i]);
-        if (rv != 0) {
-            avm_val_release(l);
-            return rv;
-        }
-    }
-    avm_list_seal(l);
-    *out = l;
-    return 0;
+    if (rv == AVM_ETOOBIG)
+        return error_at(c, bad, "quoted list has more than %u elements",
+                        AVM_MAX_LIST_LEN);
+    return rv == 0 ? 0 : nomem(c);
 }
 
 static int compile_literal(compiler *c, const avm_ast *e)
 {
     avm_val v;
-    int rv = quote_value(c, e, 0, &v);
+    int rv = quote_value(c, e, &v);
     if (rv != 0)
         return rv;
     return emit_value(c, e, v);
@@ -886,7 +855,7 @@ static int compile_quote(compiler *c, const avm_ast *e)
     if (e->u.list.n != 2)
         return error_at(c, e, "quote takes 1 argument, got %u", e->u.list.n - 1);
     avm_val v;
-    int rv = quote_value(c, e->u.list.items[1], 0, &v);
+    int rv = quote_value(c, e->u.list.items[1], &v);
     if (rv != 0)
         return rv;
     return emit_value(c, e, v);

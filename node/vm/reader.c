@@ -529,3 +529,50 @@ bool avm_ast_is_sym(const avm_ast *node, const char *s)
     return node->type == AVM_AST_SYM && strlen(s) == node->u.s.len &&
            memcmp(node->u.s.p, s, node->u.s.len) == 0;
 }
+
+static int ast_value(const avm_ast *e, uint32_t depth, avm_val *out, const avm_ast **bad)
+{
+    switch (e->type) {
+    case AVM_AST_NIL:
+        *out = avm_nil();
+        return 0;
+    case AVM_AST_BOOL:
+        *out = avm_bool(e->u.b);
+        return 0;
+    case AVM_AST_INT:
+        *out = avm_int(e->u.i);
+        return 0;
+    case AVM_AST_STR:
+    case AVM_AST_SYM:
+        return avm_str_new(AVM_STR, e->u.s.p, e->u.s.len, out);
+    case AVM_AST_ID:
+        return avm_str_new((avm_kind)e->id_kind, e->u.s.p, e->u.s.len, out);
+    default:
+        break;
+    }
+    if (depth >= AVM_MAX_DEPTH || e->u.list.n > AVM_MAX_LIST_LEN) {
+        *bad = e;
+        return depth >= AVM_MAX_DEPTH ? AVM_ETOODEEP : AVM_ETOOBIG;
+    }
+    avm_val l;
+    int rv = avm_list_new(e->u.list.n, &l);
+    if (rv != 0)
+        return rv;
+    for (uint32_t i = 0; i < e->u.list.n; i++) {
+        /* Items are nil until filled, so releasing the list frees what is done. */
+        rv = ast_value(e->u.list.items[i], depth + 1, &l.u.l->items[i], bad);
+        if (rv != 0) {
+            avm_val_release(l);
+            return rv;
+        }
+    }
+    avm_list_seal(l);
+    *out = l;
+    return 0;
+}
+
+int avm_ast_value(const avm_ast *e, avm_val *out, const avm_ast **bad)
+{
+    *bad = NULL;
+    return ast_value(e, 0, out, bad);
+}

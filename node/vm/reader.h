@@ -77,4 +77,10 @@ void avm_ast_doc_free(avm_ast_doc *doc);
 /* True if node is a symbol spelled exactly s. */
 bool avm_ast_is_sym(const avm_ast *node, const char *s);
 
+/* The value a form denotes as a quoted constant, as `(quote ...)` makes it:
+ * symbols and strings become strings, lists lists. Returns 0, AVM_ENOMEM, or
+ * AVM_ETOODEEP / AVM_ETOOBIG (lists nested deeper than AVM_MAX_DEPTH, longer than
+ * AVM_MAX_LIST_LEN) with *bad set to the offending form. */
+int avm_ast_value(const avm_ast *e, avm_val *out, const avm_ast **bad);
+
 #endif
