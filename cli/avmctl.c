@@ -709,7 +709,8 @@ int main(int argc, char **argv)
         cli__usage(stdout, argc > 2 ? argv[2] : NULL, argc > 3 ? argv[3] : NULL);
         return 0;
     }
-    static const char *const cmds[] = {"run", "check", "obj", "exec", "send", "status"};
+    static const char *const cmds[] = {"run",  "check",  "obj", "exec",
+                                       "send", "status", "txs"};
     bool known = false;
     for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
         known = known || strcmp(cmd, cmds[i]) == 0;
@@ -741,5 +742,7 @@ int main(int argc, char **argv)
         return cmd_exec(node, n, args);
     if (strcmp(cmd, "send") == 0)
         return remote__send(node, n, args);
+    if (strcmp(cmd, "txs") == 0)
+        return remote__txs(node, n, args);
     return remote__status(node, n, args);
 }

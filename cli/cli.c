@@ -189,6 +189,7 @@ static const char usage_all[] =
     "  exec kill ID        stop an execution of a node for good (--node)\n"
     "  send OBJ VALUE      put VALUE in the mailbox of object OBJ (--node)\n"
     "  status              the node's identity and counts (--node)\n"
+    "  txs                 the node's open transactions (--node)\n"
     "  help                this text (avmctl COMMAND --help: one command)\n"
     "\n"
     "node options (every command but check):\n"
@@ -370,6 +371,14 @@ static const help helps[] = {
      "The node's name, machine, controller, version, process, uptime, data directory,\n"
      "Lamport clock and counts of executions and objects. --timeout defaults to 5000\n"
      "here.\n",
+     usage_remote},
+    {"txs", NULL,
+     "usage: avmctl txs --node ADDR [options]\n"
+     "\n"
+     "The node's transaction registry: every open transaction, with its execution,\n"
+     "transaction id, controller, nesting depth, reads and writes, and whether a\n"
+     "version it read has been overwritten since (stale: its commit will return\n"
+     "false).\n",
      usage_remote},
 };
 

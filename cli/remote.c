@@ -891,13 +891,15 @@ int remote__send(const char *node, int argc, char **argv)
     return code;
 }
 
-int remote__status(const char *node, int argc, char **argv)
+/* A command that sends op with an empty body and prints the reply. */
+static int simple(const char *node, const char *name, const char *op, int argc,
+                  char **argv)
 {
     ropts o;
-    if (parse_opts("status", 0, 0, argc, argv, &o) != 0 || need_node(node, "status") != 0)
+    if (parse_opts(name, 0, 0, argc, argv, &o) != 0 || need_node(node, name) != 0)
         return CLI_EXIT_USAGE;
     remote r = {.addr = node,
-                .what = "status",
+                .what = name,
                 .json = o.json,
                 .timeout_ms = o.timeout_ms ? o.timeout_ms : STATUS_TIMEOUT_MS};
     avm_ctl_body b;
@@ -905,11 +907,21 @@ int remote__status(const char *node, int argc, char **argv)
     avm_ctl_body_init(&b);
     int code = body_done(&r, &b, &body);
     if (code == 0)
-        code = call(&r, "status", body, r.timeout_ms, &reply);
+        code = call(&r, op, body, r.timeout_ms, &reply);
     if (code == 0) {
         print_body(&r, reply);
         avm_val_release(reply);
     }
     remote_close(&r);
     return code;
+}
+
+int remote__status(const char *node, int argc, char **argv)
+{
+    return simple(node, "status", "status", argc, argv);
+}
+
+int remote__txs(const char *node, int argc, char **argv)
+{
+    return simple(node, "txs", "txs", argc, argv);
 }

@@ -18,5 +18,6 @@ int remote__exec(const char *node, const char *sub, int argc, char **argv);
 int remote__obj(const char *node, const char *sub, int argc, char **argv);
 int remote__send(const char *node, int argc, char **argv);
 int remote__status(const char *node, int argc, char **argv);
+int remote__txs(const char *node, int argc, char **argv);
 
 #endif

@@ -155,6 +155,15 @@ check "result of a killed execution exits 1" "$?" 1
 ctl exec kill "$spin" >/dev/null 2>&1
 check "killing it again is refused (exit 2)" "$?" 2
 
+# --- The transaction registry -------------------------------------------------------------
+printf '(behavior k (list 1))\n(defun wait (i) (if (= i 0) 0 (wait (- i 1))))\n(main (let ((t (beginTx)) (o (createObj "k"))) (do (commitTx t) (let ((u (beginTx))) (do (call o 0) (wait 300000000) (commitTx u))))))\n' >"$dir/slow.avm"
+slow=$(ctl run "$dir/slow.avm" --detach)
+sleep 0.3
+check "txs lists the open transaction" "$(ctl txs --json | jq -r --arg id "$slow" '.transactions[] | select(.exec == $id) | "\(.depth) \(.reads) \(.stale)"')" "1 1 false"
+ctl exec kill "$slow" >/dev/null
+sleep 0.3
+check "a killed execution's transaction is gone" "$(ctl txs --json | jq '.transactions | length')" 0
+
 # --- Mailboxes: receive blocks, send wakes ---------------------------------------------
 cat >"$dir/inbox.avm" <<'AVM'
 (behavior inbox (let ((a (receive)) (b (receive))) (list (list a b))))
