@@ -21,6 +21,7 @@
  *               previous chunk
  *   mailboxes   oid bytes, 0x00, 8-byte big-endian seq -> message bytes (the
  *               caller's encoding)
+ *   exec_labels id bytes -> the execution's label (its program's name), when given
  *   mailbox_seq oid bytes -> uint, the last message number handed out for oid
  *               (kept when the mailbox empties, so that numbers are never reused)
  *
@@ -351,7 +352,7 @@ typedef struct ckwriter {
 struct avm_lmdb {
     avm_store base; /* first: the store interface casts back to the handle */
     MDB_env *env;
-    MDB_dbi meta, objects, states, behaviours, pure, execs, checkpoints, chunks;
+    MDB_dbi meta, objects, states, behaviours, pure, execs, checkpoints, chunks, labels;
     MDB_dbi mailboxes, mbox_seq;
     /* A reset read transaction, renewed for each read outside a snapshot. */
     MDB_txn *rtxn;
@@ -1832,6 +1833,18 @@ static int ck_locs(avm_lmdb *db, size_t n)
  * sets into txn. */
 static int objs_write(avm_lmdb *db, MDB_txn *txn, batch *b, int *mrc);
 
+/* The label a write set gives its execution (at most 255 bytes are kept). */
+static int label_put(avm_lmdb *db, MDB_txn *txn, const avm_writeset *ws, int *mrc)
+{
+    if (ws->ckpt_label == NULL)
+        return 0;
+    size_t n = strlen(ws->ckpt_label);
+    MDB_val k = {.mv_size = strlen(ws->ckpt_id), .mv_data = (void *)ws->ckpt_id};
+    MDB_val v = {.mv_size = n > 255 ? 255 : n, .mv_data = (void *)ws->ckpt_label};
+    *mrc = mdb_put(txn, db->labels, &k, &v, 0);
+    return *mrc == 0 ? 0 : AVM_EIO;
+}
+
 static int batch_write(avm_lmdb *db, MDB_txn *txn, batch *b, int *mrc)
 {
     int rv = objs_write(db, txn, b, mrc);
@@ -1856,6 +1869,8 @@ static int batch_write(avm_lmdb *db, MDB_txn *txn, batch *b, int *mrc)
             rv = ck_put(db, txn, ws->ckpt_id, strlen(ws->ckpt_id), ws->ckpt_status,
                         &db->ck.locs[i], ws->ckpt_trace, ws->ckpt_trace_len,
                         ws->ckpt_trace_at, mrc);
+            if (rv == 0)
+                rv = label_put(db, txn, ws, mrc);
             if (rv != 0)
                 return rv;
         }
@@ -2208,6 +2223,25 @@ int avm_lmdb_exec_put(avm_lmdb *db, const char *id, uint8_t status, const uint8_
     return write_txn(db, "saving an execution in", &exec_put_ops, &a);
 }
 
+int avm_lmdb_exec_label(avm_lmdb *db, const char *id, char *out, size_t n)
+{
+    if (n > 0)
+        out[0] = '\0';
+    int rv = id_check(db, id, 0);
+    if (rv != 0)
+        return rv == AVM_ETOOBIG ? AVM_ENOTFOUND : rv;
+    if ((rv = rtxn_begin(db)) != 0)
+        return rv;
+    MDB_val k = {.mv_size = strlen(id), .mv_data = (void *)id}, v;
+    int rc = mdb_get(db->rtxn, db->labels, &k, &v);
+    if (rc == 0 && n > 0)
+        snprintf(out, n, "%.*s", (int)v.mv_size, (const char *)v.mv_data);
+    mdb_txn_reset(db->rtxn);
+    if (rc == MDB_NOTFOUND)
+        return AVM_ENOTFOUND;
+    return rc == 0 ? 0 : lmdb_fail(db, rc, "reading from");
+}
+
 int avm_lmdb_exec_get(avm_lmdb *db, const char *id, uint8_t *status, avm_buf *state)
 {
     avm_buf_init(state);
@@ -2269,6 +2303,10 @@ static int exec_del_body(avm_lmdb *db, MDB_txn *txn, void *arg, int *mrc)
     MDB_val k = {.mv_size = idlen, .mv_data = (void *)id};
     if ((*mrc = mdb_del(txn, db->execs, &k, NULL)) != 0)
         return AVM_EIO;
+    *mrc = mdb_del(txn, db->labels, &k, NULL);
+    if (*mrc != 0 && *mrc != MDB_NOTFOUND)
+        return AVM_EIO;
+    *mrc = 0;
     return ck_finish(db, txn, mrc);
 }
 
@@ -2692,6 +2730,7 @@ static const struct {
      * environment that lacks them gets them (empty) at its next open. */
     {"mailboxes", offsetof(avm_lmdb, mailboxes)},
     {"mailbox_seq", offsetof(avm_lmdb, mbox_seq)},
+    {"exec_labels", offsetof(avm_lmdb, labels)},
 };
 /* Format 1's executions and traces are opened too while it is migrated. */
 _Static_assert(sizeof(dbs) / sizeof(dbs[0]) + 2 <= MAX_DBS, "raise MAX_DBS");
@@ -3109,6 +3148,8 @@ int avm_lmdb_stage(avm_lmdb *db, const avm_writeset *ws, const avm_lmdb_ack *ack
         if (rv == 0)
             rv = ck_put(db, db->stxn, ws->ckpt_id, idlen, ws->ckpt_status, &loc,
                         ws->ckpt_trace, ws->ckpt_trace_len, ws->ckpt_trace_at, &mrc);
+        if (rv == 0)
+            rv = label_put(db, db->stxn, ws, &mrc);
     }
     if (rv == 0 && *committed && acks != NULL && nacks > 0)
         rv = ack_del(db, db->stxn, acks, nacks, &mrc);

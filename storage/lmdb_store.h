@@ -136,6 +136,9 @@ int avm_lmdb_mbox_count(avm_lmdb *db, avm_val oid, size_t *n);
 int avm_lmdb_exec_put(avm_lmdb *db, const char *id, uint8_t status, const uint8_t *state,
                       size_t len);
 int avm_lmdb_exec_get(avm_lmdb *db, const char *id, uint8_t *status, avm_buf *state);
+/* The label a checkpoint gave execution id (avm_writeset.ckpt_label), cut to n - 1
+ * bytes in out; AVM_ENOTFOUND when it has none. exec_del deletes it. */
+int avm_lmdb_exec_label(avm_lmdb *db, const char *id, char *out, size_t n);
 int avm_lmdb_exec_del(avm_lmdb *db, const char *id);
 /* Calls fn for every execution (id, status) in id order. */
 int avm_lmdb_exec_each(avm_lmdb *db,

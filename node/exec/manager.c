@@ -43,6 +43,7 @@ struct mx {
     avm_xstate state;
     avm_xoutcome outcome;
     bool want_suspend, want_kill, want_resume;
+    bool label;         /* the next checkpoint stores the name */
     bool queued;        /* in the run queue */
     bool waiting_msg;   /* among its mailbox's waiters */
     bool outcome_ready; /* a commit outcome the execution has not consumed yet */
@@ -549,6 +550,9 @@ static int checkpoint(avm_mgr *m, mx *e, uint8_t st)
         return rv;
     e->ws.ckpt_status = st;
     e->ckpt_status = st;
+    if (e->label)
+        e->ws.ckpt_label = e->name;
+    e->label = false;
     if (m->pipelined) {
         bool ok;
         rv = stage(m, e, &e->ws, &ok);
@@ -814,6 +818,7 @@ static void apply_input(avm_mgr *m, inev *in)
     switch (in->type) {
     case EV_START:
         avm_exec_log_runtime(e->x, "ExecutionStarted", e->id, avm_nil());
+        e->label = true; /* the start checkpoint keeps the name */
         if (checkpoint(m, e, AVM_RUN_YIELD) != 0) {
             /* It runs, without its start being durable. */
             emit(m, AVM_MEV_STORE_ERROR, e->id, avm_nil(),
@@ -1140,7 +1145,9 @@ static void load_one(void *arg, const char *id, uint8_t status)
     avm_mgr *m = lc->m;
     if (lc->rv != 0)
         return;
-    mx *e = mx_new(m, id, "");
+    char name[256];
+    avm_lmdb_exec_label(m->db, id, name, sizeof(name)); /* "" when it has none */
+    mx *e = mx_new(m, id, name);
     if (e == NULL || add_exec(m, e) != 0) {
         if (e != NULL)
             mx_free(e);

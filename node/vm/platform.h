@@ -102,6 +102,9 @@ typedef struct avm_writeset {
     const uint8_t *ckpt_trace;
     size_t ckpt_trace_len;
     uint64_t ckpt_trace_at;
+    /* Optional, with the checkpoint: a label for the execution (the name of its
+     * program), kept by the store beside the execution's record. */
+    const char *ckpt_label;
 } avm_writeset;
 
 typedef struct avm_store avm_store;

@@ -218,6 +218,7 @@ check "after SIGKILL: counter 1 commits each transaction once" "$(ctl exec resul
 check "after SIGKILL: counter 2 too" "$(ctl exec result "$c2" --wait 60000)" 2000
 check "after SIGKILL: a waiting receiver waits again" "$(ctl exec show "$recv3" --json | jq -r .waiting)" message
 check "after SIGKILL: earlier results are kept" "$(ctl exec show "$spin" --json | jq -r .outcome)" killed
+check "after SIGKILL: names are kept" "$(ctl exec show "$c1" --json | jq -r .name) $(ctl exec ls --json | jq -r --arg id "$spin" '.executions[] | select(.id == $id) | .name')" "count.avm spin.avm"
 ctl exec trace "$c1" --format json >"$dir/c1.json"
 jq -e '[.entries[] | select(.kind == "runtime" and .event == "ExecutionStarted")] | length == 1' "$dir/c1.json" >/dev/null \
   && jq -e '[.entries[] | select(.kind == "call")] | length >= 2000' "$dir/c1.json" >/dev/null \

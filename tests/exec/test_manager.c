@@ -450,6 +450,8 @@ TEST(restart_resumes)
     REQUIRE(fx_open(&f, false, 200) == 0);
     CHECK_INT(info(f.m, setup).outcome, AVM_XO_DONE);
     CHECK(avm_val_eq(info(f.m, setup).result, box));
+    CHECK_STR(info(f.m, setup).name, "test.avm"); /* names survive restarts */
+    CHECK_STR(info(f.m, counter).name, "test.avm");
     CHECK_INT(info(f.m, susp).state, AVM_XS_SUSPENDED);
     settle(f.m, 100000);
     c = info(f.m, counter);
