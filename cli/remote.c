@@ -201,15 +201,36 @@ static int fail(const remote *r, int code, const char *msg)
 
 /* Sends op with body (owned: released here) and waits up to timeout_ms for the
  * reply. 0 with *reply owned, or the exit code after printing the failure. */
+static void remote_close(remote *r);
+
+/* Operations that change nothing on the node, so that asking again is harmless. */
+static bool idempotent(const char *op)
+{
+    static const char *const ops[] = {"status",     "exec.ls", "exec.show", "exec.result",
+                                      "exec.trace", "obj.ls",  "obj.show",  "txs"};
+    for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++)
+        if (strcmp(op, ops[i]) == 0)
+            return true;
+    return false;
+}
+
 static int call(remote *r, const char *op, avm_val body, int timeout_ms, avm_val *reply)
 {
     char err[1024] = "";
     int rv = 0;
     *reply = avm_nil();
-    if (r->c == NULL)
-        rv = avm_ctl_client_open(r->addr, &r->c, err, sizeof(err));
-    if (rv == 0)
-        rv = avm_ctl_call(r->c, op, body, timeout_ms, reply, err, sizeof(err));
+    /* A connection that drops before the reply (the client never resends, so an
+     * operation runs at most once) is tried again, on a new connection, when
+     * asking again changes nothing; a timeout is not. */
+    for (int attempt = 0; attempt < 3; attempt++) {
+        if (r->c == NULL)
+            rv = avm_ctl_client_open(r->addr, &r->c, err, sizeof(err));
+        if (rv == 0)
+            rv = avm_ctl_call(r->c, op, body, timeout_ms, reply, err, sizeof(err));
+        if (rv != AVM_EIO || !idempotent(op) || strstr(err, "no answer") != NULL)
+            break;
+        remote_close(r);
+    }
     avm_val_release(body);
     return rv == 0 ? 0 : fail(r, rv, err);
 }

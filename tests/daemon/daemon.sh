@@ -77,6 +77,17 @@ accts=$(ctl run "$dir/bank.avm" --json | jq -r '.result[] | .object')
 set -- $accts
 [ $# -eq 4 ] && ok "four accounts" || bad "four accounts: $accts"
 a1=$1 a2=$2 a3=$3 a4=$4
+# A gate: every transfer waits (polling, outside transactions) until it opens, so that
+# all of them run their transactions at once, whatever the speed of this machine.
+cat >"$dir/gate.avm" <<'AVM'
+(behavior gate
+  (let ((s (getState)))
+    (if (= (input) 'open) (do (setState (list 1)) (list 1))
+        (list (if (null? s) 0 (head s))))))
+(main (let ((t (beginTx)) (g (createObj "gate"))) (do (commitTx t) g)))
+AVM
+gate=$(ctl run "$dir/gate.avm" --json | jq -r .result.object)
+GATED="(defun gated () (if (= (call #obj\"$gate\" 'get) 1) 0 (do (wait 1000) (gated))))"
 nx=0
 for i in $(seq 1 150); do
   case $((i % 4)) in 0) f=$a1 t=$a2 ;; 1) f=$a2 t=$a3 ;; 2) f=$a3 t=$a4 ;; *) f=$a4 t=$a1 ;; esac
@@ -85,15 +96,17 @@ for i in $(seq 1 150); do
   # Each waits inside its transaction (a loop over several slices), so that
   # transactions overlap.
   if [ $((i % 2)) = 0 ]; then
-    printf '(defun wait (i) (if (= i 0) 0 (wait (- i 1))))\n(defun go (n) (let ((t (beginTx))) (do (call #obj"%s" %d) (wait 300000) (call #obj"%s" %d) (if (commitTx t) n (go (+ n 1))))))\n(main (go 1))\n' \
-      "$f" "-$amt" "$t" "$amt" >"$dir/t$i.avm"
+    printf '(defun wait (i) (if (= i 0) 0 (wait (- i 1))))\n%s\n(defun go (n) (let ((t (beginTx))) (do (call #obj"%s" %d) (wait 20000) (call #obj"%s" %d) (if (commitTx t) n (go (+ n 1))))))\n(main (do (gated) (go 1)))\n' \
+      "$GATED" "$f" "-$amt" "$t" "$amt" >"$dir/t$i.avm"
   else
-    printf '(defun wait (i) (if (= i 0) 0 (wait (- i 1))))\n(main (let ((t (beginTx))) (do (call #obj"%s" %d) (wait 300000) (call #obj"%s" %d) (commitTx t))))\n' \
-      "$f" "-$amt" "$t" "$amt" >"$dir/t$i.avm"
+    printf '(defun wait (i) (if (= i 0) 0 (wait (- i 1))))\n%s\n(main (do (gated) (let ((t (beginTx))) (do (call #obj"%s" %d) (wait 20000) (call #obj"%s" %d) (commitTx t)))))\n' \
+      "$GATED" "$f" "-$amt" "$t" "$amt" >"$dir/t$i.avm"
   fi
   ctl run "$dir/t$i.avm" --detach >>"$dir/ids" 2>&1 && nx=$((nx + 1))
 done
 check "150 executions started" "$nx" 150
+printf '(main (call #obj"%s" (quote open)))\n' "$gate" >"$dir/open.avm"
+ctl run "$dir/open.avm" >/dev/null
 settle 600 && ok "all transfers ended" || bad "transfers still running"
 total=0
 for a in $a1 $a2 $a3 $a4; do
