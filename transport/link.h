@@ -1,0 +1,112 @@
+/* Node-to-node links (the distribution issue's transport): messages between avmd
+ * nodes over nng TCP, FIFO per sender-receiver pair, delivered at most once, with
+ * request/response correlation and deadlines, reconnects, and heartbeats.
+ *
+ * Frames are canonical msgpack (node/vm/codec.h):
+ *   [ "avm-link", version, from, kind, seq, ack, corr, word, body ]
+ * from: the sender's machine name; kind: 0 message, 1 request, 2 reply,
+ * 3 error reply, 4 heartbeat; seq: the sender's per-pair sequence number (1, 2, ...;
+ * 0 for heartbeats); ack: the highest seq received in order from the destination;
+ * corr: a request's correlation id (echoed by its reply; 0 otherwise); word: a
+ * request's op, an error reply's code name ("ENOTFOUND"), else ""; body: an AVM
+ * value. Frames larger than max_frame are refused by nng (NNG_OPT_RECVMAXSZ).
+ *
+ * Delivery: each side keeps its unacknowledged frames per peer and sends them again
+ * after a reconnect; the receiver delivers seq n only after n - 1 and drops
+ * duplicates, so while both sides are up every message and request arrives once,
+ * in order. A node that restarts starts a new session (a random session id carried
+ * in its heartbeats and in the first frame after a connect) and both sides reset
+ * their sequence numbers for the pair: what was in flight to or from the old process
+ * is lost, never delivered twice.
+ *
+ * Sessions on the wire: a heartbeat's body is [session, the session of the
+ * destination as the sender knows it (0: none yet), the sender's max_frame]. A
+ * sender pushes sequenced frames to a peer only once it has heard the peer's
+ * session; a receiver accepts them only once the peer's heartbeats name the
+ * receiver's current session (so frames meant for an older process are dropped).
+ * Frames to a peer are also checked against the peer's advertised max_frame
+ * (AVM_ETOOBIG), so that one frame the peer would refuse cannot block the pair.
+ *
+ * All callbacks run on the loop thread; every call must come from it. */
+#ifndef AVM_LINK_H
+#define AVM_LINK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+#include "value.h"
+
+#define AVM_LINK_VERSION 1
+#define AVM_LINK_MAX_FRAME (16u * 1024 * 1024)
+
+typedef struct avm_link avm_link;
+typedef struct avm_link_req avm_link_req;
+
+typedef struct avm_link_config {
+    const char *self;      /* this machine's name */
+    const char *listen;    /* "tcp://HOST:PORT" (port 0: any; avm_link_port) */
+    size_t max_frame;      /* 0: AVM_LINK_MAX_FRAME */
+    uint32_t heartbeat_ms; /* heartbeat period to every peer (0: 100) */
+    size_t max_unacked;    /* frames kept per peer for resending (0: 65536) */
+    /* A one-way message from peer `from` (body borrowed for the call). */
+    void (*on_message)(void *arg, const char *from, avm_val body);
+    /* A request: answer it exactly once (now or later) with avm_link_reply or
+     * avm_link_reply_error. */
+    void (*on_request)(void *arg, avm_link_req *req, const char *from, const char *op,
+                       avm_val body);
+    /* Any frame (heartbeats included) arrived from peer at monotonic time now_ms;
+     * feeds the failure detector. May be NULL. */
+    void (*on_heard)(void *arg, const char *peer, uint64_t now_ms);
+    void *arg;
+} avm_link_config;
+
+int avm_link_start(uv_loop_t *loop, const avm_link_config *cfg, avm_link **out,
+                   char *errmsg, size_t errlen);
+/* The bound TCP port (useful with port 0). */
+int avm_link_port(const avm_link *l);
+/* Stops: pending requests complete with AVM_ESTATE ("link stopped"); the loop must run
+ * until the link's handles are closed. Requests the handler still holds may be
+ * answered until then (the answer is dropped); after that their avm_link_req
+ * pointers dangle (the link frees them). May be called from a callback. */
+void avm_link_stop(avm_link *l);
+
+/* Adds (or updates the address of) a peer; the link dials it and keeps redialling. */
+int avm_link_add_peer(avm_link *l, const char *name, const char *url, char *errmsg,
+                      size_t errlen);
+
+/* Queues a one-way message to peer (body borrowed). AVM_ENOTFOUND for an unknown
+ * peer, AVM_ETOOBIG over max_frame, AVM_EIO when max_unacked frames are waiting. */
+int avm_link_send(avm_link *l, const char *peer, avm_val body, char *errmsg,
+                  size_t errlen);
+
+/* Sends a request; cb runs exactly once on the loop thread: rv 0 with the reply
+ * (borrowed), the remote error's code with its message, or AVM_EIO "no answer from
+ * PEER within N ms" at the deadline (the request may still run there; at most
+ * once). */
+typedef void (*avm_link_reply_cb)(void *arg, int rv, avm_val reply, const char *errmsg);
+/* It fails at once (cb is not called) with AVM_ENOTFOUND for an unknown peer,
+ * AVM_EINVAL for an op over 63 bytes, or avm_link_send's errors. When the peer
+ * restarts, its pending requests fail with AVM_EIO "PEER restarted". */
+int avm_link_request(avm_link *l, const char *peer, const char *op, avm_val body,
+                     uint32_t deadline_ms, avm_link_reply_cb cb, void *arg, char *errmsg,
+                     size_t errlen);
+/* Answers req (body borrowed); req is freed. The answer is dropped when the link
+ * stopped or the requester restarted since the request arrived. A reply that cannot
+ * be sent (over the frame limit, say) is answered with that error instead. */
+void avm_link_reply(avm_link_req *req, avm_val body);
+void avm_link_reply_error(avm_link_req *req, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Per peer: whether a connection is up, the last time anything was heard
+ * (monotonic ms, 0: never), frames waiting for an acknowledgement. */
+typedef struct avm_link_peer_info {
+    bool connected;
+    uint64_t last_heard_ms;
+    size_t unacked;
+} avm_link_peer_info;
+int avm_link_peer(const avm_link *l, const char *peer, avm_link_peer_info *out);
+
+#endif
