@@ -81,12 +81,6 @@ typedef struct node {
     avm_mgr *m;
 } node;
 
-static void node_open_mode(node *n, const char *tag, avm_commit_mode mode);
-static void node_open(node *n, const char *tag)
-{
-    node_open_mode(n, tag, AVM_COMMIT_PIPELINED);
-}
-
 static void node_open_mode(node *n, const char *tag, avm_commit_mode mode)
 {
     char err[512] = "";
@@ -100,6 +94,11 @@ static void node_open_mode(node *n, const char *tag, avm_commit_mode mode)
         fprintf(stderr, "exec_bench: %s\n", err);
         exit(2);
     }
+}
+
+static void node_open(node *n, const char *tag)
+{
+    node_open_mode(n, tag, AVM_COMMIT_PIPELINED);
 }
 
 static void node_close(node *n)
@@ -182,13 +181,6 @@ static double bench_tx(int e, int k, avm_commit_mode mode, size_t *ckpt)
     avm_mgr_counts_get(n.m, &c1);
     uint64_t commits = c1.commits - c0.commits;
     *ckpt = commits ? (size_t)((c1.ckpt_bytes - c0.ckpt_bytes) / commits) : 0;
-    if (getenv("AVM_BENCH_DEBUG"))
-        fprintf(stderr,
-                "tx %d: %llu commits in %llu group commits, %llu rounds, trace %llu B\n",
-                e, (unsigned long long)commits,
-                (unsigned long long)(c1.batches - c0.batches),
-                (unsigned long long)(c1.rounds - c0.rounds),
-                (unsigned long long)(c1.trace_bytes - c0.trace_bytes));
     for (int i = 0; i < e; i++) {
         avm_mgr_info info;
         char err[256];

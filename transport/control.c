@@ -31,6 +31,7 @@
 
 #include "avm_err.h"
 #include "codec.h"
+#include "transport_internal.h"
 
 #define CTL_MAGIC "avm-ctl"
 #define CTL_MAGIC_LEN (sizeof(CTL_MAGIC) - 1)
@@ -62,32 +63,6 @@ static int64_t now_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int failf(char *errmsg, size_t errlen, int code, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static int failf(char *errmsg, size_t errlen, int code, const char *fmt, ...)
-{
-    if (errmsg != NULL && errlen > 0) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(errmsg, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return code;
-}
-
-/* An nng failure as an AVM code, with errmsg "WHAT URL: nng's text". */
-static int nng_fail(char *errmsg, size_t errlen, int rv, const char *what,
-                    const char *url)
-{
-    int code = AVM_EIO;
-    if (rv == NNG_ENOMEM)
-        code = AVM_ENOMEM;
-    else if (rv == NNG_EINVAL || rv == NNG_EADDRINVAL || rv == NNG_ENOTSUP)
-        code = AVM_EINVAL; /* a malformed URL or an unknown scheme */
-    return failf(errmsg, errlen, code, "%s %s: %s", what, url, nng_strerror(rv));
 }
 
 /* --- Bodies ----------------------------------------------------------------- */
@@ -132,15 +107,17 @@ static int get_kind(avm_val body, const char *key, avm_kind want, avm_val *v,
                     char *errmsg, size_t errlen)
 {
     if (!alist_find(body, key, v))
-        return failf(errmsg, errlen, AVM_EINVAL,
-                     "the body is not an association list of (key value) pairs");
+        return avm__failf(errmsg, errlen, AVM_EINVAL,
+                          "the body is not an association list of (key value) pairs");
     if (v->kind == AVM_NIL && want != AVM_NIL)
-        return failf(errmsg, errlen, AVM_EINVAL, "key \"%s\" is missing (%s expected)",
-                     key, avm_kind_name(want));
+        return avm__failf(errmsg, errlen, AVM_EINVAL,
+                          "key \"%s\" is missing (%s expected)", key,
+                          avm_kind_name(want));
     if (v->kind != want)
-        return failf(errmsg, errlen, AVM_EINVAL, "key \"%s\" should be %s %s, not %s",
-                     key, want == AVM_INT ? "an" : "a", avm_kind_name(want),
-                     avm_kind_name((avm_kind)v->kind));
+        return avm__failf(errmsg, errlen, AVM_EINVAL,
+                          "key \"%s\" should be %s %s, not %s", key,
+                          want == AVM_INT ? "an" : "a", avm_kind_name(want),
+                          avm_kind_name((avm_kind)v->kind));
     return 0;
 }
 
@@ -153,7 +130,8 @@ int avm_ctl_get_str(avm_val body, const char *key, const char **s, char *errmsg,
         return rv;
     /* Callers use *s as a C string (a path, an id): a NUL inside would cut it. */
     if (memchr(v.u.s->data, '\0', v.u.s->len) != NULL)
-        return failf(errmsg, errlen, AVM_EINVAL, "key \"%s\" contains a NUL byte", key);
+        return avm__failf(errmsg, errlen, AVM_EINVAL, "key \"%s\" contains a NUL byte",
+                          key);
     *s = v.u.s->data;
     return 0;
 }
@@ -316,16 +294,18 @@ int avm_ctl_decode_ex(const uint8_t *p, size_t n, size_t max_frame, avm_ctl_fram
     uint32_t items;
     int rv = avm_mp_get_array(&r, &items);
     if (rv == AVM_ETRUNCATED)
-        return failf(errmsg, errlen, AVM_EMALFORMED,
-                     n == 0 ? "frame is empty"
-                            : "frame ends early (its array announces more items than "
-                              "there are bytes)");
+        return avm__failf(errmsg, errlen, AVM_EMALFORMED,
+                          n == 0
+                              ? "frame is empty"
+                              : "frame ends early (its array announces more items than "
+                                "there are bytes)");
     if (rv != 0)
-        return failf(errmsg, errlen, AVM_EMALFORMED,
-                     "frame is not a msgpack array (it starts with byte 0x%02x)", p[0]);
+        return avm__failf(errmsg, errlen, AVM_EMALFORMED,
+                          "frame is not a msgpack array (it starts with byte 0x%02x)",
+                          p[0]);
     if (items < 3)
-        return failf(errmsg, errlen, AVM_EMALFORMED,
-                     "frame is not an array of 5 (it has %u items)", items);
+        return avm__failf(errmsg, errlen, AVM_EMALFORMED,
+                          "frame is not an array of 5 (it has %u items)", items);
 
     /* The header, read as far as the id so that an error (even the size's) can be
      * addressed to the request; the version is checked after the id (another
@@ -334,36 +314,38 @@ int avm_ctl_decode_ex(const uint8_t *p, size_t n, size_t max_frame, avm_ctl_fram
     uint32_t slen;
     if (avm_mp_get_str(&r, &s, &slen) != 0 || slen != CTL_MAGIC_LEN ||
         memcmp(s, CTL_MAGIC, CTL_MAGIC_LEN) != 0)
-        return failf(errmsg, errlen, AVM_EMALFORMED,
-                     "frame does not start with \"" CTL_MAGIC "\"");
+        return avm__failf(errmsg, errlen, AVM_EMALFORMED,
+                          "frame does not start with \"" CTL_MAGIC "\"");
     if (avm_mp_get_uint(&r, &f->version) != 0)
-        return failf(errmsg, errlen, AVM_EMALFORMED,
-                     "frame version is not an unsigned integer");
+        return avm__failf(errmsg, errlen, AVM_EMALFORMED,
+                          "frame version is not an unsigned integer");
     bool have_id = avm_mp_get_uint(&r, &f->id) == 0;
     if (n > max_frame)
-        return failf(errmsg, errlen, AVM_ETOOBIG,
-                     "frame of %zu bytes exceeds the limit of %zu bytes", n, max_frame);
+        return avm__failf(errmsg, errlen, AVM_ETOOBIG,
+                          "frame of %zu bytes exceeds the limit of %zu bytes", n,
+                          max_frame);
     if (f->version != AVM_CTL_VERSION)
-        return failf(errmsg, errlen, AVM_EVERSION,
-                     "version %llu is not supported (this node speaks %d)",
-                     (unsigned long long)f->version, AVM_CTL_VERSION);
+        return avm__failf(errmsg, errlen, AVM_EVERSION,
+                          "version %llu is not supported (this node speaks %d)",
+                          (unsigned long long)f->version, AVM_CTL_VERSION);
     if (!have_id)
-        return failf(errmsg, errlen, AVM_EMALFORMED,
-                     "request id is not an unsigned integer");
+        return avm__failf(errmsg, errlen, AVM_EMALFORMED,
+                          "request id is not an unsigned integer");
     if (items != 5)
-        return failf(errmsg, errlen, AVM_EMALFORMED,
-                     "frame is not an array of 5 (it has %u items)", items);
+        return avm__failf(errmsg, errlen, AVM_EMALFORMED,
+                          "frame is not an array of 5 (it has %u items)", items);
 
     rv = avm_mp_get_str(&r, &s, &slen);
     if (rv == AVM_ETRUNCATED && r.p == r.end)
-        return failf(errmsg, errlen, AVM_EMALFORMED, "frame ends early (op missing)");
+        return avm__failf(errmsg, errlen, AVM_EMALFORMED,
+                          "frame ends early (op missing)");
     if (rv != 0)
-        return failf(errmsg, errlen, AVM_EMALFORMED, "op is not a string");
+        return avm__failf(errmsg, errlen, AVM_EMALFORMED, "op is not a string");
     if (slen > OP_MAX)
-        return failf(errmsg, errlen, AVM_EMALFORMED, "op is longer than %zu bytes",
-                     OP_MAX);
+        return avm__failf(errmsg, errlen, AVM_EMALFORMED, "op is longer than %zu bytes",
+                          OP_MAX);
     if (memchr(s, '\0', slen) != NULL)
-        return failf(errmsg, errlen, AVM_EMALFORMED, "op contains a NUL byte");
+        return avm__failf(errmsg, errlen, AVM_EMALFORMED, "op contains a NUL byte");
 
     avm_val body;
     rv = avm_mp_get_val(&r, &body);
@@ -371,27 +353,28 @@ int avm_ctl_decode_ex(const uint8_t *p, size_t n, size_t max_frame, avm_ctl_fram
     case 0:
         break;
     case AVM_ETRUNCATED:
-        return failf(errmsg, errlen, AVM_EMALFORMED,
-                     "frame ends early (the body is missing or cut short)");
+        return avm__failf(errmsg, errlen, AVM_EMALFORMED,
+                          "frame ends early (the body is missing or cut short)");
     case AVM_ETOODEEP:
-        return failf(errmsg, errlen, AVM_ETOODEEP, "body nests more than %d lists deep",
-                     AVM_MAX_DEPTH);
+        return avm__failf(errmsg, errlen, AVM_ETOODEEP,
+                          "body nests more than %d lists deep", AVM_MAX_DEPTH);
     case AVM_ETOOBIG:
-        return failf(errmsg, errlen, AVM_ETOOBIG,
-                     "body exceeds a size limit (strings up to %u bytes, lists up to %u "
-                     "items, %zu bytes decoded)",
-                     AVM_MAX_STR_LEN, AVM_MAX_LIST_LEN, budget);
+        return avm__failf(
+            errmsg, errlen, AVM_ETOOBIG,
+            "body exceeds a size limit (strings up to %u bytes, lists up to %u "
+            "items, %zu bytes decoded)",
+            AVM_MAX_STR_LEN, AVM_MAX_LIST_LEN, budget);
     case AVM_ENOMEM:
-        return failf(errmsg, errlen, AVM_ENOMEM, "out of memory decoding the body");
+        return avm__failf(errmsg, errlen, AVM_ENOMEM, "out of memory decoding the body");
     default:
-        return failf(errmsg, errlen, AVM_EMALFORMED,
-                     "body is not an AVM value (maps, floats, binary and unknown "
-                     "extension types are not values)");
+        return avm__failf(errmsg, errlen, AVM_EMALFORMED,
+                          "body is not an AVM value (maps, floats, binary and unknown "
+                          "extension types are not values)");
     }
     if (r.p != r.end) {
         avm_val_release(body);
-        return failf(errmsg, errlen, AVM_EMALFORMED,
-                     "%zu unexpected bytes after the frame", (size_t)(r.end - r.p));
+        return avm__failf(errmsg, errlen, AVM_EMALFORMED,
+                          "%zu unexpected bytes after the frame", (size_t)(r.end - r.p));
     }
     memcpy(f->word, s, slen);
     f->word[slen] = '\0';
@@ -838,17 +821,17 @@ static int listen_on(avm_ctl_server *s, ctl_listener *cl, char *errmsg, size_t e
     if (strncmp(cl->url, "ipc://", 6) == 0 && path[0] != '\0' &&
         strlen(path) + TMP_SUFFIX_MAX <= SUN_PATH_MAX) {
         if ((cl->path = strdup(path)) == NULL)
-            return failf(errmsg, errlen, AVM_ENOMEM, "out of memory");
+            return avm__failf(errmsg, errlen, AVM_ENOMEM, "out of memory");
         if ((rv = ipc_path_live(cl->path)) != 0)
-            return failf(errmsg, errlen, AVM_EIO, "cannot listen on %s: %s", cl->url,
-                         rv == EADDRINUSE ? "another process is listening there"
-                                          : strerror(rv));
+            return avm__failf(errmsg, errlen, AVM_EIO, "cannot listen on %s: %s", cl->url,
+                              rv == EADDRINUSE ? "another process is listening there"
+                                               : strerror(rv));
         rv = ipc_listen(s, cl, &cl->l);
     } else {
         rv = nng_listen(s->sock, cl->url, &cl->l, 0);
     }
     if (rv != 0)
-        return nng_fail(errmsg, errlen, rv, "cannot listen on", cl->url);
+        return avm__nng_fail(errmsg, errlen, rv, "cannot listen on", cl->url);
     return 0;
 }
 
@@ -870,13 +853,13 @@ int avm_ctl_server_start(uv_loop_t *loop, const avm_ctl_server_config *cfg,
 {
     *out = NULL;
     if (cfg->nurls == 0 || cfg->urls == NULL)
-        return failf(errmsg, errlen, AVM_EINVAL, "no control address to listen on");
+        return avm__failf(errmsg, errlen, AVM_EINVAL, "no control address to listen on");
     if (cfg->handler == NULL)
-        return failf(errmsg, errlen, AVM_EINVAL, "no request handler");
+        return avm__failf(errmsg, errlen, AVM_EINVAL, "no request handler");
 
     avm_ctl_server *s = calloc(1, sizeof(*s));
     if (s == NULL)
-        return failf(errmsg, errlen, AVM_ENOMEM, "out of memory");
+        return avm__failf(errmsg, errlen, AVM_ENOMEM, "out of memory");
     s->handler = cfg->handler;
     s->arg = cfg->arg;
     s->max_frame = cfg->max_frame ? cfg->max_frame : AVM_CTL_MAX_FRAME;
@@ -888,21 +871,21 @@ int avm_ctl_server_start(uv_loop_t *loop, const avm_ctl_server_config *cfg,
         free(s->reqs);
         free(s->listeners);
         free(s);
-        return failf(errmsg, errlen, AVM_ENOMEM, "out of memory");
+        return avm__failf(errmsg, errlen, AVM_ENOMEM, "out of memory");
     }
 
     int rv = nng_rep0_open(&s->sock);
     if (rv != 0) {
-        rv = nng_fail(errmsg, errlen, rv, "cannot open the control socket for",
-                      cfg->urls[0]);
+        rv = avm__nng_fail(errmsg, errlen, rv, "cannot open the control socket for",
+                           cfg->urls[0]);
         goto err_free;
     }
     size_t maxsz = s->max_frame <= SIZE_MAX - ROUTING_SLACK ? s->max_frame + ROUTING_SLACK
                                                             : SIZE_MAX;
     if ((rv = nng_socket_set_size(s->sock, NNG_OPT_RECVMAXSZ, maxsz)) != 0 ||
         (rv = nng_pipe_notify(s->sock, NNG_PIPE_EV_REM_POST, on_pipe_removed, s)) != 0) {
-        rv = nng_fail(errmsg, errlen, rv, "cannot set up the control socket for",
-                      cfg->urls[0]);
+        rv = avm__nng_fail(errmsg, errlen, rv, "cannot set up the control socket for",
+                           cfg->urls[0]);
         goto err_close;
     }
     for (unsigned i = 0; i < s->nreqs; i++) {
@@ -912,8 +895,8 @@ int avm_ctl_server_start(uv_loop_t *loop, const avm_ctl_server_config *cfg,
         r->body = avm_nil();
         if ((rv = nng_aio_alloc(&r->aio, on_aio, r)) != 0 ||
             (rv = nng_ctx_open(&r->ctx, s->sock)) != 0) {
-            rv = nng_fail(errmsg, errlen, rv, "cannot set up the control socket for",
-                          cfg->urls[0]);
+            rv = avm__nng_fail(errmsg, errlen, rv, "cannot set up the control socket for",
+                               cfg->urls[0]);
             goto err_close;
         }
     }
@@ -921,7 +904,7 @@ int avm_ctl_server_start(uv_loop_t *loop, const avm_ctl_server_config *cfg,
     for (size_t i = 0; i < cfg->nurls; i++) {
         ctl_listener *cl = &s->listeners[i];
         if ((cl->url = strdup(cfg->urls[i])) == NULL) {
-            rv = failf(errmsg, errlen, AVM_ENOMEM, "out of memory");
+            rv = avm__failf(errmsg, errlen, AVM_ENOMEM, "out of memory");
             goto err_close;
         }
         s->nlisteners++;
@@ -931,8 +914,8 @@ int avm_ctl_server_start(uv_loop_t *loop, const avm_ctl_server_config *cfg,
     }
     /* Last, so that a failure before needs no loop iteration to clean up. */
     if ((rv = uv_async_init(loop, &s->async, on_async)) != 0) {
-        rv = failf(errmsg, errlen, AVM_EIO, "cannot start the control server: %s",
-                   uv_strerror(rv));
+        rv = avm__failf(errmsg, errlen, AVM_EIO, "cannot start the control server: %s",
+                        uv_strerror(rv));
         goto err_close;
     }
     s->async.data = s;
@@ -1163,7 +1146,7 @@ int avm_ctl_normalize_addr(const char *addr, char *url, size_t len, char *errmsg
 {
     const char *prefix = "";
     if (addr == NULL || addr[0] == '\0')
-        return failf(errmsg, errlen, AVM_EINVAL, "no node address given");
+        return avm__failf(errmsg, errlen, AVM_EINVAL, "no node address given");
     if (strstr(addr, "://") != NULL)
         prefix = "";
     else if (addr[0] == '/' || addr[0] == '.')
@@ -1171,15 +1154,15 @@ int avm_ctl_normalize_addr(const char *addr, char *url, size_t len, char *errmsg
     else if (is_host_port(addr))
         prefix = "tcp://";
     else
-        return failf(
+        return avm__failf(
             errmsg, errlen, AVM_EINVAL,
             "node address \"%s\" is not an nng URL (ipc://PATH, tcp://HOST:PORT), "
             "HOST:PORT or a socket path",
             addr);
     int n = snprintf(url, len, "%s%s", prefix, addr);
     if (n < 0 || (size_t)n >= len)
-        return failf(errmsg, errlen, AVM_EINVAL, "node address \"%.64s...\" is too long",
-                     addr);
+        return avm__failf(errmsg, errlen, AVM_EINVAL,
+                          "node address \"%.64s...\" is too long", addr);
     return 0;
 }
 
@@ -1190,13 +1173,13 @@ int avm_ctl_client_open(const char *addr, avm_ctl_client **out, char *errmsg,
     size_t cap = (addr ? strlen(addr) : 0) + sizeof("ipc://");
     avm_ctl_client *c = malloc(sizeof(*c) + cap);
     if (c == NULL)
-        return failf(errmsg, errlen, AVM_ENOMEM, "out of memory");
+        return avm__failf(errmsg, errlen, AVM_ENOMEM, "out of memory");
     c->next_id = 0;
     int rv = avm_ctl_normalize_addr(addr, c->url, cap, errmsg, errlen);
     if (rv != 0)
         goto err_free;
     if ((rv = nng_req0_open(&c->sock)) != 0) {
-        rv = nng_fail(errmsg, errlen, rv, "cannot open a socket for", c->url);
+        rv = avm__nng_fail(errmsg, errlen, rv, "cannot open a socket for", c->url);
         goto err_free;
     }
     /* No resend: an operation such as run must not happen twice because a
@@ -1205,13 +1188,13 @@ int avm_ctl_client_open(const char *addr, avm_ctl_client **out, char *errmsg,
                                   AVM_CTL_MAX_FRAME + ROUTING_SLACK)) != 0 ||
         (rv = nng_socket_set_ms(c->sock, NNG_OPT_REQ_RESENDTIME,
                                 NNG_DURATION_INFINITE)) != 0) {
-        rv = nng_fail(errmsg, errlen, rv, "cannot set up a socket for", c->url);
+        rv = avm__nng_fail(errmsg, errlen, rv, "cannot set up a socket for", c->url);
         goto err_close;
     }
     /* Non-blocking: the dialer connects (and reconnects) in the background, so
      * that a missing node shows as a call's timeout rather than a hang here. */
     if ((rv = nng_dial(c->sock, c->url, NULL, NNG_FLAG_NONBLOCK)) != 0) {
-        rv = nng_fail(errmsg, errlen, rv, "cannot connect to", c->url);
+        rv = avm__nng_fail(errmsg, errlen, rv, "cannot connect to", c->url);
         goto err_close;
     }
     *out = c;
@@ -1241,15 +1224,16 @@ static int call_fail(const avm_ctl_client *c, int rv, int timeout_ms, char *errm
                      size_t errlen)
 {
     if (rv == NNG_ETIMEDOUT)
-        return failf(errmsg, errlen, AVM_EIO,
-                     "no answer from %s within %d ms (is avmd running?)", c->url,
-                     timeout_ms);
+        return avm__failf(errmsg, errlen, AVM_EIO,
+                          "no answer from %s within %d ms (is avmd running?)", c->url,
+                          timeout_ms);
     if (rv == NNG_ECONNRESET || rv == NNG_ECLOSED)
-        return failf(errmsg, errlen, AVM_EIO,
-                     "the connection to %s closed before the reply (the node stopped, "
-                     "or dropped the connection: for a frame over its size limit, say)",
-                     c->url);
-    return nng_fail(errmsg, errlen, rv, "cannot talk to", c->url);
+        return avm__failf(
+            errmsg, errlen, AVM_EIO,
+            "the connection to %s closed before the reply (the node stopped, "
+            "or dropped the connection: for a frame over its size limit, say)",
+            c->url);
+    return avm__nng_fail(errmsg, errlen, rv, "cannot talk to", c->url);
 }
 
 /* Turns an error reply's body into its code and message. */
@@ -1261,11 +1245,11 @@ static int remote_error(const avm_ctl_client *c, avm_val body, char *errmsg,
     int rv = code.kind == AVM_STR ? avm_err_from_name(code.u.s->data, code.u.s->len) : -1;
     if (rv <= 0) {
         /* A code this client does not know (a newer node): keep its name. */
-        return failf(errmsg, errlen, AVM_EIO, "%s answered with error %s: %s", c->url,
-                     code.kind == AVM_STR ? code.u.s->data : "(no code)",
-                     text ? text : "(no message)");
+        return avm__failf(errmsg, errlen, AVM_EIO, "%s answered with error %s: %s",
+                          c->url, code.kind == AVM_STR ? code.u.s->data : "(no code)",
+                          text ? text : "(no message)");
     }
-    return failf(errmsg, errlen, rv, "%s", text ? text : avm_strerror(rv));
+    return avm__failf(errmsg, errlen, rv, "%s", text ? text : avm_strerror(rv));
 }
 
 int avm_ctl_call(avm_ctl_client *c, const char *op, avm_val body, int timeout_ms,
@@ -1280,17 +1264,18 @@ int avm_ctl_call(avm_ctl_client *c, const char *op, avm_val body, int timeout_ms
     avm_buf_init(&b);
     int rv = avm_ctl_encode(&b, id, op, body);
     if (rv == AVM_EINVAL)
-        rv = failf(errmsg, errlen, rv, "op \"%.64s\" is longer than %zu bytes", op,
-                   OP_MAX);
+        rv = avm__failf(errmsg, errlen, rv, "op \"%.64s\" is longer than %zu bytes", op,
+                        OP_MAX);
     else if (rv != 0)
-        rv = failf(errmsg, errlen, rv, "cannot encode the request: %s", avm_strerror(rv));
+        rv = avm__failf(errmsg, errlen, rv, "cannot encode the request: %s",
+                        avm_strerror(rv));
     else if (b.len > AVM_CTL_MAX_FRAME)
-        rv = failf(errmsg, errlen, AVM_ETOOBIG,
-                   "the request of %zu bytes exceeds the limit of %u bytes", b.len,
-                   AVM_CTL_MAX_FRAME);
+        rv = avm__failf(errmsg, errlen, AVM_ETOOBIG,
+                        "the request of %zu bytes exceeds the limit of %u bytes", b.len,
+                        AVM_CTL_MAX_FRAME);
     nng_msg *m = NULL;
     if (rv == 0 && nng_msg_alloc(&m, b.len) != 0)
-        rv = failf(errmsg, errlen, AVM_ENOMEM, "out of memory");
+        rv = avm__failf(errmsg, errlen, AVM_ENOMEM, "out of memory");
     if (rv != 0) {
         avm_buf_free(&b);
         return rv;
@@ -1317,14 +1302,14 @@ int avm_ctl_call(avm_ctl_client *c, const char *op, avm_val body, int timeout_ms
     rv = avm_ctl_decode(nng_msg_body(m), nng_msg_len(m), &f, emsg, sizeof(emsg));
     nng_msg_free(m);
     if (rv != 0)
-        return failf(errmsg, errlen, rv, "bad reply from %s: %s", c->url, emsg);
+        return avm__failf(errmsg, errlen, rv, "bad reply from %s: %s", c->url, emsg);
     /* An error reply with id 0 answers a request whose id the node could not read:
      * req0 delivers only the reply to this request, so it is ours. */
     if (f.id != id && !(f.id == 0 && strcmp(f.word, "error") == 0)) {
         avm_val_release(f.body);
-        return failf(errmsg, errlen, AVM_EMALFORMED,
-                     "bad reply from %s: id %llu answers no request (expected %llu)",
-                     c->url, (unsigned long long)f.id, (unsigned long long)id);
+        return avm__failf(errmsg, errlen, AVM_EMALFORMED,
+                          "bad reply from %s: id %llu answers no request (expected %llu)",
+                          c->url, (unsigned long long)f.id, (unsigned long long)id);
     }
     if (strcmp(f.word, "ok") == 0) {
         *reply = f.body;
@@ -1333,9 +1318,10 @@ int avm_ctl_call(avm_ctl_client *c, const char *op, avm_val body, int timeout_ms
     if (strcmp(f.word, "error") == 0)
         rv = remote_error(c, f.body, errmsg, errlen);
     else
-        rv = failf(errmsg, errlen, AVM_EMALFORMED,
-                   "bad reply from %s: status \"%s\" is neither \"ok\" nor \"error\"",
-                   c->url, f.word);
+        rv =
+            avm__failf(errmsg, errlen, AVM_EMALFORMED,
+                       "bad reply from %s: status \"%s\" is neither \"ok\" nor \"error\"",
+                       c->url, f.word);
     avm_val_release(f.body);
     return rv;
 }

@@ -45,6 +45,7 @@
 
 #include "avm_err.h"
 #include "codec.h"
+#include "transport_internal.h"
 
 #define LINK_MAGIC "avm-link"
 #define LINK_MAGIC_LEN (sizeof(LINK_MAGIC) - 1)
@@ -66,31 +67,6 @@ enum { KIND_MESSAGE = 0, KIND_REQUEST = 1, KIND_REPLY = 2, KIND_ERROR = 3, KIND_
 static uint64_t mono_ms(void)
 {
     return uv_hrtime() / 1000000u;
-}
-
-static int failf(char *errmsg, size_t errlen, int code, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static int failf(char *errmsg, size_t errlen, int code, const char *fmt, ...)
-{
-    if (errmsg != NULL && errlen > 0) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(errmsg, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return code;
-}
-
-static int nng_fail(char *errmsg, size_t errlen, int rv, const char *what,
-                    const char *url)
-{
-    int code = AVM_EIO;
-    if (rv == NNG_ENOMEM)
-        code = AVM_ENOMEM;
-    else if (rv == NNG_EINVAL || rv == NNG_EADDRINVAL || rv == NNG_ENOTSUP)
-        code = AVM_EINVAL;
-    return failf(errmsg, errlen, code, "%s %s: %s", what, url, nng_strerror(rv));
 }
 
 /* --- Types ------------------------------------------------------------------ */
@@ -394,9 +370,9 @@ static int send_frame(avm_link *l, link_peer *p, unsigned kind, uint64_t corr,
                       const char *word, avm_val body, char *errmsg, size_t errlen)
 {
     if (p->nunacked >= l->max_unacked)
-        return failf(errmsg, errlen, AVM_EIO,
-                     "%zu frames to %s are waiting for an acknowledgement", p->nunacked,
-                     p->name);
+        return avm__failf(errmsg, errlen, AVM_EIO,
+                          "%zu frames to %s are waiting for an acknowledgement",
+                          p->nunacked, p->name);
     avm_buf b;
     avm_buf_init(&b);
     uint64_t seq = p->next_seq;
@@ -404,7 +380,8 @@ static int send_frame(avm_link *l, link_peer *p, unsigned kind, uint64_t corr,
                           word, body);
     if (rv != 0) {
         avm_buf_free(&b);
-        return failf(errmsg, errlen, rv, "cannot encode the frame: %s", avm_strerror(rv));
+        return avm__failf(errmsg, errlen, rv, "cannot encode the frame: %s",
+                          avm_strerror(rv));
     }
     size_t limit = l->max_frame;
     if (p->max_frame != 0 && p->max_frame < limit)
@@ -412,14 +389,14 @@ static int send_frame(avm_link *l, link_peer *p, unsigned kind, uint64_t corr,
     if (b.len > limit) {
         size_t len = b.len;
         avm_buf_free(&b);
-        return failf(errmsg, errlen, AVM_ETOOBIG,
-                     "the frame of %zu bytes to %s exceeds the limit of %zu bytes", len,
-                     p->name, limit);
+        return avm__failf(errmsg, errlen, AVM_ETOOBIG,
+                          "the frame of %zu bytes to %s exceeds the limit of %zu bytes",
+                          len, p->name, limit);
     }
     link_out *o = malloc(sizeof(*o) + b.len);
     if (o == NULL) {
         avm_buf_free(&b);
-        return failf(errmsg, errlen, AVM_ENOMEM, "out of memory");
+        return avm__failf(errmsg, errlen, AVM_ENOMEM, "out of memory");
     }
     o->next = NULL;
     o->seq = seq;
@@ -755,19 +732,20 @@ int avm_link_start(uv_loop_t *loop, const avm_link_config *cfg, avm_link **out,
 {
     *out = NULL;
     if (cfg->self == NULL || cfg->self[0] == '\0' || strlen(cfg->self) > NAME_MAX_LEN)
-        return failf(errmsg, errlen, AVM_EINVAL, "the machine name is empty or too long");
+        return avm__failf(errmsg, errlen, AVM_EINVAL,
+                          "the machine name is empty or too long");
     if (cfg->listen == NULL || cfg->on_message == NULL || cfg->on_request == NULL)
-        return failf(errmsg, errlen, AVM_EINVAL,
-                     "a link needs an address and message and request handlers");
+        return avm__failf(errmsg, errlen, AVM_EINVAL,
+                          "a link needs an address and message and request handlers");
     avm_link *l = calloc(1, sizeof(*l));
     if (l == NULL || (l->self = strdup(cfg->self)) == NULL) {
         free(l);
-        return failf(errmsg, errlen, AVM_ENOMEM, "out of memory");
+        return avm__failf(errmsg, errlen, AVM_ENOMEM, "out of memory");
     }
     if (pthread_mutex_init(&l->mu, NULL) != 0) {
         free(l->self);
         free(l);
-        return failf(errmsg, errlen, AVM_ENOMEM, "out of memory");
+        return avm__failf(errmsg, errlen, AVM_ENOMEM, "out of memory");
     }
     l->loop = loop;
     l->cfg = *cfg;
@@ -780,20 +758,21 @@ int avm_link_start(uv_loop_t *loop, const avm_link_config *cfg, avm_link **out,
 
     int rv = nng_pull0_open(&l->pull);
     if (rv != 0) {
-        rv = nng_fail(errmsg, errlen, rv, "cannot open a socket for", cfg->listen);
+        rv = avm__nng_fail(errmsg, errlen, rv, "cannot open a socket for", cfg->listen);
         goto err_free;
     }
     if ((rv = nng_socket_set_size(l->pull, NNG_OPT_RECVMAXSZ, l->max_frame)) != 0 ||
         (rv = nng_aio_alloc(&l->aio, on_recv, l)) != 0) {
-        rv = nng_fail(errmsg, errlen, rv, "cannot set up a socket for", cfg->listen);
+        rv = avm__nng_fail(errmsg, errlen, rv, "cannot set up a socket for", cfg->listen);
         goto err_close;
     }
     if ((rv = nng_listen(l->pull, cfg->listen, &l->listener, 0)) != 0) {
-        rv = nng_fail(errmsg, errlen, rv, "cannot listen on", cfg->listen);
+        rv = avm__nng_fail(errmsg, errlen, rv, "cannot listen on", cfg->listen);
         goto err_close;
     }
     if ((rv = uv_async_init(loop, &l->async, on_async)) != 0) {
-        rv = failf(errmsg, errlen, AVM_EIO, "cannot start the link: %s", uv_strerror(rv));
+        rv = avm__failf(errmsg, errlen, AVM_EIO, "cannot start the link: %s",
+                        uv_strerror(rv));
         goto err_close;
     }
     l->async.data = l;
@@ -871,9 +850,9 @@ int avm_link_add_peer(avm_link *l, const char *name, const char *url, char *errm
                       size_t errlen)
 {
     if (l->stopped)
-        return failf(errmsg, errlen, AVM_ESTATE, "the link is stopped");
+        return avm__failf(errmsg, errlen, AVM_ESTATE, "the link is stopped");
     if (name == NULL || name[0] == '\0' || strlen(name) > NAME_MAX_LEN || url == NULL)
-        return failf(errmsg, errlen, AVM_EINVAL, "a peer needs a name and a URL");
+        return avm__failf(errmsg, errlen, AVM_EINVAL, "a peer needs a name and a URL");
     link_peer *p = find_peer(l, name);
     int rv;
     if (p != NULL) {
@@ -881,11 +860,11 @@ int avm_link_add_peer(avm_link *l, const char *name, const char *url, char *errm
             return 0;
         char *u = strdup(url);
         if (u == NULL)
-            return failf(errmsg, errlen, AVM_ENOMEM, "out of memory");
+            return avm__failf(errmsg, errlen, AVM_ENOMEM, "out of memory");
         nng_dialer d;
         if ((rv = nng_dial(p->push, url, &d, NNG_FLAG_NONBLOCK)) != 0) {
             free(u);
-            return nng_fail(errmsg, errlen, rv, "cannot dial", url);
+            return avm__nng_fail(errmsg, errlen, rv, "cannot dial", url);
         }
         nng_dialer_close(p->dialer);
         p->dialer = d;
@@ -898,14 +877,14 @@ int avm_link_add_peer(avm_link *l, const char *name, const char *url, char *errm
         if (p != NULL)
             free(p->name);
         free(p);
-        return failf(errmsg, errlen, AVM_ENOMEM, "out of memory");
+        return avm__failf(errmsg, errlen, AVM_ENOMEM, "out of memory");
     }
     p->l = l;
     p->next_seq = 1;
     p->recv_next = 1;
     atomic_init(&p->pipes, 0);
     if ((rv = nng_push0_open(&p->push)) != 0) {
-        rv = nng_fail(errmsg, errlen, rv, "cannot open a socket for", url);
+        rv = avm__nng_fail(errmsg, errlen, rv, "cannot open a socket for", url);
         goto err_free;
     }
     if ((rv = nng_socket_set_int(p->push, NNG_OPT_SENDBUF, SEND_BUF)) != 0 ||
@@ -913,11 +892,11 @@ int avm_link_add_peer(avm_link *l, const char *name, const char *url, char *errm
         (rv = nng_socket_set_ms(p->push, NNG_OPT_RECONNMAXT, RECONN_MAX_MS)) != 0 ||
         (rv = nng_pipe_notify(p->push, NNG_PIPE_EV_ADD_POST, on_pipe, p)) != 0 ||
         (rv = nng_pipe_notify(p->push, NNG_PIPE_EV_REM_POST, on_pipe, p)) != 0) {
-        rv = nng_fail(errmsg, errlen, rv, "cannot set up a socket for", url);
+        rv = avm__nng_fail(errmsg, errlen, rv, "cannot set up a socket for", url);
         goto err_close;
     }
     if ((rv = nng_dial(p->push, url, &p->dialer, NNG_FLAG_NONBLOCK)) != 0) {
-        rv = nng_fail(errmsg, errlen, rv, "cannot dial", url);
+        rv = avm__nng_fail(errmsg, errlen, rv, "cannot dial", url);
         goto err_close;
     }
     p->next = l->peers;
@@ -934,14 +913,24 @@ err_free:
     return rv;
 }
 
+/* The running link's peer named peer, or the error a send to it gets. */
+static int live_peer(avm_link *l, const char *peer, link_peer **out, char *errmsg,
+                     size_t errlen)
+{
+    if (l->stopped)
+        return avm__failf(errmsg, errlen, AVM_ESTATE, "the link is stopped");
+    if ((*out = find_peer(l, peer)) == NULL)
+        return avm__failf(errmsg, errlen, AVM_ENOTFOUND, "no peer named %s", peer);
+    return 0;
+}
+
 int avm_link_send(avm_link *l, const char *peer, avm_val body, char *errmsg,
                   size_t errlen)
 {
-    if (l->stopped)
-        return failf(errmsg, errlen, AVM_ESTATE, "the link is stopped");
-    link_peer *p = find_peer(l, peer);
-    if (p == NULL)
-        return failf(errmsg, errlen, AVM_ENOTFOUND, "no peer named %s", peer);
+    link_peer *p;
+    int rv = live_peer(l, peer, &p, errmsg, errlen);
+    if (rv != 0)
+        return rv;
     return send_frame(l, p, KIND_MESSAGE, 0, "", body, errmsg, errlen);
 }
 
@@ -949,17 +938,16 @@ int avm_link_request(avm_link *l, const char *peer, const char *op, avm_val body
                      uint32_t deadline_ms, avm_link_reply_cb cb, void *arg, char *errmsg,
                      size_t errlen)
 {
-    if (l->stopped)
-        return failf(errmsg, errlen, AVM_ESTATE, "the link is stopped");
-    link_peer *p = find_peer(l, peer);
-    if (p == NULL)
-        return failf(errmsg, errlen, AVM_ENOTFOUND, "no peer named %s", peer);
+    link_peer *p;
+    int rv0 = live_peer(l, peer, &p, errmsg, errlen);
+    if (rv0 != 0)
+        return rv0;
     if (op == NULL || strlen(op) > WORD_MAX_LEN)
-        return failf(errmsg, errlen, AVM_EINVAL, "op is missing or longer than %d bytes",
-                     WORD_MAX_LEN);
+        return avm__failf(errmsg, errlen, AVM_EINVAL,
+                          "op is missing or longer than %d bytes", WORD_MAX_LEN);
     link_pending *pr = calloc(1, sizeof(*pr));
     if (pr == NULL)
-        return failf(errmsg, errlen, AVM_ENOMEM, "out of memory");
+        return avm__failf(errmsg, errlen, AVM_ENOMEM, "out of memory");
     uint64_t corr = l->next_corr++;
     int rv = send_frame(l, p, KIND_REQUEST, corr, op, body, errmsg, errlen);
     if (rv != 0) {

@@ -35,7 +35,6 @@ enum { B_NONE = 0, B_COMMIT = 1, B_CKPT = 2 };
 struct mx {
     char id[48];
     char *name;
-    uint64_t order; /* start order: the scheduler's and the listings' */
     avm_mgr *m;
     avm_exec *x; /* NULL: terminated (or suspended) and not in memory */
     avm_platform plat;
@@ -112,7 +111,7 @@ struct avm_mgr {
     mbox **boxes;
     size_t nboxes;
 
-    uint64_t evseq, lamport, next_order;
+    uint64_t evseq, lamport;
     avm_mgr_counts c;
     bool pipelined;   /* commits staged in the round's LMDB transaction */
     size_t stage_max; /* bytes staged before a commit mid-round */
@@ -330,7 +329,6 @@ static int xs_apply(avm_store *s, const avm_writeset *ws, bool *committed)
             m->c.commits += *committed;
             m->c.conflicts += !*committed;
             m->c.ckpt_bytes += ws->ckpt_len;
-            m->c.trace_bytes += ws->ckpt_trace_len;
         }
         return rv;
     }
@@ -439,7 +437,6 @@ static mx *mx_new(avm_mgr *m, const char *id, const char *name)
     e->plat.reachable_controller = x_reach_ctrl;
     e->plat.resolve_behavior = m->node->plat.resolve_behavior ? x_resolve : NULL;
     e->plat.mailbox_pop = xs_mailbox_pop;
-    e->order = m->next_order++;
     return e;
 }
 
@@ -705,75 +702,80 @@ static void fail_stop(avm_mgr *m, const char *what, int rv)
     emit(m, AVM_MEV_STORE_ERROR, NULL, avm_nil(), m->failure);
 }
 
-static void flush(avm_mgr *m)
+/* Durable mode: validates and applies the handed-over write sets, in order, in one
+ * LMDB transaction, each with the messages its execution consumed before it. */
+static int apply_batch(avm_mgr *m, size_t n, bool *ok)
 {
-    size_t n = m->nbatch;
-    if (m->pipelined) {
-        /* The round's staged transaction becomes durable; then the checkpoints
-         * in it (starts, suspends, ends) are news. A failure leaves the node's
-         * memory ahead of its disk: it must stop (fail-stop). */
-        bool any = avm_lmdb_staged_any(m->db);
-        int rv = avm_lmdb_stage_commit(m->db);
-        if (rv != 0)
-            fail_stop(m, "committing a round", rv);
-        else if (any)
-            m->c.batches++;
-        if (m->failed)
-            return;
-    }
-    if (n == 0)
-        return;
     const avm_writeset **ws = malloc(n * sizeof(*ws));
     const avm_lmdb_ack **acks = malloc(n * sizeof(*acks));
     size_t *nacks = malloc(n * sizeof(*nacks));
-    bool *ok = calloc(n, sizeof(*ok));
-    int rv;
-    if (ws == NULL || acks == NULL || nacks == NULL || ok == NULL) {
-        rv = AVM_ENOMEM;
-    } else {
+    int rv = AVM_ENOMEM;
+    if (ws != NULL && acks != NULL && nacks != NULL) {
         for (size_t i = 0; i < n; i++) {
             mx *e = m->batch[i];
             ws[i] = &e->ws;
-            if (!m->pipelined) {
-                m->c.ckpt_bytes += e->ws.ckpt_len;
-                m->c.trace_bytes += e->ws.ckpt_trace_len;
-            }
+            m->c.ckpt_bytes += e->ws.ckpt_len;
             /* Messages consumed before this checkpoint leave their mailboxes with it. */
             e->acks_in_batch = e->ws.ckpt_id != NULL ? e->nacks : 0;
             acks[i] = e->acks;
             nacks[i] = e->acks_in_batch;
         }
-        if (m->pipelined) {
-            rv = 0; /* staged and committed above */
-            for (size_t i = 0; i < n; i++) {
-                ok[i] = true;
-                m->batch[i]->acks_in_batch = 0;
-            }
-        } else {
-            rv = avm_lmdb_apply_batch_ex(m->db, ws, acks, nacks, n, ok);
+        rv = avm_lmdb_apply_batch_ex(m->db, ws, acks, nacks, n, ok);
+    }
+    free(ws);
+    free(acks);
+    free(nacks);
+    return rv;
+}
+
+/* The round's group commit, then the news of what it made durable. */
+static void flush(avm_mgr *m)
+{
+    size_t n = m->nbatch;
+    bool *ok = NULL; /* durable mode: which write sets committed */
+    int rv;
+    if (m->pipelined) {
+        /* The round's staged transaction becomes durable; the checkpoints in it
+         * (starts, suspends, ends) are then news. A failure leaves the node's
+         * memory ahead of its disk: it must stop (fail-stop). */
+        bool any = avm_lmdb_staged_any(m->db);
+        rv = avm_lmdb_stage_commit(m->db);
+        if (rv != 0) {
+            fail_stop(m, "committing a round", rv);
+            return;
+        }
+        if (!any && n == 0)
+            return;
+    } else {
+        if (n == 0)
+            return;
+        ok = calloc(n, sizeof(*ok));
+        rv = ok != NULL ? apply_batch(m, n, ok) : AVM_ENOMEM;
+        if (rv != 0) {
+            const char *why = avm_lmdb_errmsg(m->db);
+            emit(m, AVM_MEV_STORE_ERROR, NULL, avm_nil(),
+                 why != NULL && *why ? why : avm_strerror(rv));
         }
     }
     m->c.batches++;
     m->nbatch = 0;
-    const char *why = rv != 0 ? avm_lmdb_errmsg(m->db) : NULL;
-    if (rv != 0)
-        emit(m, AVM_MEV_STORE_ERROR, NULL, avm_nil(), why ? why : avm_strerror(rv));
     for (size_t i = 0; i < n; i++) {
         mx *e = m->batch[i];
         uint8_t kind = e->batch;
+        bool done = rv == 0 && (ok == NULL || ok[i]); /* pipelined: all staged */
         e->batch = B_NONE;
-        if (rv == 0 && ok[i])
+        if (done)
             acks_drop(e, e->acks_in_batch);
         e->acks_in_batch = 0;
         if (kind == B_COMMIT) {
-            m->c.commits += rv == 0 && ok[i];
-            m->c.conflicts += rv == 0 && !ok[i];
-            avm_exec_commit_done(e->x, rv, ok != NULL && ok[i]);
+            m->c.commits += done;
+            m->c.conflicts += rv == 0 && !done;
+            avm_exec_commit_done(e->x, rv, done);
             e->outcome_ready = true;
             enqueue(m, e);
             continue;
         }
-        /* A checkpoint: the log up to it is saved. */
+        /* A checkpoint: the log up to it is saved (pipelined: when staged). */
         if (rv == 0 && !m->pipelined)
             avm_exec_checkpoint_saved(e->x, &e->ws);
         avm_buf_free(&e->ck);
@@ -794,9 +796,6 @@ static void flush(avm_mgr *m)
             enqueue(m, e);
         }
     }
-    free(ws);
-    free(acks);
-    free(nacks);
     free(ok);
 }
 
@@ -1253,7 +1252,6 @@ int avm_mgr_open(const avm_mgr_config *cfg, avm_mgr **out, char *errmsg, size_t 
         qsort(m->all, m->nall, sizeof(*m->all), by_number);
     for (size_t i = 0; i < m->nall; i++) {
         mx *e = m->all[i];
-        e->order = i;
         if (e->state != AVM_XS_RUNNING)
             continue;
         char err[512];
@@ -1271,7 +1269,6 @@ int avm_mgr_open(const avm_mgr_config *cfg, avm_mgr **out, char *errmsg, size_t 
             m->lamport = lt;
         enqueue(m, e);
     }
-    m->next_order = m->nall;
     *out = m;
     return 0;
 }

@@ -183,7 +183,7 @@ typedef struct avm_mgr_counts {
     size_t running, suspended, terminated;
     size_t runnable, waiting_message, waiting_commit;
     uint64_t rounds, slices, batches, commits, conflicts, messages;
-    uint64_t ckpt_bytes, trace_bytes; /* written with checkpoints */
+    uint64_t ckpt_bytes; /* checkpoint states written with commits */
     uint64_t lamport;
 } avm_mgr_counts;
 void avm_mgr_counts_get(const avm_mgr *m, avm_mgr_counts *out);
