@@ -710,7 +710,7 @@ int main(int argc, char **argv)
         return 0;
     }
     static const char *const cmds[] = {"run",  "check",  "obj", "exec",
-                                       "send", "status", "txs"};
+                                       "send", "status", "txs", "cluster"};
     bool known = false;
     for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
         known = known || strcmp(cmd, cmds[i]) == 0;
@@ -732,8 +732,16 @@ int main(int argc, char **argv)
         cli__usage(stdout, cmd, n > 0 && args[0][0] != '-' ? args[0] : NULL);
         return 0;
     }
+    const char *on = NULL;
+    if (strcmp(cmd, "run") == 0 && take_opt(&n, args, "--on", &on) != 0)
+        return EXIT_USAGE;
+    if (on != NULL && node == NULL) {
+        fprintf(stderr, "%s: run --on needs --node (a member of the cluster to ask)\n",
+                progname);
+        return EXIT_USAGE;
+    }
     if (strcmp(cmd, "run") == 0)
-        return node != NULL ? remote__run(node, n, args) : cmd_run(n, args);
+        return node != NULL ? remote__run(node, on, n, args) : cmd_run(n, args);
     if (strcmp(cmd, "check") == 0)
         return cmd_check(n, args);
     if (strcmp(cmd, "obj") == 0)
@@ -744,5 +752,7 @@ int main(int argc, char **argv)
         return remote__send(node, n, args);
     if (strcmp(cmd, "txs") == 0)
         return remote__txs(node, n, args);
+    if (strcmp(cmd, "cluster") == 0)
+        return remote__cluster(node, n, args);
     return remote__status(node, n, args);
 }

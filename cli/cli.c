@@ -271,6 +271,9 @@ static const help helps[] = {
      "  --trace             print the trace (with --node: the sequence chart)\n"
      "  --store             embedded: print the objects in the store after the run\n"
      "  --detach            with --node: print the execution id, do not wait\n"
+     "  --on MACHINE        with --node: run it on MACHINE, another member of the\n"
+     "                      node's cluster (executeRemote); its result and trace are\n"
+     "                      then available from every member\n"
      "\n"
      "exit codes: 0 the program returned; 1 it failed with an AVM error, blocked, was\n"
      "killed or interrupted; 2 bad usage, a program that does not compile or is\n"
@@ -371,6 +374,15 @@ static const help helps[] = {
      "The node's name, machine, controller, version, process, uptime, data directory,\n"
      "Lamport clock and counts of executions and objects. --timeout defaults to 5000\n"
      "here.\n",
+     usage_remote},
+    {"cluster", NULL,
+     "usage: avmctl cluster status --node ADDR [options]\n"
+     "\n"
+     "The node's cluster: every member with its link address and controller, and\n"
+     "reachability as each member sees it (a row per member that answered, a column\n"
+     "per member it watches: up, DOWN, or '?' when it could not be asked). phi is\n"
+     "the failure detector's suspicion, silent the milliseconds since the member was\n"
+     "last heard from.\n",
      usage_remote},
     {"txs", NULL,
      "usage: avmctl txs --node ADDR [options]\n"

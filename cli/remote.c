@@ -597,7 +597,7 @@ static const char *base_name(const char *path)
     return s != NULL && s[1] != '\0' ? s + 1 : path;
 }
 
-int remote__run(const char *node, int argc, char **argv)
+int remote__run(const char *node, const char *on, int argc, char **argv)
 {
     ropts o;
     if (parse_opts("run", OPT_ENTRY | OPT_STRICT | OPT_UNSAFE | OPT_DETACH | OPT_TRACE, 1,
@@ -639,6 +639,8 @@ int remote__run(const char *node, int argc, char **argv)
         avm_ctl_put_str(&b, "entry", o.entry);
     avm_ctl_put_bool(&b, "spec_strict", o.strict);
     avm_ctl_put_bool(&b, "allow_unsafe", o.unsafe);
+    if (on != NULL)
+        avm_ctl_put_str(&b, "on", on);
     avm_val body, reply;
     int code = body_done(&r, &b, &body);
     if (code == 0)
@@ -945,4 +947,73 @@ int remote__status(const char *node, int argc, char **argv)
 int remote__txs(const char *node, int argc, char **argv)
 {
     return simple(node, "txs", "txs", argc, argv);
+}
+
+/* --- cluster ------------------------------------------------------------ */
+
+int remote__cluster(const char *node, int argc, char **argv)
+{
+    if (argc < 1 || strcmp(argv[0], "status") != 0) {
+        fprintf(stderr, "%s: cluster: expected 'status' (see %s help cluster)\n",
+                cli__progname, cli__progname);
+        return CLI_EXIT_USAGE;
+    }
+    ropts o;
+    if (parse_opts("cluster status", 0, 0, argc - 1, argv + 1, &o) != 0 ||
+        need_node(node, "cluster status") != 0)
+        return CLI_EXIT_USAGE;
+    remote r = {.addr = node,
+                .what = "cluster status",
+                .json = o.json,
+                .timeout_ms = o.timeout_ms ? o.timeout_ms : STATUS_TIMEOUT_MS};
+    avm_ctl_body b;
+    avm_val body, reply;
+    avm_ctl_body_init(&b);
+    int code = body_done(&r, &b, &body);
+    if (code == 0)
+        code = call(&r, "cluster.status", body, r.timeout_ms, &reply);
+    if (code != 0) {
+        remote_close(&r);
+        return code;
+    }
+    if (o.json) {
+        print_body(&r, reply);
+        avm_val_release(reply);
+        remote_close(&r);
+        return 0;
+    }
+    avm_val ms = avm_ctl_get(reply, "members"), vs = avm_ctl_get(reply, "views");
+    printf("%-16s %-32s %-12s\n", "MEMBER", "ADDRESS", "CONTROLLER");
+    for (size_t i = 0; ms.kind == AVM_LIST && i < avm_list_len(ms); i++) {
+        avm_val m = avm_list_at(ms, i);
+        if (m.kind != AVM_LIST || avm_list_len(m) != 3)
+            continue;
+        printf("%-16s %-32s %-12s\n", avm_list_at(m, 0).u.s->data,
+               avm_list_at(m, 1).u.s->data, avm_list_at(m, 2).u.s->data);
+    }
+    printf("\nreachability (row: as seen from; up/DOWN, phi, ms silent)\n");
+    for (size_t i = 0; vs.kind == AVM_LIST && i < avm_list_len(vs); i++) {
+        avm_val v = avm_list_at(vs, i);
+        if (v.kind != AVM_LIST || avm_list_len(v) != 2)
+            continue;
+        avm_val from = avm_list_at(v, 0), view = avm_list_at(v, 1);
+        printf("%-16s", from.kind == AVM_STR ? from.u.s->data : "?");
+        if (view.kind != AVM_LIST) {
+            printf(" ? (%s)\n", view.kind == AVM_STR ? view.u.s->data : "no answer");
+            continue;
+        }
+        for (size_t k = 0; k < avm_list_len(view); k++) {
+            avm_val e = avm_list_at(view, k);
+            if (e.kind != AVM_LIST || avm_list_len(e) != 4)
+                continue;
+            printf(" %s=%s(phi %.1f, %lldms)", avm_list_at(e, 0).u.s->data,
+                   avm_truthy(avm_list_at(e, 1)) ? "up" : "DOWN",
+                   (double)avm_list_at(e, 2).u.i / 1000.0,
+                   (long long)avm_list_at(e, 3).u.i);
+        }
+        printf("\n");
+    }
+    avm_val_release(reply);
+    remote_close(&r);
+    return 0;
 }

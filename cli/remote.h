@@ -11,7 +11,8 @@
 #ifndef AVM_CLI_REMOTE_H
 #define AVM_CLI_REMOTE_H
 
-int remote__run(const char *node, int argc, char **argv);
+int remote__run(const char *node, const char *on, int argc, char **argv);
+int remote__cluster(const char *node, int argc, char **argv);
 /* sub: ls, show, result, trace, suspend, resume or kill. */
 int remote__exec(const char *node, const char *sub, int argc, char **argv);
 /* sub: ls or show. */

@@ -22,6 +22,7 @@
 #include "codec.h"
 #include "control.h"
 #include "embedded.h"
+#include "cluster.h"
 #include "manager.h"
 #include "module.h"
 
@@ -29,6 +30,7 @@
 #define MAX_CONTROL 8
 
 enum { L_DEBUG, L_INFO, L_WARN, L_ERROR };
+#define MAX_PEERS 64
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
 
 typedef struct config {
@@ -42,6 +44,12 @@ typedef struct config {
     uint64_t slice;
     size_t batch_max;
     bool durable_commits;
+    /* Cluster (no listen: a node on its own). */
+    char listen[256], advertise[256], join[256];
+    char *peers[MAX_PEERS];
+    size_t npeers;
+    uint32_t heartbeat_ms, fd_bound_ms, request_ms;
+    double phi;
 } config;
 
 /* A client waiting for an execution: `run` (answered once its start is durable)
@@ -63,6 +71,7 @@ typedef struct node_daemon {
     avm_embedded node;
     avm_mgr *m;
     avm_ctl_server *ctl;
+    avm_cluster *cl; /* NULL: on its own */
     waiter *waiters;
     bool idle_on, stopping;
     uint64_t started_ms;
@@ -321,6 +330,29 @@ static void kick(node_daemon *d)
         uv_idle_start(&d->idle, idle_cb);
         d->idle_on = true;
     }
+}
+
+static void cluster_kick(void *arg)
+{
+    kick(arg);
+}
+
+static void cluster_log(void *arg, int level, const char *event, const char *k,
+                        const char *v)
+{
+    log_kv(arg, level, event, k, v, NULL);
+}
+
+/* Stops the links and lets the loop close their handles. */
+static void stop_cluster(node_daemon *d)
+{
+    if (d->cl == NULL)
+        return;
+    avm_cluster_stop(d->cl);
+    uv_run(d->loop, UV_RUN_NOWAIT);
+    uv_run(d->loop, UV_RUN_DEFAULT);
+    avm_cluster_free(d->cl);
+    d->cl = NULL;
 }
 
 /* --- Control operations ------------------------------------------------------ */
@@ -685,6 +717,45 @@ static void op_send(node_daemon *d, avm_ctl_req *req, avm_val body)
     reply_body(req, &b);
 }
 
+/* Requests for another machine go there: run --on MACHINE, and the executions
+ * another machine owns (their ids name it). true when req was answered here. */
+static bool forwarded(node_daemon *d, avm_ctl_req *req, const char *op, avm_val body)
+{
+    char target[64] = "";
+    if (strcmp(op, "run") == 0) {
+        avm_val on = avm_ctl_get(body, "on");
+        if (on.kind == AVM_NIL)
+            return false;
+        if (on.kind != AVM_STR || on.u.s->len == 0 || on.u.s->len >= sizeof(target)) {
+            avm_ctl_reply_error(req, AVM_EINVAL, "run: \"on\" must name a machine");
+            return true;
+        }
+        snprintf(target, sizeof(target), "%s", on.u.s->data);
+    } else if (strncmp(op, "exec.", 5) == 0 && strcmp(op, "exec.ls") != 0) {
+        avm_val id = avm_ctl_get(body, "id");
+        if (id.kind != AVM_STR)
+            return false;
+        const char *sl = strrchr(id.u.s->data, '/');
+        if (sl == NULL || (size_t)(sl - id.u.s->data) >= sizeof(target))
+            return false;
+        snprintf(target, sizeof(target), "%.*s", (int)(sl - id.u.s->data), id.u.s->data);
+    } else {
+        return false;
+    }
+    if (strcmp(target, d->cfg.name) == 0)
+        return false;
+    if (d->cl == NULL || !avm_cluster_is_member(d->cl, target)) {
+        avm_ctl_reply_error(
+            req, AVM_ENOTFOUND, "machine %s is not a member of %s", target,
+            d->cl == NULL ? "this node's cluster (it runs on its own)" : "the cluster");
+        return true;
+    }
+    log_kv(d, L_DEBUG, "control.forward", "op", op, "to", target, NULL);
+    /* There, "on" names that machine itself: it runs the program. */
+    avm_cluster_forward(d->cl, req, target, op, body);
+    return true;
+}
+
 static void handle(void *arg, avm_ctl_req *req, const char *op, avm_val body)
 {
     node_daemon *d = arg;
@@ -696,8 +767,19 @@ static void handle(void *arg, avm_ctl_req *req, const char *op, avm_val body)
         avm_ctl_reply_error(req, AVM_ESTATE, "node is shutting down");
         return;
     }
-    if (strcmp(op, "status") == 0) {
+    if (forwarded(d, req, op, body)) {
+        /* answered by the node it names */
+    } else if (strcmp(op, "status") == 0) {
         op_status(d, req);
+    } else if (strcmp(op, "cluster.status") == 0 || strcmp(op, "cluster.join") == 0) {
+        if (d->cl == NULL)
+            avm_ctl_reply_error(req, AVM_ESTATE,
+                                "this node runs on its own (start it with --listen to "
+                                "make it a cluster member)");
+        else if (op[8] == 's')
+            avm_cluster_op_status(d->cl, req);
+        else
+            avm_cluster_op_join(d->cl, req, body);
     } else if (strcmp(op, "run") == 0) {
         op_run(d, req, body);
     } else if (strncmp(op, "exec.", 5) == 0) {
@@ -727,7 +809,11 @@ static void on_signal(uv_signal_t *h, int signum)
     d->stopping = true;
     log_kv(d, L_INFO, "node.stopping", "signal", signum == SIGTERM ? "TERM" : "INT",
            NULL);
-    /* Waiters first: their requests die with the server. */
+    /* The links first: forwarded requests in flight are answered (with an error)
+     * while the control server still holds them. */
+    if (d->cl != NULL)
+        avm_cluster_stop(d->cl);
+    /* Waiters next: their requests die with the server. */
     while (d->waiters != NULL) {
         waiter *w = d->waiters;
         avm_ctl_reply_error(w->req, AVM_ESTATE, "node is shutting down");
@@ -761,7 +847,8 @@ static void usage(FILE *f)
         "options (flags override the config file):\n"
         "  --config FILE      read options from FILE: `key = value` lines, keys as\n"
         "                     the long options without dashes (name, data, controller,\n"
-        "                     control, log-level, log-format, slice, batch, commit);\n"
+        "                     control, log-level, log-format, slice, batch, commit,\n"
+        "                     listen, advertise, peer, join, ...);\n"
         "                     # comments\n"
         "  --name NAME        this node's machine id (default node1)\n"
         "  --controller NAME  its default controller (default main)\n"
@@ -777,6 +864,17 @@ static void usage(FILE *f)
         "                     applied at once and made durable with its round's\n"
         "                     group commit, before anything leaves the node) or\n"
         "                     durable (commitTx waits for the disk)\n"
+        "\n"
+        "cluster (without --listen the node runs on its own):\n"
+        "  --listen URL       node-to-node links: tcp://HOST:PORT (port 0: any)\n"
+        "  --advertise URL    the address other nodes dial (default: --listen)\n"
+        "  --peer NAME=URL    a member to link with (repeatable)\n"
+        "  --join ADDR        join a running cluster through a member's control\n"
+        "                     address (HOST:PORT or URL)\n"
+        "  --heartbeat-ms N   heartbeat period on every link (default 100)\n"
+        "  --fd-bound-ms N    a member silent this long is unreachable (default 1000)\n"
+        "  --phi X            phi-accrual suspicion threshold (default 8)\n"
+        "  --request-ms N     deadline of object requests to members (default 5000)\n"
         "  --version          print the version\n"
         "  --help             this text\n"
         "\n"
@@ -839,6 +937,59 @@ static int set_opt(config *c, const char *key, const char *val, char *err, size_
             return -1;
         }
         c->durable_commits = strcmp(val, "durable") == 0;
+    } else if (strcmp(key, "listen") == 0 || strcmp(key, "advertise") == 0) {
+        char *dst = key[0] == 'l' ? c->listen : c->advertise;
+        if (strncmp(val, "tcp://", 6) != 0 || strrchr(val, ':') == val + 3 ||
+            strlen(val) >= sizeof(c->listen)) {
+            snprintf(err, errlen, "%s must be tcp://HOST:PORT, not '%s'", key, val);
+            return -1;
+        }
+        snprintf(dst, sizeof(c->listen), "%s", val);
+    } else if (strcmp(key, "join") == 0) {
+        if (strlen(val) == 0 || strlen(val) >= sizeof(c->join)) {
+            snprintf(err, errlen, "join needs a member's control address");
+            return -1;
+        }
+        snprintf(c->join, sizeof(c->join), "%s", val);
+    } else if (strcmp(key, "peer") == 0) {
+        const char *eq = strchr(val, '=');
+        if (eq == NULL || eq == val || strncmp(eq + 1, "tcp://", 6) != 0) {
+            snprintf(err, errlen, "peer must be NAME=tcp://HOST:PORT, not '%s'", val);
+            return -1;
+        }
+        if (c->npeers == MAX_PEERS) {
+            snprintf(err, errlen, "at most %d peers", MAX_PEERS);
+            return -1;
+        }
+        c->peers[c->npeers] = strdup(val);
+        if (c->peers[c->npeers] == NULL) {
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
+        c->npeers++;
+    } else if (strcmp(key, "heartbeat-ms") == 0 || strcmp(key, "fd-bound-ms") == 0 ||
+               strcmp(key, "request-ms") == 0) {
+        errno = 0;
+        unsigned long v = strtoul(val, &end, 10);
+        if (errno != 0 || *end != '\0' || v < 10 || v > 600000) {
+            snprintf(err, errlen, "%s must be from 10 to 600000 (ms), not '%s'", key,
+                     val);
+            return -1;
+        }
+        if (key[0] == 'h')
+            c->heartbeat_ms = (uint32_t)v;
+        else if (key[0] == 'f')
+            c->fd_bound_ms = (uint32_t)v;
+        else
+            c->request_ms = (uint32_t)v;
+    } else if (strcmp(key, "phi") == 0) {
+        errno = 0;
+        double v = strtod(val, &end);
+        if (errno != 0 || *end != '\0' || !(v >= 1 && v <= 30)) {
+            snprintf(err, errlen, "phi must be a number from 1 to 30, not '%s'", val);
+            return -1;
+        }
+        c->phi = v;
     } else if (strcmp(key, "slice") == 0 || strcmp(key, "batch") == 0) {
         errno = 0;
         unsigned long long v = strtoull(val, &end, 10);
@@ -980,6 +1131,33 @@ int main(int argc, char **argv)
         log_kv(&d, L_ERROR, "node.open", "data", c->data, "error", err, NULL);
         goto out;
     }
+    if (c->listen[0] != '\0') {
+        avm_cluster_config cc = {.self = c->name,
+                                 .controller = c->controller,
+                                 .listen = c->listen,
+                                 .advertise = c->advertise,
+                                 .peers = (const char *const *)c->peers,
+                                 .npeers = c->npeers,
+                                 .heartbeat_ms = c->heartbeat_ms,
+                                 .fd_bound_ms = c->fd_bound_ms,
+                                 .phi = c->phi,
+                                 .request_ms = c->request_ms,
+                                 .kick = cluster_kick,
+                                 .control = handle,
+                                 .log = cluster_log,
+                                 .arg = &d};
+        rv = avm_cluster_start(d.loop, &cc, &d.cl, err, sizeof(err));
+        if (rv != 0) {
+            log_kv(&d, L_ERROR, "cluster.listen", "listen", c->listen, "error", err,
+                   NULL);
+            if (d.cl != NULL) {
+                uv_run(d.loop, UV_RUN_DEFAULT);
+                avm_cluster_free(d.cl);
+            }
+            avm_embedded_close(&d.node);
+            goto out;
+        }
+    }
     avm_mgr_config mc = {.node = &d.node,
                          .slice = c->slice,
                          .batch_max = c->batch_max,
@@ -987,13 +1165,17 @@ int main(int argc, char **argv)
                          .commit_mode = c->durable_commits ? AVM_COMMIT_DURABLE
                                                            : AVM_COMMIT_PIPELINED,
                          .on_event = on_event,
-                         .arg = &d};
+                         .arg = &d,
+                         .cluster = d.cl ? avm_cluster_manager_hooks(d.cl) : NULL};
     rv = avm_mgr_open(&mc, &d.m, err, sizeof(err));
     if (rv != 0) {
         log_kv(&d, L_ERROR, "node.open", "data", c->data, "error", err, NULL);
+        stop_cluster(&d);
         avm_embedded_close(&d.node);
         goto out;
     }
+    if (d.cl != NULL)
+        avm_cluster_attach(d.cl, d.m);
     if (err[0] != '\0')
         log_kv(&d, L_WARN, "node.recover", "error", err, NULL);
     avm_ctl_server_config sc = {.urls = (const char *const *)c->control,
@@ -1003,9 +1185,21 @@ int main(int argc, char **argv)
     rv = avm_ctl_server_start(d.loop, &sc, &d.ctl, err, sizeof(err));
     if (rv != 0) {
         log_kv(&d, L_ERROR, "control.listen", "error", err, NULL);
+        stop_cluster(&d);
         avm_mgr_close(d.m);
         avm_embedded_close(&d.node);
         goto out;
+    }
+    if (d.cl != NULL && c->join[0] != '\0') {
+        rv = avm_cluster_join(d.cl, c->join, err, sizeof(err));
+        if (rv != 0) {
+            log_kv(&d, L_ERROR, "cluster.join", "via", c->join, "error", err, NULL);
+            avm_ctl_server_stop(d.ctl);
+            stop_cluster(&d);
+            avm_mgr_close(d.m);
+            avm_embedded_close(&d.node);
+            goto out;
+        }
     }
     uv_idle_init(d.loop, &d.idle);
     d.idle.data = &d;
@@ -1030,12 +1224,17 @@ int main(int argc, char **argv)
         snprintf(urls + strlen(urls), sizeof(urls) - strlen(urls), "%s%s%s", i ? " " : "",
                  c->control[i], port);
     }
+    char link[300] = "";
+    if (d.cl != NULL)
+        snprintf(link, sizeof(link), "%s (port %d)", c->listen, avm_cluster_port(d.cl));
     log_kv(&d, L_INFO, "node.ready", "name", c->name, "data", c->data, "control", urls,
-           "pid", pid, "resumed", resumed, "version", AVMD_VERSION, NULL);
+           "link", d.cl ? link : "none", "pid", pid, "resumed", resumed, "version",
+           AVMD_VERSION, NULL);
     kick(&d);
     uv_run(d.loop, UV_RUN_DEFAULT);
 
     avm_mgr_close(d.m);
+    avm_cluster_free(d.cl);
     avm_embedded_close(&d.node);
     uv_loop_close(d.loop);
     log_kv(&d, L_INFO, "node.stopped", NULL);
@@ -1043,5 +1242,7 @@ int main(int argc, char **argv)
 out:
     for (size_t i = 0; i < c->ncontrol; i++)
         free(c->control[i]);
+    for (size_t i = 0; i < c->npeers; i++)
+        free(c->peers[i]);
     return code;
 }

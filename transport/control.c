@@ -429,6 +429,9 @@ struct avm_ctl_req {
     char op[OP_MAX + 1];
     avm_val body;             /* owned while QUEUED */
     struct avm_ctl_req *next; /* in the queue to the loop thread */
+    /* A local request (avm_ctl_req_local): s is NULL and the answer goes here. */
+    avm_ctl_local_cb local;
+    void *local_arg;
 };
 
 /* One address the server listens on. */
@@ -1053,8 +1056,24 @@ static bool reply_begin(avm_ctl_req *req)
     return true;
 }
 
+avm_ctl_req *avm_ctl_req_local(avm_ctl_local_cb cb, void *arg)
+{
+    avm_ctl_req *r = calloc(1, sizeof(*r));
+    if (r == NULL)
+        return NULL;
+    r->local = cb;
+    r->local_arg = arg;
+    r->body = avm_nil();
+    return r;
+}
+
 void avm_ctl_reply(avm_ctl_req *req, avm_val body)
 {
+    if (req->local != NULL) {
+        req->local(req->local_arg, 0, body, NULL);
+        free(req);
+        return;
+    }
     if (!reply_begin(req))
         return;
     avm_ctl_server *s = req->s;
@@ -1082,7 +1101,7 @@ void avm_ctl_reply(avm_ctl_req *req, avm_val body)
 
 void avm_ctl_reply_error(avm_ctl_req *req, int code, const char *fmt, ...)
 {
-    if (!reply_begin(req))
+    if (req->local == NULL && !reply_begin(req))
         return;
     char small[256], *msg = small;
     va_list ap;
@@ -1101,13 +1120,20 @@ void avm_ctl_reply_error(avm_ctl_req *req, int code, const char *fmt, ...)
     } else if (n < 0) {
         snprintf(small, sizeof(small), "%s", avm_strerror(code));
     }
-    req_send_error(req, code, msg, SEND_TIMEOUT_MS);
+    if (req->local != NULL) {
+        req->local(req->local_arg, code, avm_nil(), msg);
+        free(req);
+    } else {
+        req_send_error(req, code, msg, SEND_TIMEOUT_MS);
+    }
     if (msg != small)
         free(msg);
 }
 
 bool avm_ctl_req_abandoned(const avm_ctl_req *req)
 {
+    if (req->local != NULL)
+        return false;
     avm_ctl_server *s = req->s;
     lock(s);
     bool v = req->abandoned;

@@ -142,6 +142,13 @@ void avm_ctl_reply_error(avm_ctl_req *req, int code, const char *fmt, ...)
  * received may go unnoticed. Loop thread, while the handler owns req. */
 bool avm_ctl_req_abandoned(const avm_ctl_req *req);
 
+/* A request that did not come over the wire (one forwarded by another node): the
+ * handler answers it as any other, and the answer goes to cb (code 0 and the body,
+ * borrowed; or an error code and its message) instead of a socket. The request is
+ * freed after cb. NULL when out of memory. */
+typedef void (*avm_ctl_local_cb)(void *arg, int code, avm_val body, const char *errmsg);
+avm_ctl_req *avm_ctl_req_local(avm_ctl_local_cb cb, void *arg);
+
 /* --- Client (avmctl; blocking) ------------------------------------------ */
 
 typedef struct avm_ctl_client avm_ctl_client;

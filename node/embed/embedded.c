@@ -126,6 +126,8 @@ const char *avm_embedded_status_name(int status)
         return "interrupted";
     case AVM_RUN_BLOCKED:
         return "blocked";
+    case AVM_RUN_MOVED:
+        return "moving";
     }
     return "unknown";
 }

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "avm_err.h"
 #include "codec.h"
@@ -61,7 +62,31 @@ struct mx {
     avm_val blocked_on;
     mx *rnext; /* run queue */
     mx *hnext; /* id hash */
+    /* Distribution. */
+    bool visitor;     /* owned by another machine */
+    bool moving;      /* in the round's list of executions to ship */
+    avm_val away;     /* owner: the machine it went to (nil: here) */
+    uint64_t visit;   /* the current visit (owner), or the one it came with */
+    avm_val fetch_on; /* waiting for the record of this object */
+    uint64_t fwd_seq; /* the forwarded write set it waits for */
 };
+
+/* A copy of a record that lives on another machine. */
+typedef struct rcopy {
+    avm_objrec r;
+    bool none;    /* no such object */
+    bool replica; /* kept (fetch); otherwise fresh for one round */
+    int err;      /* the fetch failed: the waiting instructions fail once */
+    char why[256];
+    uint64_t round; /* the round when it arrived */
+    struct rcopy *next;
+} rcopy;
+
+/* Something to do once what was applied so far is durable (avm_mgr_when_durable). */
+typedef struct after {
+    void (*fn)(void *arg);
+    void *arg;
+} after;
 
 typedef struct msg {
     uint64_t seq, stamp;
@@ -117,6 +142,18 @@ struct avm_mgr {
     size_t stage_max; /* bytes staged before a commit mid-round */
     bool failed;      /* a staged round could not be made durable: fail-stop */
     char failure[512];
+
+    const avm_mgr_cluster *cl;
+    mx **moving; /* to ship once the round is durable */
+    size_t nmoving, capmoving;
+    mx **fwait; /* waiting for a record */
+    size_t nfwait, capfwait;
+    rcopy **copies;
+    size_t ncopies;
+    after *afters;
+    size_t nafters, capafters;
+    uint64_t visit_seed, fwd_next;
+    char clerr[320]; /* the cluster's message for the failing store call */
 };
 
 #define GROW(arr, n, cap)                                                                \
@@ -246,10 +283,17 @@ static struct avm_store *base_of(avm_store *s)
     return ((struct xstore *)s)->e->m->base;
 }
 
+static rcopy *copy_find(avm_mgr *m, avm_val oid);
+
 static const avm_objrec *xs_get(avm_store *s, void *snap, avm_val oid)
 {
     avm_store *b = base_of(s);
-    return b->ops->get(b, snap, oid);
+    const avm_objrec *r = b->ops->get(b, snap, oid);
+    avm_mgr *m = ((struct xstore *)s)->e->m;
+    if (r != NULL || m->cl == NULL)
+        return r;
+    rcopy *c = copy_find(m, oid);
+    return c != NULL && !c->none && c->err == 0 ? &c->r : NULL;
 }
 
 static void *xs_snapshot(avm_store *s)
@@ -295,6 +339,9 @@ static uint64_t xs_next_seq(avm_store *s)
 
 static const char *xs_last_error(avm_store *s)
 {
+    avm_mgr *m = ((struct xstore *)s)->e->m;
+    if (m->clerr[0] != '\0')
+        return m->clerr;
     avm_store *b = base_of(s);
     return b->ops->last_error ? b->ops->last_error(b) : NULL;
 }
@@ -319,10 +366,24 @@ static int stage(avm_mgr *m, mx *e, const avm_writeset *ws, bool *committed)
 
 /* An outermost commit joins the round's group commit; the execution waits for
  * its outcome. Immediate effects (outside transactions) apply at once. */
+static bool remote_ws(avm_mgr *m, const avm_writeset *ws);
+static void pin_moves(avm_mgr *m, const avm_writeset *ws);
+
 static int xs_apply(avm_store *s, const avm_writeset *ws, bool *committed)
 {
     mx *e = ((struct xstore *)s)->e;
     avm_mgr *m = e->m;
+    m->clerr[0] = '\0';
+    if (m->cl != NULL && remote_ws(m, ws)) {
+        /* Objects of another machine: their machine decides. */
+        e->fwd_seq = ++m->fwd_next;
+        int rv =
+            m->cl->forward(m->cl->arg, e->id, e->fwd_seq, ws, m->clerr, sizeof(m->clerr));
+        if (rv != 0)
+            return rv;
+        pin_moves(m, ws);
+        return AVM_EPENDING;
+    }
     if (m->pipelined) {
         int rv = stage(m, e, ws, committed);
         if (rv == 0 && ws->deferrable) {
@@ -402,6 +463,8 @@ static void init_platform(avm_mgr *m, mx *e)
 static bool x_reach_machine(void *data, avm_val mach)
 {
     mx *e = data;
+    if (e->m->cl != NULL)
+        return e->m->cl->reachable_machine(e->m->cl->arg, mach);
     const avm_platform *p = &e->m->node->plat;
     return p->reachable_machine ? p->reachable_machine(p->data, mach) : false;
 }
@@ -409,6 +472,8 @@ static bool x_reach_machine(void *data, avm_val mach)
 static bool x_reach_ctrl(void *data, avm_val c)
 {
     mx *e = data;
+    if (e->m->cl != NULL)
+        return e->m->cl->reachable_controller(e->m->cl->arg, c);
     const avm_platform *p = &e->m->node->plat;
     return p->reachable_controller ? p->reachable_controller(p->data, c) : false;
 }
@@ -419,6 +484,8 @@ static int x_resolve(void *data, avm_val name, avm_behavior *out)
     const avm_platform *p = &e->m->node->plat;
     return p->resolve_behavior ? p->resolve_behavior(p->data, name, out) : AVM_ENOTFOUND;
 }
+
+static int x_prepare(void *data, avm_val oid);
 
 static mx *mx_new(avm_mgr *m, const char *id, const char *name)
 {
@@ -437,6 +504,10 @@ static mx *mx_new(avm_mgr *m, const char *id, const char *name)
     e->plat.reachable_controller = x_reach_ctrl;
     e->plat.resolve_behavior = m->node->plat.resolve_behavior ? x_resolve : NULL;
     e->plat.mailbox_pop = xs_mailbox_pop;
+    if (m->cl != NULL) {
+        e->plat.prepare = x_prepare;
+        e->plat.roam = true;
+    }
     return e;
 }
 
@@ -459,6 +530,8 @@ static void mx_free(mx *e)
     avm_buf_free(&e->ck);
     avm_val_release(e->result);
     avm_val_release(e->blocked_on);
+    avm_val_release(e->away);
+    avm_val_release(e->fetch_on);
     free(e->error);
     free(e->name);
     free(e);
@@ -509,8 +582,23 @@ static void unqueue(avm_mgr *m, mx *e)
     m->nrun--;
 }
 
+static void unfetch(avm_mgr *m, mx *e)
+{
+    if (e->fetch_on.kind == AVM_NIL)
+        return;
+    for (size_t i = 0; i < m->nfwait; i++) {
+        if (m->fwait[i] == e) {
+            m->fwait[i] = m->fwait[--m->nfwait];
+            break;
+        }
+    }
+    avm_val_release(e->fetch_on);
+    e->fetch_on = avm_nil();
+}
+
 static void unwait(avm_mgr *m, mx *e)
 {
+    unfetch(m, e);
     if (!e->waiting_msg)
         return;
     e->waiting_msg = false;
@@ -654,6 +742,8 @@ static void wait_message(avm_mgr *m, mx *e)
     e->waiting_msg = true;
 }
 
+static void leave(avm_mgr *m, mx *e);
+
 static void run_slice(avm_mgr *m, mx *e)
 {
     /* A suspend or kill waits for the commit in flight, whose outcome is in no
@@ -670,6 +760,10 @@ static void run_slice(avm_mgr *m, mx *e)
     uint64_t lt = avm_exec_lamport(e->x);
     if (lt > m->lamport)
         m->lamport = lt;
+    if (e->visitor && (st == AVM_RUN_DONE || st == AVM_RUN_FAILED)) {
+        leave(m, e); /* its owner records the end */
+        return;
+    }
     switch (st) {
     case AVM_RUN_DONE:
         terminate(m, e, AVM_XO_DONE);
@@ -677,13 +771,20 @@ static void run_slice(avm_mgr *m, mx *e)
     case AVM_RUN_FAILED:
         terminate(m, e, AVM_XO_FAILED);
         break;
+    case AVM_RUN_MOVED:
+        leave(m, e);
+        break;
     case AVM_RUN_YIELD:
         if (!pending_wishes(m, e))
             enqueue(m, e);
         break;
     case AVM_RUN_BLOCKED:
         if (avm_exec_waiting(e->x) == AVM_WAIT_COMMIT)
-            break; /* in the batch */
+            break; /* in the batch, or forwarded */
+        if (avm_exec_waiting(e->x) == AVM_WAIT_FETCH) {
+            /* Among the fetch waiters (x_prepare); a suspend or kill waits. */
+            break;
+        }
         if (!pending_wishes(m, e))
             wait_message(m, e);
         break;
@@ -728,6 +829,8 @@ static int apply_batch(avm_mgr *m, size_t n, bool *ok)
     return rv;
 }
 
+static void run_afters(avm_mgr *m);
+
 /* The round's group commit, then the news of what it made durable. */
 static void flush(avm_mgr *m)
 {
@@ -742,8 +845,10 @@ static void flush(avm_mgr *m)
         rv = avm_lmdb_stage_commit(m->db);
         if (rv != 0) {
             fail_stop(m, "committing a round", rv);
+            run_afters(m);
             return;
         }
+        run_afters(m);
         if (!any && n == 0)
             return;
     } else {
@@ -811,6 +916,13 @@ static int post(avm_mgr *m, int type, mx *e)
 
 static int restore(avm_mgr *m, mx *e, char *errmsg, size_t errlen);
 
+/* Away from this machine (or leaving, or waiting for a forwarded commit). */
+static bool roaming(const mx *e)
+{
+    return e->moving || e->away.kind != AVM_NIL ||
+           (e->x != NULL && avm_exec_waiting(e->x) == AVM_WAIT_COMMIT);
+}
+
 static void apply_input(avm_mgr *m, inev *in)
 {
     mx *e = in->e;
@@ -829,8 +941,8 @@ static void apply_input(avm_mgr *m, inev *in)
     case EV_SUSPEND:
         if (e->state != AVM_XS_RUNNING)
             break;
-        if (e->batch != B_NONE || e->outcome_ready)
-            e->want_suspend = true; /* after its commit */
+        if (e->batch != B_NONE || e->outcome_ready || roaming(e))
+            e->want_suspend = true; /* after its commit, or when it is back */
         else
             do_suspend(m, e);
         break;
@@ -867,7 +979,7 @@ static void apply_input(avm_mgr *m, inev *in)
                 break;
             }
         }
-        if (e->batch != B_NONE || e->outcome_ready)
+        if (e->batch != B_NONE || e->outcome_ready || roaming(e))
             e->want_kill = true;
         else
             terminate(m, e, AVM_XO_KILLED);
@@ -896,6 +1008,8 @@ static void apply_input(avm_mgr *m, inev *in)
     avm_val_release(in->oid);
 }
 
+static void ship_moving(avm_mgr *m);
+
 bool avm_mgr_round(avm_mgr *m)
 {
     if (m->failed)
@@ -923,12 +1037,15 @@ bool avm_mgr_round(avm_mgr *m)
             return false;
     }
     flush(m);
+    if (!m->failed)
+        ship_moving(m);
     return !m->failed && avm_mgr_busy(m);
 }
 
 bool avm_mgr_busy(const avm_mgr *m)
 {
-    return !m->failed && (m->nrun > 0 || m->nin > 0 || m->nbatch > 0);
+    return !m->failed && (m->nrun > 0 || m->nin > 0 || m->nbatch > 0 || m->nmoving > 0 ||
+                          m->nafters > 0);
 }
 
 const char *avm_mgr_failure(const avm_mgr *m)
@@ -984,11 +1101,28 @@ static mx *find_or(avm_mgr *m, const char *id, char *errmsg, size_t errlen)
     return e;
 }
 
-int avm_mgr_suspend(avm_mgr *m, const char *id, char *errmsg, size_t errlen)
+/* Lifecycle requests go to an execution's owner. */
+static mx *find_owned(avm_mgr *m, const char *id, int *rv, char *errmsg, size_t errlen)
 {
     mx *e = find_or(m, id, errmsg, errlen);
+    *rv = AVM_ENOTFOUND;
+    if (e != NULL && e->visitor) {
+        fmt(errmsg, errlen,
+            "execution %s is visiting this machine; its owner (the machine its id "
+            "names) manages it",
+            id);
+        *rv = AVM_ESTATE;
+        return NULL;
+    }
+    return e;
+}
+
+int avm_mgr_suspend(avm_mgr *m, const char *id, char *errmsg, size_t errlen)
+{
+    int rv;
+    mx *e = find_owned(m, id, &rv, errmsg, errlen);
     if (e == NULL)
-        return AVM_ENOTFOUND;
+        return rv;
     if (e->state != AVM_XS_RUNNING) {
         fmt(errmsg, errlen, "execution %s is %s, not running", id,
             avm_xstate_name(e->state));
@@ -999,9 +1133,10 @@ int avm_mgr_suspend(avm_mgr *m, const char *id, char *errmsg, size_t errlen)
 
 int avm_mgr_resume(avm_mgr *m, const char *id, char *errmsg, size_t errlen)
 {
-    mx *e = find_or(m, id, errmsg, errlen);
+    int rv;
+    mx *e = find_owned(m, id, &rv, errmsg, errlen);
     if (e == NULL)
-        return AVM_ENOTFOUND;
+        return rv;
     if (e->state != AVM_XS_SUSPENDED &&
         !(e->state == AVM_XS_RUNNING && e->want_suspend)) {
         fmt(errmsg, errlen, "execution %s is %s, not suspended", id,
@@ -1013,9 +1148,10 @@ int avm_mgr_resume(avm_mgr *m, const char *id, char *errmsg, size_t errlen)
 
 int avm_mgr_kill(avm_mgr *m, const char *id, char *errmsg, size_t errlen)
 {
-    mx *e = find_or(m, id, errmsg, errlen);
+    int rv;
+    mx *e = find_owned(m, id, &rv, errmsg, errlen);
     if (e == NULL)
-        return AVM_ENOTFOUND;
+        return rv;
     if (e->state == AVM_XS_TERMINATED) {
         fmt(errmsg, errlen, "execution %s has already terminated (%s)", id,
             avm_xoutcome_name(e->outcome));
@@ -1227,11 +1363,15 @@ int avm_mgr_open(const avm_mgr_config *cfg, avm_mgr **out, char *errmsg, size_t 
     m->batch_max = cfg->batch_max ? cfg->batch_max : 4096;
     m->pipelined = cfg->commit_mode == AVM_COMMIT_PIPELINED;
     m->stage_max = cfg->stage_max ? cfg->stage_max : (size_t)8 << 20;
+    m->cl = cfg->cluster;
+    m->ncopies = 1024;
+    m->copies = calloc(m->ncopies, sizeof(*m->copies));
+    m->visit_seed = avm_hash_bytes(&m, sizeof(m)) ^ (uint64_t)time(NULL) << 20;
     m->nhash = 256;
     m->nboxes = 1024;
     m->hash = calloc(m->nhash, sizeof(*m->hash));
     m->boxes = calloc(m->nboxes, sizeof(*m->boxes));
-    if (m->hash == NULL || m->boxes == NULL) {
+    if (m->hash == NULL || m->boxes == NULL || m->copies == NULL) {
         avm_mgr_close(m);
         fmt(errmsg, errlen, "out of memory");
         return AVM_ENOMEM;
@@ -1273,6 +1413,8 @@ int avm_mgr_open(const avm_mgr_config *cfg, avm_mgr **out, char *errmsg, size_t 
     return 0;
 }
 
+static void copy_free(rcopy *c);
+
 void avm_mgr_close(avm_mgr *m)
 {
     if (m == NULL)
@@ -1298,6 +1440,16 @@ void avm_mgr_close(avm_mgr *m)
         }
     }
     free(m->boxes);
+    for (size_t i = 0; m->copies != NULL && i < m->ncopies; i++) {
+        for (rcopy *c = m->copies[i], *nx; c != NULL; c = nx) {
+            nx = c->next;
+            copy_free(c);
+        }
+    }
+    free(m->copies);
+    free(m->afters); /* park_all ran them; after a failure nothing may be answered */
+    free(m->moving);
+    free(m->fwait);
     free(m->all);
     free(m->hash);
     free(m->batch);
@@ -1330,11 +1482,15 @@ int avm_mgr_park_all(avm_mgr *m)
     int first = 0;
     for (size_t i = 0; i < m->nall; i++) {
         mx *e = m->all[i];
-        if (e->state != AVM_XS_RUNNING || e->x == NULL || e->batch != B_NONE)
-            continue;
+        if (e->state != AVM_XS_RUNNING || e->x == NULL || e->batch != B_NONE ||
+            e->visitor || e->moving || e->away.kind != AVM_NIL)
+            continue; /* visitors are their owners' to keep; away: its last record */
         if (avm_exec_waiting(e->x) == AVM_WAIT_COMMIT)
-            continue; /* cannot be: flushed above */
-        int rv = checkpoint(m, e, (uint8_t)avm_exec_status(e->x));
+            continue; /* cannot be (flushed above), or forwarded: its last record */
+        avm_run_status st = avm_exec_status(e->x);
+        if (st == AVM_RUN_BLOCKED && avm_exec_waiting(e->x) == AVM_WAIT_FETCH)
+            st = AVM_RUN_YIELD; /* the restart fetches again */
+        int rv = checkpoint(m, e, (uint8_t)st);
         if (rv != 0 && first == 0)
             first = rv;
     }
@@ -1342,11 +1498,490 @@ int avm_mgr_park_all(avm_mgr *m)
     return first;
 }
 
+/* --- Distribution --------------------------------------------------------- */
+
+static size_t copy_bucket(const avm_mgr *m, avm_val oid)
+{
+    return avm_val_hash(oid) & (m->ncopies - 1);
+}
+
+static rcopy *copy_find(avm_mgr *m, avm_val oid)
+{
+    for (rcopy *c = m->copies[copy_bucket(m, oid)]; c != NULL; c = c->next)
+        if (avm_val_eq(c->r.oid, oid))
+            return c;
+    return NULL;
+}
+
+static void rec_release(avm_objrec *r)
+{
+    avm_val_release(r->oid);
+    avm_val_release(r->beh.name);
+    if (r->beh.mod != NULL)
+        avm_module_release(r->beh.mod);
+    avm_val_release(r->meta.machine);
+    avm_val_release(r->meta.creating);
+    avm_val_release(r->meta.current);
+    avm_val_release(r->state);
+    memset(r, 0, sizeof(*r));
+}
+
+static void copy_free(rcopy *c)
+{
+    rec_release(&c->r);
+    free(c);
+}
+
+/* A copy answers for the round after it arrived; a replica until forgotten. */
+static bool copy_fresh(const avm_mgr *m, const rcopy *c)
+{
+    return c->replica || m->c.rounds <= c->round + 1;
+}
+
+static int x_prepare(void *data, avm_val oid)
+{
+    mx *e = data;
+    avm_mgr *m = e->m;
+    if (m->base->ops->get(m->base, NULL, oid) != NULL)
+        return 0;
+    rcopy *c = copy_find(m, oid);
+    if (c != NULL && c->err != 0) {
+        int err = c->err;
+        c->err = 0;
+        c->round = 0; /* the next instruction asks again */
+        snprintf(m->clerr, sizeof(m->clerr), "fetching an object of another machine: %s",
+                 c->why);
+        return -err;
+    }
+    if (c != NULL && copy_fresh(m, c))
+        return 0;
+    m->clerr[0] = '\0';
+    int rv = m->cl->fetch(m->cl->arg, oid, m->clerr, sizeof(m->clerr));
+    if (rv == AVM_ENOTFOUND) {
+        m->clerr[0] = '\0';
+        return 0;
+    }
+    if (rv != 0)
+        return -rv;
+    if (e->fetch_on.kind == AVM_NIL) {
+        if (!GROW(m->fwait, m->nfwait, m->capfwait))
+            return -AVM_ENOMEM;
+        m->fwait[m->nfwait++] = e;
+    } else {
+        avm_val_release(e->fetch_on);
+    }
+    avm_val_retain(oid);
+    e->fetch_on = oid;
+    return 1;
+}
+
+/* An object this machine does not hold but has a copy of lives elsewhere. */
+static bool elsewhere(avm_mgr *m, avm_val oid)
+{
+    if (m->base->ops->get(m->base, NULL, oid) != NULL)
+        return false;
+    rcopy *c = copy_find(m, oid);
+    return c != NULL && !c->none;
+}
+
+static bool remote_ws(avm_mgr *m, const avm_writeset *ws)
+{
+    for (size_t i = 0; i < ws->ncreates; i++) {
+        avm_val c = ws->creates[i].meta.current;
+        if (c.kind != AVM_NIL && !m->cl->local_ctrl(m->cl->arg, c))
+            return true;
+    }
+    for (size_t i = 0; i < ws->nreads; i++)
+        if (elsewhere(m, ws->reads[i].oid))
+            return true;
+    for (size_t i = 0; i < ws->nstates; i++)
+        if (elsewhere(m, ws->states[i].a))
+            return true;
+    for (size_t i = 0; i < ws->ndestroys; i++)
+        if (elsewhere(m, ws->destroys[i]))
+            return true;
+    for (size_t i = 0; i < ws->ntransfers; i++)
+        if (elsewhere(m, ws->transfers[i].a))
+            return true;
+    for (size_t i = 0; i < ws->nmoves; i++)
+        if (elsewhere(m, ws->moves[i].a))
+            return true;
+    return false;
+}
+
+/* fetch moves an object's placement here: the copy becomes a replica. */
+static void pin_moves(avm_mgr *m, const avm_writeset *ws)
+{
+    for (size_t i = 0; i < ws->nmoves; i++) {
+        if (!avm_val_eq(ws->moves[i].b, m->node->plat.node))
+            continue;
+        rcopy *c = copy_find(m, ws->moves[i].a);
+        if (c != NULL && !c->none) {
+            c->replica = true;
+            avm_val_release(c->r.meta.machine);
+            c->r.meta.machine = ws->moves[i].b;
+            avm_val_retain(c->r.meta.machine);
+        }
+    }
+}
+
+/* The execution leaves at the end of the round (AVM_RUN_MOVED, or a visitor that
+ * ended). */
+static void leave(avm_mgr *m, mx *e)
+{
+    if (!GROW(m->moving, m->nmoving, m->capmoving)) {
+        /* No memory to remember it: it cannot go, and cannot stay. */
+        if (avm_exec_abandon(e->x, avm_exec_machine(e->x)) == 0 && !e->visitor)
+            terminate(m, e, AVM_XO_FAILED);
+        return;
+    }
+    e->moving = true;
+    m->moving[m->nmoving++] = e;
+}
+
+static int owner_of(const char *id, avm_val *out)
+{
+    const char *sl = strrchr(id, '/');
+    if (sl == NULL || sl == id)
+        return AVM_EINVAL;
+    return avm_str_new(AVM_MACHID, id, (size_t)(sl - id), out);
+}
+
+static void drop_exec(avm_mgr *m, mx *e)
+{
+    unqueue(m, e);
+    unwait(m, e);
+    for (size_t i = 0; i < m->nall; i++) {
+        if (m->all[i] == e) {
+            memmove(m->all + i, m->all + i + 1, (m->nall - i - 1) * sizeof(mx *));
+            m->nall--;
+            break;
+        }
+    }
+    for (mx **p = &m->hash[id_bucket(m, e->id)]; *p != NULL; p = &(*p)->hnext) {
+        if (*p == e) {
+            *p = e->hnext;
+            break;
+        }
+    }
+    mx_free(e);
+}
+
+static void ship_moving(avm_mgr *m)
+{
+    /* Shipping may report failures that end executions: take the list first. */
+    size_t n = m->nmoving;
+    mx **list = m->moving;
+    m->moving = NULL;
+    m->nmoving = m->capmoving = 0;
+    for (size_t i = 0; i < n; i++) {
+        mx *e = list[i];
+        e->moving = false;
+        avm_val to;
+        bool ended = avm_exec_status(e->x) == AVM_RUN_DONE ||
+                     avm_exec_status(e->x) == AVM_RUN_FAILED;
+        if (ended) {
+            if (owner_of(e->id, &to) != 0) {
+                drop_exec(m, e);
+                continue;
+            }
+        } else {
+            to = avm_exec_machine(e->x);
+            avm_val_retain(to);
+        }
+        avm_exec_log_runtime(e->x, ended ? "ExecutionGoingHome" : "ExecutionLeft", e->id,
+                             to);
+        avm_buf b;
+        avm_buf_init(&b);
+        int rv = avm_exec_encode(e->x, &b);
+        if (!e->visitor) {
+            avm_val_release(e->away);
+            e->away = to;
+            avm_val_retain(to);
+            e->visit = ++m->visit_seed;
+        }
+        if (rv == 0)
+            m->cl->ship(m->cl->arg, e->id, e->visit, to, (const uint8_t *)b.data, b.len);
+        avm_buf_free(&b);
+        if (rv != 0)
+            avm_mgr_ship_failed(m, e->id, e->visit, to);
+        else if (e->visitor)
+            drop_exec(m, e);
+        avm_val_release(to);
+    }
+    free(list);
+}
+
+int avm_mgr_arrive(avm_mgr *m, const char *id, uint64_t visit, const uint8_t *state,
+                   size_t len, char *errmsg, size_t errlen)
+{
+    mx *e = find(m, id);
+    avm_val own;
+    if (owner_of(id, &own) != 0) {
+        fmt(errmsg, errlen, "execution id \"%.60s\" names no machine", id);
+        return AVM_EINVAL;
+    }
+    bool mine = avm_val_eq(own, m->node->plat.node);
+    avm_val_release(own);
+    if (e != NULL && e->visitor) {
+        fmt(errmsg, errlen, "execution %s is already visiting this machine", id);
+        return AVM_ESTATE;
+    }
+    if (mine && (e == NULL || e->away.kind == AVM_NIL || e->visit != visit)) {
+        fmt(errmsg, errlen, "execution %s: visit %llu is not the one it is on", id,
+            (unsigned long long)visit);
+        return AVM_ESTATE;
+    }
+    if (!mine && e != NULL) {
+        fmt(errmsg, errlen, "execution %s is already here", id);
+        return AVM_ESTATE;
+    }
+    if (!mine) {
+        e = mx_new(m, id, "");
+        if (e == NULL || add_exec(m, e) != 0) {
+            if (e != NULL)
+                mx_free(e);
+            fmt(errmsg, errlen, "out of memory");
+            return AVM_ENOMEM;
+        }
+        e->visitor = true;
+        e->visit = visit;
+        e->state = AVM_XS_RUNNING;
+    }
+    avm_exec *x;
+    char err[400] = "";
+    int rv = avm_exec_decode(state, len, &e->plat, &x, err, sizeof(err));
+    if (rv == 0)
+        rv = avm_exec_set_checkpoint(x, mine ? e->id : NULL);
+    if (rv == 0)
+        rv = avm_exec_adopt(x);
+    if (rv != 0) {
+        fmt(errmsg, errlen, "execution %s: %s", id, err[0] ? err : avm_strerror(rv));
+        if (!mine)
+            drop_exec(m, e);
+        return rv == AVM_ENOMEM ? rv : AVM_EMALFORMED;
+    }
+    if (mine) {
+        /* The log it left with is saved; what it did away is not yet. */
+        avm_exec_set_trace_saved(x, avm_exec_trace_saved(e->x));
+        avm_exec_free(e->x);
+        e->x = x;
+        avm_val_release(e->away);
+        e->away = avm_nil();
+        avm_exec_log_runtime(x, "ExecutionReturned", e->id, avm_nil());
+        avm_run_status st = avm_exec_status(x);
+        if (st == AVM_RUN_DONE || st == AVM_RUN_FAILED) {
+            terminate(m, e, st == AVM_RUN_DONE ? AVM_XO_DONE : AVM_XO_FAILED);
+            return 0;
+        }
+        if (!pending_wishes(m, e))
+            enqueue(m, e);
+        return 0;
+    }
+    e->x = x;
+    avm_exec_log_runtime(x, "ExecutionArrived", e->id, avm_nil());
+    enqueue(m, e);
+    return 0;
+}
+
+/* The owner ends an execution lost on machine. */
+static void abandon(avm_mgr *m, mx *e, avm_val machine)
+{
+    avm_val_release(e->away);
+    e->away = avm_nil();
+    if (avm_exec_abandon(e->x, machine) != 0)
+        return;
+    terminate(m, e, AVM_XO_FAILED);
+}
+
+void avm_mgr_ship_failed(avm_mgr *m, const char *id, uint64_t visit, avm_val machine)
+{
+    mx *e = find(m, id);
+    if (e == NULL || e->visitor || e->away.kind == AVM_NIL || e->visit != visit)
+        return;
+    abandon(m, e, machine);
+}
+
+void avm_mgr_machine_lost(avm_mgr *m, avm_val machine)
+{
+    for (size_t i = 0; i < m->nall; i++) {
+        mx *e = m->all[i];
+        if (!e->visitor && e->away.kind != AVM_NIL && avm_val_eq(e->away, machine))
+            abandon(m, e, machine);
+    }
+}
+
+static int rec_copy(avm_objrec *d, const avm_objrec *r)
+{
+    *d = *r;
+    avm_val_retain(d->oid);
+    avm_val_retain(d->beh.name);
+    if (d->beh.mod != NULL)
+        avm_module_retain(d->beh.mod);
+    avm_val_retain(d->meta.machine);
+    avm_val_retain(d->meta.creating);
+    avm_val_retain(d->meta.current);
+    avm_val_retain(d->state);
+    return 0;
+}
+
+void avm_mgr_fetched(avm_mgr *m, avm_val oid, const avm_objrec *rec, int rv,
+                     const char *errmsg)
+{
+    rcopy *c = copy_find(m, oid);
+    if (c == NULL) {
+        c = calloc(1, sizeof(*c));
+        if (c != NULL) {
+            size_t b = copy_bucket(m, oid);
+            c->next = m->copies[b];
+            m->copies[b] = c;
+        }
+    } else {
+        bool replica = c->replica;
+        rcopy *next = c->next;
+        rec_release(&c->r);
+        memset(c, 0, sizeof(*c));
+        c->replica = replica;
+        c->next = next;
+    }
+    if (c != NULL) {
+        c->round = m->c.rounds;
+        c->err = rv;
+        snprintf(c->why, sizeof(c->why), "%s", rv != 0 && errmsg ? errmsg : "");
+        c->none = rv == 0 && rec == NULL;
+        if (rv == 0 && rec != NULL) {
+            rec_copy(&c->r, rec);
+            /* Its placement is this machine: a fetched replica. */
+            if (avm_val_eq(rec->meta.machine, m->node->plat.node))
+                c->replica = true;
+        } else {
+            c->r.oid = oid;
+            avm_val_retain(oid);
+            c->r.state = avm_nil();
+        }
+    }
+    for (size_t i = 0; i < m->nfwait;) {
+        mx *e = m->fwait[i];
+        if (avm_val_eq(e->fetch_on, oid)) {
+            m->fwait[i] = m->fwait[--m->nfwait];
+            avm_val_release(e->fetch_on);
+            e->fetch_on = avm_nil();
+            if (!pending_wishes(m, e))
+                enqueue(m, e);
+        } else {
+            i++;
+        }
+    }
+}
+
+void avm_mgr_forget(avm_mgr *m, avm_val oid)
+{
+    for (rcopy **p = &m->copies[copy_bucket(m, oid)]; *p != NULL; p = &(*p)->next) {
+        if (avm_val_eq((*p)->r.oid, oid)) {
+            rcopy *c = *p;
+            *p = c->next;
+            copy_free(c);
+            return;
+        }
+    }
+}
+
+void avm_mgr_applied(avm_mgr *m, const char *id, uint64_t seq, int rv, bool committed,
+                     const char *errmsg)
+{
+    mx *e = find(m, id);
+    if (e == NULL || e->x == NULL || e->fwd_seq != seq ||
+        avm_exec_waiting(e->x) != AVM_WAIT_COMMIT)
+        return;
+    e->fwd_seq = 0;
+    if (rv != 0 && errmsg != NULL)
+        emit(m, AVM_MEV_STORE_ERROR, e->id, avm_nil(), errmsg);
+    avm_exec_commit_unsaved(e->x);
+    avm_exec_commit_done(e->x, rv, committed);
+    m->c.commits += rv == 0 && committed;
+    m->c.conflicts += rv == 0 && !committed;
+    e->outcome_ready = true;
+    enqueue(m, e);
+}
+
+int avm_mgr_when_durable(avm_mgr *m, void (*fn)(void *arg), void *arg)
+{
+    if (!m->pipelined || !avm_lmdb_staged_any(m->db)) {
+        fn(arg);
+        return 0;
+    }
+    if (!GROW(m->afters, m->nafters, m->capafters))
+        return AVM_ENOMEM;
+    m->afters[m->nafters++] = (after){fn, arg};
+    return 0;
+}
+
+static void run_afters(avm_mgr *m)
+{
+    size_t n = m->nafters;
+    after *list = m->afters;
+    m->afters = NULL;
+    m->nafters = m->capafters = 0;
+    for (size_t i = 0; i < n; i++)
+        list[i].fn(list[i].arg);
+    free(list);
+}
+
+typedef struct remote_apply {
+    void (*done)(void *arg, int rv, bool committed, const char *errmsg);
+    void *arg;
+    int rv;
+    bool committed;
+    avm_mgr *m;
+} remote_apply;
+
+static void remote_applied(void *arg)
+{
+    remote_apply *ra = arg;
+    avm_mgr *m = ra->m;
+    int rv = m->failed ? AVM_EIO : ra->rv;
+    const char *why = rv != 0 ? (m->failed ? m->failure : avm_lmdb_errmsg(m->db)) : NULL;
+    ra->done(ra->arg, rv, rv == 0 && ra->committed, why);
+    free(ra);
+}
+
+int avm_mgr_apply_remote(avm_mgr *m, const avm_writeset *ws,
+                         void (*done)(void *arg, int rv, bool committed,
+                                      const char *errmsg),
+                         void *arg)
+{
+    if (m->failed)
+        return AVM_EIO;
+    remote_apply *ra = calloc(1, sizeof(*ra));
+    if (ra == NULL)
+        return AVM_ENOMEM;
+    *ra = (remote_apply){.done = done, .arg = arg, .m = m};
+    if (m->pipelined) {
+        ra->rv = avm_lmdb_stage(m->db, ws, NULL, 0, &ra->committed);
+        if (ra->rv != 0 && avm_lmdb_stage_broken(m->db))
+            fail_stop(m, "staging a forwarded commit", ra->rv);
+    } else {
+        ra->rv = m->base->ops->apply(m->base, ws, &ra->committed);
+    }
+    m->c.commits += ra->rv == 0 && ra->committed;
+    m->c.conflicts += ra->rv == 0 && !ra->committed;
+    int rv = avm_mgr_when_durable(m, remote_applied, ra);
+    if (rv != 0)
+        free(ra);
+    return rv;
+}
+
+const avm_objrec *avm_mgr_record(avm_mgr *m, avm_val oid)
+{
+    return m->base->ops->get(m->base, NULL, oid);
+}
+
 /* --- Inspection ----------------------------------------------------------- */
 
 static void fill_info(mx *e, avm_mgr_info *o)
 {
     memset(o, 0, sizeof(*o));
+    o->away = avm_nil();
     o->id = e->id;
     o->name = e->name;
     o->state = e->state;
@@ -1369,6 +2004,10 @@ static void fill_info(mx *e, avm_mgr_info *o)
             o->blocked_on = avm_exec_blocked_on(x);
     }
     o->in_tx = avm_exec_tx(x, &o->tx);
+    o->away = e->away;
+    o->visitor = e->visitor;
+    if (o->waiting == AVM_WAIT_FETCH)
+        o->blocked_on = e->fetch_on;
 }
 
 int avm_mgr_info_get(avm_mgr *m, const char *id, avm_mgr_info *out, char *errmsg,

@@ -94,6 +94,49 @@ const char *avm_mev_name(avm_mev_type t);
  *     disk; transactions read from an LMDB read view taken when they begin. */
 typedef enum { AVM_COMMIT_PIPELINED = 0, AVM_COMMIT_DURABLE = 1 } avm_commit_mode;
 
+/* Distribution: how the manager reaches other machines (the cluster layer above
+ * implements it; every callback runs on the manager's thread). With it executions
+ * roam (platform.roam): an execution runs on the machine its current frame is on,
+ * so a call on an object of another machine, the return to a caller on another
+ * machine, and teleport ship the execution's whole state (frames, transaction
+ * overlay, trace) there, where it goes on. The machine that started an execution
+ * owns it (its id names that machine): it keeps the execution's record, and its
+ * result and trace come back to it. An execution away from its owner lives in the
+ * memory of the machine it visits (a visitor, not checkpointed there); if that
+ * machine is lost, the owner ends it with ErrMachineUnreachable.
+ *
+ * Objects live on the machine of their controller (the controller's host) or,
+ * without a controller, on the machine that created them. An instruction that
+ * touches an object this machine does not hold waits while `fetch` brings a
+ * copy (fresh for the round after it arrives; a replica, kept, for `fetch`ed
+ * objects), and effects and commits on such objects are forwarded to their
+ * machine (`forward`), the instruction waiting for the outcome. */
+typedef struct avm_mgr_cluster {
+    /* Execution id leaves for machine `to` with its state (avm_exec_encode): a
+     * call, a return, a teleport, or a visitor that ended and goes home. Called
+     * after the round's commit is durable, so nothing the state derives from can
+     * be lost. Deliver it with avm_mgr_arrive on `to`, or report
+     * avm_mgr_ship_failed. */
+    void (*ship)(void *arg, const char *id, uint64_t visit, avm_val to,
+                 const uint8_t *state, size_t len);
+    /* Start fetching the record of oid for avm_mgr_fetched: 0 (fetching), or
+     * AVM_ENOTFOUND when no machine can hold it (the instruction goes on and finds
+     * no object), or another code with errmsg (the instruction fails with it).
+     * It never answers from inside the call. */
+    int (*fetch)(void *arg, avm_val oid, char *errmsg, size_t errlen);
+    /* Forward ws (which touches objects of another machine: encode it now, it
+     * lives for the call only) and answer with avm_mgr_applied(id, seq, ...).
+     * 0, or an error code that the instruction fails with. */
+    int (*forward)(void *arg, const char *id, uint64_t seq, const avm_writeset *ws,
+                   char *errmsg, size_t errlen);
+    /* Whether objects of controller c live on this machine. */
+    bool (*local_ctrl)(void *arg, avm_val c);
+    /* isReachableMachine / isReachableController. */
+    bool (*reachable_machine)(void *arg, avm_val machine);
+    bool (*reachable_controller)(void *arg, avm_val c);
+    void *arg;
+} avm_mgr_cluster;
+
 typedef struct avm_mgr_config {
     avm_embedded *node;  /* a durable embedded node (node->db set); borrowed */
     uint64_t slice;      /* instructions per slice (0: 20,000) */
@@ -103,6 +146,7 @@ typedef struct avm_mgr_config {
     size_t stage_max; /* PIPELINED: bytes staged before committing (0: 8 MiB) */
     void (*on_event)(void *arg, const avm_mev *ev);
     void *arg;
+    const avm_mgr_cluster *cluster; /* NULL: one machine */
 } avm_mgr_config;
 
 /* Opens a manager on cfg->node's store: loads the mailboxes and the execution
@@ -153,6 +197,47 @@ const char *avm_mgr_failure(const avm_mgr *m);
  * 0 or the store's error. */
 int avm_mgr_park_all(avm_mgr *m);
 
+/* --- Distribution (with avm_mgr_config.cluster) ------------------------- */
+
+/* An execution arrives with its state from another machine: its owner's own
+ * execution coming back (accepted only for its current visit), or a visitor.
+ * AVM_ESTATE for a stale visit, AVM_EMALFORMED (errmsg) for a state that does not
+ * decode. */
+int avm_mgr_arrive(avm_mgr *m, const char *id, uint64_t visit, const uint8_t *state,
+                   size_t len, char *errmsg, size_t errlen);
+/* The state shipped for (id, visit) could not be delivered to machine: the owner
+ * ends the execution with ErrMachineUnreachable; a visitor is dropped (its owner
+ * notices the machine it was on is gone, or its visit is stale). */
+void avm_mgr_ship_failed(avm_mgr *m, const char *id, uint64_t visit, avm_val machine);
+/* Machine is unreachable: every execution this machine owns that is away there
+ * ends with ErrMachineUnreachable. */
+void avm_mgr_machine_lost(avm_mgr *m, avm_val machine);
+/* The answer to cluster.fetch: the record (borrowed), or NULL when there is no
+ * such object, or rv != 0 when it could not be fetched (the waiting
+ * instructions fail with rv and errmsg). */
+void avm_mgr_fetched(avm_mgr *m, avm_val oid, const avm_objrec *rec, int rv,
+                     const char *errmsg);
+/* The outcome of a forwarded write set. */
+void avm_mgr_applied(avm_mgr *m, const char *id, uint64_t seq, int rv, bool committed,
+                     const char *errmsg);
+/* A write set forwarded here by another machine: validated and applied with this
+ * machine's commits; done(arg, rv, committed, errmsg) runs once it is durable
+ * (pipelined: after the round's commit, so call avm_mgr_round). */
+int avm_mgr_apply_remote(avm_mgr *m, const avm_writeset *ws,
+                         void (*done)(void *arg, int rv, bool committed,
+                                      const char *errmsg),
+                         void *arg);
+/* Runs fn(arg) once everything this machine has applied so far is durable: at
+ * once when nothing is staged, else after the round's commit (so call
+ * avm_mgr_round). What leaves the machine (records served to others) waits for
+ * it, so no one sees a state a crash could take back. 0 or AVM_ENOMEM. */
+int avm_mgr_when_durable(avm_mgr *m, void (*fn)(void *arg), void *arg);
+/* The record of oid this machine holds (borrowed until the next call on m), or
+ * NULL. */
+const avm_objrec *avm_mgr_record(avm_mgr *m, avm_val oid);
+/* Drops the copy of oid fetched from another machine (replica included). */
+void avm_mgr_forget(avm_mgr *m, avm_val oid);
+
 /* --- Inspection --------------------------------------------------------- */
 
 typedef struct avm_mgr_info {
@@ -166,6 +251,8 @@ typedef struct avm_mgr_info {
     uint64_t steps, events, lamport;
     bool in_tx;
     avm_exec_txinfo tx; /* when in_tx (borrowed) */
+    avm_val away;       /* the machine it is on when away from its owner, or nil */
+    bool visitor;       /* owned by another machine, visiting this one */
 } avm_mgr_info;
 
 /* AVM_ENOTFOUND for an unknown id; restores a terminated execution's record from

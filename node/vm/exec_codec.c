@@ -610,8 +610,7 @@ static int decode_body(dec *d, avm_exec *x)
 
     /* outcome */
     uint64_t st, ec, line, col;
-    if ((rv = get_arr(d, 13, "outcome")) ||
-        (rv = get_u(d, AVM_RUN_BLOCKED, &st, "status")))
+    if ((rv = get_arr(d, 13, "outcome")) || (rv = get_u(d, AVM_RUN_MOVED, &st, "status")))
         return rv;
     TRY(d, avm_mp_get_bool(&d->r, &x->started), "outcome");
     if ((rv = get_v(d, &x->result, "result")) ||
@@ -640,7 +639,8 @@ static int decode_body(dec *d, avm_exec *x)
  * and contexts correspond, and overlay counts are consistent. */
 static int check_state(dec *d, avm_exec *x)
 {
-    bool running = x->status == AVM_RUN_YIELD || x->status == AVM_RUN_BLOCKED;
+    bool running = x->status == AVM_RUN_YIELD || x->status == AVM_RUN_BLOCKED ||
+                   x->status == AVM_RUN_MOVED;
     if (running && x->started && x->frames.n == 0)
         return bad(d, AVM_EMALFORMED, "a running execution without frames");
     if (!running && x->frames.n != 0)

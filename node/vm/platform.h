@@ -121,7 +121,11 @@ struct avm_store_ops {
     void (*snapshot_release)(avm_store *s, void *snap);
     /* Validates the reads against current versions and, if they all hold, applies
      * the write set; *committed tells which. Returns 0 or an AVM_E* code (then
-     * nothing was applied). */
+     * nothing was applied). A store may also answer AVM_EPENDING for any write set
+     * (the deferrable commit below, or an effect it forwards to another machine):
+     * the execution then waits (avm_exec_waiting: AVM_WAIT_COMMIT) for
+     * avm_exec_commit_done. Only a deferrable write set stays valid while it
+     * waits; a store deferring another one copies what it needs before returning. */
     int (*apply)(avm_store *s, const avm_writeset *ws, bool *committed);
     /* A new list of every object id, in a stable order. */
     int (*ids)(avm_store *s, avm_val *out);
@@ -157,6 +161,18 @@ typedef struct avm_platform {
      * it, receive blocks. */
     int (*mailbox_pop)(void *data, avm_val self, avm_val *msg, avm_val *sender,
                        uint64_t *stamp);
+    /* Optional, for a cluster: called before an instruction reads object oid (its
+     * argument, or self for getState/setState). Returns 0 when the store can answer
+     * for oid now (it holds the record, a fresh copy of it, or knows there is
+     * none), 1 when the record lives on another machine and is being fetched (the
+     * execution blocks with AVM_WAIT_FETCH and the instruction runs again when the
+     * platform runs the execution again), or a negated AVM_E* code. */
+    int (*prepare)(void *data, avm_val oid);
+    /* Executions run on their own machine only: when a call, a return or a
+     * teleport leaves the execution on a machine other than `node`, avm_exec_run
+     * stops with AVM_RUN_MOVED so that the platform ships it there. Without it the
+     * machine is only a value (the embedded node). */
+    bool roam;
 } avm_platform;
 
 #endif

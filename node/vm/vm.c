@@ -836,6 +836,8 @@ avm_run_status avm_exec_run(avm_exec *x, uint64_t budget)
     if (!x->started)
         return x->status;
     x->status = AVM_RUN_YIELD;
+    x->moved = false;
+    x->fetch_wait = false;
     uint64_t limit = budget ? budget : UINT64_MAX;
     uint64_t done = 0;
 
@@ -1088,6 +1090,10 @@ op_ret : {
         goto failed;
     if (x->status == AVM_RUN_DONE)
         goto out;
+    if (x->moved) {
+        x->status = AVM_RUN_MOVED; /* the caller continues on its machine */
+        goto out;
+    }
     goto next_frame;
 }
 op_avm : {
@@ -1097,8 +1103,21 @@ op_avm : {
     avm_val r = avm_nil();
     fr->pc = pc + 3; /* a frame pushed by the instruction returns here */
     SYNC();
+    x->mark_log = x->tlog.len;
+    x->mark_tcount = x->tcount;
+    x->mark_mcount = x->mcount;
+    x->mark_counter = x->counter;
+    x->mark_lamport = x->lamport;
     rv = vm__instr(x, ins, args, argc, &r);
     if (rv == VM_BLOCK) {
+        if (x->undo_log) {
+            x->undo_log = false;
+            x->tlog.len = x->mark_log;
+            x->tcount = x->mark_tcount;
+            x->mcount = x->mark_mcount;
+            x->counter = x->mark_counter;
+            x->lamport = x->mark_lamport;
+        }
         x->frames.v[x->frames.n - 1].pc = pc;
         x->status = AVM_RUN_BLOCKED;
         goto out;
@@ -1107,14 +1126,25 @@ op_avm : {
         x->frames.v[x->frames.n - 1].pc = pc;
         goto failed;
     }
-    if (rv == VM_ENTERED)
+    if (rv == VM_ENTERED) {
+        if (x->moved) {
+            x->status = AVM_RUN_MOVED;
+            goto out; /* the callee's frame starts on its machine */
+        }
         goto next_frame; /* arguments were consumed by the instruction */
+    }
     /* The instruction left the stack where it was. */
     for (int i = 0; i < argc; i++)
         avm_val_release(args[i]);
     sp -= argc;
     *sp++ = r;
     pc += 3;
+    if (x->moved) {
+        fr->pc = pc;
+        SYNC();
+        x->status = AVM_RUN_MOVED;
+        goto out;
+    }
     NEXT();
 }
 op_invalid:
@@ -1390,7 +1420,60 @@ avm_wait avm_exec_waiting(const avm_exec *x)
 {
     if (x->status != AVM_RUN_BLOCKED)
         return AVM_WAIT_NONE;
-    return x->commit_wait == CW_PENDING ? AVM_WAIT_COMMIT : AVM_WAIT_MESSAGE;
+    if (x->commit_wait == CW_PENDING)
+        return AVM_WAIT_COMMIT;
+    return x->fetch_wait ? AVM_WAIT_FETCH : AVM_WAIT_MESSAGE;
+}
+
+void avm_exec_commit_unsaved(avm_exec *x)
+{
+    x->commit_ckpt = false;
+}
+
+size_t avm_exec_trace_saved(const avm_exec *x)
+{
+    return x->tlog_saved;
+}
+
+void avm_exec_set_trace_saved(avm_exec *x, size_t n)
+{
+    x->tlog_saved = n <= x->tlog.len ? n : x->tlog.len;
+}
+
+void vm__placed(avm_exec *x)
+{
+    x->moved = x->plat->roam && !avm_val_eq(x->machine, x->plat->node);
+}
+
+avm_val avm_exec_machine(const avm_exec *x)
+{
+    return x->machine;
+}
+
+int avm_exec_adopt(avm_exec *x)
+{
+    for (size_t i = 0; i < x->frames.n; i++) {
+        avm_module *m = x->frames.v[i].mod;
+        bool seen = false;
+        for (size_t j = 0; j < i && !seen; j++)
+            seen = x->frames.v[j].mod == m;
+        if (seen)
+            continue;
+        int rv = register_pures(x, m);
+        if (rv != 0)
+            return rv;
+    }
+    return 0;
+}
+
+int avm_exec_abandon(avm_exec *x, avm_val machine)
+{
+    if (x->status == AVM_RUN_DONE || x->status == AVM_RUN_FAILED ||
+        x->commit_wait != CW_NONE || !x->started)
+        return AVM_ESTATE;
+    vm__fail(x, AVM_ERR_MACHINE_UNREACHABLE, vm__ref(machine), avm_nil(), avm_nil());
+    fail_exec(x);
+    return 0;
 }
 
 int avm_exec_commit_done(avm_exec *x, int rv, bool committed)

@@ -35,7 +35,8 @@ typedef enum {
     AVM_RUN_DONE = 0,    /* the program returned; avm_exec_result() */
     AVM_RUN_FAILED = 1,  /* an AVM error or EvalError; avm_exec_error() */
     AVM_RUN_YIELD = 2,   /* budget spent; run again to continue */
-    AVM_RUN_BLOCKED = 3, /* waiting for a message (receive); run again later */
+    AVM_RUN_BLOCKED = 3, /* waiting (avm_exec_waiting); run again later */
+    AVM_RUN_MOVED = 4,   /* platform.roam: it must continue on avm_exec_machine() */
 } avm_run_status;
 
 /* Event types of Context.lagda.md. */
@@ -121,7 +122,8 @@ avm_val avm_exec_blocked_on(const avm_exec *x);
 typedef enum {
     AVM_WAIT_NONE = 0,
     AVM_WAIT_MESSAGE = 1, /* receive on an empty mailbox: avm_exec_blocked_on */
-    AVM_WAIT_COMMIT = 2,  /* its store answered the commit with AVM_EPENDING */
+    AVM_WAIT_COMMIT = 2,  /* its store answered a commit or an effect with EPENDING */
+    AVM_WAIT_FETCH = 3,   /* platform.prepare is fetching avm_exec_blocked_on */
 } avm_wait;
 avm_wait avm_exec_waiting(const avm_exec *x);
 
@@ -129,6 +131,29 @@ avm_wait avm_exec_waiting(const avm_exec *x);
  * write set committed, or the store's error code. The next avm_exec_run finishes the
  * commitTx with it. AVM_ESTATE when the execution waits for no commit. */
 int avm_exec_commit_done(avm_exec *x, int rv, bool committed);
+
+/* The machine the execution runs on now (borrowed). */
+avm_val avm_exec_machine(const avm_exec *x);
+
+/* An execution decoded on another machine (it moved there): registers the pure
+ * functions of its modules that this machine's registry does not hold yet, as
+ * avm_exec_start does. 0 or the store's error. */
+int avm_exec_adopt(avm_exec *x);
+
+/* Ends an execution that cannot go on because the machine it was on is gone: it
+ * fails with ErrMachineUnreachable (machine) and an ErrorOccurred entry. For an
+ * execution that has not terminated and waits for nothing. 0 or AVM_ESTATE. */
+int avm_exec_abandon(avm_exec *x, avm_val machine);
+
+/* The commit the execution waits for was stored without its checkpoint (it was
+ * forwarded to another machine): the trace log is not saved up to it. Call before
+ * avm_exec_commit_done. */
+void avm_exec_commit_unsaved(avm_exec *x);
+/* How many bytes of the trace log a store holds, and setting it on an execution
+ * decoded from a full state whose log starts with those same bytes (it came back
+ * from another machine). */
+size_t avm_exec_trace_saved(const avm_exec *x);
+void avm_exec_set_trace_saved(avm_exec *x, size_t n);
 
 /* Appends a runtime record (AVM_MSC_RUNTIME: "ExecutionStarted", ...) to the
  * execution's log: event names the event, id the execution, detail anything (nil).

@@ -112,6 +112,17 @@ struct avm_exec {
     int commit_rv;
     size_t commit_logged; /* the log's length when the write set was handed over */
 
+    /* platform.roam: the last call, return or teleport left the execution on
+     * another machine; the run stops after the instruction (AVM_RUN_MOVED). */
+    bool moved;
+    bool fetch_wait; /* blocked until platform.prepare has blocked_on's record */
+    /* An effect the store deferred blocks its instruction, which runs again once
+     * the outcome is in: what it logged is taken back (the log's length, event
+     * counts and clocks when the instruction began). */
+    bool undo_log;
+    size_t mark_log;
+    uint64_t mark_tcount, mark_mcount, mark_counter, mark_lamport;
+
     uint64_t lamport; /* the sequence chart's clock */
     uint64_t mcount;  /* sequence-chart records in tlog (tcount counts them too) */
 };
@@ -191,6 +202,8 @@ int vm__too_deep(avm_exec *x);
 int vm__seal(avm_exec *x, avm_val *l);
 /* A store call failed with code rv: ErrStoreFailure with the store's message. */
 int vm__store_error(avm_exec *x, int rv);
+/* platform.roam: notes that x->machine may have changed (call, return, teleport). */
+void vm__placed(avm_exec *x);
 
 /* Aborts every open transaction level at or above depth (used when a frame that
  * began a transaction returns), logging TransactionAborted for the outermost. */

@@ -211,11 +211,26 @@ static int resolve_and_check(avm_exec *x, avm_val oid, const avm_meta *m)
 }
 
 /* Applies an immediate effect (outside a transaction) through the store. */
+/* An immediate effect (outside transactions). The store may defer it (it lives on
+ * another machine): the instruction then blocks, its log entries are taken back,
+ * and it runs again with the outcome (avm_exec_commit_done) once that is in. */
 static int apply_now(avm_exec *x, const avm_writeset *ws)
 {
-    avm_store *s = x->plat->store;
-    bool ok;
-    int rv = s->ops->apply(s, ws, &ok);
+    int rv;
+    if (x->commit_wait == CW_DONE) {
+        x->commit_wait = CW_NONE;
+        rv = x->commit_rv;
+    } else {
+        avm_store *s = x->plat->store;
+        bool ok;
+        rv = s->ops->apply(s, ws, &ok);
+        if (rv == AVM_EPENDING) {
+            x->commit_wait = CW_PENDING;
+            x->commit_ckpt = false;
+            x->undo_log = true;
+            return VM_BLOCK;
+        }
+    }
     if (rv != 0)
         return rv == AVM_ENOMEM ? vm__oom(x) : vm__store_error(x, rv);
     return VM_OK;
@@ -430,8 +445,9 @@ static int op_destroy(avm_exec *x, avm_val oid, avm_val *out)
                         avm_nil());
     avm_writeset ws = {.destroys = &oid, .ndestroys = 1, .spec_order = STRICT(x)};
     vm__event(x, AVM_EV_OBJECT_DESTROYED, vm__ref(oid), avm_nil(), avm_nil());
-    if (apply_now(x, &ws) != VM_OK)
-        return VM_FAIL;
+    int rv = apply_now(x, &ws);
+    if (rv != VM_OK)
+        return rv;
     *out = avm_bool(true);
     return VM_OK;
 }
@@ -496,6 +512,7 @@ static int op_call(avm_exec *x, avm_val *a, avm_val *out)
     x->input = vm__ref(a[1]);
     x->sender = vm__ref(c->self);
     x->machine = vm__ref(machine);
+    vm__placed(x);
     if (x->cfg.msc)
         vm__msc(x, AVM_MSC_CALL, machine, c->self, oid, a[1]);
     int rv = vm__push_frame(x, bmod, bfn, 0, FR_BEHAVIOR);
@@ -1214,6 +1231,7 @@ static int op_teleport(avm_exec *x, avm_val m, avm_val *out)
     vm__event(x, AVM_EV_EXECUTION_MOVED, vm__ref(m), vm__ref(x->machine), avm_nil());
     avm_val_release(x->machine);
     x->machine = vm__ref(m);
+    vm__placed(x);
     *out = avm_bool(true);
     return VM_OK;
 }
@@ -1248,8 +1266,9 @@ static int op_move(avm_exec *x, avm_val *a, avm_val *out)
     if (!x->plat->reachable_machine(x->plat->data, m))
         return vm__fail(x, AVM_ERR_MACHINE_UNREACHABLE, vm__ref(m), avm_nil(), avm_nil());
     vm__event(x, AVM_EV_OBJECT_MOVED, vm__ref(oid), vm__ref(v.meta.machine), vm__ref(m));
-    if (set_machine(x, oid, &v, m) != VM_OK)
-        return VM_FAIL;
+    int rv = set_machine(x, oid, &v, m);
+    if (rv != VM_OK)
+        return rv;
     *out = avm_bool(true);
     return VM_OK;
 }
@@ -1268,7 +1287,7 @@ static int op_fetch(avm_exec *x, avm_val oid, avm_val *out)
     int rv = set_machine(x, oid, &v, local);
     avm_val_release(local);
     if (rv != VM_OK)
-        return VM_FAIL;
+        return rv;
     *out = avm_bool(true);
     return VM_OK;
 }
@@ -1370,8 +1389,9 @@ static int op_transfer(avm_exec *x, avm_val *a, avm_val *out)
               vm__ref(cid));
     avm_pair p = {oid, cid};
     avm_writeset ws = {.transfers = &p, .ntransfers = 1};
-    if (apply_now(x, &ws) != VM_OK)
-        return VM_FAIL;
+    int rv = apply_now(x, &ws);
+    if (rv != VM_OK)
+        return rv;
     *out = avm_bool(true);
     return VM_OK;
 }
@@ -1398,8 +1418,49 @@ static int op_freeze(avm_exec *x, avm_val oid, avm_val *out)
 
 /* Dispatch ----------------------------------------------------------------------- */
 
+/* platform.prepare: the object an instruction reads, made available first. */
+static int prepare(avm_exec *x, int op, avm_val *a)
+{
+    avm_val oid;
+    switch (op) {
+    case AVM_I_GET_STATE:
+    case AVM_I_SET_STATE:
+        oid = x->self;
+        break;
+    case AVM_I_CALL:
+    case AVM_I_DESTROY_OBJ:
+    case AVM_I_REFLECT:
+    case AVM_I_GET_MACHINE:
+    case AVM_I_MOVE_OBJECT:
+    case AVM_I_FETCH:
+    case AVM_I_GET_CONTROLLER:
+    case AVM_I_TRANSFER_OBJECT:
+    case AVM_I_FREEZE:
+        oid = a[0];
+        break;
+    default:
+        return VM_OK;
+    }
+    if (oid.kind != AVM_OBJID || view_pending(x, oid).where == V_PENDING)
+        return VM_OK;
+    int rv = x->plat->prepare(x->plat->data, oid);
+    if (rv == 0)
+        return VM_OK;
+    if (rv < 0)
+        return -rv == AVM_ENOMEM ? vm__oom(x) : vm__store_error(x, -rv);
+    avm_val_release(x->blocked_on);
+    x->blocked_on = vm__ref(oid);
+    x->fetch_wait = true;
+    return VM_BLOCK;
+}
+
 int vm__instr(avm_exec *x, int op, avm_val *a, int argc, avm_val *out)
 {
+    if (x->plat->prepare != NULL && x->commit_wait == CW_NONE) {
+        int rv = prepare(x, op, a);
+        if (rv != VM_OK)
+            return rv;
+    }
     switch (op) {
     case AVM_I_CREATE_OBJ:
         return op_create(x, a, argc, out);
@@ -1543,6 +1604,7 @@ int vm__boundary_return(avm_exec *x, uint8_t kind, avm_val v)
     if (x->cfg.msc)
         vm__msc(x, AVM_MSC_RETURN, x->machine, c->oid, c->self, output);
     restore_ctx(x, c, !STRICT(x));
+    vm__placed(x);
     avm_val coid = c->oid, cinp = c->inp;
     if (c->in_tx && (STRICT(x) || IN_TX(x))) {
         avm_pair w = {vm__ref(coid), vm__ref(cinp)};

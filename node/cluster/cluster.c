@@ -1,0 +1,1482 @@
+/* The cluster layer: membership, reachability, object location, roaming executions
+ * and forwarded control requests over the node-to-node links (see cluster.h). */
+#include "cluster.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "avm_err.h"
+#include "codec.h"
+#include "fd.h"
+#include "link.h"
+#include "module.h"
+
+enum { L_DEBUG, L_INFO, L_WARN, L_ERROR };
+
+#define NAME_MAX_LEN 63
+#define URL_MAX_LEN 255
+
+typedef struct member {
+    char name[NAME_MAX_LEN + 1];
+    char url[URL_MAX_LEN + 1];
+    char ctrl[NAME_MAX_LEN + 1]; /* "" until known */
+    bool reachable;
+} member;
+
+/* Where an object was last found. */
+typedef struct loc {
+    avm_val oid;
+    char node[NAME_MAX_LEN + 1];
+    struct loc *next;
+} loc;
+
+/* A fetch in flight: asked of one node, then of every reachable member. */
+typedef struct fetch {
+    avm_cluster *c;
+    avm_val oid;
+    size_t outstanding;
+    bool broadcast, answered, unreachable;
+    char first[NAME_MAX_LEN + 1]; /* the node asked first ("" when none) */
+    char why[256];
+    struct fetch *next;
+} fetch;
+
+typedef struct modent {
+    avm_module *m;
+    struct modent *next;
+} modent;
+
+struct avm_cluster {
+    avm_cluster_config cfg;
+    char self[NAME_MAX_LEN + 1];
+    char ctrl[NAME_MAX_LEN + 1];
+    char url[URL_MAX_LEN + 1];
+    avm_val self_id; /* AVM_MACHID */
+    uv_loop_t *loop;
+    avm_link *link;
+    avm_fd *fd;
+    avm_mgr *m;
+    avm_mgr_cluster hooks;
+    member *members; /* this node excluded */
+    size_t nmembers, capmembers;
+    uv_timer_t tick;
+    uint64_t last_gossip;
+    loc *locs[1024];
+    fetch *fetches;
+    modent *mods[256];
+    uint32_t request_ms, visit_ms;
+    bool stopped;
+};
+
+/* --- Small helpers ------------------------------------------------------------ */
+
+static void logf_(avm_cluster *c, int level, const char *event, const char *k,
+                  const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+static void logf_(avm_cluster *c, int level, const char *event, const char *k,
+                  const char *fmt, ...)
+{
+    if (c->cfg.log == NULL)
+        return;
+    char v[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(v, sizeof(v), fmt, ap);
+    va_end(ap);
+    c->cfg.log(c->cfg.arg, level, event, k, v);
+}
+
+static void kick(avm_cluster *c)
+{
+    if (c->cfg.kick != NULL)
+        c->cfg.kick(c->cfg.arg);
+}
+
+/* A list of n owned values (nil on failure: the values are released). */
+static avm_val lst(size_t n, ...)
+{
+    avm_val items[12];
+    va_list ap;
+    va_start(ap, n);
+    for (size_t i = 0; i < n; i++)
+        items[i] = va_arg(ap, avm_val);
+    va_end(ap);
+    avm_val out;
+    if (avm_list_from(items, n, &out) != 0)
+        return avm_nil();
+    return out;
+}
+
+static avm_val str(avm_kind k, const char *s, size_t n)
+{
+    avm_val v;
+    return avm_str_new(k, s, n, &v) == 0 ? v : avm_nil();
+}
+
+static avm_val cstr(const char *s)
+{
+    return str(AVM_STR, s, strlen(s));
+}
+
+static avm_val ref(avm_val v)
+{
+    avm_val_retain(v);
+    return v;
+}
+
+static bool is_str(avm_val v, avm_kind k)
+{
+    return v.kind == k;
+}
+
+static member *member_find(const avm_cluster *c, const char *name)
+{
+    for (size_t i = 0; i < c->nmembers; i++)
+        if (strcmp(c->members[i].name, name) == 0)
+            return &c->members[i];
+    return NULL;
+}
+
+static member *member_of_val(const avm_cluster *c, avm_val machine)
+{
+    if (!AVM_KIND_HAS_STR(machine.kind) || machine.u.s->len > NAME_MAX_LEN)
+        return NULL;
+    return member_find(c, machine.u.s->data);
+}
+
+static member *host_of(const avm_cluster *c, avm_val ctrl)
+{
+    if (!AVM_KIND_HAS_STR(ctrl.kind))
+        return NULL;
+    for (size_t i = 0; i < c->nmembers; i++)
+        if (strcmp(c->members[i].ctrl, ctrl.u.s->data) == 0)
+            return &c->members[i];
+    return NULL;
+}
+
+static bool valid_name(const char *s, size_t n)
+{
+    if (n == 0 || n > NAME_MAX_LEN)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char ch = s[i];
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+              (ch >= '0' && ch <= '9') || ch == '-' || ch == '_' || ch == '.'))
+            return false;
+    }
+    return true;
+}
+
+/* Adds or updates a member (its address, and its controller when known). */
+static int member_put(avm_cluster *c, const char *name, const char *url, const char *ctrl)
+{
+    if (strcmp(name, c->self) == 0)
+        return 0;
+    if (!valid_name(name, strlen(name)) || strlen(url) > URL_MAX_LEN ||
+        strncmp(url, "tcp://", 6) != 0 ||
+        (ctrl != NULL && *ctrl && !valid_name(ctrl, strlen(ctrl))))
+        return AVM_EINVAL;
+    member *mb = member_find(c, name);
+    char err[256];
+    if (mb == NULL) {
+        if (c->nmembers == c->capmembers) {
+            size_t cap = c->capmembers ? c->capmembers * 2 : 8;
+            member *n = realloc(c->members, cap * sizeof(*n));
+            if (n == NULL)
+                return AVM_ENOMEM;
+            c->members = n;
+            c->capmembers = cap;
+        }
+        int rv = avm_link_add_peer(c->link, name, url, err, sizeof(err));
+        if (rv != 0) {
+            logf_(c, L_WARN, "cluster.member", "error", "%s", err);
+            return rv;
+        }
+        mb = &c->members[c->nmembers++];
+        memset(mb, 0, sizeof(*mb));
+        snprintf(mb->name, sizeof(mb->name), "%s", name);
+        snprintf(mb->url, sizeof(mb->url), "%s", url);
+        logf_(c, L_INFO, "cluster.member", "member", "%s at %s", name, url);
+    } else if (strcmp(mb->url, url) != 0) {
+        int rv = avm_link_add_peer(c->link, name, url, err, sizeof(err));
+        if (rv != 0)
+            return rv;
+        snprintf(mb->url, sizeof(mb->url), "%s", url);
+        logf_(c, L_INFO, "cluster.member", "member", "%s moved to %s", name, url);
+    }
+    if (ctrl != NULL && *ctrl && strcmp(mb->ctrl, ctrl) != 0)
+        snprintf(mb->ctrl, sizeof(mb->ctrl), "%s", ctrl);
+    return 0;
+}
+
+/* [[name, url, controller], ...] with this node first. */
+static avm_val members_val(avm_cluster *c)
+{
+    avm_val l;
+    if (avm_list_new(c->nmembers + 1, &l) != 0)
+        return avm_nil();
+    l.u.l->items[0] = lst(3, cstr(c->self), cstr(c->url), cstr(c->ctrl));
+    for (size_t i = 0; i < c->nmembers; i++) {
+        member *mb = &c->members[i];
+        l.u.l->items[i + 1] = lst(3, cstr(mb->name), cstr(mb->url), cstr(mb->ctrl));
+    }
+    avm_list_seal(l);
+    return l;
+}
+
+static void members_merge(avm_cluster *c, avm_val l)
+{
+    if (l.kind != AVM_LIST)
+        return;
+    for (size_t i = 0; i < avm_list_len(l); i++) {
+        avm_val e = avm_list_at(l, i);
+        if (e.kind != AVM_LIST || avm_list_len(e) != 3)
+            continue;
+        avm_val n = avm_list_at(e, 0), u = avm_list_at(e, 1), k = avm_list_at(e, 2);
+        if (!is_str(n, AVM_STR) || !is_str(u, AVM_STR) || !is_str(k, AVM_STR))
+            continue;
+        member_put(c, n.u.s->data, u.u.s->data, k.u.s->data);
+    }
+}
+
+/* --- Modules and records on the wire -------------------------------------------- */
+
+static avm_module *mod_lookup(avm_cluster *c, const uint8_t *hash)
+{
+    for (modent *e = c->mods[hash[0]]; e != NULL; e = e->next)
+        if (memcmp(e->m->hash, hash, 32) == 0)
+            return e->m;
+    return NULL;
+}
+
+static void mod_remember(avm_cluster *c, avm_module *m)
+{
+    if (mod_lookup(c, m->hash) != NULL)
+        return;
+    modent *e = malloc(sizeof(*e));
+    if (e == NULL)
+        return;
+    avm_module_retain(m);
+    e->m = m;
+    e->next = c->mods[m->hash[0]];
+    c->mods[m->hash[0]] = e;
+}
+
+static avm_val mod_val(avm_module *m)
+{
+    avm_buf b;
+    avm_buf_init(&b);
+    avm_val v = avm_nil();
+    if (avm_module_encode(m, &b) == 0 && !b.err)
+        v = str(AVM_STR, b.data, b.len);
+    avm_buf_free(&b);
+    return v;
+}
+
+/* A module from its encoding, verified (or the one already known by its hash).
+ * Borrowed from the cache. */
+static int mod_from(avm_cluster *c, avm_val v, avm_module **out, char *err, size_t n)
+{
+    if (v.kind != AVM_STR) {
+        snprintf(err, n, "module: not bytes");
+        return AVM_EMALFORMED;
+    }
+    avm_module *m;
+    int rv = avm_module_decode((const uint8_t *)v.u.s->data, v.u.s->len, &m, err, n);
+    if (rv != 0)
+        return rv;
+    avm_module *known = mod_lookup(c, m->hash);
+    if (known != NULL) {
+        avm_module_release(m);
+        *out = known;
+        return 0;
+    }
+    mod_remember(c, m);
+    avm_module_release(m);
+    *out = mod_lookup(c, m->hash);
+    return *out != NULL ? 0 : AVM_ENOMEM;
+}
+
+static avm_val u64v(uint64_t v)
+{
+    return avm_int((int64_t)v);
+}
+
+/* [oid, behaviour name, module, fn, machine, creating, current, state, version] */
+static avm_val rec_val(const avm_objrec *r)
+{
+    return lst(9, ref(r->oid), ref(r->beh.name),
+               r->beh.mod != NULL ? mod_val(r->beh.mod) : avm_nil(), u64v(r->beh.fn),
+               ref(r->meta.machine), ref(r->meta.creating), ref(r->meta.current),
+               ref(r->state), u64v(r->version));
+}
+
+static bool id_or_nil(avm_val v, avm_kind k)
+{
+    return v.kind == k || v.kind == AVM_NIL;
+}
+
+/* The record of a rec_val (values borrowed from v, the module from the cache). */
+static int rec_from(avm_cluster *c, avm_val v, avm_objrec *r, char *err, size_t n)
+{
+    if (v.kind != AVM_LIST || avm_list_len(v) != 9) {
+        snprintf(err, n, "object record: not a list of 9");
+        return AVM_EMALFORMED;
+    }
+    avm_val *it = v.u.l->items;
+    if (it[0].kind != AVM_OBJID || it[1].kind != AVM_STR || it[3].kind != AVM_INT ||
+        !id_or_nil(it[4], AVM_MACHID) || !id_or_nil(it[5], AVM_CTRLID) ||
+        !id_or_nil(it[6], AVM_CTRLID) || it[7].kind != AVM_LIST ||
+        it[8].kind != AVM_INT) {
+        snprintf(err, n, "object record: a field has the wrong kind");
+        return AVM_EMALFORMED;
+    }
+    memset(r, 0, sizeof(*r));
+    int rv = mod_from(c, it[2], &r->beh.mod, err, n);
+    if (rv != 0)
+        return rv;
+    if (it[3].u.i < 0 || (uint64_t)it[3].u.i >= r->beh.mod->nfuncs ||
+        r->beh.mod->funcs[it[3].u.i].kind != AVM_FN_BEHAVIOR) {
+        snprintf(err, n, "object record: function %lld is not a behaviour",
+                 (long long)it[3].u.i);
+        return AVM_EMALFORMED;
+    }
+    r->oid = it[0];
+    r->beh.name = it[1];
+    r->beh.fn = (uint32_t)it[3].u.i;
+    r->meta.machine = it[4];
+    r->meta.creating = it[5];
+    r->meta.current = it[6];
+    r->state = it[7];
+    r->version = (uint64_t)it[8].u.i;
+    return 0;
+}
+
+static avm_val pairs_val(const avm_pair *p, size_t n)
+{
+    avm_val l;
+    if (avm_list_new(n, &l) != 0)
+        return avm_nil();
+    for (size_t i = 0; i < n; i++)
+        l.u.l->items[i] = lst(2, ref(p[i].a), ref(p[i].b));
+    avm_list_seal(l);
+    return l;
+}
+
+/* [reads, creates, transfers, moves, states, destroys, spec_order] */
+static avm_val ws_val(const avm_writeset *ws)
+{
+    avm_val reads, creates, destroys;
+    if (avm_list_new(ws->nreads, &reads) != 0)
+        return avm_nil();
+    for (size_t i = 0; i < ws->nreads; i++)
+        reads.u.l->items[i] = lst(2, ref(ws->reads[i].oid), u64v(ws->reads[i].version));
+    avm_list_seal(reads);
+    if (avm_list_new(ws->ncreates, &creates) != 0) {
+        avm_val_release(reads);
+        return avm_nil();
+    }
+    for (size_t i = 0; i < ws->ncreates; i++) {
+        const avm_create *k = &ws->creates[i];
+        creates.u.l->items[i] =
+            lst(7, ref(k->oid), ref(k->beh.name), mod_val(k->beh.mod), u64v(k->beh.fn),
+                ref(k->meta.machine), ref(k->meta.creating), ref(k->meta.current));
+    }
+    avm_list_seal(creates);
+    if (avm_list_new(ws->ndestroys, &destroys) != 0) {
+        avm_val_release(reads);
+        avm_val_release(creates);
+        return avm_nil();
+    }
+    for (size_t i = 0; i < ws->ndestroys; i++)
+        destroys.u.l->items[i] = ref(ws->destroys[i]);
+    return lst(7, reads, creates, pairs_val(ws->transfers, ws->ntransfers),
+               pairs_val(ws->moves, ws->nmoves), pairs_val(ws->states, ws->nstates),
+               destroys, avm_bool(ws->spec_order));
+}
+
+/* A decoded write set: arrays of values borrowed from the message. */
+typedef struct wsbuf {
+    avm_writeset ws;
+    avm_read *reads;
+    avm_create *creates;
+    avm_pair *transfers, *moves, *states;
+    avm_val *destroys;
+} wsbuf;
+
+static void wsbuf_free(wsbuf *w)
+{
+    free(w->reads);
+    free(w->creates);
+    free(w->transfers);
+    free(w->moves);
+    free(w->states);
+    free(w->destroys);
+}
+
+static int pairs_from(avm_val l, avm_pair **out, size_t *n, avm_kind ka, avm_kind kb,
+                      const char *what, char *err, size_t en)
+{
+    *n = avm_list_len(l);
+    *out = calloc(*n + 1, sizeof(**out));
+    if (*out == NULL)
+        return AVM_ENOMEM;
+    for (size_t i = 0; i < *n; i++) {
+        avm_val p = avm_list_at(l, i);
+        if (p.kind != AVM_LIST || avm_list_len(p) != 2 || avm_list_at(p, 0).kind != ka ||
+            avm_list_at(p, 1).kind != kb) {
+            snprintf(err, en, "write set: a malformed %s", what);
+            return AVM_EMALFORMED;
+        }
+        (*out)[i] = (avm_pair){avm_list_at(p, 0), avm_list_at(p, 1)};
+    }
+    return 0;
+}
+
+static int ws_from(avm_cluster *c, avm_val v, wsbuf *w, char *err, size_t en)
+{
+    memset(w, 0, sizeof(*w));
+    if (v.kind != AVM_LIST || avm_list_len(v) != 7) {
+        snprintf(err, en, "write set: not a list of 7");
+        return AVM_EMALFORMED;
+    }
+    avm_val *it = v.u.l->items;
+    for (int i = 0; i < 6; i++) {
+        if (it[i].kind != AVM_LIST) {
+            snprintf(err, en, "write set: part %d is not a list", i);
+            return AVM_EMALFORMED;
+        }
+    }
+    size_t nr = avm_list_len(it[0]), nc = avm_list_len(it[1]), nd = avm_list_len(it[5]);
+    w->reads = calloc(nr + 1, sizeof(*w->reads));
+    w->creates = calloc(nc + 1, sizeof(*w->creates));
+    w->destroys = calloc(nd + 1, sizeof(*w->destroys));
+    if (w->reads == NULL || w->creates == NULL || w->destroys == NULL)
+        return AVM_ENOMEM;
+    for (size_t i = 0; i < nr; i++) {
+        avm_val p = avm_list_at(it[0], i);
+        if (p.kind != AVM_LIST || avm_list_len(p) != 2 ||
+            avm_list_at(p, 0).kind != AVM_OBJID || avm_list_at(p, 1).kind != AVM_INT) {
+            snprintf(err, en, "write set: a malformed read");
+            return AVM_EMALFORMED;
+        }
+        w->reads[i].oid = avm_list_at(p, 0);
+        w->reads[i].version = (uint64_t)avm_list_at(p, 1).u.i;
+    }
+    for (size_t i = 0; i < nc; i++) {
+        avm_val p = avm_list_at(it[1], i);
+        avm_val *f = p.kind == AVM_LIST && avm_list_len(p) == 7 ? p.u.l->items : NULL;
+        if (f == NULL || f[0].kind != AVM_OBJID || f[1].kind != AVM_STR ||
+            f[3].kind != AVM_INT || !id_or_nil(f[4], AVM_MACHID) ||
+            !id_or_nil(f[5], AVM_CTRLID) || !id_or_nil(f[6], AVM_CTRLID)) {
+            snprintf(err, en, "write set: a malformed create");
+            return AVM_EMALFORMED;
+        }
+        avm_create *k = &w->creates[i];
+        int rv = mod_from(c, f[2], &k->beh.mod, err, en);
+        if (rv != 0)
+            return rv;
+        if (f[3].u.i < 0 || (uint64_t)f[3].u.i >= k->beh.mod->nfuncs ||
+            k->beh.mod->funcs[f[3].u.i].kind != AVM_FN_BEHAVIOR) {
+            snprintf(err, en, "write set: a create names no behaviour");
+            return AVM_EMALFORMED;
+        }
+        k->oid = f[0];
+        k->beh.name = f[1];
+        k->beh.fn = (uint32_t)f[3].u.i;
+        k->meta.machine = f[4];
+        k->meta.creating = f[5];
+        k->meta.current = f[6];
+    }
+    for (size_t i = 0; i < nd; i++) {
+        w->destroys[i] = avm_list_at(it[5], i);
+        if (w->destroys[i].kind != AVM_OBJID) {
+            snprintf(err, en, "write set: a malformed destroy");
+            return AVM_EMALFORMED;
+        }
+    }
+    int rv;
+    if ((rv = pairs_from(it[2], &w->transfers, &w->ws.ntransfers, AVM_OBJID, AVM_CTRLID,
+                         "transfer", err, en)) ||
+        (rv = pairs_from(it[3], &w->moves, &w->ws.nmoves, AVM_OBJID, AVM_MACHID, "move",
+                         err, en)) ||
+        (rv = pairs_from(it[4], &w->states, &w->ws.nstates, AVM_OBJID, AVM_LIST, "state",
+                         err, en)))
+        return rv;
+    w->ws.reads = w->reads;
+    w->ws.nreads = nr;
+    w->ws.creates = w->creates;
+    w->ws.ncreates = nc;
+    w->ws.destroys = w->destroys;
+    w->ws.ndestroys = nd;
+    w->ws.transfers = w->transfers;
+    w->ws.moves = w->moves;
+    w->ws.states = w->states;
+    w->ws.spec_order = avm_truthy(it[6]);
+    return 0;
+}
+
+/* --- Locations ----------------------------------------------------------------- */
+
+static loc **loc_slot(avm_cluster *c, avm_val oid)
+{
+    size_t b = avm_val_hash(oid) & 1023;
+    loc **p = &c->locs[b];
+    while (*p != NULL && !avm_val_eq((*p)->oid, oid))
+        p = &(*p)->next;
+    return p;
+}
+
+static const char *loc_get(avm_cluster *c, avm_val oid)
+{
+    loc *l = *loc_slot(c, oid);
+    return l != NULL ? l->node : NULL;
+}
+
+static void loc_set(avm_cluster *c, avm_val oid, const char *node)
+{
+    loc **p = loc_slot(c, oid);
+    if (*p == NULL) {
+        loc *l = calloc(1, sizeof(*l));
+        if (l == NULL)
+            return;
+        l->oid = ref(oid);
+        *p = l;
+    }
+    snprintf((*p)->node, sizeof((*p)->node), "%s", node);
+}
+
+static void loc_drop(avm_cluster *c, avm_val oid)
+{
+    loc **p = loc_slot(c, oid);
+    if (*p != NULL) {
+        loc *l = *p;
+        *p = l->next;
+        avm_val_release(l->oid);
+        free(l);
+    }
+}
+
+/* The machine an id names ("node2/17" -> node2), or "" */
+static void minter_of(avm_val oid, char *out, size_t n)
+{
+    out[0] = '\0';
+    if (!AVM_KIND_HAS_STR(oid.kind))
+        return;
+    const char *s = oid.u.s->data, *sl = strrchr(s, '/');
+    if (sl == NULL || sl == s || (size_t)(sl - s) >= n)
+        return;
+    memcpy(out, s, (size_t)(sl - s));
+    out[sl - s] = '\0';
+}
+
+/* --- Fetching records --------------------------------------------------------- */
+
+static void fetch_unlink(fetch *f)
+{
+    for (fetch **p = &f->c->fetches; *p != NULL; p = &(*p)->next) {
+        if (*p == f) {
+            *p = f->next;
+            break;
+        }
+    }
+}
+
+/* Settles the fetch (the first answer wins); it is freed once no reply is due. */
+static void fetch_deliver(fetch *f, const avm_objrec *r, int rv, const char *why)
+{
+    avm_cluster *c = f->c;
+    if (f->answered)
+        return;
+    f->answered = true;
+    fetch_unlink(f);
+    if (c->m != NULL && !c->stopped) {
+        avm_mgr_fetched(c->m, f->oid, r, rv, why);
+        kick(c);
+    }
+}
+
+static void fetch_maybe_free(fetch *f)
+{
+    if (f->answered && f->outstanding == 0) {
+        avm_val_release(f->oid);
+        free(f);
+    }
+}
+
+typedef struct ask {
+    fetch *f;
+    char node[NAME_MAX_LEN + 1];
+} ask;
+
+static void fetch_reply(void *arg, int rv, avm_val reply, const char *errmsg);
+
+static void fetch_ask(fetch *f, const char *node)
+{
+    avm_cluster *c = f->c;
+    ask *a = calloc(1, sizeof(*a));
+    if (a == NULL)
+        return;
+    a->f = f;
+    snprintf(a->node, sizeof(a->node), "%s", node);
+    char err[256];
+    f->outstanding++;
+    int rv = avm_link_request(c->link, node, "obj.get", f->oid, c->request_ms,
+                              fetch_reply, a, err, sizeof(err));
+    if (rv != 0) {
+        f->outstanding--;
+        f->unreachable = true;
+        snprintf(f->why, sizeof(f->why), "asking %s: %.180s", node, err);
+        free(a);
+    }
+}
+
+/* Asks every reachable member but the one asked first. */
+static void fetch_broadcast(fetch *f)
+{
+    avm_cluster *c = f->c;
+    f->broadcast = true;
+    for (size_t i = 0; i < c->nmembers; i++) {
+        member *mb = &c->members[i];
+        if (strcmp(mb->name, f->first) == 0)
+            continue;
+        if (!mb->reachable) {
+            f->unreachable = true;
+            snprintf(f->why, sizeof(f->why), "machine %s is unreachable", mb->name);
+            continue;
+        }
+        fetch_ask(f, mb->name);
+    }
+}
+
+/* Nobody has it: no object, or (when some member could not answer) an error. */
+static void fetch_nobody(fetch *f)
+{
+    if (f->unreachable)
+        fetch_deliver(f, NULL, AVM_EIO, f->why);
+    else
+        fetch_deliver(f, NULL, 0, NULL);
+}
+
+static void fetch_reply(void *arg, int rv, avm_val reply, const char *errmsg)
+{
+    ask *a = arg;
+    fetch *f = a->f;
+    avm_cluster *c = f->c;
+    f->outstanding--;
+    if (rv == 0 && !f->answered) {
+        avm_objrec r;
+        char err[256] = "";
+        if (rec_from(c, reply, &r, err, sizeof(err)) == 0) {
+            loc_set(c, f->oid, a->node);
+            fetch_deliver(f, &r, 0, NULL);
+        } else {
+            f->unreachable = true;
+            snprintf(f->why, sizeof(f->why), "object record from %s: %s", a->node, err);
+        }
+    } else if (rv == AVM_ENOTFOUND) {
+        const char *known = loc_get(c, f->oid);
+        if (known != NULL && strcmp(known, a->node) == 0)
+            loc_drop(c, f->oid); /* it is not there any more: a redirect */
+    } else if (rv != 0) {
+        f->unreachable = true;
+        snprintf(f->why, sizeof(f->why), "asking %s: %s", a->node,
+                 errmsg ? errmsg : avm_strerror(rv));
+    }
+    free(a);
+    if (f->outstanding == 0 && !f->answered) {
+        if (!f->broadcast && !c->stopped)
+            fetch_broadcast(f);
+        if (f->outstanding == 0)
+            fetch_nobody(f);
+    }
+    fetch_maybe_free(f);
+}
+
+static int h_fetch(void *arg, avm_val oid, char *errmsg, size_t errlen)
+{
+    avm_cluster *c = arg;
+    for (fetch *f = c->fetches; f != NULL; f = f->next)
+        if (avm_val_eq(f->oid, oid))
+            return 0; /* one request for all who wait */
+    if (c->nmembers == 0)
+        return AVM_ENOTFOUND;
+    fetch *f = calloc(1, sizeof(*f));
+    if (f == NULL)
+        return AVM_ENOMEM;
+    f->c = c;
+    f->oid = ref(oid);
+    const char *known = loc_get(c, oid);
+    char minter[NAME_MAX_LEN + 1];
+    minter_of(oid, minter, sizeof(minter));
+    const char *first = known != NULL ? known : minter;
+    member *mb = member_find(c, first);
+    if (mb != NULL && mb->reachable) {
+        snprintf(f->first, sizeof(f->first), "%s", first);
+        fetch_ask(f, first);
+    }
+    if (f->outstanding == 0)
+        fetch_broadcast(f);
+    if (f->outstanding == 0) {
+        /* Nobody could be asked: answer now, through the return value. */
+        int rv = f->unreachable ? AVM_EIO : AVM_ENOTFOUND;
+        if (rv == AVM_EIO)
+            snprintf(errmsg, errlen, "object %s: %s", oid.u.s->data, f->why);
+        avm_val_release(f->oid);
+        free(f);
+        return rv;
+    }
+    f->next = c->fetches;
+    c->fetches = f;
+    return 0;
+}
+
+/* obj.get: the record this node holds, once everything it applied is durable. */
+typedef struct serve {
+    avm_cluster *c;
+    avm_link_req *req;
+    avm_val oid;
+} serve;
+
+static void serve_now(void *arg)
+{
+    serve *s = arg;
+    avm_cluster *c = s->c;
+    const avm_objrec *r = c->m != NULL ? avm_mgr_record(c->m, s->oid) : NULL;
+    if (r == NULL) {
+        avm_link_reply_error(s->req, AVM_ENOTFOUND, "object not here");
+    } else {
+        avm_val v = rec_val(r);
+        if (v.kind == AVM_NIL)
+            avm_link_reply_error(s->req, AVM_ENOMEM, "out of memory");
+        else
+            avm_link_reply(s->req, v);
+        avm_val_release(v);
+    }
+    avm_val_release(s->oid);
+    free(s);
+}
+
+static void on_obj_get(avm_cluster *c, avm_link_req *req, avm_val body)
+{
+    if (body.kind != AVM_OBJID) {
+        avm_link_reply_error(req, AVM_EINVAL, "obj.get: the body must be an object id");
+        return;
+    }
+    if (c->m == NULL || avm_mgr_record(c->m, body) == NULL) {
+        avm_link_reply_error(req, AVM_ENOTFOUND, "object not here");
+        return;
+    }
+    serve *s = calloc(1, sizeof(*s));
+    if (s == NULL) {
+        avm_link_reply_error(req, AVM_ENOMEM, "out of memory");
+        return;
+    }
+    *s = (serve){c, req, ref(body)};
+    if (avm_mgr_when_durable(c->m, serve_now, s) != 0) {
+        avm_link_reply_error(req, AVM_ENOMEM, "out of memory");
+        avm_val_release(s->oid);
+        free(s);
+        return;
+    }
+    kick(c);
+}
+
+/* --- Forwarded write sets ----------------------------------------------------- */
+
+typedef struct fwd {
+    avm_cluster *c;
+    char id[48];
+    uint64_t seq;
+} fwd;
+
+static void fwd_reply(void *arg, int rv, avm_val reply, const char *errmsg)
+{
+    fwd *f = arg;
+    avm_cluster *c = f->c;
+    if (!c->stopped && c->m != NULL) {
+        bool committed = rv == 0 && avm_truthy(reply);
+        char why[300];
+        snprintf(why, sizeof(why), "forwarded commit: %s",
+                 errmsg ? errmsg : avm_strerror(rv));
+        avm_mgr_applied(c->m, f->id, f->seq, rv, committed, rv ? why : NULL);
+        kick(c);
+    }
+    free(f);
+}
+
+/* The machine an object of ws lives on, when it is not this one. */
+static int home_of(avm_cluster *c, const avm_writeset *ws, const char **home)
+{
+    *home = NULL;
+#define HOME(node)                                                                       \
+    do {                                                                                 \
+        const char *h_ = (node);                                                         \
+        if (h_ != NULL && strcmp(h_, c->self) != 0) {                                    \
+            if (*home != NULL && strcmp(*home, h_) != 0)                                 \
+                return AVM_ESTATE;                                                       \
+            *home = h_;                                                                  \
+        }                                                                                \
+    } while (0)
+    for (size_t i = 0; i < ws->ncreates; i++) {
+        avm_val k = ws->creates[i].meta.current;
+        if (k.kind == AVM_NIL || strcmp(k.u.s->data, c->ctrl) == 0)
+            continue;
+        member *mb = host_of(c, k);
+        if (mb == NULL)
+            return AVM_ENOTFOUND;
+        HOME(mb->name);
+    }
+    for (size_t i = 0; i < ws->nreads; i++)
+        HOME(loc_get(c, ws->reads[i].oid));
+    for (size_t i = 0; i < ws->nstates; i++)
+        HOME(loc_get(c, ws->states[i].a));
+    for (size_t i = 0; i < ws->ndestroys; i++)
+        HOME(loc_get(c, ws->destroys[i]));
+    for (size_t i = 0; i < ws->ntransfers; i++)
+        HOME(loc_get(c, ws->transfers[i].a));
+    for (size_t i = 0; i < ws->nmoves; i++)
+        HOME(loc_get(c, ws->moves[i].a));
+#undef HOME
+    return *home != NULL ? 0 : AVM_ENOTFOUND;
+}
+
+static int h_forward(void *arg, const char *id, uint64_t seq, const avm_writeset *ws,
+                     char *errmsg, size_t errlen)
+{
+    avm_cluster *c = arg;
+    const char *home;
+    int rv = home_of(c, ws, &home);
+    if (rv == AVM_ESTATE) {
+        snprintf(errmsg, errlen,
+                 "a write set over objects of several machines (atomic commits across "
+                 "machines come with cross-controller commits)");
+        return AVM_ESTATE;
+    }
+    if (rv != 0) {
+        snprintf(errmsg, errlen, "no member hosts the controller of a new object");
+        return AVM_ENOTFOUND;
+    }
+    member *mb = member_find(c, home);
+    if (mb == NULL || !mb->reachable) {
+        snprintf(errmsg, errlen, "machine %s, which holds the objects, is unreachable",
+                 home);
+        return AVM_EIO;
+    }
+    avm_val v = ws_val(ws);
+    if (v.kind == AVM_NIL)
+        return AVM_ENOMEM;
+    fwd *f = calloc(1, sizeof(*f));
+    if (f == NULL) {
+        avm_val_release(v);
+        return AVM_ENOMEM;
+    }
+    f->c = c;
+    snprintf(f->id, sizeof(f->id), "%s", id);
+    f->seq = seq;
+    char err[256];
+    rv = avm_link_request(c->link, home, "obj.apply", v, c->request_ms, fwd_reply, f, err,
+                          sizeof(err));
+    avm_val_release(v);
+    if (rv != 0) {
+        snprintf(errmsg, errlen, "forwarding to %s: %s", home, err);
+        free(f);
+    }
+    return rv;
+}
+
+static void apply_done(void *arg, int rv, bool committed, const char *errmsg)
+{
+    avm_link_req *req = arg;
+    if (rv != 0)
+        avm_link_reply_error(req, rv, "%s", errmsg ? errmsg : avm_strerror(rv));
+    else
+        avm_link_reply(req, avm_bool(committed));
+}
+
+static void on_obj_apply(avm_cluster *c, avm_link_req *req, avm_val body)
+{
+    wsbuf w;
+    char err[256] = "";
+    int rv = c->m == NULL ? AVM_ESTATE : ws_from(c, body, &w, err, sizeof(err));
+    if (rv == 0)
+        rv = avm_mgr_apply_remote(c->m, &w.ws, apply_done, req);
+    else if (err[0] == '\0')
+        snprintf(err, sizeof(err), "%s", avm_strerror(rv));
+    wsbuf_free(&w);
+    if (rv != 0)
+        avm_link_reply_error(req, rv, "obj.apply: %s", err[0] ? err : avm_strerror(rv));
+    kick(c);
+}
+
+/* --- Roaming executions ---------------------------------------------------------- */
+
+typedef struct visit {
+    avm_cluster *c;
+    char id[48];
+    uint64_t visit;
+    avm_val to;
+} visit;
+
+static void visit_reply(void *arg, int rv, avm_val reply, const char *errmsg)
+{
+    visit *v = arg;
+    avm_cluster *c = v->c;
+    if (rv != 0 && !c->stopped && c->m != NULL) {
+        logf_(c, L_WARN, "exec.ship", "error", "execution %s to %s: %s", v->id,
+              v->to.u.s->data, errmsg ? errmsg : avm_strerror(rv));
+        avm_mgr_ship_failed(c->m, v->id, v->visit, v->to);
+        kick(c);
+    }
+    avm_val_release(v->to);
+    free(v);
+}
+
+static void h_ship(void *arg, const char *id, uint64_t vis, avm_val to,
+                   const uint8_t *state, size_t len)
+{
+    avm_cluster *c = arg;
+    member *mb = member_of_val(c, to);
+    if (mb == NULL || !mb->reachable) {
+        logf_(c, L_INFO, "exec.ship", "error", "execution %s: machine %s is %s", id,
+              AVM_KIND_HAS_STR(to.kind) ? to.u.s->data : "?",
+              mb == NULL ? "not a member" : "unreachable");
+        avm_mgr_ship_failed(c->m, id, vis, to);
+        return;
+    }
+    visit *v = calloc(1, sizeof(*v));
+    avm_val body = lst(3, cstr(id), u64v(vis), str(AVM_STR, (const char *)state, len));
+    if (v == NULL || body.kind == AVM_NIL) {
+        free(v);
+        avm_val_release(body);
+        avm_mgr_ship_failed(c->m, id, vis, to);
+        return;
+    }
+    v->c = c;
+    snprintf(v->id, sizeof(v->id), "%s", id);
+    v->visit = vis;
+    v->to = ref(to);
+    char err[256];
+    int rv = avm_link_request(c->link, mb->name, "exec.visit", body, c->visit_ms,
+                              visit_reply, v, err, sizeof(err));
+    avm_val_release(body);
+    if (rv != 0) {
+        logf_(c, L_WARN, "exec.ship", "error", "execution %s to %s: %s", id, mb->name,
+              err);
+        avm_val_release(v->to);
+        free(v);
+        avm_mgr_ship_failed(c->m, id, vis, to);
+    }
+}
+
+static void on_exec_visit(avm_cluster *c, avm_link_req *req, avm_val body)
+{
+    if (body.kind != AVM_LIST || avm_list_len(body) != 3 ||
+        avm_list_at(body, 0).kind != AVM_STR || avm_list_at(body, 1).kind != AVM_INT ||
+        avm_list_at(body, 2).kind != AVM_STR || avm_list_at(body, 0).u.s->len >= 48) {
+        avm_link_reply_error(req, AVM_EINVAL, "exec.visit: expected [id, visit, state]");
+        return;
+    }
+    avm_val st = avm_list_at(body, 2);
+    char err[512] = "";
+    int rv = c->m == NULL ? AVM_ESTATE
+                          : avm_mgr_arrive(c->m, avm_list_at(body, 0).u.s->data,
+                                           (uint64_t)avm_list_at(body, 1).u.i,
+                                           (const uint8_t *)st.u.s->data, st.u.s->len,
+                                           err, sizeof(err));
+    if (rv != 0) {
+        logf_(c, L_WARN, "exec.arrive", "error", "%s", err);
+        avm_link_reply_error(req, rv, "%s", err);
+        return;
+    }
+    avm_link_reply(req, avm_bool(true));
+    kick(c);
+}
+
+/* --- Forwarded control requests ------------------------------------------------- */
+
+static void ctl_answer(void *arg, int code, avm_val body, const char *errmsg)
+{
+    avm_link_req *req = arg;
+    if (code != 0)
+        avm_link_reply_error(req, code, "%s", errmsg ? errmsg : avm_strerror(code));
+    else
+        avm_link_reply(req, body);
+}
+
+static void on_ctl(avm_cluster *c, avm_link_req *req, avm_val body)
+{
+    if (body.kind != AVM_LIST || avm_list_len(body) != 2 ||
+        avm_list_at(body, 0).kind != AVM_STR || avm_list_at(body, 0).u.s->len > 63) {
+        avm_link_reply_error(req, AVM_EINVAL, "ctl: expected [op, body]");
+        return;
+    }
+    avm_ctl_req *lr = avm_ctl_req_local(ctl_answer, req);
+    if (lr == NULL || c->cfg.control == NULL) {
+        free(lr);
+        avm_link_reply_error(req, AVM_ENOMEM, "out of memory");
+        return;
+    }
+    c->cfg.control(c->cfg.arg, lr, avm_list_at(body, 0).u.s->data, avm_list_at(body, 1));
+}
+
+static void ctl_reply(void *arg, int rv, avm_val reply, const char *errmsg)
+{
+    avm_ctl_req *req = arg;
+    if (rv != 0)
+        avm_ctl_reply_error(req, rv, "%s", errmsg ? errmsg : avm_strerror(rv));
+    else
+        avm_ctl_reply(req, reply);
+}
+
+bool avm_cluster_forward(avm_cluster *c, avm_ctl_req *req, const char *machine,
+                         const char *op, avm_val body)
+{
+    member *mb = member_find(c, machine);
+    if (mb == NULL)
+        return false;
+    if (!mb->reachable) {
+        avm_ctl_reply_error(req, AVM_EIO, "machine %s is unreachable from %s", machine,
+                            c->self);
+        return true;
+    }
+    avm_val b = lst(2, cstr(op), ref(body));
+    char err[256];
+    int rv = avm_link_request(c->link, machine, "ctl", b, c->visit_ms, ctl_reply, req,
+                              err, sizeof(err));
+    avm_val_release(b);
+    if (rv != 0)
+        avm_ctl_reply_error(req, rv, "forwarding to %s: %s", machine, err);
+    return true;
+}
+
+/* --- Membership and status ---------------------------------------------------------- */
+
+static avm_val view_val(avm_cluster *c)
+{
+    avm_val l;
+    if (avm_list_new(c->nmembers, &l) != 0)
+        return avm_nil();
+    uint64_t now = uv_now(c->loop);
+    for (size_t i = 0; i < c->nmembers; i++) {
+        member *mb = &c->members[i];
+        double phi = avm_fd_phi(c->fd, mb->name, now);
+        if (phi > 1e6 || phi != phi)
+            phi = 1e6;
+        avm_link_peer_info pi = {0};
+        avm_link_peer(c->link, mb->name, &pi);
+        int64_t silent = pi.last_heard_ms ? (int64_t)(now - pi.last_heard_ms) : -1;
+        l.u.l->items[i] = lst(4, cstr(mb->name), avm_bool(mb->reachable),
+                              avm_int((int64_t)(phi * 1000)), avm_int(silent));
+    }
+    avm_list_seal(l);
+    return l;
+}
+
+typedef struct status {
+    avm_cluster *c;
+    avm_ctl_req *req;
+    size_t outstanding;
+    avm_val views; /* list of [from, view or error string] being filled */
+    size_t nviews;
+} status;
+
+static void status_finish(status *s)
+{
+    avm_cluster *c = s->c;
+    avm_ctl_body b;
+    avm_ctl_body_init(&b);
+    avm_ctl_put_str(&b, "self", c->self);
+    avm_ctl_put(&b, "members", members_val(c));
+    avm_list_seal(s->views);
+    avm_ctl_put(&b, "views", s->views);
+    avm_val out;
+    if (avm_ctl_body_finish(&b, &out) != 0) {
+        avm_ctl_reply_error(s->req, AVM_ENOMEM, "out of memory");
+    } else {
+        avm_ctl_reply(s->req, out);
+        avm_val_release(out);
+    }
+    free(s);
+}
+
+typedef struct status_ask {
+    status *s;
+    size_t slot;
+} status_ask;
+
+static void status_reply(void *arg, int rv, avm_val reply, const char *errmsg)
+{
+    status_ask *a = arg;
+    status *s = a->s;
+    avm_val *slot = &s->views.u.l->items[a->slot];
+    avm_val from = ref(avm_list_at(*slot, 0));
+    avm_val_release(*slot);
+    if (rv == 0)
+        *slot = lst(2, from, ref(reply));
+    else
+        *slot = lst(2, from, cstr(errmsg ? errmsg : avm_strerror(rv)));
+    free(a);
+    if (--s->outstanding == 0)
+        status_finish(s);
+}
+
+void avm_cluster_op_status(avm_cluster *c, avm_ctl_req *req)
+{
+    status *s = calloc(1, sizeof(*s));
+    if (s == NULL || avm_list_new(c->nmembers + 1, &s->views) != 0) {
+        free(s);
+        avm_ctl_reply_error(req, AVM_ENOMEM, "out of memory");
+        return;
+    }
+    s->c = c;
+    s->req = req;
+    s->views.u.l->items[0] = lst(2, cstr(c->self), view_val(c));
+    s->outstanding = 1; /* this function's own hold */
+    for (size_t i = 0; i < c->nmembers; i++) {
+        member *mb = &c->members[i];
+        if (!mb->reachable) {
+            s->views.u.l->items[i + 1] =
+                lst(2, cstr(mb->name), cstr("unreachable from here"));
+            continue;
+        }
+        s->views.u.l->items[i + 1] = lst(2, cstr(mb->name), avm_nil());
+        status_ask *a = calloc(1, sizeof(*a));
+        char err[256];
+        if (a == NULL)
+            continue;
+        *a = (status_ask){s, i + 1};
+        s->outstanding++;
+        if (avm_link_request(c->link, mb->name, "cluster.view", avm_nil(), c->request_ms,
+                             status_reply, a, err, sizeof(err)) != 0) {
+            s->outstanding--;
+            free(a);
+        }
+    }
+    if (--s->outstanding == 0)
+        status_finish(s);
+}
+
+void avm_cluster_op_join(avm_cluster *c, avm_ctl_req *req, avm_val body)
+{
+    avm_val n = avm_ctl_get(body, "name"), u = avm_ctl_get(body, "url"),
+            k = avm_ctl_get(body, "controller");
+    if (n.kind != AVM_STR || u.kind != AVM_STR || k.kind != AVM_STR) {
+        avm_ctl_reply_error(req, AVM_EINVAL,
+                            "cluster.join: expected name, url and controller strings");
+        return;
+    }
+    if (strcmp(n.u.s->data, c->self) == 0) {
+        avm_ctl_reply_error(req, AVM_EINVAL, "cluster.join: %s is this node's own name",
+                            c->self);
+        return;
+    }
+    member *other = host_of(c, k);
+    if (strcmp(k.u.s->data, c->ctrl) == 0 ||
+        (other != NULL && strcmp(other->name, n.u.s->data) != 0)) {
+        avm_ctl_reply_error(req, AVM_EINVAL,
+                            "cluster.join: controller %s is hosted by another member",
+                            k.u.s->data);
+        return;
+    }
+    int rv = member_put(c, n.u.s->data, u.u.s->data, k.u.s->data);
+    if (rv != 0) {
+        avm_ctl_reply_error(req, rv,
+                            "cluster.join: invalid member (name: letters, digits, - _ .; "
+                            "url: tcp://HOST:PORT)");
+        return;
+    }
+    avm_ctl_body b;
+    avm_ctl_body_init(&b);
+    avm_ctl_put(&b, "members", members_val(c));
+    avm_val out;
+    if (avm_ctl_body_finish(&b, &out) != 0) {
+        avm_ctl_reply_error(req, AVM_ENOMEM, "out of memory");
+        return;
+    }
+    avm_ctl_reply(req, out);
+    avm_val_release(out);
+}
+
+int avm_cluster_join(avm_cluster *c, const char *addr, char *errmsg, size_t errlen)
+{
+    avm_ctl_client *cl;
+    int rv = avm_ctl_client_open(addr, &cl, errmsg, errlen);
+    if (rv != 0)
+        return rv;
+    avm_ctl_body b;
+    avm_ctl_body_init(&b);
+    avm_ctl_put_str(&b, "name", c->self);
+    avm_ctl_put_str(&b, "url", c->url);
+    avm_ctl_put_str(&b, "controller", c->ctrl);
+    avm_val body, reply = avm_nil();
+    rv = avm_ctl_body_finish(&b, &body);
+    if (rv == 0) {
+        rv = avm_ctl_call(cl, "cluster.join", body, 5000, &reply, errmsg, errlen);
+        avm_val_release(body);
+    }
+    avm_ctl_client_close(cl);
+    if (rv == 0) {
+        members_merge(c, avm_ctl_get(reply, "members"));
+        logf_(c, L_INFO, "cluster.joined", "via", "%s (%zu members known)", addr,
+              c->nmembers);
+    }
+    avm_val_release(reply);
+    return rv;
+}
+
+/* --- Link callbacks and the tick ------------------------------------------------- */
+
+static void on_message(void *arg, const char *from, avm_val body)
+{
+    avm_cluster *c = arg;
+    /* The only one-way message: gossip of the member list. */
+    if (body.kind == AVM_LIST && avm_list_len(body) == 2 &&
+        avm_list_at(body, 0).kind == AVM_STR &&
+        strcmp(avm_list_at(body, 0).u.s->data, "members") == 0)
+        members_merge(c, avm_list_at(body, 1));
+    else
+        logf_(c, L_WARN, "link.message", "error", "from %s: unknown message", from);
+}
+
+static void on_request(void *arg, avm_link_req *req, const char *from, const char *op,
+                       avm_val body)
+{
+    avm_cluster *c = arg;
+    if (strcmp(op, "obj.get") == 0)
+        on_obj_get(c, req, body);
+    else if (strcmp(op, "obj.apply") == 0)
+        on_obj_apply(c, req, body);
+    else if (strcmp(op, "exec.visit") == 0)
+        on_exec_visit(c, req, body);
+    else if (strcmp(op, "ctl") == 0)
+        on_ctl(c, req, body);
+    else if (strcmp(op, "cluster.view") == 0) {
+        avm_val v = view_val(c);
+        avm_link_reply(req, v);
+        avm_val_release(v);
+    } else
+        avm_link_reply_error(req, AVM_EINVAL, "unknown request '%s' from %s", op, from);
+}
+
+static void on_heard(void *arg, const char *peer, uint64_t now_ms)
+{
+    avm_cluster *c = arg;
+    avm_fd_heard(c->fd, peer, now_ms);
+    member *mb = member_find(c, peer);
+    if (mb != NULL && !mb->reachable) {
+        mb->reachable = true;
+        logf_(c, L_INFO, "peer.reachable", "peer", "%s", peer);
+    }
+}
+
+static void on_tick(uv_timer_t *t)
+{
+    avm_cluster *c = t->data;
+    uint64_t now = uv_now(c->loop);
+    for (size_t i = 0; i < c->nmembers; i++) {
+        member *mb = &c->members[i];
+        bool r = avm_fd_reachable(c->fd, mb->name, now);
+        if (r == mb->reachable)
+            continue;
+        mb->reachable = r;
+        logf_(c, L_INFO, r ? "peer.reachable" : "peer.unreachable", "peer", "%s",
+              mb->name);
+        if (!r && c->m != NULL) {
+            avm_val mv = str(AVM_MACHID, mb->name, strlen(mb->name));
+            avm_mgr_machine_lost(c->m, mv);
+            avm_val_release(mv);
+            kick(c);
+        }
+    }
+    if (now - c->last_gossip >= 1000) {
+        c->last_gossip = now;
+        avm_val msg = lst(2, cstr("members"), members_val(c));
+        char err[256];
+        for (size_t i = 0; i < c->nmembers; i++)
+            if (c->members[i].reachable)
+                avm_link_send(c->link, c->members[i].name, msg, err, sizeof(err));
+        avm_val_release(msg);
+    }
+}
+
+/* --- Reachability and controllers for the manager --------------------------------- */
+
+static bool h_reach_machine(void *arg, avm_val m)
+{
+    avm_cluster *c = arg;
+    if (avm_val_eq(m, c->self_id))
+        return true;
+    member *mb = member_of_val(c, m);
+    return mb != NULL && mb->reachable;
+}
+
+static bool h_local_ctrl(void *arg, avm_val k)
+{
+    avm_cluster *c = arg;
+    return AVM_KIND_HAS_STR(k.kind) && strcmp(k.u.s->data, c->ctrl) == 0;
+}
+
+static bool h_reach_ctrl(void *arg, avm_val k)
+{
+    avm_cluster *c = arg;
+    if (h_local_ctrl(arg, k))
+        return true;
+    member *mb = host_of(c, k);
+    return mb != NULL && mb->reachable;
+}
+
+bool avm_cluster_is_member(const avm_cluster *c, const char *machine)
+{
+    return strcmp(machine, c->self) == 0 || member_find(c, machine) != NULL;
+}
+
+bool avm_cluster_reachable(const avm_cluster *c, const char *machine)
+{
+    if (strcmp(machine, c->self) == 0)
+        return true;
+    const member *mb = member_find(c, machine);
+    return mb != NULL && mb->reachable;
+}
+
+int avm_cluster_port(const avm_cluster *c)
+{
+    return avm_link_port(c->link);
+}
+
+/* --- Lifecycle ------------------------------------------------------------------- */
+
+int avm_cluster_start(uv_loop_t *loop, const avm_cluster_config *cfg, avm_cluster **out,
+                      char *errmsg, size_t errlen)
+{
+    if (!valid_name(cfg->self, strlen(cfg->self)) ||
+        !valid_name(cfg->controller, strlen(cfg->controller))) {
+        snprintf(errmsg, errlen,
+                 "machine and controller names: 1 to 63 letters, digits, - _ .");
+        return AVM_EINVAL;
+    }
+    avm_cluster *c = calloc(1, sizeof(*c));
+    if (c == NULL)
+        return AVM_ENOMEM;
+    c->cfg = *cfg;
+    c->loop = loop;
+    snprintf(c->self, sizeof(c->self), "%s", cfg->self);
+    snprintf(c->ctrl, sizeof(c->ctrl), "%s", cfg->controller);
+    c->request_ms = cfg->request_ms ? cfg->request_ms : 5000;
+    c->visit_ms = cfg->visit_ms ? cfg->visit_ms : 10000;
+    c->self_id = str(AVM_MACHID, c->self, strlen(c->self));
+    avm_fd_config fc = {.phi_threshold = cfg->phi,
+                        .max_silence_ms = cfg->fd_bound_ms,
+                        .expected_ms = cfg->heartbeat_ms};
+    c->fd = avm_fd_new(&fc);
+    if (c->fd == NULL || c->self_id.kind == AVM_NIL) {
+        avm_cluster_free(c);
+        return AVM_ENOMEM;
+    }
+    avm_link_config lc = {.self = c->self,
+                          .listen = cfg->listen,
+                          .heartbeat_ms = cfg->heartbeat_ms,
+                          .on_message = on_message,
+                          .on_request = on_request,
+                          .on_heard = on_heard,
+                          .arg = c};
+    int rv = avm_link_start(loop, &lc, &c->link, errmsg, errlen);
+    if (rv != 0) {
+        avm_cluster_free(c);
+        return rv;
+    }
+    if (cfg->advertise != NULL && *cfg->advertise) {
+        snprintf(c->url, sizeof(c->url), "%s", cfg->advertise);
+    } else {
+        /* The listen address with its bound port. */
+        const char *colon = strrchr(cfg->listen, ':');
+        size_t hl = colon ? (size_t)(colon - cfg->listen) : strlen(cfg->listen);
+        snprintf(c->url, sizeof(c->url), "%.*s:%d", (int)hl, cfg->listen,
+                 avm_link_port(c->link));
+    }
+    for (size_t i = 0; i < cfg->npeers; i++) {
+        const char *eq = strchr(cfg->peers[i], '=');
+        char name[NAME_MAX_LEN + 1];
+        if (eq == NULL || (size_t)(eq - cfg->peers[i]) > NAME_MAX_LEN) {
+            snprintf(errmsg, errlen, "peer \"%s\": expected NAME=tcp://HOST:PORT",
+                     cfg->peers[i]);
+            avm_cluster_stop(c);
+            *out = c;
+            return AVM_EINVAL;
+        }
+        snprintf(name, sizeof(name), "%.*s", (int)(eq - cfg->peers[i]), cfg->peers[i]);
+        rv = member_put(c, name, eq + 1, NULL);
+        if (rv != 0) {
+            snprintf(errmsg, errlen, "peer \"%s\": expected NAME=tcp://HOST:PORT",
+                     cfg->peers[i]);
+            avm_cluster_stop(c);
+            *out = c;
+            return rv;
+        }
+    }
+    c->hooks = (avm_mgr_cluster){.ship = h_ship,
+                                 .fetch = h_fetch,
+                                 .forward = h_forward,
+                                 .local_ctrl = h_local_ctrl,
+                                 .reachable_machine = h_reach_machine,
+                                 .reachable_controller = h_reach_ctrl,
+                                 .arg = c};
+    uv_timer_init(loop, &c->tick);
+    c->tick.data = c;
+    uint32_t hb = cfg->heartbeat_ms ? cfg->heartbeat_ms : 100;
+    uv_timer_start(&c->tick, on_tick, hb / 2 ? hb / 2 : 1, hb / 2 ? hb / 2 : 1);
+    *out = c;
+    return 0;
+}
+
+const avm_mgr_cluster *avm_cluster_manager_hooks(avm_cluster *c)
+{
+    return &c->hooks;
+}
+
+void avm_cluster_attach(avm_cluster *c, avm_mgr *m)
+{
+    c->m = m;
+}
+
+void avm_cluster_stop(avm_cluster *c)
+{
+    if (c->stopped)
+        return;
+    c->stopped = true;
+    if (uv_is_active((uv_handle_t *)&c->tick) || c->tick.loop != NULL)
+        uv_close((uv_handle_t *)&c->tick, NULL);
+    if (c->link != NULL)
+        avm_link_stop(c->link);
+}
+
+void avm_cluster_free(avm_cluster *c)
+{
+    if (c == NULL)
+        return;
+    while (c->fetches != NULL) {
+        fetch *f = c->fetches;
+        c->fetches = f->next;
+        avm_val_release(f->oid);
+        free(f);
+    }
+    for (size_t i = 0; i < 1024; i++) {
+        for (loc *l = c->locs[i], *nx; l != NULL; l = nx) {
+            nx = l->next;
+            avm_val_release(l->oid);
+            free(l);
+        }
+    }
+    for (size_t i = 0; i < 256; i++) {
+        for (modent *e = c->mods[i], *nx; e != NULL; e = nx) {
+            nx = e->next;
+            avm_module_release(e->m);
+            free(e);
+        }
+    }
+    avm_fd_free(c->fd);
+    avm_val_release(c->self_id);
+    free(c->members);
+    free(c);
+}

@@ -1,0 +1,86 @@
+/* The cluster layer (Layer 3): this node among the others. It joins the execution
+ * manager to the node-to-node links:
+ *
+ *   membership   peers from the configuration, a join through any member's control
+ *                endpoint, and gossip of the member list (name, link address,
+ *                controller) every second;
+ *   reachability heartbeats on every link feed a phi-accrual failure detector with
+ *                a hard bound (transport/fd.h): isReachableMachine(m) is false within
+ *                fd_bound_ms of m crashing or being cut off, true again once it is
+ *                heard; isReachableController(c) is whether c's host is reachable;
+ *   objects      an object lives on its controller's host (or, without a
+ *                controller, on the machine that created it). A node finds it by a
+ *                location cache, then the machine its id names (ids are prefixed by
+ *                the machine that made them), then by asking every reachable member;
+ *                a node that does not hold it answers "not here", which drops the
+ *                cached location (a redirect);
+ *   executions   roam (manager.h): states travel as "exec.visit" requests;
+ *   control      requests for another node's executions or programs are forwarded
+ *                to it ("ctl" requests), so that any node answers for all.
+ *
+ * Everything runs on the loop thread. */
+#ifndef AVM_CLUSTER_H
+#define AVM_CLUSTER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+#include "control.h"
+#include "manager.h"
+#include "value.h"
+
+typedef struct avm_cluster avm_cluster;
+
+typedef struct avm_cluster_config {
+    const char *self;         /* this machine's name */
+    const char *controller;   /* the controller this machine hosts */
+    const char *listen;       /* link address, "tcp://HOST:PORT" */
+    const char *advertise;    /* the address others dial (NULL: listen) */
+    const char *const *peers; /* "NAME=URL" */
+    size_t npeers;
+    uint32_t heartbeat_ms; /* 0: 100 */
+    uint32_t fd_bound_ms;  /* silence after which a peer is unreachable (0: 1000) */
+    double phi;            /* 0: 8 */
+    uint32_t request_ms;   /* deadline of object requests (0: 5000) */
+    uint32_t visit_ms;     /* deadline for a shipped execution to be taken (0: 10000) */
+    /* Up-calls to the daemon. */
+    void (*kick)(void *arg); /* the manager has work: run rounds */
+    /* A control request forwarded from another node: answer it through req. */
+    void (*control)(void *arg, avm_ctl_req *req, const char *op, avm_val body);
+    /* Logs: event and NULL-terminated key/value pairs. */
+    void (*log)(void *arg, int level, const char *event, const char *k, const char *v);
+    void *arg;
+} avm_cluster_config;
+
+/* Starts the links (listening at cfg->listen). The manager's configuration then
+ * takes avm_cluster_manager_hooks(); call avm_cluster_attach once it is open. */
+int avm_cluster_start(uv_loop_t *loop, const avm_cluster_config *cfg, avm_cluster **out,
+                      char *errmsg, size_t errlen);
+const avm_mgr_cluster *avm_cluster_manager_hooks(avm_cluster *c);
+void avm_cluster_attach(avm_cluster *c, avm_mgr *m);
+/* Stops the links and timers (the loop must run until their handles close). */
+void avm_cluster_stop(avm_cluster *c);
+void avm_cluster_free(avm_cluster *c);
+
+/* Joins through a member's control endpoint (blocking, at startup): sends this
+ * node's name, address and controller, and learns the members. */
+int avm_cluster_join(avm_cluster *c, const char *control_addr, char *errmsg,
+                     size_t errlen);
+/* The "cluster.join" control operation on the member side: body {name, url,
+ * controller}; the reply lists the members. */
+void avm_cluster_op_join(avm_cluster *c, avm_ctl_req *req, avm_val body);
+/* "cluster.status": every member, its address and controller, and reachability as
+ * each member sees it (asked of every reachable member, at most request_ms). */
+void avm_cluster_op_status(avm_cluster *c, avm_ctl_req *req);
+/* Sends a control request to machine's node and answers req with its answer.
+ * false when machine is not a member (req is not answered). */
+bool avm_cluster_forward(avm_cluster *c, avm_ctl_req *req, const char *machine,
+                         const char *op, avm_val body);
+
+bool avm_cluster_is_member(const avm_cluster *c, const char *machine);
+bool avm_cluster_reachable(const avm_cluster *c, const char *machine);
+int avm_cluster_port(const avm_cluster *c);
+
+#endif
