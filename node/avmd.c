@@ -50,6 +50,7 @@ typedef struct config {
     size_t npeers;
     uint32_t heartbeat_ms, fd_bound_ms, request_ms;
     double phi;
+    bool spread;
 } config;
 
 /* A client waiting for an execution: `run` (answered once its start is durable)
@@ -875,6 +876,9 @@ static void usage(FILE *f)
         "  --fd-bound-ms N    a member silent this long is unreachable (default 1000)\n"
         "  --phi X            phi-accrual suspicion threshold (default 8)\n"
         "  --request-ms N     deadline of object requests to members (default 5000)\n"
+        "  --placement P      where new objects go: local (the machine that creates\n"
+        "                     them, the default) or spread (round-robin over this node\n"
+        "                     and the reachable members)\n"
         "  --version          print the version\n"
         "  --help             this text\n"
         "\n"
@@ -982,6 +986,12 @@ static int set_opt(config *c, const char *key, const char *val, char *err, size_
             c->fd_bound_ms = (uint32_t)v;
         else
             c->request_ms = (uint32_t)v;
+    } else if (strcmp(key, "placement") == 0) {
+        if (strcmp(val, "local") != 0 && strcmp(val, "spread") != 0) {
+            snprintf(err, errlen, "placement must be local or spread, not '%s'", val);
+            return -1;
+        }
+        c->spread = strcmp(val, "spread") == 0;
     } else if (strcmp(key, "phi") == 0) {
         errno = 0;
         double v = strtod(val, &end);
@@ -1142,6 +1152,7 @@ int main(int argc, char **argv)
                                  .fd_bound_ms = c->fd_bound_ms,
                                  .phi = c->phi,
                                  .request_ms = c->request_ms,
+                                 .spread = c->spread,
                                  .kick = cluster_kick,
                                  .control = handle,
                                  .log = cluster_log,

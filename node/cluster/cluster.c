@@ -17,6 +17,7 @@ enum { L_DEBUG, L_INFO, L_WARN, L_ERROR };
 
 #define NAME_MAX_LEN 63
 #define URL_MAX_LEN 255
+#define MAX_SPREAD 256
 
 typedef struct member {
     char name[NAME_MAX_LEN + 1];
@@ -67,6 +68,7 @@ struct avm_cluster {
     fetch *fetches;
     modent *mods[256];
     uint32_t request_ms, visit_ms;
+    uint64_t placed; /* objects placed (spread) */
     bool stopped;
 };
 
@@ -1327,6 +1329,26 @@ static bool h_reach_ctrl(void *arg, avm_val k)
     return mb != NULL && mb->reachable;
 }
 
+static int by_name(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Round-robin over this node and the reachable members, in name order. */
+static avm_val h_place(void *arg)
+{
+    avm_cluster *c = arg;
+    const char *names[MAX_SPREAD];
+    size_t n = 0;
+    names[n++] = c->self;
+    for (size_t i = 0; i < c->nmembers && n < MAX_SPREAD; i++)
+        if (c->members[i].reachable)
+            names[n++] = c->members[i].name;
+    qsort(names, n, sizeof(names[0]), by_name);
+    const char *pick = names[c->placed++ % n];
+    return str(AVM_MACHID, pick, strlen(pick));
+}
+
 bool avm_cluster_is_member(const avm_cluster *c, const char *machine)
 {
     return strcmp(machine, c->self) == 0 || member_find(c, machine) != NULL;
@@ -1421,6 +1443,7 @@ int avm_cluster_start(uv_loop_t *loop, const avm_cluster_config *cfg, avm_cluste
                                  .local_ctrl = h_local_ctrl,
                                  .reachable_machine = h_reach_machine,
                                  .reachable_controller = h_reach_ctrl,
+                                 .place = cfg->spread ? h_place : NULL,
                                  .arg = c};
     uv_timer_init(loop, &c->tick);
     c->tick.data = c;

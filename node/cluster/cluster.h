@@ -45,6 +45,10 @@ typedef struct avm_cluster_config {
     double phi;            /* 0: 8 */
     uint32_t request_ms;   /* deadline of object requests (0: 5000) */
     uint32_t visit_ms;     /* deadline for a shipped execution to be taken (0: 10000) */
+    /* Where new objects go: false, the machine that creates them (the
+     * specification's rule); true, spread round-robin over this node and the
+     * reachable members (used to run programs with their objects spread). */
+    bool spread;
     /* Up-calls to the daemon. */
     void (*kick)(void *arg); /* the manager has work: run rounds */
     /* A control request forwarded from another node: answer it through req. */

@@ -487,6 +487,12 @@ static int x_resolve(void *data, avm_val name, avm_behavior *out)
 
 static int x_prepare(void *data, avm_val oid);
 
+static avm_val x_place(void *data)
+{
+    mx *e = data;
+    return e->m->cl->place(e->m->cl->arg);
+}
+
 static mx *mx_new(avm_mgr *m, const char *id, const char *name)
 {
     mx *e = calloc(1, sizeof(*e));
@@ -507,6 +513,7 @@ static mx *mx_new(avm_mgr *m, const char *id, const char *name)
     if (m->cl != NULL) {
         e->plat.prepare = x_prepare;
         e->plat.roam = true;
+        e->plat.place = m->cl->place != NULL ? x_place : NULL;
     }
     return e;
 }
@@ -1691,9 +1698,12 @@ static void ship_moving(avm_mgr *m)
         }
         avm_exec_log_runtime(e->x, ended ? "ExecutionGoingHome" : "ExecutionLeft", e->id,
                              to);
+        /* The log stays with the owner: a visitor gets none of it, and brings back
+         * (or on) only what it added. */
         avm_buf b;
         avm_buf_init(&b);
-        int rv = avm_exec_encode(e->x, &b);
+        int rv = avm_exec_encode_ex(
+            e->x, &b, e->visitor ? avm_exec_trace_base(e->x) : avm_exec_trace_end(e->x));
         if (!e->visitor) {
             avm_val_release(e->away);
             e->away = to;
@@ -1750,7 +1760,14 @@ int avm_mgr_arrive(avm_mgr *m, const char *id, uint64_t visit, const uint8_t *st
     }
     avm_exec *x;
     char err[400] = "";
-    int rv = avm_exec_decode(state, len, &e->plat, &x, err, sizeof(err));
+    int rv;
+    if (mine) {
+        size_t plen;
+        const uint8_t *prefix = avm_exec_trace_bytes(e->x, &plen);
+        rv = avm_exec_decode_ex(state, len, prefix, plen, &e->plat, &x, err, sizeof(err));
+    } else {
+        rv = avm_exec_decode_part(state, len, &e->plat, &x, err, sizeof(err));
+    }
     if (rv == 0)
         rv = avm_exec_set_checkpoint(x, mine ? e->id : NULL);
     if (rv == 0)

@@ -134,6 +134,8 @@ typedef struct avm_mgr_cluster {
     /* isReachableMachine / isReachableController. */
     bool (*reachable_machine)(void *arg, avm_val machine);
     bool (*reachable_controller)(void *arg, avm_val c);
+    /* Optional: where new objects go (platform.place). */
+    avm_val (*place)(void *arg);
     void *arg;
 } avm_mgr_cluster;
 

@@ -63,7 +63,7 @@ int avm_exec_encode(const avm_exec *x, avm_buf *out)
 
 int avm_exec_encode_ex(const avm_exec *x, avm_buf *out, size_t trace_from)
 {
-    if (trace_from > x->tlog.len)
+    if (trace_from < x->tlog_base || trace_from - x->tlog_base > x->tlog.len)
         return AVM_EINVAL;
     if (x->commit_wait != CW_NONE)
         return AVM_ESTATE; /* the commit's decision is with the store, not here */
@@ -196,13 +196,14 @@ int avm_exec_encode_ex(const avm_exec *x, avm_buf *out, size_t trace_from)
     avm_mp_put_uint(b, x->counter);
     avm_mp_put_uint(b, x->steps);
     avm_mp_put_uint(b, x->lamport);
-    avm_mp_put_uint(b, x->mcount);
+    avm_mp_put_uint(b, x->mcount + x->tbase_mcount);
     /* trace: the event count, where this state's part of the log starts, and that
      * part (the bytes before it are kept elsewhere, see avm_exec_encode_ex) */
     avm_mp_put_array(b, 3);
-    avm_mp_put_uint(b, x->tcount);
+    avm_mp_put_uint(b, x->tcount + x->tbase_count);
     avm_mp_put_uint(b, trace_from);
-    avm_mp_put_bin(b, x->tlog.data + trace_from, x->tlog.len - trace_from);
+    size_t at = trace_from - x->tlog_base;
+    avm_mp_put_bin(b, x->tlog.data + at, x->tlog.len - at);
     /* outcome */
     avm_mp_put_array(b, 13);
     avm_mp_put_uint(b, x->status);
@@ -230,6 +231,7 @@ typedef struct dec {
     avm_mp_reader r;
     const uint8_t *prefix; /* the trace log's first prefix_len bytes */
     size_t prefix_len;
+    bool part; /* the prefix stays elsewhere (avm_exec_decode_part) */
     char *errmsg;
     size_t errlen;
     avm_module **mods;
@@ -570,7 +572,12 @@ static int decode_body(dec *d, avm_exec *x)
         (rv = get_u(d, UINT64_MAX, &from, "trace offset")))
         return rv;
     TRY(d, avm_mp_get_bin(&d->r, &tp, &tlen), "trace log");
-    if (from != d->prefix_len) {
+    if (d->part) {
+        if (from > SIZE_MAX / 2)
+            return bad(d, AVM_EMALFORMED, "trace offset");
+        d->prefix_len = 0;
+        x->tlog_base = (size_t)from;
+    } else if (from != d->prefix_len) {
         if (d->errmsg)
             snprintf(
                 d->errmsg, d->errlen,
@@ -579,7 +586,7 @@ static int decode_body(dec *d, avm_exec *x)
                 (unsigned long long)from, d->prefix_len);
         return AVM_EMALFORMED;
     }
-    if (from > 0)
+    if (d->prefix_len > 0)
         avm_buf_put(&x->tlog, d->prefix, d->prefix_len);
     if (tlen > 0)
         avm_buf_put(&x->tlog, tp, tlen);
@@ -588,10 +595,10 @@ static int decode_body(dec *d, avm_exec *x)
     avm_mp_reader tr;
     avm_mp_reader_init(&tr, (const uint8_t *)x->tlog.data, x->tlog.len,
                        AVM_DECODE_DEFAULT_MAX);
-    uint64_t charts = 0;
-    for (uint64_t i = 0; i < count; i++) {
+    uint64_t charts = 0, seen = 0;
+    for (; d->part ? tr.p != tr.end : seen < count; seen++) {
         avm_event e;
-        if (vm__log_decode(&tr, &e) != 0)
+        if (seen >= count || vm__log_decode(&tr, &e) != 0)
             return bad(d, AVM_EMALFORMED, "trace event");
         charts += e.type >= AVM_MSC_CALL;
         avm_val_release(e.ctrl);
@@ -600,11 +607,13 @@ static int decode_body(dec *d, avm_exec *x)
     }
     if (tr.p != tr.end)
         return bad(d, AVM_EMALFORMED, "trace log longer than its events");
-    if (charts != mcount)
+    if (d->part ? charts > mcount || mcount - charts > count - seen : charts != mcount)
         return bad(d, AVM_EMALFORMED, "trace log: sequence-chart records miscounted");
-    x->tcount = count;
-    x->mcount = mcount;
-    x->tlog_saved = from;
+    x->tcount = seen;
+    x->mcount = charts;
+    x->tbase_count = count - seen;
+    x->tbase_mcount = mcount - charts;
+    x->tlog_saved = d->part ? 0 : from;
     /* Not serialized: a restored transaction checks its states conservatively. */
     x->tx_detached = true;
 
@@ -702,14 +711,32 @@ int avm_exec_decode(const uint8_t *p, size_t n, const avm_platform *plat, avm_ex
     return avm_exec_decode_ex(p, n, NULL, 0, plat, out, errmsg, errlen);
 }
 
+static int decode_state(const uint8_t *p, size_t n, const uint8_t *prefix,
+                        size_t prefix_len, bool part, const avm_platform *plat,
+                        avm_exec **out, char *errmsg, size_t errlen);
+
 int avm_exec_decode_ex(const uint8_t *p, size_t n, const uint8_t *prefix,
                        size_t prefix_len, const avm_platform *plat, avm_exec **out,
                        char *errmsg, size_t errlen)
 {
+    return decode_state(p, n, prefix, prefix_len, false, plat, out, errmsg, errlen);
+}
+
+int avm_exec_decode_part(const uint8_t *p, size_t n, const avm_platform *plat,
+                         avm_exec **out, char *errmsg, size_t errlen)
+{
+    return decode_state(p, n, NULL, 0, true, plat, out, errmsg, errlen);
+}
+
+static int decode_state(const uint8_t *p, size_t n, const uint8_t *prefix,
+                        size_t prefix_len, bool part, const avm_platform *plat,
+                        avm_exec **out, char *errmsg, size_t errlen)
+{
     dec d = {.errmsg = errmsg,
              .errlen = errlen,
              .prefix = prefix,
-             .prefix_len = prefix ? prefix_len : 0};
+             .prefix_len = prefix ? prefix_len : 0,
+             .part = part};
     avm_mp_reader_init(&d.r, p, n, AVM_DECODE_DEFAULT_MAX);
     avm_exec *x = avm_exec_new(plat, NULL);
     if (x == NULL)
@@ -742,7 +769,7 @@ int avm_exec_checkpoint(avm_exec *x, avm_buf *state, avm_writeset *ws)
     avm_buf_init(state);
     if (x->ckpt_id.kind != AVM_STR)
         return AVM_ESTATE;
-    int rv = avm_exec_encode_ex(x, state, x->tlog.len);
+    int rv = avm_exec_encode_ex(x, state, x->tlog_base + x->tlog.len);
     if (rv != 0) {
         avm_buf_free(state);
         return rv;

@@ -173,6 +173,10 @@ typedef struct avm_platform {
      * stops with AVM_RUN_MOVED so that the platform ships it there. Without it the
      * machine is only a value (the embedded node). */
     bool roam;
+    /* Optional: the machine a new object is placed on (an owned AVM_MACHID), or
+     * nil for the machine the creating execution runs on (the specification's
+     * rule). A cluster may spread objects over its members. */
+    avm_val (*place)(void *data);
 } avm_platform;
 
 #endif

@@ -1430,6 +1430,16 @@ void avm_exec_commit_unsaved(avm_exec *x)
     x->commit_ckpt = false;
 }
 
+size_t avm_exec_trace_base(const avm_exec *x)
+{
+    return x->tlog_base;
+}
+
+size_t avm_exec_trace_end(const avm_exec *x)
+{
+    return x->tlog_base + x->tlog.len;
+}
+
 size_t avm_exec_trace_saved(const avm_exec *x)
 {
     return x->tlog_saved;

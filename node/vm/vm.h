@@ -207,6 +207,18 @@ int avm_exec_encode_ex(const avm_exec *x, avm_buf *out, size_t trace_from);
 int avm_exec_decode_ex(const uint8_t *p, size_t n, const uint8_t *prefix,
                        size_t prefix_len, const avm_platform *plat, avm_exec **out,
                        char *errmsg, size_t errlen);
+/* A state encoded with encode_ex, decoded without the log's first trace_from
+ * bytes (they stay where the execution came from): the execution's log is that
+ * part only (avm_exec_trace and the trace bytes show it), and encode_ex with
+ * trace_from >= avm_exec_trace_base() works as if the whole log were there. An
+ * execution visiting another machine travels so, not with its whole log. */
+int avm_exec_decode_part(const uint8_t *p, size_t n, const avm_platform *plat,
+                         avm_exec **out, char *errmsg, size_t errlen);
+/* Where the log in memory starts (0 but after decode_part), and where it ends: the
+ * whole log's length in bytes. */
+size_t avm_exec_trace_base(const avm_exec *x);
+size_t avm_exec_trace_end(const avm_exec *x);
+
 /* A checkpoint of x as it is now, as a write set for its store: fills the ckpt_*
  * fields of ws (which the caller zeroed) with x's checkpoint id (set with
  * avm_exec_set_checkpoint), its state without the trace log (in *state, which the

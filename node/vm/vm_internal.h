@@ -95,6 +95,12 @@ struct avm_exec {
     VEC(avm_event) tview;
     size_t tview_off;  /* bytes of tlog already decoded into tview */
     size_t tlog_saved; /* bytes of tlog a store already holds (checkpoint chunks) */
+    /* A log decoded without its first bytes (avm_exec_decode_part, an execution
+     * visiting another machine): tlog holds the log from byte tlog_base on, and
+     * tcount/mcount count its records only; the part before has tbase_count
+     * records, tbase_mcount of them sequence-chart records. */
+    size_t tlog_base;
+    uint64_t tbase_count, tbase_mcount;
 
     avm_run_status status;
     avm_val result;

@@ -341,11 +341,13 @@ static int op_create(avm_exec *x, avm_val *a, int argc, avm_val *out)
         return vm__oom(x);
     if (!STRICT(x) && IN_TX(x) && mctrl.kind != AVM_NIL && !avm_val_eq(mctrl, x->txctrl))
         return vm__fail(x, AVM_ERR_CROSS_CONTROLLER_TX, oid, vm__ref(mctrl), avm_nil());
-    avm_create c = {.oid = vm__ref(oid),
-                    .beh = beh,
-                    .meta = {.machine = vm__ref(x->machine),
-                             .creating = vm__ref(eff),
-                             .current = vm__ref(eff)}};
+    avm_val where = x->plat->place != NULL ? x->plat->place(x->plat->data) : avm_nil();
+    avm_create c = {
+        .oid = vm__ref(oid),
+        .beh = beh,
+        .meta = {.machine = where.kind == AVM_MACHID ? where : vm__ref(x->machine),
+                 .creating = vm__ref(eff),
+                 .current = vm__ref(eff)}};
     avm_val_retain(beh.name);
     avm_module_retain(beh.mod);
     vm__event(x, AVM_EV_OBJECT_CREATED, vm__ref(oid), vm__ref(name), avm_nil());
