@@ -1,47 +1,64 @@
-/* Node-to-node links (link.h): a pull0 socket that receives every peer's frames, a
- * push0 socket per peer that dials it, and on the loop thread the per-pair
+/* Node-to-node links (link.h): TCP connections driven by libuv on the loop thread,
+ * speaking the wire format of nng's push0/pull0 over TCP, and the per-pair
  * sequencing, acknowledgements, resends, sessions, heartbeats and requests.
  *
- * Threads. nng completes the pull socket's receives on its own threads; a frame
- * is decoded there (decoding is pure) and handed to the loop through a
- * mutex-protected queue and a uv_async_t, as in control.c. Everything else runs on
- * the loop thread: sends are non-blocking (nng_sendmsg with NNG_FLAG_NONBLOCK into
- * the push socket's buffer), so the loop never waits for nng. The only other nng
- * callbacks are the push sockets' pipe events, which touch one atomic counter.
- * (Polling NNG_OPT_RECVFD with non-blocking receives instead was tried: under load
- * nng 1.5.2's pull0 left the descriptor readable with nothing to receive, and the
- * loop spun while the links stalled.)
+ * Why not nng sockets. nng 1.5.2's TCP transport loses a completion when a pipe is
+ * closed locally while a transfer's completion callback is about to start the next
+ * partial read or write (a message body after its length header, the rest of a
+ * short write): nni_aio_close has marked the transport's aio stopped, so the next
+ * nng_stream_recv/send is refused by nni_aio_begin without any callback, the
+ * protocol's aio on that pipe never finishes, and the single reaper thread blocks
+ * for ever in pipe_stop. nng_close (and every later pipe close in the process) then
+ * hangs. Upstream fixed it after 1.5.2 (tcp.c checks p->closed in its callbacks);
+ * Debian 12 ships 1.5.2. It struck whenever a link closed a socket with traffic in
+ * flight (a peer that stops or restarts mid-stream). Here every socket belongs to
+ * the loop thread: closing one is uv_close, which cannot wait.
+ *
+ * Wire. Each side of a connection first sends the SP header 00 'S' 'P' 00, its
+ * protocol (push0 0x50 from the dialer, pull0 0x51 from the listener) as 16 bits
+ * big-endian, 00 00; then the dialer sends messages, each a 64-bit big-endian length
+ * and that many bytes (one frame). So an nng push0 socket can dial a link, as a link
+ * could dial an nng pull0 socket. A connection that announces another protocol, or a
+ * message over max_frame, is closed.
+ *
+ * Connections. A link listens for its peers' dialled connections and receives
+ * frames on them. It dials each peer once (one connection per peer at a time) and
+ * sends on it; it reads from it only to see the peer's header and the end of the
+ * connection. A dial that fails, a connection that ends, or a handshake that does not
+ * come within HANDSHAKE_MS is closed and dialled again after RECONN_MIN_MS, doubling
+ * up to RECONN_MAX_MS. Writes are queued in libuv up to SEND_BUF frames or
+ * SEND_BYTES bytes per connection; past that, frames wait in the peer's unsent list
+ * and are pushed as writes complete, so a stopped peer (SIGSTOP) never blocks the
+ * loop. What a dropped connection held is lost: the resend recovers, and a new
+ * connection pushes every unacknowledged frame again at once.
  *
  * Sessions. Each link picks a random session id at start. Heartbeats carry
  * [my session, your session as I know it (0: none yet), my max_frame] in their
  * body. A sender pushes sequenced frames to a peer only once it knows the peer's
  * session, and a receiver accepts them only once the peer's heartbeats show that it
- * knows the receiver's current session ("synced"). A push socket has one pipe and
- * keeps its messages in order, so the heartbeat that proves the peer knows our new
- * session arrives before the frames the peer sent after learning it; frames sent
- * to an older process of ours are refused, never delivered. When a peer's session
- * changes (it restarted), both directions of the pair are reset: our unacked frames
- * to it are dropped (pending requests to it fail with AVM_EIO), sequence numbers
- * start again at 1, and requests it made of us can no longer be answered.
+ * knows the receiver's current session ("synced"). A sender uses one connection at
+ * a time and keeps its writes in order, so the heartbeat that proves the peer knows
+ * our new session arrives before the frames the peer sent after learning it; frames
+ * sent to an older process of ours are refused, never delivered. When a peer's
+ * session changes (it restarted), both directions of the pair are reset: our
+ * unacked frames to it are dropped (pending requests to it fail with AVM_EIO),
+ * sequence numbers start again at 1, and requests it made of us can no longer be
+ * answered.
  *
  * Delivery. Frames wait in the peer's unacked list until an ack covers them; those
  * not acknowledged within RESEND_PERIODS heartbeat periods are pushed again (the
- * receiver drops duplicates and frames after a gap by seq, delivering in order).
- * A push socket that loses its connection loses what it held: the resend recovers. */
+ * receiver drops duplicates and frames after a gap by seq, delivering in order). */
 #include "link.h"
 
 #include <assert.h>
-#include <pthread.h>
+#include <netdb.h>
+#include <signal.h>
 #include <stdarg.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
-
-#include <nng/nng.h>
-#include <nng/protocol/pipeline0/pull.h>
-#include <nng/protocol/pipeline0/push.h>
 
 #include "avm_err.h"
 #include "codec.h"
@@ -57,12 +74,18 @@ enum { KIND_MESSAGE = 0, KIND_REQUEST = 1, KIND_REPLY = 2, KIND_ERROR = 3, KIND_
 
 /* Unacked frames older than this many heartbeat periods are pushed again. */
 #define RESEND_PERIODS 3
-/* How soon a push that found the socket's buffer full is tried again. */
-#define PUMP_RETRY_MS 2
-/* The push socket's buffer (frames), and how fast it redials. */
+/* Writes queued on one connection (frames, bytes; one frame always fits). */
 #define SEND_BUF 4096
+#define SEND_BYTES (8u * 1024 * 1024)
+/* How fast a peer is dialled again, and how long its header may take. */
 #define RECONN_MIN_MS 20
 #define RECONN_MAX_MS 500
+#define HANDSHAKE_MS 2000
+/* The SP protocol numbers of push0 and pull0 (nng's NNI_PROTO(5, 0), (5, 1)). */
+#define SP_PUSH0 0x50
+#define SP_PULL0 0x51
+#define SP_HDR_LEN 8
+#define READ_CHUNK (64u * 1024)
 
 static uint64_t mono_ms(void)
 {
@@ -80,15 +103,46 @@ typedef struct link_out {
     uint8_t data[];
 } link_out;
 
-typedef struct link_peer {
+typedef struct link_peer link_peer;
+
+/* A TCP connection: dialled to a peer (outbound: we send) or accepted (inbound: we
+ * receive). Freed in its close callback. */
+typedef struct link_conn {
+    uv_tcp_t tcp; /* data: the conn */
+    uv_connect_t connect;
+    avm_link *l;
+    link_peer *peer;               /* outbound: its peer; inbound: NULL */
+    struct link_conn *prev, *next; /* inbound: in l->inbound */
+    bool closing;
+    bool ready; /* the other side's SP header arrived and fits */
+    uint8_t hdr[SP_HDR_LEN];
+    size_t hdr_got;
+    /* Inbound: the frame being read. */
+    uint8_t lenb[8];
+    size_t len_got;
+    uint8_t *frame;
+    size_t frame_len, frame_got;
+    /* Outbound: writes queued in libuv. */
+    size_t nwrites, wbytes;
+} link_conn;
+
+/* One queued write: the length header and the frame. */
+typedef struct link_write {
+    uv_write_t req;
+    link_conn *c;
+    size_t len;
+    uint8_t data[];
+} link_write;
+
+struct link_peer {
     struct link_peer *next;
     avm_link *l;
     char *name;
     char *url;
-    nng_socket push;
-    nng_dialer dialer;
-    atomic_int pipes; /* connected pipes (nng threads) */
-    /* Loop thread: */
+    struct sockaddr_storage addr;
+    uv_timer_t redial; /* data: the peer; the next dial, or the handshake deadline */
+    link_conn *conn;   /* the outbound connection (NULL: none) */
+    uint32_t backoff_ms;
     uint64_t session;      /* the peer's session (0: not heard yet) */
     bool synced;           /* the peer's heartbeats show it knows our session */
     uint64_t epoch;        /* bumped at each reset of the pair */
@@ -100,11 +154,10 @@ typedef struct link_peer {
     link_out *head, *tail; /* unacked, by seq */
     link_out *unsent;      /* the first frame to push (NULL: all pushed) */
     size_t nunacked;
-} link_peer;
+};
 
-/* A decoded frame on its way to the loop thread. */
+/* A decoded frame. */
 typedef struct link_frame {
-    struct link_frame *next;
     char from[NAME_MAX_LEN + 1];
     uint64_t kind, seq, ack, corr;
     char word[WORD_MAX_LEN + 1];
@@ -134,11 +187,12 @@ struct avm_link_req {
 
 struct avm_link {
     uv_loop_t *loop;
-    uv_async_t async; /* wakes the loop thread for the queue */
+    uv_tcp_t listener;
     uv_timer_t hb;
-    uv_timer_t pump;
-    uv_timer_t ackt;  /* delayed acknowledgements */
-    int open_handles; /* the four above and every pending request's timer */
+    uv_timer_t ackt; /* delayed acknowledgements */
+    /* The handles above, every connection, every peer's timer and every pending
+     * request's timer: the link is freed when the last one has closed. */
+    int open_handles;
     char *self;
     size_t max_frame;
     uint32_t hb_ms;
@@ -146,21 +200,20 @@ struct avm_link {
     uint64_t session;
     uint64_t next_corr;
     avm_link_config cfg; /* callbacks and arg (the strings are not kept) */
-    nng_socket pull;
-    nng_listener listener;
-    nng_aio *aio; /* the pull socket's receive */
     link_peer *peers;
+    link_conn *inbound;
     link_pending *pending;
     avm_link_req *held;
     bool stopped;
-
-    pthread_mutex_t mu;
-    /* Under mu: */
-    link_frame *qhead, *qtail;
-    bool closing;
+    uint8_t rbuf[READ_CHUNK]; /* every read lands here (one loop thread) */
 };
 
 static void on_handle_closed(uv_handle_t *h);
+static void link_free(avm_link *l);
+static void on_frame(avm_link *l, link_frame *f);
+static void pump_peer(link_peer *p, uint64_t now);
+static void send_heartbeat(link_peer *p);
+static void ack_soon(avm_link *l);
 
 /* --- Frames ----------------------------------------------------------------- */
 
@@ -228,90 +281,363 @@ static int decode_frame(const uint8_t *p, size_t n, size_t max_frame, link_frame
     return 0;
 }
 
-/* --- Receiving (nng threads) ---------------------------------------------- */
+/* --- Addresses -------------------------------------------------------------- */
 
-static void lock(avm_link *l)
+/* Resolves "tcp://HOST:PORT" (HOST: an address, "[v6]", a name, or "" or "*" for
+ * any) into out. Names are resolved now, blocking: links are configured at start. */
+static int parse_url(const char *url, struct sockaddr_storage *out, char *errmsg,
+                     size_t errlen)
 {
-    pthread_mutex_lock(&l->mu);
-}
-
-static void unlock(avm_link *l)
-{
-    pthread_mutex_unlock(&l->mu);
-}
-
-/* A receive completed. nng 1.5.2's pull0 may run this synchronously on a pipe's
- * thread (nni_aio_finish_sync), outside the aio's task: nng_aio_stop does not wait
- * for such a call, but nng_close does (it reaps every pipe), so stop closes the
- * socket before it stops the aio, and nothing is posted again once closing. */
-static void on_recv(void *arg)
-{
-    avm_link *l = arg;
-    int rv = nng_aio_result(l->aio);
-    if (rv == NNG_ECLOSED || rv == NNG_ECANCELED)
-        return; /* stopping */
-    if (rv == 0) {
-        nng_msg *m = nng_aio_get_msg(l->aio);
-        nng_aio_set_msg(l->aio, NULL);
-        link_frame *f = malloc(sizeof(*f));
-        if (f != NULL &&
-            decode_frame(nng_msg_body(m), nng_msg_len(m), l->max_frame, f) == 0) {
-            f->next = NULL;
-            bool queued = false;
-            lock(l);
-            if (!l->closing) {
-                if (l->qtail != NULL)
-                    l->qtail->next = f;
-                else
-                    l->qhead = f;
-                l->qtail = f;
-                queued = true;
-            }
-            unlock(l);
-            if (queued) {
-                /* Safe: stop waits for this callback before it closes the async
-                 * handle. */
-                uv_async_send(&l->async);
-            } else {
-                avm_val_release(f->body);
-                free(f);
-            }
-        } else {
-            free(f); /* a malformed frame is dropped */
-        }
-        nng_msg_free(m);
+    static const char scheme[] = "tcp://";
+    if (strncmp(url, scheme, sizeof(scheme) - 1) != 0)
+        return avm__failf(errmsg, errlen, AVM_EINVAL, "%s: not a tcp:// URL", url);
+    const char *h = url + sizeof(scheme) - 1;
+    const char *colon = strrchr(h, ':');
+    if (colon == NULL || colon[1] == '\0' || strlen(colon + 1) > 5 ||
+        strspn(colon + 1, "0123456789") != strlen(colon + 1))
+        return avm__failf(errmsg, errlen, AVM_EINVAL, "%s: no port", url);
+    char host[256];
+    size_t hlen = (size_t)(colon - h);
+    if (hlen >= 2 && h[0] == '[' && h[hlen - 1] == ']') {
+        h++;
+        hlen -= 2;
     }
-    lock(l);
-    bool closing = l->closing;
-    unlock(l);
-    if (!closing)
-        nng_recv_aio(l->pull, l->aio);
+    if (hlen >= sizeof(host))
+        return avm__failf(errmsg, errlen, AVM_EINVAL, "%s: host name too long", url);
+    memcpy(host, h, hlen);
+    host[hlen] = '\0';
+    long port = strtol(colon + 1, NULL, 10);
+    if (port > 65535)
+        return avm__failf(errmsg, errlen, AVM_EINVAL, "%s: bad port", url);
+    struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                             .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+    struct addrinfo *res = NULL;
+    int rv = getaddrinfo(hlen == 0 || strcmp(host, "*") == 0 ? NULL : host, colon + 1,
+                         &hints, &res);
+    if (rv != 0 || res == NULL)
+        return avm__failf(errmsg, errlen, AVM_EINVAL, "%s: %s", url, gai_strerror(rv));
+    memset(out, 0, sizeof(*out));
+    memcpy(out, res->ai_addr, res->ai_addrlen);
+    freeaddrinfo(res);
+    return 0;
 }
 
-/* --- Pipe events (nng threads) ----------------------------------------- */
+/* --- Connections (loop thread) ---------------------------------------------- */
 
-static void on_pipe(nng_pipe p, nng_pipe_ev ev, void *arg)
+static void sp_header(uint8_t out[SP_HDR_LEN], unsigned proto)
 {
-    (void)p;
-    link_peer *peer = arg;
-    atomic_fetch_add(&peer->pipes, ev == NNG_PIPE_EV_ADD_POST ? 1 : -1);
+    const uint8_t h[SP_HDR_LEN] = {0, 'S', 'P', 0, (uint8_t)(proto >> 8), (uint8_t)proto,
+                                   0, 0};
+    memcpy(out, h, SP_HDR_LEN);
+}
+
+static void on_conn_closed(uv_handle_t *h)
+{
+    link_conn *c = h->data;
+    avm_link *l = c->l;
+    free(c->frame);
+    free(c);
+    if (--l->open_handles == 0)
+        link_free(l);
+}
+
+static void on_redial(uv_timer_t *t);
+
+/* Closes c (once). An outbound connection's peer is dialled again later unless the
+ * link is stopping. */
+static void conn_close(link_conn *c)
+{
+    if (c->closing)
+        return;
+    c->closing = true;
+    avm_link *l = c->l;
+    link_peer *p = c->peer;
+    if (p != NULL) {
+        p->conn = NULL;
+        if (!l->stopped) {
+            uv_timer_start(&p->redial, on_redial, p->backoff_ms, 0);
+            p->backoff_ms *= 2;
+            if (p->backoff_ms > RECONN_MAX_MS)
+                p->backoff_ms = RECONN_MAX_MS;
+        }
+    } else {
+        if (c->prev != NULL)
+            c->prev->next = c->next;
+        else
+            l->inbound = c->next;
+        if (c->next != NULL)
+            c->next->prev = c->prev;
+    }
+    uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
+}
+
+static link_conn *conn_new(avm_link *l, link_peer *p)
+{
+    link_conn *c = calloc(1, sizeof(*c));
+    if (c == NULL)
+        return NULL;
+    if (uv_tcp_init(l->loop, &c->tcp) != 0) {
+        free(c);
+        return NULL;
+    }
+    c->l = l;
+    c->peer = p;
+    c->tcp.data = c;
+    l->open_handles++;
+    return c;
+}
+
+static void on_write(uv_write_t *req, int status)
+{
+    link_write *w = req->data;
+    link_conn *c = w->c;
+    c->nwrites--;
+    c->wbytes -= w->len;
+    free(w);
+    if (c->closing)
+        return;
+    if (status < 0) {
+        conn_close(c);
+        return;
+    }
+    /* Room again: push what waited for it. */
+    if (c->peer != NULL && c->peer->unsent != NULL && c->nwrites <= SEND_BUF / 2)
+        pump_peer(c->peer, mono_ms());
+}
+
+/* Queues raw bytes on c; false when it cannot take them now. */
+static bool conn_write(link_conn *c, const uint8_t *hdr, size_t hlen, const void *data,
+                       size_t len)
+{
+    if (c->nwrites > 0 && (c->nwrites >= SEND_BUF || c->wbytes + len > SEND_BYTES))
+        return false;
+    link_write *w = malloc(sizeof(*w) + hlen + len);
+    if (w == NULL)
+        return false;
+    w->c = c;
+    w->len = hlen + len;
+    memcpy(w->data, hdr, hlen);
+    if (len > 0)
+        memcpy(w->data + hlen, data, len);
+    w->req.data = w;
+    uv_buf_t buf = uv_buf_init((char *)w->data, (unsigned)w->len);
+    if (uv_write(&w->req, (uv_stream_t *)&c->tcp, &buf, 1, on_write) != 0) {
+        free(w);
+        conn_close(c);
+        return false;
+    }
+    c->nwrites++;
+    c->wbytes += w->len;
+    return true;
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    link_conn *c = h->data;
+    (void)suggested;
+    *buf = uv_buf_init((char *)c->l->rbuf, sizeof(c->l->rbuf));
+}
+
+/* The other side's SP header, byte by byte from p[n]; the bytes used, or -1 when
+ * the header is wrong. */
+static ssize_t take_header(link_conn *c, const uint8_t *p, size_t n)
+{
+    size_t k = SP_HDR_LEN - c->hdr_got;
+    if (k > n)
+        k = n;
+    memcpy(c->hdr + c->hdr_got, p, k);
+    c->hdr_got += k;
+    if (c->hdr_got < SP_HDR_LEN)
+        return (ssize_t)k;
+    uint8_t want[SP_HDR_LEN];
+    sp_header(want, c->peer != NULL ? SP_PULL0 : SP_PUSH0);
+    if (memcmp(c->hdr, want, SP_HDR_LEN) != 0)
+        return -1;
+    c->ready = true;
+    return (ssize_t)k;
+}
+
+/* A whole frame arrived on an inbound connection. */
+static void take_frame(avm_link *l, const uint8_t *data, size_t len)
+{
+    link_frame f;
+    if (decode_frame(data, len, l->max_frame, &f) != 0)
+        return; /* a malformed frame is dropped */
+    on_frame(l, &f);
+    avm_val_release(f.body);
+}
+
+/* Inbound bytes: length-prefixed frames. False when the connection must close. */
+static bool take_frames(link_conn *c, const uint8_t *p, size_t n)
+{
+    avm_link *l = c->l;
+    while (n > 0 && !c->closing && !l->stopped) {
+        if (c->frame == NULL && c->len_got < 8) {
+            size_t k = 8 - c->len_got;
+            if (k > n)
+                k = n;
+            memcpy(c->lenb + c->len_got, p, k);
+            c->len_got += k;
+            p += k;
+            n -= k;
+            if (c->len_got < 8)
+                return true;
+            uint64_t len = 0;
+            for (int i = 0; i < 8; i++)
+                len = len << 8 | c->lenb[i];
+            if (len > l->max_frame)
+                return false; /* as nng does (NNG_OPT_RECVMAXSZ): drop the peer */
+            c->frame_len = (size_t)len;
+            c->frame_got = 0;
+            /* Whole frames in the buffer are decoded in place. */
+            if (len <= n) {
+                c->len_got = 0;
+                p += len;
+                n -= (size_t)len;
+                take_frame(l, p - len, (size_t)len);
+                continue;
+            }
+            if ((c->frame = malloc(c->frame_len)) == NULL)
+                return false;
+        }
+        size_t k = c->frame_len - c->frame_got;
+        if (k > n)
+            k = n;
+        memcpy(c->frame + c->frame_got, p, k);
+        c->frame_got += k;
+        p += k;
+        n -= k;
+        if (c->frame_got == c->frame_len) {
+            uint8_t *fr = c->frame;
+            c->frame = NULL;
+            c->len_got = 0;
+            take_frame(l, fr, c->frame_len);
+            free(fr);
+        }
+    }
+    return true;
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    link_conn *c = s->data;
+    (void)buf;
+    if (c->closing)
+        return;
+    if (nread < 0) {
+        conn_close(c); /* the other side closed, or the connection broke */
+        return;
+    }
+    const uint8_t *p = c->l->rbuf;
+    size_t n = (size_t)nread;
+    if (!c->ready) {
+        ssize_t k = take_header(c, p, n);
+        if (k < 0) {
+            conn_close(c);
+            return;
+        }
+        p += k;
+        n -= (size_t)k;
+        if (c->ready && c->peer != NULL) {
+            /* Our dialled connection is up: resend what is unacknowledged. */
+            link_peer *pr = c->peer;
+            uv_timer_stop(&pr->redial);
+            pr->backoff_ms = RECONN_MIN_MS;
+            pr->unsent = pr->head;
+            send_heartbeat(pr);
+            pump_peer(pr, mono_ms());
+        }
+    }
+    if (c->peer != NULL)
+        return; /* a pull0 side sends nothing after its header */
+    if (n > 0 && !take_frames(c, p, n) && !c->closing)
+        conn_close(c);
+    ack_soon(c->l);
+}
+
+static void on_connection(uv_stream_t *server, int status)
+{
+    avm_link *l = server->data;
+    if (status < 0 || l->stopped)
+        return;
+    link_conn *c = conn_new(l, NULL);
+    if (c == NULL)
+        return; /* stays in the backlog until the next accept */
+    c->next = l->inbound;
+    if (l->inbound != NULL)
+        l->inbound->prev = c;
+    l->inbound = c;
+    uint8_t hdr[SP_HDR_LEN];
+    sp_header(hdr, SP_PULL0);
+    if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0 ||
+        uv_tcp_nodelay(&c->tcp, 1) != 0 || !conn_write(c, hdr, SP_HDR_LEN, NULL, 0) ||
+        uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0)
+        conn_close(c);
+}
+
+static void on_connect(uv_connect_t *req, int status)
+{
+    link_conn *c = req->data;
+    if (c->closing)
+        return;
+    uint8_t hdr[SP_HDR_LEN];
+    sp_header(hdr, SP_PUSH0);
+    if (status < 0 || uv_tcp_nodelay(&c->tcp, 1) != 0 ||
+        !conn_write(c, hdr, SP_HDR_LEN, NULL, 0) ||
+        uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0)
+        conn_close(c);
+}
+
+/* Dials p (it has no connection); on failure, tries again later. */
+static void dial(link_peer *p)
+{
+    avm_link *l = p->l;
+    assert(p->conn == NULL && !l->stopped);
+    link_conn *c = conn_new(l, p);
+    if (c == NULL) {
+        uv_timer_start(&p->redial, on_redial, RECONN_MAX_MS, 0);
+        return;
+    }
+    p->conn = c;
+    c->connect.data = c;
+    if (uv_tcp_connect(&c->connect, &c->tcp, (const struct sockaddr *)&p->addr,
+                       on_connect) != 0) {
+        conn_close(c);
+        return;
+    }
+    /* The handshake's deadline. */
+    uv_timer_start(&p->redial, on_redial, HANDSHAKE_MS, 0);
+}
+
+static void on_redial(uv_timer_t *t)
+{
+    link_peer *p = t->data;
+    if (p->l->stopped)
+        return;
+    if (p->conn != NULL) {
+        if (p->conn->ready)
+            return;
+        conn_close(p->conn); /* no header in time: dial again (conn_close re-arms) */
+        return;
+    }
+    dial(p);
 }
 
 /* --- Sending (loop thread) -------------------------------------------------- */
 
-/* Pushes bytes to the peer without waiting; false when the buffer is full (or no
- * message could be made). */
+/* Queues a frame to the peer without waiting; false when it has no connection or
+ * the connection's queue is full. */
 static bool push_bytes(link_peer *p, const void *data, size_t len)
 {
-    nng_msg *m;
-    if (nng_msg_alloc(&m, len) != 0)
+    link_conn *c = p->conn;
+    if (c == NULL || !c->ready || c->closing)
         return false;
-    memcpy(nng_msg_body(m), data, len);
-    if (nng_sendmsg(p->push, m, NNG_FLAG_NONBLOCK) != 0) {
-        nng_msg_free(m);
-        return false;
-    }
-    return true;
+    uint8_t hdr[8];
+    uint64_t n = len;
+    for (int i = 7; i >= 0; i--, n >>= 8)
+        hdr[i] = (uint8_t)n;
+    return conn_write(c, hdr, sizeof(hdr), data, len);
 }
 
 static void send_heartbeat(link_peer *p)
@@ -332,37 +658,27 @@ static void send_heartbeat(link_peer *p)
     avm_val_release(body);
 }
 
-/* Pushes the peer's frames from p->unsent on; false when the buffer filled. */
-static bool pump_peer(link_peer *p, uint64_t now)
+/* Pushes the peer's frames from p->unsent on, as far as its connection takes them
+ * (the rest goes when writes complete or a connection comes up). */
+static void pump_peer(link_peer *p, uint64_t now)
 {
     if (p->session == 0)
-        return true; /* the peer's session is not known yet: hold */
+        return; /* the peer's session is not known yet: hold */
     while (p->unsent != NULL) {
         link_out *o = p->unsent;
         if (!push_bytes(p, o->data, o->len))
-            return false;
+            return;
         o->sent_ms = now;
         p->unsent = o->next;
         p->ack_owed = false;
     }
-    return true;
 }
-
-static void on_pump(uv_timer_t *t);
 
 static void pump_all(avm_link *l)
 {
     uint64_t now = mono_ms();
-    bool blocked = false;
     for (link_peer *p = l->peers; p != NULL; p = p->next)
-        blocked |= !pump_peer(p, now);
-    if (blocked && !uv_is_active((uv_handle_t *)&l->pump))
-        uv_timer_start(&l->pump, on_pump, PUMP_RETRY_MS, 0);
-}
-
-static void on_pump(uv_timer_t *t)
-{
-    pump_all(t->data);
+        pump_peer(p, now);
 }
 
 /* Queues a sequenced frame to p and pushes it if it can. */
@@ -413,8 +729,7 @@ static int send_frame(avm_link *l, link_peer *p, unsigned kind, uint64_t corr,
     p->nunacked++;
     if (p->unsent == NULL)
         p->unsent = o;
-    if (!pump_peer(p, mono_ms()) && !uv_is_active((uv_handle_t *)&l->pump))
-        uv_timer_start(&l->pump, on_pump, PUMP_RETRY_MS, 0);
+    pump_peer(p, mono_ms());
     return 0;
 }
 
@@ -638,30 +953,6 @@ static void on_ack_timer(uv_timer_t *t)
             send_heartbeat(p);
 }
 
-static void on_async(uv_async_t *h)
-{
-    avm_link *l = h->data;
-    while (!l->stopped) {
-        lock(l);
-        link_frame *f = l->qhead;
-        if (f != NULL) {
-            l->qhead = f->next;
-            if (l->qhead == NULL)
-                l->qtail = NULL;
-        }
-        unlock(l);
-        if (f == NULL)
-            break;
-        on_frame(l, f);
-        avm_val_release(f->body);
-        free(f);
-    }
-    /* Acknowledge what came in a little later (unless a frame carries the ack
-     * first): one heartbeat for many frames, not one per wake-up. */
-    if (!l->stopped && !uv_is_active((uv_handle_t *)&l->ackt))
-        uv_timer_start(&l->ackt, on_ack_timer, ACK_DELAY_MS, 0);
-}
-
 static void on_hb(uv_timer_t *t)
 {
     avm_link *l = t->data;
@@ -674,6 +965,14 @@ static void on_hb(uv_timer_t *t)
             p->unsent = p->head;
     }
     pump_all(l);
+}
+
+/* Acknowledge what came in a little later (unless a frame carries the ack first):
+ * one heartbeat for many frames, not one per read. */
+static void ack_soon(avm_link *l)
+{
+    if (!l->stopped && !uv_is_active((uv_handle_t *)&l->ackt))
+        uv_timer_start(&l->ackt, on_ack_timer, ACK_DELAY_MS, 0);
 }
 
 /* --- Life cycle ------------------------------------------------------------- */
@@ -706,7 +1005,6 @@ static void link_free(avm_link *l)
         l->held = r->next;
         free(r);
     }
-    pthread_mutex_destroy(&l->mu);
     free(l->self);
     free(l);
 }
@@ -727,6 +1025,14 @@ static void on_handle_closed(uv_handle_t *h)
         link_free(l);
 }
 
+/* A peer's timer (its data is the peer, freed with the link). */
+static void on_redial_closed(uv_handle_t *h)
+{
+    avm_link *l = ((link_peer *)h->data)->l;
+    if (--l->open_handles == 0)
+        link_free(l);
+}
+
 int avm_link_start(uv_loop_t *loop, const avm_link_config *cfg, avm_link **out,
                    char *errmsg, size_t errlen)
 {
@@ -737,13 +1043,19 @@ int avm_link_start(uv_loop_t *loop, const avm_link_config *cfg, avm_link **out,
     if (cfg->listen == NULL || cfg->on_message == NULL || cfg->on_request == NULL)
         return avm__failf(errmsg, errlen, AVM_EINVAL,
                           "a link needs an address and message and request handlers");
+    struct sockaddr_storage addr;
+    int rv = parse_url(cfg->listen, &addr, errmsg, errlen);
+    if (rv != 0)
+        return rv;
+    /* A write to a connection the peer has closed raises SIGPIPE (libuv writes
+     * with write(2)); its default action would kill the node. */
+    struct sigaction sa;
+    if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL) {
+        sa.sa_handler = SIG_IGN;
+        sigaction(SIGPIPE, &sa, NULL);
+    }
     avm_link *l = calloc(1, sizeof(*l));
     if (l == NULL || (l->self = strdup(cfg->self)) == NULL) {
-        free(l);
-        return avm__failf(errmsg, errlen, AVM_ENOMEM, "out of memory");
-    }
-    if (pthread_mutex_init(&l->mu, NULL) != 0) {
-        free(l->self);
         free(l);
         return avm__failf(errmsg, errlen, AVM_ENOMEM, "out of memory");
     }
@@ -756,53 +1068,42 @@ int avm_link_start(uv_loop_t *loop, const avm_link_config *cfg, avm_link **out,
     l->session = new_session();
     l->next_corr = 1;
 
-    int rv = nng_pull0_open(&l->pull);
-    if (rv != 0) {
-        rv = avm__nng_fail(errmsg, errlen, rv, "cannot open a socket for", cfg->listen);
-        goto err_free;
+    if ((rv = uv_tcp_init(loop, &l->listener)) != 0) {
+        rv = avm__failf(errmsg, errlen, AVM_EIO, "cannot open a socket for %s: %s",
+                        cfg->listen, uv_strerror(rv));
+        free(l->self);
+        free(l);
+        return rv;
     }
-    if ((rv = nng_socket_set_size(l->pull, NNG_OPT_RECVMAXSZ, l->max_frame)) != 0 ||
-        (rv = nng_aio_alloc(&l->aio, on_recv, l)) != 0) {
-        rv = avm__nng_fail(errmsg, errlen, rv, "cannot set up a socket for", cfg->listen);
-        goto err_close;
-    }
-    if ((rv = nng_listen(l->pull, cfg->listen, &l->listener, 0)) != 0) {
-        rv = avm__nng_fail(errmsg, errlen, rv, "cannot listen on", cfg->listen);
-        goto err_close;
-    }
-    if ((rv = uv_async_init(loop, &l->async, on_async)) != 0) {
-        rv = avm__failf(errmsg, errlen, AVM_EIO, "cannot start the link: %s",
+    l->listener.data = l;
+    l->open_handles = 1;
+    if ((rv = uv_tcp_bind(&l->listener, (const struct sockaddr *)&addr, 0)) != 0 ||
+        (rv = uv_listen((uv_stream_t *)&l->listener, 128, on_connection)) != 0) {
+        rv = avm__failf(errmsg, errlen, AVM_EIO, "cannot listen on %s: %s", cfg->listen,
                         uv_strerror(rv));
-        goto err_close;
+        uv_close((uv_handle_t *)&l->listener, on_handle_closed); /* frees l */
+        return rv;
     }
-    l->async.data = l;
     uv_timer_init(loop, &l->hb); /* cannot fail */
-    uv_timer_init(loop, &l->pump);
     uv_timer_init(loop, &l->ackt);
-    l->hb.data = l->pump.data = l->ackt.data = l;
-    l->open_handles = 4;
+    l->hb.data = l->ackt.data = l;
+    l->open_handles += 2;
     uv_timer_start(&l->hb, on_hb, l->hb_ms, l->hb_ms);
-    nng_recv_aio(l->pull, l->aio);
     *out = l;
     return 0;
-
-err_close:
-    nng_close(l->pull);
-    if (l->aio != NULL)
-        nng_aio_free(l->aio);
-err_free:
-    pthread_mutex_destroy(&l->mu);
-    free(l->self);
-    free(l);
-    return rv;
 }
 
 int avm_link_port(const avm_link *l)
 {
-    int port;
-    if (nng_listener_get_int(l->listener, NNG_OPT_TCP_BOUND_PORT, &port) != 0)
+    struct sockaddr_storage ss;
+    int len = sizeof(ss);
+    if (uv_tcp_getsockname(&l->listener, (struct sockaddr *)&ss, &len) != 0)
         return 0;
-    return port;
+    if (ss.ss_family == AF_INET)
+        return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    if (ss.ss_family == AF_INET6)
+        return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    return 0;
 }
 
 void avm_link_stop(avm_link *l)
@@ -811,38 +1112,18 @@ void avm_link_stop(avm_link *l)
         return;
     l->stopped = true;
     uv_timer_stop(&l->hb);
-    uv_timer_stop(&l->pump);
     uv_timer_stop(&l->ackt);
-
-    /* No frame reaches the loop any more. nng_close first: it returns once every
-     * pipe is reaped, and so once any receive callback run synchronously on a
-     * pipe's thread has returned (see on_recv); nng_aio_stop then waits for the
-     * callback of the last receive (ECLOSED), which posts nothing again. */
-    lock(l);
-    l->closing = true;
-    unlock(l);
-    nng_close(l->pull);
-    nng_aio_stop(l->aio);
-    nng_msg *m = nng_aio_get_msg(l->aio);
-    if (m != NULL)
-        nng_msg_free(m);
-    nng_aio_free(l->aio);
-    l->aio = NULL;
-    while (l->qhead != NULL) {
-        link_frame *f = l->qhead;
-        l->qhead = f->next;
-        avm_val_release(f->body);
-        free(f);
+    /* Nothing here waits: closing a connection drops what it had queued. */
+    while (l->inbound != NULL)
+        conn_close(l->inbound);
+    for (link_peer *p = l->peers; p != NULL; p = p->next) {
+        if (p->conn != NULL)
+            conn_close(p->conn);
+        uv_close((uv_handle_t *)&p->redial, on_redial_closed);
     }
-    l->qtail = NULL;
-    /* nng_close returns once the pipe callbacks have run. */
-    for (link_peer *p = l->peers; p != NULL; p = p->next)
-        nng_close(p->push);
-
     pending_fail_all(l, NULL, AVM_ESTATE, "link stopped (request to %s)");
-    uv_close((uv_handle_t *)&l->async, on_handle_closed);
+    uv_close((uv_handle_t *)&l->listener, on_handle_closed);
     uv_close((uv_handle_t *)&l->hb, on_handle_closed);
-    uv_close((uv_handle_t *)&l->pump, on_handle_closed);
     uv_close((uv_handle_t *)&l->ackt, on_handle_closed);
 }
 
@@ -853,23 +1134,26 @@ int avm_link_add_peer(avm_link *l, const char *name, const char *url, char *errm
         return avm__failf(errmsg, errlen, AVM_ESTATE, "the link is stopped");
     if (name == NULL || name[0] == '\0' || strlen(name) > NAME_MAX_LEN || url == NULL)
         return avm__failf(errmsg, errlen, AVM_EINVAL, "a peer needs a name and a URL");
+    struct sockaddr_storage addr;
+    int rv = parse_url(url, &addr, errmsg, errlen);
+    if (rv != 0)
+        return rv;
     link_peer *p = find_peer(l, name);
-    int rv;
     if (p != NULL) {
         if (strcmp(p->url, url) == 0)
             return 0;
         char *u = strdup(url);
         if (u == NULL)
             return avm__failf(errmsg, errlen, AVM_ENOMEM, "out of memory");
-        nng_dialer d;
-        if ((rv = nng_dial(p->push, url, &d, NNG_FLAG_NONBLOCK)) != 0) {
-            free(u);
-            return avm__nng_fail(errmsg, errlen, rv, "cannot dial", url);
-        }
-        nng_dialer_close(p->dialer);
-        p->dialer = d;
         free(p->url);
         p->url = u;
+        p->addr = addr;
+        /* Drop the old connection and dial the new address now. */
+        if (p->conn != NULL)
+            conn_close(p->conn);
+        uv_timer_stop(&p->redial);
+        p->backoff_ms = RECONN_MIN_MS;
+        dial(p);
         return 0;
     }
     p = calloc(1, sizeof(*p));
@@ -880,40 +1164,18 @@ int avm_link_add_peer(avm_link *l, const char *name, const char *url, char *errm
         return avm__failf(errmsg, errlen, AVM_ENOMEM, "out of memory");
     }
     p->l = l;
+    p->addr = addr;
     p->next_seq = 1;
     p->recv_next = 1;
-    atomic_init(&p->pipes, 0);
-    if ((rv = nng_push0_open(&p->push)) != 0) {
-        rv = avm__nng_fail(errmsg, errlen, rv, "cannot open a socket for", url);
-        goto err_free;
-    }
-    if ((rv = nng_socket_set_int(p->push, NNG_OPT_SENDBUF, SEND_BUF)) != 0 ||
-        (rv = nng_socket_set_ms(p->push, NNG_OPT_RECONNMINT, RECONN_MIN_MS)) != 0 ||
-        (rv = nng_socket_set_ms(p->push, NNG_OPT_RECONNMAXT, RECONN_MAX_MS)) != 0 ||
-        (rv = nng_pipe_notify(p->push, NNG_PIPE_EV_ADD_POST, on_pipe, p)) != 0 ||
-        (rv = nng_pipe_notify(p->push, NNG_PIPE_EV_REM_POST, on_pipe, p)) != 0) {
-        rv = avm__nng_fail(errmsg, errlen, rv, "cannot set up a socket for", url);
-        goto err_close;
-    }
-    if ((rv = nng_dial(p->push, url, &p->dialer, NNG_FLAG_NONBLOCK)) != 0) {
-        rv = avm__nng_fail(errmsg, errlen, rv, "cannot dial", url);
-        goto err_close;
-    }
+    p->backoff_ms = RECONN_MIN_MS;
+    uv_timer_init(l->loop, &p->redial); /* cannot fail */
+    p->redial.data = p;
+    l->open_handles++;
     p->next = l->peers;
     l->peers = p;
-    send_heartbeat(p);
+    dial(p);
     return 0;
-
-err_close:
-    nng_close(p->push);
-err_free:
-    free(p->name);
-    free(p->url);
-    free(p);
-    return rv;
 }
-
-/* The running link's peer named peer, or the error a send to it gets. */
 static int live_peer(avm_link *l, const char *peer, link_peer **out, char *errmsg,
                      size_t errlen)
 {
@@ -1026,7 +1288,7 @@ int avm_link_peer(const avm_link *l, const char *peer, avm_link_peer_info *out)
     link_peer *p = find_peer(l, peer);
     if (p == NULL)
         return AVM_ENOTFOUND;
-    out->connected = atomic_load(&p->pipes) > 0;
+    out->connected = p->conn != NULL && p->conn->ready;
     out->last_heard_ms = p->last_heard;
     out->unacked = p->nunacked;
     return 0;

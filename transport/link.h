@@ -1,6 +1,7 @@
 /* Node-to-node links (the distribution issue's transport): messages between avmd
- * nodes over nng TCP, FIFO per sender-receiver pair, delivered at most once, with
- * request/response correlation and deadlines, reconnects, and heartbeats.
+ * nodes over TCP (nng's push0/pull0 wire format, driven by libuv), FIFO per
+ * sender-receiver pair, delivered at most once, with request/response correlation and
+ * deadlines, reconnects, and heartbeats.
  *
  * Frames are canonical msgpack (node/vm/codec.h):
  *   [ "avm-link", version, from, kind, seq, ack, corr, word, body ]
@@ -9,7 +10,7 @@
  * 0 for heartbeats); ack: the highest seq received in order from the destination;
  * corr: a request's correlation id (echoed by its reply; 0 otherwise); word: a
  * request's op, an error reply's code name ("ENOTFOUND"), else ""; body: an AVM
- * value. Frames larger than max_frame are refused by nng (NNG_OPT_RECVMAXSZ).
+ * value. A connection that carries a frame larger than max_frame is closed.
  *
  * Delivery: each side keeps its unacknowledged frames per peer and sends them again
  * after a reconnect; the receiver delivers seq n only after n - 1 and drops
@@ -63,6 +64,9 @@ typedef struct avm_link_config {
     void *arg;
 } avm_link_config;
 
+/* Starts a link: listens on cfg->listen (a host name there or in avm_link_add_peer
+ * is resolved at once, blocking). Unless the program handles SIGPIPE, the first
+ * start sets it to be ignored: a peer that goes away must not kill the process. */
 int avm_link_start(uv_loop_t *loop, const avm_link_config *cfg, avm_link **out,
                    char *errmsg, size_t errlen);
 /* The bound TCP port (useful with port 0). */

@@ -37,6 +37,7 @@ typedef struct loc {
 typedef struct fetch {
     avm_cluster *c;
     avm_val oid;
+    bool freeze;
     size_t outstanding;
     bool broadcast, answered, unreachable;
     char first[NAME_MAX_LEN + 1]; /* the node asked first ("" when none) */
@@ -65,6 +66,7 @@ struct avm_cluster {
     uv_timer_t tick;
     uint64_t last_gossip;
     loc *locs[1024];
+    loc *pushed[1024]; /* the machine each record placed elsewhere was last sent to */
     fetch *fetches;
     modent *mods[256];
     uint32_t request_ms, visit_ms;
@@ -521,13 +523,18 @@ static int ws_from(avm_cluster *c, avm_val v, wsbuf *w, char *err, size_t en)
 
 /* --- Locations ----------------------------------------------------------------- */
 
-static loc **loc_slot(avm_cluster *c, avm_val oid)
+static loc **map_slot(loc **map, avm_val oid)
 {
     size_t b = avm_val_hash(oid) & 1023;
-    loc **p = &c->locs[b];
+    loc **p = &map[b];
     while (*p != NULL && !avm_val_eq((*p)->oid, oid))
         p = &(*p)->next;
     return p;
+}
+
+static loc **loc_slot(avm_cluster *c, avm_val oid)
+{
+    return map_slot(c->locs, oid);
 }
 
 static const char *loc_get(avm_cluster *c, avm_val oid)
@@ -536,9 +543,9 @@ static const char *loc_get(avm_cluster *c, avm_val oid)
     return l != NULL ? l->node : NULL;
 }
 
-static void loc_set(avm_cluster *c, avm_val oid, const char *node)
+static void map_set(loc **map, avm_val oid, const char *node)
 {
-    loc **p = loc_slot(c, oid);
+    loc **p = map_slot(map, oid);
     if (*p == NULL) {
         loc *l = calloc(1, sizeof(*l));
         if (l == NULL)
@@ -549,15 +556,25 @@ static void loc_set(avm_cluster *c, avm_val oid, const char *node)
     snprintf((*p)->node, sizeof((*p)->node), "%s", node);
 }
 
-static void loc_drop(avm_cluster *c, avm_val oid)
+static void loc_set(avm_cluster *c, avm_val oid, const char *node)
 {
-    loc **p = loc_slot(c, oid);
+    map_set(c->locs, oid, node);
+}
+
+static void map_drop(loc **map, avm_val oid)
+{
+    loc **p = map_slot(map, oid);
     if (*p != NULL) {
         loc *l = *p;
         *p = l->next;
         avm_val_release(l->oid);
         free(l);
     }
+}
+
+static void loc_drop(avm_cluster *c, avm_val oid)
+{
+    map_drop(c->locs, oid);
 }
 
 /* The machine an id names ("node2/17" -> node2), or "" */
@@ -624,8 +641,10 @@ static void fetch_ask(fetch *f, const char *node)
     snprintf(a->node, sizeof(a->node), "%s", node);
     char err[256];
     f->outstanding++;
-    int rv = avm_link_request(c->link, node, "obj.get", f->oid, c->request_ms,
-                              fetch_reply, a, err, sizeof(err));
+    avm_val body = lst(2, ref(f->oid), avm_bool(f->freeze));
+    int rv = avm_link_request(c->link, node, "obj.get", body, c->request_ms, fetch_reply,
+                              a, err, sizeof(err));
+    avm_val_release(body);
     if (rv != 0) {
         f->outstanding--;
         f->unreachable = true;
@@ -696,11 +715,11 @@ static void fetch_reply(void *arg, int rv, avm_val reply, const char *errmsg)
     fetch_maybe_free(f);
 }
 
-static int h_fetch(void *arg, avm_val oid, char *errmsg, size_t errlen)
+static int h_fetch(void *arg, avm_val oid, bool freeze, char *errmsg, size_t errlen)
 {
     avm_cluster *c = arg;
     for (fetch *f = c->fetches; f != NULL; f = f->next)
-        if (avm_val_eq(f->oid, oid))
+        if (avm_val_eq(f->oid, oid) && f->freeze == freeze)
             return 0; /* one request for all who wait */
     if (c->nmembers == 0)
         return AVM_ENOTFOUND;
@@ -709,6 +728,7 @@ static int h_fetch(void *arg, avm_val oid, char *errmsg, size_t errlen)
         return AVM_ENOMEM;
     f->c = c;
     f->oid = ref(oid);
+    f->freeze = freeze;
     const char *known = loc_get(c, oid);
     char minter[NAME_MAX_LEN + 1];
     minter_of(oid, minter, sizeof(minter));
@@ -739,12 +759,17 @@ typedef struct serve {
     avm_cluster *c;
     avm_link_req *req;
     avm_val oid;
+    bool freeze;
 } serve;
+
+static void h_changed(void *arg, avm_val oid);
 
 static void serve_now(void *arg)
 {
     serve *s = arg;
     avm_cluster *c = s->c;
+    if (s->freeze)
+        h_changed(c, s->oid); /* the replica first: it is current when freeze returns */
     const avm_objrec *r = c->m != NULL ? avm_mgr_record(c->m, s->oid) : NULL;
     if (r == NULL) {
         avm_link_reply_error(s->req, AVM_ENOTFOUND, "object not here");
@@ -762,10 +787,13 @@ static void serve_now(void *arg)
 
 static void on_obj_get(avm_cluster *c, avm_link_req *req, avm_val body)
 {
-    if (body.kind != AVM_OBJID) {
-        avm_link_reply_error(req, AVM_EINVAL, "obj.get: the body must be an object id");
+    if (body.kind != AVM_LIST || avm_list_len(body) != 2 ||
+        avm_list_at(body, 0).kind != AVM_OBJID) {
+        avm_link_reply_error(req, AVM_EINVAL, "obj.get: expected [object id, freeze]");
         return;
     }
+    bool freeze = avm_truthy(avm_list_at(body, 1));
+    body = avm_list_at(body, 0);
     if (c->m == NULL || avm_mgr_record(c->m, body) == NULL) {
         avm_link_reply_error(req, AVM_ENOTFOUND, "object not here");
         return;
@@ -775,13 +803,82 @@ static void on_obj_get(avm_cluster *c, avm_link_req *req, avm_val body)
         avm_link_reply_error(req, AVM_ENOMEM, "out of memory");
         return;
     }
-    *s = (serve){c, req, ref(body)};
+    *s = (serve){c, req, ref(body), freeze};
     if (avm_mgr_when_durable(c->m, serve_now, s) != 0) {
         avm_link_reply_error(req, AVM_ENOMEM, "out of memory");
         avm_val_release(s->oid);
         free(s);
         return;
     }
+    kick(c);
+}
+
+/* --- Replicas ------------------------------------------------------------------- */
+
+static void send_to(avm_cluster *c, const char *node, avm_val msg)
+{
+    member *mb = member_find(c, node);
+    char err[256];
+    if (mb != NULL && avm_link_send(c->link, node, msg, err, sizeof(err)) != 0)
+        logf_(c, L_WARN, "replica.refresh", "error", "to %s: %s", node, err);
+}
+
+/* A record this node holds changed: the machine it is placed on (and the one it
+ * was placed on before) gets the new record, or hears that it is gone. */
+static void h_changed(void *arg, avm_val oid)
+{
+    avm_cluster *c = arg;
+    if (c->m == NULL || c->stopped)
+        return;
+    const avm_objrec *r = avm_mgr_record(c->m, oid);
+    loc *before = *map_slot(c->pushed, oid);
+    if (r == NULL) {
+        /* Gone: every member drops what it holds of it. */
+        avm_val msg = lst(2, cstr("obj.gone"), ref(oid));
+        for (size_t i = 0; i < c->nmembers; i++)
+            if (c->members[i].reachable)
+                send_to(c, c->members[i].name, msg);
+        avm_val_release(msg);
+        map_drop(c->pushed, oid);
+        return;
+    }
+    avm_val msg = lst(2, cstr("obj.refresh"), rec_val(r));
+    const char *now = AVM_KIND_HAS_STR(r->meta.machine.kind) &&
+                              strcmp(r->meta.machine.u.s->data, c->self) != 0
+                          ? r->meta.machine.u.s->data
+                          : NULL;
+    if (before != NULL && (now == NULL || strcmp(before->node, now) != 0))
+        send_to(c, before->node, msg);
+    if (now != NULL) {
+        send_to(c, now, msg);
+        map_set(c->pushed, oid, now);
+    } else {
+        map_drop(c->pushed, oid);
+    }
+    avm_val_release(msg);
+}
+
+static void on_refresh(avm_cluster *c, const char *from, avm_val rec, bool gone)
+{
+    if (c->m == NULL)
+        return;
+    if (gone) {
+        if (rec.kind == AVM_OBJID && avm_mgr_record(c->m, rec) == NULL) {
+            avm_mgr_forget(c->m, rec);
+            loc_drop(c, rec);
+        }
+        return;
+    }
+    avm_objrec r;
+    char err[256];
+    if (rec_from(c, rec, &r, err, sizeof(err)) != 0) {
+        logf_(c, L_WARN, "replica.refresh", "error", "from %s: %s", from, err);
+        return;
+    }
+    if (avm_mgr_record(c->m, r.oid) != NULL)
+        return; /* it lives here (it moved): this node is its source */
+    loc_set(c, r.oid, from);
+    avm_mgr_fetched(c->m, r.oid, &r, 0, NULL);
     kick(c);
 }
 
@@ -1233,11 +1330,15 @@ int avm_cluster_join(avm_cluster *c, const char *addr, char *errmsg, size_t errl
 static void on_message(void *arg, const char *from, avm_val body)
 {
     avm_cluster *c = arg;
-    /* The only one-way message: gossip of the member list. */
-    if (body.kind == AVM_LIST && avm_list_len(body) == 2 &&
-        avm_list_at(body, 0).kind == AVM_STR &&
-        strcmp(avm_list_at(body, 0).u.s->data, "members") == 0)
+    /* One-way messages: [kind, payload]. */
+    const char *kind = body.kind == AVM_LIST && avm_list_len(body) == 2 &&
+                               avm_list_at(body, 0).kind == AVM_STR
+                           ? avm_list_at(body, 0).u.s->data
+                           : "";
+    if (strcmp(kind, "members") == 0)
         members_merge(c, avm_list_at(body, 1));
+    else if (strcmp(kind, "obj.refresh") == 0 || strcmp(kind, "obj.gone") == 0)
+        on_refresh(c, from, avm_list_at(body, 1), kind[4] == 'g');
     else
         logf_(c, L_WARN, "link.message", "error", "from %s: unknown message", from);
 }
@@ -1444,6 +1545,7 @@ int avm_cluster_start(uv_loop_t *loop, const avm_cluster_config *cfg, avm_cluste
                                  .reachable_machine = h_reach_machine,
                                  .reachable_controller = h_reach_ctrl,
                                  .place = cfg->spread ? h_place : NULL,
+                                 .changed = h_changed,
                                  .arg = c};
     uv_timer_init(loop, &c->tick);
     c->tick.data = c;
@@ -1486,6 +1588,11 @@ void avm_cluster_free(avm_cluster *c)
     }
     for (size_t i = 0; i < 1024; i++) {
         for (loc *l = c->locs[i], *nx; l != NULL; l = nx) {
+            nx = l->next;
+            avm_val_release(l->oid);
+            free(l);
+        }
+        for (loc *l = c->pushed[i], *nx; l != NULL; l = nx) {
             nx = l->next;
             avm_val_release(l->oid);
             free(l);

@@ -68,6 +68,7 @@ struct mx {
     avm_val away;     /* owner: the machine it went to (nil: here) */
     uint64_t visit;   /* the current visit (owner), or the one it came with */
     avm_val fetch_on; /* waiting for the record of this object */
+    avm_val froze;    /* freeze: the fresh record of this object is in */
     uint64_t fwd_seq; /* the forwarded write set it waits for */
 };
 
@@ -154,6 +155,8 @@ struct avm_mgr {
     size_t nafters, capafters;
     uint64_t visit_seed, fwd_next;
     char clerr[320]; /* the cluster's message for the failing store call */
+    avm_val *dirty;  /* records changed here whose replicas need refreshing */
+    size_t ndirty, capdirty;
 };
 
 #define GROW(arr, n, cap)                                                                \
@@ -368,6 +371,8 @@ static int stage(avm_mgr *m, mx *e, const avm_writeset *ws, bool *committed)
  * its outcome. Immediate effects (outside transactions) apply at once. */
 static bool remote_ws(avm_mgr *m, const avm_writeset *ws);
 static void pin_moves(avm_mgr *m, const avm_writeset *ws);
+static void forget_written(avm_mgr *m, const avm_writeset *ws);
+static void note_ws(avm_mgr *m, const avm_writeset *ws);
 
 static int xs_apply(avm_store *s, const avm_writeset *ws, bool *committed)
 {
@@ -382,10 +387,13 @@ static int xs_apply(avm_store *s, const avm_writeset *ws, bool *committed)
         if (rv != 0)
             return rv;
         pin_moves(m, ws);
+        forget_written(m, ws);
         return AVM_EPENDING;
     }
     if (m->pipelined) {
         int rv = stage(m, e, ws, committed);
+        if (rv == 0 && *committed)
+            note_ws(m, ws);
         if (rv == 0 && ws->deferrable) {
             m->c.commits += *committed;
             m->c.conflicts += !*committed;
@@ -393,8 +401,13 @@ static int xs_apply(avm_store *s, const avm_writeset *ws, bool *committed)
         }
         return rv;
     }
-    if (!ws->deferrable || e->batch != B_NONE || !GROW(m->batch, m->nbatch, m->capbatch))
-        return m->base->ops->apply(m->base, ws, committed);
+    if (!ws->deferrable || e->batch != B_NONE ||
+        !GROW(m->batch, m->nbatch, m->capbatch)) {
+        int rv = m->base->ops->apply(m->base, ws, committed);
+        if (rv == 0 && *committed)
+            note_ws(m, ws);
+        return rv;
+    }
     e->ws = *ws;
     e->ck.len = 0;
     if (ws->ckpt_len > 0) {
@@ -487,6 +500,8 @@ static int x_resolve(void *data, avm_val name, avm_behavior *out)
 
 static int x_prepare(void *data, avm_val oid);
 
+static int x_freeze(void *data, avm_val oid);
+
 static avm_val x_place(void *data)
 {
     mx *e = data;
@@ -514,6 +529,7 @@ static mx *mx_new(avm_mgr *m, const char *id, const char *name)
         e->plat.prepare = x_prepare;
         e->plat.roam = true;
         e->plat.place = m->cl->place != NULL ? x_place : NULL;
+        e->plat.freeze = x_freeze;
     }
     return e;
 }
@@ -539,6 +555,7 @@ static void mx_free(mx *e)
     avm_val_release(e->blocked_on);
     avm_val_release(e->away);
     avm_val_release(e->fetch_on);
+    avm_val_release(e->froze);
     free(e->error);
     free(e->name);
     free(e);
@@ -837,6 +854,7 @@ static int apply_batch(avm_mgr *m, size_t n, bool *ok)
 }
 
 static void run_afters(avm_mgr *m);
+static void run_changed(avm_mgr *m);
 
 /* The round's group commit, then the news of what it made durable. */
 static void flush(avm_mgr *m)
@@ -855,12 +873,15 @@ static void flush(avm_mgr *m)
             run_afters(m);
             return;
         }
+        run_changed(m);
         run_afters(m);
         if (!any && n == 0)
             return;
     } else {
-        if (n == 0)
+        if (n == 0) {
+            run_changed(m);
             return;
+        }
         ok = calloc(n, sizeof(*ok));
         rv = ok != NULL ? apply_batch(m, n, ok) : AVM_ENOMEM;
         if (rv != 0) {
@@ -880,6 +901,8 @@ static void flush(avm_mgr *m)
             acks_drop(e, e->acks_in_batch);
         e->acks_in_batch = 0;
         if (kind == B_COMMIT) {
+            if (done)
+                note_ws(m, &e->ws);
             m->c.commits += done;
             m->c.conflicts += rv == 0 && !done;
             avm_exec_commit_done(e->x, rv, done);
@@ -909,6 +932,8 @@ static void flush(avm_mgr *m)
         }
     }
     free(ok);
+    if (!m->pipelined)
+        run_changed(m);
 }
 
 /* --- Inputs --------------------------------------------------------------- */
@@ -1052,7 +1077,7 @@ bool avm_mgr_round(avm_mgr *m)
 bool avm_mgr_busy(const avm_mgr *m)
 {
     return !m->failed && (m->nrun > 0 || m->nin > 0 || m->nbatch > 0 || m->nmoving > 0 ||
-                          m->nafters > 0);
+                          m->nafters > 0 || m->ndirty > 0);
 }
 
 const char *avm_mgr_failure(const avm_mgr *m)
@@ -1455,6 +1480,9 @@ void avm_mgr_close(avm_mgr *m)
     }
     free(m->copies);
     free(m->afters); /* park_all ran them; after a failure nothing may be answered */
+    for (size_t i = 0; i < m->ndirty; i++)
+        avm_val_release(m->dirty[i]);
+    free(m->dirty);
     free(m->moving);
     free(m->fwait);
     free(m->all);
@@ -1563,7 +1591,7 @@ static int x_prepare(void *data, avm_val oid)
     if (c != NULL && copy_fresh(m, c))
         return 0;
     m->clerr[0] = '\0';
-    int rv = m->cl->fetch(m->cl->arg, oid, m->clerr, sizeof(m->clerr));
+    int rv = m->cl->fetch(m->cl->arg, oid, false, m->clerr, sizeof(m->clerr));
     if (rv == AVM_ENOTFOUND) {
         m->clerr[0] = '\0';
         return 0;
@@ -1630,6 +1658,115 @@ static void pin_moves(avm_mgr *m, const avm_writeset *ws)
             avm_val_retain(c->r.meta.machine);
         }
     }
+}
+
+/* Copies of what a forwarded write set changes are stale once it commits
+ * (replicas excepted: their holder refreshes them). */
+static void forget_written(avm_mgr *m, const avm_writeset *ws)
+{
+#define FORGET(oid)                                                                      \
+    do {                                                                                 \
+        rcopy *c_ = copy_find(m, (oid));                                                 \
+        if (c_ != NULL && !c_->replica)                                                  \
+            c_->round = 0;                                                               \
+    } while (0)
+    for (size_t i = 0; i < ws->nstates; i++)
+        FORGET(ws->states[i].a);
+    for (size_t i = 0; i < ws->ntransfers; i++)
+        FORGET(ws->transfers[i].a);
+    for (size_t i = 0; i < ws->ndestroys; i++)
+        FORGET(ws->destroys[i]);
+#undef FORGET
+}
+
+static void mark_dirty(avm_mgr *m, avm_val oid)
+{
+    for (size_t i = 0; i < m->ndirty; i++)
+        if (avm_val_eq(m->dirty[i], oid))
+            return;
+    if (!GROW(m->dirty, m->ndirty, m->capdirty))
+        return; /* the replica stays behind until its next refresh or freeze */
+    avm_val_retain(oid);
+    m->dirty[m->ndirty++] = oid;
+}
+
+/* An object placed on another machine, or gone: its replica needs news. */
+static void note_oid(avm_mgr *m, avm_val oid, bool gone)
+{
+    if (gone) {
+        mark_dirty(m, oid);
+        return;
+    }
+    const avm_objrec *r = m->base->ops->get(m->base, NULL, oid);
+    if (r != NULL && !avm_val_eq(r->meta.machine, m->node->plat.node))
+        mark_dirty(m, oid);
+}
+
+/* A write set committed here. */
+static void note_ws(avm_mgr *m, const avm_writeset *ws)
+{
+    if (m->cl == NULL || m->cl->changed == NULL)
+        return;
+    for (size_t i = 0; i < ws->ncreates; i++)
+        note_oid(m, ws->creates[i].oid, false);
+    for (size_t i = 0; i < ws->nstates; i++)
+        note_oid(m, ws->states[i].a, false);
+    for (size_t i = 0; i < ws->ntransfers; i++)
+        note_oid(m, ws->transfers[i].a, false);
+    for (size_t i = 0; i < ws->nmoves; i++)
+        mark_dirty(m, ws->moves[i].a); /* the old machine too drops its replica */
+    for (size_t i = 0; i < ws->ndestroys; i++)
+        note_oid(m, ws->destroys[i], true);
+}
+
+/* Durable now: the replicas hear of it (before any answer to a forwarded commit,
+ * on the same ordered links, so that its sender reads its own write). */
+static void run_changed(avm_mgr *m)
+{
+    size_t n = m->ndirty;
+    avm_val *list = m->dirty;
+    m->dirty = NULL;
+    m->ndirty = m->capdirty = 0;
+    for (size_t i = 0; i < n; i++) {
+        m->cl->changed(m->cl->arg, list[i]);
+        avm_val_release(list[i]);
+    }
+    free(list);
+}
+
+static int x_freeze(void *data, avm_val oid)
+{
+    mx *e = data;
+    avm_mgr *m = e->m;
+    if (m->base->ops->get(m->base, NULL, oid) != NULL) {
+        /* Its controller is here: the replica is refreshed from here. */
+        mark_dirty(m, oid);
+        return 0;
+    }
+    if (e->froze.kind != AVM_NIL && avm_val_eq(e->froze, oid)) {
+        avm_val_release(e->froze);
+        e->froze = avm_nil();
+        return 0;
+    }
+    m->clerr[0] = '\0';
+    int rv = m->cl->fetch(m->cl->arg, oid, true, m->clerr, sizeof(m->clerr));
+    if (rv == AVM_ENOTFOUND)
+        return 0;
+    if (rv != 0)
+        return -rv;
+    if (e->fetch_on.kind == AVM_NIL) {
+        if (!GROW(m->fwait, m->nfwait, m->capfwait))
+            return -AVM_ENOMEM;
+        m->fwait[m->nfwait++] = e;
+    } else {
+        avm_val_release(e->fetch_on);
+    }
+    avm_val_retain(oid);
+    e->fetch_on = oid;
+    avm_val_release(e->froze);
+    avm_val_retain(oid);
+    e->froze = oid;
+    return 1;
 }
 
 /* The execution leaves at the end of the round (AVM_RUN_MOVED, or a visitor that
@@ -1722,6 +1859,8 @@ static void ship_moving(avm_mgr *m)
     free(list);
 }
 
+static void abandon(avm_mgr *m, mx *e, avm_val machine);
+
 int avm_mgr_arrive(avm_mgr *m, const char *id, uint64_t visit, const uint8_t *state,
                    size_t len, char *errmsg, size_t errlen)
 {
@@ -1774,8 +1913,17 @@ int avm_mgr_arrive(avm_mgr *m, const char *id, uint64_t visit, const uint8_t *st
         rv = avm_exec_adopt(x);
     if (rv != 0) {
         fmt(errmsg, errlen, "execution %s: %s", id, err[0] ? err : avm_strerror(rv));
-        if (!mine)
+        if (!mine) {
             drop_exec(m, e);
+        } else if (rv != AVM_ENOMEM) {
+            /* It cannot come back: it ends here, saying why. */
+            char why[600];
+            snprintf(why, sizeof(why), "its state could not be taken back from %s: %s",
+                     e->away.kind != AVM_NIL ? e->away.u.s->data : "?", errmsg);
+            free(e->error);
+            e->error = strdup(why);
+            abandon(m, e, e->away);
+        }
         return rv == AVM_ENOMEM ? rv : AVM_EMALFORMED;
     }
     if (mine) {
@@ -1804,11 +1952,12 @@ int avm_mgr_arrive(avm_mgr *m, const char *id, uint64_t visit, const uint8_t *st
 /* The owner ends an execution lost on machine. */
 static void abandon(avm_mgr *m, mx *e, avm_val machine)
 {
+    avm_val_retain(machine); /* it may be e->away */
     avm_val_release(e->away);
     e->away = avm_nil();
-    if (avm_exec_abandon(e->x, machine) != 0)
-        return;
-    terminate(m, e, AVM_XO_FAILED);
+    if (avm_exec_abandon(e->x, machine) == 0)
+        terminate(m, e, AVM_XO_FAILED);
+    avm_val_release(machine);
 }
 
 void avm_mgr_ship_failed(avm_mgr *m, const char *id, uint64_t visit, avm_val machine)
@@ -1982,6 +2131,8 @@ int avm_mgr_apply_remote(avm_mgr *m, const avm_writeset *ws,
     }
     m->c.commits += ra->rv == 0 && ra->committed;
     m->c.conflicts += ra->rv == 0 && !ra->committed;
+    if (ra->rv == 0 && ra->committed)
+        note_ws(m, ws);
     int rv = avm_mgr_when_durable(m, remote_applied, ra);
     if (rv != 0)
         free(ra);

@@ -122,8 +122,9 @@ typedef struct avm_mgr_cluster {
     /* Start fetching the record of oid for avm_mgr_fetched: 0 (fetching), or
      * AVM_ENOTFOUND when no machine can hold it (the instruction goes on and finds
      * no object), or another code with errmsg (the instruction fails with it).
-     * It never answers from inside the call. */
-    int (*fetch)(void *arg, avm_val oid, char *errmsg, size_t errlen);
+     * It never answers from inside the call. freeze: the holder also refreshes
+     * every replica (the instruction freeze). */
+    int (*fetch)(void *arg, avm_val oid, bool freeze, char *errmsg, size_t errlen);
     /* Forward ws (which touches objects of another machine: encode it now, it
      * lives for the call only) and answer with avm_mgr_applied(id, seq, ...).
      * 0, or an error code that the instruction fails with. */
@@ -136,6 +137,9 @@ typedef struct avm_mgr_cluster {
     bool (*reachable_controller)(void *arg, avm_val c);
     /* Optional: where new objects go (platform.place). */
     avm_val (*place)(void *arg);
+    /* The record of oid, which lives here, changed (or is gone) and is durable:
+     * the machine it is placed on keeps a replica, which the cluster refreshes. */
+    void (*changed)(void *arg, avm_val oid);
     void *arg;
 } avm_mgr_cluster;
 

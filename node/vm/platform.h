@@ -177,6 +177,10 @@ typedef struct avm_platform {
      * nil for the machine the creating execution runs on (the specification's
      * rule). A cluster may spread objects over its members. */
     avm_val (*place)(void *data);
+    /* Optional, for a cluster: freeze oid (reconcile its replicas through its
+     * controller). 0 when done, 1 while it waits (the execution blocks with
+     * AVM_WAIT_FETCH and the instruction runs again), or a negated AVM_E* code. */
+    int (*freeze)(void *data, avm_val oid);
 } avm_platform;
 
 #endif

@@ -818,6 +818,18 @@ static avm_run_status fail_exec(avm_exec *x)
     }
     while (x->frames.n > 0)
         pop_frame(x);
+    /* The calls' saved contexts and the open transactions go with their frames (a
+     * failed state has none, so that it encodes and decodes like any other). */
+    vm__tx_clear(x);
+    while (x->ctxs.n > 0) {
+        vm_ctx *c = &x->ctxs.v[--x->ctxs.n];
+        avm_val_release(c->self);
+        avm_val_release(c->input);
+        avm_val_release(c->sender);
+        avm_val_release(c->machine);
+        avm_val_release(c->oid);
+        avm_val_release(c->inp);
+    }
     x->status = AVM_RUN_FAILED;
     return x->status;
 }

@@ -1413,6 +1413,17 @@ static int op_freeze(avm_exec *x, avm_val oid, avm_val *out)
         v = view_store(x, oid);
     if (v.where != V_STORE && v.where != V_PENDING)
         return vm__fail(x, AVM_ERR_OBJECT_NOT_FOUND, vm__ref(oid), avm_nil(), avm_nil());
+    if (v.where == V_STORE && x->plat->freeze != NULL) {
+        int rv = x->plat->freeze(x->plat->data, oid);
+        if (rv < 0)
+            return -rv == AVM_ENOMEM ? vm__oom(x) : vm__store_error(x, -rv);
+        if (rv == 1) {
+            avm_val_release(x->blocked_on);
+            x->blocked_on = vm__ref(oid);
+            x->fetch_wait = true;
+            return VM_BLOCK;
+        }
+    }
     vm__event(x, AVM_EV_OBJECT_FROZEN, vm__ref(oid), vm__ref(x->txctrl), avm_nil());
     *out = avm_bool(true);
     return VM_OK;

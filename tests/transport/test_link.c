@@ -9,8 +9,11 @@
 #include <stdio.h>
 #include <string.h>
 
-#include <nng/nng.h>
-#include <nng/protocol/pipeline0/push.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <uv.h>
 
 #include "avm_err.h"
@@ -520,20 +523,29 @@ TEST(oversized_frames_are_refused)
     CHECK(run_until(&fx, is_done, &r, 3000));
     CHECK_INT(r.rv, AVM_ETOOBIG);
 
-    /* A raw frame over b's limit: nng drops that connection, b goes on. */
-    nng_socket raw;
-    REQUIRE(nng_push0_open(&raw) == 0);
-    char url[64];
-    snprintf(url, sizeof(url), "tcp://127.0.0.1:%d", avm_link_port(fx.nodes[1].l));
-    REQUIRE(nng_dial(raw, url, NULL, 0) == 0);
-    nng_socket_set_ms(raw, NNG_OPT_SENDTIMEO, 1000);
-    CHECK(nng_send(raw, (void *)"garbage", 7, 0) == 0);
-    char *junk = calloc(1, 10000);
+    /* A raw connection in nng's push0 wire format (SP header, then 64-bit
+     * big-endian lengths and frames): garbage is dropped, and a frame over b's limit
+     * makes b drop that connection; b goes on. The kernel takes these few bytes
+     * without the loop running. */
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    REQUIRE(fd >= 0);
+    struct sockaddr_in sin = {.sin_family = AF_INET,
+                              .sin_port = htons((uint16_t)avm_link_port(fx.nodes[1].l)),
+                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    REQUIRE(connect(fd, (struct sockaddr *)&sin, sizeof(sin)) == 0);
+    static const uint8_t sp[8] = {0, 'S', 'P', 0, 0, 0x50, 0, 0};
+    static const uint8_t g[8 + 7] = {0,   0,   0,   0,   0,   0,   0,  7,
+                                     'g', 'a', 'r', 'b', 'a', 'g', 'e'};
+    uint8_t *junk = calloc(1, 8 + 10000);
     REQUIRE(junk != NULL);
-    CHECK(nng_send(raw, junk, 10000, 0) == 0);
+    junk[6] = 10000 >> 8;
+    junk[7] = 10000 & 0xff;
+    CHECK(write(fd, sp, sizeof(sp)) == (ssize_t)sizeof(sp));
+    CHECK(write(fd, g, sizeof(g)) == (ssize_t)sizeof(g));
+    CHECK(write(fd, junk, 8 + 10000) == 8 + 10000);
     free(junk);
-    run_for(&fx, 100);
-    nng_close(raw);
+    run_for(&fx, 200);
+    close(fd);
 
     for (int i = 1; i <= 50; i++)
         REQUIRE(avm_link_send(a, "b", avm_int(i), err, sizeof(err)) == 0);
