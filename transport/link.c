@@ -823,6 +823,8 @@ static void reset_pair(link_peer *p)
     p->synced = false;
     p->epoch++;
     pending_fail_all(p->l, p, AVM_EIO, "%s restarted");
+    if (p->l->cfg.on_restart != NULL)
+        p->l->cfg.on_restart(p->l->cfg.arg, p->name);
 }
 
 /* --- The loop thread's side of receiving ---------------------------------- */

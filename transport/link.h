@@ -61,6 +61,9 @@ typedef struct avm_link_config {
     /* Any frame (heartbeats included) arrived from peer at monotonic time now_ms;
      * feeds the failure detector. May be NULL. */
     void (*on_heard)(void *arg, const char *peer, uint64_t now_ms);
+    /* The peer restarted (a new session after an older one): what either side
+     * knew of the other's state is void. May be NULL. */
+    void (*on_restart)(void *arg, const char *peer);
     void *arg;
 } avm_link_config;
 

@@ -26,12 +26,23 @@ typedef struct member {
     bool reachable;
 } member;
 
-/* Where an object was last found. */
+/* Where an object was last found (and when its copy came), or where its replica
+ * was last pushed. */
 typedef struct loc {
     avm_val oid;
     char node[NAME_MAX_LEN + 1];
+    uint64_t at_ms;
     struct loc *next;
 } loc;
+
+/* The members holding a copy of a record this node holds (they fetched it): each
+ * change goes to them. */
+typedef struct sub {
+    avm_val oid;
+    char (*names)[NAME_MAX_LEN + 1];
+    size_t n, cap;
+    struct sub *next;
+} sub;
 
 /* A fetch in flight: asked of one node, then of every reachable member. */
 typedef struct fetch {
@@ -67,6 +78,10 @@ struct avm_cluster {
     uint64_t last_gossip;
     loc *locs[1024];
     loc *pushed[1024]; /* the machine each record placed elsewhere was last sent to */
+    sub *subs[1024];
+    size_t nsubs;
+    uint32_t copy_ttl_ms;
+    uint64_t last_sweep;
     fetch *fetches;
     modent *mods[256];
     uint32_t request_ms, visit_ms;
@@ -559,6 +574,120 @@ static void map_set(loc **map, avm_val oid, const char *node)
 static void loc_set(avm_cluster *c, avm_val oid, const char *node)
 {
     map_set(c->locs, oid, node);
+    (*loc_slot(c, oid))->at_ms = uv_now(c->loop);
+}
+
+/* --- Subscribers ---------------------------------------------------------------- */
+
+static sub **sub_slot(avm_cluster *c, avm_val oid)
+{
+    sub **p = &c->subs[avm_val_hash(oid) & 1023];
+    while (*p != NULL && !avm_val_eq((*p)->oid, oid))
+        p = &(*p)->next;
+    return p;
+}
+
+static void sub_add(avm_cluster *c, avm_val oid, const char *node)
+{
+    sub **p = sub_slot(c, oid);
+    if (*p == NULL) {
+        sub *s = calloc(1, sizeof(*s));
+        if (s == NULL)
+            return;
+        s->oid = ref(oid);
+        *p = s;
+        c->nsubs++;
+    }
+    sub *s = *p;
+    for (size_t i = 0; i < s->n; i++)
+        if (strcmp(s->names[i], node) == 0)
+            return;
+    if (s->n == s->cap) {
+        size_t cap = s->cap ? s->cap * 2 : 4;
+        void *nn = realloc(s->names, cap * sizeof(*s->names));
+        if (nn == NULL)
+            return;
+        s->names = nn;
+        s->cap = cap;
+    }
+    snprintf(s->names[s->n++], sizeof(s->names[0]), "%s", node);
+}
+
+static void sub_free(sub *s)
+{
+    avm_val_release(s->oid);
+    free(s->names);
+    free(s);
+}
+
+static void sub_drop(avm_cluster *c, avm_val oid)
+{
+    sub **p = sub_slot(c, oid);
+    if (*p != NULL) {
+        sub *s = *p;
+        *p = s->next;
+        sub_free(s);
+        c->nsubs--;
+    }
+}
+
+/* A member restarted or went away: it holds no copies of ours any more, and the
+ * copies we hold of its records may have missed changes. */
+static void forget_peer(avm_cluster *c, const char *peer)
+{
+    for (size_t b = 0; b < 1024; b++) {
+        for (sub **p = &c->subs[b]; *p != NULL;) {
+            sub *s = *p;
+            for (size_t i = 0; i < s->n;) {
+                if (strcmp(s->names[i], peer) == 0)
+                    memmove(s->names[i], s->names[i + 1],
+                            (--s->n - i) * sizeof(s->names[0]));
+                else
+                    i++;
+            }
+            if (s->n == 0) {
+                *p = s->next;
+                sub_free(s);
+                c->nsubs--;
+            } else {
+                p = &s->next;
+            }
+        }
+        for (loc **p = &c->locs[b]; *p != NULL;) {
+            loc *l = *p;
+            if (strcmp(l->node, peer) == 0) {
+                if (c->m != NULL)
+                    avm_mgr_forget(c->m, l->oid);
+                *p = l->next;
+                avm_val_release(l->oid);
+                free(l);
+            } else {
+                p = &l->next;
+            }
+        }
+    }
+}
+
+/* Copies older than copy_ttl_ms are dropped (the next use fetches again from where
+ * the object was found): a bound on how stale a copy can be if a change was lost. */
+static void sweep_copies(avm_cluster *c, uint64_t now)
+{
+    for (size_t b = 0; b < 1024; b++) {
+        for (loc *l = c->locs[b]; l != NULL; l = l->next) {
+            if (l->at_ms != 0 && now - l->at_ms > c->copy_ttl_ms) {
+                l->at_ms = 0;
+                if (c->m != NULL)
+                    avm_mgr_forget(c->m, l->oid);
+            }
+        }
+    }
+}
+
+static bool h_watched(void *arg, avm_val oid)
+{
+    avm_cluster *c = arg;
+    return (c->nsubs > 0 && *sub_slot(c, oid) != NULL) ||
+           *map_slot(c->pushed, oid) != NULL;
 }
 
 static void map_drop(loc **map, avm_val oid)
@@ -760,6 +889,7 @@ typedef struct serve {
     avm_link_req *req;
     avm_val oid;
     bool freeze;
+    char from[NAME_MAX_LEN + 1];
 } serve;
 
 static void h_changed(void *arg, avm_val oid);
@@ -775,17 +905,19 @@ static void serve_now(void *arg)
         avm_link_reply_error(s->req, AVM_ENOTFOUND, "object not here");
     } else {
         avm_val v = rec_val(r);
-        if (v.kind == AVM_NIL)
+        if (v.kind == AVM_NIL) {
             avm_link_reply_error(s->req, AVM_ENOMEM, "out of memory");
-        else
+        } else {
+            sub_add(c, s->oid, s->from); /* it hears of every change from now on */
             avm_link_reply(s->req, v);
+        }
         avm_val_release(v);
     }
     avm_val_release(s->oid);
     free(s);
 }
 
-static void on_obj_get(avm_cluster *c, avm_link_req *req, avm_val body)
+static void on_obj_get(avm_cluster *c, avm_link_req *req, const char *from, avm_val body)
 {
     if (body.kind != AVM_LIST || avm_list_len(body) != 2 ||
         avm_list_at(body, 0).kind != AVM_OBJID) {
@@ -803,7 +935,8 @@ static void on_obj_get(avm_cluster *c, avm_link_req *req, avm_val body)
         avm_link_reply_error(req, AVM_ENOMEM, "out of memory");
         return;
     }
-    *s = (serve){c, req, ref(body), freeze};
+    *s = (serve){c, req, ref(body), freeze, ""};
+    snprintf(s->from, sizeof(s->from), "%s", from);
     if (avm_mgr_when_durable(c->m, serve_now, s) != 0) {
         avm_link_reply_error(req, AVM_ENOMEM, "out of memory");
         avm_val_release(s->oid);
@@ -840,9 +973,17 @@ static void h_changed(void *arg, avm_val oid)
                 send_to(c, c->members[i].name, msg);
         avm_val_release(msg);
         map_drop(c->pushed, oid);
+        sub_drop(c, oid);
         return;
     }
     avm_val msg = lst(2, cstr("obj.refresh"), rec_val(r));
+    sub *s = c->nsubs > 0 ? *sub_slot(c, oid) : NULL;
+    for (size_t i = 0; s != NULL && i < s->n; i++) {
+        bool placed = AVM_KIND_HAS_STR(r->meta.machine.kind) &&
+                      strcmp(r->meta.machine.u.s->data, s->names[i]) == 0;
+        if (!placed) /* the machine it is placed on gets it below */
+            send_to(c, s->names[i], msg);
+    }
     const char *now = AVM_KIND_HAS_STR(r->meta.machine.kind) &&
                               strcmp(r->meta.machine.u.s->data, c->self) != 0
                           ? r->meta.machine.u.s->data
@@ -1348,7 +1489,7 @@ static void on_request(void *arg, avm_link_req *req, const char *from, const cha
 {
     avm_cluster *c = arg;
     if (strcmp(op, "obj.get") == 0)
-        on_obj_get(c, req, body);
+        on_obj_get(c, req, from, body);
     else if (strcmp(op, "obj.apply") == 0)
         on_obj_apply(c, req, body);
     else if (strcmp(op, "exec.visit") == 0)
@@ -1361,6 +1502,13 @@ static void on_request(void *arg, avm_link_req *req, const char *from, const cha
         avm_val_release(v);
     } else
         avm_link_reply_error(req, AVM_EINVAL, "unknown request '%s' from %s", op, from);
+}
+
+static void on_restart(void *arg, const char *peer)
+{
+    avm_cluster *c = arg;
+    logf_(c, L_INFO, "peer.restarted", "peer", "%s", peer);
+    forget_peer(c, peer);
 }
 
 static void on_heard(void *arg, const char *peer, uint64_t now_ms)
@@ -1386,12 +1534,18 @@ static void on_tick(uv_timer_t *t)
         mb->reachable = r;
         logf_(c, L_INFO, r ? "peer.reachable" : "peer.unreachable", "peer", "%s",
               mb->name);
+        if (!r)
+            forget_peer(c, mb->name);
         if (!r && c->m != NULL) {
             avm_val mv = str(AVM_MACHID, mb->name, strlen(mb->name));
             avm_mgr_machine_lost(c->m, mv);
             avm_val_release(mv);
             kick(c);
         }
+    }
+    if (now - c->last_sweep >= 250) {
+        c->last_sweep = now;
+        sweep_copies(c, now);
     }
     if (now - c->last_gossip >= 1000) {
         c->last_gossip = now;
@@ -1488,6 +1642,7 @@ int avm_cluster_start(uv_loop_t *loop, const avm_cluster_config *cfg, avm_cluste
     snprintf(c->ctrl, sizeof(c->ctrl), "%s", cfg->controller);
     c->request_ms = cfg->request_ms ? cfg->request_ms : 5000;
     c->visit_ms = cfg->visit_ms ? cfg->visit_ms : 10000;
+    c->copy_ttl_ms = 10000;
     c->self_id = str(AVM_MACHID, c->self, strlen(c->self));
     avm_fd_config fc = {.phi_threshold = cfg->phi,
                         .max_silence_ms = cfg->fd_bound_ms,
@@ -1503,6 +1658,7 @@ int avm_cluster_start(uv_loop_t *loop, const avm_cluster_config *cfg, avm_cluste
                           .on_message = on_message,
                           .on_request = on_request,
                           .on_heard = on_heard,
+                          .on_restart = on_restart,
                           .arg = c};
     int rv = avm_link_start(loop, &lc, &c->link, errmsg, errlen);
     if (rv != 0) {
@@ -1546,6 +1702,7 @@ int avm_cluster_start(uv_loop_t *loop, const avm_cluster_config *cfg, avm_cluste
                                  .reachable_controller = h_reach_ctrl,
                                  .place = cfg->spread ? h_place : NULL,
                                  .changed = h_changed,
+                                 .watched = h_watched,
                                  .arg = c};
     uv_timer_init(loop, &c->tick);
     c->tick.data = c;
@@ -1596,6 +1753,10 @@ void avm_cluster_free(avm_cluster *c)
             nx = l->next;
             avm_val_release(l->oid);
             free(l);
+        }
+        for (sub *s = c->subs[i], *nx; s != NULL; s = nx) {
+            nx = s->next;
+            sub_free(s);
         }
     }
     for (size_t i = 0; i < 256; i++) {

@@ -77,6 +77,7 @@ typedef struct rcopy {
     avm_objrec r;
     bool none;    /* no such object */
     bool replica; /* kept (fetch); otherwise fresh for one round */
+    bool stale;   /* a forwarded write changed it: fetch again */
     int err;      /* the fetch failed: the waiting instructions fail once */
     char why[256];
     uint64_t round; /* the round when it arrived */
@@ -1567,10 +1568,15 @@ static void copy_free(rcopy *c)
     free(c);
 }
 
-/* A copy answers for the round after it arrived; a replica until forgotten. */
+/* A copy of a record answers until it is refreshed or forgotten (its holder
+ * pushes every change to those who fetched it; the cluster drops copies whose
+ * holder restarted or went away), unless a write set this machine forwarded made
+ * it stale. That there is no such object holds for one round. */
 static bool copy_fresh(const avm_mgr *m, const rcopy *c)
 {
-    return c->replica || m->c.rounds <= c->round + 1;
+    if (c->none)
+        return m->c.rounds <= c->round + 1;
+    return !c->stale;
 }
 
 static int x_prepare(void *data, avm_val oid)
@@ -1668,7 +1674,7 @@ static void forget_written(avm_mgr *m, const avm_writeset *ws)
     do {                                                                                 \
         rcopy *c_ = copy_find(m, (oid));                                                 \
         if (c_ != NULL && !c_->replica)                                                  \
-            c_->round = 0;                                                               \
+            c_->stale = true;                                                            \
     } while (0)
     for (size_t i = 0; i < ws->nstates; i++)
         FORGET(ws->states[i].a);
@@ -1693,7 +1699,7 @@ static void mark_dirty(avm_mgr *m, avm_val oid)
 /* An object placed on another machine, or gone: its replica needs news. */
 static void note_oid(avm_mgr *m, avm_val oid, bool gone)
 {
-    if (gone) {
+    if (gone || (m->cl->watched != NULL && m->cl->watched(m->cl->arg, oid))) {
         mark_dirty(m, oid);
         return;
     }
@@ -1900,12 +1906,11 @@ int avm_mgr_arrive(avm_mgr *m, const char *id, uint64_t visit, const uint8_t *st
     avm_exec *x;
     char err[400] = "";
     int rv;
-    if (mine) {
-        size_t plen;
-        const uint8_t *prefix = avm_exec_trace_bytes(e->x, &plen);
-        rv = avm_exec_decode_ex(state, len, prefix, plen, &e->plat, &x, err, sizeof(err));
-    } else {
-        rv = avm_exec_decode_part(state, len, &e->plat, &x, err, sizeof(err));
+    rv = avm_exec_decode_part(state, len, &e->plat, &x, err, sizeof(err));
+    if (rv == 0 && mine && (rv = avm_exec_rejoin(x, e->x)) != 0) {
+        snprintf(err, sizeof(err),
+                 "its trace log does not continue the one it left with");
+        avm_exec_free(x);
     }
     if (rv == 0)
         rv = avm_exec_set_checkpoint(x, mine ? e->id : NULL);
@@ -1927,8 +1932,7 @@ int avm_mgr_arrive(avm_mgr *m, const char *id, uint64_t visit, const uint8_t *st
         return rv == AVM_ENOMEM ? rv : AVM_EMALFORMED;
     }
     if (mine) {
-        /* The log it left with is saved; what it did away is not yet. */
-        avm_exec_set_trace_saved(x, avm_exec_trace_saved(e->x));
+        /* The log it left with (saved as far as it was) is x's now. */
         avm_exec_free(e->x);
         e->x = x;
         avm_val_release(e->away);

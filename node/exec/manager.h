@@ -140,6 +140,9 @@ typedef struct avm_mgr_cluster {
     /* The record of oid, which lives here, changed (or is gone) and is durable:
      * the machine it is placed on keeps a replica, which the cluster refreshes. */
     void (*changed)(void *arg, avm_val oid);
+    /* Optional: whether other machines hold copies of oid (then every change to
+     * it goes to `changed`). */
+    bool (*watched)(void *arg, avm_val oid);
     void *arg;
 } avm_mgr_cluster;
 

@@ -1442,6 +1442,38 @@ void avm_exec_commit_unsaved(avm_exec *x)
     x->commit_ckpt = false;
 }
 
+int avm_exec_rejoin(avm_exec *x, avm_exec *old)
+{
+    if (x->tlog_base != old->tlog_base + old->tlog.len ||
+        x->tbase_count != old->tbase_count + old->tcount ||
+        x->tbase_mcount != old->tbase_mcount + old->mcount)
+        return AVM_EINVAL;
+    avm_buf part = x->tlog;
+    x->tlog = old->tlog;
+    avm_buf_init(&old->tlog);
+    avm_buf_put(&x->tlog, part.data, part.len);
+    avm_buf_free(&part);
+    if (x->tlog.err)
+        return AVM_ENOMEM;
+    /* The decoded view: old's, whose events are x's first ones. */
+    for (size_t i = 0; i < x->tview.n; i++)
+        event_release(&x->tview.v[i]);
+    free(x->tview.v);
+    x->tview = old->tview;
+    x->tview_off = old->tview_off;
+    memset(&old->tview, 0, sizeof(old->tview));
+    old->tview_off = 0;
+    x->tcount += old->tcount;
+    x->mcount += old->mcount;
+    x->tlog_base = old->tlog_base;
+    x->tbase_count = old->tbase_count;
+    x->tbase_mcount = old->tbase_mcount;
+    x->tlog_saved = old->tlog_saved;
+    old->tcount = old->mcount = 0;
+    old->tlog_saved = 0;
+    return 0;
+}
+
 size_t avm_exec_trace_base(const avm_exec *x)
 {
     return x->tlog_base;

@@ -214,6 +214,12 @@ int avm_exec_decode_ex(const uint8_t *p, size_t n, const uint8_t *prefix,
  * execution visiting another machine travels so, not with its whole log. */
 int avm_exec_decode_part(const uint8_t *p, size_t n, const avm_platform *plat,
                          avm_exec **out, char *errmsg, size_t errlen);
+/* x was decoded with decode_part from a state encoded at the end of old's log (it
+ * left with all of it and comes back with what it added): x takes old's log (old
+ * keeps none) and appends its part, so that x has the whole log again, in time
+ * proportional to the part. AVM_EINVAL when x's part does not start where old's
+ * log ends. */
+int avm_exec_rejoin(avm_exec *x, avm_exec *old);
 /* Where the log in memory starts (0 but after decode_part), and where it ends: the
  * whole log's length in bytes. */
 size_t avm_exec_trace_base(const avm_exec *x);
