@@ -23,7 +23,8 @@
     X(11, INVAL, "invalid argument")                                                     \
     X(12, VERSION, "unsupported format version")                                         \
     X(13, STATE, "operation not valid in the current state")                             \
-    X(14, PENDING, "accepted; the outcome comes later")
+    X(14, PENDING, "accepted; the outcome comes later")                                  \
+    X(15, UNREACHABLE, "machine unreachable")
 
 enum {
 #define AVM__ERR_ENUM(n, name, text) AVM_E##name = n,

@@ -50,9 +50,10 @@ typedef struct fetch {
     avm_val oid;
     bool freeze;
     size_t outstanding;
-    bool broadcast, answered, unreachable;
-    char first[NAME_MAX_LEN + 1]; /* the node asked first ("" when none) */
-    char why[256];
+    bool broadcast, answered, unreachable, bad;
+    char unreach[NAME_MAX_LEN + 1]; /* a member that could not be asked */
+    char first[NAME_MAX_LEN + 1];   /* the node asked first ("" when none) */
+    char why[320];
     struct fetch *next;
 } fetch;
 
@@ -740,9 +741,21 @@ static void fetch_deliver(fetch *f, const avm_objrec *r, int rv, const char *why
     f->answered = true;
     fetch_unlink(f);
     if (c->m != NULL && !c->stopped) {
-        avm_mgr_fetched(c->m, f->oid, r, rv, why);
+        avm_val mach = rv == AVM_EUNREACHABLE
+                           ? str(AVM_MACHID, f->unreach, strlen(f->unreach))
+                           : avm_nil();
+        avm_mgr_fetched(c->m, f->oid, r, rv, mach, why);
+        avm_val_release(mach);
         kick(c);
     }
+}
+
+static void fetch_unreachable(fetch *f, const char *node, const char *why)
+{
+    if (!f->unreachable)
+        snprintf(f->unreach, sizeof(f->unreach), "%s", node);
+    f->unreachable = true;
+    snprintf(f->why, sizeof(f->why), "%s", why);
 }
 
 static void fetch_maybe_free(fetch *f)
@@ -776,8 +789,9 @@ static void fetch_ask(fetch *f, const char *node)
     avm_val_release(body);
     if (rv != 0) {
         f->outstanding--;
-        f->unreachable = true;
-        snprintf(f->why, sizeof(f->why), "asking %s: %.180s", node, err);
+        char why[300];
+        snprintf(why, sizeof(why), "asking %s: %.180s", node, err);
+        fetch_unreachable(f, node, why);
         free(a);
     }
 }
@@ -792,8 +806,9 @@ static void fetch_broadcast(fetch *f)
         if (strcmp(mb->name, f->first) == 0)
             continue;
         if (!mb->reachable) {
-            f->unreachable = true;
-            snprintf(f->why, sizeof(f->why), "machine %s is unreachable", mb->name);
+            char why[300];
+            snprintf(why, sizeof(why), "machine %s is unreachable", mb->name);
+            fetch_unreachable(f, mb->name, why);
             continue;
         }
         fetch_ask(f, mb->name);
@@ -804,6 +819,8 @@ static void fetch_broadcast(fetch *f)
 static void fetch_nobody(fetch *f)
 {
     if (f->unreachable)
+        fetch_deliver(f, NULL, AVM_EUNREACHABLE, f->why);
+    else if (f->bad)
         fetch_deliver(f, NULL, AVM_EIO, f->why);
     else
         fetch_deliver(f, NULL, 0, NULL);
@@ -822,17 +839,24 @@ static void fetch_reply(void *arg, int rv, avm_val reply, const char *errmsg)
             loc_set(c, f->oid, a->node);
             fetch_deliver(f, &r, 0, NULL);
         } else {
-            f->unreachable = true;
-            snprintf(f->why, sizeof(f->why), "object record from %s: %s", a->node, err);
+            f->bad = true;
+            snprintf(f->why, sizeof(f->why), "object record from %s: %.200s", a->node,
+                     err);
         }
     } else if (rv == AVM_ENOTFOUND) {
         const char *known = loc_get(c, f->oid);
         if (known != NULL && strcmp(known, a->node) == 0)
             loc_drop(c, f->oid); /* it is not there any more: a redirect */
     } else if (rv != 0) {
-        f->unreachable = true;
-        snprintf(f->why, sizeof(f->why), "asking %s: %s", a->node,
+        char why[300];
+        snprintf(why, sizeof(why), "asking %s: %.200s", a->node,
                  errmsg ? errmsg : avm_strerror(rv));
+        if (rv == AVM_EIO) /* no answer, or it restarted */
+            fetch_unreachable(f, a->node, why);
+        else {
+            f->bad = true;
+            snprintf(f->why, sizeof(f->why), "%s", why);
+        }
     }
     free(a);
     if (f->outstanding == 0 && !f->answered) {
@@ -844,7 +868,8 @@ static void fetch_reply(void *arg, int rv, avm_val reply, const char *errmsg)
     fetch_maybe_free(f);
 }
 
-static int h_fetch(void *arg, avm_val oid, bool freeze, char *errmsg, size_t errlen)
+static int h_fetch(void *arg, avm_val oid, bool freeze, avm_val *unreachable,
+                   char *errmsg, size_t errlen)
 {
     avm_cluster *c = arg;
     for (fetch *f = c->fetches; f != NULL; f = f->next)
@@ -866,14 +891,18 @@ static int h_fetch(void *arg, avm_val oid, bool freeze, char *errmsg, size_t err
     if (mb != NULL && mb->reachable) {
         snprintf(f->first, sizeof(f->first), "%s", first);
         fetch_ask(f, first);
-    }
+    } else if (mb != NULL)
+        fetch_unreachable(f, first, "");
     if (f->outstanding == 0)
         fetch_broadcast(f);
     if (f->outstanding == 0) {
         /* Nobody could be asked: answer now, through the return value. */
-        int rv = f->unreachable ? AVM_EIO : AVM_ENOTFOUND;
-        if (rv == AVM_EIO)
-            snprintf(errmsg, errlen, "object %s: %s", oid.u.s->data, f->why);
+        int rv = f->unreachable ? AVM_EUNREACHABLE : AVM_ENOTFOUND;
+        if (rv == AVM_EUNREACHABLE) {
+            snprintf(errmsg, errlen, "object %s: machine %s is unreachable",
+                     oid.u.s->data, f->unreach);
+            *unreachable = str(AVM_MACHID, f->unreach, strlen(f->unreach));
+        }
         avm_val_release(f->oid);
         free(f);
         return rv;
@@ -1019,7 +1048,7 @@ static void on_refresh(avm_cluster *c, const char *from, avm_val rec, bool gone)
     if (avm_mgr_record(c->m, r.oid) != NULL)
         return; /* it lives here (it moved): this node is its source */
     loc_set(c, r.oid, from);
-    avm_mgr_fetched(c->m, r.oid, &r, 0, NULL);
+    avm_mgr_fetched(c->m, r.oid, &r, 0, avm_nil(), NULL);
     kick(c);
 }
 
@@ -1029,6 +1058,7 @@ typedef struct fwd {
     avm_cluster *c;
     char id[48];
     uint64_t seq;
+    char home[NAME_MAX_LEN + 1];
 } fwd;
 
 static void fwd_reply(void *arg, int rv, avm_val reply, const char *errmsg)
@@ -1038,9 +1068,15 @@ static void fwd_reply(void *arg, int rv, avm_val reply, const char *errmsg)
     if (!c->stopped && c->m != NULL) {
         bool committed = rv == 0 && avm_truthy(reply);
         char why[300];
-        snprintf(why, sizeof(why), "forwarded commit: %s",
+        snprintf(why, sizeof(why), "forwarded to %s: %.200s", f->home,
                  errmsg ? errmsg : avm_strerror(rv));
-        avm_mgr_applied(c->m, f->id, f->seq, rv, committed, rv ? why : NULL);
+        avm_val mach = avm_nil();
+        if (rv == AVM_EIO) { /* no answer within the deadline, or it restarted */
+            rv = AVM_EUNREACHABLE;
+            mach = str(AVM_MACHID, f->home, strlen(f->home));
+        }
+        avm_mgr_applied(c->m, f->id, f->seq, rv, committed, mach, rv ? why : NULL);
+        avm_val_release(mach);
         kick(c);
     }
     free(f);
@@ -1083,7 +1119,7 @@ static int home_of(avm_cluster *c, const avm_writeset *ws, const char **home)
 }
 
 static int h_forward(void *arg, const char *id, uint64_t seq, const avm_writeset *ws,
-                     char *errmsg, size_t errlen)
+                     avm_val *unreachable, char *errmsg, size_t errlen)
 {
     avm_cluster *c = arg;
     const char *home;
@@ -1102,7 +1138,8 @@ static int h_forward(void *arg, const char *id, uint64_t seq, const avm_writeset
     if (mb == NULL || !mb->reachable) {
         snprintf(errmsg, errlen, "machine %s, which holds the objects, is unreachable",
                  home);
-        return AVM_EIO;
+        *unreachable = str(AVM_MACHID, home, strlen(home));
+        return AVM_EUNREACHABLE;
     }
     avm_val v = ws_val(ws);
     if (v.kind == AVM_NIL)
@@ -1115,6 +1152,7 @@ static int h_forward(void *arg, const char *id, uint64_t seq, const avm_writeset
     f->c = c;
     snprintf(f->id, sizeof(f->id), "%s", id);
     f->seq = seq;
+    snprintf(f->home, sizeof(f->home), "%s", home);
     char err[256];
     rv = avm_link_request(c->link, home, "obj.apply", v, c->request_ms, fwd_reply, f, err,
                           sizeof(err));

@@ -75,10 +75,11 @@ struct mx {
 /* A copy of a record that lives on another machine. */
 typedef struct rcopy {
     avm_objrec r;
-    bool none;    /* no such object */
-    bool replica; /* kept (fetch); otherwise fresh for one round */
-    bool stale;   /* a forwarded write changed it: fetch again */
-    int err;      /* the fetch failed: the waiting instructions fail once */
+    bool none;       /* no such object */
+    bool replica;    /* kept (fetch); otherwise fresh for one round */
+    bool stale;      /* a forwarded write changed it: fetch again */
+    int err;         /* the fetch failed: the waiting instructions fail once */
+    avm_val unreach; /* with AVM_EUNREACHABLE: the machine */
     char why[256];
     uint64_t round; /* the round when it arrived */
     struct rcopy *next;
@@ -156,6 +157,7 @@ struct avm_mgr {
     size_t nafters, capafters;
     uint64_t visit_seed, fwd_next;
     char clerr[320]; /* the cluster's message for the failing store call */
+    avm_val clmach;  /* the machine it could not reach, or nil */
     avm_val *dirty;  /* records changed here whose replicas need refreshing */
     size_t ndirty, capdirty;
 };
@@ -297,7 +299,7 @@ static const avm_objrec *xs_get(avm_store *s, void *snap, avm_val oid)
     if (r != NULL || m->cl == NULL)
         return r;
     rcopy *c = copy_find(m, oid);
-    return c != NULL && !c->none && c->err == 0 ? &c->r : NULL;
+    return c != NULL && !c->none && c->err == 0 && c->r.beh.mod != NULL ? &c->r : NULL;
 }
 
 static void *xs_snapshot(avm_store *s)
@@ -383,8 +385,10 @@ static int xs_apply(avm_store *s, const avm_writeset *ws, bool *committed)
     if (m->cl != NULL && remote_ws(m, ws)) {
         /* Objects of another machine: their machine decides. */
         e->fwd_seq = ++m->fwd_next;
-        int rv =
-            m->cl->forward(m->cl->arg, e->id, e->fwd_seq, ws, m->clerr, sizeof(m->clerr));
+        avm_val_release(m->clmach);
+        m->clmach = avm_nil();
+        int rv = m->cl->forward(m->cl->arg, e->id, e->fwd_seq, ws, &m->clmach, m->clerr,
+                                sizeof(m->clerr));
         if (rv != 0)
             return rv;
         pin_moves(m, ws);
@@ -425,7 +429,13 @@ static int xs_apply(avm_store *s, const avm_writeset *ws, bool *committed)
     return AVM_EPENDING;
 }
 
+static avm_val xs_last_machine(avm_store *s)
+{
+    return ((struct xstore *)s)->e->m->clmach;
+}
+
 static const struct avm_store_ops xstore_ops = {
+    .last_machine = xs_last_machine,
     .get = xs_get,
     .snapshot = xs_snapshot,
     .snapshot_release = xs_snapshot_release,
@@ -1484,6 +1494,7 @@ void avm_mgr_close(avm_mgr *m)
     for (size_t i = 0; i < m->ndirty; i++)
         avm_val_release(m->dirty[i]);
     free(m->dirty);
+    avm_val_release(m->clmach);
     free(m->moving);
     free(m->fwait);
     free(m->all);
@@ -1565,6 +1576,7 @@ static void rec_release(avm_objrec *r)
 static void copy_free(rcopy *c)
 {
     rec_release(&c->r);
+    avm_val_release(c->unreach);
     free(c);
 }
 
@@ -1587,17 +1599,23 @@ static int x_prepare(void *data, avm_val oid)
         return 0;
     rcopy *c = copy_find(m, oid);
     if (c != NULL && c->err != 0) {
+        /* The instruction fails once with it; the next one asks again. No record
+         * was ever lent from this entry (xs_get skips it), so it can go now. */
         int err = c->err;
-        c->err = 0;
-        c->round = 0; /* the next instruction asks again */
         snprintf(m->clerr, sizeof(m->clerr), "fetching an object of another machine: %s",
                  c->why);
+        avm_val_release(m->clmach);
+        m->clmach = c->unreach;
+        c->unreach = avm_nil();
+        avm_mgr_forget(m, oid);
         return -err;
     }
     if (c != NULL && copy_fresh(m, c))
         return 0;
     m->clerr[0] = '\0';
-    int rv = m->cl->fetch(m->cl->arg, oid, false, m->clerr, sizeof(m->clerr));
+    avm_val_release(m->clmach);
+    m->clmach = avm_nil();
+    int rv = m->cl->fetch(m->cl->arg, oid, false, &m->clmach, m->clerr, sizeof(m->clerr));
     if (rv == AVM_ENOTFOUND) {
         m->clerr[0] = '\0';
         return 0;
@@ -1755,7 +1773,9 @@ static int x_freeze(void *data, avm_val oid)
         return 0;
     }
     m->clerr[0] = '\0';
-    int rv = m->cl->fetch(m->cl->arg, oid, true, m->clerr, sizeof(m->clerr));
+    avm_val_release(m->clmach);
+    m->clmach = avm_nil();
+    int rv = m->cl->fetch(m->cl->arg, oid, true, &m->clmach, m->clerr, sizeof(m->clerr));
     if (rv == AVM_ENOTFOUND)
         return 0;
     if (rv != 0)
@@ -1996,7 +2016,7 @@ static int rec_copy(avm_objrec *d, const avm_objrec *r)
 }
 
 void avm_mgr_fetched(avm_mgr *m, avm_val oid, const avm_objrec *rec, int rv,
-                     const char *errmsg)
+                     avm_val machine, const char *errmsg)
 {
     rcopy *c = copy_find(m, oid);
     if (c == NULL) {
@@ -2010,6 +2030,7 @@ void avm_mgr_fetched(avm_mgr *m, avm_val oid, const avm_objrec *rec, int rv,
         bool replica = c->replica;
         rcopy *next = c->next;
         rec_release(&c->r);
+        avm_val_release(c->unreach);
         memset(c, 0, sizeof(*c));
         c->replica = replica;
         c->next = next;
@@ -2017,6 +2038,9 @@ void avm_mgr_fetched(avm_mgr *m, avm_val oid, const avm_objrec *rec, int rv,
     if (c != NULL) {
         c->round = m->c.rounds;
         c->err = rv;
+        avm_val_release(c->unreach);
+        c->unreach = machine;
+        avm_val_retain(machine);
         snprintf(c->why, sizeof(c->why), "%s", rv != 0 && errmsg ? errmsg : "");
         c->none = rv == 0 && rec == NULL;
         if (rv == 0 && rec != NULL) {
@@ -2057,15 +2081,20 @@ void avm_mgr_forget(avm_mgr *m, avm_val oid)
 }
 
 void avm_mgr_applied(avm_mgr *m, const char *id, uint64_t seq, int rv, bool committed,
-                     const char *errmsg)
+                     avm_val machine, const char *errmsg)
 {
     mx *e = find(m, id);
     if (e == NULL || e->x == NULL || e->fwd_seq != seq ||
         avm_exec_waiting(e->x) != AVM_WAIT_COMMIT)
         return;
     e->fwd_seq = 0;
-    if (rv != 0 && errmsg != NULL)
+    if (rv != 0 && errmsg != NULL) {
         emit(m, AVM_MEV_STORE_ERROR, e->id, avm_nil(), errmsg);
+        snprintf(m->clerr, sizeof(m->clerr), "%s", errmsg);
+    }
+    avm_val_release(m->clmach);
+    m->clmach = machine;
+    avm_val_retain(machine);
     avm_exec_commit_unsaved(e->x);
     avm_exec_commit_done(e->x, rv, committed);
     m->c.commits += rv == 0 && committed;

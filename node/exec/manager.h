@@ -123,13 +123,16 @@ typedef struct avm_mgr_cluster {
      * AVM_ENOTFOUND when no machine can hold it (the instruction goes on and finds
      * no object), or another code with errmsg (the instruction fails with it).
      * It never answers from inside the call. freeze: the holder also refreshes
-     * every replica (the instruction freeze). */
-    int (*fetch)(void *arg, avm_val oid, bool freeze, char *errmsg, size_t errlen);
+     * every replica (the instruction freeze). fetch and forward return
+     * AVM_EUNREACHABLE with *unreachable (owned) naming the machine that holds the
+     * objects when it cannot be reached. */
+    int (*fetch)(void *arg, avm_val oid, bool freeze, avm_val *unreachable, char *errmsg,
+                 size_t errlen);
     /* Forward ws (which touches objects of another machine: encode it now, it
      * lives for the call only) and answer with avm_mgr_applied(id, seq, ...).
      * 0, or an error code that the instruction fails with. */
     int (*forward)(void *arg, const char *id, uint64_t seq, const avm_writeset *ws,
-                   char *errmsg, size_t errlen);
+                   avm_val *unreachable, char *errmsg, size_t errlen);
     /* Whether objects of controller c live on this machine. */
     bool (*local_ctrl)(void *arg, avm_val c);
     /* isReachableMachine / isReachableController. */
@@ -223,12 +226,13 @@ void avm_mgr_ship_failed(avm_mgr *m, const char *id, uint64_t visit, avm_val mac
 void avm_mgr_machine_lost(avm_mgr *m, avm_val machine);
 /* The answer to cluster.fetch: the record (borrowed), or NULL when there is no
  * such object, or rv != 0 when it could not be fetched (the waiting
- * instructions fail with rv and errmsg). */
+ * instructions fail with rv and errmsg; machine names the unreachable machine
+ * for AVM_EUNREACHABLE). */
 void avm_mgr_fetched(avm_mgr *m, avm_val oid, const avm_objrec *rec, int rv,
-                     const char *errmsg);
+                     avm_val machine, const char *errmsg);
 /* The outcome of a forwarded write set. */
 void avm_mgr_applied(avm_mgr *m, const char *id, uint64_t seq, int rv, bool committed,
-                     const char *errmsg);
+                     avm_val machine, const char *errmsg);
 /* A write set forwarded here by another machine: validated and applied with this
  * machine's commits; done(arg, rv, committed, errmsg) runs once it is durable
  * (pipelined: after the round's commit, so call avm_mgr_round). */

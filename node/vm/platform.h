@@ -137,6 +137,9 @@ struct avm_store_ops {
     uint64_t (*next_seq)(avm_store *s);
     /* Optional: the message of the last failing call, naming cause and path. */
     const char *(*last_error)(avm_store *s);
+    /* Optional: after a call failed with AVM_EUNREACHABLE, the machine that could
+     * not be reached (borrowed; nil when unknown). */
+    avm_val (*last_machine)(avm_store *s);
 };
 
 struct avm_store {
@@ -166,7 +169,9 @@ typedef struct avm_platform {
      * for oid now (it holds the record, a fresh copy of it, or knows there is
      * none), 1 when the record lives on another machine and is being fetched (the
      * execution blocks with AVM_WAIT_FETCH and the instruction runs again when the
-     * platform runs the execution again), or a negated AVM_E* code. */
+     * platform runs the execution again), or a negated AVM_E* code
+     * (-AVM_EUNREACHABLE: the machine holding it cannot be reached; the store's
+     * last_machine names it). */
     int (*prepare)(void *data, avm_val oid);
     /* Executions run on their own machine only: when a call, a return or a
      * teleport leaves the execution on a machine other than `node`, avm_exec_run

@@ -380,6 +380,12 @@ int vm__eval_error(avm_exec *x, const char *fmt, ...)
 int vm__store_error(avm_exec *x, int rv)
 {
     avm_store *s = x->plat->store;
+    if (rv == AVM_EUNREACHABLE) {
+        /* The object, or the controller deciding a commit, lives on a machine that
+         * cannot be reached: the specification's MachineError. */
+        avm_val m = s->ops->last_machine ? s->ops->last_machine(s) : avm_nil();
+        return vm__fail(x, AVM_ERR_MACHINE_UNREACHABLE, vm__ref(m), avm_nil(), avm_nil());
+    }
     const char *why = s->ops->last_error ? s->ops->last_error(s) : NULL;
     char msg[600];
     snprintf(msg, sizeof(msg), "store: %s", why && *why ? why : avm_strerror(rv));
