@@ -24,6 +24,7 @@ typedef struct member {
     char url[URL_MAX_LEN + 1];
     char ctrl[NAME_MAX_LEN + 1]; /* "" until known */
     bool reachable;
+    uint64_t fed_ms; /* when the failure detector last heard of it */
 } member;
 
 /* Where an object was last found (and when its copy came), or where its replica
@@ -82,6 +83,7 @@ struct avm_cluster {
     sub *subs[1024];
     size_t nsubs;
     uint32_t copy_ttl_ms;
+    uint32_t hb_ms, bound_ms;
     uint64_t last_sweep;
     fetch *fetches;
     modent *mods[256];
@@ -382,6 +384,38 @@ static avm_val pairs_val(const avm_pair *p, size_t n)
         l.u.l->items[i] = lst(2, ref(p[i].a), ref(p[i].b));
     avm_list_seal(l);
     return l;
+}
+
+/* [[oid, version], ...] */
+static avm_val versions_val(const avm_read *v, size_t n)
+{
+    avm_val l;
+    if (avm_list_new(n, &l) != 0)
+        return avm_nil();
+    for (size_t i = 0; i < n; i++)
+        l.u.l->items[i] = lst(2, ref(v[i].oid), u64v(v[i].version));
+    avm_list_seal(l);
+    return l;
+}
+
+/* The versions of a versions_val (oids borrowed from l); NULL (n 0) when l is not
+ * one. The caller frees the array. */
+static avm_read *versions_from(avm_val l, size_t *n)
+{
+    *n = 0;
+    if (l.kind != AVM_LIST)
+        return NULL;
+    avm_read *v = calloc(avm_list_len(l) + 1, sizeof(*v));
+    if (v == NULL)
+        return NULL;
+    for (size_t i = 0; i < avm_list_len(l); i++) {
+        avm_val p = avm_list_at(l, i);
+        if (p.kind != AVM_LIST || avm_list_len(p) != 2 ||
+            avm_list_at(p, 0).kind != AVM_OBJID || avm_list_at(p, 1).kind != AVM_INT)
+            continue;
+        v[(*n)++] = (avm_read){avm_list_at(p, 0), (uint64_t)avm_list_at(p, 1).u.i};
+    }
+    return v;
 }
 
 /* [reads, creates, transfers, moves, states, destroys, spec_order] */
@@ -1066,7 +1100,10 @@ static void fwd_reply(void *arg, int rv, avm_val reply, const char *errmsg)
     fwd *f = arg;
     avm_cluster *c = f->c;
     if (!c->stopped && c->m != NULL) {
-        bool committed = rv == 0 && avm_truthy(reply);
+        bool committed = rv == 0 && reply.kind == AVM_LIST && avm_list_len(reply) == 2 &&
+                         avm_truthy(avm_list_at(reply, 0));
+        size_t nv = 0;
+        avm_read *vs = committed ? versions_from(avm_list_at(reply, 1), &nv) : NULL;
         char why[300];
         snprintf(why, sizeof(why), "forwarded to %s: %.200s", f->home,
                  errmsg ? errmsg : avm_strerror(rv));
@@ -1075,8 +1112,10 @@ static void fwd_reply(void *arg, int rv, avm_val reply, const char *errmsg)
             rv = AVM_EUNREACHABLE;
             mach = str(AVM_MACHID, f->home, strlen(f->home));
         }
-        avm_mgr_applied(c->m, f->id, f->seq, rv, committed, mach, rv ? why : NULL);
+        avm_mgr_applied(c->m, f->id, f->seq, rv, committed, vs, nv, mach,
+                        rv ? why : NULL);
         avm_val_release(mach);
+        free(vs);
         kick(c);
     }
     free(f);
@@ -1164,13 +1203,17 @@ static int h_forward(void *arg, const char *id, uint64_t seq, const avm_writeset
     return rv;
 }
 
-static void apply_done(void *arg, int rv, bool committed, const char *errmsg)
+static void apply_done(void *arg, int rv, bool committed, const avm_read *versions,
+                       size_t nversions, const char *errmsg)
 {
     avm_link_req *req = arg;
-    if (rv != 0)
+    if (rv != 0) {
         avm_link_reply_error(req, rv, "%s", errmsg ? errmsg : avm_strerror(rv));
-    else
-        avm_link_reply(req, avm_bool(committed));
+        return;
+    }
+    avm_val v = lst(2, avm_bool(committed), versions_val(versions, nversions));
+    avm_link_reply(req, v);
+    avm_val_release(v);
 }
 
 static void on_obj_apply(avm_cluster *c, avm_link_req *req, avm_val body)
@@ -1190,29 +1233,13 @@ static void on_obj_apply(avm_cluster *c, avm_link_req *req, avm_val body)
 
 /* --- Roaming executions ---------------------------------------------------------- */
 
-typedef struct visit {
-    avm_cluster *c;
-    char id[48];
-    uint64_t visit;
-    avm_val to;
-} visit;
-
-static void visit_reply(void *arg, int rv, avm_val reply, const char *errmsg)
-{
-    visit *v = arg;
-    avm_cluster *c = v->c;
-    if (rv != 0 && !c->stopped && c->m != NULL) {
-        logf_(c, L_WARN, "exec.ship", "error", "execution %s to %s: %s", v->id,
-              v->to.u.s->data, errmsg ? errmsg : avm_strerror(rv));
-        avm_mgr_ship_failed(c->m, v->id, v->visit, v->to);
-        kick(c);
-    }
-    avm_val_release(v->to);
-    free(v);
-}
-
+/* An execution travels as a one-way message ["exec.visit", [id, visit, state,
+ * seen]] (seen: the versions its own writes made, manager.h): the
+ * link delivers it once, in order, while both ends are up; a machine that cannot
+ * take it answers ["exec.refused", [id, visit, why]]; one that goes away or
+ * restarts with it is noticed by the failure detector or the link's session. */
 static void h_ship(void *arg, const char *id, uint64_t vis, avm_val to,
-                   const uint8_t *state, size_t len)
+                   const uint8_t *state, size_t len, const avm_read *seen, size_t nseen)
 {
     avm_cluster *c = arg;
     member *mb = member_of_val(c, to);
@@ -1223,52 +1250,64 @@ static void h_ship(void *arg, const char *id, uint64_t vis, avm_val to,
         avm_mgr_ship_failed(c->m, id, vis, to);
         return;
     }
-    visit *v = calloc(1, sizeof(*v));
-    avm_val body = lst(3, cstr(id), u64v(vis), str(AVM_STR, (const char *)state, len));
-    if (v == NULL || body.kind == AVM_NIL) {
-        free(v);
-        avm_val_release(body);
-        avm_mgr_ship_failed(c->m, id, vis, to);
-        return;
-    }
-    v->c = c;
-    snprintf(v->id, sizeof(v->id), "%s", id);
-    v->visit = vis;
-    v->to = ref(to);
-    char err[256];
-    int rv = avm_link_request(c->link, mb->name, "exec.visit", body, c->visit_ms,
-                              visit_reply, v, err, sizeof(err));
-    avm_val_release(body);
+    avm_val msg = lst(2, cstr("exec.visit"),
+                      lst(4, cstr(id), u64v(vis), str(AVM_STR, (const char *)state, len),
+                          versions_val(seen, nseen)));
+    char err[256] = "out of memory";
+    int rv = msg.kind == AVM_NIL
+                 ? AVM_ENOMEM
+                 : avm_link_send(c->link, mb->name, msg, err, sizeof(err));
+    avm_val_release(msg);
     if (rv != 0) {
         logf_(c, L_WARN, "exec.ship", "error", "execution %s to %s: %s", id, mb->name,
               err);
-        avm_val_release(v->to);
-        free(v);
         avm_mgr_ship_failed(c->m, id, vis, to);
     }
 }
 
-static void on_exec_visit(avm_cluster *c, avm_link_req *req, avm_val body)
+static void on_exec_visit(avm_cluster *c, const char *from, avm_val body)
 {
-    if (body.kind != AVM_LIST || avm_list_len(body) != 3 ||
+    if (body.kind != AVM_LIST || avm_list_len(body) != 4 ||
         avm_list_at(body, 0).kind != AVM_STR || avm_list_at(body, 1).kind != AVM_INT ||
         avm_list_at(body, 2).kind != AVM_STR || avm_list_at(body, 0).u.s->len >= 48) {
-        avm_link_reply_error(req, AVM_EINVAL, "exec.visit: expected [id, visit, state]");
+        logf_(c, L_WARN, "exec.arrive", "error",
+              "from %s: a visit that is not [id, visit, state, seen]", from);
         return;
     }
     avm_val st = avm_list_at(body, 2);
     char err[512] = "";
+    size_t nseen = 0;
+    avm_read *seen = versions_from(avm_list_at(body, 3), &nseen);
     int rv = c->m == NULL ? AVM_ESTATE
                           : avm_mgr_arrive(c->m, avm_list_at(body, 0).u.s->data,
                                            (uint64_t)avm_list_at(body, 1).u.i,
                                            (const uint8_t *)st.u.s->data, st.u.s->len,
-                                           err, sizeof(err));
+                                           seen, nseen, err, sizeof(err));
+    free(seen);
     if (rv != 0) {
-        logf_(c, L_WARN, "exec.arrive", "error", "%s", err);
-        avm_link_reply_error(req, rv, "%s", err);
+        logf_(c, L_WARN, "exec.arrive", "error", "from %s: %s", from, err);
+        avm_val msg =
+            lst(2, cstr("exec.refused"),
+                lst(3, ref(avm_list_at(body, 0)), ref(avm_list_at(body, 1)), cstr(err)));
+        send_to(c, from, msg);
+        avm_val_release(msg);
         return;
     }
-    avm_link_reply(req, avm_bool(true));
+    kick(c);
+}
+
+static void on_exec_refused(avm_cluster *c, const char *from, avm_val body)
+{
+    if (body.kind != AVM_LIST || avm_list_len(body) != 3 ||
+        avm_list_at(body, 0).kind != AVM_STR || avm_list_at(body, 1).kind != AVM_INT ||
+        avm_list_at(body, 2).kind != AVM_STR || c->m == NULL)
+        return;
+    logf_(c, L_WARN, "exec.ship", "error", "execution %s refused by %s: %s",
+          avm_list_at(body, 0).u.s->data, from, avm_list_at(body, 2).u.s->data);
+    avm_val mv = str(AVM_MACHID, from, strlen(from));
+    avm_mgr_ship_failed(c->m, avm_list_at(body, 0).u.s->data,
+                        (uint64_t)avm_list_at(body, 1).u.i, mv);
+    avm_val_release(mv);
     kick(c);
 }
 
@@ -1426,7 +1465,10 @@ void avm_cluster_op_status(avm_cluster *c, avm_ctl_req *req)
             continue;
         *a = (status_ask){s, i + 1};
         s->outstanding++;
-        if (avm_link_request(c->link, mb->name, "cluster.view", avm_nil(), c->request_ms,
+        /* A member that does not answer within the detector's bound shows as
+         * such; the status does not wait longer for it. */
+        uint32_t wait = c->bound_ms < c->request_ms ? c->bound_ms : c->request_ms;
+        if (avm_link_request(c->link, mb->name, "cluster.view", avm_nil(), wait,
                              status_reply, a, err, sizeof(err)) != 0) {
             s->outstanding--;
             free(a);
@@ -1518,6 +1560,10 @@ static void on_message(void *arg, const char *from, avm_val body)
         members_merge(c, avm_list_at(body, 1));
     else if (strcmp(kind, "obj.refresh") == 0 || strcmp(kind, "obj.gone") == 0)
         on_refresh(c, from, avm_list_at(body, 1), kind[4] == 'g');
+    else if (strcmp(kind, "exec.visit") == 0)
+        on_exec_visit(c, from, avm_list_at(body, 1));
+    else if (strcmp(kind, "exec.refused") == 0)
+        on_exec_refused(c, from, avm_list_at(body, 1));
     else
         logf_(c, L_WARN, "link.message", "error", "from %s: unknown message", from);
 }
@@ -1530,8 +1576,6 @@ static void on_request(void *arg, avm_link_req *req, const char *from, const cha
         on_obj_get(c, req, from, body);
     else if (strcmp(op, "obj.apply") == 0)
         on_obj_apply(c, req, body);
-    else if (strcmp(op, "exec.visit") == 0)
-        on_exec_visit(c, req, body);
     else if (strcmp(op, "ctl") == 0)
         on_ctl(c, req, body);
     else if (strcmp(op, "cluster.view") == 0) {
@@ -1547,13 +1591,28 @@ static void on_restart(void *arg, const char *peer)
     avm_cluster *c = arg;
     logf_(c, L_INFO, "peer.restarted", "peer", "%s", peer);
     forget_peer(c, peer);
+    if (c->m != NULL) {
+        /* Executions visiting it were in its memory: they are gone. */
+        avm_val mv = str(AVM_MACHID, peer, strlen(peer));
+        avm_mgr_machine_lost(c->m, mv);
+        avm_val_release(mv);
+        kick(c);
+    }
 }
 
 static void on_heard(void *arg, const char *peer, uint64_t now_ms)
 {
     avm_cluster *c = arg;
-    avm_fd_heard(c->fd, peer, now_ms);
     member *mb = member_find(c, peer);
+    /* The detector learns the heartbeat rhythm: frames that come in bursts (calls
+     * going back and forth) count once per half period, or a pause of a few
+     * heartbeats in a busy pair would look like a crash. */
+    if (mb == NULL || mb->fed_ms == 0 || now_ms - mb->fed_ms >= c->hb_ms / 2 ||
+        !mb->reachable) {
+        avm_fd_heard(c->fd, peer, now_ms);
+        if (mb != NULL)
+            mb->fed_ms = now_ms;
+    }
     if (mb != NULL && !mb->reachable) {
         mb->reachable = true;
         logf_(c, L_INFO, "peer.reachable", "peer", "%s", peer);
@@ -1681,6 +1740,8 @@ int avm_cluster_start(uv_loop_t *loop, const avm_cluster_config *cfg, avm_cluste
     c->request_ms = cfg->request_ms ? cfg->request_ms : 5000;
     c->visit_ms = cfg->visit_ms ? cfg->visit_ms : 10000;
     c->copy_ttl_ms = 10000;
+    c->hb_ms = cfg->heartbeat_ms ? cfg->heartbeat_ms : 100;
+    c->bound_ms = cfg->fd_bound_ms ? cfg->fd_bound_ms : 1000;
     c->self_id = str(AVM_MACHID, c->self, strlen(c->self));
     avm_fd_config fc = {.phi_threshold = cfg->phi,
                         .max_silence_ms = cfg->fd_bound_ms,

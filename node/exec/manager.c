@@ -63,13 +63,15 @@ struct mx {
     mx *rnext; /* run queue */
     mx *hnext; /* id hash */
     /* Distribution. */
-    bool visitor;     /* owned by another machine */
-    bool moving;      /* in the round's list of executions to ship */
-    avm_val away;     /* owner: the machine it went to (nil: here) */
-    uint64_t visit;   /* the current visit (owner), or the one it came with */
-    avm_val fetch_on; /* waiting for the record of this object */
-    avm_val froze;    /* freeze: the fresh record of this object is in */
-    uint64_t fwd_seq; /* the forwarded write set it waits for */
+    bool visitor;                /* owned by another machine */
+    bool moving;                 /* in the round's list of executions to ship */
+    avm_val away;                /* owner: the machine it went to (nil: here) */
+    uint64_t visit;              /* the current visit (owner), or the one it came with */
+    avm_val fetch_on;            /* waiting for the record of this object */
+    avm_val froze;               /* freeze: the fresh record of this object is in */
+    uint64_t fwd_seq;            /* the forwarded write set it waits for */
+    avm_read seen[AVM_MGR_SEEN]; /* versions its own writes made (owned oids) */
+    size_t nseen;
 };
 
 /* A copy of a record that lives on another machine. */
@@ -376,6 +378,7 @@ static bool remote_ws(avm_mgr *m, const avm_writeset *ws);
 static void pin_moves(avm_mgr *m, const avm_writeset *ws);
 static void forget_written(avm_mgr *m, const avm_writeset *ws);
 static void note_ws(avm_mgr *m, const avm_writeset *ws);
+static void note_seen(avm_mgr *m, mx *e, const avm_writeset *ws);
 
 static int xs_apply(avm_store *s, const avm_writeset *ws, bool *committed)
 {
@@ -397,8 +400,10 @@ static int xs_apply(avm_store *s, const avm_writeset *ws, bool *committed)
     }
     if (m->pipelined) {
         int rv = stage(m, e, ws, committed);
-        if (rv == 0 && *committed)
+        if (rv == 0 && *committed) {
             note_ws(m, ws);
+            note_seen(m, e, ws);
+        }
         if (rv == 0 && ws->deferrable) {
             m->c.commits += *committed;
             m->c.conflicts += !*committed;
@@ -409,8 +414,10 @@ static int xs_apply(avm_store *s, const avm_writeset *ws, bool *committed)
     if (!ws->deferrable || e->batch != B_NONE ||
         !GROW(m->batch, m->nbatch, m->capbatch)) {
         int rv = m->base->ops->apply(m->base, ws, committed);
-        if (rv == 0 && *committed)
+        if (rv == 0 && *committed) {
             note_ws(m, ws);
+            note_seen(m, e, ws);
+        }
         return rv;
     }
     e->ws = *ws;
@@ -567,6 +574,8 @@ static void mx_free(mx *e)
     avm_val_release(e->away);
     avm_val_release(e->fetch_on);
     avm_val_release(e->froze);
+    for (size_t i = 0; i < e->nseen; i++)
+        avm_val_release(e->seen[i].oid);
     free(e->error);
     free(e->name);
     free(e);
@@ -912,8 +921,10 @@ static void flush(avm_mgr *m)
             acks_drop(e, e->acks_in_batch);
         e->acks_in_batch = 0;
         if (kind == B_COMMIT) {
-            if (done)
+            if (done) {
                 note_ws(m, &e->ws);
+                note_seen(m, e, &e->ws);
+            }
             m->c.commits += done;
             m->c.conflicts += rv == 0 && !done;
             avm_exec_commit_done(e->x, rv, done);
@@ -1743,6 +1754,56 @@ static void note_ws(avm_mgr *m, const avm_writeset *ws)
         note_oid(m, ws->destroys[i], true);
 }
 
+/* The execution has seen version v of oid (its own write). */
+static void seen_put(mx *e, avm_val oid, uint64_t v)
+{
+    for (size_t i = 0; i < e->nseen; i++) {
+        if (avm_val_eq(e->seen[i].oid, oid)) {
+            if (v > e->seen[i].version)
+                e->seen[i].version = v;
+            return;
+        }
+    }
+    if (e->nseen == AVM_MGR_SEEN) {
+        /* The oldest goes: copies that old have been refreshed by now or age out. */
+        avm_val_release(e->seen[0].oid);
+        memmove(e->seen, e->seen + 1, (AVM_MGR_SEEN - 1) * sizeof(e->seen[0]));
+        e->nseen--;
+    }
+    avm_val_retain(oid);
+    e->seen[e->nseen++] = (avm_read){oid, v};
+}
+
+/* A copy older than a version an execution has seen is stale. */
+static void seen_check(avm_mgr *m, avm_val oid, uint64_t v)
+{
+    rcopy *c = copy_find(m, oid);
+    if (c != NULL && !c->none && c->r.version < v)
+        c->stale = true;
+}
+
+static void note_seen_oid(avm_mgr *m, mx *e, avm_val oid)
+{
+    const avm_objrec *r = m->base->ops->get(m->base, NULL, oid);
+    if (r != NULL)
+        seen_put(e, oid, r->version);
+}
+
+/* A write set of e committed here: the versions it made. */
+static void note_seen(avm_mgr *m, mx *e, const avm_writeset *ws)
+{
+    if (m->cl == NULL)
+        return;
+    for (size_t i = 0; i < ws->ncreates; i++)
+        note_seen_oid(m, e, ws->creates[i].oid);
+    for (size_t i = 0; i < ws->nstates; i++)
+        note_seen_oid(m, e, ws->states[i].a);
+    for (size_t i = 0; i < ws->ntransfers; i++)
+        note_seen_oid(m, e, ws->transfers[i].a);
+    for (size_t i = 0; i < ws->nmoves; i++)
+        note_seen_oid(m, e, ws->moves[i].a);
+}
+
 /* Durable now: the replicas hear of it (before any answer to a forwarded commit,
  * on the same ordered links, so that its sender reads its own write). */
 static void run_changed(avm_mgr *m)
@@ -1874,7 +1935,8 @@ static void ship_moving(avm_mgr *m)
             e->visit = ++m->visit_seed;
         }
         if (rv == 0)
-            m->cl->ship(m->cl->arg, e->id, e->visit, to, (const uint8_t *)b.data, b.len);
+            m->cl->ship(m->cl->arg, e->id, e->visit, to, (const uint8_t *)b.data, b.len,
+                        e->seen, e->nseen);
         avm_buf_free(&b);
         if (rv != 0)
             avm_mgr_ship_failed(m, e->id, e->visit, to);
@@ -1888,7 +1950,8 @@ static void ship_moving(avm_mgr *m)
 static void abandon(avm_mgr *m, mx *e, avm_val machine);
 
 int avm_mgr_arrive(avm_mgr *m, const char *id, uint64_t visit, const uint8_t *state,
-                   size_t len, char *errmsg, size_t errlen)
+                   size_t len, const avm_read *seen, size_t nseen, char *errmsg,
+                   size_t errlen)
 {
     mx *e = find(m, id);
     avm_val own;
@@ -1950,6 +2013,14 @@ int avm_mgr_arrive(avm_mgr *m, const char *id, uint64_t visit, const uint8_t *st
             abandon(m, e, e->away);
         }
         return rv == AVM_ENOMEM ? rv : AVM_EMALFORMED;
+    }
+    /* What it has seen: copies here older than that are fetched again. */
+    for (size_t i = 0; i < e->nseen; i++)
+        avm_val_release(e->seen[i].oid);
+    e->nseen = 0;
+    for (size_t i = 0; i < nseen && i < AVM_MGR_SEEN; i++) {
+        seen_put(e, seen[i].oid, seen[i].version);
+        seen_check(m, seen[i].oid, seen[i].version);
     }
     if (mine) {
         /* The log it left with (saved as far as it was) is x's now. */
@@ -2081,7 +2152,8 @@ void avm_mgr_forget(avm_mgr *m, avm_val oid)
 }
 
 void avm_mgr_applied(avm_mgr *m, const char *id, uint64_t seq, int rv, bool committed,
-                     avm_val machine, const char *errmsg)
+                     const avm_read *versions, size_t nversions, avm_val machine,
+                     const char *errmsg)
 {
     mx *e = find(m, id);
     if (e == NULL || e->x == NULL || e->fwd_seq != seq ||
@@ -2095,6 +2167,10 @@ void avm_mgr_applied(avm_mgr *m, const char *id, uint64_t seq, int rv, bool comm
     avm_val_release(m->clmach);
     m->clmach = machine;
     avm_val_retain(machine);
+    for (size_t i = 0; i < nversions; i++) {
+        seen_put(e, versions[i].oid, versions[i].version);
+        seen_check(m, versions[i].oid, versions[i].version);
+    }
     avm_exec_commit_unsaved(e->x);
     avm_exec_commit_done(e->x, rv, committed);
     m->c.commits += rv == 0 && committed;
@@ -2127,11 +2203,14 @@ static void run_afters(avm_mgr *m)
 }
 
 typedef struct remote_apply {
-    void (*done)(void *arg, int rv, bool committed, const char *errmsg);
+    void (*done)(void *arg, int rv, bool committed, const avm_read *versions,
+                 size_t nversions, const char *errmsg);
     void *arg;
     int rv;
     bool committed;
     avm_mgr *m;
+    avm_read *versions; /* what the write set made (owned oids) */
+    size_t nversions;
 } remote_apply;
 
 static void remote_applied(void *arg)
@@ -2140,12 +2219,25 @@ static void remote_applied(void *arg)
     avm_mgr *m = ra->m;
     int rv = m->failed ? AVM_EIO : ra->rv;
     const char *why = rv != 0 ? (m->failed ? m->failure : avm_lmdb_errmsg(m->db)) : NULL;
-    ra->done(ra->arg, rv, rv == 0 && ra->committed, why);
+    ra->done(ra->arg, rv, rv == 0 && ra->committed, ra->versions, ra->nversions, why);
+    for (size_t i = 0; i < ra->nversions; i++)
+        avm_val_release(ra->versions[i].oid);
+    free(ra->versions);
     free(ra);
+}
+
+static void ra_version(avm_mgr *m, remote_apply *ra, avm_val oid)
+{
+    const avm_objrec *r = m->base->ops->get(m->base, NULL, oid);
+    if (r == NULL)
+        return;
+    avm_val_retain(oid);
+    ra->versions[ra->nversions++] = (avm_read){oid, r->version};
 }
 
 int avm_mgr_apply_remote(avm_mgr *m, const avm_writeset *ws,
                          void (*done)(void *arg, int rv, bool committed,
+                                      const avm_read *versions, size_t nversions,
                                       const char *errmsg),
                          void *arg)
 {
@@ -2164,8 +2256,19 @@ int avm_mgr_apply_remote(avm_mgr *m, const avm_writeset *ws,
     }
     m->c.commits += ra->rv == 0 && ra->committed;
     m->c.conflicts += ra->rv == 0 && !ra->committed;
-    if (ra->rv == 0 && ra->committed)
+    if (ra->rv == 0 && ra->committed) {
         note_ws(m, ws);
+        size_t n = ws->ncreates + ws->nstates + ws->ntransfers + ws->nmoves;
+        ra->versions = calloc(n + 1, sizeof(*ra->versions));
+        for (size_t i = 0; ra->versions != NULL && i < ws->ncreates; i++)
+            ra_version(m, ra, ws->creates[i].oid);
+        for (size_t i = 0; ra->versions != NULL && i < ws->nstates; i++)
+            ra_version(m, ra, ws->states[i].a);
+        for (size_t i = 0; ra->versions != NULL && i < ws->ntransfers; i++)
+            ra_version(m, ra, ws->transfers[i].a);
+        for (size_t i = 0; ra->versions != NULL && i < ws->nmoves; i++)
+            ra_version(m, ra, ws->moves[i].a);
+    }
     int rv = avm_mgr_when_durable(m, remote_applied, ra);
     if (rv != 0)
         free(ra);

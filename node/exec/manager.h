@@ -94,6 +94,13 @@ const char *avm_mev_name(avm_mev_type t);
  *     disk; transactions read from an LMDB read view taken when they begin. */
 typedef enum { AVM_COMMIT_PIPELINED = 0, AVM_COMMIT_DURABLE = 1 } avm_commit_mode;
 
+/* Causality. An execution remembers the versions its own writes made (`seen`,
+ * the last AVM_MGR_SEEN objects it wrote): they travel with it, and a machine it
+ * arrives on fetches again every copy older than what it has seen, so that an
+ * execution always reads its own writes and placements, wherever it goes. A
+ * forwarded write set's answer brings the versions it made. */
+#define AVM_MGR_SEEN 64
+
 /* Distribution: how the manager reaches other machines (the cluster layer above
  * implements it; every callback runs on the manager's thread). With it executions
  * roam (platform.roam): an execution runs on the machine its current frame is on,
@@ -118,7 +125,7 @@ typedef struct avm_mgr_cluster {
      * be lost. Deliver it with avm_mgr_arrive on `to`, or report
      * avm_mgr_ship_failed. */
     void (*ship)(void *arg, const char *id, uint64_t visit, avm_val to,
-                 const uint8_t *state, size_t len);
+                 const uint8_t *state, size_t len, const avm_read *seen, size_t nseen);
     /* Start fetching the record of oid for avm_mgr_fetched: 0 (fetching), or
      * AVM_ENOTFOUND when no machine can hold it (the instruction goes on and finds
      * no object), or another code with errmsg (the instruction fails with it).
@@ -216,7 +223,8 @@ int avm_mgr_park_all(avm_mgr *m);
  * AVM_ESTATE for a stale visit, AVM_EMALFORMED (errmsg) for a state that does not
  * decode. */
 int avm_mgr_arrive(avm_mgr *m, const char *id, uint64_t visit, const uint8_t *state,
-                   size_t len, char *errmsg, size_t errlen);
+                   size_t len, const avm_read *seen, size_t nseen, char *errmsg,
+                   size_t errlen);
 /* The state shipped for (id, visit) could not be delivered to machine: the owner
  * ends the execution with ErrMachineUnreachable; a visitor is dropped (its owner
  * notices the machine it was on is gone, or its visit is stale). */
@@ -232,12 +240,14 @@ void avm_mgr_fetched(avm_mgr *m, avm_val oid, const avm_objrec *rec, int rv,
                      avm_val machine, const char *errmsg);
 /* The outcome of a forwarded write set. */
 void avm_mgr_applied(avm_mgr *m, const char *id, uint64_t seq, int rv, bool committed,
-                     avm_val machine, const char *errmsg);
+                     const avm_read *versions, size_t nversions, avm_val machine,
+                     const char *errmsg);
 /* A write set forwarded here by another machine: validated and applied with this
  * machine's commits; done(arg, rv, committed, errmsg) runs once it is durable
  * (pipelined: after the round's commit, so call avm_mgr_round). */
 int avm_mgr_apply_remote(avm_mgr *m, const avm_writeset *ws,
                          void (*done)(void *arg, int rv, bool committed,
+                                      const avm_read *versions, size_t nversions,
                                       const char *errmsg),
                          void *arg);
 /* Runs fn(arg) once everything this machine has applied so far is durable: at

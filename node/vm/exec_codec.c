@@ -666,8 +666,9 @@ static int check_state(dec *d, avm_exec *x)
             return bad(d, AVM_EMALFORMED, "a behaviour frame runs a non-behaviour");
         if (f->kind == FR_PURE && fn->kind != AVM_FN_PURE)
             return bad(d, AVM_EMALFORMED, "a pure frame runs a non-pure function");
-        if (f->kind == FR_MAIN && fn->kind != AVM_FN_MAIN &&
-            !(fn->kind == AVM_FN_FUNC && fn->nparams == 0))
+        /* The entry frame runs the entry program or, after a tail call, any
+         * function. */
+        if (f->kind == FR_MAIN && fn->kind != AVM_FN_MAIN && fn->kind != AVM_FN_FUNC)
             return bad(d, AVM_EMALFORMED, "the entry frame does not run the entry");
         size_t top = i + 1 < x->frames.n ? x->frames.v[i + 1].base : x->sp;
         if ((size_t)f->base + fn->nlocals > top)
