@@ -25,6 +25,7 @@ typedef struct member {
     char ctrl[NAME_MAX_LEN + 1]; /* "" until known */
     bool reachable;
     uint64_t fed_ms; /* when the failure detector last heard of it */
+    uint64_t inc;    /* its incarnation (member_put) */
 } member;
 
 /* Where an object was last found (and when its copy came), or where its replica
@@ -84,6 +85,7 @@ struct avm_cluster {
     size_t nsubs;
     uint32_t copy_ttl_ms;
     uint32_t hb_ms, bound_ms;
+    uint64_t inc; /* this node's incarnation: when it started (ms since the epoch) */
     uint64_t last_sweep;
     fetch *fetches;
     modent *mods[256];
@@ -147,6 +149,11 @@ static avm_val ref(avm_val v)
     return v;
 }
 
+static avm_val u64v(uint64_t v)
+{
+    return avm_int((int64_t)v);
+}
+
 static bool is_str(avm_val v, avm_kind k)
 {
     return v.kind == k;
@@ -190,8 +197,13 @@ static bool valid_name(const char *s, size_t n)
     return true;
 }
 
-/* Adds or updates a member (its address, and its controller when known). */
-static int member_put(avm_cluster *c, const char *name, const char *url, const char *ctrl)
+/* Adds or updates a member (its address, and its controller when known). A member's
+ * incarnation is the time it started (wall clock, ms): what a member says of
+ * itself in a later incarnation wins over anything older, so a member that comes
+ * back on another address is not sent back to the old one by stale gossip.
+ * Addresses from the configuration have incarnation 0. */
+static int member_put(avm_cluster *c, const char *name, const char *url, const char *ctrl,
+                      uint64_t inc)
 {
     if (strcmp(name, c->self) == 0)
         return 0;
@@ -201,6 +213,8 @@ static int member_put(avm_cluster *c, const char *name, const char *url, const c
         return AVM_EINVAL;
     member *mb = member_find(c, name);
     char err[256];
+    if (mb != NULL && inc < mb->inc)
+        return 0; /* older news */
     if (mb == NULL) {
         if (c->nmembers == c->capmembers) {
             size_t cap = c->capmembers ? c->capmembers * 2 : 8;
@@ -219,6 +233,7 @@ static int member_put(avm_cluster *c, const char *name, const char *url, const c
         memset(mb, 0, sizeof(*mb));
         snprintf(mb->name, sizeof(mb->name), "%s", name);
         snprintf(mb->url, sizeof(mb->url), "%s", url);
+        mb->inc = inc;
         logf_(c, L_INFO, "cluster.member", "member", "%s at %s", name, url);
     } else if (strcmp(mb->url, url) != 0) {
         int rv = avm_link_add_peer(c->link, name, url, err, sizeof(err));
@@ -227,21 +242,23 @@ static int member_put(avm_cluster *c, const char *name, const char *url, const c
         snprintf(mb->url, sizeof(mb->url), "%s", url);
         logf_(c, L_INFO, "cluster.member", "member", "%s moved to %s", name, url);
     }
+    mb->inc = inc;
     if (ctrl != NULL && *ctrl && strcmp(mb->ctrl, ctrl) != 0)
         snprintf(mb->ctrl, sizeof(mb->ctrl), "%s", ctrl);
     return 0;
 }
 
-/* [[name, url, controller], ...] with this node first. */
+/* [[name, url, controller, incarnation], ...] with this node first. */
 static avm_val members_val(avm_cluster *c)
 {
     avm_val l;
     if (avm_list_new(c->nmembers + 1, &l) != 0)
         return avm_nil();
-    l.u.l->items[0] = lst(3, cstr(c->self), cstr(c->url), cstr(c->ctrl));
+    l.u.l->items[0] = lst(4, cstr(c->self), cstr(c->url), cstr(c->ctrl), u64v(c->inc));
     for (size_t i = 0; i < c->nmembers; i++) {
         member *mb = &c->members[i];
-        l.u.l->items[i + 1] = lst(3, cstr(mb->name), cstr(mb->url), cstr(mb->ctrl));
+        l.u.l->items[i + 1] =
+            lst(4, cstr(mb->name), cstr(mb->url), cstr(mb->ctrl), u64v(mb->inc));
     }
     avm_list_seal(l);
     return l;
@@ -253,12 +270,14 @@ static void members_merge(avm_cluster *c, avm_val l)
         return;
     for (size_t i = 0; i < avm_list_len(l); i++) {
         avm_val e = avm_list_at(l, i);
-        if (e.kind != AVM_LIST || avm_list_len(e) != 3)
+        if (e.kind != AVM_LIST || avm_list_len(e) != 4)
             continue;
-        avm_val n = avm_list_at(e, 0), u = avm_list_at(e, 1), k = avm_list_at(e, 2);
-        if (!is_str(n, AVM_STR) || !is_str(u, AVM_STR) || !is_str(k, AVM_STR))
+        avm_val n = avm_list_at(e, 0), u = avm_list_at(e, 1), k = avm_list_at(e, 2),
+                t = avm_list_at(e, 3);
+        if (!is_str(n, AVM_STR) || !is_str(u, AVM_STR) || !is_str(k, AVM_STR) ||
+            t.kind != AVM_INT)
             continue;
-        member_put(c, n.u.s->data, u.u.s->data, k.u.s->data);
+        member_put(c, n.u.s->data, u.u.s->data, k.u.s->data, (uint64_t)t.u.i);
     }
 }
 
@@ -320,10 +339,6 @@ static int mod_from(avm_cluster *c, avm_val v, avm_module **out, char *err, size
     return *out != NULL ? 0 : AVM_ENOMEM;
 }
 
-static avm_val u64v(uint64_t v)
-{
-    return avm_int((int64_t)v);
-}
 
 /* [oid, behaviour name, module, fn, machine, creating, current, state, version] */
 static avm_val rec_val(const avm_objrec *r)
@@ -1500,7 +1515,9 @@ void avm_cluster_op_join(avm_cluster *c, avm_ctl_req *req, avm_val body)
                             k.u.s->data);
         return;
     }
-    int rv = member_put(c, n.u.s->data, u.u.s->data, k.u.s->data);
+    avm_val t = avm_ctl_get(body, "incarnation");
+    int rv = member_put(c, n.u.s->data, u.u.s->data, k.u.s->data,
+                        t.kind == AVM_INT ? (uint64_t)t.u.i : 0);
     if (rv != 0) {
         avm_ctl_reply_error(req, rv,
                             "cluster.join: invalid member (name: letters, digits, - _ .; "
@@ -1530,6 +1547,7 @@ int avm_cluster_join(avm_cluster *c, const char *addr, char *errmsg, size_t errl
     avm_ctl_put_str(&b, "name", c->self);
     avm_ctl_put_str(&b, "url", c->url);
     avm_ctl_put_str(&b, "controller", c->ctrl);
+    avm_ctl_put_int(&b, "incarnation", (int64_t)c->inc);
     avm_val body, reply = avm_nil();
     rv = avm_ctl_body_finish(&b, &body);
     if (rv == 0) {
@@ -1740,6 +1758,10 @@ int avm_cluster_start(uv_loop_t *loop, const avm_cluster_config *cfg, avm_cluste
     c->request_ms = cfg->request_ms ? cfg->request_ms : 5000;
     c->visit_ms = cfg->visit_ms ? cfg->visit_ms : 10000;
     c->copy_ttl_ms = 10000;
+    uv_timeval64_t tv;
+    c->inc = uv_gettimeofday(&tv) == 0
+                 ? (uint64_t)tv.tv_sec * 1000 + (uint64_t)tv.tv_usec / 1000
+                 : uv_hrtime() / 1000000;
     c->hb_ms = cfg->heartbeat_ms ? cfg->heartbeat_ms : 100;
     c->bound_ms = cfg->fd_bound_ms ? cfg->fd_bound_ms : 1000;
     c->self_id = str(AVM_MACHID, c->self, strlen(c->self));
@@ -1784,7 +1806,7 @@ int avm_cluster_start(uv_loop_t *loop, const avm_cluster_config *cfg, avm_cluste
             return AVM_EINVAL;
         }
         snprintf(name, sizeof(name), "%.*s", (int)(eq - cfg->peers[i]), cfg->peers[i]);
-        rv = member_put(c, name, eq + 1, NULL);
+        rv = member_put(c, name, eq + 1, NULL, 0);
         if (rv != 0) {
             snprintf(errmsg, errlen, "peer \"%s\": expected NAME=tcp://HOST:PORT",
                      cfg->peers[i]);

@@ -58,7 +58,7 @@ up_count() {
 seen_up() {
   ctl "$1" cluster status --json 2>/dev/null |
     jq --arg f "$1" --arg m "$2" \
-      '.views[] | select(.[0] == $f) | .[1][] | select(.[0] == $m) | .[1]'
+      '.views[] | select(.[0] == $f) | .[1][] | select(.[0] == $m) | .[1]' 2>/dev/null
 }
 # until_eq DESC EXPECTED EXPR [TENTHS]: polls EXPR until it prints EXPECTED.
 until_eq() {
