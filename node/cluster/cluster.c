@@ -61,7 +61,9 @@ typedef struct fetch {
 
 typedef struct modent {
     avm_module *m;
-    struct modent *next;
+    avm_val bytes; /* its encoding */
+    uint32_t bhash;
+    struct modent *next, *pnext; /* by encoding, by module */
 } modent;
 
 struct avm_cluster {
@@ -89,6 +91,8 @@ struct avm_cluster {
     uint64_t last_sweep;
     fetch *fetches;
     modent *mods[256];
+    modent *mods_by_ptr[256];
+    size_t nmods;
     uint32_t request_ms, visit_ms;
     uint64_t placed; /* objects placed (spread) */
     bool stopped;
@@ -283,68 +287,101 @@ static void members_merge(avm_cluster *c, avm_val l)
 
 /* --- Modules and records on the wire -------------------------------------------- */
 
-static avm_module *mod_lookup(avm_cluster *c, const uint8_t *hash)
+/* Modules on the wire: each known module is kept with its encoding, found by the
+ * encoding (an arriving record or write set: no decoding and verifying again) and
+ * by the module (one to send: no encoding again). */
+static size_t mod_pbucket(const avm_module *m)
 {
-    for (modent *e = c->mods[hash[0]]; e != NULL; e = e->next)
-        if (memcmp(e->m->hash, hash, 32) == 0)
-            return e->m;
+    return ((uintptr_t)m >> 4) & 255;
+}
+
+static modent *mod_by_bytes(avm_cluster *c, const char *p, size_t n)
+{
+    uint32_t h = avm_hash_bytes(p, n);
+    for (modent *e = c->mods[h & 255]; e != NULL; e = e->next)
+        if (e->bhash == h && e->bytes.u.s->len == n &&
+            memcmp(e->bytes.u.s->data, p, n) == 0)
+            return e;
     return NULL;
 }
 
-static void mod_remember(avm_cluster *c, avm_module *m)
+static modent *mod_by_module(avm_cluster *c, const avm_module *m)
 {
-    if (mod_lookup(c, m->hash) != NULL)
-        return;
-    modent *e = malloc(sizeof(*e));
-    if (e == NULL)
-        return;
-    avm_module_retain(m);
-    e->m = m;
-    e->next = c->mods[m->hash[0]];
-    c->mods[m->hash[0]] = e;
+    for (modent *e = c->mods_by_ptr[mod_pbucket(m)]; e != NULL; e = e->pnext)
+        if (e->m == m)
+            return e;
+    return NULL;
 }
 
-static avm_val mod_val(avm_module *m)
+/* Keeps m with its encoding bytes (an AVM_STR; both referenced). Modules are
+ * programs: a node keeps every one it has seen (they are few, and the executions
+ * and objects it holds refer to them anyway). */
+static modent *mod_keep(avm_cluster *c, avm_module *m, avm_val bytes)
 {
+    modent *e = calloc(1, sizeof(*e));
+    if (e == NULL)
+        return NULL;
+    avm_module_retain(m);
+    avm_val_retain(bytes);
+    e->m = m;
+    e->bytes = bytes;
+    e->bhash = avm_hash_bytes(bytes.u.s->data, bytes.u.s->len);
+    e->next = c->mods[e->bhash & 255];
+    c->mods[e->bhash & 255] = e;
+    e->pnext = c->mods_by_ptr[mod_pbucket(m)];
+    c->mods_by_ptr[mod_pbucket(m)] = e;
+    c->nmods++;
+    return e;
+}
+
+static avm_val mod_val(avm_cluster *c, avm_module *m)
+{
+    modent *e = mod_by_module(c, m);
+    if (e != NULL)
+        return ref(e->bytes);
     avm_buf b;
     avm_buf_init(&b);
     avm_val v = avm_nil();
     if (avm_module_encode(m, &b) == 0 && !b.err)
         v = str(AVM_STR, b.data, b.len);
     avm_buf_free(&b);
+    if (v.kind != AVM_NIL)
+        mod_keep(c, m, v);
     return v;
 }
 
-/* A module from its encoding, verified (or the one already known by its hash).
- * Borrowed from the cache. */
+/* A module from its encoding, decoded and verified once (borrowed from the
+ * cache). */
 static int mod_from(avm_cluster *c, avm_val v, avm_module **out, char *err, size_t n)
 {
     if (v.kind != AVM_STR) {
         snprintf(err, n, "module: not bytes");
         return AVM_EMALFORMED;
     }
+    modent *e = mod_by_bytes(c, v.u.s->data, v.u.s->len);
+    if (e != NULL) {
+        *out = e->m;
+        return 0;
+    }
     avm_module *m;
     int rv = avm_module_decode((const uint8_t *)v.u.s->data, v.u.s->len, &m, err, n);
     if (rv != 0)
         return rv;
-    avm_module *known = mod_lookup(c, m->hash);
-    if (known != NULL) {
-        avm_module_release(m);
-        *out = known;
-        return 0;
-    }
-    mod_remember(c, m);
+    e = mod_keep(c, m, v);
     avm_module_release(m);
-    *out = mod_lookup(c, m->hash);
-    return *out != NULL ? 0 : AVM_ENOMEM;
+    if (e == NULL) {
+        snprintf(err, n, "out of memory");
+        return AVM_ENOMEM;
+    }
+    *out = e->m;
+    return 0;
 }
 
-
 /* [oid, behaviour name, module, fn, machine, creating, current, state, version] */
-static avm_val rec_val(const avm_objrec *r)
+static avm_val rec_val(avm_cluster *c, const avm_objrec *r)
 {
     return lst(9, ref(r->oid), ref(r->beh.name),
-               r->beh.mod != NULL ? mod_val(r->beh.mod) : avm_nil(), u64v(r->beh.fn),
+               r->beh.mod != NULL ? mod_val(c, r->beh.mod) : avm_nil(), u64v(r->beh.fn),
                ref(r->meta.machine), ref(r->meta.creating), ref(r->meta.current),
                ref(r->state), u64v(r->version));
 }
@@ -434,7 +471,7 @@ static avm_read *versions_from(avm_val l, size_t *n)
 }
 
 /* [reads, creates, transfers, moves, states, destroys, spec_order] */
-static avm_val ws_val(const avm_writeset *ws)
+static avm_val ws_val(avm_cluster *c, const avm_writeset *ws)
 {
     avm_val reads, creates, destroys;
     if (avm_list_new(ws->nreads, &reads) != 0)
@@ -449,7 +486,7 @@ static avm_val ws_val(const avm_writeset *ws)
     for (size_t i = 0; i < ws->ncreates; i++) {
         const avm_create *k = &ws->creates[i];
         creates.u.l->items[i] =
-            lst(7, ref(k->oid), ref(k->beh.name), mod_val(k->beh.mod), u64v(k->beh.fn),
+            lst(7, ref(k->oid), ref(k->beh.name), mod_val(c, k->beh.mod), u64v(k->beh.fn),
                 ref(k->meta.machine), ref(k->meta.creating), ref(k->meta.current));
     }
     avm_list_seal(creates);
@@ -982,7 +1019,7 @@ static void serve_now(void *arg)
     if (r == NULL) {
         avm_link_reply_error(s->req, AVM_ENOTFOUND, "object not here");
     } else {
-        avm_val v = rec_val(r);
+        avm_val v = rec_val(c, r);
         if (v.kind == AVM_NIL) {
             avm_link_reply_error(s->req, AVM_ENOMEM, "out of memory");
         } else {
@@ -1054,7 +1091,7 @@ static void h_changed(void *arg, avm_val oid)
         sub_drop(c, oid);
         return;
     }
-    avm_val msg = lst(2, cstr("obj.refresh"), rec_val(r));
+    avm_val msg = lst(2, cstr("obj.refresh"), rec_val(c, r));
     sub *s = c->nsubs > 0 ? *sub_slot(c, oid) : NULL;
     for (size_t i = 0; s != NULL && i < s->n; i++) {
         bool placed = AVM_KIND_HAS_STR(r->meta.machine.kind) &&
@@ -1195,7 +1232,7 @@ static int h_forward(void *arg, const char *id, uint64_t seq, const avm_writeset
         *unreachable = str(AVM_MACHID, home, strlen(home));
         return AVM_EUNREACHABLE;
     }
-    avm_val v = ws_val(ws);
+    avm_val v = ws_val(c, ws);
     if (v.kind == AVM_NIL)
         return AVM_ENOMEM;
     fwd *f = calloc(1, sizeof(*f));
@@ -1884,6 +1921,7 @@ void avm_cluster_free(avm_cluster *c)
         for (modent *e = c->mods[i], *nx; e != NULL; e = nx) {
             nx = e->next;
             avm_module_release(e->m);
+            avm_val_release(e->bytes);
             free(e);
         }
     }

@@ -88,6 +88,18 @@ typedef struct rcopy {
 } rcopy;
 
 /* Something to do once what was applied so far is durable (avm_mgr_when_durable). */
+/* A module decoded from an arriving execution, by its encoding. */
+typedef struct modent {
+    uint8_t *bytes;
+    size_t n;
+    uint32_t hash;
+    avm_module *m;
+    struct modent *next;
+} modent;
+
+#define MODCACHE_BUCKETS 64
+#define MODCACHE_MAX 256
+
 typedef struct after {
     void (*fn)(void *arg);
     void *arg;
@@ -160,7 +172,9 @@ struct avm_mgr {
     uint64_t visit_seed, fwd_next;
     char clerr[320]; /* the cluster's message for the failing store call */
     avm_val clmach;  /* the machine it could not reach, or nil */
-    avm_val *dirty;  /* records changed here whose replicas need refreshing */
+    modent *mods[MODCACHE_BUCKETS];
+    size_t nmods;
+    avm_val *dirty; /* records changed here whose replicas need refreshing */
     size_t ndirty, capdirty;
 };
 
@@ -518,6 +532,50 @@ static int x_resolve(void *data, avm_val name, avm_behavior *out)
 
 static int x_prepare(void *data, avm_val oid);
 
+static avm_module *x_module_lookup(void *data, const uint8_t *p, size_t n)
+{
+    avm_mgr *m = ((mx *)data)->m;
+    uint32_t h = avm_hash_bytes(p, n);
+    for (modent *e = m->mods[h % MODCACHE_BUCKETS]; e != NULL; e = e->next)
+        if (e->hash == h && e->n == n && memcmp(e->bytes, p, n) == 0)
+            return e->m;
+    return NULL;
+}
+
+static void modcache_clear(avm_mgr *m)
+{
+    for (size_t b = 0; b < MODCACHE_BUCKETS; b++) {
+        for (modent *e = m->mods[b], *nx; e != NULL; e = nx) {
+            nx = e->next;
+            avm_module_release(e->m);
+            free(e->bytes);
+            free(e);
+        }
+        m->mods[b] = NULL;
+    }
+    m->nmods = 0;
+}
+
+static void x_module_keep(void *data, const uint8_t *p, size_t n, avm_module *mod)
+{
+    avm_mgr *m = ((mx *)data)->m;
+    if (m->nmods >= MODCACHE_MAX)
+        modcache_clear(m); /* a bound, not a policy: the working set comes back */
+    modent *e = malloc(sizeof(*e));
+    uint8_t *b = malloc(n ? n : 1);
+    if (e == NULL || b == NULL) {
+        free(e);
+        free(b);
+        return;
+    }
+    memcpy(b, p, n);
+    avm_module_retain(mod);
+    *e = (modent){b, n, avm_hash_bytes(p, n), mod, NULL};
+    e->next = m->mods[e->hash % MODCACHE_BUCKETS];
+    m->mods[e->hash % MODCACHE_BUCKETS] = e;
+    m->nmods++;
+}
+
 static int x_freeze(void *data, avm_val oid);
 
 static avm_val x_place(void *data)
@@ -548,6 +606,8 @@ static mx *mx_new(avm_mgr *m, const char *id, const char *name)
         e->plat.roam = true;
         e->plat.place = m->cl->place != NULL ? x_place : NULL;
         e->plat.freeze = x_freeze;
+        e->plat.module_lookup = x_module_lookup;
+        e->plat.module_keep = x_module_keep;
     }
     return e;
 }
@@ -1506,6 +1566,7 @@ void avm_mgr_close(avm_mgr *m)
         avm_val_release(m->dirty[i]);
     free(m->dirty);
     avm_val_release(m->clmach);
+    modcache_clear(m);
     free(m->moving);
     free(m->fwait);
     free(m->all);

@@ -356,11 +356,22 @@ static int decode_body(dec *d, avm_exec *x)
         uint32_t len;
         TRY(d, avm_mp_get_bin(&d->r, &p, &len), "module bytes");
         char merr[256] = "";
-        rv = avm_module_decode(p, len, &d->mods[i], merr, sizeof(merr));
-        if (rv != 0) {
-            if (d->errmsg)
-                snprintf(d->errmsg, d->errlen, "execution state: module %u: %s", i, merr);
-            return rv;
+        const avm_platform *pl = x->plat;
+        avm_module *known =
+            pl->module_lookup != NULL ? pl->module_lookup(pl->data, p, len) : NULL;
+        if (known != NULL) {
+            avm_module_retain(known);
+            d->mods[i] = known;
+        } else {
+            rv = avm_module_decode(p, len, &d->mods[i], merr, sizeof(merr));
+            if (rv != 0) {
+                if (d->errmsg)
+                    snprintf(d->errmsg, d->errlen, "execution state: module %u: %s", i,
+                             merr);
+                return rv;
+            }
+            if (pl->module_keep != NULL)
+                pl->module_keep(pl->data, p, len, d->mods[i]);
         }
         d->nmods = i + 1;
     }

@@ -186,6 +186,12 @@ typedef struct avm_platform {
      * controller). 0 when done, 1 while it waits (the execution blocks with
      * AVM_WAIT_FETCH and the instruction runs again), or a negated AVM_E* code. */
     int (*freeze)(void *data, avm_val oid);
+    /* Optional: modules already decoded and verified, by their encoding, so that
+     * executions arriving again and again (a cluster) do not decode the same code
+     * each time. lookup returns a borrowed module or NULL; keep offers one (the
+     * cache takes its own reference, or none). */
+    avm_module *(*module_lookup)(void *data, const uint8_t *p, size_t n);
+    void (*module_keep)(void *data, const uint8_t *p, size_t n, avm_module *m);
 } avm_platform;
 
 #endif
