@@ -986,7 +986,7 @@ int remote__cluster(const char *node, int argc, char **argv)
     printf("%-16s %-32s %-12s\n", "MEMBER", "ADDRESS", "CONTROLLER");
     for (size_t i = 0; ms.kind == AVM_LIST && i < avm_list_len(ms); i++) {
         avm_val m = avm_list_at(ms, i);
-        if (m.kind != AVM_LIST || avm_list_len(m) != 3)
+        if (m.kind != AVM_LIST || avm_list_len(m) < 3)
             continue;
         printf("%-16s %-32s %-12s\n", avm_list_at(m, 0).u.s->data,
                avm_list_at(m, 1).u.s->data, avm_list_at(m, 2).u.s->data);

@@ -151,7 +151,7 @@ static void reply_body(avm_ctl_req *req, avm_ctl_body *b)
 
 static void put_info(avm_ctl_body *b, const avm_mgr_info *i)
 {
-    static const char *const waits[] = {NULL, "message", "commit"};
+    static const char *const waits[] = {NULL, "message", "commit", "fetch"};
     avm_ctl_put_str(b, "id", i->id);
     avm_ctl_put_str(b, "name", i->name);
     avm_ctl_put_str(b, "status", avm_xstate_name(i->state));
@@ -168,6 +168,8 @@ static void put_info(avm_ctl_body *b, const avm_mgr_info *i)
     avm_ctl_put_int(b, "steps", (int64_t)i->steps);
     avm_ctl_put_int(b, "events", (int64_t)i->events);
     avm_ctl_put_int(b, "lamport", (int64_t)i->lamport);
+    avm_val_retain(i->away);
+    avm_ctl_put(b, "away", i->away);
     if (!i->in_tx) {
         avm_ctl_put(b, "tx", avm_nil());
         return;

@@ -89,7 +89,10 @@ check "n3 knows n2 through the member list (gossip)" \
 check "each member's controller is known" \
   "$(ctl n1 cluster status --json | jq -c '[.members[] | .[2]] | sort')" '["cn1","cn2","cn3"]'
 out=$(ctl n1 cluster status)
-case "$out" in *"n2=up"*"n3=up"*) ok "cluster status as text" ;; *) bad "cluster status as text: $out" ;; esac
+rows=$(echo "$out" | grep -c '^n[123]  *tcp://127.0.0.1:[0-9]*  *cn[123]')
+check "cluster status lists the three members as text" "$rows" 3
+case "$out" in *"n2=up"*"n3=up"*) ok "cluster status shows reachability as text" ;;
+  *) bad "cluster status as text: $out" ;; esac
 "$AVMCTL" cluster status --node "ipc://$dir/n1.sock" --json >/dev/null 2>&1
 check "cluster status exits 0" "$?" 0
 msg=$("$AVMCTL" status --node "ipc://$dir/n1.sock" >/dev/null 2>&1; \
@@ -271,6 +274,15 @@ until_eq "n1 sees the restarted n3 up" true "seen_up n1 n3" 50
 until_eq "its counter kept its state across the crash (2 + 2)" 4 "ctl n2 run $dir/c3.avm 2>&1"
 check "n3 answers for executions it ran before the crash" \
   "$(ctl n3 exec show "$id" --json | jq -r .outcome)" done
+
+# --- A clean stop ---------------------------------------------------------------------------
+for n in n1 n2 n3; do
+  p=$(pid_of $n)
+  kill -TERM "$p"
+  wait "$p"
+  check "$n stops cleanly on SIGTERM" "$?" 0
+  eval "pid_$n="
+done
 
 # --- The logs ------------------------------------------------------------------------------
 for n in n1 n2 n3; do
