@@ -734,6 +734,22 @@ static bool forwarded(node_daemon *d, avm_ctl_req *req, const char *op, avm_val 
             return true;
         }
         snprintf(target, sizeof(target), "%s", on.u.s->data);
+    } else if (strcmp(op, "send") == 0 || strcmp(op, "obj.show") == 0) {
+        /* To the node that holds the object, found by the machine its id names. */
+        avm_val to = avm_ctl_get(body, op[0] == 's' ? "to" : "id");
+        if (!AVM_KIND_HAS_STR(to.kind) || d->cl == NULL)
+            return false;
+        avm_val oid;
+        if (avm_cstr(AVM_OBJID, to.u.s->data, &oid) != 0)
+            return false;
+        bool here = avm_mgr_record(d->m, oid) != NULL;
+        avm_val_release(oid);
+        const char *sl = strrchr(to.u.s->data, '/');
+        if (here || sl == NULL || (size_t)(sl - to.u.s->data) >= sizeof(target))
+            return false;
+        snprintf(target, sizeof(target), "%.*s", (int)(sl - to.u.s->data), to.u.s->data);
+        if (!avm_cluster_is_member(d->cl, target))
+            return false; /* answered here: no such object */
     } else if (strncmp(op, "exec.", 5) == 0 && strcmp(op, "exec.ls") != 0) {
         avm_val id = avm_ctl_get(body, "id");
         if (id.kind != AVM_STR)

@@ -154,6 +154,19 @@ case "$t1" in *"ExecutionMoved"*) ok "its trace shows ExecutionMoved" ;;
   *) bad "trace without ExecutionMoved: $t1" ;; esac
 check "exec ls on n3 lists it" "$(ctl n3 exec ls --json | jq -r --arg i "$id" '.executions[] | select(.id == $i) | .outcome')" done
 
+# --- Messages to an object of another member ---------------------------------------------
+printf '(behavior box (list (receive)))\n(main (let ((b (createObj "box"))) (call b 0)))\n' \
+  >"$dir/recv.avm"
+rid=$(ctl n1 run "$dir/recv.avm" --on n2 --detach 2>&1)
+until_eq "a receiver on n2 waits for a message (seen from n3)" message \
+  "ctl n3 exec show $rid --json | jq -r .waiting"
+box=$(ctl n3 exec show "$rid" --json | jq -r .blocked_on.object)
+ctl n1 send "$box" '"hello"' >/dev/null 2>&1
+check "avmctl send through n1 reaches the object on n2" "$?" 0
+until_eq "the receiver got it" '"hello"' "ctl n3 exec result $rid 2>&1"
+check "obj show through n3 shows n2's object" \
+  "$(ctl n3 obj show "$box" --json | jq -r .machine.machine)" n2
+
 # --- teleport --------------------------------------------------------------------------
 cat >"$dir/tp.avm" <<'AVM'
 (main
