@@ -209,6 +209,51 @@ TEST(nested_transactions_and_pure_calls_resume)
     avm_module_release(m);
 }
 
+/* An entry function that tail-calls another (its frame then runs that function)
+ * resumes from bytes at every stop; so does a run that fails inside a call inside a
+ * transaction (its failed state, which a node checkpoints, decodes). */
+static const char *tail_src = "(behavior boom (do (beginTx) (head 5)))\n"
+                              "(defun spin (i n) (if (< i n) (spin (+ i 1) n) i))\n"
+                              "(defun counted () (spin 0 30))\n"
+                              "(defun fails () (let ((b (createObj \"boom\" "
+                              "#ctl\"main\")) (t (beginTx))) (call b 1)))\n"
+                              "(main 0)\n";
+
+TEST(tail_called_entry_and_failed_states_decode)
+{
+    avm_module *m = compile_str(tail_src);
+    REQUIRE(m != NULL);
+    int fn = avm_module_find(m, "counted", AVM_FN_FUNC);
+    REQUIRE(fn >= 0);
+    CHECK(roundtrip_run(m, fn, AVM_MODE_DEFAULT, 1) > 20);
+    fn = avm_module_find(m, "fails", AVM_FN_FUNC);
+    REQUIRE(fn >= 0);
+    avm_embedded e;
+    avm_embedded_init(&e, "node1", "main");
+    avm_exec *x;
+    REQUIRE(start(&e, m, fn, AVM_MODE_DEFAULT, &x) == 0);
+    CHECK(avm_exec_run(x, 0) == AVM_RUN_FAILED);
+    avm_buf b;
+    avm_buf_init(&b);
+    CHECK(avm_exec_encode(x, &b) == 0);
+    avm_exec *y = NULL;
+    char err[256] = "";
+    int rv =
+        avm_exec_decode((const uint8_t *)b.data, b.len, &e.plat, &y, err, sizeof(err));
+    if (rv != 0)
+        fprintf(stderr, "failed state does not decode: %s\n", err);
+    CHECK(rv == 0);
+    if (y != NULL) {
+        CHECK(avm_exec_status(y) == AVM_RUN_FAILED);
+        CHECK(avm_exec_error(y)->code == avm_exec_error(x)->code);
+        avm_exec_free(y);
+    }
+    avm_buf_free(&b);
+    avm_exec_free(x);
+    avm_embedded_close(&e);
+    avm_module_release(m);
+}
+
 /* Every truncation and many single-byte corruptions of a valid mid-run state are
  * either refused with an error, or decode to a state that runs to an end without
  * memory errors (the sanitizer build checks that). */
@@ -454,7 +499,8 @@ TEST(value_depth_is_bounded)
     avm_module_release(m);
 }
 
-TEST_MAIN(T(value_depth_is_bounded), T(checkpoint_at_commit_resumes_exactly_once),
+TEST_MAIN(T(tail_called_entry_and_failed_states_decode), T(value_depth_is_bounded),
+          T(checkpoint_at_commit_resumes_exactly_once),
           T(ping_pong_resumes_at_every_stop), T(battleship_resumes_mid_transaction),
           T(nested_transactions_and_pure_calls_resume),
           T(damaged_states_are_refused_or_safe), T(wrong_version_is_refused_by_name))
