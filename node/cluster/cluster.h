@@ -13,8 +13,10 @@
  *                location cache, then the machine its id names (ids are prefixed by
  *                the machine that made them), then by asking every reachable member;
  *                a node that does not hold it answers "not here", which drops the
- *                cached location (a redirect);
- *   executions   roam (manager.h): states travel as "exec.visit" requests;
+ *                cached location (a redirect). Whoever serves a record pushes its
+ *                later changes to those it served (subscribers) and to the machine
+ *                it is placed on (its replica);
+ *   executions   roam (manager.h): states travel as one-way "exec.visit" messages;
  *   control      requests for another node's executions or programs are forwarded
  *                to it ("ctl" requests), so that any node answers for all.
  *
