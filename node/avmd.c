@@ -722,7 +722,8 @@ static void op_send(node_daemon *d, avm_ctl_req *req, avm_val body)
 
 /* Requests for another machine go there: run --on MACHINE, and the executions
  * another machine owns (their ids name it). true when req was answered here. */
-static bool forwarded(node_daemon *d, avm_ctl_req *req, const char *op, avm_val body)
+static bool forwarded(node_daemon *d, avm_ctl_req *req, const char *op, avm_val body,
+                      unsigned hops)
 {
     char target[64] = "";
     if (strcmp(op, "run") == 0) {
@@ -735,21 +736,32 @@ static bool forwarded(node_daemon *d, avm_ctl_req *req, const char *op, avm_val 
         }
         snprintf(target, sizeof(target), "%s", on.u.s->data);
     } else if (strcmp(op, "send") == 0 || strcmp(op, "obj.show") == 0) {
-        /* To the node that holds the object, found by the machine its id names. */
+        /* obj.show: to the node that holds the object, found by the machine its id
+         * names. send: to the object's machine, where its receive runs, when this
+         * node holds its record; else as obj.show. */
         avm_val to = avm_ctl_get(body, op[0] == 's' ? "to" : "id");
         if (!AVM_KIND_HAS_STR(to.kind) || d->cl == NULL)
             return false;
         avm_val oid;
         if (avm_cstr(AVM_OBJID, to.u.s->data, &oid) != 0)
             return false;
-        bool here = avm_mgr_record(d->m, oid) != NULL;
+        const avm_objrec *r = avm_mgr_record(d->m, oid);
+        bool mailbox_here = op[0] == 's' && avm_mgr_placed_here(d->m, oid);
+        if (op[0] == 's' && r != NULL && !mailbox_here &&
+            AVM_KIND_HAS_STR(r->meta.machine.kind) &&
+            r->meta.machine.u.s->len < sizeof(target))
+            snprintf(target, sizeof(target), "%s", r->meta.machine.u.s->data);
         avm_val_release(oid);
         const char *sl = strrchr(to.u.s->data, '/');
-        if (here || sl == NULL || (size_t)(sl - to.u.s->data) >= sizeof(target))
-            return false;
-        snprintf(target, sizeof(target), "%.*s", (int)(sl - to.u.s->data), to.u.s->data);
+        if (target[0] == '\0') {
+            if (r != NULL || mailbox_here || sl == NULL ||
+                (size_t)(sl - to.u.s->data) >= sizeof(target))
+                return false;
+            snprintf(target, sizeof(target), "%.*s", (int)(sl - to.u.s->data),
+                     to.u.s->data);
+        }
         if (!avm_cluster_is_member(d->cl, target))
-            return false; /* answered here: no such object */
+            return false; /* answered here */
     } else if (strncmp(op, "exec.", 5) == 0 && strcmp(op, "exec.ls") != 0) {
         avm_val id = avm_ctl_get(body, "id");
         if (id.kind != AVM_STR)
@@ -771,13 +783,32 @@ static bool forwarded(node_daemon *d, avm_ctl_req *req, const char *op, avm_val 
     }
     log_kv(d, L_DEBUG, "control.forward", "op", op, "to", target, NULL);
     /* There, "on" names that machine itself: it runs the program. */
-    avm_cluster_forward(d->cl, req, target, op, body);
+    avm_cluster_forward(d->cl, req, hops, target, op, body);
     return true;
 }
 
+static void dispatch(node_daemon *d, avm_ctl_req *req, const char *op, avm_val body,
+                     unsigned hops);
+
 static void handle(void *arg, avm_ctl_req *req, const char *op, avm_val body)
 {
-    node_daemon *d = arg;
+    dispatch(arg, req, op, body, 0);
+}
+
+/* A request another member forwarded here (hops times). */
+static void handle_forwarded(void *arg, avm_ctl_req *req, const char *op, avm_val body,
+                             unsigned hops)
+{
+    dispatch(arg, req, op, body, hops);
+}
+
+/* Requests are forwarded at most twice (to the node an id names, then to an object's
+ * machine), so that members with different views cannot pass one around. */
+#define MAX_HOPS 2
+
+static void dispatch(node_daemon *d, avm_ctl_req *req, const char *op, avm_val body,
+                     unsigned hops)
+{
     log_kv(d, L_DEBUG, "control.request", "op", op, NULL);
     avm_val empty = avm_nil();
     if (body.kind == AVM_NIL && avm_list_new(0, &empty) == 0)
@@ -786,7 +817,7 @@ static void handle(void *arg, avm_ctl_req *req, const char *op, avm_val body)
         avm_ctl_reply_error(req, AVM_ESTATE, "node is shutting down");
         return;
     }
-    if (forwarded(d, req, op, body)) {
+    if (hops < MAX_HOPS && forwarded(d, req, op, body, hops)) {
         /* answered by the node it names */
     } else if (strcmp(op, "status") == 0) {
         op_status(d, req);
@@ -1172,7 +1203,7 @@ int main(int argc, char **argv)
                                  .request_ms = c->request_ms,
                                  .spread = c->spread,
                                  .kick = cluster_kick,
-                                 .control = handle,
+                                 .control = handle_forwarded,
                                  .log = cluster_log,
                                  .arg = &d};
         rv = avm_cluster_start(d.loop, &cc, &d.cl, err, sizeof(err));

@@ -1376,9 +1376,10 @@ static void ctl_answer(void *arg, int code, avm_val body, const char *errmsg)
 
 static void on_ctl(avm_cluster *c, avm_link_req *req, avm_val body)
 {
-    if (body.kind != AVM_LIST || avm_list_len(body) != 2 ||
-        avm_list_at(body, 0).kind != AVM_STR || avm_list_at(body, 0).u.s->len > 63) {
-        avm_link_reply_error(req, AVM_EINVAL, "ctl: expected [op, body]");
+    if (body.kind != AVM_LIST || avm_list_len(body) != 3 ||
+        avm_list_at(body, 0).kind != AVM_STR || avm_list_at(body, 0).u.s->len > 63 ||
+        avm_list_at(body, 2).kind != AVM_INT || avm_list_at(body, 2).u.i < 1) {
+        avm_link_reply_error(req, AVM_EINVAL, "ctl: expected [op, body, hops]");
         return;
     }
     avm_ctl_req *lr = avm_ctl_req_local(ctl_answer, req);
@@ -1387,7 +1388,8 @@ static void on_ctl(avm_cluster *c, avm_link_req *req, avm_val body)
         avm_link_reply_error(req, AVM_ENOMEM, "out of memory");
         return;
     }
-    c->cfg.control(c->cfg.arg, lr, avm_list_at(body, 0).u.s->data, avm_list_at(body, 1));
+    c->cfg.control(c->cfg.arg, lr, avm_list_at(body, 0).u.s->data, avm_list_at(body, 1),
+                   (unsigned)avm_list_at(body, 2).u.i);
 }
 
 static void ctl_reply(void *arg, int rv, avm_val reply, const char *errmsg)
@@ -1399,8 +1401,8 @@ static void ctl_reply(void *arg, int rv, avm_val reply, const char *errmsg)
         avm_ctl_reply(req, reply);
 }
 
-bool avm_cluster_forward(avm_cluster *c, avm_ctl_req *req, const char *machine,
-                         const char *op, avm_val body)
+bool avm_cluster_forward(avm_cluster *c, avm_ctl_req *req, unsigned hops,
+                         const char *machine, const char *op, avm_val body)
 {
     member *mb = member_find(c, machine);
     if (mb == NULL)
@@ -1410,7 +1412,7 @@ bool avm_cluster_forward(avm_cluster *c, avm_ctl_req *req, const char *machine,
                             c->self);
         return true;
     }
-    avm_val b = lst(2, cstr(op), ref(body));
+    avm_val b = lst(3, cstr(op), ref(body), avm_int((int64_t)hops + 1));
     char err[256];
     int rv = avm_link_request(c->link, machine, "ctl", b, c->visit_ms, ctl_reply, req,
                               err, sizeof(err));

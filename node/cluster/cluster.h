@@ -54,7 +54,9 @@ typedef struct avm_cluster_config {
     /* Up-calls to the daemon. */
     void (*kick)(void *arg); /* the manager has work: run rounds */
     /* A control request forwarded from another node: answer it through req. */
-    void (*control)(void *arg, avm_ctl_req *req, const char *op, avm_val body);
+    /* hops: how many members forwarded it so far (1 or more). */
+    void (*control)(void *arg, avm_ctl_req *req, const char *op, avm_val body,
+                    unsigned hops);
     /* Logs: event and NULL-terminated key/value pairs. */
     void (*log)(void *arg, int level, const char *event, const char *k, const char *v);
     void *arg;
@@ -82,8 +84,9 @@ void avm_cluster_op_join(avm_cluster *c, avm_ctl_req *req, avm_val body);
 void avm_cluster_op_status(avm_cluster *c, avm_ctl_req *req);
 /* Sends a control request to machine's node and answers req with its answer.
  * false when machine is not a member (req is not answered). */
-bool avm_cluster_forward(avm_cluster *c, avm_ctl_req *req, const char *machine,
-                         const char *op, avm_val body);
+/* hops: how many times req was forwarded to reach this node (0: from a client). */
+bool avm_cluster_forward(avm_cluster *c, avm_ctl_req *req, unsigned hops,
+                         const char *machine, const char *op, avm_val body);
 
 bool avm_cluster_is_member(const avm_cluster *c, const char *machine);
 bool avm_cluster_reachable(const avm_cluster *c, const char *machine);

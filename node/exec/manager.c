@@ -1317,7 +1317,7 @@ int avm_mgr_send(avm_mgr *m, avm_val oid, avm_val sender, avm_val value, uint64_
             avm_kind_name(oid.kind));
         return AVM_EINVAL;
     }
-    if (m->base->ops->get(m->base, NULL, oid) == NULL) {
+    if (m->base->ops->get(m->base, NULL, oid) == NULL && !avm_mgr_placed_here(m, oid)) {
         avm_buf b;
         avm_buf_init(&b);
         avm_val_print(&b, oid);
@@ -2334,6 +2334,16 @@ int avm_mgr_apply_remote(avm_mgr *m, const avm_writeset *ws,
     if (rv != 0)
         free(ra);
     return rv;
+}
+
+bool avm_mgr_placed_here(avm_mgr *m, avm_val oid)
+{
+    const avm_objrec *r = m->base->ops->get(m->base, NULL, oid);
+    if (r == NULL) {
+        rcopy *c = m->copies != NULL ? copy_find(m, oid) : NULL;
+        r = c != NULL && c->replica && !c->none ? &c->r : NULL;
+    }
+    return r != NULL && avm_val_eq(r->meta.machine, m->node->plat.node);
 }
 
 const avm_objrec *avm_mgr_record(avm_mgr *m, avm_val oid)

@@ -258,6 +258,9 @@ int avm_mgr_when_durable(avm_mgr *m, void (*fn)(void *arg), void *arg);
 /* The record of oid this machine holds (borrowed until the next call on m), or
  * NULL. */
 const avm_objrec *avm_mgr_record(avm_mgr *m, avm_val oid);
+/* Whether oid runs here: this machine holds its record and it is placed here, or
+ * holds a replica of it placed here. Its mailbox is then here. */
+bool avm_mgr_placed_here(avm_mgr *m, avm_val oid);
 /* Drops the copy of oid fetched from another machine (replica included). */
 void avm_mgr_forget(avm_mgr *m, avm_val oid);
 

@@ -167,6 +167,21 @@ until_eq "the receiver got it" '"hello"' "ctl n3 exec result $rid 2>&1"
 check "obj show through n3 shows n2's object" \
   "$(ctl n3 obj show "$box" --json | jq -r .machine.machine)" n2
 
+# A receiver on an object moved to n2 (its record stays on n1): a message sent through
+# n3 goes to n1 (the machine the id names), then to n2 (where its receive runs).
+printf '%s\n%s\n' '(behavior box (list (receive)))' \
+  '(main (let ((tx (beginTx)) (b (createObj "box"))) (commitTx tx) (moveObject b (machine "n2")) (list (call b 0) (getMachine b))))' \
+  >"$dir/mrecv.avm"
+mid=$(ctl n1 run "$dir/mrecv.avm" --detach 2>&1)
+until_eq "the receiver on the moved object is away on n2" n2 \
+  "ctl n1 exec show $mid --json | jq -r .away.machine"
+mbox=$(ctl n1 exec trace "$mid" | grep -o 'ObjectCreated #obj"[^"]*"' | head -1 |
+  sed 's/.*#obj"\(.*\)"/\1/')
+ctl n3 send "$mbox" '"moved-hello"' >/dev/null 2>&1
+check "a message through n3 to the moved object is accepted" "$?" 0
+until_eq "it reaches the receiver on n2" '("moved-hello" #mach"n2")' \
+  "ctl n2 exec result $mid 2>&1"
+
 # --- teleport --------------------------------------------------------------------------
 cat >"$dir/tp.avm" <<'AVM'
 (main
