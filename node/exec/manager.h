@@ -115,9 +115,11 @@ typedef enum { AVM_COMMIT_PIPELINED = 0, AVM_COMMIT_DURABLE = 1 } avm_commit_mod
  * Objects live on the machine of their controller (the controller's host) or,
  * without a controller, on the machine that created them. An instruction that
  * touches an object this machine does not hold waits while `fetch` brings a
- * copy (fresh for the round after it arrives; a replica, kept, for `fetch`ed
- * objects), and effects and commits on such objects are forwarded to their
- * machine (`forward`), the instruction waiting for the outcome. */
+ * copy, which stays valid until the cluster refreshes it (the holder pushes
+ * changes to those it served, `avm_mgr_fetched`) or drops it (`avm_mgr_forget`),
+ * or a write set this machine forwarded makes it stale; "no such object" holds for
+ * one round. Effects and commits on such objects are forwarded to their machine
+ * (`forward`), the instruction waiting for the outcome. */
 typedef struct avm_mgr_cluster {
     /* Execution id leaves for machine `to` with its state (avm_exec_encode): a
      * call, a return, a teleport, or a visitor that ended and goes home. Called
