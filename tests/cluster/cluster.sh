@@ -8,9 +8,9 @@
 # member: reachability flips within the bound and recovers, calls fail cleanly with
 # ErrMachineUnreachable and later succeed, and a counter driven through pauses
 # counts every call exactly once.
-# Usage: cluster.sh AVMD AVMCTL SOURCE_DIR [pipelined|durable]
+# Usage: cluster.sh AVMD AVMCTL SOURCE_DIR [pipelined|durable [LINK_PROBE]]
 set -u
-AVMD=$1 AVMCTL=$2 SRC=$3 COMMIT=${4:-pipelined}
+AVMD=$1 AVMCTL=$2 SRC=$3 COMMIT=${4:-pipelined} PROBE=${5:-}
 dir=$(mktemp -d "${TMPDIR:-/tmp}/avm-cluster-XXXXXX") || exit 2
 pid_n1= pid_n2= pid_n3=
 cleanup() {
@@ -302,6 +302,17 @@ until_eq "n1 sees the restarted n3 up" true "seen_up n1 n3" 50
 until_eq "its counter kept its state across the crash (2 + 2)" 4 "ctl n2 run $dir/c3.avm 2>&1"
 check "n3 answers for executions it ran before the crash" \
   "$(ctl n3 exec show "$id" --json | jq -r .outcome)" done
+
+# --- Bad node-to-node requests and messages ------------------------------------------------
+if [ -n "$PROBE" ]; then
+  out=$("$PROBE" "ipc://$dir/n1.sock" 2>&1)
+  code=$?
+  echo "$out" | sed 's/^/  probe: /'
+  check "link_probe: every bad request and message is refused or dropped, n1 still answers" \
+    "$code" 0
+  check "n1 logged the refused execution" \
+    "$(grep -c '"event":"exec.arrive"' "$dir/n1.log" | awk '{print ($1 > 0)}')" 1
+fi
 
 # --- A clean stop ---------------------------------------------------------------------------
 for n in n1 n2 n3; do
