@@ -270,12 +270,28 @@ int main(int argc, char **argv)
           "a garbage execution state comes back refused, naming the execution",
           refused_why);
 
-    /* The node still answers, and still lists its members as it should. */
-    reply = avm_nil();
-    avm_ctl_body_init(&b);
-    avm_ctl_body_finish(&b, &body);
-    rv = avm_ctl_call(cl, "cluster.status", body, 5000, &reply, err, sizeof(err));
-    avm_val_release(body);
+    /* The node still answers, and still lists its members as it should. A control
+     * connection idle this long may have been dropped by the node (its ipc
+     * listener may be renewed: transport/control.c, "ipc listeners"): ask on a new
+     * one, as avmctl does
+     * for a read-only request. */
+    avm_ctl_client_close(cl);
+    rv = AVM_EIO;
+    for (int attempt = 0; attempt < 2 && rv == AVM_EIO; attempt++) {
+        reply = avm_nil();
+        if (avm_ctl_client_open(argv[1], &cl, err, sizeof(err)) != 0) {
+            cl = NULL;
+            break;
+        }
+        avm_ctl_body_init(&b);
+        avm_ctl_body_finish(&b, &body);
+        rv = avm_ctl_call(cl, "cluster.status", body, 5000, &reply, err, sizeof(err));
+        avm_val_release(body);
+        if (rv == AVM_EIO) {
+            avm_ctl_client_close(cl);
+            cl = NULL;
+        }
+    }
     check(rv == 0, "the node answers cluster.status afterwards", rv ? err : NULL);
     avm_val mem = avm_ctl_get(reply, "members");
     bool slash = false;
@@ -283,7 +299,8 @@ int main(int argc, char **argv)
         slash |= strcmp(avm_list_at(avm_list_at(mem, i), 0).u.s->data, "no/slash") == 0;
     check(!slash, "an invalid gossiped member is not taken", NULL);
     avm_val_release(reply);
-    avm_ctl_client_close(cl);
+    if (cl != NULL)
+        avm_ctl_client_close(cl);
     avm_link_stop(lk);
     uv_run(loop, UV_RUN_DEFAULT);
     uv_loop_close(loop);
