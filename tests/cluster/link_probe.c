@@ -273,8 +273,7 @@ int main(int argc, char **argv)
     /* The node still answers, and still lists its members as it should. A control
      * connection idle this long may have been dropped by the node (its ipc
      * listener may be renewed: transport/control.c, "ipc listeners"): ask on a new
-     * one, as avmctl does
-     * for a read-only request. */
+     * one, as avmctl does for a read-only request. */
     avm_ctl_client_close(cl);
     rv = AVM_EIO;
     for (int attempt = 0; attempt < 2 && rv == AVM_EIO; attempt++) {
