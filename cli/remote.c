@@ -914,9 +914,10 @@ int remote__send(const char *node, int argc, char **argv)
     return code;
 }
 
-/* A command that sends op with an empty body and prints the reply. */
+/* A command that sends op with an empty body and prints the reply (as text with
+ * print_text when given, unless --json). */
 static int simple(const char *node, const char *name, const char *op, int argc,
-                  char **argv)
+                  char **argv, void (*print_text)(avm_val reply))
 {
     ropts o;
     if (parse_opts(name, 0, 0, argc, argv, &o) != 0 || need_node(node, name) != 0)
@@ -932,7 +933,10 @@ static int simple(const char *node, const char *name, const char *op, int argc,
     if (code == 0)
         code = call(&r, op, body, r.timeout_ms, &reply);
     if (code == 0) {
-        print_body(&r, reply);
+        if (print_text != NULL && !r.json)
+            print_text(reply);
+        else
+            print_body(&r, reply);
         avm_val_release(reply);
     }
     remote_close(&r);
@@ -941,15 +945,57 @@ static int simple(const char *node, const char *name, const char *op, int argc,
 
 int remote__status(const char *node, int argc, char **argv)
 {
-    return simple(node, "status", "status", argc, argv);
+    return simple(node, "status", "status", argc, argv, NULL);
 }
 
 int remote__txs(const char *node, int argc, char **argv)
 {
-    return simple(node, "txs", "txs", argc, argv);
+    return simple(node, "txs", "txs", argc, argv, NULL);
 }
 
 /* --- cluster ------------------------------------------------------------ */
+
+static const char *cstr_or(avm_val v, const char *dflt)
+{
+    return v.kind == AVM_STR ? v.u.s->data : dflt;
+}
+
+/* cluster.status as text: the members, then a row of reachability per view. */
+static void print_cluster(avm_val reply)
+{
+    avm_val ms = avm_ctl_get(reply, "members"), vs = avm_ctl_get(reply, "views");
+    printf("%-16s %-32s %-12s\n", "MEMBER", "ADDRESS", "CONTROLLER");
+    for (size_t i = 0; ms.kind == AVM_LIST && i < avm_list_len(ms); i++) {
+        avm_val m = avm_list_at(ms, i);
+        if (m.kind != AVM_LIST || avm_list_len(m) < 3)
+            continue;
+        printf("%-16s %-32s %-12s\n", cstr_or(avm_list_at(m, 0), "?"),
+               cstr_or(avm_list_at(m, 1), "?"), cstr_or(avm_list_at(m, 2), "?"));
+    }
+    printf("\nreachability (row: as seen from; up/DOWN, phi, ms silent)\n");
+    for (size_t i = 0; vs.kind == AVM_LIST && i < avm_list_len(vs); i++) {
+        avm_val v = avm_list_at(vs, i);
+        if (v.kind != AVM_LIST || avm_list_len(v) != 2)
+            continue;
+        avm_val view = avm_list_at(v, 1);
+        printf("%-16s", cstr_or(avm_list_at(v, 0), "?"));
+        if (view.kind != AVM_LIST) {
+            printf(" ? (%s)\n", cstr_or(view, "no answer"));
+            continue;
+        }
+        for (size_t k = 0; k < avm_list_len(view); k++) {
+            avm_val e = avm_list_at(view, k);
+            if (e.kind != AVM_LIST || avm_list_len(e) != 4 ||
+                avm_list_at(e, 2).kind != AVM_INT || avm_list_at(e, 3).kind != AVM_INT)
+                continue;
+            printf(" %s=%s(phi %.1f, %lldms)", cstr_or(avm_list_at(e, 0), "?"),
+                   avm_truthy(avm_list_at(e, 1)) ? "up" : "DOWN",
+                   (double)avm_list_at(e, 2).u.i / 1000.0,
+                   (long long)avm_list_at(e, 3).u.i);
+        }
+        printf("\n");
+    }
+}
 
 int remote__cluster(const char *node, int argc, char **argv)
 {
@@ -958,62 +1004,6 @@ int remote__cluster(const char *node, int argc, char **argv)
                 cli__progname, cli__progname);
         return CLI_EXIT_USAGE;
     }
-    ropts o;
-    if (parse_opts("cluster status", 0, 0, argc - 1, argv + 1, &o) != 0 ||
-        need_node(node, "cluster status") != 0)
-        return CLI_EXIT_USAGE;
-    remote r = {.addr = node,
-                .what = "cluster status",
-                .json = o.json,
-                .timeout_ms = o.timeout_ms ? o.timeout_ms : STATUS_TIMEOUT_MS};
-    avm_ctl_body b;
-    avm_val body, reply;
-    avm_ctl_body_init(&b);
-    int code = body_done(&r, &b, &body);
-    if (code == 0)
-        code = call(&r, "cluster.status", body, r.timeout_ms, &reply);
-    if (code != 0) {
-        remote_close(&r);
-        return code;
-    }
-    if (o.json) {
-        print_body(&r, reply);
-        avm_val_release(reply);
-        remote_close(&r);
-        return 0;
-    }
-    avm_val ms = avm_ctl_get(reply, "members"), vs = avm_ctl_get(reply, "views");
-    printf("%-16s %-32s %-12s\n", "MEMBER", "ADDRESS", "CONTROLLER");
-    for (size_t i = 0; ms.kind == AVM_LIST && i < avm_list_len(ms); i++) {
-        avm_val m = avm_list_at(ms, i);
-        if (m.kind != AVM_LIST || avm_list_len(m) < 3)
-            continue;
-        printf("%-16s %-32s %-12s\n", avm_list_at(m, 0).u.s->data,
-               avm_list_at(m, 1).u.s->data, avm_list_at(m, 2).u.s->data);
-    }
-    printf("\nreachability (row: as seen from; up/DOWN, phi, ms silent)\n");
-    for (size_t i = 0; vs.kind == AVM_LIST && i < avm_list_len(vs); i++) {
-        avm_val v = avm_list_at(vs, i);
-        if (v.kind != AVM_LIST || avm_list_len(v) != 2)
-            continue;
-        avm_val from = avm_list_at(v, 0), view = avm_list_at(v, 1);
-        printf("%-16s", from.kind == AVM_STR ? from.u.s->data : "?");
-        if (view.kind != AVM_LIST) {
-            printf(" ? (%s)\n", view.kind == AVM_STR ? view.u.s->data : "no answer");
-            continue;
-        }
-        for (size_t k = 0; k < avm_list_len(view); k++) {
-            avm_val e = avm_list_at(view, k);
-            if (e.kind != AVM_LIST || avm_list_len(e) != 4)
-                continue;
-            printf(" %s=%s(phi %.1f, %lldms)", avm_list_at(e, 0).u.s->data,
-                   avm_truthy(avm_list_at(e, 1)) ? "up" : "DOWN",
-                   (double)avm_list_at(e, 2).u.i / 1000.0,
-                   (long long)avm_list_at(e, 3).u.i);
-        }
-        printf("\n");
-    }
-    avm_val_release(reply);
-    remote_close(&r);
-    return 0;
+    return simple(node, "cluster status", "cluster.status", argc - 1, argv + 1,
+                  print_cluster);
 }

@@ -93,7 +93,7 @@ struct avm_cluster {
     modent *mods[256];
     modent *mods_by_ptr[256];
     size_t nmods;
-    uint32_t request_ms, visit_ms;
+    uint32_t request_ms, forward_ms;
     uint64_t placed; /* objects placed (spread) */
     bool stopped;
 };
@@ -1414,7 +1414,7 @@ bool avm_cluster_forward(avm_cluster *c, avm_ctl_req *req, unsigned hops,
     }
     avm_val b = lst(3, cstr(op), ref(body), avm_int((int64_t)hops + 1));
     char err[256];
-    int rv = avm_link_request(c->link, machine, "ctl", b, c->visit_ms, ctl_reply, req,
+    int rv = avm_link_request(c->link, machine, "ctl", b, c->forward_ms, ctl_reply, req,
                               err, sizeof(err));
     avm_val_release(b);
     if (rv != 0)
@@ -1763,14 +1763,6 @@ bool avm_cluster_is_member(const avm_cluster *c, const char *machine)
     return strcmp(machine, c->self) == 0 || member_find(c, machine) != NULL;
 }
 
-bool avm_cluster_reachable(const avm_cluster *c, const char *machine)
-{
-    if (strcmp(machine, c->self) == 0)
-        return true;
-    const member *mb = member_find(c, machine);
-    return mb != NULL && mb->reachable;
-}
-
 int avm_cluster_port(const avm_cluster *c)
 {
     return avm_link_port(c->link);
@@ -1795,7 +1787,7 @@ int avm_cluster_start(uv_loop_t *loop, const avm_cluster_config *cfg, avm_cluste
     snprintf(c->self, sizeof(c->self), "%s", cfg->self);
     snprintf(c->ctrl, sizeof(c->ctrl), "%s", cfg->controller);
     c->request_ms = cfg->request_ms ? cfg->request_ms : 5000;
-    c->visit_ms = cfg->visit_ms ? cfg->visit_ms : 10000;
+    c->forward_ms = cfg->forward_ms ? cfg->forward_ms : 10000;
     c->copy_ttl_ms = 10000;
     uv_timeval64_t tv;
     c->inc = uv_gettimeofday(&tv) == 0

@@ -46,7 +46,7 @@ typedef struct avm_cluster_config {
     uint32_t fd_bound_ms;  /* silence after which a peer is unreachable (0: 1000) */
     double phi;            /* 0: 8 */
     uint32_t request_ms;   /* deadline of object requests (0: 5000) */
-    uint32_t visit_ms;     /* deadline for a shipped execution to be taken (0: 10000) */
+    uint32_t forward_ms;   /* deadline of a forwarded control request (0: 10000) */
     /* Where new objects go: false, the machine that creates them (the
      * specification's rule); true, spread round-robin over this node and the
      * reachable members (used to run programs with their objects spread). */
@@ -89,7 +89,6 @@ bool avm_cluster_forward(avm_cluster *c, avm_ctl_req *req, unsigned hops,
                          const char *machine, const char *op, avm_val body);
 
 bool avm_cluster_is_member(const avm_cluster *c, const char *machine);
-bool avm_cluster_reachable(const avm_cluster *c, const char *machine);
 int avm_cluster_port(const avm_cluster *c);
 
 #endif

@@ -1663,6 +1663,35 @@ static bool copy_fresh(const avm_mgr *m, const rcopy *c)
     return !c->stale;
 }
 
+/* Asks the cluster for oid's record (freeze: the holder also refreshes every
+ * replica) and has e wait for it among the fetch waiters. 0 when there is no such
+ * object anywhere (the instruction goes on), 1 while e waits, or a negated code
+ * (m->clerr and m->clmach say why). */
+static int start_fetch(avm_mgr *m, mx *e, avm_val oid, bool freeze)
+{
+    m->clerr[0] = '\0';
+    avm_val_release(m->clmach);
+    m->clmach = avm_nil();
+    int rv =
+        m->cl->fetch(m->cl->arg, oid, freeze, &m->clmach, m->clerr, sizeof(m->clerr));
+    if (rv == AVM_ENOTFOUND) {
+        m->clerr[0] = '\0';
+        return 0;
+    }
+    if (rv != 0)
+        return -rv;
+    if (e->fetch_on.kind == AVM_NIL) {
+        if (!GROW(m->fwait, m->nfwait, m->capfwait))
+            return -AVM_ENOMEM;
+        m->fwait[m->nfwait++] = e;
+    } else {
+        avm_val_release(e->fetch_on);
+    }
+    avm_val_retain(oid);
+    e->fetch_on = oid;
+    return 1;
+}
+
 static int x_prepare(void *data, avm_val oid)
 {
     mx *e = data;
@@ -1684,26 +1713,7 @@ static int x_prepare(void *data, avm_val oid)
     }
     if (c != NULL && copy_fresh(m, c))
         return 0;
-    m->clerr[0] = '\0';
-    avm_val_release(m->clmach);
-    m->clmach = avm_nil();
-    int rv = m->cl->fetch(m->cl->arg, oid, false, &m->clmach, m->clerr, sizeof(m->clerr));
-    if (rv == AVM_ENOTFOUND) {
-        m->clerr[0] = '\0';
-        return 0;
-    }
-    if (rv != 0)
-        return -rv;
-    if (e->fetch_on.kind == AVM_NIL) {
-        if (!GROW(m->fwait, m->nfwait, m->capfwait))
-            return -AVM_ENOMEM;
-        m->fwait[m->nfwait++] = e;
-    } else {
-        avm_val_release(e->fetch_on);
-    }
-    avm_val_retain(oid);
-    e->fetch_on = oid;
-    return 1;
+    return start_fetch(m, e, oid, false);
 }
 
 /* An object this machine does not hold but has a copy of lives elsewhere. */
@@ -1894,23 +1904,9 @@ static int x_freeze(void *data, avm_val oid)
         e->froze = avm_nil();
         return 0;
     }
-    m->clerr[0] = '\0';
-    avm_val_release(m->clmach);
-    m->clmach = avm_nil();
-    int rv = m->cl->fetch(m->cl->arg, oid, true, &m->clmach, m->clerr, sizeof(m->clerr));
-    if (rv == AVM_ENOTFOUND)
-        return 0;
-    if (rv != 0)
-        return -rv;
-    if (e->fetch_on.kind == AVM_NIL) {
-        if (!GROW(m->fwait, m->nfwait, m->capfwait))
-            return -AVM_ENOMEM;
-        m->fwait[m->nfwait++] = e;
-    } else {
-        avm_val_release(e->fetch_on);
-    }
-    avm_val_retain(oid);
-    e->fetch_on = oid;
+    int rv = start_fetch(m, e, oid, true);
+    if (rv != 1)
+        return rv;
     avm_val_release(e->froze);
     avm_val_retain(oid);
     e->froze = oid;

@@ -1490,16 +1490,6 @@ size_t avm_exec_trace_end(const avm_exec *x)
     return x->tlog_base + x->tlog.len;
 }
 
-size_t avm_exec_trace_saved(const avm_exec *x)
-{
-    return x->tlog_saved;
-}
-
-void avm_exec_set_trace_saved(avm_exec *x, size_t n)
-{
-    x->tlog_saved = n <= x->tlog.len ? n : x->tlog.len;
-}
-
 void vm__placed(avm_exec *x)
 {
     x->moved = x->plat->roam && !avm_val_eq(x->machine, x->plat->node);

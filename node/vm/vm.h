@@ -149,11 +149,6 @@ int avm_exec_abandon(avm_exec *x, avm_val machine);
  * forwarded to another machine): the trace log is not saved up to it. Call before
  * avm_exec_commit_done. */
 void avm_exec_commit_unsaved(avm_exec *x);
-/* How many bytes of the trace log a store holds, and setting it on an execution
- * decoded from a full state whose log starts with those same bytes (it came back
- * from another machine). */
-size_t avm_exec_trace_saved(const avm_exec *x);
-void avm_exec_set_trace_saved(avm_exec *x, size_t n);
 
 /* Appends a runtime record (AVM_MSC_RUNTIME: "ExecutionStarted", ...) to the
  * execution's log: event names the event, id the execution, detail anything (nil).

@@ -236,6 +236,20 @@ static int apply_now(avm_exec *x, const avm_writeset *ws)
     return VM_OK;
 }
 
+/* What platform.prepare and platform.freeze answered for oid: 0 go on, 1 wait
+ * (AVM_WAIT_FETCH) and run the instruction again, or a negated error code. */
+static int platform_answer(avm_exec *x, avm_val oid, int rv)
+{
+    if (rv == 0)
+        return VM_OK;
+    if (rv < 0)
+        return -rv == AVM_ENOMEM ? vm__oom(x) : vm__store_error(x, -rv);
+    avm_val_release(x->blocked_on);
+    x->blocked_on = vm__ref(oid);
+    x->fetch_wait = true;
+    return VM_BLOCK;
+}
+
 static int want_kind(avm_exec *x, int op, avm_val v, avm_kind k, bool nil_ok)
 {
     if (v.kind == k || (nil_ok && v.kind == AVM_NIL))
@@ -1414,15 +1428,9 @@ static int op_freeze(avm_exec *x, avm_val oid, avm_val *out)
     if (v.where != V_STORE && v.where != V_PENDING)
         return vm__fail(x, AVM_ERR_OBJECT_NOT_FOUND, vm__ref(oid), avm_nil(), avm_nil());
     if (v.where == V_STORE && x->plat->freeze != NULL) {
-        int rv = x->plat->freeze(x->plat->data, oid);
-        if (rv < 0)
-            return -rv == AVM_ENOMEM ? vm__oom(x) : vm__store_error(x, -rv);
-        if (rv == 1) {
-            avm_val_release(x->blocked_on);
-            x->blocked_on = vm__ref(oid);
-            x->fetch_wait = true;
-            return VM_BLOCK;
-        }
+        int rv = platform_answer(x, oid, x->plat->freeze(x->plat->data, oid));
+        if (rv != VM_OK)
+            return rv;
     }
     vm__event(x, AVM_EV_OBJECT_FROZEN, vm__ref(oid), vm__ref(x->txctrl), avm_nil());
     *out = avm_bool(true);
@@ -1456,15 +1464,7 @@ static int prepare(avm_exec *x, int op, avm_val *a)
     }
     if (oid.kind != AVM_OBJID || view_pending(x, oid).where == V_PENDING)
         return VM_OK;
-    int rv = x->plat->prepare(x->plat->data, oid);
-    if (rv == 0)
-        return VM_OK;
-    if (rv < 0)
-        return -rv == AVM_ENOMEM ? vm__oom(x) : vm__store_error(x, -rv);
-    avm_val_release(x->blocked_on);
-    x->blocked_on = vm__ref(oid);
-    x->fetch_wait = true;
-    return VM_BLOCK;
+    return platform_answer(x, oid, x->plat->prepare(x->plat->data, oid));
 }
 
 int vm__instr(avm_exec *x, int op, avm_val *a, int argc, avm_val *out)
