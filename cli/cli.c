@@ -384,6 +384,32 @@ static const help helps[] = {
      "the failure detector's suspicion, silent the milliseconds since the member was\n"
      "last heard from.\n",
      usage_remote},
+    {"controller", NULL,
+     "usage: avmctl controller SUBCOMMAND --node ADDR [options]\n"
+     "\n"
+     "Replicated controllers: each is a Raft group whose replicas live on several\n"
+     "members; it commits while a majority of its replicas is up and reachable.\n"
+     "\n"
+     "  create NAME --replicas N1,N2,N3   a new controller replicated on those\n"
+     "                                     members (1 to 7)\n"
+     "  ls                                 the controllers: leader, term, this\n"
+     "                                     node's role, replicas\n"
+     "  status NAME                        leader, term, commit and applied index,\n"
+     "                                     snapshot, and each replica's role,\n"
+     "                                     reachability and match index\n"
+     "  add NAME NODE                      add a replica (it catches up from the\n"
+     "                                     leader, by a snapshot if need be)\n"
+     "  remove NAME NODE                   remove a replica\n"
+     "  transfer NAME [NODE]               hand leadership to NODE (or the most\n"
+     "                                     up-to-date replica)\n"
+     "  put NAME KEY VALUE                 one durable write through the\n"
+     "                                     controller's log (an operator's tool and\n"
+     "                                     the benchmark's unit of work)\n"
+     "  get NAME KEY                       read it back from a replica\n"
+     "\n"
+     "Requests go to the leader wherever they are sent. --timeout defaults to 15000\n"
+     "here.\n",
+     usage_remote},
     {"txs", NULL,
      "usage: avmctl txs --node ADDR [options]\n"
      "\n"

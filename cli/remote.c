@@ -32,6 +32,7 @@ enum {
     OPT_DETACH = 1 << 3,
     OPT_TRACE = 1 << 4,
     OPT_WAIT = 1 << 5,
+    OPT_REPLICAS = 1 << 8,
     OPT_FORMAT = 1 << 6,
     OPT_FROM = 1 << 7,
 };
@@ -43,8 +44,9 @@ typedef struct ropts {
     bool strict, unsafe, detach, trace;
     int wait_ms;
     const char *format, *from;
-    const char *args[2];
+    const char *args[3];
     int nargs;
+    const char *replicas; /* controller create */
 } ropts;
 
 /* The value of the option at argv[*i], or NULL after saying it is missing. */
@@ -103,6 +105,9 @@ static int parse_opts(const char *what, unsigned allowed, int maxargs, int argc,
             o->detach = true;
         } else if (strcmp(a, "--trace") == 0 && (allowed & OPT_TRACE)) {
             o->trace = true;
+        } else if (strcmp(a, "--replicas") == 0 && (allowed & OPT_REPLICAS)) {
+            if ((o->replicas = opt_value(what, argc, argv, &i)) == NULL)
+                return -1;
         } else if (is_option(a)) {
             for (size_t k = 0; k < sizeof(embedded_only) / sizeof(embedded_only[0]);
                  k++) {
@@ -1006,4 +1011,182 @@ int remote__cluster(const char *node, int argc, char **argv)
     }
     return simple(node, "cluster status", "cluster.status", argc - 1, argv + 1,
                   print_cluster);
+}
+
+/* --- controller ------------------------------------------------------------ */
+
+static void print_ctrl_ls(avm_val reply)
+{
+    avm_val cs = avm_ctl_get(reply, "controllers");
+    printf("%-20s %-14s %-8s %-12s %s\n", "CONTROLLER", "LEADER", "TERM", "HERE",
+           "REPLICAS");
+    for (size_t i = 0; cs.kind == AVM_LIST && i < avm_list_len(cs); i++) {
+        avm_val c = avm_list_at(cs, i);
+        if (c.kind != AVM_LIST || avm_list_len(c) != 5)
+            continue;
+        printf("%-20s %-14s %-8lld %-12s", cstr_or(avm_list_at(c, 0), "?"),
+               cstr_or(avm_list_at(c, 1), "-"),
+               avm_list_at(c, 2).kind == AVM_INT ? (long long)avm_list_at(c, 2).u.i
+                                                 : -1LL,
+               cstr_or(avm_list_at(c, 4), "?"));
+        avm_val reps = avm_list_at(c, 3);
+        for (size_t k = 0; reps.kind == AVM_LIST && k < avm_list_len(reps); k++)
+            printf("%s%s", k ? "," : " ", cstr_or(avm_list_at(reps, k), "?"));
+        printf("\n");
+    }
+}
+
+static long long int_or(avm_val body, const char *key)
+{
+    avm_val v = avm_ctl_get(body, key);
+    return v.kind == AVM_INT ? (long long)v.u.i : -1;
+}
+
+static void print_ctrl_status(avm_val reply)
+{
+    printf("controller %s (as %s sees it: %s)\n",
+           cstr_or(avm_ctl_get(reply, "name"), "?"),
+           cstr_or(avm_ctl_get(reply, "self"), "?"),
+           cstr_or(avm_ctl_get(reply, "state"), "?"));
+    printf("leader %s, term %lld, commit %lld, applied %lld, last index %lld, snapshot "
+           "%lld, quorum %s\n",
+           cstr_or(avm_ctl_get(reply, "leader"), "unknown"), int_or(reply, "term"),
+           int_or(reply, "commit"), int_or(reply, "applied"), int_or(reply, "last_index"),
+           int_or(reply, "snapshot_index"),
+           avm_truthy(avm_ctl_get(reply, "quorum")) ? "yes" : "no");
+    if (avm_ctl_get(reply, "why").kind == AVM_STR)
+        printf("stopped: %s\n", avm_ctl_get(reply, "why").u.s->data);
+    avm_val ms = avm_ctl_get(reply, "members");
+    printf("%-16s %-10s %-10s %s\n", "REPLICA", "ROLE", "REACHABLE", "MATCH");
+    for (size_t i = 0; ms.kind == AVM_LIST && i < avm_list_len(ms); i++) {
+        avm_val m = avm_list_at(ms, i);
+        if (m.kind != AVM_LIST || avm_list_len(m) != 4)
+            continue;
+        long long match = avm_list_at(m, 3).kind == AVM_INT ? avm_list_at(m, 3).u.i : -1;
+        printf("%-16s %-10s %-10s ", cstr_or(avm_list_at(m, 0), "?"),
+               cstr_or(avm_list_at(m, 1), "?"),
+               avm_truthy(avm_list_at(m, 2)) ? "yes" : "NO");
+        if (match >= 0)
+            printf("%lld\n", match);
+        else
+            printf("-\n");
+    }
+}
+
+static void print_ctrl_value(avm_val reply)
+{
+    avm_val v = avm_ctl_get(reply, "value");
+    if (v.kind == AVM_STR)
+        fwrite(v.u.s->data, 1, v.u.s->len, stdout);
+    printf("\n");
+}
+
+/* A list value of the comma-separated names in s. */
+static int names_val(const char *s, avm_val *out)
+{
+    avm_val items[16];
+    size_t n = 0;
+    const char *p = s;
+    while (*p && n < 16) {
+        const char *comma = strchr(p, ',');
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        if (len == 0 || avm_str_new(AVM_STR, p, len, &items[n]) != 0)
+            break;
+        n++;
+        p += len + (comma ? 1 : 0);
+        if (comma == NULL)
+            break;
+    }
+    if (*p && (n == 16 || strchr(p, ',') != NULL || n == 0)) {
+        for (size_t i = 0; i < n; i++)
+            avm_val_release(items[i]);
+        return -1;
+    }
+    return avm_list_from(items, n, out);
+}
+
+int remote__controller(const char *node, int argc, char **argv)
+{
+    static const struct {
+        const char *sub, *op, *operands;
+        int nargs;
+    } subs[] = {
+        {"create", "ctrl.create", "NAME", 1},
+        {"ls", "ctrl.ls", "", 0},
+        {"status", "ctrl.status", "NAME", 1},
+        {"add", "ctrl.add", "NAME NODE", 2},
+        {"remove", "ctrl.remove", "NAME NODE", 2},
+        {"transfer", "ctrl.transfer", "NAME [NODE]", 1},
+        {"put", "ctrl.put", "NAME KEY VALUE", 3},
+        {"get", "ctrl.get", "NAME KEY", 2},
+    };
+    int k = -1;
+    for (size_t i = 0; argc > 0 && i < sizeof(subs) / sizeof(subs[0]); i++)
+        if (strcmp(argv[0], subs[i].sub) == 0)
+            k = (int)i;
+    if (k < 0) {
+        fprintf(stderr,
+                "%s: controller: expected create, ls, status, add, remove, transfer, put "
+                "or get (see %s help controller)\n",
+                cli__progname, cli__progname);
+        return CLI_EXIT_USAGE;
+    }
+    char what[64];
+    snprintf(what, sizeof(what), "controller %s", subs[k].sub);
+    ropts o;
+    int maxargs = strcmp(subs[k].sub, "transfer") == 0 ? 2 : subs[k].nargs;
+    if (parse_opts(what, k == 0 ? OPT_REPLICAS : 0, maxargs, argc - 1, argv + 1, &o) !=
+            0 ||
+        need_args(what, &o, subs[k].nargs, subs[k].operands) != 0 ||
+        need_node(node, what) != 0)
+        return CLI_EXIT_USAGE;
+    avm_ctl_body b;
+    avm_ctl_body_init(&b);
+    const char *name_key = k >= 6 ? "controller" : "name";
+    if (subs[k].nargs > 0)
+        avm_ctl_put_str(&b, name_key, o.args[0]);
+    if (k == 0) {
+        avm_val reps;
+        if (o.replicas == NULL || names_val(o.replicas, &reps) != 0) {
+            avm_ctl_body_free(&b);
+            fprintf(stderr,
+                    "%s: %s: --replicas N1,N2,... (1 to 7 member names) is "
+                    "required\n",
+                    cli__progname, what);
+            return CLI_EXIT_USAGE;
+        }
+        avm_ctl_put(&b, "replicas", reps);
+    } else if (k >= 3 && k <= 5 && o.nargs > 1) {
+        avm_ctl_put_str(&b, "node", o.args[1]);
+    } else if (k == 5) {
+        avm_ctl_put_str(&b, "node", "");
+    } else if (k == 6) {
+        avm_ctl_put_str(&b, "key", o.args[1]);
+        avm_ctl_put_str(&b, "value", o.args[2]);
+    } else if (k == 7) {
+        avm_ctl_put_str(&b, "key", o.args[1]);
+    }
+    remote r = {.addr = node,
+                .what = what,
+                .json = o.json,
+                .timeout_ms = o.timeout_ms ? o.timeout_ms : 15000};
+    avm_val body, reply;
+    int code = body_done(&r, &b, &body);
+    if (code == 0)
+        code = call(&r, subs[k].op, body, r.timeout_ms, &reply);
+    if (code == 0) {
+        if (r.json)
+            print_body(&r, reply);
+        else if (k == 1)
+            print_ctrl_ls(reply);
+        else if (k == 2)
+            print_ctrl_status(reply);
+        else if (k == 7)
+            print_ctrl_value(reply);
+        else
+            print_body(&r, reply);
+        avm_val_release(reply);
+    }
+    remote_close(&r);
+    return code;
 }

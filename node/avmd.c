@@ -49,6 +49,7 @@ typedef struct config {
     char *peers[MAX_PEERS];
     size_t npeers;
     uint32_t heartbeat_ms, fd_bound_ms, request_ms;
+    uint32_t raft_election_ms, raft_heartbeat_ms, raft_snapshot_every;
     double phi;
     bool spread;
 } config;
@@ -830,6 +831,13 @@ static void dispatch(node_daemon *d, avm_ctl_req *req, const char *op, avm_val b
             avm_cluster_op_status(d->cl, req);
         else
             avm_cluster_op_join(d->cl, req, body);
+    } else if (strncmp(op, "ctrl.", 5) == 0) {
+        if (d->cl == NULL)
+            avm_ctl_reply_error(req, AVM_ESTATE,
+                                "this node runs on its own: replicated controllers need "
+                                "a cluster (start it with --listen)");
+        else
+            avm_cluster_op_ctrl(d->cl, req, op, body, hops);
     } else if (strcmp(op, "run") == 0) {
         op_run(d, req, body);
     } else if (strncmp(op, "exec.", 5) == 0) {
@@ -928,6 +936,10 @@ static void usage(FILE *f)
         "  --placement P      where new objects go: local (the machine that creates\n"
         "                     them, the default) or spread (round-robin over this node\n"
         "                     and the reachable members)\n"
+        "  --raft-election-ms N   replicated controllers: election timeout (default\n"
+        "                     500; a leader's loss is noticed after 1-2 times it)\n"
+        "  --raft-heartbeat-ms N  leaders' heartbeat period (default 50)\n"
+        "  --raft-snapshot-every N  applied entries between snapshots (default 1024)\n"
         "  --version          print the version\n"
         "  --help             this text\n"
         "\n"
@@ -1035,6 +1047,21 @@ static int set_opt(config *c, const char *key, const char *val, char *err, size_
             c->fd_bound_ms = (uint32_t)v;
         else
             c->request_ms = (uint32_t)v;
+    } else if (strcmp(key, "raft-election-ms") == 0 ||
+               strcmp(key, "raft-heartbeat-ms") == 0 ||
+               strcmp(key, "raft-snapshot-every") == 0) {
+        errno = 0;
+        unsigned long v = strtoul(val, &end, 10);
+        if (errno != 0 || *end != '\0' || v < 2 || v > 600000) {
+            snprintf(err, errlen, "%s must be from 2 to 600000, not '%s'", key, val);
+            return -1;
+        }
+        if (strcmp(key, "raft-election-ms") == 0)
+            c->raft_election_ms = (uint32_t)v;
+        else if (strcmp(key, "raft-heartbeat-ms") == 0)
+            c->raft_heartbeat_ms = (uint32_t)v;
+        else
+            c->raft_snapshot_every = (uint32_t)v;
     } else if (strcmp(key, "placement") == 0) {
         if (strcmp(val, "local") != 0 && strcmp(val, "spread") != 0) {
             snprintf(err, errlen, "placement must be local or spread, not '%s'", val);
@@ -1202,6 +1229,9 @@ int main(int argc, char **argv)
                                  .phi = c->phi,
                                  .request_ms = c->request_ms,
                                  .spread = c->spread,
+                                 .raft_election_ms = c->raft_election_ms,
+                                 .raft_heartbeat_ms = c->raft_heartbeat_ms,
+                                 .raft_snapshot_every = c->raft_snapshot_every,
                                  .kick = cluster_kick,
                                  .control = handle_forwarded,
                                  .log = cluster_log,
@@ -1234,10 +1264,16 @@ int main(int argc, char **argv)
         avm_embedded_close(&d.node);
         goto out;
     }
-    if (d.cl != NULL)
-        avm_cluster_attach(d.cl, d.m);
     if (err[0] != '\0')
         log_kv(&d, L_WARN, "node.recover", "error", err, NULL);
+    if (d.cl != NULL && avm_cluster_attach(d.cl, d.m, err, sizeof(err)) != 0) {
+        log_kv(&d, L_ERROR, "raft.recover", "error", err, NULL);
+        stop_cluster(&d);
+        avm_mgr_close(d.m);
+        avm_embedded_close(&d.node);
+        rv = AVM_EIO;
+        goto out;
+    }
     avm_ctl_server_config sc = {.urls = (const char *const *)c->control,
                                 .nurls = c->ncontrol,
                                 .handler = handle,

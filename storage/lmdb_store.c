@@ -24,6 +24,17 @@
  *   exec_labels id bytes -> the execution's label (its program's name), when given
  *   mailbox_seq oid bytes -> uint, the last message number handed out for oid
  *               (kept when the mailbox empties, so that numbers are never reused)
+ *   raft_log    group name, 0x00, 8-byte big-endian index -> one Raft log entry:
+ *               8-byte big-endian term, type byte, the entry's bytes
+ *   raft_meta   group name, 0x00, a tag byte -> 'v': term and vote (8 bytes
+ *               big-endian each); 'a': the applied index (8 bytes); 's': the
+ *               snapshot's index, term and configuration index (8 bytes each) and
+ *               the configuration's bytes
+ *   raft_kv     group name, 0x00, key bytes -> value bytes (a group state machine's
+ *               own table)
+ *
+ * A group name has no NUL byte, so a group's keys are adjacent in each raft
+ * database, and a cursor walks its log in index order.
  *
  * This process is the only writer: a lock file (flock on DIR/avm.lock) keeps a
  * second process (or a second open in this one) out. That is what lets the
@@ -68,7 +79,7 @@
 #define CACHE_MAX AVM_LMDB_CACHE_MAX
 /* Reset read transactions kept for reuse by snapshot(). */
 #define TXN_POOL 8
-#define MAX_DBS 16
+#define MAX_DBS 24
 #define MAX_READERS 1024
 
 /* ---- A hash table keyed by values ------------------------------------------ */
@@ -354,6 +365,7 @@ struct avm_lmdb {
     MDB_env *env;
     MDB_dbi meta, objects, states, behaviours, pure, execs, checkpoints, chunks, labels;
     MDB_dbi mailboxes, mbox_seq;
+    MDB_dbi raft_log, raft_meta, raft_kv;
     /* A reset read transaction, renewed for each read outside a snapshot. */
     MDB_txn *rtxn;
     MDB_txn *pool[TXN_POOL];
@@ -2731,6 +2743,10 @@ static const struct {
     {"mailboxes", offsetof(avm_lmdb, mailboxes)},
     {"mailbox_seq", offsetof(avm_lmdb, mbox_seq)},
     {"exec_labels", offsetof(avm_lmdb, labels)},
+    /* Added in format 2, likewise without a format change. */
+    {"raft_log", offsetof(avm_lmdb, raft_log)},
+    {"raft_meta", offsetof(avm_lmdb, raft_meta)},
+    {"raft_kv", offsetof(avm_lmdb, raft_kv)},
 };
 /* Format 1's executions and traces are opened too while it is migrated. */
 _Static_assert(sizeof(dbs) / sizeof(dbs[0]) + 2 <= MAX_DBS, "raise MAX_DBS");
@@ -3087,14 +3103,17 @@ static void stage_break(avm_lmdb *db)
     db->seq_dirty = true; /* the reservation rode on the lost transaction */
 }
 
-static int stage_begin(avm_lmdb *db)
+/* Opens a round, first growing the map so that it has STAGE_HEADROOM free bytes
+ * beyond twice `need` (the size of the write that opens it). */
+static int stage_begin(avm_lmdb *db, size_t need)
 {
     MDB_envinfo info;
     MDB_stat st;
     mdb_env_info(db->env, &info);
     mdb_env_stat(db->env, &st);
     size_t used = (info.me_last_pgno + 1) * (size_t)st.ms_psize;
-    while (info.me_mapsize - used < STAGE_HEADROOM && info.me_mapsize < db->map_max) {
+    size_t room = need > SIZE_MAX / 4 ? SIZE_MAX / 2 : STAGE_HEADROOM + 2 * need;
+    while (info.me_mapsize - used < room && info.me_mapsize < db->map_max) {
         int rv = grow_map(db);
         if (rv != 0)
             return rv;
@@ -3131,7 +3150,7 @@ int avm_lmdb_stage(avm_lmdb *db, const avm_writeset *ws, const avm_lmdb_ack *ack
         rv = mbox_oid_check(db, acks[j].oid, "acknowledging a message in");
     if (rv != 0)
         return rv; /* refused before anything changed */
-    if (db->stxn == NULL && (rv = stage_begin(db)) != 0)
+    if (db->stxn == NULL && (rv = stage_begin(db, 0)) != 0)
         return rv;
     batch *b = db->stage;
     int mrc = 0;
@@ -3217,4 +3236,1267 @@ bool avm_lmdb_staged_any(const avm_lmdb *db)
 size_t avm_lmdb_staged_bytes(const avm_lmdb *db)
 {
     return db->staged_bytes;
+}
+
+/* ---- Raft groups ------------------------------------------------------------ */
+
+/* Keys of the raft databases: the group's name, 0x00, then a suffix (see the
+ * layout atop this file). Key buffers are this big; names and keys beyond it, or
+ * beyond LMDB's key limit, are refused. */
+#define RKEY_MAX 600
+/* What a log entry's value holds before its bytes: term and type. */
+#define RENT_HDR 9
+
+static size_t rkey_limit(const avm_lmdb *db)
+{
+    return db->maxkey < RKEY_MAX ? db->maxkey : RKEY_MAX;
+}
+
+/* A group name must leave room for a log key (and `extra` bytes of suffix). */
+static int group_check(avm_lmdb *db, const char *group, size_t extra, const char *what)
+{
+    if (group == NULL || group[0] == '\0')
+        return failf(db, AVM_EINVAL, "%s %s: a raft group needs a name", what, db->path);
+    size_t len = strlen(group);
+    size_t suffix = extra > 8 ? extra : 8;
+    if (len + 1 + suffix > rkey_limit(db))
+        return failf(db, AVM_ETOOBIG,
+                     "%s %s: a raft group name and key of %zu bytes exceed the key limit "
+                     "of %zu bytes",
+                     what, db->path, len + 1 + suffix, rkey_limit(db));
+    return 0;
+}
+
+/* group, 0x00, suffix into k (room checked by group_check); returns its length. */
+static size_t rkey(uint8_t *k, const char *group, size_t glen, const void *suffix,
+                   size_t slen)
+{
+    memcpy(k, group, glen);
+    k[glen] = 0;
+    if (slen > 0)
+        memcpy(k + glen + 1, suffix, slen);
+    return glen + 1 + slen;
+}
+
+static size_t log_key(uint8_t *k, const char *group, size_t glen, uint64_t index)
+{
+    uint8_t be[8];
+    be_put(be, index, 8);
+    return rkey(k, group, glen, be, 8);
+}
+
+static bool has_prefix(const MDB_val *k, const uint8_t *prefix, size_t plen)
+{
+    return k->mv_size >= plen && memcmp(k->mv_data, prefix, plen) == 0;
+}
+
+/* The checks of every raft write, then the round it joins (opened if needed, with
+ * room for `need` bytes). Nothing is changed when it fails. */
+static int raft_begin(avm_lmdb *db, const char *group, size_t extra, size_t need,
+                      const char *what)
+{
+    if (db->stage_broken)
+        return failf(db, AVM_EIO, "%s %s: an earlier staged round was lost", what,
+                     db->path);
+    int rv = group_check(db, group, extra, what);
+    if (rv == 0 && db->stxn == NULL)
+        rv = stage_begin(db, need);
+    return rv;
+}
+
+/* A raft write failed after it may have changed the round: the round is lost. */
+static int raft_fail(avm_lmdb *db, int rv, int mrc, const char *what)
+{
+    if (mrc != 0)
+        rv = lmdb_fail(db, mrc, what);
+    stage_break(db);
+    return rv;
+}
+
+static void raft_done(avm_lmdb *db, size_t bytes)
+{
+    db->staged_bytes += 64 + bytes;
+}
+
+/* Deletes every key of dbi that starts with prefix. */
+static int prefix_del(MDB_txn *txn, MDB_dbi dbi, const uint8_t *prefix, size_t plen,
+                      int *mrc)
+{
+    MDB_cursor *cur;
+    if ((*mrc = mdb_cursor_open(txn, dbi, &cur)) != 0)
+        return AVM_EIO;
+    int rc;
+    for (;;) {
+        /* Positioned afresh after each delete: simple and proof against LMDB's
+         * cursor fix-ups. */
+        MDB_val k = {.mv_size = plen, .mv_data = (void *)prefix}, v;
+        rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+        if (rc != 0 || !has_prefix(&k, prefix, plen))
+            break;
+        if ((rc = mdb_cursor_del(cur, 0)) != 0)
+            break;
+    }
+    mdb_cursor_close(cur);
+    *mrc = rc == MDB_NOTFOUND ? 0 : rc;
+    return *mrc == 0 ? 0 : AVM_EIO;
+}
+
+/* Deletes the group's log entries with from <= index <= upto. */
+static int log_del(avm_lmdb *db, MDB_txn *txn, const char *group, uint64_t from,
+                   uint64_t upto, int *mrc)
+{
+    size_t glen = strlen(group);
+    uint8_t kb[RKEY_MAX];
+    size_t klen = log_key(kb, group, glen, from);
+    MDB_cursor *cur;
+    if ((*mrc = mdb_cursor_open(txn, db->raft_log, &cur)) != 0)
+        return AVM_EIO;
+    int rc;
+    for (;;) {
+        MDB_val k = {.mv_size = klen, .mv_data = kb}, v;
+        rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+        if (rc != 0 || !has_prefix(&k, kb, glen + 1))
+            break;
+        if (k.mv_size == klen && be_get((const uint8_t *)k.mv_data + glen + 1, 8) > upto)
+            break;
+        if ((rc = mdb_cursor_del(cur, 0)) != 0)
+            break;
+    }
+    mdb_cursor_close(cur);
+    *mrc = rc == MDB_NOTFOUND ? 0 : rc;
+    return *mrc == 0 ? 0 : AVM_EIO;
+}
+
+/* Puts a meta record (group, 0x00, tag) of len bytes, filled by the caller from
+ * *out (room reserved in the transaction). */
+static int meta_put(avm_lmdb *db, const char *group, char tag, size_t len, uint8_t **out,
+                    int *mrc)
+{
+    uint8_t kb[RKEY_MAX];
+    MDB_val k = {.mv_size = rkey(kb, group, strlen(group), &tag, 1), .mv_data = kb};
+    MDB_val v = {.mv_size = len, .mv_data = NULL};
+    *mrc = mdb_put(db->stxn, db->raft_meta, &k, &v, MDB_RESERVE);
+    *out = v.mv_data;
+    return *mrc == 0 ? 0 : AVM_EIO;
+}
+
+int avm_lmdb_raft_save_tv(avm_lmdb *db, const char *group, uint64_t term, uint64_t vote)
+{
+    const char *what = "saving a raft term and vote in";
+    int rv = raft_begin(db, group, 1, 16, what), mrc = 0;
+    if (rv != 0)
+        return rv;
+    uint8_t *p;
+    if ((rv = meta_put(db, group, 'v', 16, &p, &mrc)) != 0)
+        return raft_fail(db, rv, mrc, what);
+    be_put(p, term, 8);
+    be_put(p + 8, vote, 8);
+    raft_done(db, 16);
+    return 0;
+}
+
+int avm_lmdb_raft_set_applied(avm_lmdb *db, const char *group, uint64_t index)
+{
+    const char *what = "saving a raft applied index in";
+    int rv = raft_begin(db, group, 1, 8, what), mrc = 0;
+    if (rv != 0)
+        return rv;
+    uint8_t *p;
+    if ((rv = meta_put(db, group, 'a', 8, &p, &mrc)) != 0)
+        return raft_fail(db, rv, mrc, what);
+    be_put(p, index, 8);
+    raft_done(db, 8);
+    return 0;
+}
+
+int avm_lmdb_raft_save_snapmeta(avm_lmdb *db, const char *group, uint64_t index,
+                                uint64_t term, uint64_t conf_index, const uint8_t *conf,
+                                size_t conf_len)
+{
+    const char *what = "saving raft snapshot metadata in";
+    if (conf_len > 0 && conf == NULL)
+        return failf(db, AVM_EINVAL, "%s %s: no configuration bytes", what, db->path);
+    if (conf_len > SIZE_MAX / 4)
+        return failf(db, AVM_ETOOBIG, "%s %s: a configuration of %zu bytes", what,
+                     db->path, conf_len);
+    int rv = raft_begin(db, group, 1, 24 + conf_len, what), mrc = 0;
+    if (rv != 0)
+        return rv;
+    uint8_t *p;
+    if ((rv = meta_put(db, group, 's', 24 + conf_len, &p, &mrc)) != 0)
+        return raft_fail(db, rv, mrc, what);
+    be_put(p, index, 8);
+    be_put(p + 8, term, 8);
+    be_put(p + 16, conf_index, 8);
+    if (conf_len > 0)
+        memcpy(p + 24, conf, conf_len);
+    raft_done(db, 24 + conf_len);
+    return 0;
+}
+
+int avm_lmdb_raft_save_entries(avm_lmdb *db, const char *group, uint64_t index,
+                               const avm_lmdb_rentry *e, size_t n)
+{
+    const char *what = "saving raft entries in";
+    if (index == 0 || n > UINT64_MAX - index)
+        return failf(db, AVM_EINVAL, "%s %s: entries from index %llu (n = %zu)", what,
+                     db->path, (unsigned long long)index, n);
+    size_t need = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (e[i].len > 0 && e[i].data == NULL)
+            return failf(db, AVM_EINVAL, "%s %s: entry %zu has no bytes", what, db->path,
+                         i);
+        if (e[i].len > SIZE_MAX / 8 - RENT_HDR - need)
+            return failf(db, AVM_ETOOBIG, "%s %s: entries of more than %zu bytes", what,
+                         db->path, SIZE_MAX / 8);
+        need += RENT_HDR + e[i].len;
+    }
+    int rv = raft_begin(db, group, 8, need, what), mrc = 0;
+    if (rv != 0)
+        return rv;
+    if ((rv = log_del(db, db->stxn, group, index, UINT64_MAX, &mrc)) != 0)
+        return raft_fail(db, rv, mrc, what);
+    size_t glen = strlen(group);
+    uint8_t kb[RKEY_MAX];
+    for (size_t i = 0; i < n; i++) {
+        MDB_val k = {.mv_size = log_key(kb, group, glen, index + i), .mv_data = kb};
+        MDB_val v = {.mv_size = RENT_HDR + e[i].len, .mv_data = NULL};
+        if ((mrc = mdb_put(db->stxn, db->raft_log, &k, &v, MDB_RESERVE)) != 0)
+            return raft_fail(db, AVM_EIO, mrc, what);
+        uint8_t *p = v.mv_data;
+        be_put(p, e[i].term, 8);
+        p[8] = e[i].type;
+        if (e[i].len > 0)
+            memcpy(p + RENT_HDR, e[i].data, e[i].len);
+    }
+    raft_done(db, need);
+    return 0;
+}
+
+int avm_lmdb_raft_delete_upto(avm_lmdb *db, const char *group, uint64_t upto)
+{
+    const char *what = "deleting raft entries in";
+    int rv = raft_begin(db, group, 8, 0, what), mrc = 0;
+    if (rv != 0)
+        return rv;
+    if ((rv = log_del(db, db->stxn, group, 0, upto, &mrc)) != 0)
+        return raft_fail(db, rv, mrc, what);
+    raft_done(db, 0);
+    return 0;
+}
+
+int avm_lmdb_raft_delete_log(avm_lmdb *db, const char *group)
+{
+    return avm_lmdb_raft_delete_upto(db, group, UINT64_MAX);
+}
+
+static int kv_check(avm_lmdb *db, const char *group, const uint8_t *key, size_t klen,
+                    const char *what)
+{
+    if (klen > 0 && key == NULL)
+        return failf(db, AVM_EINVAL, "%s %s: no key bytes", what, db->path);
+    return group_check(db, group, klen, what);
+}
+
+int avm_lmdb_raft_kv_put(avm_lmdb *db, const char *group, const uint8_t *key, size_t klen,
+                         const uint8_t *val, size_t vlen)
+{
+    const char *what = "saving a raft key/value entry in";
+    int rv = kv_check(db, group, key, klen, what), mrc = 0;
+    if (rv == 0 && vlen > 0 && val == NULL)
+        rv = failf(db, AVM_EINVAL, "%s %s: no value bytes", what, db->path);
+    if (rv == 0 && vlen > SIZE_MAX / 4)
+        rv = failf(db, AVM_ETOOBIG, "%s %s: a value of %zu bytes", what, db->path, vlen);
+    if (rv == 0)
+        rv = raft_begin(db, group, klen, klen + vlen, what);
+    if (rv != 0)
+        return rv;
+    uint8_t kb[RKEY_MAX];
+    MDB_val k = {.mv_size = rkey(kb, group, strlen(group), key, klen), .mv_data = kb};
+    MDB_val v = {.mv_size = vlen, .mv_data = NULL};
+    if ((mrc = mdb_put(db->stxn, db->raft_kv, &k, &v, MDB_RESERVE)) != 0)
+        return raft_fail(db, AVM_EIO, mrc, what);
+    if (vlen > 0)
+        memcpy(v.mv_data, val, vlen);
+    raft_done(db, klen + vlen);
+    return 0;
+}
+
+int avm_lmdb_raft_kv_del(avm_lmdb *db, const char *group, const uint8_t *key, size_t klen)
+{
+    const char *what = "deleting a raft key/value entry in";
+    int rv = kv_check(db, group, key, klen, what);
+    if (rv == AVM_ETOOBIG)
+        return failf(db, AVM_ENOTFOUND, "%s %s: no such key", what, db->path);
+    if (rv == 0)
+        rv = raft_begin(db, group, klen, 0, what);
+    if (rv != 0)
+        return rv;
+    uint8_t kb[RKEY_MAX];
+    MDB_val k = {.mv_size = rkey(kb, group, strlen(group), key, klen), .mv_data = kb};
+    int mrc = mdb_del(db->stxn, db->raft_kv, &k, NULL);
+    if (mrc == MDB_NOTFOUND)
+        return failf(db, AVM_ENOTFOUND, "%s %s: no such key", what, db->path);
+    if (mrc != 0)
+        return raft_fail(db, AVM_EIO, mrc, what);
+    raft_done(db, 0);
+    return 0;
+}
+
+int avm_lmdb_raft_drop(avm_lmdb *db, const char *group)
+{
+    const char *what = "dropping a raft group from";
+    int rv = raft_begin(db, group, 8, 0, what), mrc = 0;
+    if (rv != 0)
+        return rv;
+    uint8_t kb[RKEY_MAX];
+    size_t plen = rkey(kb, group, strlen(group), NULL, 0);
+    MDB_dbi dbis[3] = {db->raft_log, db->raft_meta, db->raft_kv};
+    for (int i = 0; i < 3; i++)
+        if ((rv = prefix_del(db->stxn, dbis[i], kb, plen, &mrc)) != 0)
+            return raft_fail(db, rv, mrc, what);
+    raft_done(db, 0);
+    return 0;
+}
+
+/* Reads: in the staged round's transaction when one is open, else in the shared
+ * read transaction (reset by read_end). */
+static int read_begin(avm_lmdb *db, MDB_txn **txn)
+{
+    if (db->stxn != NULL) {
+        *txn = db->stxn;
+        return 0;
+    }
+    *txn = db->rtxn;
+    return rtxn_begin(db);
+}
+
+static void read_end(avm_lmdb *db, MDB_txn *txn)
+{
+    if (txn == db->rtxn)
+        mdb_txn_reset(db->rtxn);
+}
+
+static int group_corrupt(avm_lmdb *db, const char *group, const char *what)
+{
+    return failf(db, AVM_EIO, "corrupt raft %s of group \"%.200s\" in %s", what, group,
+                 db->path);
+}
+
+/* Appends the name of every group with a key in dbi to names (each NUL-ended). */
+static int groups_of(avm_lmdb *db, MDB_txn *txn, MDB_dbi dbi, avm_buf *names)
+{
+    MDB_cursor *cur;
+    int rc = mdb_cursor_open(txn, dbi, &cur);
+    if (rc != 0)
+        return lmdb_fail(db, rc, "reading from");
+    uint8_t next[RKEY_MAX + 1];
+    MDB_val k, v;
+    int rv = 0;
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE)) {
+        const uint8_t *z = memchr(k.mv_data, 0, k.mv_size);
+        size_t glen = z != NULL ? (size_t)(z - (const uint8_t *)k.mv_data) : 0;
+        if (glen == 0 || glen > RKEY_MAX) {
+            rv = failf(db, AVM_EIO, "corrupt data in %s: a raft key of %zu bytes",
+                       db->path, k.mv_size);
+            break;
+        }
+        avm_buf_put(names, k.mv_data, glen + 1);
+        /* The least key after every key of this group: its name, then 0x01. */
+        memcpy(next, k.mv_data, glen);
+        next[glen] = 1;
+        k.mv_size = glen + 1;
+        k.mv_data = next;
+    }
+    mdb_cursor_close(cur);
+    if (rv == 0 && rc != MDB_NOTFOUND)
+        rv = lmdb_fail(db, rc, "reading from");
+    return rv;
+}
+
+static int cmp_cstr(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+int avm_lmdb_raft_groups(avm_lmdb *db, int (*fn)(void *arg, const char *group), void *arg)
+{
+    avm_buf names;
+    avm_buf_init(&names);
+    MDB_txn *txn;
+    int rv = read_begin(db, &txn);
+    if (rv != 0)
+        return rv;
+    MDB_dbi dbis[3] = {db->raft_meta, db->raft_log, db->raft_kv};
+    for (int i = 0; rv == 0 && i < 3; i++)
+        rv = groups_of(db, txn, dbis[i], &names);
+    read_end(db, txn);
+    size_t n = 0;
+    for (size_t off = 0; off < names.len; off += strlen(names.data + off) + 1)
+        n++;
+    const char **v = NULL;
+    if (rv == 0 && (names.err != 0 || (v = calloc(n + 1, sizeof(*v))) == NULL))
+        rv = failf(db, AVM_ENOMEM, "out of memory");
+    if (rv == 0) {
+        size_t i = 0;
+        for (size_t off = 0; off < names.len; off += strlen(names.data + off) + 1)
+            v[i++] = names.data + off;
+        qsort(v, n, sizeof(*v), cmp_cstr);
+        for (i = 0; rv == 0 && i < n; i++)
+            if (i == 0 || strcmp(v[i], v[i - 1]) != 0)
+                rv = fn(arg, v[i]);
+    }
+    free(v);
+    avm_buf_free(&names);
+    return rv;
+}
+
+void avm_lmdb_rstate_free(avm_lmdb_rstate *s)
+{
+    if (s == NULL)
+        return;
+    free(s->snap_conf);
+    free(s->e);
+    free(s->mem);
+    memset(s, 0, sizeof(*s));
+}
+
+/* The meta record (group, 0x00, tag) in *v; false when there is none. */
+static int meta_get(avm_lmdb *db, MDB_txn *txn, const char *group, char tag, MDB_val *v,
+                    bool *found)
+{
+    uint8_t kb[RKEY_MAX];
+    MDB_val k = {.mv_size = rkey(kb, group, strlen(group), &tag, 1), .mv_data = kb};
+    int rc = mdb_get(txn, db->raft_meta, &k, v);
+    *found = rc == 0;
+    if (rc != 0 && rc != MDB_NOTFOUND)
+        return lmdb_fail(db, rc, "reading from");
+    return 0;
+}
+
+/* Whether dbi has a key starting with the prefix. */
+static int prefix_any(avm_lmdb *db, MDB_txn *txn, MDB_dbi dbi, const uint8_t *prefix,
+                      size_t plen, bool *any)
+{
+    MDB_cursor *cur;
+    int rc = mdb_cursor_open(txn, dbi, &cur);
+    if (rc != 0)
+        return lmdb_fail(db, rc, "reading from");
+    MDB_val k = {.mv_size = plen, .mv_data = (void *)prefix}, v;
+    rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    *any = rc == 0 && has_prefix(&k, prefix, plen);
+    mdb_cursor_close(cur);
+    if (rc != 0 && rc != MDB_NOTFOUND)
+        return lmdb_fail(db, rc, "reading from");
+    return 0;
+}
+
+/* The group's log into out: a first walk checks the keys, counts the entries and
+ * their bytes and checks that they follow each other, a second copies them. */
+static int log_load(avm_lmdb *db, MDB_txn *txn, const char *group, avm_lmdb_rstate *out)
+{
+    size_t glen = strlen(group);
+    uint8_t kb[RKEY_MAX];
+    size_t klen = log_key(kb, group, glen, 0);
+    MDB_cursor *cur;
+    int rc = mdb_cursor_open(txn, db->raft_log, &cur);
+    if (rc != 0)
+        return lmdb_fail(db, rc, "reading from");
+    int rv = 0;
+    size_t n = 0, bytes = 0;
+    uint64_t first = 0, prev = 0;
+    MDB_val k, v;
+    for (int pass = 0; pass < 2 && rv == 0; pass++) {
+        size_t i = 0, off = 0;
+        k.mv_size = klen;
+        k.mv_data = kb;
+        for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+             rc == 0 && has_prefix(&k, kb, glen + 1);
+             rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+            if (k.mv_size != klen || v.mv_size < RENT_HDR) {
+                rv = group_corrupt(db, group, "log entry");
+                break;
+            }
+            uint64_t index = be_get((const uint8_t *)k.mv_data + glen + 1, 8);
+            size_t len = v.mv_size - RENT_HDR;
+            if (pass == 0) {
+                if (n == 0) {
+                    first = index;
+                } else if (index != prev + 1) {
+                    rv =
+                        failf(db, AVM_EIO,
+                              "corrupt raft log of group \"%.200s\" in %s: entry %llu is "
+                              "missing (entry %llu follows entry %llu)",
+                              group, db->path, (unsigned long long)prev + 1,
+                              (unsigned long long)index, (unsigned long long)prev);
+                    break;
+                }
+                prev = index;
+                n++;
+                bytes += len;
+                continue;
+            }
+            if (i == n) /* the walks agree: the transaction does not change */
+                break;
+            const uint8_t *p = v.mv_data;
+            avm_lmdb_rentry *e = &out->e[i++];
+            e->term = be_get(p, 8);
+            e->type = p[8];
+            e->data = out->mem + off;
+            e->len = len;
+            if (len > 0)
+                memcpy(out->mem + off, p + RENT_HDR, len);
+            off += len;
+        }
+        if (rv == 0 && rc != 0 && rc != MDB_NOTFOUND)
+            rv = lmdb_fail(db, rc, "reading from");
+        if (rv == 0 && pass == 0) {
+            if (n == 0)
+                break;
+            out->e = calloc(n, sizeof(*out->e));
+            out->mem = malloc(bytes + 1);
+            if (out->e == NULL || out->mem == NULL)
+                rv = failf(db, AVM_ENOMEM, "out of memory loading the raft log of %.200s",
+                           group);
+        }
+    }
+    mdb_cursor_close(cur);
+    if (rv == 0) {
+        out->n = n;
+        out->first_index = n > 0 ? first : out->has_snap ? out->snap_index + 1 : 1;
+        if (out->has_snap && n > 0 && first > out->snap_index + 1)
+            rv =
+                failf(db, AVM_EIO,
+                      "corrupt raft log of group \"%.200s\" in %s: entry %llu is missing "
+                      "(the snapshot ends at %llu, the log starts at %llu)",
+                      group, db->path, (unsigned long long)out->snap_index + 1,
+                      (unsigned long long)out->snap_index, (unsigned long long)first);
+    }
+    return rv;
+}
+
+int avm_lmdb_raft_load(avm_lmdb *db, const char *group, avm_lmdb_rstate *out)
+{
+    memset(out, 0, sizeof(*out));
+    int rv = group_check(db, group, 1, "loading a raft group from");
+    if (rv != 0)
+        return rv == AVM_ETOOBIG ? AVM_ENOTFOUND : rv;
+    MDB_txn *txn;
+    if ((rv = read_begin(db, &txn)) != 0)
+        return rv;
+    MDB_val v;
+    bool found, any = false;
+    if ((rv = meta_get(db, txn, group, 'v', &v, &found)) == 0 && found) {
+        any = true;
+        if (v.mv_size != 16) {
+            rv = group_corrupt(db, group, "term and vote");
+        } else {
+            out->term = be_get(v.mv_data, 8);
+            out->vote = be_get((const uint8_t *)v.mv_data + 8, 8);
+        }
+    }
+    if (rv == 0 && (rv = meta_get(db, txn, group, 'a', &v, &found)) == 0 && found) {
+        any = true;
+        if (v.mv_size != 8)
+            rv = group_corrupt(db, group, "applied index");
+        else
+            out->applied = be_get(v.mv_data, 8);
+    }
+    if (rv == 0 && (rv = meta_get(db, txn, group, 's', &v, &found)) == 0 && found) {
+        any = true;
+        const uint8_t *p = v.mv_data;
+        if (v.mv_size < 24) {
+            rv = group_corrupt(db, group, "snapshot metadata");
+        } else if ((out->snap_conf = malloc(v.mv_size - 24 + 1)) == NULL) {
+            rv = failf(db, AVM_ENOMEM, "out of memory");
+        } else {
+            out->has_snap = true;
+            out->snap_index = be_get(p, 8);
+            out->snap_term = be_get(p + 8, 8);
+            out->snap_conf_index = be_get(p + 16, 8);
+            out->snap_conf_len = v.mv_size - 24;
+            memcpy(out->snap_conf, p + 24, out->snap_conf_len);
+        }
+    }
+    if (rv == 0)
+        rv = log_load(db, txn, group, out);
+    if (rv == 0 && !any && out->n == 0) {
+        uint8_t kb[RKEY_MAX];
+        size_t plen = rkey(kb, group, strlen(group), NULL, 0);
+        if ((rv = prefix_any(db, txn, db->raft_kv, kb, plen, &any)) == 0 && !any)
+            rv = failf(db, AVM_ENOTFOUND, "no raft group \"%.200s\" in %s", group,
+                       db->path);
+    }
+    read_end(db, txn);
+    if (rv != 0)
+        avm_lmdb_rstate_free(out);
+    return rv;
+}
+
+int avm_lmdb_raft_kv_get(avm_lmdb *db, const char *group, const uint8_t *key, size_t klen,
+                         avm_buf *out)
+{
+    avm_buf_init(out);
+    int rv = kv_check(db, group, key, klen, "reading a raft key/value entry from");
+    if (rv != 0)
+        return rv == AVM_ETOOBIG ? AVM_ENOTFOUND : rv;
+    MDB_txn *txn;
+    if ((rv = read_begin(db, &txn)) != 0)
+        return rv;
+    uint8_t kb[RKEY_MAX];
+    MDB_val k = {.mv_size = rkey(kb, group, strlen(group), key, klen), .mv_data = kb}, v;
+    int rc = mdb_get(txn, db->raft_kv, &k, &v);
+    if (rc == 0) {
+        avm_buf_put(out, v.mv_data, v.mv_size);
+        if (out->err != 0)
+            rv = failf(db, AVM_ENOMEM, "out of memory");
+    } else if (rc == MDB_NOTFOUND) {
+        rv = AVM_ENOTFOUND;
+    } else {
+        rv = lmdb_fail(db, rc, "reading from");
+    }
+    read_end(db, txn);
+    if (rv != 0)
+        avm_buf_free(out);
+    return rv;
+}
+
+/* ---- Controller snapshots --------------------------------------------------- */
+
+/* The dump format (lmdb_store.h): magic, version, msgpack body, SHA-256. */
+#define DUMP_MAGIC "AVMCTRL" /* with its NUL: 8 bytes */
+#define DUMP_VERSION 1
+#define DUMP_HDR 12
+#define DUMP_SUM 32
+/* What the msgpack body of a dump may decode into: as for stored values, what one
+ * replica stored must read back on another whatever its size. */
+#define DUMP_BUDGET ((size_t)1 << 40)
+
+static int ctrl_check(avm_lmdb *db, const char *group, avm_val ctrl, const char *what)
+{
+    int rv = group_check(db, group, 8, what);
+    if (rv != 0)
+        return rv;
+    size_t len = strlen(group);
+    if (ctrl.kind != AVM_CTRLID || ctrl.u.s->len != len ||
+        memcmp(ctrl.u.s->data, group, len) != 0)
+        return failf(db, AVM_EINVAL,
+                     "%s %s: the controller of group \"%.200s\" must be the controller "
+                     "identifier of that name",
+                     what, db->path, group);
+    return 0;
+}
+
+/* Whether a stored object record (objects database) names ctrl as its current
+ * controller; decodes no more than the metadata. */
+static int rec_current_is(const MDB_val *v, avm_val ctrl, bool *match)
+{
+    avm_mp_reader r;
+    avm_mp_reader_init(&r, v->mv_data, v->mv_size, AVM_DECODE_DEFAULT_MAX);
+    uint32_t n, len;
+    const char *s;
+    const uint8_t *h;
+    uint64_t fn;
+    avm_val x[3] = {avm_nil(), avm_nil(), avm_nil()};
+    int rv = avm_mp_get_array(&r, &n);
+    if (rv == 0 && n != 7)
+        rv = AVM_EMALFORMED;
+    if (rv == 0)
+        rv = avm_mp_get_str(&r, &s, &len);
+    if (rv == 0)
+        rv = avm_mp_peek_nil(&r) ? avm_mp_get_nil(&r) : avm_mp_get_bin(&r, &h, &len);
+    if (rv == 0)
+        rv = avm_mp_get_uint(&r, &fn);
+    for (int i = 0; rv == 0 && i < 3; i++)
+        rv = avm_mp_get_val(&r, &x[i]);
+    *match = rv == 0 && avm_val_eq(x[2], ctrl);
+    for (int i = 0; i < 3; i++)
+        avm_val_release(x[i]);
+    return rv;
+}
+
+/* Records, each holding a reference. */
+typedef struct objset {
+    centry **v;
+    size_t n, cap;
+} objset;
+
+static int objset_add(objset *s, centry *c)
+{
+    if (s->n == s->cap) {
+        size_t ncap = s->cap ? s->cap * 2 : 64;
+        centry **nv = realloc(s->v, ncap * sizeof(*nv));
+        if (nv == NULL)
+            return AVM_ENOMEM;
+        s->v = nv;
+        s->cap = ncap;
+    }
+    s->v[s->n++] = c;
+    return 0;
+}
+
+static void objset_free(objset *s)
+{
+    for (size_t i = 0; i < s->n; i++)
+        centry_release(s->v[i]);
+    free(s->v);
+    memset(s, 0, sizeof(*s));
+}
+
+/* Object ids in LMDB's order: bytes, then length. */
+static int oid_cmp(avm_val a, avm_val b)
+{
+    size_t la = a.u.s->len, lb = b.u.s->len;
+    int c = memcmp(a.u.s->data, b.u.s->data, la < lb ? la : lb);
+    return c != 0 ? c : la < lb ? -1 : la > lb;
+}
+
+static int centry_cmp(const void *a, const void *b)
+{
+    return oid_cmp((*(centry *const *)a)->r.oid, (*(centry *const *)b)->r.oid);
+}
+
+/* Every object whose current controller is ctrl, as the reads see it (the staged
+ * round's overlay over txn), in oid order, into out. With full the records are
+ * complete; without, only their ids are set. */
+static int ctrl_objects(avm_lmdb *db, MDB_txn *txn, avm_val ctrl, bool full, objset *out)
+{
+    MDB_cursor *cur;
+    int rc = mdb_cursor_open(txn, db->objects, &cur);
+    if (rc != 0)
+        return lmdb_fail(db, rc, "reading from");
+    int rv = 0;
+    MDB_val k, v;
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0 && rv == 0;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        bool match;
+        avm_val oid;
+        if (rec_current_is(&v, ctrl, &match) != 0) {
+            rv = failf(db, AVM_EIO, "corrupt object record \"%.*s\" in %s",
+                       (int)(k.mv_size > 200 ? 200 : k.mv_size), (const char *)k.mv_data,
+                       db->path);
+            break;
+        }
+        if (!match)
+            continue;
+        if (avm_str_new(AVM_OBJID, k.mv_data, k.mv_size, &oid) != 0) {
+            rv = failf(db, AVM_ENOMEM, "out of memory");
+            break;
+        }
+        centry *c = NULL;
+        tslot *e;
+        if (db->stage != NULL && tab_find(&db->stage->objs, oid) != NULL) {
+            /* the overlay's record, below */
+        } else if (!full) {
+            if ((c = centry_new()) != NULL) {
+                c->r.oid = oid;
+                avm_val_retain(oid);
+            }
+        } else if ((e = tab_find(&db->cache, oid)) != NULL) {
+            c = e->val;
+            c->rc++;
+        } else if ((rv = rec_load(db, txn, oid, &c)) != 0) {
+            if (rv == AVM_ENOTFOUND)
+                rv = corrupt(db, "object", oid, rv);
+            c = NULL;
+        }
+        avm_val_release(oid);
+        if (rv == 0 && c != NULL && objset_add(out, c) != 0) {
+            centry_release(c);
+            rv = failf(db, AVM_ENOMEM, "out of memory");
+        }
+    }
+    mdb_cursor_close(cur);
+    if (rv == 0 && rc != 0 && rc != MDB_NOTFOUND)
+        rv = lmdb_fail(db, rc, "reading from");
+    for (size_t i = 0; rv == 0 && db->stage != NULL && i < db->stage->objs.cap; i++) {
+        const tslot *s = &db->stage->objs.s[i];
+        const ov *o = s->val;
+        if (s->st != SLOT_FULL || o->rec == NULL ||
+            !avm_val_eq(o->rec->r.meta.current, ctrl))
+            continue;
+        o->rec->rc++;
+        if (objset_add(out, o->rec) != 0) {
+            centry_release(o->rec);
+            rv = failf(db, AVM_ENOMEM, "out of memory");
+        }
+    }
+    if (rv != 0)
+        objset_free(out);
+    else if (out->n > 1)
+        qsort(out->v, out->n, sizeof(*out->v), centry_cmp);
+    return rv;
+}
+
+/* Walks the group's key/value entries: counts them, or (enc) encodes each as
+ * [key bin, value bin] into b. */
+static int kv_walk(avm_lmdb *db, MDB_txn *txn, const char *group, avm_buf *b, size_t *n)
+{
+    uint8_t kb[RKEY_MAX];
+    size_t plen = rkey(kb, group, strlen(group), NULL, 0);
+    MDB_cursor *cur;
+    int rc = mdb_cursor_open(txn, db->raft_kv, &cur);
+    if (rc != 0)
+        return lmdb_fail(db, rc, "reading from");
+    int rv = 0;
+    MDB_val k = {.mv_size = plen, .mv_data = kb}, v;
+    *n = 0;
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+         rc == 0 && has_prefix(&k, kb, plen);
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        if (v.mv_size > UINT32_MAX) {
+            rv = failf(db, AVM_ETOOBIG,
+                       "dumping %s: a key/value entry of group %.200s of "
+                       "%zu bytes",
+                       db->path, group, v.mv_size);
+            break;
+        }
+        if (b != NULL) {
+            avm_mp_put_array(b, 2);
+            avm_mp_put_bin(b, (const uint8_t *)k.mv_data + plen, k.mv_size - plen);
+            avm_mp_put_bin(b, v.mv_data, v.mv_size);
+        }
+        (*n)++;
+    }
+    mdb_cursor_close(cur);
+    if (rv == 0 && rc != 0 && rc != MDB_NOTFOUND)
+        rv = lmdb_fail(db, rc, "reading from");
+    return rv;
+}
+
+/* Encodes the objects (and their modules, once each) and the group's table. */
+static int dump_encode(avm_lmdb *db, MDB_txn *txn, const char *group, avm_val ctrl,
+                       const objset *os, avm_buf *out)
+{
+    const char *what = "dumping a controller from";
+    avm_module **mods = NULL;
+    uint32_t *modix = NULL;
+    size_t nmods = 0, nkv;
+    avm_buf tmp;
+    avm_buf_init(&tmp);
+    int rv = kv_walk(db, txn, group, NULL, &nkv);
+    if (rv != 0)
+        return rv;
+    if (os->n > UINT32_MAX || nkv > UINT32_MAX)
+        return failf(db, AVM_ETOOBIG, "%s %s: too many objects or entries", what,
+                     db->path);
+    mods = calloc(os->n + 1, sizeof(*mods));
+    modix = calloc(os->n + 1, sizeof(*modix));
+    if (mods == NULL || modix == NULL) {
+        rv = failf(db, AVM_ENOMEM, "out of memory");
+        goto out;
+    }
+    /* Each distinct module once; programs are few, so a linear search. */
+    for (size_t i = 0; i < os->n; i++) {
+        avm_module *m = os->v[i]->r.beh.mod;
+        if (m == NULL)
+            continue;
+        size_t j = 0;
+        while (j < nmods && memcmp(mods[j]->hash, m->hash, 32) != 0)
+            j++;
+        if (j == nmods)
+            mods[nmods++] = m;
+        modix[i] = (uint32_t)j;
+    }
+    avm_buf_put(out, DUMP_MAGIC, 8);
+    uint8_t ver[4];
+    be_put(ver, DUMP_VERSION, 4);
+    avm_buf_put(out, ver, 4);
+    avm_mp_put_array(out, 5);
+    avm_mp_put_str(out, group, strlen(group));
+    if ((rv = avm_val_encode(out, ctrl)) != 0)
+        goto enc_fail;
+    avm_mp_put_array(out, (uint32_t)nmods);
+    for (size_t j = 0; j < nmods; j++) {
+        tmp.len = 0;
+        if ((rv = avm_module_encode(mods[j], &tmp)) != 0)
+            goto enc_fail;
+        if (tmp.len > UINT32_MAX) {
+            rv = AVM_ETOOBIG;
+            goto enc_fail;
+        }
+        avm_mp_put_bin(out, tmp.data, tmp.len);
+    }
+    avm_mp_put_array(out, (uint32_t)os->n);
+    for (size_t i = 0; i < os->n; i++) {
+        const avm_objrec *r = &os->v[i]->r;
+        avm_mp_put_array(out, 9);
+        rv = avm_val_encode(out, r->oid);
+        if (rv == 0)
+            rv = avm_val_encode(out, r->beh.name);
+        if (r->beh.mod != NULL)
+            avm_mp_put_uint(out, modix[i]);
+        else
+            avm_mp_put_nil(out);
+        avm_mp_put_uint(out, r->beh.fn);
+        if (rv == 0)
+            rv = avm_val_encode(out, r->meta.machine);
+        if (rv == 0)
+            rv = avm_val_encode(out, r->meta.creating);
+        if (rv == 0)
+            rv = avm_val_encode(out, r->meta.current);
+        avm_mp_put_uint(out, r->version);
+        if (rv == 0)
+            rv = avm_val_encode(out, r->state);
+        if (rv != 0)
+            goto enc_fail;
+    }
+    avm_mp_put_array(out, (uint32_t)nkv);
+    if ((rv = kv_walk(db, txn, group, out, &nkv)) != 0)
+        goto out;
+    if (out->err != 0) {
+        rv = out->err;
+        goto enc_fail;
+    }
+    uint8_t sum[DUMP_SUM];
+    avm_sha256(out->data, out->len, sum);
+    avm_buf_put(out, sum, DUMP_SUM);
+    if (out->err != 0) {
+        rv = out->err;
+        goto enc_fail;
+    }
+    goto out;
+
+enc_fail:
+    rv = failf(db, rv, "%s %s: encoding group %.200s: %s", what, db->path, group,
+               avm_strerror(rv));
+out:
+    avm_buf_free(&tmp);
+    free(mods);
+    free(modix);
+    return rv;
+}
+
+int avm_lmdb_ctrl_dump(avm_lmdb *db, const char *group, avm_val ctrl, avm_buf *out)
+{
+    avm_buf_init(out);
+    int rv = ctrl_check(db, group, ctrl, "dumping a controller from");
+    if (rv != 0)
+        return rv;
+    MDB_txn *txn;
+    if ((rv = read_begin(db, &txn)) != 0)
+        return rv;
+    objset os = {0};
+    rv = ctrl_objects(db, txn, ctrl, true, &os);
+    if (rv == 0)
+        rv = dump_encode(db, txn, group, ctrl, &os, out);
+    read_end(db, txn);
+    objset_free(&os);
+    if (rv != 0)
+        avm_buf_free(out);
+    return rv;
+}
+
+/* A dump, decoded and verified. */
+typedef struct dkv {
+    const uint8_t *k, *v; /* into the dump */
+    uint32_t klen, vlen;
+} dkv;
+
+typedef struct dump {
+    avm_module **mods;
+    uint32_t nmods;
+    centry **objs; /* owned; NULL once handed to the round */
+    uint32_t nobjs;
+    dkv *kv;
+    uint32_t nkv;
+} dump;
+
+static void dump_free(dump *d)
+{
+    for (uint32_t i = 0; i < d->nmods; i++)
+        if (d->mods[i] != NULL)
+            avm_module_release(d->mods[i]);
+    for (uint32_t i = 0; i < d->nobjs; i++)
+        centry_release(d->objs[i]);
+    free(d->mods);
+    free(d->objs);
+    free(d->kv);
+    memset(d, 0, sizeof(*d));
+}
+
+static int dump_bad(avm_lmdb *db, int code, const char *group, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static int dump_bad(avm_lmdb *db, int code, const char *group, const char *fmt, ...)
+{
+    char why[300];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof(why), fmt, ap);
+    va_end(ap);
+    return failf(db, code, "restoring a snapshot of controller \"%.200s\" in %s: %s",
+                 group, db->path, why);
+}
+
+/* The code for a decoding failure of the body: memory is the environment's
+ * failure, the rest is the dump's. */
+static int body_bad(avm_lmdb *db, int rv, const char *group, const char *what)
+{
+    if (rv == AVM_ENOMEM)
+        return dump_bad(db, AVM_ENOMEM, group, "out of memory decoding %s", what);
+    return dump_bad(db, AVM_EMALFORMED, group, "malformed %s (%s)", what,
+                    avm_strerror(rv));
+}
+
+/* One object record of the body: [oid, behaviour name, module index or nil, fn,
+ * machine, creating, current, version, state]. */
+static int dump_obj(avm_lmdb *db, avm_mp_reader *r, const char *group, avm_val ctrl,
+                    const dump *d, centry *c)
+{
+    uint32_t n;
+    uint64_t mi = 0, fn, version;
+    bool nomod;
+    int rv = avm_mp_get_array(r, &n);
+    if (rv == 0 && n != 9)
+        rv = AVM_EMALFORMED;
+    if (rv == 0)
+        rv = avm_mp_get_val(r, &c->r.oid);
+    if (rv == 0)
+        rv = avm_mp_get_val(r, &c->r.beh.name);
+    if (rv == 0 && !(nomod = avm_mp_peek_nil(r)))
+        rv = avm_mp_get_uint(r, &mi);
+    else if (rv == 0)
+        rv = avm_mp_get_nil(r);
+    if (rv == 0)
+        rv = avm_mp_get_uint(r, &fn);
+    if (rv == 0)
+        rv = avm_mp_get_val(r, &c->r.meta.machine);
+    if (rv == 0)
+        rv = avm_mp_get_val(r, &c->r.meta.creating);
+    if (rv == 0)
+        rv = avm_mp_get_val(r, &c->r.meta.current);
+    if (rv == 0)
+        rv = avm_mp_get_uint(r, &version);
+    if (rv == 0)
+        rv = avm_mp_get_val(r, &c->r.state);
+    if (rv != 0)
+        return body_bad(db, rv, group, "object record");
+    avm_val oid = c->r.oid;
+    if (!key_ok(db, oid, AVM_OBJID))
+        return dump_bad(db, AVM_EMALFORMED, group, "an object id that is not one");
+    int ol = (int)(oid.u.s->len > 200 ? 200 : oid.u.s->len);
+    const char *os = oid.u.s->data;
+    if (c->r.beh.name.kind != AVM_STR)
+        return dump_bad(db, AVM_EMALFORMED, group,
+                        "object %.*s: a behaviour name that "
+                        "is not a string",
+                        ol, os);
+    if (!nomod && mi >= d->nmods)
+        return dump_bad(db, AVM_EMALFORMED, group, "object %.*s: module %llu of %u", ol,
+                        os, (unsigned long long)mi, d->nmods);
+    if (nomod ? fn > UINT32_MAX : fn >= d->mods[mi]->nfuncs)
+        return dump_bad(db, AVM_EMALFORMED, group, "object %.*s: function %llu", ol, os,
+                        (unsigned long long)fn);
+    if (c->r.meta.machine.kind != AVM_MACHID ||
+        (c->r.meta.creating.kind != AVM_CTRLID && c->r.meta.creating.kind != AVM_NIL))
+        return dump_bad(db, AVM_EMALFORMED, group, "object %.*s: malformed metadata", ol,
+                        os);
+    if (!avm_val_eq(c->r.meta.current, ctrl))
+        return dump_bad(db, AVM_EMALFORMED, group,
+                        "object %.*s: its current controller is not the group's", ol, os);
+    if (version == 0 || version == AVM_VERSION_EXISTS)
+        return dump_bad(db, AVM_EMALFORMED, group, "object %.*s: version %llu", ol, os,
+                        (unsigned long long)version);
+    if (!nomod) {
+        c->r.beh.mod = d->mods[mi];
+        avm_module_retain(c->r.beh.mod);
+    }
+    c->r.beh.fn = (uint32_t)fn;
+    c->r.version = version;
+    return 0;
+}
+
+/* Decodes and verifies all of a dump into d (freed by the caller either way). */
+static int dump_decode(avm_lmdb *db, const char *group, avm_val ctrl, const uint8_t *p,
+                       size_t len, dump *d)
+{
+    if (len < DUMP_HDR + DUMP_SUM || p == NULL)
+        return dump_bad(db, AVM_EMALFORMED, group, "a dump of %zu bytes is too short",
+                        len);
+    if (memcmp(p, DUMP_MAGIC, 8) != 0)
+        return dump_bad(db, AVM_EMALFORMED, group, "not a controller dump");
+    uint64_t version = be_get(p + 8, 4);
+    if (version != DUMP_VERSION)
+        return dump_bad(db, version > DUMP_VERSION ? AVM_EVERSION : AVM_EMALFORMED, group,
+                        "dump format %llu, but this build reads format %d",
+                        (unsigned long long)version, DUMP_VERSION);
+    uint8_t sum[DUMP_SUM];
+    avm_sha256(p, len - DUMP_SUM, sum);
+    if (memcmp(sum, p + len - DUMP_SUM, DUMP_SUM) != 0)
+        return dump_bad(db, AVM_EMALFORMED, group,
+                        "checksum mismatch (the dump is corrupt or truncated)");
+
+    avm_mp_reader r;
+    avm_mp_reader_init(&r, p + DUMP_HDR, len - DUMP_HDR - DUMP_SUM, DUMP_BUDGET);
+    uint32_t n, slen;
+    const char *s;
+    avm_val c = avm_nil();
+    int rv = avm_mp_get_array(&r, &n);
+    if (rv == 0 && n != 5)
+        rv = AVM_EMALFORMED;
+    if (rv == 0)
+        rv = avm_mp_get_str(&r, &s, &slen);
+    if (rv == 0)
+        rv = avm_mp_get_val(&r, &c);
+    if (rv != 0) {
+        avm_val_release(c);
+        return body_bad(db, rv, group, "header");
+    }
+    bool same =
+        slen == strlen(group) && memcmp(s, group, slen) == 0 && avm_val_eq(c, ctrl);
+    avm_val_release(c);
+    if (!same)
+        return dump_bad(db, AVM_EINVAL, group, "a dump of group \"%.*s\"",
+                        (int)(slen > 200 ? 200 : slen), s);
+
+    if ((rv = avm_mp_get_array(&r, &n)) != 0)
+        return body_bad(db, rv, group, "module list");
+    if ((d->mods = calloc(n + 1, sizeof(*d->mods))) == NULL)
+        return dump_bad(db, AVM_ENOMEM, group, "out of memory");
+    for (uint32_t i = 0; i < n; i++) {
+        const uint8_t *m;
+        uint32_t mlen;
+        char msg[200] = "";
+        if ((rv = avm_mp_get_bin(&r, &m, &mlen)) != 0)
+            return body_bad(db, rv, group, "module");
+        rv = avm_module_decode(m, mlen, &d->mods[i], msg, sizeof(msg));
+        if (rv != 0) {
+            d->mods[i] = NULL;
+            return dump_bad(db,
+                            rv == AVM_ENOMEM || rv == AVM_EVERSION ? rv : AVM_EMALFORMED,
+                            group, "module %u: %s (%s)", i, msg, avm_strerror(rv));
+        }
+        d->nmods = i + 1;
+    }
+
+    if ((rv = avm_mp_get_array(&r, &n)) != 0)
+        return body_bad(db, rv, group, "object list");
+    if ((d->objs = calloc(n + 1, sizeof(*d->objs))) == NULL)
+        return dump_bad(db, AVM_ENOMEM, group, "out of memory");
+    for (uint32_t i = 0; i < n; i++) {
+        if ((d->objs[i] = centry_new()) == NULL)
+            return dump_bad(db, AVM_ENOMEM, group, "out of memory");
+        d->nobjs = i + 1;
+        if ((rv = dump_obj(db, &r, group, ctrl, d, d->objs[i])) != 0)
+            return rv;
+        if (i > 0 && oid_cmp(d->objs[i - 1]->r.oid, d->objs[i]->r.oid) >= 0)
+            return dump_bad(db, AVM_EMALFORMED, group, "objects out of order");
+    }
+
+    size_t plen = strlen(group) + 1;
+    if ((rv = avm_mp_get_array(&r, &n)) != 0)
+        return body_bad(db, rv, group, "key/value list");
+    if ((d->kv = calloc(n + 1, sizeof(*d->kv))) == NULL)
+        return dump_bad(db, AVM_ENOMEM, group, "out of memory");
+    for (uint32_t i = 0; i < n; i++) {
+        dkv *e = &d->kv[i];
+        uint32_t two;
+        rv = avm_mp_get_array(&r, &two);
+        if (rv == 0 && two != 2)
+            rv = AVM_EMALFORMED;
+        if (rv == 0)
+            rv = avm_mp_get_bin(&r, &e->k, &e->klen);
+        if (rv == 0)
+            rv = avm_mp_get_bin(&r, &e->v, &e->vlen);
+        if (rv != 0)
+            return body_bad(db, rv, group, "key/value entry");
+        d->nkv = i + 1;
+        if (plen + e->klen > rkey_limit(db))
+            return dump_bad(db, AVM_EMALFORMED, group, "a key of %u bytes", e->klen);
+        if (i > 0) {
+            const dkv *q = &d->kv[i - 1];
+            int cmp = memcmp(q->k, e->k, q->klen < e->klen ? q->klen : e->klen);
+            if (cmp > 0 || (cmp == 0 && q->klen >= e->klen))
+                return dump_bad(db, AVM_EMALFORMED, group, "keys out of order");
+        }
+    }
+    if (r.p != r.end)
+        return dump_bad(db, AVM_EMALFORMED, group, "%zu bytes after the body",
+                        (size_t)(r.end - r.p));
+    return 0;
+}
+
+/* Sets the round's view of oid to rec (NULL: no such object), to be written at the
+ * round's commit. Takes rec only when it returns 0. */
+static int ov_set(avm_lmdb *db, batch *b, avm_val oid, centry *rec)
+{
+    tslot *e = tab_find(&b->objs, oid);
+    ov *o;
+    if (e != NULL) {
+        o = e->val;
+    } else {
+        if ((o = calloc(1, sizeof(*o))) == NULL || tab_reserve(&b->objs, 1) != 0) {
+            free(o);
+            return failf(db, AVM_ENOMEM, "out of memory");
+        }
+        tab_put(&b->objs, oid, o);
+    }
+    centry_release(o->rec);
+    o->rec = rec;
+    o->owned = rec != NULL;
+    o->dirty = true;
+    o->state_dirty = rec != NULL;
+    return 0;
+}
+
+int avm_lmdb_ctrl_restore(avm_lmdb *db, const char *group, avm_val ctrl,
+                          const uint8_t *data, size_t len)
+{
+    const char *what = "restoring a controller snapshot in";
+    if (db->stage_broken)
+        return failf(db, AVM_EIO, "%s %s: an earlier staged round was lost", what,
+                     db->path);
+    int rv = ctrl_check(db, group, ctrl, what), mrc = 0;
+    if (rv != 0)
+        return rv;
+    dump d = {0};
+    if ((rv = dump_decode(db, group, ctrl, data, len, &d)) != 0 ||
+        (rv = raft_begin(db, group, 8, len, what)) != 0) {
+        dump_free(&d);
+        return rv;
+    }
+    /* From here on the round changes: a failure loses it. */
+    batch *b = db->stage;
+    objset old = {0};
+    rv = ctrl_objects(db, db->stxn, ctrl, false, &old);
+    for (size_t i = 0; rv == 0 && i < old.n; i++)
+        rv = ov_set(db, b, old.v[i]->r.oid, NULL);
+    objset_free(&old);
+    uint8_t kb[RKEY_MAX];
+    size_t plen = rkey(kb, group, strlen(group), NULL, 0);
+    if (rv == 0)
+        rv = prefix_del(db->stxn, db->raft_kv, kb, plen, &mrc);
+    for (uint32_t i = 0; rv == 0 && i < d.nobjs; i++) {
+        centry *c = d.objs[i];
+        modent *me;
+        if (c->r.beh.mod != NULL) {
+            /* The handle's instance of the module, stored at the commit if new. */
+            if (mod_add(&db->mods, c->r.beh.mod, &me) != 0) {
+                rv = failf(db, AVM_ENOMEM, "out of memory");
+                break;
+            }
+            avm_module_retain(me->m);
+            avm_module_release(c->r.beh.mod);
+            c->r.beh.mod = me->m;
+        }
+        if ((rv = ov_set(db, b, c->r.oid, c)) == 0)
+            d.objs[i] = NULL;
+    }
+    for (uint32_t i = 0; rv == 0 && i < d.nkv; i++) {
+        MDB_val k = {.mv_size = plen + d.kv[i].klen, .mv_data = kb};
+        MDB_val v = {.mv_size = d.kv[i].vlen, .mv_data = (void *)d.kv[i].v};
+        if (d.kv[i].klen > 0)
+            memcpy(kb + plen, d.kv[i].k, d.kv[i].klen);
+        if (v.mv_size == 0)
+            v.mv_data = (void *)"";
+        if ((mrc = mdb_put(db->stxn, db->raft_kv, &k, &v, 0)) != 0)
+            rv = AVM_EIO;
+    }
+    dump_free(&d);
+    if (rv != 0)
+        return raft_fail(db, rv, mrc, what);
+    raft_done(db, len);
+    return 0;
 }

@@ -1,7 +1,8 @@
 /* The node's durable store on LMDB: one environment per node, with named databases
  * for objects (behaviour reference, metadata, version), states, behaviours (module
  * code by content hash), the pure-function registry, executions, traces, object
- * mailboxes and the format version. It implements the interpreter's store interface
+ * mailboxes, the format version, and the Raft groups' logs, metadata and tables.
+ * It implements the interpreter's store interface
  * (platform.h), so the interpreter runs on it unchanged.
  *
  * Durability: a commit is acknowledged (apply returns with *committed true) only
@@ -13,7 +14,8 @@
  *
  * Reads: records returned by get with snap NULL and by pure_get are borrowed until
  * the next call on the store that writes objects (apply, apply_batch(_ex),
- * pure_put; not mailbox puts); a record from get also ends after 262,144 further
+ * pure_put, stage, ctrl_restore, and a raft write that opens a round; not mailbox
+ * puts); a record from get also ends after 262,144 further
  * gets that miss the decoded cache, which is bounded. Records read through a
  * snapshot (an LMDB read transaction) stay valid until that snapshot is released. */
 #ifndef AVM_LMDB_STORE_H
@@ -161,10 +163,10 @@ int avm_lmdb_trace_clear(avm_lmdb *db, const char *id);
  * with its checkpoint, trace chunk and acknowledged messages; *committed tells
  * which, at once. While a round is staged, every read of the store (get, with or
  * without a read view) sees the staged records, apply stages, and the other writes
- * (pure functions) join the round; apply_batch and the execution and mailbox
- * writes refuse with AVM_ESTATE until the round is committed.
- * Returns 0; AVM_EINVAL/AVM_ETOOBIG for a write set no state makes valid (nothing
- * changed); any other error means the round was lost (aborted, as by a crash):
+ * (pure functions, the raft writes and ctrl_restore below) join the round; apply_batch
+ * and the execution and mailbox writes refuse with AVM_ESTATE until the round is
+ * committed. Returns 0; AVM_EINVAL/AVM_ETOOBIG for a write set no state makes valid
+ * (nothing changed); any other error means the round was lost (aborted, as by a crash):
  * avm_lmdb_stage_broken() is then true for good, and every later stage or
  * stage_commit fails, since answers were given on the lost commits. The caller must
  * stop and reopen the store to recover. stage_commit returns 0 when nothing is
@@ -176,6 +178,147 @@ bool avm_lmdb_stage_broken(const avm_lmdb *db);
 /* Whether a round is staged, and roughly how many bytes it holds. */
 bool avm_lmdb_staged_any(const avm_lmdb *db);
 size_t avm_lmdb_staged_bytes(const avm_lmdb *db);
+
+/* Raft groups: the durable state of each Raft group (one per replicated
+ * controller) that this node holds a replica of, named by the group's name (a
+ * non-empty C string; with the 10 bytes the keys add, at most LMDB's key limit of
+ * 511 bytes, else AVM_ETOOBIG): its term and vote, its log, its snapshot's
+ * metadata, the index its state machine has applied, and the state machine's own
+ * key/value table. consensus/raft_host.h's I/O interface is built on these.
+ *
+ * Writes join the staged round (see Staging): they go into the round's write
+ * transaction (opening a round when none is open) and become durable with the next
+ * avm_lmdb_stage_commit, atomically with everything staged in the round, write sets
+ * included; so a write set staged by a group's state machine and the group's
+ * applied index are durable together, or neither is. A crash, or a close without
+ * stage_commit, loses the round's writes, never a part of them. Each write returns
+ * 0; AVM_EINVAL / AVM_ETOOBIG for arguments no state makes valid (nothing changed,
+ * the round goes on); AVM_EIO when an earlier round was lost (stage_broken); any
+ * other error means the round was lost, as for avm_lmdb_stage: stage_broken() is
+ * then true for good. A round opened by a write makes room in the map for twice
+ * that write; a round must not outgrow the map's free space, so callers commit
+ * rounds by avm_lmdb_staged_bytes, which counts these writes too.
+ *
+ * Reads see the staged round when one is open (its writes included), else the
+ * latest committed state. */
+
+/* One Raft log entry. Passed to save_entries, data borrowed for the call (NULL
+ * allowed when len is 0); returned by raft_load, data owned by the avm_lmdb_rstate
+ * (never NULL). */
+typedef struct avm_lmdb_rentry {
+    uint64_t term;
+    uint8_t type; /* RAFT_COMMAND, RAFT_BARRIER or RAFT_CHANGE: kept as is */
+    const uint8_t *data;
+    size_t len;
+} avm_lmdb_rentry;
+
+/* Records the group's current term and vote (0: none), replacing the earlier. */
+int avm_lmdb_raft_save_tv(avm_lmdb *db, const char *group, uint64_t term, uint64_t vote);
+/* Deletes the group's entries with index >= index, then stores e[0..n) at index,
+ * index + 1, ... (n may be 0: then it only truncates). index must be at least 1
+ * and index + n must not overflow (AVM_EINVAL). */
+int avm_lmdb_raft_save_entries(avm_lmdb *db, const char *group, uint64_t index,
+                               const avm_lmdb_rentry *e, size_t n);
+/* Records the group's snapshot metadata, replacing the earlier: the last index and
+ * term the state machine's snapshot covers and the configuration committed as of
+ * it (conf: conf_len bytes, copied; NULL allowed when conf_len is 0). Deletes no
+ * entries: compaction calls delete_upto as well. */
+int avm_lmdb_raft_save_snapmeta(avm_lmdb *db, const char *group, uint64_t index,
+                                uint64_t term, uint64_t conf_index, const uint8_t *conf,
+                                size_t conf_len);
+/* Deletes the group's entries with index <= upto (none there is not an error). */
+int avm_lmdb_raft_delete_upto(avm_lmdb *db, const char *group, uint64_t upto);
+/* Deletes every entry of the group's log. */
+int avm_lmdb_raft_delete_log(avm_lmdb *db, const char *group);
+/* Records the index of the last entry the group's state machine applied. */
+int avm_lmdb_raft_set_applied(avm_lmdb *db, const char *group, uint64_t index);
+/* The group state machine's key/value table: put inserts or replaces key (klen
+ * bytes; the group's name, 1 and klen bytes must fit LMDB's key limit, else
+ * AVM_ETOOBIG) with val (vlen bytes, copied; NULL allowed when vlen is 0); del
+ * deletes it (AVM_ENOTFOUND, round unharmed, when there is none). */
+int avm_lmdb_raft_kv_put(avm_lmdb *db, const char *group, const uint8_t *key, size_t klen,
+                         const uint8_t *val, size_t vlen);
+int avm_lmdb_raft_kv_del(avm_lmdb *db, const char *group, const uint8_t *key,
+                         size_t klen);
+/* Deletes everything of the group: log, term and vote, snapshot metadata, applied
+ * index and key/value table. Not the objects its controller holds. */
+int avm_lmdb_raft_drop(avm_lmdb *db, const char *group);
+
+/* Calls fn for every group that has any raft state (a meta record, a log entry or
+ * a key/value entry), in name order (strcmp), after the read has ended: fn may use
+ * the store, writes included. group is borrowed for the call. fn returns 0 to go
+ * on; a nonzero value stops the walk and is returned as is. Otherwise returns 0 or
+ * an error code with errmsg filled. */
+int avm_lmdb_raft_groups(avm_lmdb *db, int (*fn)(void *arg, const char *group),
+                         void *arg);
+
+/* A group's durable state, as raft_load returns it. Everything it points to is
+ * owned by it, until avm_lmdb_rstate_free. */
+typedef struct avm_lmdb_rstate {
+    uint64_t term, vote; /* 0, 0 when never saved */
+    uint64_t applied;    /* 0 when never set */
+    bool has_snap;
+    uint64_t snap_index, snap_term, snap_conf_index;
+    uint8_t *snap_conf; /* snap_conf_len bytes; NULL when has_snap is false */
+    size_t snap_conf_len;
+    /* The log: e[i] is the entry at index first_index + i. With no entries,
+     * first_index is snap_index + 1 (1 without a snapshot). */
+    uint64_t first_index;
+    avm_lmdb_rentry *e;
+    size_t n;
+    uint8_t *mem; /* private: the bytes the entries point into */
+} avm_lmdb_rstate;
+
+/* Loads the group's state into *out (zeroed first; on error nothing is allocated).
+ * Returns 0, AVM_ENOTFOUND when the group has no raft state at all (no meta
+ * record, entry or key/value entry), AVM_EINVAL for an empty name, or AVM_EIO
+ * naming the group and the index when the log is not contiguous (an entry is
+ * missing between two others, or between the snapshot and the first entry) or a
+ * record is corrupt, or another error with errmsg filled. */
+int avm_lmdb_raft_load(avm_lmdb *db, const char *group, avm_lmdb_rstate *out);
+void avm_lmdb_rstate_free(avm_lmdb_rstate *s);
+
+/* The value of key in the group's key/value table, into *out (initialized here;
+ * the caller frees it with avm_buf_free; empty on error). AVM_ENOTFOUND when there
+ * is none. */
+int avm_lmdb_raft_kv_get(avm_lmdb *db, const char *group, const uint8_t *key, size_t klen,
+                         avm_buf *out);
+
+/* Controller snapshots: the state machine of a controller's Raft group, as a
+ * lagging replica installs it. ctrl is an AVM_CTRLID whose name is the group's
+ * (else AVM_EINVAL).
+ *
+ * ctrl_dump appends to *out (initialized here; the caller frees it; empty on
+ * error) a dump of every object whose current controller is ctrl (as the reads
+ * see it: a staged round included) and of the group's key/value table. The dump
+ * holds everything needed to recreate the objects on a node that never saw them:
+ * each object's id, behaviour (name, function index, and its module's canonical
+ * encoding, once per module), metadata, state and version. Format: the 8 bytes
+ * "AVMCTRL\0", a 4-byte big-endian format version (1), a msgpack body [group,
+ * ctrl, [module encoding bin...], [[oid, behaviour name, module index or nil, fn,
+ * machine, creating, current, version, state]...] in oid byte order, [[key bin,
+ * value bin]...] in key order], and the SHA-256 of everything before it. Reading
+ * walks every object of the environment: its cost grows with the whole store.
+ * Returns 0 or an error code with errmsg filled.
+ *
+ * ctrl_restore replaces ctrl's objects and the group's key/value table with a
+ * dump's, in the staged round (see Raft groups). It first decodes and verifies all
+ * of data: the checksum, the format, every module (decoded and verified), every
+ * record (ids ordered and unique, each object's current controller ctrl, versions
+ * from 1), that it is a dump of this group and ctrl. Refused then, with nothing
+ * changed and the round unharmed: AVM_EMALFORMED (anything malformed, truncated or
+ * corrupt), AVM_EVERSION (a dump format or a module's bytecode version this build
+ * does not read), AVM_EINVAL (a dump of another group), AVM_ENOMEM, each with
+ * errmsg naming the cause. Then it deletes every object whose current controller
+ * is ctrl and every key/value entry of the group, and inserts the dump's objects
+ * (with their dumped versions; an object of the dump replaces any object with its
+ * id, whatever that one's controller) and key/value entries; modules missing from
+ * the store are stored. Other objects, mailboxes and the group's raft state are
+ * untouched. Once the round commits, reads never return a record of a removed or
+ * replaced object; before, reads see the staged objects. */
+int avm_lmdb_ctrl_dump(avm_lmdb *db, const char *group, avm_val ctrl, avm_buf *out);
+int avm_lmdb_ctrl_restore(avm_lmdb *db, const char *group, avm_val ctrl,
+                          const uint8_t *data, size_t len);
 
 /* Statistics for tools and tests: entries of the objects, behaviours, pure and
  * executions databases, and mailbox = the messages waiting in all mailboxes; the

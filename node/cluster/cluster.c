@@ -1,6 +1,7 @@
 /* The cluster layer: membership, reachability, object location, roaming executions
  * and forwarded control requests over the node-to-node links (see cluster.h). */
 #include "cluster.h"
+#include "cluster_internal.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -95,6 +96,7 @@ struct avm_cluster {
     size_t nmods;
     uint32_t request_ms, forward_ms;
     uint64_t placed; /* objects placed (spread) */
+    avm_rctl *rctl;  /* replicated controllers (Raft groups) */
     bool stopped;
 };
 
@@ -1213,6 +1215,13 @@ static int h_forward(void *arg, const char *id, uint64_t seq, const avm_writeset
                      avm_val *unreachable, char *errmsg, size_t errlen)
 {
     avm_cluster *c = arg;
+    avm_val rc = avm_rctl_ws_ctrl(c->rctl, ws);
+    if (rc.kind != AVM_NIL) {
+        /* A replicated controller: its group's log orders the commit. */
+        int rrv = avm_rctl_commit_exec(c->rctl, rc, id, seq, ws, errmsg, errlen);
+        avm_val_release(rc);
+        return rrv;
+    }
     const char *home;
     int rv = home_of(c, ws, &home);
     if (rv == AVM_ESTATE) {
@@ -1273,6 +1282,15 @@ static void on_obj_apply(avm_cluster *c, avm_link_req *req, avm_val body)
     wsbuf w;
     char err[256] = "";
     int rv = c->m == NULL ? AVM_ESTATE : ws_from(c, body, &w, err, sizeof(err));
+    avm_val rc = rv == 0 ? avm_rctl_ws_ctrl(c->rctl, &w.ws) : avm_nil();
+    if (rc.kind != AVM_NIL) {
+        /* Objects of a replicated controller: through its group. */
+        avm_rctl_commit_link(c->rctl, rc, req, &w.ws);
+        avm_val_release(rc);
+        wsbuf_free(&w);
+        kick(c);
+        return;
+    }
     if (rv == 0)
         rv = avm_mgr_apply_remote(c->m, &w.ws, apply_done, req);
     else if (err[0] == '\0')
@@ -1621,6 +1639,10 @@ static void on_message(void *arg, const char *from, avm_val body)
         on_exec_visit(c, from, avm_list_at(body, 1));
     else if (strcmp(kind, "exec.refused") == 0)
         on_exec_refused(c, from, avm_list_at(body, 1));
+    else if (strcmp(kind, "raft") == 0)
+        avm_rctl_on_frames(c->rctl, from, avm_list_at(body, 1));
+    else if (strcmp(kind, "ctrls") == 0)
+        avm_rctl_on_gossip(c->rctl, from, avm_list_at(body, 1));
     else
         logf_(c, L_WARN, "link.message", "error", "from %s: unknown message", from);
 }
@@ -1639,7 +1661,7 @@ static void on_request(void *arg, avm_link_req *req, const char *from, const cha
         avm_val v = view_val(c);
         avm_link_reply(req, v);
         avm_val_release(v);
-    } else
+    } else if (!avm_rctl_on_request(c->rctl, req, from, op, body))
         avm_link_reply_error(req, AVM_EINVAL, "unknown request '%s' from %s", op, from);
 }
 
@@ -1648,6 +1670,7 @@ static void on_restart(void *arg, const char *peer)
     avm_cluster *c = arg;
     logf_(c, L_INFO, "peer.restarted", "peer", "%s", peer);
     forget_peer(c, peer);
+    avm_rctl_peer_lost(c->rctl, peer);
     if (c->m != NULL) {
         /* Executions visiting it were in its memory: they are gone. */
         avm_val mv = str(AVM_MACHID, peer, strlen(peer));
@@ -1688,8 +1711,10 @@ static void on_tick(uv_timer_t *t)
         mb->reachable = r;
         logf_(c, L_INFO, r ? "peer.reachable" : "peer.unreachable", "peer", "%s",
               mb->name);
-        if (!r)
+        if (!r) {
             forget_peer(c, mb->name);
+            avm_rctl_peer_lost(c->rctl, mb->name);
+        }
         if (!r && c->m != NULL) {
             avm_val mv = str(AVM_MACHID, mb->name, strlen(mb->name));
             avm_mgr_machine_lost(c->m, mv);
@@ -1709,6 +1734,7 @@ static void on_tick(uv_timer_t *t)
             if (c->members[i].reachable)
                 avm_link_send(c->link, c->members[i].name, msg, err, sizeof(err));
         avm_val_release(msg);
+        avm_rctl_gossip(c->rctl);
     }
 }
 
@@ -1729,9 +1755,17 @@ static bool h_local_ctrl(void *arg, avm_val k)
     return AVM_KIND_HAS_STR(k.kind) && strcmp(k.u.s->data, c->ctrl) == 0;
 }
 
+static bool h_replicated(void *arg, avm_val k)
+{
+    avm_cluster *c = arg;
+    return avm_rctl_replicated(c->rctl, k);
+}
+
 static bool h_reach_ctrl(void *arg, avm_val k)
 {
     avm_cluster *c = arg;
+    if (avm_rctl_replicated(c->rctl, k))
+        return avm_rctl_reachable(c->rctl, k);
     if (h_local_ctrl(arg, k))
         return true;
     member *mb = host_of(c, k);
@@ -1855,7 +1889,18 @@ int avm_cluster_start(uv_loop_t *loop, const avm_cluster_config *cfg, avm_cluste
                                  .place = cfg->spread ? h_place : NULL,
                                  .changed = h_changed,
                                  .watched = h_watched,
+                                 .replicated = h_replicated,
                                  .arg = c};
+    avm_rctl_config rc = {.election_ms = cfg->raft_election_ms,
+                          .heartbeat_ms = cfg->raft_heartbeat_ms,
+                          .snapshot_every = cfg->raft_snapshot_every,
+                          .request_ms = c->request_ms};
+    rv = avm_rctl_new(c, &rc, &c->rctl, errmsg, errlen);
+    if (rv != 0) {
+        avm_cluster_stop(c);
+        *out = c;
+        return rv;
+    }
     uv_timer_init(loop, &c->tick);
     c->tick.data = c;
     uint32_t hb = cfg->heartbeat_ms ? cfg->heartbeat_ms : 100;
@@ -1869,9 +1914,16 @@ const avm_mgr_cluster *avm_cluster_manager_hooks(avm_cluster *c)
     return &c->hooks;
 }
 
-void avm_cluster_attach(avm_cluster *c, avm_mgr *m)
+int avm_cluster_attach(avm_cluster *c, avm_mgr *m, char *errmsg, size_t errlen)
 {
     c->m = m;
+    return avm_rctl_attach(c->rctl, m, avm_mgr_db(m), errmsg, errlen);
+}
+
+void avm_cluster_op_ctrl(avm_cluster *c, avm_ctl_req *req, const char *op, avm_val body,
+                         unsigned hops)
+{
+    avm_rctl_control(c->rctl, req, op, body, hops);
 }
 
 void avm_cluster_stop(avm_cluster *c)
@@ -1879,6 +1931,8 @@ void avm_cluster_stop(avm_cluster *c)
     if (c->stopped)
         return;
     c->stopped = true;
+    if (c->rctl != NULL)
+        avm_rctl_stop(c->rctl);
     if (uv_is_active((uv_handle_t *)&c->tick) || c->tick.loop != NULL)
         uv_close((uv_handle_t *)&c->tick, NULL);
     if (c->link != NULL)
@@ -1919,8 +1973,120 @@ void avm_cluster_free(avm_cluster *c)
             free(e);
         }
     }
+    avm_rctl_free(c->rctl);
     avm_fd_free(c->fd);
     avm_val_release(c->self_id);
     free(c->members);
     free(c);
+}
+
+/* --- For replicas.c (cluster_internal.h) ---------------------------------------- */
+
+avm_link *cl_link(avm_cluster *c)
+{
+    return c->link;
+}
+
+uv_loop_t *cl_loop(avm_cluster *c)
+{
+    return c->loop;
+}
+
+avm_mgr *cl_mgr(avm_cluster *c)
+{
+    return c->m;
+}
+
+const char *cl_self(const avm_cluster *c)
+{
+    return c->self;
+}
+
+uint64_t cl_incarnation(const avm_cluster *c)
+{
+    return c->inc;
+}
+
+void cl_kick(avm_cluster *c)
+{
+    kick(c);
+}
+
+bool cl_reachable(const avm_cluster *c, const char *machine)
+{
+    if (strcmp(machine, c->self) == 0)
+        return true;
+    const member *mb = member_find(c, machine);
+    return mb != NULL && mb->reachable;
+}
+
+bool cl_is_member(const avm_cluster *c, const char *machine)
+{
+    return avm_cluster_is_member(c, machine);
+}
+
+size_t cl_members(const avm_cluster *c, const char **names, size_t max)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < c->nmembers && n < max; i++)
+        names[n++] = c->members[i].name;
+    return n;
+}
+
+bool cl_default_ctrl_taken(const avm_cluster *c, const char *name)
+{
+    if (strcmp(c->ctrl, name) == 0)
+        return true;
+    for (size_t i = 0; i < c->nmembers; i++)
+        if (strcmp(c->members[i].ctrl, name) == 0)
+            return true;
+    return false;
+}
+
+void cl_logf(avm_cluster *c, int level, const char *event, const char *k, const char *fmt,
+             ...)
+{
+    if (c->cfg.log == NULL)
+        return;
+    char v[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(v, sizeof(v), fmt, ap);
+    va_end(ap);
+    c->cfg.log(c->cfg.arg, level, event, k, v);
+}
+
+avm_val cl_ws_val(avm_cluster *c, const avm_writeset *ws)
+{
+    return ws_val(c, ws);
+}
+
+int cl_ws_from(avm_cluster *c, avm_val v, avm_writeset *ws, void **buf, char *err,
+               size_t en)
+{
+    wsbuf *w = calloc(1, sizeof(*w));
+    *buf = w;
+    if (w == NULL)
+        return AVM_ENOMEM;
+    int rv = ws_from(c, v, w, err, en);
+    *ws = w->ws;
+    return rv;
+}
+
+void cl_ws_free(void *buf)
+{
+    if (buf == NULL)
+        return;
+    wsbuf_free(buf);
+    free(buf);
+}
+
+avm_val cl_versions_val(const avm_read *v, size_t n)
+{
+    return versions_val(v, n);
+}
+
+avm_read *cl_versions_from(avm_val l, size_t *n)
+{
+    return versions_from(l, n);
 }

@@ -51,6 +51,10 @@ typedef struct avm_cluster_config {
      * specification's rule); true, spread round-robin over this node and the
      * reachable members (used to run programs with their objects spread). */
     bool spread;
+    /* Replicated controllers (Raft groups): election timeout and heartbeat
+     * (0: 500 and 50 ms), and how many applied entries between snapshots (0:
+     * 1024). */
+    unsigned raft_election_ms, raft_heartbeat_ms, raft_snapshot_every;
     /* Up-calls to the daemon. */
     void (*kick)(void *arg); /* the manager has work: run rounds */
     /* A control request forwarded from another node: answer it through req. */
@@ -67,7 +71,15 @@ typedef struct avm_cluster_config {
 int avm_cluster_start(uv_loop_t *loop, const avm_cluster_config *cfg, avm_cluster **out,
                       char *errmsg, size_t errlen);
 const avm_mgr_cluster *avm_cluster_manager_hooks(avm_cluster *c);
-void avm_cluster_attach(avm_cluster *c, avm_mgr *m);
+/* Attaches the open manager, and restarts the Raft replicas found in its store.
+ * 0, or an error with errmsg (a replica's state could not be read). */
+int avm_cluster_attach(avm_cluster *c, avm_mgr *m, char *errmsg, size_t errlen);
+/* Control operations on replicated controllers: "ctrl.create" (name, replicas),
+ * "ctrl.ls", "ctrl.status" (name), "ctrl.add" / "ctrl.remove" / "ctrl.transfer"
+ * (name, node), "ctrl.put" (controller, key, value), "ctrl.get" (controller, key).
+ * hops as avm_cluster_forward. */
+void avm_cluster_op_ctrl(avm_cluster *c, avm_ctl_req *req, const char *op, avm_val body,
+                         unsigned hops);
 /* Stops the links and timers (the loop must run until their handles close). */
 void avm_cluster_stop(avm_cluster *c);
 void avm_cluster_free(avm_cluster *c);

@@ -958,6 +958,17 @@ static void flush(avm_mgr *m)
         if (!any && n == 0)
             return;
     } else {
+        /* Replicated controllers stage their logs and state machines in rounds
+         * whatever the commit mode. */
+        if (avm_lmdb_staged_any(m->db)) {
+            rv = avm_lmdb_stage_commit(m->db);
+            if (rv != 0) {
+                fail_stop(m, "committing a round", rv);
+                run_afters(m);
+                return;
+            }
+            run_afters(m);
+        }
         if (n == 0) {
             run_changed(m);
             return;
@@ -1333,6 +1344,13 @@ int avm_mgr_send(avm_mgr *m, avm_val oid, avm_val sender, avm_val value, uint64_
     avm_buf b;
     avm_buf_init(&b);
     int rv = msg_encode(&b, sender, t, value);
+    if (rv == 0 && avm_lmdb_staged_any(m->db)) {
+        /* Replicated controllers stage between rounds: a mailbox write needs the
+         * round committed first (what waited for it runs at the next round). */
+        rv = avm_lmdb_stage_commit(m->db);
+        if (rv != 0)
+            fail_stop(m, "committing a round", rv);
+    }
     if (rv == 0)
         rv = avm_lmdb_mbox_put(m->db, oid, (const uint8_t *)b.data, b.len, seq);
     avm_buf_free(&b);
@@ -1725,13 +1743,40 @@ static bool elsewhere(avm_mgr *m, avm_val oid)
     return c != NULL && !c->none;
 }
 
+/* An object whose controller is replicated: its commits go through the group. */
+static bool replicated_obj(avm_mgr *m, avm_val oid)
+{
+    if (m->cl->replicated == NULL)
+        return false;
+    const avm_objrec *r = m->base->ops->get(m->base, NULL, oid);
+    return r != NULL && r->meta.current.kind != AVM_NIL &&
+           m->cl->replicated(m->cl->arg, r->meta.current);
+}
+
 static bool remote_ws(avm_mgr *m, const avm_writeset *ws)
 {
     for (size_t i = 0; i < ws->ncreates; i++) {
         avm_val c = ws->creates[i].meta.current;
-        if (c.kind != AVM_NIL && !m->cl->local_ctrl(m->cl->arg, c))
+        if (c.kind != AVM_NIL &&
+            (!m->cl->local_ctrl(m->cl->arg, c) ||
+             (m->cl->replicated && m->cl->replicated(m->cl->arg, c))))
             return true;
     }
+    for (size_t i = 0; i < ws->nreads; i++)
+        if (replicated_obj(m, ws->reads[i].oid))
+            return true;
+    for (size_t i = 0; i < ws->nstates; i++)
+        if (replicated_obj(m, ws->states[i].a))
+            return true;
+    for (size_t i = 0; i < ws->ndestroys; i++)
+        if (replicated_obj(m, ws->destroys[i]))
+            return true;
+    for (size_t i = 0; i < ws->ntransfers; i++)
+        if (replicated_obj(m, ws->transfers[i].a))
+            return true;
+    for (size_t i = 0; i < ws->nmoves; i++)
+        if (replicated_obj(m, ws->moves[i].a))
+            return true;
     for (size_t i = 0; i < ws->nreads; i++)
         if (elsewhere(m, ws->reads[i].oid))
             return true;
@@ -2238,7 +2283,7 @@ void avm_mgr_applied(avm_mgr *m, const char *id, uint64_t seq, int rv, bool comm
 
 int avm_mgr_when_durable(avm_mgr *m, void (*fn)(void *arg), void *arg)
 {
-    if (!m->pipelined || !avm_lmdb_staged_any(m->db)) {
+    if (!avm_lmdb_staged_any(m->db)) {
         fn(arg);
         return 0;
     }
@@ -2330,6 +2375,32 @@ int avm_mgr_apply_remote(avm_mgr *m, const avm_writeset *ws,
     if (rv != 0)
         free(ra);
     return rv;
+}
+
+struct avm_lmdb *avm_mgr_db(avm_mgr *m)
+{
+    return m->db;
+}
+
+int avm_mgr_stage_ws(avm_mgr *m, const avm_writeset *ws, bool *committed)
+{
+    *committed = false;
+    if (m->failed)
+        return AVM_EIO;
+    int rv = avm_lmdb_stage(m->db, ws, NULL, 0, committed);
+    if (rv != 0 && avm_lmdb_stage_broken(m->db)) {
+        fail_stop(m, "staging a replicated commit", rv);
+        return rv;
+    }
+    if (rv != 0) {
+        *committed = false; /* a write set no state makes valid: refused */
+        return 0;
+    }
+    m->c.commits += *committed;
+    m->c.conflicts += !*committed;
+    if (*committed)
+        note_ws(m, ws);
+    return 0;
 }
 
 bool avm_mgr_placed_here(avm_mgr *m, avm_val oid)

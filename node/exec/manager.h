@@ -155,6 +155,10 @@ typedef struct avm_mgr_cluster {
     /* Optional: whether other machines hold copies of oid (then every change to
      * it goes to `changed`). */
     bool (*watched)(void *arg, avm_val oid);
+    /* Optional: whether controller c is replicated (a Raft group): every write set
+     * touching its objects is forwarded (`forward`), even when this machine holds
+     * a replica of them, since only the group's log orders their commits. */
+    bool (*replicated)(void *arg, avm_val c);
     void *arg;
 } avm_mgr_cluster;
 
@@ -176,6 +180,8 @@ typedef struct avm_mgr_config {
  * outcome. Executions whose records cannot be restored are reported (errmsg of the
  * first, and on_event STORE_ERROR) and left terminated-failed. */
 int avm_mgr_open(const avm_mgr_config *cfg, avm_mgr **out, char *errmsg, size_t errlen);
+/* The store the manager commits to (the node's). */
+struct avm_lmdb *avm_mgr_db(avm_mgr *m);
 /* Frees everything without writing (call avm_mgr_park_all first for a clean stop). */
 void avm_mgr_close(avm_mgr *m);
 
@@ -252,6 +258,12 @@ int avm_mgr_apply_remote(avm_mgr *m, const avm_writeset *ws,
                                       const avm_read *versions, size_t nversions,
                                       const char *errmsg),
                          void *arg);
+/* A replicated controller's state machine applies a committed write set: validated
+ * against the latest state (versions read) and staged into the round's LMDB
+ * transaction at once, with whatever the caller stages beside it (the group's
+ * applied index), so that both become durable together. *committed says whether it
+ * applied. 0, or an error that broke the round (the node then stops: fail-stop). */
+int avm_mgr_stage_ws(avm_mgr *m, const avm_writeset *ws, bool *committed);
 /* Runs fn(arg) once everything this machine has applied so far is durable: at
  * once when nothing is staged, else after the round's commit (so call
  * avm_mgr_round). What leaves the machine (records served to others) waits for

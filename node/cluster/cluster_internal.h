@@ -1,0 +1,88 @@
+/* Inside the cluster layer: what cluster.c (membership, links, objects) and
+ * replicas.c (replicated controllers: Raft groups) offer each other. Not for use
+ * outside node/cluster. */
+#ifndef AVM_CLUSTER_INTERNAL_H
+#define AVM_CLUSTER_INTERNAL_H
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "cluster.h"
+#include "link.h"
+#include "lmdb_store.h"
+#include "manager.h"
+
+enum { CL_DEBUG, CL_INFO, CL_WARN, CL_ERROR };
+
+/* --- cluster.c, for replicas.c --- */
+avm_link *cl_link(avm_cluster *c);
+uv_loop_t *cl_loop(avm_cluster *c);
+avm_mgr *cl_mgr(avm_cluster *c); /* NULL until attached */
+const char *cl_self(const avm_cluster *c);
+uint64_t cl_incarnation(const avm_cluster *c);
+void cl_kick(avm_cluster *c);
+/* Whether machine is this node or a member the failure detector deems reachable. */
+bool cl_reachable(const avm_cluster *c, const char *machine);
+bool cl_is_member(const avm_cluster *c, const char *machine);
+/* Names of the members (this node excluded), for broadcasts. */
+size_t cl_members(const avm_cluster *c, const char **names, size_t max);
+/* Whether some member's default controller is named name. */
+bool cl_default_ctrl_taken(const avm_cluster *c, const char *name);
+void cl_logf(avm_cluster *c, int level, const char *event, const char *k, const char *fmt,
+             ...) __attribute__((format(printf, 5, 6)));
+/* Write sets as values (the obj.apply encoding) and back. cl_ws_from fills *ws with
+ * arrays owned by *buf (free with cl_ws_free) and values borrowed from v. */
+avm_val cl_ws_val(avm_cluster *c, const avm_writeset *ws);
+int cl_ws_from(avm_cluster *c, avm_val v, avm_writeset *ws, void **buf, char *err,
+               size_t en);
+void cl_ws_free(void *buf);
+/* [[oid, version], ...] and back (oids borrowed from l). */
+avm_val cl_versions_val(const avm_read *v, size_t n);
+avm_read *cl_versions_from(avm_val l, size_t *n);
+
+/* --- replicas.c, for cluster.c --- */
+typedef struct avm_rctl avm_rctl;
+typedef struct avm_rctl_config {
+    unsigned election_ms, heartbeat_ms; /* 0: 500, 50 */
+    unsigned snapshot_every;            /* 0: 1024 */
+    uint32_t request_ms;                /* one attempt of a forwarded proposal */
+    uint32_t commit_ms;                 /* a proposal's whole deadline (0: 10000) */
+} avm_rctl_config;
+int avm_rctl_new(avm_cluster *c, const avm_rctl_config *cfg, avm_rctl **out, char *errmsg,
+                 size_t errlen);
+/* Once the manager is open: restarts the replicas found in its store. */
+int avm_rctl_attach(avm_rctl *r, avm_mgr *m, avm_lmdb *db, char *errmsg, size_t errlen);
+void avm_rctl_stop(avm_rctl *r);
+void avm_rctl_free(avm_rctl *r);
+/* Whether controller c is replicated (a group known here, as a replica or from
+ * gossip). */
+bool avm_rctl_replicated(avm_rctl *r, avm_val c);
+/* isReachableController for a replicated c: a leader is reachable from here and
+ * has a quorum. */
+bool avm_rctl_reachable(avm_rctl *r, avm_val c);
+/* The replicated controller ws commits under (a create's controller, or that of a
+ * record held here), or nil. */
+avm_val avm_rctl_ws_ctrl(avm_rctl *r, const avm_writeset *ws);
+/* A known replica of c to send its write sets to (the leader if known), or NULL. */
+const char *avm_rctl_route(avm_rctl *r, avm_val c);
+/* Commits ws through c's group; the manager hears the outcome (avm_mgr_applied for
+ * id/seq). 0 or an error (the instruction fails with errmsg). */
+int avm_rctl_commit_exec(avm_rctl *r, avm_val c, const char *id, uint64_t seq,
+                         const avm_writeset *ws, char *errmsg, size_t errlen);
+/* The same for a write set forwarded by another node (obj.apply): the answer goes
+ * to req as obj.apply's ([committed, versions]). */
+void avm_rctl_commit_link(avm_rctl *r, avm_val c, avm_link_req *req,
+                          const avm_writeset *ws);
+/* Link traffic: one-way "raft" / "ctrls" messages and "raft.*" requests. */
+void avm_rctl_on_frames(avm_rctl *r, const char *from, avm_val payload);
+void avm_rctl_on_gossip(avm_rctl *r, const char *from, avm_val payload);
+bool avm_rctl_on_request(avm_rctl *r, avm_link_req *req, const char *from, const char *op,
+                         avm_val body);
+/* Sends this node's view of its groups to every member (gossip). */
+void avm_rctl_gossip(avm_rctl *r);
+/* A member became unreachable or restarted. */
+void avm_rctl_peer_lost(avm_rctl *r, const char *peer);
+/* Control operations "ctrl.*". hops as avm_cluster_forward. */
+void avm_rctl_control(avm_rctl *r, avm_ctl_req *req, const char *op, avm_val body,
+                      unsigned hops);
+#endif
