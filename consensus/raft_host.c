@@ -423,8 +423,16 @@ static void send_append(avm_rgroup *g, struct raft_message *msg)
         es = calloc(ae->n_entries, sizeof(*es));
         if (es == NULL)
             return;
+        size_t bytes = 0;
         for (unsigned i = 0; i < ae->n_entries; i++) {
             const lentry *e = log_at(g, ae->prev_log_index + 1 + i);
+            if (e != NULL && i > 0 && bytes + e->len > AVM_RHOST_MAX_FRAME_DATA) {
+                /* One frame at most this big: the follower's answer shows what it
+                 * got, and the leader sends the rest. */
+                ae->n_entries = i;
+                break;
+            }
+            bytes += e != NULL ? e->len : 0;
             if (e == NULL) {
                 /* raft asked for an entry we compacted: it will send a snapshot. */
                 free(es);
@@ -455,8 +463,11 @@ static void send_snapshot(avm_rgroup *g, struct raft_message *msg)
     size_t dlen = 0;
     if (h->io.snapshot_data(h->io.arg, g, &data, &dlen) != 0)
         return;
-    is->last_index = g->applied;
-    is->last_term = term_of(g, g->applied);
+    /* After a restart the state machine may be ahead of the apply cursor (it
+     * applied, durably, entries the cursor has not walked over again yet). */
+    uint64_t at = g->applied > g->fsm_applied ? g->applied : g->fsm_applied;
+    is->last_index = at;
+    is->last_term = term_of(g, at);
     is->conf_index = g->r.configuration_committed_index;
     is->conf = g->r.configuration_committed;
     is->data = (struct raft_buffer){data, dlen};
@@ -1067,6 +1078,22 @@ void avm_rhost_receive(avm_rhost *h, const char *from, const uint8_t *frame, siz
     }
     m.server_id = avm_rhost_node_id(from);
     m.server_address = from;
+    /* A rejection of an index the follower has since acknowledged is stale (a
+     * reordered or repeated answer): raft 0.22.1 would then set the follower's
+     * next index at or below its match index, after which it computes a huge
+     * number of entries in flight and never sends that follower an entry again. */
+    if (m.type == RAFT_APPEND_ENTRIES_RESULT && m.append_entries_result.rejected > 0 &&
+        g->r.state == RAFT_LEADER) {
+        raft_index mi;
+        if (raft_match_index(&g->r, m.server_id, &mi) == 0 &&
+            m.append_entries_result.rejected <= mi) {
+            h->st.stale_dropped++;
+            return;
+        }
+    }
+    /* raft ignores an InstallSnapshot while it installs another, without taking
+     * its data and configuration: they stay ours to free. */
+    bool ignored_install = m.type == RAFT_INSTALL_SNAPSHOT && g->r.snapshot.installing;
     enter(h);
     struct raft_event ev = {.type = RAFT_RECEIVE};
     ev.receive.message = &m;
@@ -1080,8 +1107,12 @@ void avm_rhost_receive(avm_rhost *h, const char *from, const uint8_t *frame, siz
             raft_free(m.append_entries.entries);
         }
         break;
+    case RAFT_INSTALL_SNAPSHOT:
+        if (ignored_install)
+            avm_rframe_free(&m);
+        break; /* else raft owns the data and configuration now */
     default:
-        break; /* install snapshot: raft owns the data and configuration now */
+        break;
     }
     leave(h);
 }
@@ -1147,6 +1178,8 @@ static int submit(avm_rgroup *g, uint8_t type, const void *data, size_t len,
 {
     if (g->stopped)
         return AVM_ESTATE;
+    if (len > AVM_RHOST_MAX_ENTRY)
+        return AVM_ETOOBIG;
     if (raft_state(&g->r) != RAFT_LEADER || raft_transferee(&g->r) != 0)
         return AVM_ESTATE;
     struct raft_entry e = {.term = raft_current_term(&g->r),

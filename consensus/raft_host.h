@@ -39,6 +39,11 @@
 #include <stdint.h>
 
 #define AVM_RHOST_NAME_MAX 64
+/* An entry is at most this big (propose refuses a larger one with AVM_ETOOBIG), and
+ * an AppendEntries carries at most this much entry data (at least one entry), so
+ * that every frame fits the links' frame limit. */
+#define AVM_RHOST_MAX_ENTRY ((size_t)4 << 20)
+#define AVM_RHOST_MAX_FRAME_DATA ((size_t)4 << 20)
 
 typedef struct avm_rhost avm_rhost;
 typedef struct avm_rgroup avm_rgroup;
@@ -175,6 +180,7 @@ size_t avm_rhost_count(const avm_rhost *h);
 typedef struct avm_rhost_stats {
     uint64_t steps, messages_out, messages_in, bad_frames, applied, snapshots_taken,
         snapshots_sent, snapshots_installed;
+    uint64_t stale_dropped; /* stale AppendEntries rejections not passed to raft */
     char last_bad[256];
 } avm_rhost_stats;
 void avm_rhost_stats_get(const avm_rhost *h, avm_rhost_stats *out);
@@ -182,7 +188,8 @@ void avm_rhost_stats_get(const avm_rhost *h, avm_rhost_stats *out);
 /* Commands (leader only; AVM_ESTATE "not the leader" otherwise). */
 /* Appends a command; *index and *term name the entry: it is applied (apply with
  * this index and term) once committed, or another entry takes the index and the
- * command is lost (the caller sees apply(index) with another term). data copied. */
+ * command is lost (the caller sees apply(index) with another term). data copied;
+ * AVM_ETOOBIG over AVM_RHOST_MAX_ENTRY bytes. */
 int avm_rgroup_propose(avm_rgroup *g, const uint8_t *data, size_t len, uint64_t *index,
                        uint64_t *term);
 /* Membership: add a node as a voter (it must have joined, avm_rhost_join), remove

@@ -323,16 +323,22 @@ static void flush_boxes(uv_check_t *h)
     avm_rctl *r = h->data;
     for (size_t i = 0; i < r->nboxes; i++) {
         outbox *b = &r->boxes[i];
-        if (b->n == 0)
-            continue;
-        avm_val l;
-        if (avm_list_from(b->frames, b->n, &l) == 0) {
-            avm_val msg = lst(2, cstr("raft"), l);
-            char err[256];
-            if (!r->stopped && cl_reachable(r->c, b->peer))
-                avm_link_send(cl_link(r->c), b->peer, msg, err, sizeof(err));
-            avm_val_release(msg);
-        } /* else: avm_list_from released the frames */
+        size_t at = 0;
+        while (at < b->n) {
+            /* Link messages of at most ~8 MiB of frames (the link's limit is 16). */
+            size_t k = at, bytes = 0;
+            while (k < b->n && (k == at || bytes + b->frames[k].u.s->len <= (8u << 20)))
+                bytes += b->frames[k++].u.s->len;
+            avm_val l;
+            if (avm_list_from(b->frames + at, k - at, &l) == 0) {
+                avm_val msg = lst(2, cstr("raft"), l);
+                char err[256];
+                if (!r->stopped && cl_reachable(r->c, b->peer))
+                    avm_link_send(cl_link(r->c), b->peer, msg, err, sizeof(err));
+                avm_val_release(msg);
+            } /* else: avm_list_from released the frames */
+            at = k;
+        }
         b->n = 0;
     }
 }
@@ -481,6 +487,36 @@ static int kv_key(char *out, size_t n, const char *prefix, const char *s, size_t
     return (int)(pl + sl);
 }
 
+/* Request ids are remembered for DEDUP_WINDOW entries: entry i records "i/<i>"
+ * -> its request key and forgets the request of entry i - DEDUP_WINDOW, so the
+ * table stays bounded and every replica forgets the same ids at the same entry. A
+ * proposal is retried for at most its deadline (10 s), far less than the window at
+ * any commit rate this node reaches. */
+#define DEDUP_WINDOW 262144
+
+static int dedup_window(avm_rctl *r, const char *group, uint64_t index, const char *key,
+                        size_t kl)
+{
+    char ik[32];
+    int il = snprintf(ik, sizeof(ik), "i/%llu", (unsigned long long)index);
+    int rv = avm_lmdb_raft_kv_put(r->db, group, (const uint8_t *)ik, (size_t)il,
+                                  (const uint8_t *)key, kl);
+    if (rv != 0 || index <= DEDUP_WINDOW)
+        return rv;
+    il = snprintf(ik, sizeof(ik), "i/%llu", (unsigned long long)(index - DEDUP_WINDOW));
+    avm_buf old;
+    avm_buf_init(&old);
+    if (avm_lmdb_raft_kv_get(r->db, group, (const uint8_t *)ik, (size_t)il, &old) == 0) {
+        rv = avm_lmdb_raft_kv_del(r->db, group, (const uint8_t *)old.data, old.len);
+        if (rv == AVM_ENOTFOUND)
+            rv = 0;
+        if (rv == 0)
+            rv = avm_lmdb_raft_kv_del(r->db, group, (const uint8_t *)ik, (size_t)il);
+    }
+    avm_buf_free(&old);
+    return rv;
+}
+
 /* Applies committed command `index` of group g. */
 static int io_apply(void *arg, avm_rgroup *g, uint64_t index, uint64_t term,
                     const uint8_t *data, size_t len)
@@ -527,6 +563,8 @@ static int io_apply(void *arg, avm_rgroup *g, uint64_t index, uint64_t term,
                 rv = avm_lmdb_raft_kv_put(r->db, group, (const uint8_t *)key, (size_t)kl,
                                           &b, 1);
             }
+            if (rv == 0 && kl > 0)
+                rv = dedup_window(r, group, index, key, (size_t)kl);
         }
         if (rv == 0 && drv == 0 && committed)
             vers = ws_versions(r, &ws, &nv);
@@ -1526,10 +1564,13 @@ void avm_rctl_control(avm_rctl *r, avm_ctl_req *req, const char *op, avm_val bod
             avm_ctl_reply_error(req, AVM_EINVAL, "ctrl.get: key: a string");
             return;
         }
+        /* Read from the leader: it has applied every write acknowledged so far. */
+        if ((g == NULL || !avm_rgroup_is_leader(g)) &&
+            forward_to(r, req, hops, leader ? leader : route, op, body))
+            return;
         if (g == NULL) {
-            if (!forward_to(r, req, hops, route, op, body))
-                avm_ctl_reply_error(req, AVM_EUNREACHABLE, "no replica of %s reachable",
-                                    name);
+            avm_ctl_reply_error(req, AVM_EUNREACHABLE, "no replica of %s reachable",
+                                name);
             return;
         }
         char kk[600];
