@@ -1093,7 +1093,34 @@ void avm_rhost_receive(avm_rhost *h, const char *from, const uint8_t *frame, siz
     }
     /* raft ignores an InstallSnapshot while it installs another, without taking
      * its data and configuration: they stay ours to free. */
-    bool ignored_install = m.type == RAFT_INSTALL_SNAPSHOT && g->r.snapshot.installing;
+    bool ignored_install = m.type == RAFT_INSTALL_SNAPSHOT && g->r.snapshot.installing &&
+                           m.install_snapshot.term >= g->r.current_term;
+    /* An AppendEntries anchored below our snapshot, at an entry compaction dropped:
+     * raft 0.22.1 rejects it ("missing previous entry"), and the leader, which
+     * knows it matched there, ignores the rejection: the follower would be stuck.
+     * Entries up to the snapshot are committed, so they match the leader's; anchor
+     * the message at the snapshot and drop the entries it already covers. */
+    if (m.type == RAFT_APPEND_ENTRIES && g->r.state == RAFT_FOLLOWER &&
+        m.append_entries.prev_log_index < g->snap_index &&
+        log_at(g, m.append_entries.prev_log_index) == NULL) {
+        struct raft_append_entries *ae = &m.append_entries;
+        uint64_t skip = g->snap_index - ae->prev_log_index;
+        if (skip >= ae->n_entries) {
+            if (ae->n_entries > 0) {
+                raft_free(ae->entries[0].batch);
+                raft_free(ae->entries);
+            }
+            ae->entries = NULL;
+            ae->n_entries = 0;
+        } else {
+            memmove(ae->entries, ae->entries + skip,
+                    (ae->n_entries - skip) * sizeof(*ae->entries));
+            ae->n_entries -= (unsigned)skip;
+        }
+        ae->prev_log_index = g->snap_index;
+        ae->prev_log_term = g->snap_term;
+        h->st.reanchored++;
+    }
     enter(h);
     struct raft_event ev = {.type = RAFT_RECEIVE};
     ev.receive.message = &m;

@@ -181,6 +181,7 @@ typedef struct avm_rhost_stats {
     uint64_t steps, messages_out, messages_in, bad_frames, applied, snapshots_taken,
         snapshots_sent, snapshots_installed;
     uint64_t stale_dropped; /* stale AppendEntries rejections not passed to raft */
+    uint64_t reanchored;    /* AppendEntries anchored again at our snapshot */
     char last_bad[256];
 } avm_rhost_stats;
 void avm_rhost_stats_get(const avm_rhost *h, avm_rhost_stats *out);
