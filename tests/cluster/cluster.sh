@@ -305,10 +305,15 @@ check "n3 answers for executions it ran before the crash" \
 
 # --- Bad node-to-node requests and messages ------------------------------------------------
 if [ -n "$PROBE" ]; then
-  out=$("$PROBE" "ipc://$dir/n1.sock" 2>&1)
+  # A replicated controller of one replica (n1 leads it at once) for the probe's
+  # proposals.
+  check "a controller replicated on n1 alone is created" \
+    "$(ctl n1 controller create probeg --replicas n1 --json 2>&1 | jq -r .name)" probeg
+  until_eq "n1 leads it" n1 "ctl n1 controller status probeg --json 2>/dev/null | jq -r .leader" 50
+  out=$("$PROBE" "ipc://$dir/n1.sock" probeg 2>&1)
   code=$?
   echo "$out" | sed 's/^/  probe: /'
-  check "link_probe: every bad request and message is refused or dropped, n1 still answers" \
+  check "link_probe: every bad request and message is refused or dropped, proposals to the group commit once, one breaking the authority rule is refused, n1 still answers" \
     "$code" 0
   check "n1 logged the refused execution" \
     "$(grep -c '"event":"exec.arrive"' "$dir/n1.log" | awk '{print ($1 > 0)}')" 1

@@ -1,8 +1,13 @@
 /* link_probe: joins a running avmd's cluster as a member named "probe" and sends it
  * bad node-to-node requests and messages: each request must get the error reply it
  * should, a bad execution must come back refused with a reason, and the node must
- * still answer afterwards. Prints each check; exit 0 when every check holds.
- * Usage: link_probe CONTROL_URL */
+ * still answer afterwards. With GROUP, the name of a replicated controller this node
+ * leads, it also proposes write sets to that group directly: one that creates an
+ * object under GROUP commits, the same under another controller is refused by the
+ * state machine (the authority rule, checked at commit time in log order), and
+ * malformed raft traffic is refused or dropped. Prints each check; exit 0 when every
+ * check holds.
+ * Usage: link_probe CONTROL_URL [GROUP] */
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -11,6 +16,8 @@
 
 #include "avm_err.h"
 #include "codec.h"
+#include "compiler.h"
+#include "module.h"
 #include "control.h"
 #include "link.h"
 
@@ -57,6 +64,28 @@ static void on_reply(void *arg, int rv, avm_val reply, const char *errmsg)
     snprintf(d, sizeof(d), "%s (%s)", avm_strerror(rv), errmsg ? errmsg : "ok reply");
     check(ok, w->what, d);
     (void)reply;
+    pending--;
+}
+
+/* A raft.propose answer: ["done", committed, versions, index, term]. */
+typedef struct pwant {
+    const char *what;
+    bool committed;
+} pwant;
+
+static void on_propose(void *arg, int rv, avm_val reply, const char *errmsg)
+{
+    pwant *w = arg;
+    bool done = rv == 0 && reply.kind == AVM_LIST && avm_list_len(reply) == 5 &&
+                avm_list_at(reply, 0).kind == AVM_STR &&
+                strcmp(avm_list_at(reply, 0).u.s->data, "done") == 0;
+    bool ok = done && avm_truthy(avm_list_at(reply, 1)) == w->committed;
+    avm_buf b;
+    avm_buf_init(&b);
+    if (rv == 0)
+        avm_val_print(&b, reply);
+    check(ok, w->what, rv ? errmsg : avm_buf_cstr(&b));
+    avm_buf_free(&b);
     pending--;
 }
 
@@ -147,10 +176,106 @@ static bool never(void)
     return false;
 }
 
+/* ["ws", request id, write set creating object OID with behaviour b under
+ * controller CTRL]: the entry a node proposes for such a commit. */
+static avm_val create_entry(const char *reqid, const char *oid, const char *ctrl)
+{
+    static const char src[] = "(behavior b (list 1))";
+    avm_module *m = NULL;
+    avm_diag diag;
+    avm_buf mb;
+    avm_buf_init(&mb);
+    if (avm_compile("probe.avm", src, sizeof(src) - 1, &m, &diag) != 0 ||
+        avm_module_encode(m, &mb) != 0)
+        return avm_nil();
+    uint32_t fn = 0;
+    for (uint32_t i = 0; i < m->nfuncs; i++)
+        if (m->funcs[i].kind == AVM_FN_BEHAVIOR)
+            fn = i;
+    avm_val modv = avm_nil();
+    avm_str_new(AVM_STR, mb.data, mb.len, &modv);
+    avm_buf_free(&mb);
+    avm_module_release(m);
+    avm_val cr[7] = {str(AVM_OBJID, oid),  str(AVM_STR, "b"),     modv,
+                     avm_int(fn),          str(AVM_MACHID, node), str(AVM_CTRLID, ctrl),
+                     str(AVM_CTRLID, ctrl)};
+    avm_val create = list(7, cr);
+    avm_val ws[7];
+    avm_list_new(0, &ws[0]);
+    ws[1] = list(1, &create);
+    for (int i = 2; i < 6; i++)
+        avm_list_new(0, &ws[i]);
+    ws[6] = avm_bool(false);
+    avm_val e[3] = {str(AVM_STR, "ws"), str(AVM_STR, reqid), list(7, ws)};
+    avm_val entry = list(3, e);
+    avm_buf eb;
+    avm_buf_init(&eb);
+    avm_val out = avm_nil();
+    if (avm_val_encode(&eb, entry) == 0)
+        avm_str_new(AVM_STR, eb.data, eb.len, &out);
+    avm_buf_free(&eb);
+    avm_val_release(entry);
+    return out;
+}
+
+static void propose(pwant *w, const char *group, avm_val entry)
+{
+    avm_val b[2] = {str(AVM_STR, group), entry};
+    avm_val body = list(2, b);
+    char err[256];
+    pending++;
+    if (avm_link_request(lk, node, "raft.propose", body, 5000, on_propose, w, err,
+                         sizeof(err)) != 0) {
+        pending--;
+        check(false, w->what, err);
+    }
+    avm_val_release(body);
+}
+
+/* Proposals straight to the group's leader, and bad raft traffic. */
+static void probe_group(uv_loop_t *loop, const char *group)
+{
+    static pwant p[] = {
+        {"a proposal creating an object under the group commits", true},
+        {"the same proposal again (same request id) is not applied twice: its first "
+         "outcome",
+         true},
+        {"a proposal creating an object under another controller is refused at commit "
+         "(authority)",
+         false},
+    };
+    char oid[80], oid2[80];
+    snprintf(oid, sizeof(oid), "probe/%ld-a", (long)time(NULL));
+    snprintf(oid2, sizeof(oid2), "probe/%ld-b", (long)time(NULL));
+    propose(&p[0], group, create_entry("probe/req-1", oid, group));
+    run_until(loop, all_done, 6000);
+    propose(&p[1], group, create_entry("probe/req-1", oid, group));
+    run_until(loop, all_done, 6000);
+    propose(&p[2], group, create_entry("probe/req-2", oid2, "somewhere-else"));
+    run_until(loop, all_done, 6000);
+    static want w[] = {
+        {"raft.propose with a number", AVM_EMALFORMED, "expected [group, entry]"},
+        {"raft.bootstrap with no replicas", AVM_EMALFORMED,
+         "expected [name, [replicas]]"},
+        {"raft.join with a bad name", AVM_EMALFORMED, "expected [name]"},
+    };
+    request(&w[0], "raft.propose", avm_int(3));
+    avm_val bs[1] = {str(AVM_STR, "g")};
+    request(&w[1], "raft.bootstrap", list(1, bs));
+    avm_val jn[1] = {str(AVM_STR, "no/slash")};
+    request(&w[2], "raft.join", list(1, jn));
+    /* Garbage raft frames and gossip: dropped. */
+    avm_val frames[3] = {str(AVM_STR, "garbage"), avm_int(4), str(AVM_STR, "")};
+    message("raft", list(3, frames));
+    message("ctrls", avm_int(1));
+    run_until(loop, all_done, 6000);
+    check(pending == 0, "every raft request was answered", NULL);
+}
+
 int main(int argc, char **argv)
 {
-    if (argc != 2) {
-        fprintf(stderr, "usage: link_probe CONTROL_URL\n");
+    if (argc != 2 && argc != 3) {
+        fprintf(stderr, "usage: link_probe CONTROL_URL [GROUP]\n");
         return 2;
     }
     uv_loop_t *loop = uv_default_loop();
@@ -269,6 +394,9 @@ int main(int argc, char **argv)
     check(refused && strstr(refused_why, "probe/x1") != NULL,
           "a garbage execution state comes back refused, naming the execution",
           refused_why);
+
+    if (argc == 3)
+        probe_group(loop, argv[2]);
 
     /* The node still answers, and still lists its members as it should. A control
      * connection idle this long may have been dropped by the node (its ipc
