@@ -780,6 +780,24 @@ static int ipc_listen(avm_ctl_server *s, ctl_listener *cl, nng_listener *out)
     return 0;
 }
 
+/* Whether a request that came through listener l is queued or being handled. */
+static bool listener_busy(avm_ctl_server *s, nng_listener l)
+{
+    bool busy = false;
+    lock(s);
+    for (unsigned i = 0; i < s->nreqs && !busy; i++) {
+        avm_ctl_req *r = &s->reqs[i];
+        if ((r->state != REQ_QUEUED && r->state != REQ_HANDLER && r->state != REQ_SEND) ||
+            r->abandoned)
+            continue;
+        nng_pipe p = NNG_PIPE_INITIALIZER;
+        p.id = r->pipe;
+        busy = nng_listener_id(nng_pipe_listener(p)) == nng_listener_id(l);
+    }
+    unlock(s);
+    return busy;
+}
+
 /* Loop thread, every WATCH_MS: closes the listeners replaced at the last check,
  * and replaces those whose "other" error count rose. */
 static void on_watch(uv_timer_t *t)
@@ -787,7 +805,10 @@ static void on_watch(uv_timer_t *t)
     avm_ctl_server *s = t->data;
     for (size_t i = 0; i < s->nlisteners; i++) {
         ctl_listener *cl = &s->listeners[i];
-        if (nng_listener_id(cl->retired) > 0) {
+        /* Closing a listener closes its connections: wait until no request that
+         * came through it is still being answered (a slow one, a commit waiting
+         * for a new Raft leader, say). */
+        if (nng_listener_id(cl->retired) > 0 && !listener_busy(s, cl->retired)) {
             nng_listener_close(cl->retired);
             cl->retired = (nng_listener)NNG_LISTENER_INITIALIZER;
         }
@@ -797,8 +818,9 @@ static void on_watch(uv_timer_t *t)
         return;
     for (size_t i = 0; i < s->nlisteners; i++) {
         ctl_listener *cl = &s->listeners[i];
-        if (cl->path == NULL || listener_other(all, cl->l) <= cl->other)
-            continue;
+        if (cl->path == NULL || listener_other(all, cl->l) <= cl->other ||
+            nng_listener_id(cl->retired) > 0)
+            continue; /* (one still retiring: replace at a later check) */
         /* Replace it (a false alarm, an error nng would retry by itself, costs
          * only a new listener). On failure the old one stays and the next check
          * tries again. */
