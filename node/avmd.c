@@ -937,7 +937,7 @@ static void usage(FILE *f)
         "                     them, the default) or spread (round-robin over this node\n"
         "                     and the reachable members)\n"
         "  --raft-election-ms N   replicated controllers: election timeout (default\n"
-        "                     500; a leader's loss is noticed after 1-2 times it)\n"
+        "                     300; a leader's loss is noticed after 1-2 times it)\n"
         "  --raft-heartbeat-ms N  leaders' heartbeat period (default 50)\n"
         "  --raft-snapshot-every N  applied entries between snapshots (default 1024)\n"
         "  --version          print the version\n"

@@ -52,7 +52,7 @@ typedef struct avm_cluster_config {
      * reachable members (used to run programs with their objects spread). */
     bool spread;
     /* Replicated controllers (Raft groups): election timeout and heartbeat
-     * (0: 500 and 50 ms), and how many applied entries between snapshots (0:
+     * (0: 300 and 50 ms), and how many applied entries between snapshots (0:
      * 1024). */
     unsigned raft_election_ms, raft_heartbeat_ms, raft_snapshot_every;
     /* Up-calls to the daemon. */

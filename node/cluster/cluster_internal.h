@@ -43,7 +43,7 @@ avm_read *cl_versions_from(avm_val l, size_t *n);
 /* --- replicas.c, for cluster.c --- */
 typedef struct avm_rctl avm_rctl;
 typedef struct avm_rctl_config {
-    unsigned election_ms, heartbeat_ms; /* 0: 500, 50 */
+    unsigned election_ms, heartbeat_ms; /* 0: 300, 50 */
     unsigned snapshot_every;            /* 0: 1024 */
     uint32_t request_ms;                /* one attempt of a forwarded proposal */
     uint32_t commit_ms;                 /* a proposal's whole deadline (0: 10000) */

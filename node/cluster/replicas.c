@@ -49,7 +49,10 @@ typedef struct prop {
     avm_ctl_req *creq;  /* P_CTL */
     bool local;         /* proposed here, as leader: waiting for apply(index) */
     uint64_t index, term;
-    bool inflight; /* a raft.propose to another node is out */
+    bool inflight;         /* a raft.propose to another node is out */
+    char target[NAME_LEN]; /* where it went */
+    unsigned gen;          /* attempts made: a late answer to an older one is ignored */
+    unsigned outstanding;  /* raft.propose requests not answered yet (kept till 0) */
     uint64_t deadline, attempt_at, attempt_deadline;
     char hint[NAME_LEN]; /* the leader a redirect named */
     unsigned rotate;     /* which replica to try next when no leader is known */
@@ -383,6 +386,8 @@ static uint64_t io_now(void *arg)
 
 static void retry_props(avm_rctl *r);
 static void arm_retry(avm_rctl *r);
+static void abandon_attempts(avm_rctl *r, const char *group, const char *peer,
+                             bool except);
 
 static void io_changed(void *arg, avm_rgroup *g)
 {
@@ -404,6 +409,8 @@ static void io_changed(void *arg, avm_rgroup *g)
     }
     if (in.state == RAFT_LEADER)
         avm_rctl_gossip(r);
+    if (in.leader[0]) /* a new leader: what went to the old one goes again */
+        abandon_attempts(r, avm_rgroup_name(g), in.leader, true);
     arm_retry(r);
 }
 
@@ -723,15 +730,8 @@ static void propose_reply(void *arg, int rv, avm_val reply, const char *errmsg);
 typedef struct pref {
     avm_rctl *r;
     prop *p;
+    unsigned gen;
 } pref;
-
-static bool prop_alive(avm_rctl *r, prop *p)
-{
-    for (prop *q = r->props; q != NULL; q = q->next)
-        if (q == p)
-            return !q->done;
-    return false;
-}
 
 /* One attempt: propose here if this node leads the group, else send it to the
  * leader (or, not knowing one, to a replica, which redirects). */
@@ -782,8 +782,10 @@ static void attempt(avm_rctl *r, prop *p)
         p->attempt_at = t + 50;
         return;
     }
-    *pr = (pref){r, p};
+    *pr = (pref){r, p, ++p->gen};
     p->inflight = true;
+    p->outstanding++;
+    snprintf(p->target, sizeof(p->target), "%s", to);
     snprintf(p->hint, sizeof(p->hint), "%s", to); /* who has it, for errors */
 }
 
@@ -792,9 +794,11 @@ static void propose_reply(void *arg, int rv, avm_val reply, const char *errmsg)
     pref *pr = arg;
     avm_rctl *r = pr->r;
     prop *p = pr->p;
+    unsigned pr_gen = pr->gen;
     free(pr);
-    if (r->stopped || !prop_alive(r, p))
-        return;
+    p->outstanding--;
+    if (r->stopped || p->done || pr_gen != p->gen)
+        return; /* ended, or given up on: another attempt is out */
     p->inflight = false;
     const char *kind = rv == 0 ? str_at(reply, 0) : NULL;
     if (kind != NULL && strcmp(kind, "done") == 0 && avm_list_len(reply) == 5 &&
@@ -839,7 +843,7 @@ static void sweep_props(avm_rctl *r)
     prop **pp = &r->props;
     while (*pp != NULL) {
         prop *p = *pp;
-        if (p->done && !p->inflight) {
+        if (p->done && p->outstanding == 0) {
             *pp = p->next;
             prop_free(p);
         } else {
@@ -1149,6 +1153,25 @@ void avm_rctl_on_gossip(avm_rctl *r, const char *from, avm_val payload)
     (void)from;
 }
 
+/* Attempts out to `peer` (or, with except, to anyone but it) for group (NULL:
+ * any) are given up on and made again at once: the answer may never come. The
+ * request id makes the outcome the same whichever attempt applies it. */
+static void abandon_attempts(avm_rctl *r, const char *group, const char *peer,
+                             bool except)
+{
+    for (prop *p = r->props; p != NULL; p = p->next) {
+        if (p->done || !p->inflight || (group != NULL && strcmp(p->group, group) != 0))
+            continue;
+        if ((strcmp(p->target, peer) == 0) != except) {
+            p->inflight = false;
+            p->gen++;
+            p->hint[0] = '\0';
+            p->attempt_at = 0;
+        }
+    }
+    arm_retry(r);
+}
+
 void avm_rctl_peer_lost(avm_rctl *r, const char *peer)
 {
     if (r == NULL)
@@ -1156,6 +1179,7 @@ void avm_rctl_peer_lost(avm_rctl *r, const char *peer)
     for (size_t i = 0; i < r->nregs; i++)
         if (strcmp(r->regs[i].leader, peer) == 0)
             r->regs[i].leader[0] = '\0';
+    abandon_attempts(r, NULL, peer, false);
 }
 
 static void on_propose(avm_rctl *r, avm_link_req *req, avm_val body)
@@ -1673,7 +1697,7 @@ int avm_rctl_new(avm_cluster *c, const avm_rctl_config *cfg, avm_rctl **out, cha
     r->c = c;
     r->cfg = *cfg;
     if (r->cfg.election_ms == 0)
-        r->cfg.election_ms = 500;
+        r->cfg.election_ms = 300;
     if (r->cfg.heartbeat_ms == 0)
         r->cfg.heartbeat_ms = 50;
     if (r->cfg.request_ms == 0)
