@@ -290,7 +290,9 @@ static int group_new(avm_rhost *h, const char *name, avm_rgroup **out, char *err
     raft_set_heartbeat_timeout(&g->r, h->cfg.heartbeat_ms);
     raft_set_max_inflight_entries(&g->r, h->cfg.max_inflight);
     raft_set_pre_vote(&g->r, true);
-    raft_set_install_snapshot_timeout(&g->r, 10 * h->cfg.election_ms);
+    /* A lost InstallSnapshot is sent again after this (snapshots go in one frame). */
+    raft_set_install_snapshot_timeout(
+        &g->r, 4 * h->cfg.election_ms > 2000 ? 4 * h->cfg.election_ms : 2000);
     memmove(h->groups + pos + 1, h->groups + pos,
             (h->ngroups - pos) * sizeof(*h->groups));
     h->groups[pos] = g;
@@ -1091,6 +1093,31 @@ void avm_rhost_receive(avm_rhost *h, const char *from, const uint8_t *frame, siz
             return;
         }
     }
+    /* An InstallSnapshot of an older term: raft 0.22.1 answers it with a result
+     * whose last_log_index is never set (stack garbage), which the sender, leader
+     * again in a later term, could take for a match. Dropped: the sender learns
+     * our term from any other answer. */
+    if (m.type == RAFT_INSTALL_SNAPSHOT && m.install_snapshot.term < g->r.current_term) {
+        avm_rframe_free(&m);
+        h->st.stale_dropped++;
+        return;
+    }
+    /* raft 0.22.1 records a configuration change carried by an AppendEntries at the
+     * index of the message's FIRST new entry, not its own: the change would never
+     * count as committed, and every snapshot would carry an old member list. So a
+     * change goes to raft only as the first entry of a message: the message is cut
+     * before any later one, and the leader sends the rest next (the answer shows
+     * where the follower stopped). */
+    if (m.type == RAFT_APPEND_ENTRIES) {
+        struct raft_append_entries *ae = &m.append_entries;
+        for (unsigned i = 1; i < ae->n_entries; i++) {
+            if (ae->entries[i].type == RAFT_CHANGE) {
+                ae->n_entries = i; /* the batch stays one allocation */
+                h->st.cut++;
+                break;
+            }
+        }
+    }
     /* raft ignores an InstallSnapshot while it installs another, without taking
      * its data and configuration: they stay ours to free. */
     bool ignored_install = m.type == RAFT_INSTALL_SNAPSHOT && g->r.snapshot.installing &&
@@ -1127,12 +1154,11 @@ void avm_rhost_receive(avm_rhost *h, const char *from, const uint8_t *frame, siz
     int rv = step(g, &ev);
     switch (m.type) {
     case RAFT_APPEND_ENTRIES:
-        /* raft took the batch (to persist, or it freed it) unless it failed. */
-        if (m.append_entries.n_entries > 0) {
-            if (rv != 0)
-                raft_free(m.append_entries.entries[0].batch);
+        /* raft took the batch (to persist) or freed it, on every path, failures
+         * included; the array is ours. */
+        if (m.append_entries.n_entries > 0)
             raft_free(m.append_entries.entries);
-        }
+        (void)rv;
         break;
     case RAFT_INSTALL_SNAPSHOT:
         if (ignored_install)
@@ -1386,6 +1412,7 @@ void avm_rgroup_info_get(const avm_rgroup *g, avm_rgroup_info *out)
     out->last_index = log_last(g);
     out->snapshot_index = g->snap_index;
     out->stopped = g->stopped;
+    out->conf_committed = g->r.configuration_uncommitted_index == 0;
     snprintf(out->why, sizeof(out->why), "%s", g->why);
     for (unsigned i = 0; i < g->r.configuration.n && out->nmembers < 16; i++) {
         const struct raft_server *s = &g->r.configuration.servers[i];

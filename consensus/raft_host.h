@@ -182,6 +182,7 @@ typedef struct avm_rhost_stats {
         snapshots_sent, snapshots_installed;
     uint64_t stale_dropped; /* stale AppendEntries rejections not passed to raft */
     uint64_t reanchored;    /* AppendEntries anchored again at our snapshot */
+    uint64_t cut;           /* AppendEntries cut before a configuration change */
     char last_bad[256];
 } avm_rhost_stats;
 void avm_rhost_stats_get(const avm_rhost *h, avm_rhost_stats *out);
@@ -212,7 +213,8 @@ typedef struct avm_rgroup_info {
     int state; /* RAFT_FOLLOWER, RAFT_CANDIDATE, RAFT_LEADER, RAFT_UNAVAILABLE */
     char leader[AVM_RHOST_NAME_MAX]; /* "" when unknown */
     uint64_t term, commit, applied, last_index, snapshot_index;
-    bool stopped; /* a storage or raft failure stopped it */
+    bool stopped;        /* a storage or raft failure stopped it */
+    bool conf_committed; /* members is the committed configuration (no change pending) */
     char why[160];
     size_t nmembers;
     avm_rgroup_member members[16];

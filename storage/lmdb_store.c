@@ -4441,6 +4441,27 @@ static int ov_set(avm_lmdb *db, batch *b, avm_val oid, centry *rec)
     return 0;
 }
 
+int avm_lmdb_ctrl_clear(avm_lmdb *db, const char *group, avm_val ctrl)
+{
+    const char *what = "clearing a controller's objects in";
+    if (db->stage_broken)
+        return failf(db, AVM_EIO, "%s %s: an earlier staged round was lost", what,
+                     db->path);
+    int rv = ctrl_check(db, group, ctrl, what);
+    if (rv != 0 || (rv = raft_begin(db, group, 8, 0, what)) != 0)
+        return rv;
+    batch *b = db->stage;
+    objset old = {0};
+    rv = ctrl_objects(db, db->stxn, ctrl, false, &old);
+    for (size_t i = 0; rv == 0 && i < old.n; i++)
+        rv = ov_set(db, b, old.v[i]->r.oid, NULL);
+    objset_free(&old);
+    if (rv != 0)
+        return raft_fail(db, rv, 0, what);
+    raft_done(db, 0);
+    return 0;
+}
+
 int avm_lmdb_ctrl_restore(avm_lmdb *db, const char *group, avm_val ctrl,
                           const uint8_t *data, size_t len)
 {

@@ -317,6 +317,9 @@ int avm_lmdb_raft_kv_get(avm_lmdb *db, const char *group, const uint8_t *key, si
  * untouched. Once the round commits, reads never return a record of a removed or
  * replaced object; before, reads see the staged objects. */
 int avm_lmdb_ctrl_dump(avm_lmdb *db, const char *group, avm_val ctrl, avm_buf *out);
+/* Staged: deletes every object whose current controller is ctrl (a replica that
+ * left the group). Errors as ctrl_restore's. */
+int avm_lmdb_ctrl_clear(avm_lmdb *db, const char *group, avm_val ctrl);
 int avm_lmdb_ctrl_restore(avm_lmdb *db, const char *group, avm_val ctrl,
                           const uint8_t *data, size_t len);
 

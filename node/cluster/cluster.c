@@ -1043,7 +1043,11 @@ static void on_obj_get(avm_cluster *c, avm_link_req *req, const char *from, avm_
     }
     bool freeze = avm_truthy(avm_list_at(body, 1));
     body = avm_list_at(body, 0);
-    if (c->m == NULL || avm_mgr_record(c->m, body) == NULL) {
+    const avm_objrec *rec = c->m != NULL ? avm_mgr_record(c->m, body) : NULL;
+    /* An object of a replicated controller is served by its leader, which has
+     * applied every acknowledged commit: a follower's copy may lag. */
+    if (rec == NULL || (avm_rctl_replicated(c->rctl, rec->meta.current) &&
+                        !avm_rctl_leads(c->rctl, rec->meta.current))) {
         avm_link_reply_error(req, AVM_ENOTFOUND, "object not here");
         return;
     }

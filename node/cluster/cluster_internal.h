@@ -57,6 +57,8 @@ void avm_rctl_free(avm_rctl *r);
 /* Whether controller c is replicated (a group known here, as a replica or from
  * gossip). */
 bool avm_rctl_replicated(avm_rctl *r, avm_val c);
+/* Whether this node leads c's group. */
+bool avm_rctl_leads(avm_rctl *r, avm_val c);
 /* isReachableController for a replicated c: a leader is reachable from here and
  * has a quorum. */
 bool avm_rctl_reachable(avm_rctl *r, avm_val c);

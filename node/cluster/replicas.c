@@ -1005,6 +1005,13 @@ bool avm_rctl_replicated(avm_rctl *r, avm_val c)
     return (r->h != NULL && avm_rhost_group(r->h, name) != NULL) || reg_find(r, name);
 }
 
+bool avm_rctl_leads(avm_rctl *r, avm_val c)
+{
+    const char *name = ctrl_name(c);
+    avm_rgroup *g = name != NULL && r->h != NULL ? avm_rhost_group(r->h, name) : NULL;
+    return g != NULL && avm_rgroup_is_leader(g);
+}
+
 bool avm_rctl_reachable(avm_rctl *r, avm_val c)
 {
     const char *name = ctrl_name(c);
@@ -1028,7 +1035,7 @@ avm_val avm_rctl_ws_ctrl(avm_rctl *r, const avm_writeset *ws)
         }
 #define TRY(oid)                                                                         \
     do {                                                                                 \
-        const avm_objrec *rec_ = avm_mgr_record(r->m, (oid));                            \
+        const avm_objrec *rec_ = avm_mgr_known(r->m, (oid));                             \
         if (rec_ != NULL && avm_rctl_replicated(r, rec_->meta.current)) {                \
             avm_val c_ = rec_->meta.current;                                             \
             avm_val_retain(c_);                                                          \
@@ -1264,6 +1271,41 @@ bool avm_rctl_on_request(avm_rctl *r, avm_link_req *req, const char *from, const
             return true;
         }
         rv = avm_rhost_bootstrap(r->h, name, names, n, err, sizeof(err));
+    } else if (strcmp(op, "raft.drop") == 0) {
+        /* This node left the group: its replica and the data of its controller go. */
+        const char *name = str_at(body, 0);
+        if (name == NULL || !valid_name(name)) {
+            avm_link_reply_error(req, AVM_EMALFORMED, "raft.drop: expected [name]");
+            return true;
+        }
+        avm_rgroup *g = avm_rhost_group(r->h, name);
+        if (g == NULL) {
+            avm_link_reply_error(req, AVM_ENOTFOUND, "%s has no replica of %s",
+                                 cl_self(r->c), name);
+            return true;
+        }
+        avm_rgroup_info in;
+        avm_rgroup_info_get(g, &in);
+        bool member = false;
+        for (size_t i = 0; i < in.nmembers; i++)
+            member |= strcmp(in.members[i].name, cl_self(r->c)) == 0;
+        if (member && in.state != RAFT_UNAVAILABLE && !in.stopped &&
+            avm_rgroup_is_leader(g)) {
+            avm_link_reply_error(req, AVM_ESTATE, "%s still leads %s", cl_self(r->c),
+                                 name);
+            return true;
+        }
+        avm_rhost_drop(r->h, name);
+        avm_val cv = ctrl_val(name);
+        rv = avm_lmdb_raft_drop(r->db, name);
+        if (rv == 0)
+            rv = avm_lmdb_ctrl_clear(r->db, name, cv);
+        avm_val_release(cv);
+        if (rv != 0)
+            snprintf(err, sizeof(err), "dropping %s: %s", name, avm_lmdb_errmsg(r->db));
+        else
+            cl_logf(r->c, CL_INFO, "raft.dropped", "group", "%s", name);
+        cl_kick(r->c); /* the round commits it */
     } else if (strcmp(op, "raft.join") == 0) {
         const char *name = str_at(body, 0);
         if (name == NULL || !valid_name(name)) {
@@ -1288,6 +1330,89 @@ bool avm_rctl_on_request(avm_rctl *r, avm_link_req *req, const char *from, const
 
 /* --- Control operations
  * ------------------------------------------------------------------ */
+
+/* A removed replica is told to drop its data once the change is committed (it is
+ * then out of every later configuration); asked again until it answers. */
+typedef struct dropper {
+    avm_rctl *r;
+    uv_timer_t t;
+    char group[NAME_LEN], node[NAME_LEN];
+    unsigned tries;
+} dropper;
+
+static void drop_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+static void drop_tick(uv_timer_t *t);
+
+static void drop_reply(void *arg, int rv, avm_val reply, const char *errmsg)
+{
+    dropper *d = arg;
+    (void)reply;
+    if (d->r->stopped || rv == 0 || rv == AVM_ENOTFOUND || d->tries >= 30) {
+        if (rv != 0 && rv != AVM_ENOTFOUND && !d->r->stopped)
+            cl_logf(d->r->c, CL_WARN, "raft.drop", "error", "%s on %s: %s", d->group,
+                    d->node, errmsg ? errmsg : avm_strerror(rv));
+        uv_close((uv_handle_t *)&d->t, drop_closed);
+        return;
+    }
+    uv_timer_start(&d->t, drop_tick, 1000, 0);
+}
+
+/* Only once the leader's committed configuration no longer has the node: a voter
+ * that dropped its log while still counted could help elect a leader without
+ * committed entries. */
+static void drop_tick(uv_timer_t *t)
+{
+    dropper *d = t->data;
+    avm_rctl *r = d->r;
+    if (r->stopped || ++d->tries > 30) {
+        uv_close((uv_handle_t *)t, drop_closed);
+        return;
+    }
+    avm_rgroup *g = avm_rhost_group(r->h, d->group);
+    avm_rgroup_info in;
+    if (g == NULL || !avm_rgroup_is_leader(g)) {
+        uv_timer_start(t, drop_tick, 1000, 0);
+        return;
+    }
+    avm_rgroup_info_get(g, &in);
+    bool present = false;
+    for (size_t i = 0; i < in.nmembers; i++)
+        present |= strcmp(in.members[i].name, d->node) == 0;
+    if (present) {
+        /* The removal was lost (a leader change): the node stays a replica. */
+        uv_close((uv_handle_t *)t, drop_closed);
+        return;
+    }
+    if (!in.conf_committed) {
+        uv_timer_start(t, drop_tick, 200, 0);
+        return;
+    }
+    avm_val b = lst(1, cstr(d->group));
+    char err[256];
+    if (avm_link_request(cl_link(r->c), d->node, "raft.drop", b, r->cfg.request_ms,
+                         drop_reply, d, err, sizeof(err)) != 0)
+        uv_timer_start(t, drop_tick, 1000, 0);
+    avm_val_release(b);
+}
+
+static void drop_later(avm_rctl *r, const char *group, const char *node)
+{
+    if (strcmp(node, cl_self(r->c)) == 0)
+        return; /* the leader removed itself: it steps down; it keeps its data */
+    dropper *d = calloc(1, sizeof(*d));
+    if (d == NULL)
+        return;
+    d->r = r;
+    snprintf(d->group, sizeof(d->group), "%s", group);
+    snprintf(d->node, sizeof(d->node), "%s", node);
+    uv_timer_init(cl_loop(r->c), &d->t);
+    d->t.data = d;
+    uv_timer_start(&d->t, drop_tick, 2 * r->cfg.election_ms, 0);
+}
 
 typedef struct create_op {
     avm_rctl *r;
@@ -1668,6 +1793,8 @@ void avm_rctl_control(avm_rctl *r, avm_ctl_req *req, const char *op, avm_val bod
         rv = avm_rgroup_add(g, node, err, sizeof(err));
     } else if (strcmp(op, "ctrl.remove") == 0) {
         rv = avm_rgroup_remove(g, node, err, sizeof(err));
+        if (rv == 0)
+            drop_later(r, name, node);
     } else if (strcmp(op, "ctrl.transfer") == 0) {
         rv = avm_rgroup_transfer(g, node, err, sizeof(err));
     } else {

@@ -2418,6 +2418,15 @@ const avm_objrec *avm_mgr_record(avm_mgr *m, avm_val oid)
     return m->base->ops->get(m->base, NULL, oid);
 }
 
+const avm_objrec *avm_mgr_known(avm_mgr *m, avm_val oid)
+{
+    const avm_objrec *r = m->base->ops->get(m->base, NULL, oid);
+    if (r != NULL || m->copies == NULL)
+        return r;
+    rcopy *c = copy_find(m, oid);
+    return c != NULL && !c->none ? &c->r : NULL;
+}
+
 /* --- Inspection ----------------------------------------------------------- */
 
 static void fill_info(mx *e, avm_mgr_info *o)

@@ -275,6 +275,9 @@ const avm_objrec *avm_mgr_record(avm_mgr *m, avm_val oid);
 /* Whether oid runs here: this machine holds its record and it is placed here, or
  * holds a replica of it placed here. Its mailbox is then here. */
 bool avm_mgr_placed_here(avm_mgr *m, avm_val oid);
+/* The record of oid as this machine knows it: its own, or a copy fetched from
+ * another machine (borrowed as avm_mgr_record's), or NULL. */
+const avm_objrec *avm_mgr_known(avm_mgr *m, avm_val oid);
 /* Drops the copy of oid fetched from another machine (replica included). */
 void avm_mgr_forget(avm_mgr *m, avm_val oid);
 
