@@ -580,7 +580,9 @@ static void apply_committed(avm_rgroup *g)
                            avm_strerror(rv));
                 return;
             }
-            h->dirty = true;
+            /* No sync of its own: the entry is durable in the log, so the state
+             * machine's change may become durable with the next sync (a crash
+             * before it replays the entry from the log). */
             h->st.applied++;
         } else if (e->type == RAFT_CHANGE) {
             struct raft_event ev = {.type = RAFT_CONFIGURATION};

@@ -92,7 +92,9 @@ typedef struct avm_rhost_io {
     /* The state machine: applies committed command `index` (of `term`) of g, in
      * log order, exactly once per index over the life of the replica (the host
      * never passes an index at or below the applied index it was started with).
-     * Staged with the applied index. A nonzero return stops the group. */
+     * Staged with the applied index; the host asks no sync for it (the entry is
+     * durable in the log: a crash before the next sync replays it). A nonzero return
+     * stops the group. */
     int (*apply)(void *arg, avm_rgroup *g, uint64_t index, uint64_t term,
                  const uint8_t *data, size_t len);
     /* The state machine's state as of its last applied index (malloc'd; the host

@@ -464,6 +464,13 @@ struct avm_ctl_server {
     pthread_mutex_t mu;
     /* Under mu: */
     bool stopping;
+    /* Open connections per listener (by listener id), so that a replaced ipc
+     * listener is closed only once its last connection ended. */
+    struct {
+        uint32_t lid;
+        int n;
+    } conns[32];
+    unsigned nconns;
     avm_ctl_req *head, *tail; /* the queue to the loop thread */
 };
 
@@ -611,11 +618,40 @@ static void on_aio(void *arg)
 
 /* nng thread: a pipe was removed. The requests that came on it are abandoned: a
  * reply would be dropped (rep0 discards a reply to a pipe that is gone). */
+/* With s->mu held: the connection count of listener lid changes by d. */
+static void conns_add(avm_ctl_server *s, uint32_t lid, int d)
+{
+    if (lid == 0)
+        return;
+    for (unsigned i = 0; i < s->nconns; i++) {
+        if (s->conns[i].lid == lid) {
+            s->conns[i].n += d;
+            if (s->conns[i].n <= 0)
+                s->conns[i] = s->conns[--s->nconns];
+            return;
+        }
+    }
+    if (d > 0 && s->nconns < sizeof(s->conns) / sizeof(s->conns[0])) {
+        s->conns[s->nconns].lid = lid;
+        s->conns[s->nconns++].n = d;
+    }
+}
+
+static void on_pipe_added(nng_pipe p, nng_pipe_ev ev, void *arg)
+{
+    avm_ctl_server *s = arg;
+    (void)ev;
+    lock(s);
+    conns_add(s, (uint32_t)nng_listener_id(nng_pipe_listener(p)), 1);
+    unlock(s);
+}
+
 static void on_pipe_removed(nng_pipe p, nng_pipe_ev ev, void *arg)
 {
     avm_ctl_server *s = arg;
     uint32_t id = nng_pipe_id(p);
     lock(s);
+    conns_add(s, (uint32_t)nng_listener_id(nng_pipe_listener(p)), -1);
     for (unsigned i = 0; i < s->nreqs; i++) {
         avm_ctl_req *r = &s->reqs[i];
         if ((r->state == REQ_QUEUED || r->state == REQ_HANDLER) && r->pipe == id)
@@ -780,11 +816,14 @@ static int ipc_listen(avm_ctl_server *s, ctl_listener *cl, nng_listener *out)
     return 0;
 }
 
-/* Whether a request that came through listener l is queued or being handled. */
+/* Whether listener l still has a connection, or a request that came through it is
+ * queued or being handled. */
 static bool listener_busy(avm_ctl_server *s, nng_listener l)
 {
     bool busy = false;
     lock(s);
+    for (unsigned i = 0; i < s->nconns; i++)
+        busy |= s->conns[i].lid == (uint32_t)nng_listener_id(l) && s->conns[i].n > 0;
     for (unsigned i = 0; i < s->nreqs && !busy; i++) {
         avm_ctl_req *r = &s->reqs[i];
         if ((r->state != REQ_QUEUED && r->state != REQ_HANDLER && r->state != REQ_SEND) ||
@@ -805,9 +844,9 @@ static void on_watch(uv_timer_t *t)
     avm_ctl_server *s = t->data;
     for (size_t i = 0; i < s->nlisteners; i++) {
         ctl_listener *cl = &s->listeners[i];
-        /* Closing a listener closes its connections: wait until no request that
-         * came through it is still being answered (a slow one, a commit waiting
-         * for a new Raft leader, say). */
+        /* Closing a listener closes its connections: wait until the last one
+         * ended (a client between two requests, or a slow request: a commit
+         * waiting for a new Raft leader, say). */
         if (nng_listener_id(cl->retired) > 0 && !listener_busy(s, cl->retired)) {
             nng_listener_close(cl->retired);
             cl->retired = (nng_listener)NNG_LISTENER_INITIALIZER;
@@ -908,7 +947,8 @@ int avm_ctl_server_start(uv_loop_t *loop, const avm_ctl_server_config *cfg,
     size_t maxsz = s->max_frame <= SIZE_MAX - ROUTING_SLACK ? s->max_frame + ROUTING_SLACK
                                                             : SIZE_MAX;
     if ((rv = nng_socket_set_size(s->sock, NNG_OPT_RECVMAXSZ, maxsz)) != 0 ||
-        (rv = nng_pipe_notify(s->sock, NNG_PIPE_EV_REM_POST, on_pipe_removed, s)) != 0) {
+        (rv = nng_pipe_notify(s->sock, NNG_PIPE_EV_REM_POST, on_pipe_removed, s)) != 0 ||
+        (rv = nng_pipe_notify(s->sock, NNG_PIPE_EV_ADD_POST, on_pipe_added, s)) != 0) {
         rv = avm__nng_fail(errmsg, errlen, rv, "cannot set up the control socket for",
                            cfg->urls[0]);
         goto err_close;

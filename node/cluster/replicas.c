@@ -267,14 +267,23 @@ static int io_save_install(void *arg, const char *group, const avm_rsnap *s,
     return rv;
 }
 
+static void flush_boxes(uv_check_t *h);
+
+/* What a host call queued for other nodes leaves now, not at the end of the loop
+ * iteration: the loop may next block in poll until a timer. */
+static void flush_now(avm_rctl *r)
+{
+    flush_boxes(&r->check);
+}
+
 static void on_durable(void *arg)
 {
     avm_rctl *r = arg;
-    if (!r->stopped)
+    if (!r->stopped) {
         avm_rhost_synced(r->h);
+        flush_now(r);
+    }
 }
-
-static void flush_boxes(uv_check_t *h);
 
 static void io_sync(void *arg)
 {
@@ -366,8 +375,10 @@ static int io_snapshot_data(void *arg, avm_rgroup *g, uint8_t **data, size_t *le
 static void on_tick(uv_timer_t *t)
 {
     avm_rctl *r = t->data;
-    if (!r->stopped)
+    if (!r->stopped) {
         avm_rhost_tick(r->h);
+        flush_now(r);
+    }
 }
 
 static void io_schedule(void *arg, uint64_t at)
@@ -627,7 +638,6 @@ static int io_apply(void *arg, avm_rgroup *g, uint64_t index, uint64_t term,
         }
     }
     versions_free(vers, nv);
-    cl_kick(r->c);
     return 0;
 }
 
@@ -741,6 +751,7 @@ static void attempt(avm_rctl *r, prop *p)
     avm_rgroup *g = avm_rhost_group(r->h, p->group);
     if (g != NULL && avm_rgroup_is_leader(g)) {
         int rv = avm_rgroup_propose(g, p->entry, p->len, &p->index, &p->term);
+        flush_now(r);
         if (rv == 0) {
             p->local = true;
             p->attempt_deadline = t + 3 * r->cfg.election_ms;
@@ -822,6 +833,7 @@ static void propose_reply(void *arg, int rv, avm_val reply, const char *errmsg)
         /* Our replica, if we have one, may apply up to it now (read your writes
          * here without waiting for the next heartbeat). */
         avm_rhost_learn_commit(r->h, p->group, p->index, p->term);
+        flush_now(r);
         if (!p->done)
             prop_complete(r, p);
         return;
@@ -1083,6 +1095,7 @@ void avm_rctl_on_frames(avm_rctl *r, const char *from, avm_val payload)
         if (f.kind == AVM_STR)
             avm_rhost_receive(r->h, from, (const uint8_t *)f.u.s->data, f.u.s->len);
     }
+    flush_now(r);
 }
 
 typedef struct gossip_ctx {
@@ -1801,6 +1814,7 @@ void avm_rctl_control(avm_rctl *r, avm_ctl_req *req, const char *op, avm_val bod
         avm_ctl_reply_error(req, AVM_EINVAL, "unknown operation %s", op);
         return;
     }
+    flush_now(r);
     if (rv != 0) {
         avm_ctl_reply_error(req, rv, "%s", err);
         return;
