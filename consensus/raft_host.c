@@ -1228,34 +1228,51 @@ void avm_rhost_stats_get(const avm_rhost *h, avm_rhost_stats *out)
 /* --- Commands ------------------------------------------------------------------------
  */
 
-static int submit(avm_rgroup *g, uint8_t type, const void *data, size_t len,
-                  uint64_t *index, uint64_t *term)
+/* n entries of one type in ONE step (one AppendEntries per follower); their data in
+ * one allocation, as raft frees a submitted batch through its first entry. */
+static int submit(avm_rgroup *g, uint8_t type, const uint8_t *const *data,
+                  const size_t *lens, size_t n, uint64_t *index, uint64_t *term)
 {
     if (g->stopped)
         return AVM_ESTATE;
-    if (len > AVM_RHOST_MAX_ENTRY)
-        return AVM_ETOOBIG;
+    if (n == 0 || n > 65536)
+        return AVM_EINVAL;
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (lens[i] > AVM_RHOST_MAX_ENTRY)
+            return AVM_ETOOBIG;
+        total += lens[i];
+    }
     if (raft_state(&g->r) != RAFT_LEADER || raft_transferee(&g->r) != 0)
         return AVM_ESTATE;
-    struct raft_entry e = {.term = raft_current_term(&g->r),
-                           .type = (enum raft_entry_type)type};
-    e.buf.len = len;
-    e.buf.base = raft_malloc(len ? len : 1);
-    if (e.buf.base == NULL)
+    struct raft_entry *es = calloc(n, sizeof(*es));
+    uint8_t *batch = raft_malloc(total ? total : 1);
+    if (es == NULL || batch == NULL) {
+        free(es);
+        raft_free(batch);
         return AVM_ENOMEM;
-    if (len)
-        memcpy(e.buf.base, data, len);
-    e.batch = e.buf.base;
+    }
+    uint64_t tm = raft_current_term(&g->r);
+    size_t at = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (lens[i])
+            memcpy(batch + at, data[i], lens[i]);
+        es[i] = (struct raft_entry){.term = tm,
+                                    .type = (enum raft_entry_type)type,
+                                    .buf = {batch + at, lens[i]},
+                                    .batch = batch};
+        at += lens[i];
+    }
     uint64_t idx = raft_last_index(&g->r) + 1;
-    uint64_t tm = e.term;
     enter(g->h);
     struct raft_event ev = {.type = RAFT_SUBMIT};
-    ev.submit.entries = &e;
-    ev.submit.n = 1;
+    ev.submit.entries = es;
+    ev.submit.n = (unsigned)n;
     int rv = step(g, &ev);
     if (rv != 0)
-        raft_free(e.buf.base); /* refused: raft did not take it */
+        raft_free(batch); /* refused: raft did not take it */
     leave(g->h);
+    free(es);
     if (rv != 0)
         return rv == RAFT_CANTCHANGE ? AVM_ESTATE : g->stopped ? AVM_EIO : AVM_ESTATE;
     if (index != NULL)
@@ -1268,7 +1285,13 @@ static int submit(avm_rgroup *g, uint8_t type, const void *data, size_t len,
 int avm_rgroup_propose(avm_rgroup *g, const uint8_t *data, size_t len, uint64_t *index,
                        uint64_t *term)
 {
-    return submit(g, RAFT_COMMAND, data, len, index, term);
+    return submit(g, RAFT_COMMAND, &data, &len, 1, index, term);
+}
+
+int avm_rgroup_propose_many(avm_rgroup *g, const uint8_t *const *data, const size_t *lens,
+                            size_t n, uint64_t *first, uint64_t *term)
+{
+    return submit(g, RAFT_COMMAND, data, lens, n, first, term);
 }
 
 static int change(avm_rgroup *g, const char *node, bool add, char *errmsg, size_t errlen)
@@ -1319,7 +1342,9 @@ static int change(avm_rgroup *g, const char *node, bool add, char *errmsg, size_
     raft_configuration_close(&conf);
     if (rv != 0)
         return AVM_ENOMEM;
-    rv = submit(g, RAFT_CHANGE, b.base, b.len, NULL, NULL);
+    const uint8_t *cd = b.base;
+    size_t cl = b.len;
+    rv = submit(g, RAFT_CHANGE, &cd, &cl, 1, NULL, NULL);
     raft_free(b.base);
     if (rv != 0)
         snprintf(errmsg, errlen, "%s: the change was refused (%s)", g->name,

@@ -196,6 +196,11 @@ void avm_rhost_stats_get(const avm_rhost *h, avm_rhost_stats *out);
  * AVM_ETOOBIG over AVM_RHOST_MAX_ENTRY bytes. */
 int avm_rgroup_propose(avm_rgroup *g, const uint8_t *data, size_t len, uint64_t *index,
                        uint64_t *term);
+/* n commands in one step, so that they travel in one AppendEntries: the i-th gets
+ * index *first + i, all of term *term. The same errors as propose (AVM_EINVAL for n
+ * 0 or over 65536). */
+int avm_rgroup_propose_many(avm_rgroup *g, const uint8_t *const *data, const size_t *lens,
+                            size_t n, uint64_t *first, uint64_t *term);
 /* Membership: add a node as a voter (it must have joined, avm_rhost_join), remove
  * one. One change at a time: AVM_ESTATE while another is uncommitted. */
 int avm_rgroup_add(avm_rgroup *g, const char *node, char *errmsg, size_t errlen);

@@ -53,6 +53,8 @@ typedef struct prop {
     char target[NAME_LEN]; /* where it went */
     unsigned gen;          /* attempts made: a late answer to an older one is ignored */
     unsigned outstanding;  /* raft.propose requests not answered yet (kept till 0) */
+    bool queued;           /* waiting for this iteration's submit (leader here) */
+    struct prop *qnext;
     uint64_t deadline, attempt_at, attempt_deadline;
     char hint[NAME_LEN]; /* the leader a redirect named */
     unsigned rotate;     /* which replica to try next when no leader is known */
@@ -89,6 +91,8 @@ struct avm_rctl {
     avm_lmdb *db;
     uv_timer_t timer, retry;
     uv_check_t check;
+    uv_idle_t submit; /* runs the queued submissions at the next loop iteration */
+    prop *subq, **subq_tail;
     bool handles;
     outbox *boxes;
     size_t nboxes, capboxes;
@@ -743,6 +747,73 @@ typedef struct pref {
     unsigned gen;
 } pref;
 
+static void attempt(avm_rctl *r, prop *p);
+
+/* The queued proposals, group by group, each group's in one step. */
+static void on_submit(uv_idle_t *h)
+{
+    avm_rctl *r = h->data;
+    uv_idle_stop(h);
+    prop *q = r->subq;
+    r->subq = NULL;
+    r->subq_tail = &r->subq;
+    while (q != NULL) {
+        /* The run of this group's proposals at the head of the queue... */
+        const char *group = q->group;
+        size_t n = 0;
+        for (prop *p = q; p != NULL && n < 4096; p = p->qnext)
+            n += strcmp(p->group, group) == 0;
+        const uint8_t **data = calloc(n ? n : 1, sizeof(*data));
+        size_t *lens = calloc(n ? n : 1, sizeof(*lens));
+        prop **ps = calloc(n ? n : 1, sizeof(*ps));
+        size_t k = 0;
+        prop **pp = &q;
+        while (*pp != NULL && k < n) {
+            prop *p = *pp;
+            if (strcmp(p->group, group) != 0) {
+                pp = &p->qnext;
+                continue;
+            }
+            *pp = p->qnext; /* out of the queue */
+            p->queued = false;
+            if (p->done)
+                continue;
+            if (data != NULL && lens != NULL && ps != NULL) {
+                data[k] = p->entry;
+                lens[k] = p->len;
+                ps[k++] = p;
+            } else {
+                p->attempt_at = now_ms() + 50;
+            }
+        }
+        avm_rgroup *g = avm_rhost_group(r->h, group);
+        uint64_t first = 0, term = 0;
+        int rv = k == 0      ? 0
+                 : g != NULL ? avm_rgroup_propose_many(g, data, lens, k, &first, &term)
+                             : AVM_ESTATE;
+        uint64_t t = now_ms();
+        for (size_t i = 0; i < k; i++) {
+            prop *p = ps[i];
+            if (rv == 0) {
+                p->local = true;
+                p->index = first + i;
+                p->term = term;
+                p->attempt_deadline = t + 3 * r->cfg.election_ms;
+            } else if (p->kind == P_REMOTE) {
+                prop_finish(r, p, AVM_ESTATE, "not the leader");
+            } else {
+                p->attempt_at = t; /* not the leader any more: route it again */
+                attempt(r, p);
+            }
+        }
+        free(data);
+        free(lens);
+        free(ps);
+    }
+    flush_now(r);
+    arm_retry(r);
+}
+
 /* One attempt: propose here if this node leads the group, else send it to the
  * leader (or, not knowing one, to a replica, which redirects). */
 static void attempt(avm_rctl *r, prop *p)
@@ -750,13 +821,15 @@ static void attempt(avm_rctl *r, prop *p)
     uint64_t t = now_ms();
     avm_rgroup *g = avm_rhost_group(r->h, p->group);
     if (g != NULL && avm_rgroup_is_leader(g)) {
-        int rv = avm_rgroup_propose(g, p->entry, p->len, &p->index, &p->term);
-        flush_now(r);
-        if (rv == 0) {
-            p->local = true;
-            p->attempt_deadline = t + 3 * r->cfg.election_ms;
-            return;
-        }
+        /* Proposals of one loop iteration go to raft together: one entry batch,
+         * one AppendEntries per follower. */
+        p->queued = true;
+        p->qnext = NULL;
+        *r->subq_tail = p;
+        r->subq_tail = &p->qnext;
+        if (!uv_is_active((uv_handle_t *)&r->submit))
+            uv_idle_start(&r->submit, on_submit);
+        return;
     }
     if (p->kind == P_REMOTE) {
         prop_finish(r, p, AVM_ESTATE, "not the leader");
@@ -855,7 +928,7 @@ static void sweep_props(avm_rctl *r)
     prop **pp = &r->props;
     while (*pp != NULL) {
         prop *p = *pp;
-        if (p->done && p->outstanding == 0) {
+        if (p->done && p->outstanding == 0 && !p->queued) {
             *pp = p->next;
             prop_free(p);
         } else {
@@ -868,7 +941,7 @@ static void retry_props(avm_rctl *r)
 {
     uint64_t t = now_ms();
     for (prop *p = r->props; p != NULL; p = p->next) {
-        if (p->done || p->inflight)
+        if (p->done || p->inflight || p->queued)
             continue;
         if (p->waiting) {
             if (t >= p->wait_until) {
@@ -1857,7 +1930,9 @@ int avm_rctl_new(avm_cluster *c, const avm_rctl_config *cfg, avm_rctl **out, cha
     uv_timer_init(loop, &r->timer);
     uv_timer_init(loop, &r->retry);
     uv_check_init(loop, &r->check);
-    r->timer.data = r->retry.data = r->check.data = r;
+    uv_idle_init(loop, &r->submit);
+    r->subq_tail = &r->subq;
+    r->timer.data = r->retry.data = r->check.data = r->submit.data = r;
     uv_check_start(&r->check, flush_boxes);
     uv_unref((uv_handle_t *)&r->check);
     r->handles = true;
@@ -1955,6 +2030,7 @@ void avm_rctl_stop(avm_rctl *r)
         uv_close((uv_handle_t *)&r->timer, NULL);
         uv_close((uv_handle_t *)&r->retry, NULL);
         uv_close((uv_handle_t *)&r->check, NULL);
+        uv_close((uv_handle_t *)&r->submit, NULL);
     }
 }
 
