@@ -57,6 +57,11 @@ struct avm_rgroup {
     size_t n, cap;
     uint64_t first;
     uint64_t snap_index, snap_term;
+    /* The configuration as of the snapshot (raft_configuration_encode bytes) and
+     * the index of the entry that made it. */
+    uint8_t *snap_conf;
+    size_t snap_conf_len;
+    uint64_t snap_conf_index;
     uint64_t applied;     /* the host's apply cursor (configurations included) */
     uint64_t learned;     /* a commit index the leader told us directly */
     uint64_t fsm_applied; /* the state machine's durable applied index at start */
@@ -198,6 +203,44 @@ static void log_clear(avm_rgroup *g)
     g->n = 0;
 }
 
+/* Records the snapshot's configuration (bytes copied). */
+static int set_snap_conf(avm_rgroup *g, const void *conf, size_t len, uint64_t index)
+{
+    uint8_t *c = malloc(len ? len : 1);
+    if (c == NULL)
+        return AVM_ENOMEM;
+    if (len)
+        memcpy(c, conf, len);
+    free(g->snap_conf);
+    g->snap_conf = c;
+    g->snap_conf_len = len;
+    g->snap_conf_index = index;
+    return 0;
+}
+
+/* The configuration in force as of entry `index` (committed, as every index this
+ * is asked for is): the last configuration entry at or before it in our own log,
+ * else the snapshot's. Not raft's configuration_committed: raft 0.22.1 leaves that
+ * behind when a follower holds two uncommitted changes, or after a restart until
+ * the changes are applied again. Bytes borrowed from the log; NULL if unknown. */
+static const uint8_t *conf_as_of(const avm_rgroup *g, uint64_t index, size_t *len,
+                                 uint64_t *conf_index)
+{
+    for (uint64_t i = index; i >= g->first && g->n > 0 && i > 0; i--) {
+        const lentry *e = log_at(g, i);
+        if (e != NULL && e->type == RAFT_CHANGE) {
+            *len = e->len;
+            *conf_index = i;
+            return e->data;
+        }
+    }
+    if (g->snap_conf == NULL)
+        return NULL;
+    *len = g->snap_conf_len;
+    *conf_index = g->snap_conf_index;
+    return g->snap_conf;
+}
+
 /* --- Groups ----------------------------------------------------------------- */
 
 static size_t group_pos(const avm_rhost *h, const char *name, bool *found)
@@ -232,6 +275,7 @@ static void group_free(avm_rgroup *g)
         raft_close(&g->r, NULL);
     log_clear(g);
     free(g->log);
+    free(g->snap_conf);
     for (pending *p = g->pend; p != NULL;) {
         pending *next = p->next;
         if (p->snapshot)
@@ -402,6 +446,17 @@ static void release_held(avm_rgroup *g)
     avm_rhost *h = g->h;
     if (g->hold_until > h->sync_done || g->hold == NULL)
         return;
+    if (g->stopped) { /* a stopped group answers nothing more */
+        for (held *m = g->hold; m != NULL;) {
+            held *next = m->next;
+            free(m->frame);
+            free(m);
+            m = next;
+        }
+        g->hold = NULL;
+        g->hold_tail = &g->hold;
+        return;
+    }
     g->hold_until = 0;
     held *m = g->hold;
     g->hold = NULL;
@@ -470,8 +525,16 @@ static void send_snapshot(avm_rgroup *g, struct raft_message *msg)
     uint64_t at = g->applied > g->fsm_applied ? g->applied : g->fsm_applied;
     is->last_index = at;
     is->last_term = term_of(g, at);
-    is->conf_index = g->r.configuration_committed_index;
-    is->conf = g->r.configuration_committed;
+    size_t clen = 0;
+    uint64_t cidx = 0;
+    const uint8_t *conf = conf_as_of(g, at, &clen, &cidx);
+    struct raft_buffer cb = {(void *)conf, clen};
+    raft_configuration_init(&is->conf);
+    if (conf == NULL || raft_configuration_decode(&cb, &is->conf) != 0) {
+        free(data);
+        return; /* raft sends it again later */
+    }
+    is->conf_index = cidx;
     is->data = (struct raft_buffer){data, dlen};
     if (is->last_term != 0) {
         uint8_t *frame;
@@ -483,6 +546,7 @@ static void send_snapshot(avm_rgroup *g, struct raft_message *msg)
     }
     free(data);
     is->data = (struct raft_buffer){NULL, 0};
+    raft_configuration_close(&is->conf);
     raft_configuration_init(&is->conf);
 }
 
@@ -520,39 +584,34 @@ static void compact(avm_rgroup *g)
         g->r.snapshot.installing)
         return;
     uint64_t term = term_of(g, index);
-    if (term == 0)
+    size_t clen = 0;
+    uint64_t cidx = 0;
+    const uint8_t *conf = conf_as_of(g, index, &clen, &cidx);
+    if (term == 0 || conf == NULL)
         return;
-    struct raft_buffer conf = {NULL, 0};
-    if (raft_configuration_encode(&g->r.configuration_committed, &conf) != 0)
+    struct raft_event ev = {.type = RAFT_SNAPSHOT};
+    struct raft_buffer cb = {(void *)conf, clen};
+    if (raft_configuration_decode(&cb, &ev.snapshot.metadata.configuration) != 0) {
+        stop_group(g, "entry %llu: a configuration that does not decode",
+                   (unsigned long long)cidx);
         return;
+    }
     unsigned trailing = h->cfg.snapshot_trailing;
     uint64_t upto = index > trailing ? index - trailing : 0;
-    avm_rsnap snap = {index, term, g->r.configuration_committed_index, conf.base,
-                      conf.len};
+    avm_rsnap snap = {index, term, cidx, conf, clen};
     int rv = h->io.save_compact(h->io.arg, g->name, &snap, upto);
-    raft_free(conf.base);
+    if (rv == 0)
+        rv = set_snap_conf(g, conf, clen, cidx); /* before the log drops it */
     if (rv != 0) {
+        raft_configuration_close(&ev.snapshot.metadata.configuration);
         stop_group(g, "saving a snapshot at %llu: %s", (unsigned long long)index,
                    avm_strerror(rv));
         return;
     }
     h->dirty = true;
-    struct raft_event ev = {.type = RAFT_SNAPSHOT};
     ev.snapshot.metadata.index = index;
     ev.snapshot.metadata.term = term;
-    ev.snapshot.metadata.configuration_index = g->r.configuration_committed_index;
-    raft_configuration_init(&ev.snapshot.metadata.configuration);
-    struct raft_configuration copy;
-    raft_configuration_init(&copy);
-    for (unsigned i = 0; i < g->r.configuration_committed.n; i++) {
-        const struct raft_server *s = &g->r.configuration_committed.servers[i];
-        if (raft_configuration_add(&copy, s->id, s->address, s->role) != 0) {
-            raft_configuration_close(&copy);
-            stop_group(g, "out of memory taking a snapshot");
-            return;
-        }
-    }
-    ev.snapshot.metadata.configuration = copy;
+    ev.snapshot.metadata.configuration_index = cidx;
     ev.snapshot.trailing = trailing;
     g->snap_index = index;
     g->snap_term = term;
@@ -681,6 +740,8 @@ static void handle_update(avm_rgroup *g, struct raft_update *u)
                               conf.len};
             rv = h->io.save_install(h->io.arg, g->name, &snap, u->snapshot.chunk.base,
                                     u->snapshot.chunk.len);
+            if (rv == 0)
+                rv = set_snap_conf(g, conf.base, conf.len, md->configuration_index);
             raft_free(conf.base);
         } else {
             rv = AVM_ENOMEM;
@@ -872,6 +933,11 @@ static int start_group(avm_rgroup *g, const avm_rload *st, char *errmsg, size_t 
         ev.start.metadata = &md;
         g->snap_index = md.index;
         g->snap_term = md.term;
+        if (set_snap_conf(g, st->snap.conf, st->snap.conf_len, st->snap.conf_index) !=
+            0) {
+            raft_configuration_close(&md.configuration);
+            return AVM_ENOMEM;
+        }
     }
     g->first = st->n > 0 ? st->first_index : g->snap_index + 1;
     if (st->n > 0 && (st->first_index == 0 || st->first_index > g->snap_index + 1 ||
@@ -1094,6 +1160,30 @@ void avm_rhost_receive(avm_rhost *h, const char *from, const uint8_t *frame, siz
             h->st.stale_dropped++;
             return;
         }
+    }
+    /* An AppendEntries of an older term: raft 0.22.1 answers it with a result whose
+     * last_log_index is never set. The host answers it instead, as raft means to:
+     * rejected, with our (newer) term, which makes the sender step down. */
+    if (m.type == RAFT_APPEND_ENTRIES && m.append_entries.term < g->r.current_term) {
+        struct raft_message rep = {.type = RAFT_APPEND_ENTRIES_RESULT};
+        rep.append_entries_result.version =
+            2; /* MESSAGE__APPEND_ENTRIES_RESULT_VERSION */
+        rep.append_entries_result.term = g->r.current_term;
+        rep.append_entries_result.rejected =
+            m.append_entries.prev_log_index > 0 ? m.append_entries.prev_log_index : 1;
+        rep.append_entries_result.last_log_index = raft_last_index(&g->r);
+        rep.append_entries_result.features = 1; /* MESSAGE__FEATURE_CAPACITY */
+        rep.append_entries_result.capacity = g->r.capacity;
+        avm_rframe_free(&m);
+        uint8_t *out;
+        size_t flen;
+        if (avm_rframe_encode(g->name, &rep, &out, &flen) == 0) {
+            enter(h);
+            emit_frame(g, from, out, flen);
+            leave(h);
+        }
+        h->st.stale_dropped++;
+        return;
     }
     /* An InstallSnapshot of an older term: raft 0.22.1 answers it with a result
      * whose last_log_index is never set (stack garbage), which the sender, leader

@@ -90,6 +90,7 @@ struct avm_cluster {
     uint32_t hb_ms, bound_ms;
     uint64_t inc; /* this node's incarnation: when it started (ms since the epoch) */
     uint64_t last_sweep;
+    uint64_t started_ms; /* uv_now at start */
     fetch *fetches;
     modent *mods[256];
     modent *mods_by_ptr[256];
@@ -1734,8 +1735,12 @@ static void on_tick(uv_timer_t *t)
         c->last_gossip = now;
         avm_val msg = lst(2, cstr("members"), members_val(c));
         char err[256];
+        /* In its first 30 s a node tells every member, reachable or not, where it
+         * is: after a restart on a new address, a member that has not heard of it
+         * yet still dials the old one, so it never becomes reachable there. */
+        bool young = now - c->started_ms < 30000;
         for (size_t i = 0; i < c->nmembers; i++)
-            if (c->members[i].reachable)
+            if (c->members[i].reachable || young)
                 avm_link_send(c->link, c->members[i].name, msg, err, sizeof(err));
         avm_val_release(msg);
         avm_rctl_gossip(c->rctl);
@@ -1907,6 +1912,7 @@ int avm_cluster_start(uv_loop_t *loop, const avm_cluster_config *cfg, avm_cluste
     }
     uv_timer_init(loop, &c->tick);
     c->tick.data = c;
+    c->started_ms = uv_now(loop);
     uint32_t hb = cfg->heartbeat_ms ? cfg->heartbeat_ms : 100;
     uv_timer_start(&c->tick, on_tick, hb / 2 ? hb / 2 : 1, hb / 2 ? hb / 2 : 1);
     *out = c;
