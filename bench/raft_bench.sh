@@ -234,6 +234,20 @@ if has avm; then
     c=$(field "$line" clients)
     echo "avm $c $line" >>"$dir/results"
   done <"$dir/put.txt"
+  # The replication layer alone: puts generated inside the leader (ctrl.bench),
+  # DEPTH in flight, as bare_raft's leader keeps DEPTH raft_apply calls in flight.
+  if [ "$MODE" = quick ]; then LDEPTHS="1 16"; LCOUNT=300; else LDEPTHS="1 16 64"; LCOUNT=0; fi
+  for d in $LDEPTHS; do
+    n=$LCOUNT
+    # about 3 s of work at each depth (and under the 10 s forwarding deadline)
+    [ "$n" = 0 ] && { case $d in 1) n=3000 ;; 16) n=20000 ;; *) n=50000 ;; esac; }
+    out=$("$AVMCTL" controller bench "$CTRL" "$n" "$d" --json --timeout 60000 \
+      --node "ipc://$dir/n1.sock" 2>"$dir/lbench.err") ||
+      wrong "controller bench depth $d failed: $(cat "$dir/lbench.err")"
+    f=$(echo "$out" | jq -r '"ops_s=\(.ops_per_s) p50_us=\(.p50_us) p99_us=\(.p99_us) failed=\(.failed)"')
+    [ "$(echo "$out" | jq -r .failed)" = 0 ] || wrong "controller bench depth $d: failed puts"
+    echo "layer $d $f" >>"$dir/results"
+  done
 fi
 
 # ---- (d) failover --------------------------------------------------------------
@@ -277,6 +291,7 @@ has etcd && for c in 1 16 64; do row "etcd ${etcd_version:-} put, $c client(s)" 
 if [ "$MODE" = quick ]; then DEPTHS="1 16"; else DEPTHS="1 16 64"; fi
 has raft && for d in $DEPTHS; do row "bare raft 0.22.1, depth $d" raft "$d"; done
 has avm && for c in $DEPTHS; do row "avm ctrl.put, $c client(s)" avm "$c"; done
+has avm && for d in $DEPTHS; do row "avm layer (in-leader puts), depth $d" layer "$d"; done
 
 get() { grep "^$1 $2 " "$dir/results" | head -n 1 | tr ' ' '\n' | sed -n "s/^$3=//p"; }
 ratio() { # A B -> A/B, or - when either is missing
@@ -291,6 +306,12 @@ if has avm && has raft; then
   done
   printf '%-58s %s\n' "ours / bare raft, p50 latency at depth 1" \
     "$(ratio "$(get avm 1 p50_us)" "$(get raft 1 p50_us)")"
+  for d in $DEPTHS; do
+    printf '%-58s %s\n' "our layer / bare raft, throughput at depth $d" \
+      "$(ratio "$(get layer "$d" ops_s)" "$(get raft "$d" ops_s)")"
+  done
+  printf '%-58s %s\n' "our layer / bare raft, p50 latency at depth 1" \
+    "$(ratio "$(get layer 1 p50_us)" "$(get raft 1 p50_us)")"
 fi
 if has avm && has etcd; then
   printf '%-58s %s\n' "ours / etcd, throughput at 64 clients" \

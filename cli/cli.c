@@ -405,7 +405,11 @@ static const help helps[] = {
      "  put NAME KEY VALUE                 one durable write through the\n"
      "                                     controller's log (an operator's tool and\n"
      "                                     the benchmark's unit of work)\n"
-     "  get NAME KEY                       read it back from a replica\n"
+     "  get NAME KEY                       read it back (on the leader)\n"
+     "  bench NAME COUNT DEPTH             COUNT puts generated inside the leader,\n"
+     "                                     DEPTH in flight: ops/s, p50, p99 (the\n"
+     "                                     replication layer without the control\n"
+     "                                     connection)\n"
      "\n"
      "Requests go to the leader wherever they are sent. --timeout defaults to 15000\n"
      "here.\n",

@@ -1119,6 +1119,7 @@ int remote__controller(const char *node, int argc, char **argv)
         {"transfer", "ctrl.transfer", "NAME [NODE]", 1},
         {"put", "ctrl.put", "NAME KEY VALUE", 3},
         {"get", "ctrl.get", "NAME KEY", 2},
+        {"bench", "ctrl.bench", "NAME COUNT DEPTH", 3},
     };
     int k = -1;
     for (size_t i = 0; argc > 0 && i < sizeof(subs) / sizeof(subs[0]); i++)
@@ -1126,8 +1127,8 @@ int remote__controller(const char *node, int argc, char **argv)
             k = (int)i;
     if (k < 0) {
         fprintf(stderr,
-                "%s: controller: expected create, ls, status, add, remove, transfer, put "
-                "or get (see %s help controller)\n",
+                "%s: controller: expected create, ls, status, add, remove, transfer, put, "
+                "get or bench (see %s help controller)\n",
                 cli__progname, cli__progname);
         return CLI_EXIT_USAGE;
     }
@@ -1142,7 +1143,7 @@ int remote__controller(const char *node, int argc, char **argv)
         return CLI_EXIT_USAGE;
     avm_ctl_body b;
     avm_ctl_body_init(&b);
-    const char *name_key = k >= 6 ? "controller" : "name";
+    const char *name_key = k >= 6 && k <= 7 ? "controller" : "name";
     if (subs[k].nargs > 0)
         avm_ctl_put_str(&b, name_key, o.args[0]);
     if (k == 0) {
@@ -1165,6 +1166,9 @@ int remote__controller(const char *node, int argc, char **argv)
         avm_ctl_put_str(&b, "value", o.args[2]);
     } else if (k == 7) {
         avm_ctl_put_str(&b, "key", o.args[1]);
+    } else if (k == 8) {
+        avm_ctl_put_int(&b, "count", strtoll(o.args[1], NULL, 10));
+        avm_ctl_put_int(&b, "depth", strtoll(o.args[2], NULL, 10));
     }
     remote r = {.addr = node,
                 .what = what,

@@ -34,7 +34,19 @@
 #define MAX_REPLICAS 16
 #define MAX_REGS 4096
 
-typedef enum { P_EXEC, P_LINK, P_CTL, P_REMOTE } prop_kind;
+typedef enum { P_EXEC, P_LINK, P_CTL, P_REMOTE, P_BENCH } prop_kind;
+
+/* ctrl.bench: a load generator inside the leader, keeping `depth` puts in flight
+ * (the same puts as ctrl.put, without the control connection in the way), so that
+ * the replication layer can be measured beside bare canonical/raft at equal depth. */
+typedef struct benchrun {
+    avm_ctl_req *req;
+    char group[64];
+    size_t total, started, done, failed;
+    size_t size;
+    uint64_t t0;
+    uint64_t *lat; /* µs per completed put */
+} benchrun;
 
 /* A proposal in flight from (or through) this node. */
 typedef struct prop {
@@ -47,6 +59,8 @@ typedef struct prop {
     uint64_t seq;
     avm_link_req *lreq; /* P_LINK, P_REMOTE */
     avm_ctl_req *creq;  /* P_CTL */
+    benchrun *bench;    /* P_BENCH */
+    uint64_t t_us;      /* P_BENCH: when it started */
     bool local;         /* proposed here, as leader: waiting for apply(index) */
     uint64_t index, term;
     bool inflight;         /* a raft.propose to another node is out */
@@ -655,6 +669,8 @@ static void prop_free(prop *p)
     free(p);
 }
 
+static void bench_done(avm_rctl *r, prop *p, int rv);
+
 static void prop_finish(avm_rctl *r, prop *p, int rv, const char *why)
 {
     p->done = true;
@@ -694,6 +710,9 @@ static void prop_finish(avm_rctl *r, prop *p, int rv, const char *why)
             avm_link_reply(p->lreq, b);
             avm_val_release(b);
         }
+        break;
+    case P_BENCH:
+        bench_done(r, p, rv);
         break;
     case P_CTL:
         if (rv != 0) {
@@ -1014,6 +1033,83 @@ static prop *prop_new(avm_rctl *r, prop_kind kind, const char *group, avm_val cm
     p->next = r->props;
     r->props = p;
     return p;
+}
+
+static avm_val new_reqid(avm_rctl *r);
+static prop *prop_new(avm_rctl *r, prop_kind kind, const char *group, avm_val cmd);
+
+static uint64_t now_us(void)
+{
+    return uv_hrtime() / 1000;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static void bench_start_one(avm_rctl *r, benchrun *b)
+{
+    char key[48];
+    snprintf(key, sizeof(key), "bench-%zu", b->started);
+    char *val = malloc(b->size + 1);
+    if (val == NULL) {
+        b->started++;
+        b->failed++;
+        b->done++;
+        return;
+    }
+    memset(val, 'v', b->size);
+    val[b->size] = '\0';
+    avm_val cmd = lst(4, cstr("put"), new_reqid(r), cstr(key), cstr(val));
+    free(val);
+    prop *p = cmd.kind != AVM_NIL ? prop_new(r, P_BENCH, b->group, cmd) : NULL;
+    avm_val_release(cmd);
+    b->started++;
+    if (p == NULL) {
+        b->failed++;
+        b->done++;
+        return;
+    }
+    p->bench = b;
+    p->t_us = now_us();
+    attempt(r, p);
+}
+
+static void bench_done(avm_rctl *r, prop *p, int rv)
+{
+    benchrun *b = p->bench;
+    if (rv == 0)
+        b->lat[b->done - b->failed] = now_us() - p->t_us;
+    else
+        b->failed++;
+    b->done++;
+    if (b->started < b->total)
+        bench_start_one(r, b);
+    if (b->done < b->total)
+        return;
+    size_t n = b->done - b->failed;
+    double secs = (double)(now_us() - b->t0) / 1e6;
+    qsort(b->lat, n, sizeof(*b->lat), cmp_u64);
+    avm_ctl_body out;
+    avm_ctl_body_init(&out);
+    avm_ctl_put_str(&out, "controller", b->group);
+    avm_ctl_put_int(&out, "n", (int64_t)n);
+    avm_ctl_put_int(&out, "failed", (int64_t)b->failed);
+    avm_ctl_put_int(&out, "ops_per_s", secs > 0 ? (int64_t)((double)n / secs) : 0);
+    avm_ctl_put_int(&out, "p50_us", n ? (int64_t)b->lat[n / 2] : -1);
+    avm_ctl_put_int(&out, "p99_us", n ? (int64_t)b->lat[n * 99 / 100] : -1);
+    avm_ctl_put_int(&out, "elapsed_us", (int64_t)(secs * 1e6));
+    avm_val v;
+    if (avm_ctl_body_finish(&out, &v) == 0) {
+        avm_ctl_reply(b->req, v);
+        avm_val_release(v);
+    } else {
+        avm_ctl_reply_error(b->req, AVM_ENOMEM, "out of memory");
+    }
+    free(b->lat);
+    free(b);
 }
 
 /* A request id unique over every node and restart. */
@@ -1825,6 +1921,42 @@ void avm_rctl_control(avm_rctl *r, avm_ctl_req *req, const char *op, avm_val bod
         avm_ctl_put(&b, "value", sv(AVM_STR, v.data, v.len));
         avm_buf_free(&v);
         reply_body(req, &b);
+        return;
+    }
+    if (strcmp(op, "ctrl.bench") == 0) {
+        int64_t count = 0, depth = 0, size = 64;
+        if (avm_ctl_get_int(body, "count", &count, err, sizeof(err)) != 0 ||
+            avm_ctl_get_int(body, "depth", &depth, err, sizeof(err)) != 0 || count < 1 ||
+            count > 10000000 || depth < 1 || depth > 4096 ||
+            (avm_ctl_get(body, "size").kind == AVM_INT &&
+             (size = avm_ctl_get(body, "size").u.i) < 0) ||
+            size > 65536) {
+            avm_ctl_reply_error(req, AVM_EINVAL,
+                                "ctrl.bench: count (1..1e7), depth (1..4096), optional "
+                                "size (0..65536)");
+            return;
+        }
+        if (g == NULL || !avm_rgroup_is_leader(g)) {
+            if (!forward_to(r, req, hops, leader ? leader : route, op, body))
+                avm_ctl_reply_error(req, AVM_ESTATE, "%s has no reachable leader", name);
+            return;
+        }
+        benchrun *b = calloc(1, sizeof(*b));
+        if (b != NULL)
+            b->lat = calloc((size_t)count, sizeof(*b->lat));
+        if (b == NULL || b->lat == NULL) {
+            free(b);
+            avm_ctl_reply_error(req, AVM_ENOMEM, "out of memory");
+            return;
+        }
+        b->req = req;
+        snprintf(b->group, sizeof(b->group), "%s", name);
+        b->total = (size_t)count;
+        b->size = (size_t)size;
+        b->t0 = now_us();
+        for (int64_t i = 0; i < depth && b->started < b->total; i++)
+            bench_start_one(r, b);
+        arm_retry(r);
         return;
     }
     if (strcmp(op, "ctrl.put") == 0) {
