@@ -194,6 +194,7 @@ struct avm_link {
      * request's timer: the link is freed when the last one has closed. */
     int open_handles;
     char *self;
+    char *advertise; /* our address, told in heartbeats (NULL: not told) */
     size_t max_frame;
     uint32_t hb_ms;
     size_t max_unacked;
@@ -643,10 +644,13 @@ static bool push_bytes(link_peer *p, const void *data, size_t len)
 static void send_heartbeat(link_peer *p)
 {
     avm_link *l = p->l;
-    avm_val items[3] = {avm_int((int64_t)l->session), avm_int((int64_t)p->session),
-                        avm_int((int64_t)l->max_frame)};
+    avm_val items[4] = {avm_int((int64_t)l->session), avm_int((int64_t)p->session),
+                        avm_int((int64_t)l->max_frame), avm_nil()};
+    size_t n = 3;
+    if (l->advertise != NULL && avm_cstr(AVM_STR, l->advertise, &items[3]) == 0)
+        n = 4;
     avm_val body;
-    if (avm_list_from(items, 3, &body) != 0)
+    if (avm_list_from(items, n, &body) != 0)
         return;
     avm_buf b;
     avm_buf_init(&b);
@@ -861,6 +865,14 @@ static void on_heartbeat(avm_link *l, link_peer *p, const link_frame *f)
     p->synced = yours == l->session;
     if (p->synced)
         take_ack(p, f->ack);
+    /* The peer's own word for its address: after a restart on another port, a peer
+     * that still dials the old one would never hear it otherwise. */
+    if (avm_list_len(b) >= 4 && avm_list_at(b, 3).kind == AVM_STR &&
+        strcmp(avm_list_at(b, 3).u.s->data, p->url) != 0 && l->cfg.on_moved != NULL) {
+        l->cfg.on_moved(l->cfg.arg, p->name, avm_list_at(b, 3).u.s->data);
+        if (l->stopped)
+            return;
+    }
     if (learned) {
         /* Tell it at once that we know it, then send what was held. */
         send_heartbeat(p);
@@ -1008,6 +1020,7 @@ static void link_free(avm_link *l)
         free(r);
     }
     free(l->self);
+    free(l->advertise);
     free(l);
 }
 
@@ -1127,6 +1140,16 @@ void avm_link_stop(avm_link *l)
     uv_close((uv_handle_t *)&l->listener, on_handle_closed);
     uv_close((uv_handle_t *)&l->hb, on_handle_closed);
     uv_close((uv_handle_t *)&l->ackt, on_handle_closed);
+}
+
+int avm_link_set_advertise(avm_link *l, const char *url)
+{
+    char *u = url != NULL ? strdup(url) : NULL;
+    if (url != NULL && u == NULL)
+        return AVM_ENOMEM;
+    free(l->advertise);
+    l->advertise = u;
+    return 0;
 }
 
 int avm_link_add_peer(avm_link *l, const char *name, const char *url, char *errmsg,

@@ -21,7 +21,8 @@
  * is lost, never delivered twice.
  *
  * Sessions on the wire: a heartbeat's body is [session, the session of the
- * destination as the sender knows it (0: none yet), the sender's max_frame]. A
+ * destination as the sender knows it (0: none yet), the sender's max_frame, and,
+ * when set, the sender's address]. A
  * sender pushes sequenced frames to a peer only once it has heard the peer's
  * session; a receiver accepts them only once the peer's heartbeats name the
  * receiver's current session (so frames meant for an older process are dropped).
@@ -64,6 +65,9 @@ typedef struct avm_link_config {
     /* The peer restarted (a new session after an older one): what either side
      * knew of the other's state is void. May be NULL. */
     void (*on_restart)(void *arg, const char *peer);
+    /* The peer's heartbeats name an address other than the one we dial (it
+     * restarted elsewhere, see avm_link_set_advertise). May be NULL. */
+    void (*on_moved)(void *arg, const char *peer, const char *url);
     void *arg;
 } avm_link_config;
 
@@ -80,6 +84,9 @@ int avm_link_port(const avm_link *l);
  * pointers dangle (the link frees them). May be called from a callback. */
 void avm_link_stop(avm_link *l);
 
+/* The address this node is reached at, carried in its heartbeats (as their 4th
+ * element): a peer that dials another one hears of it (on_moved). */
+int avm_link_set_advertise(avm_link *l, const char *url);
 /* Adds (or updates the address of) a peer; the link dials it and keeps redialling. */
 int avm_link_add_peer(avm_link *l, const char *name, const char *url, char *errmsg,
                       size_t errlen);

@@ -1685,6 +1685,24 @@ static void on_restart(void *arg, const char *peer)
     }
 }
 
+/* A member's heartbeats name another address than ours for it: it restarted on a
+ * new one; dial it there (its gossip brings the rest). */
+static void on_moved(void *arg, const char *peer, const char *url)
+{
+    avm_cluster *c = arg;
+    member *mb = member_find(c, peer);
+    char err[256];
+    if (mb == NULL || strlen(url) > URL_MAX_LEN || strncmp(url, "tcp://", 6) != 0)
+        return;
+    if (avm_link_add_peer(c->link, peer, url, err, sizeof(err)) != 0) {
+        logf_(c, L_WARN, "cluster.member", "error", "%s at %s: %s", peer, url, err);
+        return;
+    }
+    snprintf(mb->url, sizeof(mb->url), "%s", url);
+    logf_(c, L_INFO, "cluster.member", "member", "%s moved to %s (its heartbeats say)",
+          peer, url);
+}
+
 static void on_heard(void *arg, const char *peer, uint64_t now_ms)
 {
     avm_cluster *c = arg;
@@ -1854,6 +1872,7 @@ int avm_cluster_start(uv_loop_t *loop, const avm_cluster_config *cfg, avm_cluste
                           .on_request = on_request,
                           .on_heard = on_heard,
                           .on_restart = on_restart,
+                          .on_moved = on_moved,
                           .arg = c};
     int rv = avm_link_start(loop, &lc, &c->link, errmsg, errlen);
     if (rv != 0) {
@@ -1868,6 +1887,11 @@ int avm_cluster_start(uv_loop_t *loop, const avm_cluster_config *cfg, avm_cluste
         size_t hl = colon ? (size_t)(colon - cfg->listen) : strlen(cfg->listen);
         snprintf(c->url, sizeof(c->url), "%.*s:%d", (int)hl, cfg->listen,
                  avm_link_port(c->link));
+    }
+    if (avm_link_set_advertise(c->link, c->url) != 0) {
+        avm_cluster_stop(c);
+        *out = c;
+        return AVM_ENOMEM;
     }
     for (size_t i = 0; i < cfg->npeers; i++) {
         const char *eq = strchr(cfg->peers[i], '=');
