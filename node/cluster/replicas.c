@@ -677,10 +677,8 @@ static void prop_finish(avm_rctl *r, prop *p, int rv, const char *why)
     switch (p->kind) {
     case P_EXEC:
         if (r->m != NULL) {
-            avm_val mach = avm_nil();
-            if (rv == AVM_EUNREACHABLE)
-                mach = sv(AVM_MACHID, p->hint[0] ? p->hint : cl_self(r->c),
-                          strlen(p->hint[0] ? p->hint : cl_self(r->c)));
+            /* The controller that could not commit (ErrControllerUnreachable). */
+            avm_val mach = rv == AVM_EUNREACHABLE ? ctrl_val(p->group) : avm_nil();
             avm_mgr_applied(r->m, p->exec, p->seq, rv, rv == 0 && p->committed,
                             p->versions, p->nversions, mach, rv ? why : NULL);
             avm_val_release(mach);
@@ -1987,8 +1985,10 @@ void avm_rctl_control(avm_rctl *r, avm_ctl_req *req, const char *op, avm_val bod
         return;
     }
     const char *node = NULL;
-    if (avm_ctl_get_str(body, "node", &node, err, sizeof(err)) != 0 ||
-        !valid_name(node)) {
+    int grv = avm_ctl_get_str(body, "node", &node, err, sizeof(err));
+    /* transfer with "" hands leadership to the most up-to-date voter */
+    bool any = strcmp(op, "ctrl.transfer") == 0 && grv == 0 && *node == '\0';
+    if (!any && (grv != 0 || !valid_name(node))) {
         avm_ctl_reply_error(req, AVM_EINVAL, "%s: node: a member name", op);
         return;
     }

@@ -382,8 +382,13 @@ int vm__store_error(avm_exec *x, int rv)
     avm_store *s = x->plat->store;
     if (rv == AVM_EUNREACHABLE) {
         /* The object, or the controller deciding a commit, lives on a machine that
-         * cannot be reached: the specification's MachineError. */
+         * cannot be reached: the specification's MachineError (the store names the
+         * machine, or a controller that cannot commit: ControllerError). */
         avm_val m = s->ops->last_machine ? s->ops->last_machine(s) : avm_nil();
+        /* A replicated controller with no leader that can commit: ControllerError. */
+        if (m.kind == AVM_CTRLID)
+            return vm__fail(x, AVM_ERR_CONTROLLER_UNREACHABLE, vm__ref(m), avm_nil(),
+                            avm_nil());
         return vm__fail(x, AVM_ERR_MACHINE_UNREACHABLE, vm__ref(m), avm_nil(), avm_nil());
     }
     const char *why = s->ops->last_error ? s->ops->last_error(s) : NULL;
