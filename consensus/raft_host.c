@@ -62,8 +62,9 @@ struct avm_rgroup {
     uint8_t *snap_conf;
     size_t snap_conf_len;
     uint64_t snap_conf_index;
-    uint64_t applied;     /* the host's apply cursor (configurations included) */
-    uint64_t learned;     /* a commit index the leader told us directly */
+    uint64_t applied; /* the host's apply cursor (configurations included) */
+    uint64_t learned; /* a commit index the leader told us directly */
+    char promote[AVM_RHOST_NAME_MAX]; /* a stand-by to make a voter once caught up */
     uint64_t fsm_applied; /* the state machine's durable applied index at start */
     pending *pend, **pend_tail;
     held *hold, **hold_tail;
@@ -100,6 +101,7 @@ struct avm_rhost {
 };
 
 static int step(avm_rgroup *g, struct raft_event *ev);
+static void promote(avm_rgroup *g);
 
 static uint64_t now_ms(avm_rhost *h)
 {
@@ -1240,10 +1242,33 @@ void avm_rhost_receive(avm_rhost *h, const char *from, const uint8_t *frame, siz
         ae->prev_log_term = g->snap_term;
         h->st.reanchored++;
     }
+    /* A stand-by being promoted may not have received the entry that makes it a
+     * voter when the leader that appended it loses its quorum; the candidates that
+     * have the entry then need its vote, and raft 0.22.1 refuses to vote as a
+     * stand-by: the group would never elect a leader again (the simulation found it
+     * growing a group of one). The vote is safe to give (the term, vote-once and
+     * up-to-date rules still apply, and a candidate that does not count it ignores
+     * it), so a stand-by answers votes as a voter would. */
+    struct raft_server *me = NULL;
+    if (m.type == RAFT_REQUEST_VOTE) {
+        for (unsigned i = 0; i < g->r.configuration.n; i++)
+            if (g->r.configuration.servers[i].id == g->r.id &&
+                g->r.configuration.servers[i].role == RAFT_STANDBY)
+                me = &g->r.configuration.servers[i];
+        if (me != NULL)
+            me->role = RAFT_VOTER;
+    }
     enter(h);
     struct raft_event ev = {.type = RAFT_RECEIVE};
     ev.receive.message = &m;
     int rv = step(g, &ev);
+    if (me != NULL) {
+        /* The step did not change the configuration (a vote request carries none). */
+        for (unsigned i = 0; i < g->r.configuration.n; i++)
+            if (g->r.configuration.servers[i].id == g->r.id &&
+                g->r.configuration.servers[i].role == RAFT_VOTER)
+                g->r.configuration.servers[i].role = RAFT_STANDBY;
+    }
     switch (m.type) {
     case RAFT_APPEND_ENTRIES:
         /* raft took the batch (to persist) or freed it, on every path, failures
@@ -1275,6 +1300,7 @@ void avm_rhost_tick(avm_rhost *h)
             struct raft_event ev = {.type = RAFT_TIMEOUT};
             step(g, &ev);
         }
+        promote(g);
     }
     leave(h);
 }
@@ -1384,13 +1410,15 @@ int avm_rgroup_propose_many(avm_rgroup *g, const uint8_t *const *data, const siz
     return submit(g, RAFT_COMMAND, data, lens, n, first, term);
 }
 
-static int change(avm_rgroup *g, const char *node, bool add, char *errmsg, size_t errlen)
+/* A configuration change: role RAFT_VOTER or RAFT_STANDBY sets node's role (adding
+ * it if new), -1 removes it. */
+static int change(avm_rgroup *g, const char *node, int role, char *errmsg, size_t errlen)
 {
     if (raft_state(&g->r) != RAFT_LEADER) {
         snprintf(errmsg, errlen, "%s is not the leader of %s", g->h->self, g->name);
         return AVM_ESTATE;
     }
-    if (g->r.configuration_uncommitted_index != 0) {
+    if (g->r.configuration_uncommitted_index != 0 || g->promote[0] != '\0') {
         snprintf(errmsg, errlen, "%s: another membership change is in progress", g->name);
         return AVM_ESTATE;
     }
@@ -1401,28 +1429,30 @@ static int change(avm_rgroup *g, const char *node, bool add, char *errmsg, size_
     uint64_t id = avm_rhost_node_id(node);
     struct raft_configuration conf;
     raft_configuration_init(&conf);
-    bool present = false;
+    int present = -1; /* its role now */
     int rv = 0;
     for (unsigned i = 0; rv == 0 && i < g->r.configuration.n; i++) {
         const struct raft_server *s = &g->r.configuration.servers[i];
+        int r = s->role;
         if (s->id == id) {
-            present = true;
-            if (!add)
+            present = s->role;
+            if (role < 0)
                 continue;
+            r = role;
         }
-        rv = raft_configuration_add(&conf, s->id, s->address, s->role);
+        rv = raft_configuration_add(&conf, s->id, s->address, r);
     }
-    if (rv == 0 && add && !present)
-        rv = raft_configuration_add(&conf, id, node, RAFT_VOTER);
-    if (rv != 0 || (add && present) || (!add && !present)) {
+    if (rv == 0 && role >= 0 && present < 0)
+        rv = raft_configuration_add(&conf, id, node, role);
+    if (rv != 0 || (role >= 0 && present == role) || (role < 0 && present < 0)) {
         raft_configuration_close(&conf);
         if (rv != 0)
             return AVM_ENOMEM;
         snprintf(errmsg, errlen, "%s %s a replica of %s", node,
-                 add ? "is already" : "is not", g->name);
+                 role >= 0 ? "is already" : "is not", g->name);
         return AVM_ESTATE;
     }
-    if (!add && conf.n == 0) {
+    if (role < 0 && conf.n == 0) {
         raft_configuration_close(&conf);
         snprintf(errmsg, errlen, "%s is the last replica of %s", node, g->name);
         return AVM_ESTATE;
@@ -1442,14 +1472,55 @@ static int change(avm_rgroup *g, const char *node, bool add, char *errmsg, size_
     return rv;
 }
 
+/* A new member joins as a stand-by (it replicates, does not vote) and becomes a
+ * voter once it has caught up (promote, from the timer): added as a voter at once,
+ * an empty replica would be counted in the quorum before it can vote (raft 0.22.1
+ * denies votes from a server that is not a voter in its own configuration, which an
+ * empty replica has not received yet): a group of one would deadlock. */
 int avm_rgroup_add(avm_rgroup *g, const char *node, char *errmsg, size_t errlen)
 {
-    return change(g, node, true, errmsg, errlen);
+    int rv = change(g, node, RAFT_STANDBY, errmsg, errlen);
+    if (rv == AVM_ESTATE && g->promote[0] == '\0') {
+        /* Already a stand-by (a promotion that did not finish): promote it. */
+        for (unsigned i = 0; i < g->r.configuration.n; i++) {
+            const struct raft_server *s = &g->r.configuration.servers[i];
+            if (s->role == RAFT_STANDBY && strcmp(s->address, node) == 0) {
+                snprintf(g->promote, sizeof(g->promote), "%s", node);
+                return 0;
+            }
+        }
+    }
+    if (rv == 0)
+        snprintf(g->promote, sizeof(g->promote), "%s", node);
+    return rv;
+}
+
+/* The stand-by being added has caught up: make it a voter. */
+static void promote(avm_rgroup *g)
+{
+    if (g->promote[0] == '\0')
+        return;
+    if (g->stopped || g->r.state != RAFT_LEADER) {
+        g->promote[0] = '\0'; /* a new leader does not know; add it again */
+        return;
+    }
+    raft_index mi;
+    if (g->r.configuration_uncommitted_index != 0 ||
+        raft_match_index(&g->r, avm_rhost_node_id(g->promote), &mi) != 0 ||
+        mi < g->r.commit_index)
+        return;
+    char node[AVM_RHOST_NAME_MAX], err[160];
+    snprintf(node, sizeof(node), "%s", g->promote);
+    g->promote[0] = '\0';
+    if (change(g, node, RAFT_VOTER, err, sizeof(err)) != 0)
+        snprintf(g->promote, sizeof(g->promote), "%s", node); /* again later */
 }
 
 int avm_rgroup_remove(avm_rgroup *g, const char *node, char *errmsg, size_t errlen)
 {
-    return change(g, node, false, errmsg, errlen);
+    if (strcmp(g->promote, node) == 0)
+        g->promote[0] = '\0';
+    return change(g, node, -1, errmsg, errlen);
 }
 
 int avm_rgroup_transfer(avm_rgroup *g, const char *node, char *errmsg, size_t errlen)
