@@ -910,6 +910,39 @@ void avm_rhost_free(avm_rhost *h)
     free(h);
 }
 
+/* Whether the configuration of the loaded state (its last configuration entry,
+ * else its snapshot's) has one voter, this node. */
+static bool sole_voter(const avm_rgroup *g, const avm_rload *st)
+{
+    const uint8_t *conf = NULL;
+    size_t len = 0;
+    for (size_t i = st->n; i > 0 && conf == NULL; i--)
+        if (st->e[i - 1].type == RAFT_CHANGE) {
+            conf = st->e[i - 1].data;
+            len = st->e[i - 1].len;
+        }
+    if (conf == NULL && st->has_snap) {
+        conf = st->snap.conf;
+        len = st->snap.conf_len;
+    }
+    if (conf == NULL)
+        return false;
+    struct raft_configuration c;
+    struct raft_buffer b = {(void *)conf, len};
+    if (raft_configuration_decode(&b, &c) != 0)
+        return false;
+    unsigned voters = 0;
+    bool me = false;
+    for (unsigned i = 0; i < c.n; i++) {
+        if (c.servers[i].role != RAFT_VOTER)
+            continue;
+        voters++;
+        me |= c.servers[i].id == g->r.id;
+    }
+    raft_configuration_close(&c);
+    return voters == 1 && me;
+}
+
 /* Starts g from loaded state (RAFT_START). */
 static int start_group(avm_rgroup *g, const avm_rload *st, char *errmsg, size_t errlen)
 {
@@ -919,6 +952,22 @@ static int start_group(avm_rgroup *g, const avm_rload *st, char *errmsg, size_t 
     ev.start.term = st->term;
     ev.start.voted_for = st->vote;
     ev.start.metadata = NULL;
+    /* A sole voter elects itself at start without a new term (raft 0.22.1): after
+     * losing unsynced entries it would append different ones under (index, term)
+     * pairs a stand-by may already hold, breaking log matching. So it starts in a
+     * term of its own: term + 1, voted for itself, durable before any message. */
+    if (st->term > 0 && sole_voter(g, st)) {
+        int rv = g->h->io.save_term_vote(g->h->io.arg, g->name, st->term + 1, g->r.id);
+        if (rv != 0) {
+            snprintf(errmsg, errlen, "group %s: saving its term: %s", g->name,
+                     avm_strerror(rv));
+            return rv;
+        }
+        g->h->dirty = true;
+        g->hold_until = g->h->sync_req + 1;
+        ev.start.term = st->term + 1;
+        ev.start.voted_for = g->r.id;
+    }
     if (st->has_snap) {
         memset(&md, 0, sizeof(md));
         md.index = st->snap.index;
