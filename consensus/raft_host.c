@@ -1304,8 +1304,18 @@ void avm_rhost_receive(avm_rhost *h, const char *from, const uint8_t *frame, siz
             if (g->r.configuration.servers[i].id == g->r.id &&
                 g->r.configuration.servers[i].role == RAFT_STANDBY)
                 me = &g->r.configuration.servers[i];
-        if (me != NULL)
+        if (me != NULL) {
             me->role = RAFT_VOTER;
+            /* A stand-by never times out of its leader (raft keeps it a follower
+             * with the leader it knew), so it would also refuse votes for "having a
+             * leader": forget it once the election timeout has passed without news,
+             * as a voter would have. */
+            if (g->r.state == RAFT_FOLLOWER &&
+                now_ms(h) - g->r.election_timer_start >= g->r.election_timeout) {
+                g->r.follower_state.current_leader.id = 0;
+                g->r.follower_state.current_leader.address = NULL;
+            }
+        }
     }
     enter(h);
     struct raft_event ev = {.type = RAFT_RECEIVE};
