@@ -124,32 +124,6 @@ static void kick(avm_cluster *c)
         c->cfg.kick(c->cfg.arg);
 }
 
-/* A list of n owned values (nil on failure: the values are released). */
-static avm_val lst(size_t n, ...)
-{
-    avm_val items[12];
-    va_list ap;
-    va_start(ap, n);
-    for (size_t i = 0; i < n; i++)
-        items[i] = va_arg(ap, avm_val);
-    va_end(ap);
-    avm_val out;
-    if (avm_list_from(items, n, &out) != 0)
-        return avm_nil();
-    return out;
-}
-
-static avm_val str(avm_kind k, const char *s, size_t n)
-{
-    avm_val v;
-    return avm_str_new(k, s, n, &v) == 0 ? v : avm_nil();
-}
-
-static avm_val cstr(const char *s)
-{
-    return str(AVM_STR, s, strlen(s));
-}
-
 static avm_val ref(avm_val v)
 {
     avm_val_retain(v);

@@ -3,8 +3,10 @@
  * outside node/cluster. */
 #ifndef AVM_CLUSTER_INTERNAL_H
 #define AVM_CLUSTER_INTERNAL_H
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <string.h>
 #include <uv.h>
 
 #include "cluster.h"
@@ -13,6 +15,33 @@
 #include "manager.h"
 
 enum { CL_DEBUG, CL_INFO, CL_WARN, CL_ERROR };
+
+/* Values for messages: a list of n owned values (nil on failure: the values are
+ * released), a string of a kind (nil on failure). */
+static inline avm_val lst(size_t n, ...)
+{
+    avm_val items[12];
+    va_list ap;
+    va_start(ap, n);
+    for (size_t i = 0; i < n && i < 12; i++)
+        items[i] = va_arg(ap, avm_val);
+    va_end(ap);
+    avm_val out;
+    if (n > 12 || avm_list_from(items, n, &out) != 0)
+        return avm_nil();
+    return out;
+}
+
+static inline avm_val str(avm_kind k, const void *s, size_t n)
+{
+    avm_val v;
+    return avm_str_new(k, s, n, &v) == 0 ? v : avm_nil();
+}
+
+static inline avm_val cstr(const char *s)
+{
+    return str(AVM_STR, s, strlen(s));
+}
 
 /* --- cluster.c, for replicas.c --- */
 avm_link *cl_link(avm_cluster *c);

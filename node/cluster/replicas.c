@@ -125,34 +125,9 @@ static uint64_t now_ms(void)
 /* --- Values ---------------------------------------------------------------------------
  */
 
-static avm_val lst(size_t n, ...)
-{
-    avm_val items[8];
-    va_list ap;
-    va_start(ap, n);
-    for (size_t i = 0; i < n; i++)
-        items[i] = va_arg(ap, avm_val);
-    va_end(ap);
-    avm_val out;
-    if (avm_list_from(items, n, &out) != 0)
-        return avm_nil();
-    return out;
-}
-
-static avm_val sv(avm_kind k, const void *s, size_t n)
-{
-    avm_val v;
-    return avm_str_new(k, s, n, &v) == 0 ? v : avm_nil();
-}
-
-static avm_val cstr(const char *s)
-{
-    return sv(AVM_STR, s, strlen(s));
-}
-
 static avm_val ctrl_val(const char *name)
 {
-    return sv(AVM_CTRLID, name, strlen(name));
+    return str(AVM_CTRLID, name, strlen(name));
 }
 
 static bool is_kind(avm_val v, avm_kind k)
@@ -342,7 +317,7 @@ static void io_send(void *arg, const char *to, const uint8_t *frame, size_t len)
         b->frames = fs;
         b->cap = cap;
     }
-    avm_val f = sv(AVM_STR, frame, len);
+    avm_val f = str(AVM_STR, frame, len);
     if (f.kind != AVM_NIL)
         b->frames[b->n++] = f;
 }
@@ -870,7 +845,7 @@ static void attempt(avm_rctl *r, prop *p)
         return;
     }
     pref *pr = malloc(sizeof(*pr));
-    avm_val body = lst(2, cstr(p->group), sv(AVM_STR, p->entry, p->len));
+    avm_val body = lst(2, cstr(p->group), str(AVM_STR, p->entry, p->len));
     char err[256];
     int rv =
         pr == NULL || body.kind == AVM_NIL
@@ -1916,7 +1891,7 @@ void avm_rctl_control(avm_rctl *r, avm_ctl_req *req, const char *op, avm_val bod
         }
         avm_ctl_body b;
         avm_ctl_body_init(&b);
-        avm_ctl_put(&b, "value", sv(AVM_STR, v.data, v.len));
+        avm_ctl_put(&b, "value", str(AVM_STR, v.data, v.len));
         avm_buf_free(&v);
         reply_body(req, &b);
         return;
