@@ -1313,6 +1313,7 @@ void avm_rhost_receive(avm_rhost *h, const char *from, const uint8_t *frame, siz
             if (g->r.state == RAFT_FOLLOWER &&
                 now_ms(h) - g->r.election_timer_start >= g->r.election_timeout) {
                 g->r.follower_state.current_leader.id = 0;
+                raft_free(g->r.follower_state.current_leader.address); /* raft's copy */
                 g->r.follower_state.current_leader.address = NULL;
             }
         }
