@@ -1204,7 +1204,8 @@ void avm_rhost_receive(avm_rhost *h, const char *from, const uint8_t *frame, siz
      * next index at or below its match index, after which it computes a huge
      * number of entries in flight and never sends that follower an entry again. */
     if (m.type == RAFT_APPEND_ENTRIES_RESULT && m.append_entries_result.rejected > 0 &&
-        g->r.state == RAFT_LEADER) {
+        m.append_entries_result.term <= g->r.current_term && g->r.state == RAFT_LEADER) {
+        /* (one of a newer term is never stale: it makes this leader step down) */
         raft_index mi;
         if (raft_match_index(&g->r, m.server_id, &mi) == 0 &&
             m.append_entries_result.rejected <= mi) {
