@@ -1199,6 +1199,16 @@ void avm_rhost_receive(avm_rhost *h, const char *from, const uint8_t *frame, siz
     }
     m.server_id = avm_rhost_node_id(from);
     m.server_address = from;
+    /* A pre-vote answer to a node that is no longer a candidate: raft 0.22.1 reads
+     * candidate_state.in_pre_vote before checking the state, and that byte aliases a
+     * byte of the follower's leader address (a heap pointer): depending on it, the
+     * follower takes the answer's term (its own + 1) and disrupts a healthy leader.
+     * raft would ignore it after its state check: it is dropped here. */
+    if (m.type == RAFT_REQUEST_VOTE_RESULT && m.request_vote_result.pre_vote &&
+        g->r.state != RAFT_CANDIDATE) {
+        h->st.stale_dropped++;
+        return;
+    }
     /* A rejection of an index the follower has since acknowledged is stale (a
      * reordered or repeated answer): raft 0.22.1 would then set the follower's
      * next index at or below its match index, after which it computes a huge
