@@ -790,6 +790,38 @@ static void pending_fail_all(avm_link *l, link_peer *p, int code, const char *fm
     }
 }
 
+static link_peer *find_peer(const avm_link *l, const char *name);
+
+int avm_link_fail_requests(avm_link *l, const char *peer, const char *why)
+{
+    link_peer *p = find_peer(l, peer);
+    if (p == NULL)
+        return AVM_ENOTFOUND;
+    /* Those pending now (callbacks may make new ones: they are left alone). */
+    size_t n = 0;
+    for (link_pending *pr = l->pending; pr != NULL; pr = pr->next)
+        n += pr->peer == p;
+    if (n == 0)
+        return 0;
+    link_pending **list = calloc(n, sizeof(*list));
+    if (list == NULL)
+        return AVM_ENOMEM;
+    size_t k = 0;
+    for (link_pending *pr = l->pending; pr != NULL && k < n; pr = pr->next)
+        if (pr->peer == p)
+            list[k++] = pr;
+    for (size_t i = 0; i < k; i++) {
+        pending_unlink(l, list[i]);
+        char msg[NAME_MAX_LEN + 200];
+        snprintf(msg, sizeof(msg), "%s: %s", peer, why);
+        pending_complete(list[i], AVM_EIO, avm_nil(), msg);
+        if (l->stopped)
+            break; /* a callback stopped the link: the rest went with it */
+    }
+    free(list);
+    return 0;
+}
+
 static void on_deadline(uv_timer_t *t)
 {
     link_pending *pr = t->data;

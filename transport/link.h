@@ -107,6 +107,10 @@ typedef void (*avm_link_reply_cb)(void *arg, int rv, avm_val reply, const char *
 int avm_link_request(avm_link *l, const char *peer, const char *op, avm_val body,
                      uint32_t deadline_ms, avm_link_reply_cb cb, void *arg, char *errmsg,
                      size_t errlen);
+/* Fails every request now pending to peer at once with AVM_EIO "PEER: why" (the
+ * failure detector gave up on it: waiting for the deadlines would only delay the
+ * askers; a late answer is dropped). AVM_ENOTFOUND for an unknown peer. */
+int avm_link_fail_requests(avm_link *l, const char *peer, const char *why);
 /* Answers req (body borrowed); req is freed. The answer is dropped when the link
  * stopped or the requester restarted since the request arrived. A reply that cannot
  * be sent (over the frame limit, say) is answered with that error instead. */

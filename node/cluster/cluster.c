@@ -1711,6 +1711,11 @@ static void on_tick(uv_timer_t *t)
         if (!r) {
             forget_peer(c, mb->name);
             avm_rctl_peer_lost(c->rctl, mb->name);
+            /* Requests to it (forwarded control requests, fetches, commits) end now,
+             * not at their deadlines. */
+            avm_link_fail_requests(c->link, mb->name, "unreachable (failure detector)");
+            if (c->stopped)
+                return;
         }
         if (!r && c->m != NULL) {
             avm_val mv = str(AVM_MACHID, mb->name, strlen(mb->name));
