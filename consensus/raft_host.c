@@ -73,7 +73,6 @@ struct avm_rgroup {
     int last_state;
     uint64_t last_term;
     uint64_t last_leader;
-    void *data;
 };
 
 /* When a node was last heard from (for quorum checks). */
@@ -1686,14 +1685,4 @@ void avm_rgroup_info_get(const avm_rgroup *g, avm_rgroup_info *out)
         m->last_contact_ms = s->id == g->h->self_id ? g->h->io.now(g->h->io.arg)
                                                     : heard_at(g->h, s->address);
     }
-}
-
-void *avm_rgroup_data(const avm_rgroup *g)
-{
-    return g->data;
-}
-
-void avm_rgroup_set_data(avm_rgroup *g, void *data)
-{
-    g->data = data;
 }

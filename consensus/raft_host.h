@@ -233,8 +233,6 @@ bool avm_rgroup_is_leader(const avm_rgroup *g);
 bool avm_rgroup_has_quorum(const avm_rgroup *g);
 /* The known leader's node name, or NULL. */
 const char *avm_rgroup_leader(const avm_rgroup *g);
-void *avm_rgroup_data(const avm_rgroup *g);
-void avm_rgroup_set_data(avm_rgroup *g, void *data);
 
 /* Frames: [group, raft message]. Exposed for tests and fuzzing. */
 int avm_rframe_encode(const char *group, const struct raft_message *m, uint8_t **out,

@@ -11,6 +11,7 @@ PKGS=(
   clang llvm libclang-rt-14-dev
   libuv1-dev libnng-dev liblmdb-dev lmdb-utils libmsgpack-dev libz3-dev
   python3 jq
+  iproute2 iptables
 )
 BACKPORT_PKGS=(libraft-dev)
 

@@ -2033,11 +2033,6 @@ bool cl_reachable(const avm_cluster *c, const char *machine)
     return mb != NULL && mb->reachable;
 }
 
-bool cl_is_member(const avm_cluster *c, const char *machine)
-{
-    return avm_cluster_is_member(c, machine);
-}
-
 size_t cl_members(const avm_cluster *c, const char **names, size_t max)
 {
     size_t n = 0;

@@ -52,7 +52,6 @@ uint64_t cl_incarnation(const avm_cluster *c);
 void cl_kick(avm_cluster *c);
 /* Whether machine is this node or a member the failure detector deems reachable. */
 bool cl_reachable(const avm_cluster *c, const char *machine);
-bool cl_is_member(const avm_cluster *c, const char *machine);
 /* Names of the members (this node excluded), for broadcasts. */
 size_t cl_members(const avm_cluster *c, const char **names, size_t max);
 /* Whether some member's default controller is named name. */
@@ -94,8 +93,6 @@ bool avm_rctl_reachable(avm_rctl *r, avm_val c);
 /* The replicated controller ws commits under (a create's controller, or that of a
  * record held here), or nil. */
 avm_val avm_rctl_ws_ctrl(avm_rctl *r, const avm_writeset *ws);
-/* A known replica of c to send its write sets to (the leader if known), or NULL. */
-const char *avm_rctl_route(avm_rctl *r, avm_val c);
 /* Commits ws through c's group; the manager hears the outcome (avm_mgr_applied for
  * id/seq). 0 or an error (the instruction fails with errmsg). */
 int avm_rctl_commit_exec(avm_rctl *r, avm_val c, const char *id, uint64_t seq,

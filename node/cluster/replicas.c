@@ -164,6 +164,24 @@ static const char *ctrl_name(avm_val c)
     return c.u.s->data;
 }
 
+/* A list of n names laid out `stride` bytes apart from `first` (the members of an
+ * avm_rgroup_info, the replicas of a registry entry), or nil. */
+static avm_val names_val(const char *first, size_t stride, size_t n)
+{
+    avm_val l;
+    if (avm_list_new(n, &l) != 0)
+        return avm_nil();
+    for (size_t k = 0; k < n; k++)
+        l.u.l->items[k] = cstr(first + k * stride);
+    avm_list_seal(l);
+    return l;
+}
+
+static avm_val members_val(const avm_rgroup_info *in)
+{
+    return names_val(in->members[0].name, sizeof(in->members[0]), in->nmembers);
+}
+
 /* --- Registry -------------------------------------------------------------------------
  */
 
@@ -424,34 +442,6 @@ static void io_changed(void *arg, avm_rgroup *g)
 static void prop_complete(avm_rctl *r, prop *p);
 static void prop_retry_now(prop *p);
 
-/* The versions the write set's objects have now (after it applied). */
-static avm_read *ws_versions(avm_rctl *r, const avm_writeset *ws, size_t *n)
-{
-    size_t cap = ws->ncreates + ws->nstates + ws->ntransfers + ws->nmoves + 1;
-    avm_read *v = calloc(cap, sizeof(*v));
-    *n = 0;
-    if (v == NULL)
-        return NULL;
-#define ADD(oid)                                                                         \
-    do {                                                                                 \
-        const avm_objrec *rec_ = avm_mgr_record(r->m, (oid));                            \
-        if (rec_ != NULL) {                                                              \
-            avm_val_retain(oid);                                                         \
-            v[(*n)++] = (avm_read){(oid), rec_->version};                                \
-        }                                                                                \
-    } while (0)
-    for (size_t i = 0; i < ws->ncreates; i++)
-        ADD(ws->creates[i].oid);
-    for (size_t i = 0; i < ws->nstates; i++)
-        ADD(ws->states[i].a);
-    for (size_t i = 0; i < ws->ntransfers; i++)
-        ADD(ws->transfers[i].a);
-    for (size_t i = 0; i < ws->nmoves; i++)
-        ADD(ws->moves[i].a);
-#undef ADD
-    return v;
-}
-
 static void versions_free(avm_read *v, size_t n)
 {
     for (size_t i = 0; i < n; i++)
@@ -578,7 +568,7 @@ static int io_apply(void *arg, avm_rgroup *g, uint64_t index, uint64_t term,
                 rv = dedup_window(r, group, index, key, (size_t)kl);
         }
         if (rv == 0 && drv == 0 && committed)
-            vers = ws_versions(r, &ws, &nv);
+            vers = avm_mgr_versions(r->m, &ws, &nv);
         cl_ws_free(wb);
         avm_buf_free(&prev);
         avm_val_release(ctrl);
@@ -1210,7 +1200,8 @@ avm_val avm_rctl_ws_ctrl(avm_rctl *r, const avm_writeset *ws)
     return avm_nil();
 }
 
-const char *avm_rctl_route(avm_rctl *r, avm_val c)
+/* A known replica of c to send to (the leader if known), or NULL. */
+static const char *route_of(avm_rctl *r, avm_val c)
 {
     const char *name = ctrl_name(c);
     if (name == NULL)
@@ -1251,12 +1242,9 @@ static void gossip_row(void *arg, avm_rgroup *g)
     gossip_ctx *gc = arg;
     avm_rgroup_info in;
     avm_rgroup_info_get(g, &in);
-    avm_val reps;
-    if (avm_list_new(in.nmembers, &reps) != 0)
+    avm_val reps = members_val(&in);
+    if (reps.kind == AVM_NIL)
         return;
-    for (size_t k = 0; k < in.nmembers; k++)
-        reps.u.l->items[k] = cstr(in.members[k].name);
-    avm_list_seal(reps);
     gc->l.u.l->items[gc->i++] = lst(4, cstr(avm_rgroup_name(g)), cstr(in.leader),
                                     avm_int((int64_t)in.term), reps);
 }
@@ -1650,7 +1638,7 @@ static void op_create(avm_rctl *r, avm_ctl_req *req, avm_val body)
         return;
     }
     for (size_t i = 0; i < n; i++) {
-        if (!cl_is_member(r->c, names[i]) || !cl_reachable(r->c, names[i])) {
+        if (!avm_cluster_is_member(r->c, names[i]) || !cl_reachable(r->c, names[i])) {
             avm_ctl_reply_error(req, AVM_EUNREACHABLE,
                                 "replica %s is not a reachable member of the cluster",
                                 names[i]);
@@ -1771,12 +1759,9 @@ static void ls_local(void *arg, avm_rgroup *g)
     ls_ctx *x = arg;
     avm_rgroup_info in;
     avm_rgroup_info_get(g, &in);
-    avm_val reps;
-    if (avm_list_new(in.nmembers, &reps) != 0)
+    avm_val reps = members_val(&in);
+    if (reps.kind == AVM_NIL)
         return;
-    for (size_t k = 0; k < in.nmembers; k++)
-        reps.u.l->items[k] = cstr(in.members[k].name);
-    avm_list_seal(reps);
     const char *st = in.stopped ? "stopped" : raft_state_name(in.state);
     ls_row(x->r, x, avm_rgroup_name(g), in.leader, in.term, st ? st : "?", reps);
 }
@@ -1789,12 +1774,9 @@ static void op_ls(avm_rctl *r, avm_ctl_req *req)
         reg *e = &r->regs[i];
         if (avm_rhost_group(r->h, e->name) != NULL)
             continue;
-        avm_val reps;
-        if (avm_list_new(e->nrep, &reps) != 0)
+        avm_val reps = names_val(e->replicas[0], NAME_LEN, e->nrep);
+        if (reps.kind == AVM_NIL)
             continue;
-        for (size_t k = 0; k < e->nrep; k++)
-            reps.u.l->items[k] = cstr(e->replicas[k]);
-        avm_list_seal(reps);
         ls_row(r, &x, e->name, e->leader, e->term, "-", reps);
     }
     avm_val l;
@@ -1837,7 +1819,7 @@ void avm_rctl_control(avm_rctl *r, avm_ctl_req *req, const char *op, avm_val bod
     avm_rgroup *g = avm_rhost_group(r->h, name);
     avm_val cv = ctrl_val(name);
     bool known = avm_rctl_replicated(r, cv);
-    const char *route = avm_rctl_route(r, cv);
+    const char *route = route_of(r, cv);
     avm_val_release(cv);
     if (!known) {
         avm_ctl_reply_error(req, AVM_ENOTFOUND, "no replicated controller named %s",
@@ -1969,7 +1951,7 @@ void avm_rctl_control(avm_rctl *r, avm_ctl_req *req, const char *op, avm_val bod
     }
     int rv;
     if (strcmp(op, "ctrl.add") == 0) {
-        if (!cl_is_member(r->c, node) || !cl_reachable(r->c, node)) {
+        if (!avm_cluster_is_member(r->c, node) || !cl_reachable(r->c, node)) {
             avm_ctl_reply_error(req, AVM_EUNREACHABLE, "%s is not a reachable member",
                                 node);
             return;

@@ -2328,13 +2328,32 @@ static void remote_applied(void *arg)
     free(ra);
 }
 
-static void ra_version(avm_mgr *m, remote_apply *ra, avm_val oid)
+/* Appends oid's version to v (its record here), if it has one. */
+static void version_add(avm_mgr *m, avm_read *v, size_t *n, avm_val oid)
 {
     const avm_objrec *r = m->base->ops->get(m->base, NULL, oid);
     if (r == NULL)
         return;
     avm_val_retain(oid);
-    ra->versions[ra->nversions++] = (avm_read){oid, r->version};
+    v[(*n)++] = (avm_read){oid, r->version};
+}
+
+avm_read *avm_mgr_versions(avm_mgr *m, const avm_writeset *ws, size_t *n)
+{
+    *n = 0;
+    avm_read *v =
+        calloc(ws->ncreates + ws->nstates + ws->ntransfers + ws->nmoves + 1, sizeof(*v));
+    if (v == NULL)
+        return NULL;
+    for (size_t i = 0; i < ws->ncreates; i++)
+        version_add(m, v, n, ws->creates[i].oid);
+    for (size_t i = 0; i < ws->nstates; i++)
+        version_add(m, v, n, ws->states[i].a);
+    for (size_t i = 0; i < ws->ntransfers; i++)
+        version_add(m, v, n, ws->transfers[i].a);
+    for (size_t i = 0; i < ws->nmoves; i++)
+        version_add(m, v, n, ws->moves[i].a);
+    return v;
 }
 
 int avm_mgr_apply_remote(avm_mgr *m, const avm_writeset *ws,
@@ -2360,16 +2379,7 @@ int avm_mgr_apply_remote(avm_mgr *m, const avm_writeset *ws,
     m->c.conflicts += ra->rv == 0 && !ra->committed;
     if (ra->rv == 0 && ra->committed) {
         note_ws(m, ws);
-        size_t n = ws->ncreates + ws->nstates + ws->ntransfers + ws->nmoves;
-        ra->versions = calloc(n + 1, sizeof(*ra->versions));
-        for (size_t i = 0; ra->versions != NULL && i < ws->ncreates; i++)
-            ra_version(m, ra, ws->creates[i].oid);
-        for (size_t i = 0; ra->versions != NULL && i < ws->nstates; i++)
-            ra_version(m, ra, ws->states[i].a);
-        for (size_t i = 0; ra->versions != NULL && i < ws->ntransfers; i++)
-            ra_version(m, ra, ws->transfers[i].a);
-        for (size_t i = 0; ra->versions != NULL && i < ws->nmoves; i++)
-            ra_version(m, ra, ws->moves[i].a);
+        ra->versions = avm_mgr_versions(m, ws, &ra->nversions);
     }
     int rv = avm_mgr_when_durable(m, remote_applied, ra);
     if (rv != 0)

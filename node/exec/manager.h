@@ -264,6 +264,10 @@ int avm_mgr_apply_remote(avm_mgr *m, const avm_writeset *ws,
  * applied index), so that both become durable together. *committed says whether it
  * applied. 0, or an error that broke the round (the node then stops: fail-stop). */
 int avm_mgr_stage_ws(avm_mgr *m, const avm_writeset *ws, bool *committed);
+/* The versions the objects a write set created or changed have now (after it
+ * applied), with owned oids: what the answer to a forwarded commit carries. NULL
+ * (n 0) when out of memory. The caller releases the oids and frees the array. */
+avm_read *avm_mgr_versions(avm_mgr *m, const avm_writeset *ws, size_t *n);
 /* Runs fn(arg) once everything this machine has applied so far is durable: at
  * once when nothing is staged, else after the round's commit (so call
  * avm_mgr_round). What leaves the machine (records served to others) waits for
