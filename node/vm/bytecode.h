@@ -154,7 +154,10 @@ typedef enum {
     X(LABEL, "label", FD, SAFE, 1, 1)                                                    \
     /* Nondet */                                                                         \
     X(CHOOSE, "choose", NONDET, SAFE, 1, 1)                                              \
-    X(REQUIRE, "require", NONDET, SAFE, 1, 1)
+    X(REQUIRE, "require", NONDET, SAFE, 1, 1)                                            \
+    /* Extensions of this runtime (not in the specification); appended so that the       \
+       numbers of the instructions above never change */                                 \
+    X(JOIN_BUNDLE, "joinBundle", TX, SAFE, 1, 1) /* name-or-nil */
 
 typedef enum {
     AVM_INSTR_NONE = 0,

@@ -3,6 +3,10 @@
  *
  * Layout: [ "AVMEXEC", version, config, modules, stack, frames, contexts,
  *           current, transaction, detached, finished, counters, trace, outcome ]
+ * Version 3 added the controller set of a multi-controller transaction (a tenth
+ * element of each savepoint, the set before it, and of the transaction, the set)
+ * and the bundle (a fourteenth element of the outcome). Version 2 states still
+ * decode (with no set and no bundle); this runtime writes version 3.
  * Modules are embedded (deduplicated) and verified on decode. Decoding checks every
  * index and every frame against the verifier's stack heights, so a damaged or
  * hostile state is refused with a message instead of running. */
@@ -16,7 +20,8 @@
 #include "vm_internal.h"
 
 #define EXEC_MAGIC "AVMEXEC"
-#define EXEC_VERSION 2
+#define EXEC_VERSION 3
+#define EXEC_VERSION_MIN 2 /* the oldest format this runtime still reads */
 
 /* Encoding ---------------------------------------------------------------------- */
 
@@ -141,11 +146,11 @@ int avm_exec_encode_ex(const avm_exec *x, avm_buf *out, size_t trace_from)
     avm_val_encode(b, x->sender);
     avm_val_encode(b, x->machine);
     /* transaction */
-    avm_mp_put_array(b, 9);
+    avm_mp_put_array(b, 10);
     avm_mp_put_array(b, (uint32_t)x->tx.n);
     for (size_t i = 0; i < x->tx.n; i++) {
         const vm_savept *s = &x->tx.v[i];
-        avm_mp_put_array(b, 9);
+        avm_mp_put_array(b, 10);
         avm_val_encode(b, s->txid);
         avm_val_encode(b, s->ctrl_before);
         avm_mp_put_uint(b, s->nctx);
@@ -155,6 +160,7 @@ int avm_exec_encode_ex(const avm_exec *x, avm_buf *out, size_t trace_from)
         avm_mp_put_uint(b, s->nstates);
         avm_mp_put_uint(b, s->ndestroys);
         avm_mp_put_uint(b, s->nwrites);
+        avm_val_encode(b, s->set_before);
     }
     avm_val_encode(b, x->txctrl);
     avm_mp_put_array(b, (uint32_t)x->reads.n);
@@ -181,6 +187,7 @@ int avm_exec_encode_ex(const avm_exec *x, avm_buf *out, size_t trace_from)
     put_pairs(b, x->states.v, x->states.n);
     put_vals(b, x->destroys.v, x->destroys.n);
     put_pairs(b, x->writes.v, x->writes.n);
+    avm_val_encode(b, x->txset);
     /* detached states */
     put_pairs(b, x->detached.v, x->detached.n);
     /* finished transactions */
@@ -205,7 +212,7 @@ int avm_exec_encode_ex(const avm_exec *x, avm_buf *out, size_t trace_from)
     size_t at = trace_from - x->tlog_base;
     avm_mp_put_bin(b, x->tlog.data + at, x->tlog.len - at);
     /* outcome */
-    avm_mp_put_array(b, 13);
+    avm_mp_put_array(b, 14);
     avm_mp_put_uint(b, x->status);
     avm_mp_put_bool(b, x->started);
     avm_val_encode(b, x->result);
@@ -219,6 +226,7 @@ int avm_exec_encode_ex(const avm_exec *x, avm_buf *out, size_t trace_from)
     avm_mp_put_uint(b, x->error.col);
     avm_val_encode(b, x->ckpt_id);
     avm_mp_put_bool(b, x->resume_commit);
+    avm_val_encode(b, x->bundle);
     rv = b->err;
 done:
     free(mods.v);
@@ -236,6 +244,7 @@ typedef struct dec {
     size_t errlen;
     avm_module **mods;
     uint32_t nmods;
+    uint64_t version; /* the state's format version */
 } dec;
 
 static int bad(dec *d, int code, const char *what)
@@ -288,6 +297,22 @@ static int get_kind(dec *d, avm_val *v, avm_kind k, bool nil_ok, const char *wha
     return bad(d, AVM_EMALFORMED, what);
 }
 
+/* A controller set: nil, or a LIST of at least two controller ids. */
+static int get_ctrl_set(dec *d, avm_val *v, const char *what)
+{
+    int rv = get_v(d, v, what);
+    if (rv != 0 || v->kind == AVM_NIL)
+        return rv;
+    bool ok = v->kind == AVM_LIST && v->u.l->len >= 2;
+    for (uint32_t i = 0; ok && i < v->u.l->len; i++)
+        ok = v->u.l->items[i].kind == AVM_CTRLID;
+    if (ok)
+        return 0;
+    avm_val_release(*v);
+    *v = avm_nil();
+    return bad(d, AVM_EMALFORMED, what);
+}
+
 static int get_pairs(dec *d, avm_exec *x, void *vecp, const char *what)
 {
     VEC(avm_pair) *vec = vecp;
@@ -323,13 +348,15 @@ static int decode_body(dec *d, avm_exec *x)
     if (n != strlen(EXEC_MAGIC) || memcmp(s, EXEC_MAGIC, n) != 0)
         return bad(d, AVM_EMALFORMED, "not an execution state (bad magic)");
     TRY(d, avm_mp_get_uint(&d->r, &u), "bad version");
-    if (u != EXEC_VERSION) {
+    if (u < EXEC_VERSION_MIN || u > EXEC_VERSION) {
         if (d->errmsg)
             snprintf(d->errmsg, d->errlen,
-                     "execution state: format version %llu, this runtime reads %d",
-                     (unsigned long long)u, EXEC_VERSION);
+                     "execution state: format version %llu, this runtime reads %d to %d",
+                     (unsigned long long)u, EXEC_VERSION_MIN, EXEC_VERSION);
         return AVM_EVERSION;
     }
+    d->version = u;
+    bool v3 = u >= 3;
     /* config */
     if ((rv = get_arr(d, 6, "config")) != 0)
         return rv;
@@ -451,13 +478,13 @@ static int decode_body(dec *d, avm_exec *x)
         return rv;
 
     /* transaction */
-    if ((rv = get_arr(d, 9, "transaction")) != 0)
+    if ((rv = get_arr(d, v3 ? 10 : 9, "transaction")) != 0)
         return rv;
     TRY(d, avm_mp_get_array(&d->r, &n), "savepoints");
     for (uint32_t i = 0; i < n; i++) {
-        vm_savept sp = {avm_nil(), avm_nil(), 0, 0, 0, 0, 0, 0, 0};
+        vm_savept sp = {avm_nil(), avm_nil(), avm_nil(), 0, 0, 0, 0, 0, 0, 0};
         uint64_t c[7];
-        rv = get_arr(d, 9, "savepoint");
+        rv = get_arr(d, v3 ? 10 : 9, "savepoint");
         if (rv == 0)
             rv = get_kind(d, &sp.txid, AVM_TXID, false, "savepoint id");
         if (rv == 0)
@@ -472,12 +499,15 @@ static int decode_body(dec *d, avm_exec *x)
             sp.nstates = c[4];
             sp.ndestroys = c[5];
             sp.nwrites = c[6];
-            if (VEC_PUSH(x, x->tx, sp) != 0)
-                rv = bad(d, AVM_ENOMEM, "out of memory");
         }
+        if (rv == 0 && v3)
+            rv = get_ctrl_set(d, &sp.set_before, "savepoint controller set");
+        if (rv == 0 && VEC_PUSH(x, x->tx, sp) != 0)
+            rv = bad(d, AVM_ENOMEM, "out of memory");
         if (rv != 0) {
             avm_val_release(sp.txid);
             avm_val_release(sp.ctrl_before);
+            avm_val_release(sp.set_before);
             return rv;
         }
     }
@@ -549,8 +579,11 @@ static int decode_body(dec *d, avm_exec *x)
             return bad(d, AVM_ENOMEM, "out of memory");
         }
     }
-    if ((rv = get_pairs(d, x, &x->writes, "writes")) ||
-        (rv = get_pairs(d, x, &x->detached, "detached states")))
+    if ((rv = get_pairs(d, x, &x->writes, "writes")) != 0)
+        return rv;
+    if (v3 && (rv = get_ctrl_set(d, &x->txset, "tx controller set")) != 0)
+        return rv;
+    if ((rv = get_pairs(d, x, &x->detached, "detached states")) != 0)
         return rv;
 
     /* finished */
@@ -630,7 +663,8 @@ static int decode_body(dec *d, avm_exec *x)
 
     /* outcome */
     uint64_t st, ec, line, col;
-    if ((rv = get_arr(d, 13, "outcome")) || (rv = get_u(d, AVM_RUN_MOVED, &st, "status")))
+    if ((rv = get_arr(d, v3 ? 14 : 13, "outcome")) ||
+        (rv = get_u(d, AVM_RUN_MOVED, &st, "status")))
         return rv;
     TRY(d, avm_mp_get_bool(&d->r, &x->started), "outcome");
     if ((rv = get_v(d, &x->result, "result")) ||
@@ -645,6 +679,10 @@ static int decode_body(dec *d, avm_exec *x)
         (rv = get_kind(d, &x->ckpt_id, AVM_STR, true, "checkpoint id")))
         return rv;
     TRY(d, avm_mp_get_bool(&d->r, &x->resume_commit), "outcome");
+    if (v3 && (rv = get_kind(d, &x->bundle, AVM_STR, true, "bundle")) != 0)
+        return rv;
+    if (x->bundle.kind == AVM_STR && x->bundle.u.s->len == 0)
+        return bad(d, AVM_EMALFORMED, "bundle");
     x->status = (avm_run_status)st;
     x->error.code = (avm_error_code)ec;
     x->error.line = (uint32_t)line;
@@ -704,6 +742,11 @@ static int check_state(dec *d, avm_exec *x)
     }
     if (x->ctxs.n != boundaries)
         return bad(d, AVM_EMALFORMED, "contexts do not match the frames");
+    /* A multi-controller transaction is open, in default mode, and its first
+     * controller is txController. */
+    if (x->txset.kind == AVM_LIST && (x->tx.n == 0 || x->cfg.mode != AVM_MODE_DEFAULT ||
+                                      !avm_val_eq(x->txset.u.l->items[0], x->txctrl)))
+        return bad(d, AVM_EMALFORMED, "a controller set without its transaction");
     if (x->sp + 1 > x->stack_cap)
         return bad(d, AVM_EMALFORMED, "stack");
     for (size_t i = 0; i < x->tx.n; i++) {

@@ -178,6 +178,8 @@ static void set_state(rec *r, avm_val st)
     r->r.version++;
 }
 
+/* The embedded store has no composed commits: a write set marked with a bundle
+ * (ws->bundle) is the only member's segment and simply commits as any other. */
 static int ms_apply(avm_store *s, const avm_writeset *ws, bool *committed)
 {
     memstore *m = (memstore *)s;

@@ -105,6 +105,14 @@ typedef struct avm_writeset {
     /* Optional, with the checkpoint: a label for the execution (the name of its
      * program), kept by the store beside the execution's record. */
     const char *ckpt_label;
+    /* AVM_STR or nil (a zeroed write set has nil). Set on the write set of an
+     * outermost commitTx of an execution that is in a bundle (joinBundle,
+     * avm_exec_set_bundle): the store must not commit this write set alone: it is
+     * one member's segment of the named composed commit; the outcome comes back
+     * through avm_exec_commit_done like any deferred commit. Borrowed, like the
+     * arrays. A store without composed commits (memstore) applies it as usual: a
+     * bundle of one member simply commits. */
+    avm_val bundle;
 } avm_writeset;
 
 typedef struct avm_store avm_store;
@@ -154,6 +162,10 @@ typedef struct avm_platform {
     /* isReachableMachine / isReachableController. */
     bool (*reachable_machine)(void *data, avm_val machine);
     bool (*reachable_controller)(void *data, avm_val ctrl);
+    /* Optional: the program aborted (abortTx) an outermost transaction while its
+     * execution is in the named bundle (AVM_STR, borrowed): the composed commit
+     * cannot include this member's segment. */
+    void (*bundle_abort)(void *data, avm_val bundle);
     /* Optional: resolves a behaviour name that the executing module does not
      * define. Returns 0 and fills *out (a borrowed module) or AVM_ENOTFOUND. */
     int (*resolve_behavior)(void *data, avm_val name, avm_behavior *out);

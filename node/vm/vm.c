@@ -410,6 +410,25 @@ int avm_exec_set_checkpoint(avm_exec *x, const char *id)
     return 0;
 }
 
+int avm_exec_set_bundle(avm_exec *x, const char *name)
+{
+    if (name != NULL && name[0] == '\0')
+        return AVM_EINVAL;
+    if (x->tx.n > 0)
+        return AVM_ESTATE;
+    avm_val v = avm_nil();
+    if (name != NULL && avm_cstr(AVM_STR, name, &v) != 0)
+        return AVM_ENOMEM;
+    avm_val_release(x->bundle);
+    x->bundle = v;
+    return 0;
+}
+
+const char *avm_exec_bundle(const avm_exec *x)
+{
+    return x->bundle.kind == AVM_STR ? x->bundle.u.s->data : NULL;
+}
+
 int vm__seal(avm_exec *x, avm_val *l)
 {
     if (avm_list_seal(*l) <= AVM_MAX_DEPTH)
@@ -1225,11 +1244,14 @@ void vm__tx_clear(avm_exec *x)
     for (size_t i = 0; i < x->tx.n; i++) {
         avm_val_release(x->tx.v[i].txid);
         avm_val_release(x->tx.v[i].ctrl_before);
+        avm_val_release(x->tx.v[i].set_before);
     }
     x->tx.n = 0;
     x->tx_detached = false;
     avm_val_release(x->txctrl);
     x->txctrl = avm_nil();
+    avm_val_release(x->txset);
+    x->txset = avm_nil();
     for (size_t i = 0; i < x->reads.n; i++)
         avm_val_release(x->reads.v[i].oid);
     x->reads.n = 0;
@@ -1286,6 +1308,7 @@ void avm_exec_free(avm_exec *x)
     avm_val_release(x->result);
     avm_val_release(x->blocked_on);
     avm_val_release(x->ckpt_id);
+    avm_val_release(x->bundle);
     avm_error_clear(&x->error);
     free(x->stack);
     free(x->frames.v);
@@ -1576,6 +1599,7 @@ bool avm_exec_tx(const avm_exec *x, avm_exec_txinfo *out)
     out->states = x->states.v;
     out->nstates = x->states.n;
     out->nwrites = x->states.n + x->creates.n + x->destroys.n + x->transfers.n;
+    out->ctrls = x->txset;
     return true;
 }
 

@@ -168,6 +168,9 @@ typedef struct avm_exec_txinfo {
     const avm_pair *states;
     size_t nstates;
     size_t nwrites;
+    /* A multi-controller transaction: the LIST of its controllers (ctrl is the
+     * first); nil for a single-controller one. */
+    avm_val ctrls;
 } avm_exec_txinfo;
 bool avm_exec_tx(const avm_exec *x, avm_exec_txinfo *out);
 
@@ -182,6 +185,16 @@ uint64_t avm_exec_steps(const avm_exec *x);
  * before the commit with a mark that the commit is decided: an execution decoded
  * from it continues after the commit without applying it again (exactly once). */
 int avm_exec_set_checkpoint(avm_exec *x, const char *id);
+
+/* Bundles (composed commits, an extension of this runtime): an execution in a
+ * bundle hands the write set of each outermost commit to the store marked with
+ * the bundle's name (avm_writeset.bundle), and the store commits it together with
+ * the other members' segments. set_bundle puts x in the named bundle (NULL: in
+ * none), as the instruction joinBundle does: 0, AVM_EINVAL for an empty name,
+ * AVM_ESTATE while a transaction is open, AVM_ENOMEM. bundle gives the name, NULL
+ * when x is in none (borrowed). Serialized with the execution. */
+int avm_exec_set_bundle(avm_exec *x, const char *name);
+const char *avm_exec_bundle(const avm_exec *x);
 
 /* Execution state as bytes (msgpack, versioned), and back. An execution waiting
  * for a commit's outcome, or holding one not yet consumed by avm_exec_run, cannot

@@ -33,6 +33,7 @@ typedef struct vm_ctx {
 typedef struct vm_savept {
     avm_val txid;
     avm_val ctrl_before; /* txController when this level began */
+    avm_val set_before;  /* the controller set (x->txset) when this level began */
     uint32_t nctx;       /* context depth of the frame that began it */
     size_t nreads, ncreates, ntransfers, nstates, ndestroys, nwrites;
 } vm_savept;
@@ -67,6 +68,11 @@ struct avm_exec {
      * controller, and the overlay. */
     VEC(vm_savept) tx;
     avm_val txctrl;
+    /* A multi-controller transaction (default mode, `(beginTx (list c1 c2 ...))`):
+     * the LIST of its distinct controller ids, txctrl being the first; nil for an
+     * ordinary transaction (and outside transactions). Objects of any controller of
+     * the set may be touched. */
+    avm_val txset;
     VEC(avm_read) reads; /* the specification's `observed` */
     VEC(avm_create) creates;
     VEC(avm_pair) transfers;
@@ -107,7 +113,10 @@ struct avm_exec {
     avm_error error;
     avm_val blocked_on;
     bool started;
-    avm_val ckpt_id;    /* AVM_STR or nil: checkpoint with each commit */
+    avm_val ckpt_id; /* AVM_STR or nil: checkpoint with each commit */
+    /* AVM_STR or nil: the bundle (composed commit) this execution's outermost
+     * commits belong to (joinBundle, avm_exec_set_bundle). */
+    avm_val bundle;
     bool resume_commit; /* the commitTx at the current pc is already durable */
 
     /* A commit the store deferred (AVM_EPENDING): CW_PENDING until

@@ -198,13 +198,32 @@ static int resolve_ctrl(avm_exec *x, avm_val oid, const avm_meta *m)
     return VM_OK;
 }
 
-/* resolveAndCheckOwnership (R5: only the current controller may mutate). */
+/* Whether controller c is in list l (a LIST of controller ids). */
+static bool ctrl_in(avm_val l, avm_val c)
+{
+    for (uint32_t i = 0; i < l.u.l->len; i++)
+        if (avm_val_eq(l.u.l->items[i], c))
+            return true;
+    return false;
+}
+
+/* Whether the open transaction may touch objects of controller c (not nil): its
+ * controller, or one of its set in a multi-controller transaction. */
+static bool tx_allows(avm_exec *x, avm_val c)
+{
+    if (x->txset.kind == AVM_LIST)
+        return ctrl_in(x->txset, c);
+    return x->txctrl.kind != AVM_NIL && avm_val_eq(c, x->txctrl);
+}
+
+/* resolveAndCheckOwnership (R5: only the current controller may mutate). A
+ * multi-controller transaction (extension) accepts any controller of its set. */
 static int resolve_and_check(avm_exec *x, avm_val oid, const avm_meta *m)
 {
     int rv = resolve_ctrl(x, oid, m);
     if (rv != VM_OK)
         return rv;
-    if (m->current.kind == AVM_NIL || !avm_val_eq(m->current, x->txctrl))
+    if (m->current.kind == AVM_NIL || !tx_allows(x, m->current))
         return vm__fail(x, AVM_ERR_CROSS_CONTROLLER_TX, vm__ref(oid),
                         unknown_ctrl(m->current), avm_nil());
     return VM_OK;
@@ -348,12 +367,14 @@ static int op_create(avm_exec *x, avm_val *a, int argc, avm_val *out)
         /* Decision 4: an unresolved transaction resolves when it creates. */
         if (x->txctrl.kind == AVM_NIL)
             x->txctrl = vm__ref(mctrl.kind != AVM_NIL ? mctrl : x->plat->default_ctrl);
-        eff = x->txctrl;
+        /* A multi-controller transaction creates under the controller named when it
+         * is one of its set (checked below), else under its first. */
+        eff = mctrl.kind != AVM_NIL && x->txset.kind == AVM_LIST ? mctrl : x->txctrl;
     }
     avm_val oid;
     if (fresh_oid(x, &oid) != 0)
         return vm__oom(x);
-    if (!STRICT(x) && IN_TX(x) && mctrl.kind != AVM_NIL && !avm_val_eq(mctrl, x->txctrl))
+    if (!STRICT(x) && IN_TX(x) && mctrl.kind != AVM_NIL && !tx_allows(x, mctrl))
         return vm__fail(x, AVM_ERR_CROSS_CONTROLLER_TX, oid, vm__ref(mctrl), avm_nil());
     avm_val where = x->plat->place != NULL ? x->plat->place(x->plat->data) : avm_nil();
     avm_create c = {
@@ -817,30 +838,128 @@ static void remember_finished(avm_exec *x, avm_val txid, bool committed)
     f->committed = committed;
 }
 
+static int invalid_during_tx(avm_exec *x, const char *msg)
+{
+    avm_val s;
+    if (avm_cstr(AVM_STR, msg, &s) != 0)
+        return vm__oom(x);
+    return vm__fail(x, AVM_ERR_INVALID_DURING_TX, s, avm_nil(), avm_nil());
+}
+
+/* beginTx's argument as a controller list (default mode, extension): a new LIST of
+ * the distinct controllers of l in order, each checked reachable. VM_OK or
+ * VM_FAIL. */
+static int ctrl_list(avm_exec *x, avm_val l, avm_val *out)
+{
+    uint32_t n = l.u.l->len;
+    if (n == 0)
+        return vm__eval_error(x, "beginTx expects a controller, nil or a non-empty list "
+                                 "of controllers, got an empty list");
+    for (uint32_t i = 0; i < n; i++)
+        if (l.u.l->items[i].kind != AVM_CTRLID)
+            return vm__eval_error(x,
+                                  "beginTx: element %u of the controller list is %s, "
+                                  "not a controller",
+                                  i + 1, avm_kind_name(l.u.l->items[i].kind));
+    for (uint32_t i = 0; i < n; i++)
+        if (!x->plat->reachable_controller(x->plat->data, l.u.l->items[i]))
+            return vm__fail(x, AVM_ERR_CONTROLLER_UNREACHABLE, vm__ref(l.u.l->items[i]),
+                            avm_nil(), avm_nil());
+    avm_val *items = malloc(n * sizeof(*items));
+    if (items == NULL)
+        return vm__oom(x);
+    uint32_t k = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        bool dup = false;
+        for (uint32_t j = 0; j < k && !dup; j++)
+            dup = avm_val_eq(items[j], l.u.l->items[i]);
+        if (!dup)
+            items[k++] = vm__ref(l.u.l->items[i]);
+    }
+    int rv = avm_list_from(items, k, out);
+    if (rv != 0)
+        for (uint32_t i = 0; i < k; i++)
+            avm_val_release(items[i]);
+    free(items);
+    return rv == 0 ? VM_OK : vm__oom(x);
+}
+
 static int op_begin(avm_exec *x, avm_val *a, int argc, avm_val *out)
 {
     avm_val mctrl = argc > 0 ? a[0] : avm_nil();
-    if (want_kind(x, AVM_I_BEGIN_TX, mctrl, AVM_CTRLID, true))
-        return VM_FAIL;
-    if (mctrl.kind != AVM_NIL && !x->plat->reachable_controller(x->plat->data, mctrl))
-        return vm__fail(x, AVM_ERR_CONTROLLER_UNREACHABLE, vm__ref(mctrl), avm_nil(),
-                        avm_nil());
-    if (!STRICT(x) && IN_TX(x) && mctrl.kind != AVM_NIL && x->txctrl.kind != AVM_NIL &&
-        !avm_val_eq(mctrl, x->txctrl)) {
+    /* Extension (default mode): a list of controllers opens a multi-controller
+     * transaction; one distinct controller is an ordinary `(beginTx c)`. */
+    avm_val set = avm_nil();
+    if (!STRICT(x) && mctrl.kind == AVM_LIST) {
+        if (ctrl_list(x, mctrl, &set) != VM_OK)
+            return VM_FAIL;
+        mctrl = set.u.l->items[0];
+        if (set.u.l->len == 1) {
+            avm_val_retain(mctrl);
+            avm_val_release(set);
+            set = avm_nil();
+        }
+        /* mctrl now holds a reference of its own (the list's, or the one taken). */
+        if (set.kind == AVM_LIST)
+            avm_val_retain(mctrl);
+    } else {
+        if (want_kind(x, AVM_I_BEGIN_TX, mctrl, AVM_CTRLID, true))
+            return VM_FAIL;
+        if (mctrl.kind != AVM_NIL && !x->plat->reachable_controller(x->plat->data, mctrl))
+            return vm__fail(x, AVM_ERR_CONTROLLER_UNREACHABLE, vm__ref(mctrl), avm_nil(),
+                            avm_nil());
+        avm_val_retain(mctrl);
+    }
+    /* From here mctrl (and set) are owned. */
+    int rv = VM_OK;
+    if (!STRICT(x) && IN_TX(x)) {
         char msg[600];
-        snprintf(msg, sizeof(msg),
-                 "beginTx: a nested transaction under controller \"%.200s\" inside a "
-                 "transaction of controller \"%.200s\"",
-                 mctrl.u.s->data, x->txctrl.u.s->data);
-        avm_val s;
-        if (avm_cstr(AVM_STR, msg, &s) != 0)
-            return vm__oom(x);
-        return vm__fail(x, AVM_ERR_INVALID_DURING_TX, s, avm_nil(), avm_nil());
+        msg[0] = '\0';
+        if (x->txset.kind == AVM_LIST) {
+            /* Inside a multi-controller transaction: the same controllers or some
+             * of them open a savepoint that keeps the set. */
+            if (set.kind == AVM_LIST) {
+                for (uint32_t i = 0; i < set.u.l->len && !msg[0]; i++)
+                    if (!ctrl_in(x->txset, set.u.l->items[i]))
+                        snprintf(msg, sizeof(msg),
+                                 "beginTx: a nested transaction under controller "
+                                 "\"%.200s\", which is not one of the enclosing "
+                                 "transaction's controllers",
+                                 set.u.l->items[i].u.s->data);
+            } else if (mctrl.kind != AVM_NIL && !ctrl_in(x->txset, mctrl)) {
+                snprintf(msg, sizeof(msg),
+                         "beginTx: a nested transaction under controller \"%.200s\", "
+                         "which is not one of the enclosing transaction's controllers",
+                         mctrl.u.s->data);
+            }
+        } else if (x->txctrl.kind != AVM_NIL) {
+            if (set.kind == AVM_LIST)
+                snprintf(msg, sizeof(msg),
+                         "beginTx: a nested transaction under several controllers "
+                         "inside a transaction of controller \"%.200s\"",
+                         x->txctrl.u.s->data);
+            else if (mctrl.kind != AVM_NIL && !avm_val_eq(mctrl, x->txctrl))
+                snprintf(msg, sizeof(msg),
+                         "beginTx: a nested transaction under controller \"%.200s\" "
+                         "inside a transaction of controller \"%.200s\"",
+                         mctrl.u.s->data, x->txctrl.u.s->data);
+        }
+        if (msg[0])
+            rv = invalid_during_tx(x, msg);
+    }
+    if (rv != VM_OK) {
+        avm_val_release(mctrl);
+        avm_val_release(set);
+        return rv;
     }
     avm_val txid;
-    if (fresh_txid(x, &txid) != 0)
+    if (fresh_txid(x, &txid) != 0) {
+        avm_val_release(mctrl);
+        avm_val_release(set);
         return vm__oom(x);
+    }
     avm_val ctrl_before = vm__ref(x->txctrl);
+    avm_val set_before = vm__ref(x->txset);
     /* The entry is made from the state before the transaction begins. */
     vm__log(x, x->counter++, AVM_EV_TRANSACTION_STARTED, false, 0, x->txctrl, txid,
             avm_nil(), avm_nil());
@@ -853,18 +972,34 @@ static int op_begin(avm_exec *x, avm_val *a, int argc, avm_val *out)
         x->transfers.n = ntr;
         x->states.n = nst;
     }
-    if (STRICT(x) || !IN_TX(x) || mctrl.kind != AVM_NIL) {
-        avm_val_release(x->txctrl);
-        x->txctrl = vm__ref(mctrl);
+    if (!STRICT(x) && IN_TX(x) && x->txset.kind == AVM_LIST) {
+        /* A savepoint of a multi-controller transaction keeps its set and its
+         * first controller (the checks above made the argument a subset). */
+        avm_val_release(mctrl);
+        avm_val_release(set);
+    } else {
+        if (STRICT(x) || !IN_TX(x) || mctrl.kind != AVM_NIL) {
+            avm_val_release(x->txctrl);
+            x->txctrl = mctrl;
+        } else {
+            avm_val_release(mctrl);
+        }
+        /* Outermost, or a set widening an enclosing transaction not resolved yet. */
+        if (set.kind == AVM_LIST) {
+            avm_val_release(x->txset);
+            x->txset = set;
+        }
     }
     vm_savept *sp = VEC_SLOT(x->tx);
     if (sp == NULL) {
         avm_val_release(txid);
         avm_val_release(ctrl_before);
+        avm_val_release(set_before);
         return vm__oom(x);
     }
     sp->txid = txid;
     sp->ctrl_before = ctrl_before;
+    sp->set_before = set_before;
     sp->nctx = (uint32_t)x->ctxs.n;
     sp->nreads = x->reads.n;
     sp->ncreates = x->creates.n;
@@ -955,6 +1090,7 @@ static int commit_outer(avm_exec *x, bool *ok)
         .ndestroys = x->destroys.n,
         .spec_order = STRICT(x),
         .deferrable = true,
+        .bundle = x->bundle,
     };
     avm_buf ck;
     avm_buf_init(&ck);
@@ -1082,6 +1218,7 @@ static int op_commit(avm_exec *x, avm_val tid, avm_val *out)
         remember_finished(x, tid, true);
         avm_val_release(sp.txid);
         avm_val_release(sp.ctrl_before);
+        avm_val_release(sp.set_before);
         *out = avm_bool(true);
         return VM_OK;
     }
@@ -1115,6 +1252,14 @@ static int op_commit(avm_exec *x, avm_val tid, avm_val *out)
     return VM_OK;
 }
 
+/* The program aborted an outermost transaction: a bundle it belongs to cannot
+ * commit this member's segment. */
+static void bundle_aborted(avm_exec *x)
+{
+    if (x->bundle.kind == AVM_STR && x->plat->bundle_abort != NULL)
+        x->plat->bundle_abort(x->plat->data, x->bundle);
+}
+
 static void abort_level(avm_exec *x, bool log)
 {
     vm_savept sp = x->tx.v[--x->tx.n];
@@ -1123,6 +1268,8 @@ static void abort_level(avm_exec *x, bool log)
     truncate_to(x, &sp);
     avm_val_release(x->txctrl);
     x->txctrl = sp.ctrl_before;
+    avm_val_release(x->txset);
+    x->txset = sp.set_before;
     remember_finished(x, sp.txid, false);
     avm_val_release(sp.txid);
     if (x->tx.n == 0)
@@ -1142,15 +1289,37 @@ static int op_abort(avm_exec *x, avm_val tid, avm_val *out)
     *out = avm_nil();
     if (STRICT(x)) {
         /* The literal abortTx accepts any id, with or without a transaction. */
+        bool outer = IN_TX(x);
         avm_val ctrl = vm__ref(x->txctrl);
         vm__tx_clear(x);
         vm__event_ctrl(x, AVM_EV_TRANSACTION_ABORTED, ctrl, vm__ref(tid), avm_nil(),
                        avm_nil(), true);
+        if (outer)
+            bundle_aborted(x);
         return VM_OK;
     }
     if (!own_innermost(x, tid))
         return tx_misuse(x, "abortTx", tid);
+    bool outer = x->tx.n == 1;
     abort_level(x, true);
+    if (outer)
+        bundle_aborted(x);
+    return VM_OK;
+}
+
+/* joinBundle (extension): the execution's next outermost commits belong to the
+ * named composed commit (nil: to none). */
+static int op_join_bundle(avm_exec *x, avm_val name, avm_val *out)
+{
+    if (want_kind(x, AVM_I_JOIN_BUNDLE, name, AVM_STR, true))
+        return VM_FAIL;
+    if (name.kind == AVM_STR && name.u.s->len == 0)
+        return vm__eval_error(x, "joinBundle expects a bundle name, got an empty string");
+    if (IN_TX(x))
+        return invalid_during_tx(x, "joinBundle: a transaction is open");
+    avm_val_release(x->bundle);
+    x->bundle = vm__ref(name);
+    *out = avm_bool(true);
     return VM_OK;
 }
 
@@ -1378,7 +1547,9 @@ static int op_transfer(avm_exec *x, avm_val *a, avm_val *out)
             if (resolve_and_check(x, oid, &v.meta) != VM_OK ||
                 observe(x, oid, &v) != VM_OK)
                 return VM_FAIL;
-            source = unknown_ctrl(x->txctrl);
+            /* The object's controller: txController, or in a multi-controller
+             * transaction the one of its set that owns it. */
+            source = unknown_ctrl(x->txset.kind == AVM_LIST ? v.meta.current : x->txctrl);
         }
         avm_pair pt = {vm__ref(oid), vm__ref(cid)};
         if (VEC_PUSH(x, x->transfers, pt) != 0) {
@@ -1540,6 +1711,8 @@ int vm__instr(avm_exec *x, int op, avm_val *a, int argc, avm_val *out)
         return op_transfer(x, a, out);
     case AVM_I_FREEZE:
         return op_freeze(x, a[0], out);
+    case AVM_I_JOIN_BUNDLE:
+        return op_join_bundle(x, a[0], out);
     case AVM_I_NEW_VAR:
     case AVM_I_NARROW:
     case AVM_I_POST:

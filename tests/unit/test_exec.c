@@ -93,11 +93,16 @@ static int start(avm_embedded *e, avm_module *m, int fn, avm_mode mode, avm_exec
 /* Runs m uninterrupted, then again serializing and resuming from bytes after every
  * `slice` instructions; both outcomes must be identical. Returns the number of
  * round trips made, or -1 on a mismatch. */
+/* When set, roundtrip_run's nodes reach these controllers too. */
+static bool (*rt_reach_ctrl)(void *data, avm_val c);
+
 static int roundtrip_run(avm_module *m, int fn, avm_mode mode, uint64_t slice)
 {
     avm_embedded e1, e2;
     avm_embedded_init(&e1, "node1", "main");
     avm_embedded_init(&e2, "node1", "main");
+    if (rt_reach_ctrl != NULL)
+        e1.plat.reachable_controller = e2.plat.reachable_controller = rt_reach_ctrl;
     avm_exec *x1, *x2;
     if (start(&e1, m, fn, mode, &x1) != 0 || start(&e2, m, fn, mode, &x2) != 0)
         return -1;
@@ -499,7 +504,149 @@ TEST(value_depth_is_bounded)
     avm_module_release(m);
 }
 
-TEST_MAIN(T(tail_called_entry_and_failed_states_decode), T(value_depth_is_bounded),
+/* A multi-controller transaction (its controller set, savepoints that keep it)
+ * and a bundle survive serialization at every stop. */
+static bool main_or_aux(void *data, avm_val c)
+{
+    (void)data;
+    return c.kind == AVM_CTRLID &&
+           (strcmp(c.u.s->data, "main") == 0 || strcmp(c.u.s->data, "aux") == 0);
+}
+
+static const char *multi_src =
+    "(behavior acc (do (setState (list (input))) (list (input))))\n"
+    "(main (let ((a (createObj \"acc\" #ctl\"main\")) (b (createObj \"acc\" "
+    "#ctl\"aux\"))\n"
+    "  (j (joinBundle \"b1\"))\n"
+    "  (t (beginTx (list #ctl\"main\" #ctl\"aux\")))\n"
+    "  (n (beginTx #ctl\"aux\")) (r1 (call b 1)) (x (abortTx n))\n"
+    "  (n2 (beginTx)) (r2 (call a 2)) (c2 (commitTx n2))\n"
+    "  (r3 (call b 3)) (c (createObj \"acc\" #ctl\"aux\")) (ok (commitTx t)))\n"
+    "  (list r1 r2 r3 ok (getController c))))\n";
+
+TEST(multi_controller_tx_and_bundle_resume)
+{
+    avm_module *m = compile_str(multi_src);
+    REQUIRE(m != NULL);
+    rt_reach_ctrl = main_or_aux;
+    CHECK(roundtrip_run(m, -1, AVM_MODE_DEFAULT, 1) > 20);
+    CHECK(roundtrip_run(m, -1, AVM_MODE_DEFAULT, 3) > 5);
+    rt_reach_ctrl = NULL;
+
+    /* Stopped inside the nested savepoint: the decoded execution has the set, the
+     * bundle, and the set the savepoint restores. */
+    avm_embedded e;
+    avm_embedded_init(&e, "node1", "main");
+    e.plat.reachable_controller = main_or_aux;
+    avm_exec *x;
+    REQUIRE(start(&e, m, -1, AVM_MODE_DEFAULT, &x) == 0);
+    avm_exec_txinfo ti;
+    while (avm_exec_status(x) == AVM_RUN_YIELD && !(avm_exec_tx(x, &ti) && ti.depth == 2))
+        avm_exec_run(x, 1);
+    REQUIRE(avm_exec_tx(x, &ti) && ti.depth == 2);
+    CHECK_STR(avm_exec_bundle(x), "b1");
+    avm_buf b;
+    avm_buf_init(&b);
+    REQUIRE(avm_exec_encode(x, &b) == 0);
+    avm_exec_free(x);
+    avm_exec *y = NULL;
+    char err[256] = "";
+    int rv =
+        avm_exec_decode((const uint8_t *)b.data, b.len, &e.plat, &y, err, sizeof(err));
+    if (rv != 0)
+        fprintf(stderr, "decode: %s\n", err);
+    REQUIRE(rv == 0);
+    CHECK_STR(avm_exec_bundle(y), "b1");
+    REQUIRE(avm_exec_tx(y, &ti));
+    CHECK(ti.depth == 2);
+    CHECK_STR(ti.ctrl.u.s->data, "main");
+    avm_buf pb;
+    avm_buf_init(&pb);
+    avm_val_print(&pb, ti.ctrls);
+    CHECK_STR(avm_buf_cstr(&pb), "(#ctl\"main\" #ctl\"aux\")");
+    avm_buf_free(&pb);
+    CHECK(avm_exec_run(y, 0) == AVM_RUN_DONE);
+    avm_buf_init(&pb);
+    avm_val_print(&pb, avm_exec_result(y));
+    CHECK_STR(avm_buf_cstr(&pb), "(1 2 3 #t #ctl\"aux\")");
+    avm_buf_free(&pb);
+    /* The API: set, clear, refused inside a transaction. */
+    CHECK(avm_exec_set_bundle(y, NULL) == 0);
+    CHECK(avm_exec_bundle(y) == NULL);
+    CHECK(avm_exec_set_bundle(y, "b9") == 0);
+    CHECK_STR(avm_exec_bundle(y), "b9");
+    CHECK(avm_exec_set_bundle(y, "") == AVM_EINVAL);
+    avm_exec_free(y);
+    avm_buf_free(&b);
+    avm_embedded_close(&e);
+    avm_module_release(m);
+}
+
+/* A state written by the previous format (version 2: no controller set, no
+ * bundle) still decodes. Made from a version 3 state of a finished run with no
+ * transaction open and no bundle, by removing what version 3 added. */
+TEST(version_2_states_decode)
+{
+    avm_module *m = compile_str("(main (let ((t (beginTx))) (commitTx t) 7))");
+    REQUIRE(m != NULL);
+    avm_embedded e;
+    avm_embedded_init(&e, "node1", "main");
+    avm_exec *x;
+    REQUIRE(start(&e, m, -1, AVM_MODE_DEFAULT, &x) == 0);
+    REQUIRE(avm_exec_run(x, 0) == AVM_RUN_DONE);
+    avm_buf b;
+    avm_buf_init(&b);
+    REQUIRE(avm_exec_encode(x, &b) == 0);
+    uint8_t *p = (uint8_t *)b.data;
+    size_t n = b.len;
+    /* The version, after "AVMEXEC". */
+    REQUIRE(n > 10 && p[9] == 3);
+    p[9] = 2;
+    /* The transaction: [[] nil [] [] [] [] [] [] nil] -> without the final nil. */
+    static const uint8_t tx3[] = {0x9a, 0x90, 0xc0, 0x90, 0x90,
+                                  0x90, 0x90, 0x90, 0x90, 0xc0};
+    size_t at = 0;
+    for (at = 0; at + sizeof(tx3) <= n; at++)
+        if (memcmp(p + at, tx3, sizeof(tx3)) == 0)
+            break;
+    REQUIRE(at + sizeof(tx3) <= n);
+    p[at] = 0x99;
+    memmove(p + at + sizeof(tx3) - 1, p + at + sizeof(tx3), n - at - sizeof(tx3));
+    n--;
+    /* The outcome: [status(0) started(#t) ... bundle(nil)] -> 13 elements. */
+    REQUIRE(p[n - 1] == 0xc0);
+    n--;
+    size_t o = n;
+    while (o-- > 0)
+        if (p[o] == 0x9e && p[o + 1] == 0x00 && p[o + 2] == 0xc3)
+            break;
+    REQUIRE(o < n);
+    p[o] = 0x9d;
+    avm_exec *y = NULL;
+    char err[256] = "";
+    int rv = avm_exec_decode(p, n, &e.plat, &y, err, sizeof(err));
+    if (rv != 0)
+        fprintf(stderr, "decode: %s\n", err);
+    REQUIRE(rv == 0);
+    CHECK(avm_exec_status(y) == AVM_RUN_DONE);
+    CHECK(avm_exec_result(y).kind == AVM_INT && avm_exec_result(y).u.i == 7);
+    CHECK(avm_exec_bundle(y) == NULL);
+    CHECK(avm_exec_trace_len(y) == avm_exec_trace_len(x));
+    /* Re-encoded, it is a version 3 state again. */
+    avm_buf b2;
+    avm_buf_init(&b2);
+    CHECK(avm_exec_encode(y, &b2) == 0);
+    CHECK(b2.len == b.len && ((const uint8_t *)b2.data)[9] == 3);
+    avm_buf_free(&b2);
+    avm_exec_free(y);
+    avm_exec_free(x);
+    avm_buf_free(&b);
+    avm_embedded_close(&e);
+    avm_module_release(m);
+}
+
+TEST_MAIN(T(multi_controller_tx_and_bundle_resume), T(version_2_states_decode),
+          T(tail_called_entry_and_failed_states_decode), T(value_depth_is_bounded),
           T(checkpoint_at_commit_resumes_exactly_once),
           T(ping_pong_resumes_at_every_stop), T(battleship_resumes_mid_transaction),
           T(nested_transactions_and_pure_calls_resume),
