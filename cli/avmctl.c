@@ -709,8 +709,9 @@ int main(int argc, char **argv)
         cli__usage(stdout, argc > 2 ? argv[2] : NULL, argc > 3 ? argv[3] : NULL);
         return 0;
     }
-    static const char *const cmds[] = {"run",    "check", "obj",     "exec",      "send",
-                                       "status", "txs",   "cluster", "controller"};
+    static const char *const cmds[] = {"run",        "check",  "obj", "exec",
+                                       "send",       "status", "txs", "cluster",
+                                       "controller", "bundle"};
     bool known = false;
     for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
         known = known || strcmp(cmd, cmds[i]) == 0;
@@ -756,5 +757,7 @@ int main(int argc, char **argv)
         return remote__cluster(node, n, args);
     if (strcmp(cmd, "controller") == 0)
         return remote__controller(node, n, args);
+    if (strcmp(cmd, "bundle") == 0)
+        return remote__bundle(node, n, args);
     return remote__status(node, n, args);
 }

@@ -274,6 +274,10 @@ static const help helps[] = {
      "  --on MACHINE        with --node: run it on MACHINE, another member of the\n"
      "                      node's cluster (executeRemote); its result and trace are\n"
      "                      then available from every member\n"
+     "  --bundle ID         with --node: the execution joins bundle ID (a composed\n"
+     "                      commit, see avmctl help bundle): its outermost commits\n"
+     "                      are segments of it, and it reads what the segments\n"
+     "                      contributed before it started write\n"
      "\n"
      "exit codes: 0 the program returned; 1 it failed with an AVM error, blocked, was\n"
      "killed or interrupted; 2 bad usage, a program that does not compile or is\n"
@@ -413,6 +417,24 @@ static const help helps[] = {
      "\n"
      "Requests go to the leader wherever they are sent. --timeout defaults to 15000\n"
      "here.\n",
+     usage_remote},
+    {"bundle", NULL,
+     "usage: avmctl bundle SUBCOMMAND --node ADDR [options]\n"
+     "\n"
+     "Composed commits: several executions, on any members, each contribute the\n"
+     "write set of an outermost transaction (a segment) to one commit that applies\n"
+     "all of them or none. An execution joins with run --bundle ID or the\n"
+     "instruction (joinBundle ID); its commitTx returns once the bundle is decided.\n"
+     "\n"
+     "  create NAME MEMBERS [DEADLINE_MS]  a bundle of MEMBERS segments, homed on the\n"
+     "                                     node asked; prints its id, NAME@NODE. Not\n"
+     "                                     complete by the deadline (default 30000\n"
+     "                                     ms), it aborts\n"
+     "  status BUNDLE                      open, committing, committed or aborted\n"
+     "                                     (and why), members, segments in\n"
+     "\n"
+     "A member that aborts its transaction aborts the bundle. --timeout defaults to\n"
+     "5000 here.\n",
      usage_remote},
     {"txs", NULL,
      "usage: avmctl txs --node ADDR [options]\n"

@@ -35,6 +35,7 @@ enum {
     OPT_REPLICAS = 1 << 8,
     OPT_FORMAT = 1 << 6,
     OPT_FROM = 1 << 7,
+    OPT_BUNDLE = 1 << 9,
 };
 
 typedef struct ropts {
@@ -47,6 +48,7 @@ typedef struct ropts {
     const char *args[3];
     int nargs;
     const char *replicas; /* controller create */
+    const char *bundle;   /* run */
 } ropts;
 
 /* The value of the option at argv[*i], or NULL after saying it is missing. */
@@ -105,6 +107,9 @@ static int parse_opts(const char *what, unsigned allowed, int maxargs, int argc,
             o->detach = true;
         } else if (strcmp(a, "--trace") == 0 && (allowed & OPT_TRACE)) {
             o->trace = true;
+        } else if (strcmp(a, "--bundle") == 0 && (allowed & OPT_BUNDLE)) {
+            if ((o->bundle = opt_value(what, argc, argv, &i)) == NULL)
+                return -1;
         } else if (strcmp(a, "--replicas") == 0 && (allowed & OPT_REPLICAS)) {
             if ((o->replicas = opt_value(what, argc, argv, &i)) == NULL)
                 return -1;
@@ -605,8 +610,10 @@ static const char *base_name(const char *path)
 int remote__run(const char *node, const char *on, int argc, char **argv)
 {
     ropts o;
-    if (parse_opts("run", OPT_ENTRY | OPT_STRICT | OPT_UNSAFE | OPT_DETACH | OPT_TRACE, 1,
-                   argc, argv, &o) != 0 ||
+    if (parse_opts("run",
+                   OPT_ENTRY | OPT_STRICT | OPT_UNSAFE | OPT_DETACH | OPT_TRACE |
+                       OPT_BUNDLE,
+                   1, argc, argv, &o) != 0 ||
         need_args("run", &o, 1, "FILE") != 0)
         return CLI_EXIT_USAGE;
     const char *file = o.args[0];
@@ -644,6 +651,8 @@ int remote__run(const char *node, const char *on, int argc, char **argv)
         avm_ctl_put_str(&b, "entry", o.entry);
     avm_ctl_put_bool(&b, "spec_strict", o.strict);
     avm_ctl_put_bool(&b, "allow_unsafe", o.unsafe);
+    if (o.bundle != NULL)
+        avm_ctl_put_str(&b, "bundle", o.bundle);
     if (on != NULL)
         avm_ctl_put_str(&b, "on", on);
     avm_val body, reply;
@@ -1126,10 +1135,11 @@ int remote__controller(const char *node, int argc, char **argv)
         if (strcmp(argv[0], subs[i].sub) == 0)
             k = (int)i;
     if (k < 0) {
-        fprintf(stderr,
-                "%s: controller: expected create, ls, status, add, remove, transfer, put, "
-                "get or bench (see %s help controller)\n",
-                cli__progname, cli__progname);
+        fprintf(
+            stderr,
+            "%s: controller: expected create, ls, status, add, remove, transfer, put, "
+            "get or bench (see %s help controller)\n",
+            cli__progname, cli__progname);
         return CLI_EXIT_USAGE;
     }
     char what[64];
@@ -1189,6 +1199,59 @@ int remote__controller(const char *node, int argc, char **argv)
             print_ctrl_value(reply);
         else
             print_body(&r, reply);
+        avm_val_release(reply);
+    }
+    remote_close(&r);
+    return code;
+}
+
+int remote__bundle(const char *node, int argc, char **argv)
+{
+    bool create = argc > 0 && strcmp(argv[0], "create") == 0;
+    bool status = argc > 0 && strcmp(argv[0], "status") == 0;
+    if (!create && !status) {
+        fprintf(stderr, "%s: bundle: expected create or status (see %s help bundle)\n",
+                cli__progname, cli__progname);
+        return CLI_EXIT_USAGE;
+    }
+    const char *what = create ? "bundle create" : "bundle status";
+    ropts o;
+    if (parse_opts(what, 0, create ? 3 : 1, argc - 1, argv + 1, &o) != 0 ||
+        need_args(what, &o, create ? 2 : 1, create ? "NAME MEMBERS" : "BUNDLE") != 0 ||
+        need_node(node, what) != 0)
+        return CLI_EXIT_USAGE;
+    avm_ctl_body b;
+    avm_ctl_body_init(&b);
+    if (create) {
+        char *end;
+        long long members = strtoll(o.args[1], &end, 10);
+        long long deadline = o.nargs > 2 ? strtoll(o.args[2], &end, 10) : 0;
+        if (members < 1 || members > 64 || (o.nargs > 2 && (deadline < 1 || *end))) {
+            avm_ctl_body_free(&b);
+            fprintf(stderr,
+                    "%s: %s: MEMBERS is 1 to 64, DEADLINE_MS a positive number of "
+                    "milliseconds\n",
+                    cli__progname, what);
+            return CLI_EXIT_USAGE;
+        }
+        avm_ctl_put_str(&b, "name", o.args[0]);
+        avm_ctl_put_int(&b, "members", members);
+        if (o.nargs > 2)
+            avm_ctl_put_int(&b, "timeout_ms", deadline);
+    } else {
+        avm_ctl_put_str(&b, "bundle", o.args[0]);
+    }
+    remote r = {.addr = node,
+                .what = what,
+                .json = o.json,
+                .timeout_ms = o.timeout_ms ? o.timeout_ms : 5000};
+    avm_val body, reply;
+    int code = body_done(&r, &b, &body);
+    if (code == 0)
+        code = call(&r, create ? "bundle.create" : "bundle.status", body, r.timeout_ms,
+                    &reply);
+    if (code == 0) {
+        print_body(&r, reply);
         avm_val_release(reply);
     }
     remote_close(&r);

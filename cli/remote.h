@@ -15,6 +15,7 @@ int remote__run(const char *node, const char *on, int argc, char **argv);
 int remote__cluster(const char *node, int argc, char **argv);
 /* controller create|ls|status|add|remove|transfer|put|get: replicated controllers. */
 int remote__controller(const char *node, int argc, char **argv);
+int remote__bundle(const char *node, int argc, char **argv);
 /* sub: ls, show, result, trace, suspend, resume or kill. */
 int remote__exec(const char *node, const char *sub, int argc, char **argv);
 /* sub: ls or show. */

@@ -407,6 +407,59 @@ static void op_status(node_daemon *d, avm_ctl_req *req)
     reply_body(req, &b);
 }
 
+/* run --bundle: the execution starts once the bundle's view is in. */
+typedef struct brun {
+    node_daemon *d;
+    avm_ctl_req *req;
+    avm_module *m;
+    int fn;
+    avm_exec_config cfg;
+    char name[256];
+    char bundle[128];
+} brun;
+
+static void start_run(node_daemon *d, avm_ctl_req *req, avm_module *m, int fn,
+                      const avm_exec_config *cfg, const char *name, const char *bundle,
+                      avm_val view, uint64_t seen);
+
+static void brun_view(void *arg, int rv, avm_val view, uint64_t seen, const char *errmsg)
+{
+    brun *b = arg;
+    if (rv != 0)
+        avm_ctl_reply_error(b->req, rv, "run: %s", errmsg ? errmsg : avm_strerror(rv));
+    else
+        start_run(b->d, b->req, b->m, b->fn, &b->cfg, b->name, b->bundle, view, seen);
+    avm_module_release(b->m);
+    free(b);
+}
+
+static void start_run(node_daemon *d, avm_ctl_req *req, avm_module *m, int fn,
+                      const avm_exec_config *cfg, const char *name, const char *bundle,
+                      avm_val view, uint64_t seen)
+{
+    char id[48], err[1024] = "";
+    int rv = avm_mgr_start(d->m, m, fn, cfg, name, id, sizeof(id), err, sizeof(err));
+    if (rv == 0 && bundle != NULL) {
+        rv = avm_mgr_set_bundle(d->m, id, bundle, view, seen, err, sizeof(err));
+        if (rv != 0) {
+            char kerr[256];
+            avm_mgr_kill(d->m, id, kerr, sizeof(kerr));
+        }
+    }
+    if (rv != 0) {
+        avm_ctl_reply_error(req, rv, "run: %s", err);
+        return;
+    }
+    log_kv(d, L_INFO, "exec.start", "exec", id, "name", name, NULL);
+    kick(d);
+    if (add_waiter(d, req, id, true, 0) != 0) {
+        avm_ctl_body b;
+        avm_ctl_body_init(&b);
+        avm_ctl_put_str(&b, "id", id);
+        reply_body(req, &b);
+    }
+}
+
 static void op_run(node_daemon *d, avm_ctl_req *req, avm_val body)
 {
     avm_val mod = avm_ctl_get(body, "module");
@@ -441,20 +494,33 @@ static void op_run(node_daemon *d, avm_ctl_req *req, avm_val body)
     if (avm_truthy(avm_ctl_get(body, "spec_strict")))
         cfg.mode = AVM_MODE_STRICT;
     cfg.allow_unsafe = avm_truthy(avm_ctl_get(body, "allow_unsafe"));
-    char id[48];
-    rv = avm_mgr_start(d->m, m, fn, &cfg, name, id, sizeof(id), err, sizeof(err));
-    avm_module_release(m);
-    if (rv != 0) {
-        avm_ctl_reply_error(req, rv, "run: %s", err);
+    avm_val bv = avm_ctl_get(body, "bundle");
+    if (bv.kind == AVM_NIL) {
+        start_run(d, req, m, fn, &cfg, name, NULL, avm_nil(), 0);
+        avm_module_release(m);
         return;
     }
-    log_kv(d, L_INFO, "exec.start", "exec", id, "name", name, NULL);
-    if (add_waiter(d, req, id, true, 0) != 0) {
-        avm_ctl_body b;
-        avm_ctl_body_init(&b);
-        avm_ctl_put_str(&b, "id", id);
-        reply_body(req, &b);
+    brun *b = NULL;
+    if (bv.kind != AVM_STR || bv.u.s->len == 0 || bv.u.s->len >= 128) {
+        avm_ctl_reply_error(req, AVM_EINVAL, "run: \"bundle\" must be a bundle id");
+    } else if (d->cl == NULL) {
+        avm_ctl_reply_error(req, AVM_ESTATE,
+                            "run: bundles need a cluster (start the node with --listen)");
+    } else if ((b = calloc(1, sizeof(*b))) == NULL) {
+        avm_ctl_reply_error(req, AVM_ENOMEM, "out of memory");
+    } else {
+        *b = (brun){.d = d, .req = req, .m = m, .fn = fn, .cfg = cfg};
+        snprintf(b->name, sizeof(b->name), "%s", name);
+        snprintf(b->bundle, sizeof(b->bundle), "%s", bv.u.s->data);
+        avm_module_retain(m);
+        rv = avm_cluster_bundle_view(d->cl, b->bundle, brun_view, b, err, sizeof(err));
+        if (rv != 0) {
+            avm_ctl_reply_error(req, rv, "run: %s", err);
+            avm_module_release(m);
+            free(b);
+        }
     }
+    avm_module_release(m);
 }
 
 typedef struct ls_ctx {
@@ -838,6 +904,14 @@ static void dispatch(node_daemon *d, avm_ctl_req *req, const char *op, avm_val b
                                 "a cluster (start it with --listen)");
         else
             avm_cluster_op_ctrl(d->cl, req, op, body, hops);
+    } else if (strncmp(op, "bundle.", 7) == 0) {
+        if (d->cl == NULL)
+            avm_ctl_reply_error(
+                req, AVM_ESTATE,
+                "this node runs on its own: bundles need a cluster (start "
+                "it with --listen)");
+        else
+            avm_cluster_op_bundle(d->cl, req, op, body, hops);
     } else if (strcmp(op, "run") == 0) {
         op_run(d, req, body);
     } else if (strncmp(op, "exec.", 5) == 0) {

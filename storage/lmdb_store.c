@@ -3862,6 +3862,121 @@ int avm_lmdb_raft_kv_get(avm_lmdb *db, const char *group, const uint8_t *key, si
     return rv;
 }
 
+int avm_lmdb_raft_kv_scan(avm_lmdb *db, const char *group, const uint8_t *prefix,
+                          size_t plen,
+                          int (*fn)(void *arg, const uint8_t *key, size_t klen,
+                                    const uint8_t *val, size_t vlen),
+                          void *arg)
+{
+    int rv = kv_check(db, group, prefix, plen, "reading raft key/value entries from");
+    if (rv != 0)
+        return rv == AVM_ETOOBIG ? 0 : rv;
+    MDB_txn *txn;
+    if ((rv = read_begin(db, &txn)) != 0)
+        return rv;
+    uint8_t kb[RKEY_MAX];
+    size_t glen = strlen(group);
+    size_t kl = rkey(kb, group, glen, prefix, plen);
+    MDB_cursor *cur;
+    int rc = mdb_cursor_open(txn, db->raft_kv, &cur);
+    if (rc != 0) {
+        read_end(db, txn);
+        return lmdb_fail(db, rc, "reading from");
+    }
+    MDB_val k = {.mv_size = kl, .mv_data = kb}, v;
+    rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    while (rc == 0 && rv == 0 && has_prefix(&k, kb, kl)) {
+        rv = fn(arg, (const uint8_t *)k.mv_data + glen + 1, k.mv_size - glen - 1,
+                v.mv_data, v.mv_size);
+        if (rv == 0)
+            rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    }
+    mdb_cursor_close(cur);
+    if (rv == 0 && rc != 0 && rc != MDB_NOTFOUND)
+        rv = lmdb_fail(db, rc, "reading from");
+    read_end(db, txn);
+    return rv;
+}
+
+int avm_lmdb_stage_put(avm_lmdb *db, const avm_objrec *r)
+{
+    const char *what = "storing an object taken over from another controller in";
+    if (db->stage_broken)
+        return failf(db, AVM_EIO, "%s %s: an earlier staged round was lost", what,
+                     db->path);
+    if (!key_ok(db, r->oid, AVM_OBJID) || r->beh.mod == NULL ||
+        r->state.kind != AVM_LIST || r->version == 0)
+        return failf(db, AVM_EINVAL, "%s %s: not a whole object record", what, db->path);
+    int rv = 0, mrc = 0;
+    if (db->stxn == NULL && (rv = stage_begin(db, 0)) != 0)
+        return rv;
+    batch *b = db->stage;
+    ov *o;
+    if ((rv = ov_get(db, db->stxn, b, r->oid, &o, &mrc)) != 0) {
+        if (mrc != 0)
+            lmdb_fail(db, mrc, "commit to");
+        stage_break(db);
+        return rv;
+    }
+    centry *n = centry_new();
+    modent *me;
+    if (n == NULL || mod_add(&db->mods, r->beh.mod, &me) != 0) {
+        free(n);
+        stage_break(db);
+        return failf(db, AVM_ENOMEM, "out of memory");
+    }
+    n->r = *r;
+    n->r.beh.mod = me->m;
+    avm_val_retain(n->r.oid);
+    avm_val_retain(n->r.beh.name);
+    avm_module_retain(n->r.beh.mod);
+    avm_val_retain(n->r.meta.machine);
+    avm_val_retain(n->r.meta.creating);
+    avm_val_retain(n->r.meta.current);
+    avm_val_retain(n->r.state);
+    centry_release(o->rec);
+    o->rec = n;
+    o->owned = true;
+    o->dirty = true;
+    o->state_dirty = true;
+    db->staged_n++;
+    db->staged_bytes += 256;
+    return 0;
+}
+
+int avm_lmdb_stage_release(avm_lmdb *db, avm_val oid, avm_val ctrl, bool *released)
+{
+    *released = false;
+    if (db->stage_broken)
+        return failf(db, AVM_EIO,
+                     "releasing an object in %s: an earlier staged round "
+                     "was lost",
+                     db->path);
+    if (!key_ok(db, oid, AVM_OBJID))
+        return 0;
+    int rv = 0, mrc = 0;
+    if (db->stxn == NULL && (rv = stage_begin(db, 0)) != 0)
+        return rv;
+    ov *o;
+    if ((rv = ov_get(db, db->stxn, db->stage, oid, &o, &mrc)) != 0) {
+        if (mrc != 0)
+            lmdb_fail(db, mrc, "commit to");
+        stage_break(db);
+        return rv;
+    }
+    if (o->rec == NULL || !avm_val_eq(o->rec->r.meta.current, ctrl))
+        return 0;
+    centry_release(o->rec);
+    o->rec = NULL;
+    o->owned = false;
+    o->dirty = true;
+    o->state_dirty = false;
+    *released = true;
+    db->staged_n++;
+    db->staged_bytes += 64;
+    return 0;
+}
+
 /* ---- Controller snapshots --------------------------------------------------- */
 
 /* The dump format (lmdb_store.h): magic, version, msgpack body, SHA-256. */
@@ -4502,6 +4617,15 @@ int avm_lmdb_ctrl_restore(avm_lmdb *db, const char *group, avm_val ctrl,
             avm_module_release(c->r.beh.mod);
             c->r.beh.mod = me->m;
         }
+        /* An object that moved to another controller after the dump was taken
+         * (transferObject across controllers: its version went up when the other
+         * controller took it) stays with that controller. */
+        ov *cur;
+        if ((rv = ov_get(db, db->stxn, b, c->r.oid, &cur, &mrc)) != 0)
+            break;
+        if (cur->rec != NULL && !avm_val_eq(cur->rec->r.meta.current, ctrl) &&
+            cur->rec->r.version > c->r.version)
+            continue;
         if ((rv = ov_set(db, b, c->r.oid, c)) == 0)
             d.objs[i] = NULL;
     }

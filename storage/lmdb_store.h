@@ -284,6 +284,28 @@ void avm_lmdb_rstate_free(avm_lmdb_rstate *s);
 int avm_lmdb_raft_kv_get(avm_lmdb *db, const char *group, const uint8_t *key, size_t klen,
                          avm_buf *out);
 
+/* Calls fn for every entry of the group's key/value table whose key starts with
+ * prefix (plen bytes), in key order, with the key without the group (borrowed for
+ * the call); fn must not write to the store. A nonzero return of fn stops the
+ * walk and is returned. Reads see the staged round when one is open. */
+int avm_lmdb_raft_kv_scan(avm_lmdb *db, const char *group, const uint8_t *prefix,
+                          size_t plen,
+                          int (*fn)(void *arg, const uint8_t *key, size_t klen,
+                                    const uint8_t *val, size_t vlen),
+                          void *arg);
+
+/* Cross-controller commits (transferObject to another controller): staged in the
+ * round like avm_lmdb_stage. stage_put inserts or replaces the whole record r (its
+ * behaviour's module stored if new, its version as given: the controller taking the
+ * object over sets a version above every version the giving controller made);
+ * AVM_EINVAL for a record without module, list state or version. stage_release
+ * deletes oid's record (and state) only while its current controller is ctrl
+ * (*released says whether it did): the controller that gave the object away lets
+ * it go, unless the taker's record is already there (both share this store). Other
+ * errors mean the round was lost, as for avm_lmdb_stage. */
+int avm_lmdb_stage_put(avm_lmdb *db, const avm_objrec *r);
+int avm_lmdb_stage_release(avm_lmdb *db, avm_val oid, avm_val ctrl, bool *released);
+
 /* Controller snapshots: the state machine of a controller's Raft group, as a
  * lagging replica installs it. ctrl is an AVM_CTRLID whose name is the group's
  * (else AVM_EINVAL).

@@ -96,8 +96,9 @@ struct avm_cluster {
     modent *mods_by_ptr[256];
     size_t nmods;
     uint32_t request_ms, forward_ms;
-    uint64_t placed; /* objects placed (spread) */
-    avm_rctl *rctl;  /* replicated controllers (Raft groups) */
+    uint64_t placed;      /* objects placed (spread) */
+    avm_rctl *rctl;       /* replicated controllers (Raft groups) */
+    avm_bundles *bundles; /* composed commits homed here (bundle.c) */
     bool stopped;
 };
 
@@ -1190,10 +1191,52 @@ static int home_of(avm_cluster *c, const avm_writeset *ws, const char **home)
     return *home != NULL ? 0 : AVM_ENOTFOUND;
 }
 
+/* A commit across controllers, for an execution: its outcome goes to the manager. */
+static void xfwd_done(void *arg, int rv, bool committed, const avm_read *v, size_t nv,
+                      const char *why)
+{
+    fwd *f = arg;
+    avm_cluster *c = f->c;
+    if (!c->stopped && c->m != NULL) {
+        avm_val mach = avm_nil();
+        if (rv == AVM_EUNREACHABLE && f->home[0])
+            mach = str(AVM_CTRLID, f->home, strlen(f->home));
+        avm_mgr_applied(c->m, f->id, f->seq, rv, committed, v, nv, mach, rv ? why : NULL);
+        avm_val_release(mach);
+        kick(c);
+    }
+    free(f);
+}
+
+static void h_bundle_abort(void *arg, const char *bundle, const char *id)
+{
+    avm_cluster *c = arg;
+    avm_bundle_abort(c->bundles, bundle, id);
+}
+
 static int h_forward(void *arg, const char *id, uint64_t seq, const avm_writeset *ws,
                      avm_val *unreachable, char *errmsg, size_t errlen)
 {
     avm_cluster *c = arg;
+    if (ws->bundle.kind == AVM_STR) /* a segment of a composed commit */
+        return avm_bundle_contribute(c->bundles, ws->bundle.u.s->data, id, seq, ws,
+                                     c->m != NULL ? avm_mgr_bundle_seen(c->m, id) : 0,
+                                     errmsg, errlen);
+    avm_txn *tx = avm_rctl_txn(c->rctl);
+    char parts[2][64];
+    if (tx != NULL && avm_txn_participants(tx, ws, parts, 2) > 1) {
+        /* Objects of several controllers: two-phase commit over their groups. */
+        fwd *f = calloc(1, sizeof(*f));
+        if (f == NULL)
+            return AVM_ENOMEM;
+        f->c = c;
+        snprintf(f->id, sizeof(f->id), "%s", id);
+        f->seq = seq;
+        int rv = avm_txn_commit(tx, ws, xfwd_done, f, errmsg, errlen);
+        if (rv != 0)
+            free(f);
+        return rv;
+    }
     avm_val rc = avm_rctl_ws_ctrl(c->rctl, ws);
     if (rc.kind != AVM_NIL) {
         /* A replicated controller: its group's log orders the commit. */
@@ -1620,6 +1663,8 @@ static void on_message(void *arg, const char *from, avm_val body)
         on_exec_refused(c, from, avm_list_at(body, 1));
     else if (strcmp(kind, "raft") == 0)
         avm_rctl_on_frames(c->rctl, from, avm_list_at(body, 1));
+    else if (strcmp(kind, "bundle.abort") == 0)
+        avm_bundle_on_message(c->bundles, from, avm_list_at(body, 1));
     else if (strcmp(kind, "ctrls") == 0)
         avm_rctl_on_gossip(c->rctl, from, avm_list_at(body, 1));
     else
@@ -1640,7 +1685,8 @@ static void on_request(void *arg, avm_link_req *req, const char *from, const cha
         avm_val v = view_val(c);
         avm_link_reply(req, v);
         avm_val_release(v);
-    } else if (!avm_rctl_on_request(c->rctl, req, from, op, body))
+    } else if (!avm_rctl_on_request(c->rctl, req, from, op, body) &&
+               !avm_bundle_on_request(c->bundles, req, from, op, body))
         avm_link_reply_error(req, AVM_EINVAL, "unknown request '%s' from %s", op, from);
 }
 
@@ -1902,12 +1948,15 @@ int avm_cluster_start(uv_loop_t *loop, const avm_cluster_config *cfg, avm_cluste
                                  .changed = h_changed,
                                  .watched = h_watched,
                                  .replicated = h_replicated,
+                                 .bundle_abort = h_bundle_abort,
                                  .arg = c};
     avm_rctl_config rc = {.election_ms = cfg->raft_election_ms,
                           .heartbeat_ms = cfg->raft_heartbeat_ms,
                           .snapshot_every = cfg->raft_snapshot_every,
                           .request_ms = c->request_ms};
     rv = avm_rctl_new(c, &rc, &c->rctl, errmsg, errlen);
+    if (rv == 0 && (rv = avm_bundles_new(c, c->rctl, &c->bundles)) != 0)
+        snprintf(errmsg, errlen, "bundles: %s", avm_strerror(rv));
     if (rv != 0) {
         avm_cluster_stop(c);
         *out = c;
@@ -1939,6 +1988,20 @@ void avm_cluster_op_ctrl(avm_cluster *c, avm_ctl_req *req, const char *op, avm_v
     avm_rctl_control(c->rctl, req, op, body, hops);
 }
 
+void avm_cluster_op_bundle(avm_cluster *c, avm_ctl_req *req, const char *op, avm_val body,
+                           unsigned hops)
+{
+    avm_bundle_control(c->bundles, req, op, body, hops);
+}
+
+int avm_cluster_bundle_view(avm_cluster *c, const char *bundle,
+                            void (*cb)(void *arg, int rv, avm_val view, uint64_t seen,
+                                       const char *errmsg),
+                            void *arg, char *errmsg, size_t errlen)
+{
+    return avm_bundle_view(c->bundles, bundle, cb, arg, errmsg, errlen);
+}
+
 void avm_cluster_stop(avm_cluster *c)
 {
     if (c->stopped)
@@ -1946,6 +2009,7 @@ void avm_cluster_stop(avm_cluster *c)
     c->stopped = true;
     if (c->rctl != NULL)
         avm_rctl_stop(c->rctl);
+    avm_bundles_stop(c->bundles);
     if (uv_is_active((uv_handle_t *)&c->tick) || c->tick.loop != NULL)
         uv_close((uv_handle_t *)&c->tick, NULL);
     if (c->link != NULL)
@@ -1986,6 +2050,7 @@ void avm_cluster_free(avm_cluster *c)
             free(e);
         }
     }
+    avm_bundles_free(c->bundles);
     avm_rctl_free(c->rctl);
     avm_fd_free(c->fd);
     avm_val_release(c->self_id);
@@ -1994,6 +2059,11 @@ void avm_cluster_free(avm_cluster *c)
 }
 
 /* --- For replicas.c (cluster_internal.h) ---------------------------------------- */
+
+bool cl_local_ctrl(avm_cluster *c, avm_val k)
+{
+    return h_local_ctrl(c, k);
+}
 
 avm_link *cl_link(avm_cluster *c)
 {

@@ -80,6 +80,17 @@ int avm_cluster_attach(avm_cluster *c, avm_mgr *m, char *errmsg, size_t errlen);
  * hops as avm_cluster_forward. */
 void avm_cluster_op_ctrl(avm_cluster *c, avm_ctl_req *req, const char *op, avm_val body,
                          unsigned hops);
+/* Composed commits: "bundle.create" (name, members, timeout_ms), "bundle.status"
+ * (bundle). hops as avm_cluster_forward. */
+void avm_cluster_op_bundle(avm_cluster *c, avm_ctl_req *req, const char *op, avm_val body,
+                           unsigned hops);
+/* The writes of bundle's segments so far, for an execution that starts in it:
+ * cb(arg, 0, [[oid, state]...] (borrowed for the call), how many segments) later or
+ * at once, or cb(arg, rv, nil, 0, why). 0, or an error with errmsg (cb not called). */
+int avm_cluster_bundle_view(avm_cluster *c, const char *bundle,
+                            void (*cb)(void *arg, int rv, avm_val view, uint64_t seen,
+                                       const char *errmsg),
+                            void *arg, char *errmsg, size_t errlen);
 /* Stops the links and timers (the loop must run until their handles close). */
 void avm_cluster_stop(avm_cluster *c);
 void avm_cluster_free(avm_cluster *c);

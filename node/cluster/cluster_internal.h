@@ -113,4 +113,71 @@ void avm_rctl_peer_lost(avm_rctl *r, const char *peer);
 /* Control operations "ctrl.*". hops as avm_cluster_forward. */
 void avm_rctl_control(avm_rctl *r, avm_ctl_req *req, const char *op, avm_val body,
                       unsigned hops);
+/* Proposes cmd (a state machine command: [kind, request id, ...]) to group's log,
+ * through its leader, retried with the same request id until the proposal's
+ * deadline; cb (may be NULL) hears the outcome once the entry is applied: committed
+ * is what the state machine answered, v the versions it made. 0, or an error with
+ * errmsg (cb is then not called). */
+typedef void (*avm_rctl_cb)(void *arg, int rv, bool committed, const avm_read *v,
+                            size_t nv, const char *why);
+int avm_rctl_submit(avm_rctl *r, const char *group, avm_val cmd, avm_rctl_cb cb,
+                    void *arg, char *errmsg, size_t errlen);
+
+/* --- txn.c: commits across controllers (two-phase commit over Raft groups) --- */
+typedef struct avm_txn avm_txn;
+typedef void (*avm_txn_done)(void *arg, int rv, bool committed, const avm_read *v,
+                             size_t nv, const char *why);
+typedef struct avm_txn_stats {
+    uint64_t started, committed, aborted, unknown; /* driven from this node */
+    uint64_t prepared, decided_commit, decided_abort, finished, recovered, blocked;
+    size_t intents, decisions, inflight; /* now */
+} avm_txn_stats;
+int avm_txn_new(avm_cluster *c, avm_rctl *r, avm_mgr *m, avm_lmdb *db, avm_txn **out);
+void avm_txn_stop(avm_txn *t);
+void avm_txn_free(avm_txn *t);
+/* The controllers ws involves (at most max names of 64 bytes). */
+size_t avm_txn_participants(avm_txn *t, const avm_writeset *ws, char names[][64],
+                            size_t max);
+/* Commits ws across its controllers; done hears the outcome (rv 0: committed says
+ * which; else the outcome is unknown, why says so). 0, or an error with errmsg. */
+int avm_txn_commit(avm_txn *t, const avm_writeset *ws, avm_txn_done done, void *arg,
+                   char *errmsg, size_t errlen);
+/* The state machine: a "prep", "dec", "fin" or "forget" command of group at index. */
+int avm_txn_apply(avm_txn *t, const char *group, uint64_t index, avm_val cmd,
+                  bool *committed, avm_read **vers, size_t *nv);
+/* Whether an intent held in group blocks the ordinary commit ws. */
+bool avm_txn_blocks(avm_txn *t, const char *group, const avm_writeset *ws);
+/* The group's records (intents, decisions) from the store: at start and after a
+ * snapshot was installed; drop forgets them (the replica left). */
+int avm_txn_load(avm_txn *t, const char *group);
+void avm_txn_drop(avm_txn *t, const char *group);
+void avm_txn_stats_get(avm_txn *t, avm_txn_stats *st);
+void avm_txn_each_intent(avm_txn *t, const char *group,
+                         void (*fn)(void *arg, const char *txid, const char *coord,
+                                    uint64_t age_ms),
+                         void *arg);
+/* --- bundle.c: composed commits --- */
+typedef struct avm_bundles avm_bundles;
+typedef void (*avm_bundle_view_cb)(void *arg, int rv, avm_val view, uint64_t seen,
+                                   const char *errmsg);
+int avm_bundles_new(avm_cluster *c, avm_rctl *r, avm_bundles **out);
+void avm_bundles_stop(avm_bundles *b);
+void avm_bundles_free(avm_bundles *b);
+/* Execution exec's segment ws (its outermost commit, after `seen` segments) goes to
+ * bundle id's home; the manager hears the bundle's outcome (avm_mgr_applied). */
+int avm_bundle_contribute(avm_bundles *b, const char *id, const char *exec, uint64_t seq,
+                          const avm_writeset *ws, uint64_t seen, char *errmsg,
+                          size_t errlen);
+void avm_bundle_abort(avm_bundles *b, const char *id, const char *exec);
+int avm_bundle_view(avm_bundles *b, const char *id, avm_bundle_view_cb cb, void *arg,
+                    char *errmsg, size_t errlen);
+bool avm_bundle_on_request(avm_bundles *b, avm_link_req *req, const char *from,
+                           const char *op, avm_val body);
+void avm_bundle_on_message(avm_bundles *b, const char *from, avm_val body);
+void avm_bundle_control(avm_bundles *b, avm_ctl_req *req, const char *op, avm_val body,
+                        unsigned hops);
+/* Whether controller k's objects live on this node (its own default controller). */
+bool cl_local_ctrl(avm_cluster *c, avm_val k);
+/* The node's transaction layer (NULL before attach). */
+avm_txn *avm_rctl_txn(avm_rctl *r);
 #endif

@@ -34,7 +34,7 @@
 #define MAX_REPLICAS 16
 #define MAX_REGS 4096
 
-typedef enum { P_EXEC, P_LINK, P_CTL, P_REMOTE, P_BENCH } prop_kind;
+typedef enum { P_EXEC, P_LINK, P_CTL, P_REMOTE, P_BENCH, P_TXN } prop_kind;
 
 /* ctrl.bench: a load generator inside the leader, keeping `depth` puts in flight
  * (the same puts as ctrl.put, without the control connection in the way), so that
@@ -60,8 +60,10 @@ typedef struct prop {
     avm_link_req *lreq; /* P_LINK, P_REMOTE */
     avm_ctl_req *creq;  /* P_CTL */
     benchrun *bench;    /* P_BENCH */
-    uint64_t t_us;      /* P_BENCH: when it started */
-    bool local;         /* proposed here, as leader: waiting for apply(index) */
+    avm_rctl_cb cb;     /* P_TXN (may be NULL) */
+    void *cbarg;
+    uint64_t t_us; /* P_BENCH: when it started */
+    bool local;    /* proposed here, as leader: waiting for apply(index) */
     uint64_t index, term;
     bool inflight;         /* a raft.propose to another node is out */
     char target[NAME_LEN]; /* where it went */
@@ -114,6 +116,7 @@ struct avm_rctl {
     reg *regs;
     size_t nregs, capregs;
     uint64_t next_req;
+    avm_txn *txn; /* commits across controllers (txn.c) */
     bool stopped;
 };
 
@@ -269,6 +272,8 @@ static int io_save_install(void *arg, const char *group, const avm_rsnap *s,
                                          s->conf, s->conf_len);
     if (rv == 0)
         rv = avm_lmdb_raft_set_applied(r->db, group, s->index);
+    if (rv == 0)
+        rv = avm_txn_load(r->txn, group); /* the intents and decisions it carries */
     if (rv != 0)
         cl_logf(r->c, CL_ERROR, "raft.install", "error", "%s: %s", group,
                 avm_lmdb_errmsg(r->db));
@@ -534,8 +539,31 @@ static int io_apply(void *arg, avm_rgroup *g, uint64_t index, uint64_t term,
         kind = str_at(v, 0);
         reqid = str_at(v, 1);
     }
-    if (kind != NULL && reqid != NULL && strcmp(kind, "ws") == 0 &&
-        avm_list_len(v) == 3) {
+    bool txk = kind != NULL && (strcmp(kind, "prep") == 0 || strcmp(kind, "dec") == 0 ||
+                                strcmp(kind, "fin") == 0 || strcmp(kind, "forget") == 0);
+    if (txk && reqid != NULL) {
+        /* A step of a commit across controllers (txn.c), applied once per request
+         * id like a write set. */
+        char key[256];
+        int kl = kv_key(key, sizeof(key), "d/", reqid, strlen(reqid));
+        avm_buf prev;
+        avm_buf_init(&prev);
+        if (kl > 0 && avm_lmdb_raft_kv_get(r->db, group, (const uint8_t *)key, (size_t)kl,
+                                           &prev) == 0) {
+            committed = prev.len == 1 && prev.data[0] == 1;
+        } else {
+            rv = avm_txn_apply(r->txn, group, index, v, &committed, &vers, &nv);
+            if (rv == 0 && kl > 0) {
+                uint8_t b = committed ? 1 : 0;
+                rv = avm_lmdb_raft_kv_put(r->db, group, (const uint8_t *)key, (size_t)kl,
+                                          &b, 1);
+            }
+            if (rv == 0 && kl > 0)
+                rv = dedup_window(r, group, index, key, (size_t)kl);
+        }
+        avm_buf_free(&prev);
+    } else if (kind != NULL && reqid != NULL && strcmp(kind, "ws") == 0 &&
+               avm_list_len(v) == 3) {
         char key[256];
         int kl = kv_key(key, sizeof(key), "d/", reqid, strlen(reqid));
         avm_buf prev;
@@ -553,7 +581,12 @@ static int io_apply(void *arg, avm_rgroup *g, uint64_t index, uint64_t term,
                     (unsigned long long)index, err);
         } else {
             const char *why = authority(r, ctrl, &ws);
-            if (why != NULL)
+            if (why == NULL && avm_txn_blocks(r->txn, group, &ws))
+                cl_logf(r->c, CL_DEBUG, "raft.apply", "refused",
+                        "%s entry %llu: an intent of a commit across controllers holds "
+                        "an object it uses",
+                        group, (unsigned long long)index);
+            else if (why != NULL)
                 cl_logf(r->c, CL_WARN, "raft.apply", "refused",
                         "%s entry %llu: %s (authority)", group, (unsigned long long)index,
                         why);
@@ -676,6 +709,10 @@ static void prop_finish(avm_rctl *r, prop *p, int rv, const char *why)
         break;
     case P_BENCH:
         bench_done(r, p, rv);
+        break;
+    case P_TXN:
+        if (p->cb != NULL)
+            p->cb(p->cbarg, rv, rv == 0 && p->committed, p->versions, p->nversions, why);
         break;
     case P_CTL:
         if (rv != 0) {
@@ -1138,6 +1175,32 @@ void avm_rctl_commit_link(avm_rctl *r, avm_val c, avm_link_req *req,
     p->lreq = req;
 }
 
+int avm_rctl_submit(avm_rctl *r, const char *group, avm_val cmd, avm_rctl_cb cb,
+                    void *arg, char *errmsg, size_t errlen)
+{
+    if (r->stopped || r->h == NULL) {
+        snprintf(errmsg, errlen, "%s is stopping", cl_self(r->c));
+        return AVM_ESTATE;
+    }
+    if (!valid_name(group)) {
+        snprintf(errmsg, errlen, "not a controller name");
+        return AVM_EINVAL;
+    }
+    prop *p = prop_new(r, P_TXN, group, cmd);
+    if (p == NULL)
+        return AVM_ENOMEM;
+    p->cb = cb;
+    p->cbarg = arg;
+    attempt(r, p);
+    arm_retry(r);
+    return 0;
+}
+
+avm_txn *avm_rctl_txn(avm_rctl *r)
+{
+    return r != NULL ? r->txn : NULL;
+}
+
 /* --- Queries for the manager ----------------------------------------------------------
  */
 
@@ -1439,6 +1502,7 @@ bool avm_rctl_on_request(avm_rctl *r, avm_link_req *req, const char *from, const
             return true;
         }
         avm_rhost_drop(r->h, name);
+        avm_txn_drop(r->txn, name);
         avm_val cv = ctrl_val(name);
         rv = avm_lmdb_raft_drop(r->db, name);
         if (rv == 0)
@@ -2067,6 +2131,9 @@ static int load_group(void *arg, const char *group)
     rv = avm_rhost_start(x->r->h, group, &ld, x->err, x->errlen);
     free(es);
     avm_lmdb_rstate_free(&st);
+    if (rv == 0 && (rv = avm_txn_load(x->r->txn, group)) != 0)
+        snprintf(x->err, x->errlen, "raft group %s: its transactions: %s", group,
+                 avm_lmdb_errmsg(x->r->db));
     if (rv != 0) {
         x->rv = rv;
         return 1;
@@ -2097,6 +2164,10 @@ int avm_rctl_attach(avm_rctl *r, avm_mgr *m, avm_lmdb *db, char *errmsg, size_t 
     int rv = avm_rhost_new(&hc, &r->h, errmsg, errlen);
     if (rv != 0)
         return rv;
+    if ((rv = avm_txn_new(r->c, r, m, db, &r->txn)) != 0) {
+        snprintf(errmsg, errlen, "the transaction layer: %s", avm_strerror(rv));
+        return rv;
+    }
     load_ctx x = {r, 0, errmsg, errlen};
     rv = avm_lmdb_raft_groups(db, load_group, &x);
     if (x.rv != 0)
@@ -2113,6 +2184,7 @@ void avm_rctl_stop(avm_rctl *r)
     if (r == NULL || r->stopped)
         return;
     r->stopped = true;
+    avm_txn_stop(r->txn);
     /* Proposals in flight get no answer from here: their askers' deadlines and the
      * link's restart handling end them. */
     if (r->handles) {
@@ -2128,6 +2200,7 @@ void avm_rctl_free(avm_rctl *r)
     if (r == NULL)
         return;
     avm_rhost_free(r->h);
+    avm_txn_free(r->txn);
     while (r->props != NULL) {
         prop *p = r->props;
         r->props = p->next;

@@ -72,6 +72,11 @@ struct mx {
     uint64_t fwd_seq;            /* the forwarded write set it waits for */
     avm_read seen[AVM_MGR_SEEN]; /* versions its own writes made (owned oids) */
     size_t nseen;
+    /* A bundle member started after others: the states their segments write (owned
+     * [[oid, state]...]), which it reads as its own, and how many segments that is. */
+    avm_val bview;
+    uint64_t bseen;
+    avm_objrec bscratch; /* the record xs_get returns for a viewed object */
 };
 
 /* A copy of a record that lives on another machine. */
@@ -307,7 +312,7 @@ static struct avm_store *base_of(avm_store *s)
 
 static rcopy *copy_find(avm_mgr *m, avm_val oid);
 
-static const avm_objrec *xs_get(avm_store *s, void *snap, avm_val oid)
+static const avm_objrec *xs_get_base(avm_store *s, void *snap, avm_val oid)
 {
     avm_store *b = base_of(s);
     const avm_objrec *r = b->ops->get(b, snap, oid);
@@ -316,6 +321,25 @@ static const avm_objrec *xs_get(avm_store *s, void *snap, avm_val oid)
         return r;
     rcopy *c = copy_find(m, oid);
     return c != NULL && !c->none && c->err == 0 && c->r.beh.mod != NULL ? &c->r : NULL;
+}
+
+static const avm_objrec *xs_get(avm_store *s, void *snap, avm_val oid)
+{
+    const avm_objrec *r = xs_get_base(s, snap, oid);
+    mx *e = ((struct xstore *)s)->e;
+    if (r == NULL || e->bview.kind != AVM_LIST)
+        return r;
+    /* A bundle member reads what the segments before it write (the version stays
+     * the committed one: the composed commit validates it). */
+    for (size_t i = 0; i < avm_list_len(e->bview); i++) {
+        avm_val p = avm_list_at(e->bview, i);
+        if (avm_val_eq(avm_list_at(p, 0), oid)) {
+            e->bscratch = *r;
+            e->bscratch.state = avm_list_at(p, 1);
+            return &e->bscratch;
+        }
+    }
+    return r;
 }
 
 static void *xs_snapshot(avm_store *s)
@@ -523,6 +547,13 @@ static bool x_reach_ctrl(void *data, avm_val c)
     return p->reachable_controller ? p->reachable_controller(p->data, c) : false;
 }
 
+static void x_bundle_abort(void *data, avm_val bundle)
+{
+    mx *e = data;
+    if (bundle.kind == AVM_STR)
+        e->m->cl->bundle_abort(e->m->cl->arg, bundle.u.s->data, e->id);
+}
+
 static int x_resolve(void *data, avm_val name, avm_behavior *out)
 {
     mx *e = data;
@@ -599,6 +630,8 @@ static mx *mx_new(avm_mgr *m, const char *id, const char *name)
     init_platform(m, e);
     e->plat.reachable_machine = x_reach_machine;
     e->plat.reachable_controller = x_reach_ctrl;
+    e->plat.bundle_abort =
+        m->cl != NULL && m->cl->bundle_abort != NULL ? x_bundle_abort : NULL;
     e->plat.resolve_behavior = m->node->plat.resolve_behavior ? x_resolve : NULL;
     e->plat.mailbox_pop = xs_mailbox_pop;
     if (m->cl != NULL) {
@@ -634,6 +667,7 @@ static void mx_free(mx *e)
     avm_val_release(e->away);
     avm_val_release(e->fetch_on);
     avm_val_release(e->froze);
+    avm_val_release(e->bview);
     for (size_t i = 0; i < e->nseen; i++)
         avm_val_release(e->seen[i].oid);
     free(e->error);
@@ -1755,6 +1789,8 @@ static bool replicated_obj(avm_mgr *m, avm_val oid)
 
 static bool remote_ws(avm_mgr *m, const avm_writeset *ws)
 {
+    if (ws->bundle.kind == AVM_STR)
+        return true; /* a segment of a composed commit: its bundle commits it */
     for (size_t i = 0; i < ws->ncreates; i++) {
         avm_val c = ws->creates[i].meta.current;
         if (c.kind != AVM_NIL &&
@@ -1771,9 +1807,14 @@ static bool remote_ws(avm_mgr *m, const avm_writeset *ws)
     for (size_t i = 0; i < ws->ndestroys; i++)
         if (replicated_obj(m, ws->destroys[i]))
             return true;
-    for (size_t i = 0; i < ws->ntransfers; i++)
-        if (replicated_obj(m, ws->transfers[i].a))
+    for (size_t i = 0; i < ws->ntransfers; i++) {
+        /* A transfer to a controller that is not this node's moves the object's
+         * record: a commit across controllers. */
+        avm_val c = ws->transfers[i].b;
+        if (replicated_obj(m, ws->transfers[i].a) || !m->cl->local_ctrl(m->cl->arg, c) ||
+            (m->cl->replicated && m->cl->replicated(m->cl->arg, c)))
             return true;
+    }
     for (size_t i = 0; i < ws->nmoves; i++)
         if (replicated_obj(m, ws->moves[i].a))
             return true;
@@ -2411,6 +2452,73 @@ int avm_mgr_stage_ws(avm_mgr *m, const avm_writeset *ws, bool *committed)
     if (*committed)
         note_ws(m, ws);
     return 0;
+}
+
+int avm_mgr_set_bundle(avm_mgr *m, const char *id, const char *bundle, avm_val view,
+                       uint64_t seen, char *errmsg, size_t errlen)
+{
+    mx *e = find(m, id);
+    if (e == NULL || e->x == NULL) {
+        snprintf(errmsg, errlen, "no execution %s here", id);
+        return AVM_ENOTFOUND;
+    }
+    int rv = avm_exec_set_bundle(e->x, bundle);
+    if (rv != 0) {
+        snprintf(errmsg, errlen, "execution %s cannot join bundle %s now", id, bundle);
+        return rv;
+    }
+    avm_val_release(e->bview);
+    e->bview = avm_nil();
+    if (view.kind == AVM_LIST) {
+        for (size_t i = 0; i < avm_list_len(view); i++) {
+            avm_val p = avm_list_at(view, i);
+            if (p.kind != AVM_LIST || avm_list_len(p) != 2 ||
+                avm_list_at(p, 0).kind != AVM_OBJID ||
+                avm_list_at(p, 1).kind != AVM_LIST) {
+                snprintf(errmsg, errlen, "bundle %s: a malformed view", bundle);
+                return AVM_EMALFORMED;
+            }
+        }
+        avm_val_retain(view);
+        e->bview = view;
+    }
+    e->bseen = seen;
+    return 0;
+}
+
+uint64_t avm_mgr_bundle_seen(avm_mgr *m, const char *id)
+{
+    mx *e = find(m, id);
+    return e != NULL ? e->bseen : 0;
+}
+
+int avm_mgr_stage_put(avm_mgr *m, const avm_objrec *rec)
+{
+    if (m->failed)
+        return AVM_EIO;
+    int rv = avm_lmdb_stage_put(m->db, rec);
+    if (rv != 0 && avm_lmdb_stage_broken(m->db)) {
+        fail_stop(m, "staging an object taken over from another controller", rv);
+        return rv;
+    }
+    if (rv == 0 && m->cl != NULL && m->cl->changed != NULL)
+        note_oid(m, rec->oid, false);
+    return rv;
+}
+
+int avm_mgr_stage_release(avm_mgr *m, avm_val oid, avm_val ctrl)
+{
+    if (m->failed)
+        return AVM_EIO;
+    bool released;
+    int rv = avm_lmdb_stage_release(m->db, oid, ctrl, &released);
+    if (rv != 0 && avm_lmdb_stage_broken(m->db)) {
+        fail_stop(m, "releasing an object given to another controller", rv);
+        return rv;
+    }
+    if (rv == 0 && released && m->cl != NULL && m->cl->changed != NULL)
+        note_oid(m, oid, true);
+    return rv;
 }
 
 bool avm_mgr_placed_here(avm_mgr *m, avm_val oid)

@@ -159,6 +159,9 @@ typedef struct avm_mgr_cluster {
      * touching its objects is forwarded (`forward`), even when this machine holds
      * a replica of them, since only the group's log orders their commits. */
     bool (*replicated)(void *arg, avm_val c);
+    /* Optional: execution id, a member of bundle (a composed commit), aborted its
+     * outermost transaction: the bundle aborts. */
+    void (*bundle_abort)(void *arg, const char *bundle, const char *id);
     void *arg;
 } avm_mgr_cluster;
 
@@ -264,6 +267,21 @@ int avm_mgr_apply_remote(avm_mgr *m, const avm_writeset *ws,
  * applied index), so that both become durable together. *committed says whether it
  * applied. 0, or an error that broke the round (the node then stops: fail-stop). */
 int avm_mgr_stage_ws(avm_mgr *m, const avm_writeset *ws, bool *committed);
+/* Puts execution id (started, not run yet) in bundle (a composed commit; its write
+ * sets then carry the bundle's name to `forward`), with view ([[oid, state]...],
+ * or nil): the states the bundle's first `seen` segments write, which it reads as
+ * its own. 0, AVM_ENOTFOUND, AVM_EMALFORMED (view), or avm_exec_set_bundle's
+ * error, with errmsg. bundle_seen: that `seen` (0 for others). */
+int avm_mgr_set_bundle(avm_mgr *m, const char *id, const char *bundle, avm_val view,
+                       uint64_t seen, char *errmsg, size_t errlen);
+uint64_t avm_mgr_bundle_seen(avm_mgr *m, const char *id);
+/* Cross-controller commits, staged like avm_mgr_stage_ws: the controller taking an
+ * object over stores its whole record (avm_lmdb_stage_put); the one giving it away
+ * deletes its record while it still names that controller (avm_lmdb_stage_release).
+ * Subscribers of the object hear of the change. 0, or an error that broke the round
+ * (fail-stop). */
+int avm_mgr_stage_put(avm_mgr *m, const avm_objrec *rec);
+int avm_mgr_stage_release(avm_mgr *m, avm_val oid, avm_val ctrl);
 /* The versions the objects a write set created or changed have now (after it
  * applied), with owned oids: what the answer to a forwarded commit carries. NULL
  * (n 0) when out of memory. The caller releases the oids and frees the array. */

@@ -324,7 +324,9 @@ for n in n1 n2 n3; do
   p=$(pid_of $n)
   kill -TERM "$p"
   wait "$p"
-  check "$n stops cleanly on SIGTERM" "$?" 0
+  rc=$?
+  check "$n stops cleanly on SIGTERM" "$rc" 0
+  [ "$rc" -eq 0 ] || { echo "  the end of $n's log:"; tail -40 "$dir/$n.log" | sed 's/^/  /'; }
   eval "pid_$n="
 done
 
