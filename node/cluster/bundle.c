@@ -420,8 +420,17 @@ static void put(avm_bundles *b, const char *id, seg *in)
         }
     }
     x->segs[x->n++] = *in;
-    cl_logf(b->c, CL_DEBUG, "bundle.put", "bundle", "%s: segment %zu of %zu from %s",
-            x->id, x->n, x->members, in->exec);
+    {
+        avm_writeset w;
+        void *wb = NULL;
+        char e2[100];
+        cl_ws_from(b->c, in->wsv, &w, &wb, e2, sizeof(e2));
+        cl_logf(b->c, CL_DEBUG, "bundle.put", "bundle",
+                "%s: segment %zu of %zu from %s (seen %llu, reads %zu states %zu)", x->id,
+                x->n, x->members, in->exec, (unsigned long long)in->seen, w.nreads,
+                w.nstates);
+        cl_ws_free(wb);
+    }
     if (x->n == x->members)
         commit(b, x);
 }

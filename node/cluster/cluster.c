@@ -1342,9 +1342,23 @@ static void h_ship(void *arg, const char *id, uint64_t vis, avm_val to,
         avm_mgr_ship_failed(c->m, id, vis, to);
         return;
     }
-    avm_val msg = lst(2, cstr("exec.visit"),
-                      lst(4, cstr(id), u64v(vis), str(AVM_STR, (const char *)state, len),
-                          versions_val(seen, nseen)));
+    uint64_t bseen = 0;
+    avm_val bview = avm_mgr_bundle_view(c->m, id, &bseen);
+    avm_val visit = lst(4, cstr(id), u64v(vis), str(AVM_STR, (const char *)state, len),
+                        versions_val(seen, nseen));
+    if (bview.kind == AVM_LIST && visit.kind != AVM_NIL) {
+        /* A bundle member's view of the segments before it goes along. */
+        avm_val_retain(avm_list_at(visit, 0));
+        avm_val_retain(avm_list_at(visit, 1));
+        avm_val_retain(avm_list_at(visit, 2));
+        avm_val_retain(avm_list_at(visit, 3));
+        avm_val v5 =
+            lst(5, avm_list_at(visit, 0), avm_list_at(visit, 1), avm_list_at(visit, 2),
+                avm_list_at(visit, 3), lst(2, ref(bview), u64v(bseen)));
+        avm_val_release(visit);
+        visit = v5;
+    }
+    avm_val msg = lst(2, cstr("exec.visit"), visit);
     char err[256] = "out of memory";
     int rv = msg.kind == AVM_NIL
                  ? AVM_ENOMEM
@@ -1359,7 +1373,7 @@ static void h_ship(void *arg, const char *id, uint64_t vis, avm_val to,
 
 static void on_exec_visit(avm_cluster *c, const char *from, avm_val body)
 {
-    if (body.kind != AVM_LIST || avm_list_len(body) != 4 ||
+    if (body.kind != AVM_LIST || (avm_list_len(body) != 4 && avm_list_len(body) != 5) ||
         avm_list_at(body, 0).kind != AVM_STR || avm_list_at(body, 1).kind != AVM_INT ||
         avm_list_at(body, 2).kind != AVM_STR || avm_list_at(body, 0).u.s->len >= 48) {
         logf_(c, L_WARN, "exec.arrive", "error",
@@ -1376,6 +1390,13 @@ static void on_exec_visit(avm_cluster *c, const char *from, avm_val body)
                                            (const uint8_t *)st.u.s->data, st.u.s->len,
                                            seen, nseen, err, sizeof(err));
     free(seen);
+    if (rv == 0 && avm_list_len(body) == 5) {
+        avm_val bv = avm_list_at(body, 4);
+        if (bv.kind == AVM_LIST && avm_list_len(bv) == 2 &&
+            avm_list_at(bv, 1).kind == AVM_INT)
+            avm_mgr_set_bundle_view(c->m, avm_list_at(body, 0).u.s->data,
+                                    avm_list_at(bv, 0), (uint64_t)avm_list_at(bv, 1).u.i);
+    }
     if (rv != 0) {
         logf_(c, L_WARN, "exec.arrive", "error", "from %s: %s", from, err);
         avm_val msg =
@@ -1746,6 +1767,8 @@ static void on_tick(uv_timer_t *t)
 {
     avm_cluster *c = t->data;
     uint64_t now = uv_now(c->loop);
+    if (c->m != NULL && avm_mgr_catching_up(c->m))
+        kick(c); /* arrived executions waiting for replicas here: see them again */
     for (size_t i = 0; i < c->nmembers; i++) {
         member *mb = &c->members[i];
         bool r = avm_fd_reachable(c->fd, mb->name, now);

@@ -152,10 +152,8 @@ bool avm_txn_blocks(avm_txn *t, const char *group, const avm_writeset *ws);
 int avm_txn_load(avm_txn *t, const char *group);
 void avm_txn_drop(avm_txn *t, const char *group);
 void avm_txn_stats_get(avm_txn *t, avm_txn_stats *st);
-void avm_txn_each_intent(avm_txn *t, const char *group,
-                         void (*fn)(void *arg, const char *txid, const char *coord,
-                                    uint64_t age_ms),
-                         void *arg);
+/* How many intents and unforgotten decisions group holds here. */
+void avm_txn_count(avm_txn *t, const char *group, size_t *intents, size_t *decisions);
 /* --- bundle.c: composed commits --- */
 typedef struct avm_bundles avm_bundles;
 typedef void (*avm_bundle_view_cb)(void *arg, int rv, avm_val view, uint64_t seen,
@@ -178,6 +176,8 @@ void avm_bundle_control(avm_bundles *b, avm_ctl_req *req, const char *op, avm_va
                         unsigned hops);
 /* Whether controller k's objects live on this node (its own default controller). */
 bool cl_local_ctrl(avm_cluster *c, avm_val k);
+/* Whether this node holds a replica of group. */
+bool avm_rctl_hosts(avm_rctl *r, const char *group);
 /* The node's transaction layer (NULL before attach). */
 avm_txn *avm_rctl_txn(avm_rctl *r);
 #endif

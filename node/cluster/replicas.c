@@ -1196,6 +1196,11 @@ int avm_rctl_submit(avm_rctl *r, const char *group, avm_val cmd, avm_rctl_cb cb,
     return 0;
 }
 
+bool avm_rctl_hosts(avm_rctl *r, const char *group)
+{
+    return r != NULL && r->h != NULL && avm_rhost_group(r->h, group) != NULL;
+}
+
 avm_txn *avm_rctl_txn(avm_rctl *r)
 {
     return r != NULL ? r->txn : NULL;
@@ -1770,6 +1775,10 @@ static avm_val info_val(avm_rctl *r, avm_rgroup *g, avm_ctl_body *b)
     avm_ctl_put_int(b, "last_index", (int64_t)in.last_index);
     avm_ctl_put_int(b, "snapshot_index", (int64_t)in.snapshot_index);
     avm_ctl_put_bool(b, "quorum", avm_rgroup_has_quorum(g));
+    size_t nint = 0, ndec = 0;
+    avm_txn_count(r->txn, avm_rgroup_name(g), &nint, &ndec);
+    avm_ctl_put_int(b, "intents", (int64_t)nint);
+    avm_ctl_put_int(b, "decisions", (int64_t)ndec);
     if (in.stopped)
         avm_ctl_put_str(b, "why", in.why);
     avm_val ms;

@@ -50,7 +50,7 @@
 typedef struct part {
     avm_writeset ws;    /* without transfers out; reads stripped for a finish */
     void *wb;           /* cl_ws_from's buffer */
-    avm_val releases;   /* [oid...] given to another participant */
+    avm_val releases;   /* [[oid, controller]...] given to another participant */
     avm_writeset adopt; /* creates (behaviour, metadata), states, reads (versions) */
     void *ab;
 } part;
@@ -158,13 +158,16 @@ static int part_from(avm_txn *t, avm_val partv, part *p, char *err, size_t en)
     if (rv != 0)
         return rv;
     p->releases = avm_list_at(partv, 1);
-    for (size_t i = 0; i < avm_list_len(p->releases); i++)
-        if (avm_list_at(p->releases, i).kind != AVM_OBJID) {
+    for (size_t i = 0; i < avm_list_len(p->releases); i++) {
+        avm_val r = avm_list_at(p->releases, i);
+        if (r.kind != AVM_LIST || avm_list_len(r) != 2 ||
+            avm_list_at(r, 0).kind != AVM_OBJID || avm_list_at(r, 1).kind != AVM_CTRLID) {
             part_free(p);
             snprintf(err, en,
-                     "a transaction part: a released object is not an object id");
+                     "a transaction part: a release is not [object, controller]");
             return AVM_EMALFORMED;
         }
+    }
     avm_val a = avm_list_at(partv, 2);
     if (a.kind != AVM_NIL) {
         rv = cl_ws_from(t->c, a, &p->adopt, &p->ab, err, en);
@@ -195,6 +198,12 @@ static bool in_list(avm_val oid, const avm_val *v, size_t n)
     return false;
 }
 
+/* The i-th object part p gives away. */
+static avm_val released(const part *p, size_t i)
+{
+    return avm_list_at(avm_list_at(p->releases, i), 0);
+}
+
 /* Whether ws (with releases and adoptions) writes oid. */
 static bool writes(const part *p, avm_val oid)
 {
@@ -214,7 +223,7 @@ static bool writes(const part *p, avm_val oid)
     if (in_list(oid, ws->destroys, ws->ndestroys))
         return true;
     for (size_t i = 0; i < avm_list_len(p->releases); i++)
-        if (avm_val_eq(avm_list_at(p->releases, i), oid))
+        if (avm_val_eq(released(p, i), oid))
             return true;
     for (size_t i = 0; i < p->adopt.ncreates; i++)
         if (avm_val_eq(p->adopt.creates[i].oid, oid))
@@ -254,7 +263,7 @@ static bool any_object(const part *q, bool (*fn)(const part *p, avm_val oid, boo
         if (fn(p, ws->destroys[i], true))
             return true;
     for (size_t i = 0; i < avm_list_len(q->releases); i++)
-        if (fn(p, avm_list_at(q->releases, i), true))
+        if (fn(p, released(q, i), true))
             return true;
     for (size_t i = 0; i < q->adopt.ncreates; i++)
         if (fn(p, q->adopt.creates[i].oid, true))
@@ -339,7 +348,7 @@ static const char *part_authority(avm_txn *t, avm_val ctrl, const part *p)
     for (size_t i = 0; i < ws->nmoves; i++)
         MINE(ws->moves[i].a);
     for (size_t i = 0; i < avm_list_len(p->releases); i++) {
-        const avm_objrec *rec = avm_mgr_record(t->m, avm_list_at(p->releases, i));
+        const avm_objrec *rec = avm_mgr_record(t->m, released(p, i));
         if (rec == NULL || !avm_val_eq(rec->meta.current, ctrl))
             return "giving away an object this controller does not hold";
     }
@@ -385,8 +394,22 @@ static int apply_part(avm_txn *t, avm_val ctrl, part *p, bool with_reads, bool *
     size_t cap = 0;
     *vers = avm_mgr_versions(t->m, &ws, nv);
     cap = *nv;
-    for (size_t i = 0; rv == 0 && i < avm_list_len(p->releases); i++)
-        rv = avm_mgr_stage_release(t->m, avm_list_at(p->releases, i), ctrl);
+    for (size_t i = 0; rv == 0 && i < avm_list_len(p->releases); i++) {
+        avm_val oid = released(p, i), to = avm_list_at(avm_list_at(p->releases, i), 1);
+        const avm_objrec *rec = avm_mgr_record(t->m, oid);
+        if (rec == NULL || !avm_val_eq(rec->meta.current, ctrl))
+            continue; /* the taker's record is here already */
+        if (avm_rctl_hosts(t->r, to.u.s->data)) {
+            /* This node replicates the taker too: the record stays, naming the
+             * taker, until the taker's part replaces it (no moment without it). */
+            avm_pair tp = {oid, to};
+            avm_writeset tw = {.transfers = &tp, .ntransfers = 1};
+            bool tok;
+            rv = avm_mgr_stage_ws(t->m, &tw, &tok);
+        } else {
+            rv = avm_mgr_stage_release(t->m, oid, ctrl);
+        }
+    }
     for (size_t i = 0; rv == 0 && i < p->adopt.ncreates; i++) {
         const avm_create *k = &p->adopt.creates[i];
         avm_objrec rec = {.oid = k->oid,
@@ -677,6 +700,15 @@ int avm_txn_apply(avm_txn *t, const char *group, uint64_t index, avm_val cmd,
     } else {
         snprintf(err, sizeof(err), "a malformed %s command", kind ? kind : "transaction");
     }
+    if (getenv("AVM_TXN_TRACE") != NULL) {
+        avm_buf pb;
+        avm_buf_init(&pb);
+        avm_val_print(&pb, cmd);
+        cl_logf(t->c, CL_INFO, "txn.trace", "entry", "%s %llu -> %d: %.*s", group,
+                (unsigned long long)index, *committed, (int)(pb.len > 900 ? 900 : pb.len),
+                pb.data);
+        avm_buf_free(&pb);
+    }
     if (err[0] != '\0' && rv == 0 && !*committed)
         cl_logf(t->c, CL_WARN, "txn.apply", "error", "%s entry %llu: %s", group,
                 (unsigned long long)index, err);
@@ -916,7 +948,7 @@ typedef struct split {
     avm_pair *transfers, *moves, *states;
     avm_val *destroys;
     avm_writeset ws;
-    avm_val releases[256];
+    avm_val releases[256], rtargets[256];
     size_t nreleases;
     avm_create *acreates;
     avm_pair *astates;
@@ -1097,6 +1129,7 @@ static int split_for(avm_txn *t, const avm_writeset *ws, const char *name, split
                     snprintf(err, en, "more than 256 objects transferred in one commit");
                     return AVM_ETOOBIG;
                 }
+                s->rtargets[s->nreleases] = ctrl_final(t, ws, oid);
                 s->releases[s->nreleases++] = oid;
             }
         }
@@ -1162,7 +1195,8 @@ static avm_val split_val(avm_txn *t, split *s)
         return avm_nil();
     for (size_t i = 0; i < s->nreleases; i++) {
         avm_val_retain(s->releases[i]);
-        rel.u.l->items[i] = s->releases[i];
+        avm_val_retain(s->rtargets[i]);
+        rel.u.l->items[i] = lst(2, s->releases[i], s->rtargets[i]);
     }
     avm_list_seal(rel);
     avm_val a = s->adopt.ncreates > 0 ? cl_ws_val(t->c, &s->adopt) : avm_nil();
@@ -1493,13 +1527,11 @@ void avm_txn_stats_get(avm_txn *t, avm_txn_stats *st)
         st->inflight++;
 }
 
-void avm_txn_each_intent(avm_txn *t, const char *group,
-                         void (*fn)(void *arg, const char *txid, const char *coord,
-                                    uint64_t age_ms),
-                         void *arg)
+void avm_txn_count(avm_txn *t, const char *group, size_t *intents, size_t *decisions)
 {
-    uint64_t now = now_ms();
+    *intents = *decisions = 0;
     for (intent *i = t != NULL ? t->intents : NULL; i != NULL; i = i->next)
-        if (group == NULL || strcmp(i->group, group) == 0)
-            fn(arg, i->txid, i->coord, now - i->since);
+        *intents += strcmp(i->group, group) == 0;
+    for (decision *d = t != NULL ? t->decisions : NULL; d != NULL; d = d->next)
+        *decisions += strcmp(d->group, group) == 0;
 }

@@ -76,6 +76,10 @@ struct mx {
      * [[oid, state]...]), which it reads as its own, and how many segments that is. */
     avm_val bview;
     uint64_t bseen;
+    /* Arrived while this machine's replicas of objects it read were older than the
+     * versions it read: it waits (not queued) until they catch up, at most until
+     * this time (ms), so that what it reads here is what it validates. */
+    uint64_t catchup_until;
     avm_objrec bscratch; /* the record xs_get returns for a viewed object */
 };
 
@@ -135,6 +139,7 @@ typedef struct inev {
 
 struct avm_mgr {
     avm_mgr_config cfg;
+    size_t ncatchup; /* executions waiting for replicas to catch up */
     avm_embedded *node;
     avm_lmdb *db;
     avm_store *base;
@@ -1169,11 +1174,85 @@ static void apply_input(avm_mgr *m, inev *in)
 
 static void ship_moving(avm_mgr *m);
 
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* Whether a replica here is older than a version e's transaction read or its own
+ * writes made elsewhere. */
+static bool behind(avm_mgr *m, mx *e)
+{
+    avm_exec_txinfo ti;
+    if (e->x != NULL && avm_exec_tx(e->x, &ti)) {
+        for (size_t i = 0; i < ti.nreads; i++) {
+            const avm_objrec *r = m->base->ops->get(m->base, NULL, ti.reads[i].oid);
+            if (r != NULL && ti.reads[i].version != AVM_VERSION_EXISTS &&
+                r->version < ti.reads[i].version)
+                return true;
+        }
+    }
+    for (size_t i = 0; i < e->nseen; i++) {
+        const avm_objrec *r = m->base->ops->get(m->base, NULL, e->seen[i].oid);
+        if (r != NULL && r->version < e->seen[i].version)
+            return true;
+    }
+    return false;
+}
+
+/* Queues an execution that arrived, or lets it wait for the replicas here. */
+static void enqueue_arrived(avm_mgr *m, mx *e)
+{
+    if (m->cl != NULL && m->cl->replicated != NULL && behind(m, e)) {
+        e->catchup_until = mono_ms() + 1000;
+        m->ncatchup++;
+        return;
+    }
+    enqueue(m, e);
+}
+
+static void catchup_check(avm_mgr *m)
+{
+    uint64_t now = mono_ms();
+    for (size_t i = 0; i < m->nall && m->ncatchup > 0; i++) {
+        mx *e = m->all[i];
+        if (e->catchup_until == 0)
+            continue;
+        if (now >= e->catchup_until || e->x == NULL || !behind(m, e)) {
+            e->catchup_until = 0;
+            m->ncatchup--;
+            if (e->x != NULL && !pending_wishes(m, e))
+                enqueue(m, e);
+        }
+    }
+}
+
+bool avm_mgr_catching_up(const avm_mgr *m)
+{
+    return m->ncatchup > 0;
+}
+
+/* Whether a waiting execution can go on (caught up, or waited long enough). */
+static bool catchup_due(avm_mgr *m)
+{
+    uint64_t now = mono_ms();
+    for (size_t i = 0; i < m->nall; i++) {
+        mx *e = m->all[i];
+        if (e->catchup_until != 0 && (now >= e->catchup_until || !behind(m, e)))
+            return true;
+    }
+    return false;
+}
+
 bool avm_mgr_round(avm_mgr *m)
 {
     if (m->failed)
         return false;
     m->c.rounds++;
+    if (m->ncatchup > 0)
+        catchup_check(m);
     /* Inputs in arrival order; an input may post nothing new. */
     size_t nin = m->nin;
     for (size_t i = 0; i < nin; i++)
@@ -1204,7 +1283,8 @@ bool avm_mgr_round(avm_mgr *m)
 bool avm_mgr_busy(const avm_mgr *m)
 {
     return !m->failed && (m->nrun > 0 || m->nin > 0 || m->nbatch > 0 || m->nmoving > 0 ||
-                          m->nafters > 0 || m->ndirty > 0);
+                          m->nafters > 0 || m->ndirty > 0 ||
+                          (m->ncatchup > 0 && catchup_due((avm_mgr *)m)));
 }
 
 const char *avm_mgr_failure(const avm_mgr *m)
@@ -2025,6 +2105,10 @@ static void drop_exec(avm_mgr *m, mx *e)
 {
     unqueue(m, e);
     unwait(m, e);
+    if (e->catchup_until != 0) {
+        e->catchup_until = 0;
+        m->ncatchup--;
+    }
     for (size_t i = 0; i < m->nall; i++) {
         if (m->all[i] == e) {
             memmove(m->all + i, m->all + i + 1, (m->nall - i - 1) * sizeof(mx *));
@@ -2178,12 +2262,12 @@ int avm_mgr_arrive(avm_mgr *m, const char *id, uint64_t visit, const uint8_t *st
             return 0;
         }
         if (!pending_wishes(m, e))
-            enqueue(m, e);
+            enqueue_arrived(m, e);
         return 0;
     }
     e->x = x;
     avm_exec_log_runtime(x, "ExecutionArrived", e->id, avm_nil());
-    enqueue(m, e);
+    enqueue_arrived(m, e);
     return 0;
 }
 
@@ -2484,6 +2568,30 @@ int avm_mgr_set_bundle(avm_mgr *m, const char *id, const char *bundle, avm_val v
     }
     e->bseen = seen;
     return 0;
+}
+
+avm_val avm_mgr_bundle_view(avm_mgr *m, const char *id, uint64_t *seen)
+{
+    mx *e = find(m, id);
+    *seen = e != NULL ? e->bseen : 0;
+    return e != NULL ? e->bview : avm_nil();
+}
+
+void avm_mgr_set_bundle_view(avm_mgr *m, const char *id, avm_val view, uint64_t seen)
+{
+    mx *e = find(m, id);
+    if (e == NULL || view.kind != AVM_LIST)
+        return;
+    for (size_t i = 0; i < avm_list_len(view); i++) {
+        avm_val p = avm_list_at(view, i);
+        if (p.kind != AVM_LIST || avm_list_len(p) != 2 ||
+            avm_list_at(p, 0).kind != AVM_OBJID || avm_list_at(p, 1).kind != AVM_LIST)
+            return;
+    }
+    avm_val_retain(view);
+    avm_val_release(e->bview);
+    e->bview = view;
+    e->bseen = seen;
 }
 
 uint64_t avm_mgr_bundle_seen(avm_mgr *m, const char *id)

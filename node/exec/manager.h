@@ -216,6 +216,9 @@ int avm_mgr_send(avm_mgr *m, avm_val oid, avm_val sender, avm_val value, uint64_
 bool avm_mgr_round(avm_mgr *m);
 /* Whether a round would do anything. */
 bool avm_mgr_busy(const avm_mgr *m);
+/* Whether an execution that arrived waits for this machine's replicas to catch up
+ * with what it read (at most a second): the caller runs a round now and then. */
+bool avm_mgr_catching_up(const avm_mgr *m);
 /* Non-NULL once a staged round could not be committed (disk full, I/O error): the
  * executions in memory are ahead of the store, so the manager stops (every later
  * round does nothing) and the process must restart to recover from the store.
@@ -275,6 +278,11 @@ int avm_mgr_stage_ws(avm_mgr *m, const avm_writeset *ws, bool *committed);
 int avm_mgr_set_bundle(avm_mgr *m, const char *id, const char *bundle, avm_val view,
                        uint64_t seen, char *errmsg, size_t errlen);
 uint64_t avm_mgr_bundle_seen(avm_mgr *m, const char *id);
+/* The view (borrowed, nil when none) and its segment count, which travel with the
+ * execution when it roams; set_bundle_view gives them to the execution that
+ * arrived (a malformed view is ignored). */
+avm_val avm_mgr_bundle_view(avm_mgr *m, const char *id, uint64_t *seen);
+void avm_mgr_set_bundle_view(avm_mgr *m, const char *id, avm_val view, uint64_t seen);
 /* Cross-controller commits, staged like avm_mgr_stage_ws: the controller taking an
  * object over stores its whole record (avm_lmdb_stage_put); the one giving it away
  * deletes its record while it still names that controller (avm_lmdb_stage_release).

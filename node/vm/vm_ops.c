@@ -157,6 +157,22 @@ static inline __attribute__((always_inline)) view view_pending(avm_exec *x, avm_
     return v;
 }
 
+/* A transaction reads oid's state at `version`: when its read set holds another
+ * version of oid (the execution moved between machines whose replicas of the
+ * object were not at the same version), what it computes from this state does not
+ * match what validation would check, so the read can never validate: version 0,
+ * which no object has, makes the commit return false. */
+static void read_again(avm_exec *x, avm_val oid, uint64_t version)
+{
+    for (size_t i = 0; i < x->reads.n; i++)
+        if (avm_val_eq(x->reads.v[i].oid, oid)) {
+            if (x->reads.v[i].version != AVM_VERSION_EXISTS &&
+                x->reads.v[i].version != version)
+                x->reads.v[i].version = 0;
+            return;
+        }
+}
+
 /* ensureObserved: add oid to the read set. Default mode records the version seen,
  * so that commit validation detects any write committed since (serializable);
  * strict mode only checks existence, as validateObserved does. */
@@ -218,14 +234,41 @@ static bool tx_allows(avm_exec *x, avm_val c)
 
 /* resolveAndCheckOwnership (R5: only the current controller may mutate). A
  * multi-controller transaction (extension) accepts any controller of its set. */
+/* The transaction read oid at one version and the store now has another: a
+ * commit made since (seen here because the execution moved to a machine whose
+ * replica is newer). Its read is marked so that it never validates. */
+static bool changed_since_read(avm_exec *x, avm_val oid)
+{
+    for (size_t i = 0; i < x->reads.n; i++) {
+        if (!avm_val_eq(x->reads.v[i].oid, oid))
+            continue;
+        if (x->reads.v[i].version == AVM_VERSION_EXISTS)
+            return false;
+        avm_store *s = x->plat->store;
+        const avm_objrec *r = s->ops->get(s, x->snap, oid);
+        if (r == NULL || r->version != x->reads.v[i].version) {
+            x->reads.v[i].version = 0;
+            return true;
+        }
+        return x->reads.v[i].version == 0;
+    }
+    return false;
+}
+
 static int resolve_and_check(avm_exec *x, avm_val oid, const avm_meta *m)
 {
     int rv = resolve_ctrl(x, oid, m);
     if (rv != VM_OK)
         return rv;
-    if (m->current.kind == AVM_NIL || !tx_allows(x, m->current))
+    if (m->current.kind == AVM_NIL || !tx_allows(x, m->current)) {
+        /* Default mode: an object that changed controller after the transaction read
+         * it (a concurrent transferObject) is a conflict, not a misuse: the commit
+         * returns false (decision 3). */
+        if (!STRICT(x) && IN_TX(x) && changed_since_read(x, oid))
+            return VM_OK;
         return vm__fail(x, AVM_ERR_CROSS_CONTROLLER_TX, vm__ref(oid),
                         unknown_ctrl(m->current), avm_nil());
+    }
     return VM_OK;
 }
 
@@ -638,6 +681,8 @@ static int op_get_state(avm_exec *x, avm_val *out)
     avm_store *s = x->plat->store;
     const avm_objrec *r = s->ops->get(s, x->snap, x->self);
     if (r != NULL) {
+        if (!STRICT(x) && IN_TX(x))
+            read_again(x, x->self, r->version);
         *out = vm__ref(r->state);
         return VM_OK;
     }
