@@ -414,6 +414,10 @@ static const help helps[] = {
      "                                     DEPTH in flight: ops/s, p50, p99 (the\n"
      "                                     replication layer without the control\n"
      "                                     connection)\n"
+     "  latency [reset]                    commit latencies (p50, p99) of this\n"
+     "                                     node's executions: through one\n"
+     "                                     controller, and across controllers;\n"
+     "                                     reset starts the count again\n"
      "\n"
      "Requests go to the leader wherever they are sent. --timeout defaults to 15000\n"
      "here.\n",

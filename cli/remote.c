@@ -1129,6 +1129,7 @@ int remote__controller(const char *node, int argc, char **argv)
         {"put", "ctrl.put", "NAME KEY VALUE", 3},
         {"get", "ctrl.get", "NAME KEY", 2},
         {"bench", "ctrl.bench", "NAME COUNT DEPTH", 3},
+        {"latency", "ctrl.latency", "", 0},
     };
     int k = -1;
     for (size_t i = 0; argc > 0 && i < sizeof(subs) / sizeof(subs[0]); i++)
@@ -1138,14 +1139,14 @@ int remote__controller(const char *node, int argc, char **argv)
         fprintf(
             stderr,
             "%s: controller: expected create, ls, status, add, remove, transfer, put, "
-            "get or bench (see %s help controller)\n",
+            "get, bench or latency (see %s help controller)\n",
             cli__progname, cli__progname);
         return CLI_EXIT_USAGE;
     }
     char what[64];
     snprintf(what, sizeof(what), "controller %s", subs[k].sub);
     ropts o;
-    int maxargs = strcmp(subs[k].sub, "transfer") == 0 ? 2 : subs[k].nargs;
+    int maxargs = strcmp(subs[k].sub, "transfer") == 0 ? 2 : k == 9 ? 1 : subs[k].nargs;
     if (parse_opts(what, k == 0 ? OPT_REPLICAS : 0, maxargs, argc - 1, argv + 1, &o) !=
             0 ||
         need_args(what, &o, subs[k].nargs, subs[k].operands) != 0 ||
@@ -1179,6 +1180,13 @@ int remote__controller(const char *node, int argc, char **argv)
     } else if (k == 8) {
         avm_ctl_put_int(&b, "count", strtoll(o.args[1], NULL, 10));
         avm_ctl_put_int(&b, "depth", strtoll(o.args[2], NULL, 10));
+    } else if (k == 9) {
+        if (o.nargs > 0 && strcmp(o.args[0], "reset") != 0) {
+            avm_ctl_body_free(&b);
+            fprintf(stderr, "%s: %s: expected nothing or 'reset'\n", cli__progname, what);
+            return CLI_EXIT_USAGE;
+        }
+        avm_ctl_put_bool(&b, "reset", o.nargs > 0);
     }
     remote r = {.addr = node,
                 .what = what,

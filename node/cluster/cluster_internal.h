@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <uv.h>
 
@@ -41,6 +42,42 @@ static inline avm_val str(avm_kind k, const void *s, size_t n)
 static inline avm_val cstr(const char *s)
 {
     return str(AVM_STR, s, strlen(s));
+}
+
+/* Latency samples (µs): the last AVM_LAT_MAX, and their percentiles. */
+#define AVM_LAT_MAX 65536
+typedef struct avm_lat {
+    uint64_t *v;
+    size_t n; /* samples taken (the ring holds the last AVM_LAT_MAX) */
+} avm_lat;
+
+static inline void avm_lat_add(avm_lat *l, uint64_t us)
+{
+    if (l->v == NULL && (l->v = (uint64_t *)calloc(AVM_LAT_MAX, sizeof(*l->v))) == NULL)
+        return;
+    l->v[l->n++ % AVM_LAT_MAX] = us;
+}
+
+static int avm_lat_cmp(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* The pct-th percentile of the samples, 0 when there are none. */
+static inline uint64_t avm_lat_pct(const avm_lat *l, unsigned pct)
+{
+    size_t n = l->n < AVM_LAT_MAX ? l->n : AVM_LAT_MAX;
+    if (n == 0 || l->v == NULL)
+        return 0;
+    uint64_t *c = (uint64_t *)malloc(n * sizeof(*c));
+    if (c == NULL)
+        return 0;
+    memcpy(c, l->v, n * sizeof(*c));
+    qsort(c, n, sizeof(*c), avm_lat_cmp);
+    uint64_t v = c[n * pct / 100 < n ? n * pct / 100 : n - 1];
+    free(c);
+    return v;
 }
 
 /* --- cluster.c, for replicas.c --- */
@@ -176,6 +213,8 @@ void avm_bundle_control(avm_bundles *b, avm_ctl_req *req, const char *op, avm_va
                         unsigned hops);
 /* Whether controller k's objects live on this node (its own default controller). */
 bool cl_local_ctrl(avm_cluster *c, avm_val k);
+/* A commit across controllers of an execution here took us µs. */
+void avm_rctl_cross_latency(avm_rctl *r, uint64_t us);
 /* Whether this node holds a replica of group. */
 bool avm_rctl_hosts(avm_rctl *r, const char *group);
 /* The node's transaction layer (NULL before attach). */

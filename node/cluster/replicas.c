@@ -116,9 +116,15 @@ struct avm_rctl {
     reg *regs;
     size_t nregs, capregs;
     uint64_t next_req;
-    avm_txn *txn; /* commits across controllers (txn.c) */
+    avm_txn *txn;                  /* commits across controllers (txn.c) */
+    avm_lat lat_single, lat_cross; /* commit latencies of executions (ctrl.latency) */
     bool stopped;
 };
+
+static uint64_t now_us(void)
+{
+    return uv_hrtime() / 1000;
+}
 
 static uint64_t now_ms(void)
 {
@@ -674,6 +680,8 @@ static void prop_finish(avm_rctl *r, prop *p, int rv, const char *why)
     p->done = true;
     switch (p->kind) {
     case P_EXEC:
+        if (rv == 0)
+            avm_lat_add(&r->lat_single, now_us() - p->t_us);
         if (r->m != NULL) {
             /* The controller that could not commit (ErrControllerUnreachable). */
             avm_val mach = rv == AVM_EUNREACHABLE ? ctrl_val(p->group) : avm_nil();
@@ -1038,11 +1046,6 @@ static prop *prop_new(avm_rctl *r, prop_kind kind, const char *group, avm_val cm
 static avm_val new_reqid(avm_rctl *r);
 static prop *prop_new(avm_rctl *r, prop_kind kind, const char *group, avm_val cmd);
 
-static uint64_t now_us(void)
-{
-    return uv_hrtime() / 1000;
-}
-
 static int cmp_u64(const void *a, const void *b)
 {
     uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
@@ -1159,6 +1162,7 @@ int avm_rctl_commit_exec(avm_rctl *r, avm_val c, const char *id, uint64_t seq,
         return rv;
     snprintf(p->exec, sizeof(p->exec), "%s", id);
     p->seq = seq;
+    p->t_us = now_us();
     return 0;
 }
 
@@ -1199,6 +1203,11 @@ int avm_rctl_submit(avm_rctl *r, const char *group, avm_val cmd, avm_rctl_cb cb,
 bool avm_rctl_hosts(avm_rctl *r, const char *group)
 {
     return r != NULL && r->h != NULL && avm_rhost_group(r->h, group) != NULL;
+}
+
+void avm_rctl_cross_latency(avm_rctl *r, uint64_t us)
+{
+    avm_lat_add(&r->lat_cross, us);
 }
 
 avm_txn *avm_rctl_txn(avm_rctl *r)
@@ -1881,6 +1890,34 @@ void avm_rctl_control(avm_rctl *r, avm_ctl_req *req, const char *op, avm_val bod
         op_ls(r, req);
         return;
     }
+    if (strcmp(op, "ctrl.latency") == 0) {
+        /* Commit latencies of this node's executions: through one controller's
+         * group, and across controllers (two-phase). */
+        avm_ctl_body o;
+        avm_ctl_body_init(&o);
+        avm_lat *ls[2] = {&r->lat_single, &r->lat_cross};
+        const char *names[2] = {"single", "cross"};
+        for (int k = 0; k < 2; k++) {
+            avm_ctl_body kb;
+            avm_ctl_body_init(&kb);
+            avm_ctl_put_int(&kb, "n", (int64_t)ls[k]->n);
+            avm_ctl_put_int(&kb, "p50_us", (int64_t)avm_lat_pct(ls[k], 50));
+            avm_ctl_put_int(&kb, "p99_us", (int64_t)avm_lat_pct(ls[k], 99));
+            avm_val kv;
+            if (avm_ctl_body_finish(&kb, &kv) == 0)
+                avm_ctl_put(&o, names[k], kv);
+            if (avm_truthy(avm_ctl_get(body, "reset")))
+                ls[k]->n = 0;
+        }
+        avm_val out;
+        if (avm_ctl_body_finish(&o, &out) == 0) {
+            avm_ctl_reply(req, out);
+            avm_val_release(out);
+        } else {
+            avm_ctl_reply_error(req, AVM_ENOMEM, "out of memory");
+        }
+        return;
+    }
     const char *name = NULL;
     const char *key = strcmp(op, "ctrl.put") == 0 || strcmp(op, "ctrl.get") == 0
                           ? "controller"
@@ -2222,5 +2259,7 @@ void avm_rctl_free(avm_rctl *r)
     }
     free(r->boxes);
     free(r->regs);
+    free(r->lat_single.v);
+    free(r->lat_cross.v);
     free(r);
 }

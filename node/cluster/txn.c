@@ -101,6 +101,7 @@ typedef struct txn {
     avm_txn_done done;
     void *arg;
     uint64_t t0;
+    uint64_t done_us; /* when it started, µs (0: not timed) */
 } txn;
 
 struct avm_txn {
@@ -828,6 +829,8 @@ static void txn_end(avm_txn *t, txn *x, int rv, const char *why)
     if (rv == 0) {
         t->st.committed += x->commit;
         t->st.aborted += !x->commit;
+        if (x->done_us != 0)
+            avm_rctl_cross_latency(t->r, uv_hrtime() / 1000 - x->done_us);
     } else {
         t->st.unknown++;
     }
@@ -1218,6 +1221,7 @@ int avm_txn_commit(avm_txn *t, const avm_writeset *ws, avm_txn_done done, void *
     x->arg = arg;
     x->all_yes = true;
     x->t0 = now_ms();
+    x->done_us = uv_hrtime() / 1000;
     x->n = avm_txn_participants(t, ws, x->names, TXN_MAX_PARTS);
     int rv = 0;
     if (x->n < 2) {
