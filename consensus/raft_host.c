@@ -1389,6 +1389,11 @@ void avm_rhost_learn_commit(avm_rhost *h, const char *group, uint64_t index,
     leave(h);
 }
 
+uint64_t avm_rgroup_term_at(const avm_rgroup *g, uint64_t index)
+{
+    return term_of(g, index);
+}
+
 void avm_rhost_fail(avm_rhost *h, const char *why)
 {
     for (size_t i = 0; i < h->ngroups; i++)

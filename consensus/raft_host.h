@@ -171,6 +171,8 @@ void avm_rhost_synced(avm_rhost *h);
  * change, so this is safe; raft's own commit index catches up later. */
 void avm_rhost_learn_commit(avm_rhost *h, const char *group, uint64_t index,
                             uint64_t term);
+/* The term of the entry at index in g's log, or 0 when the log does not hold it. */
+uint64_t avm_rgroup_term_at(const avm_rgroup *g, uint64_t index);
 /* The node's storage failed: every group stops (answers nothing more). */
 void avm_rhost_fail(avm_rhost *h, const char *why);
 

@@ -1346,17 +1346,22 @@ static void h_ship(void *arg, const char *id, uint64_t vis, avm_val to,
     avm_val bview = avm_mgr_bundle_view(c->m, id, &bseen);
     avm_val visit = lst(4, cstr(id), u64v(vis), str(AVM_STR, (const char *)state, len),
                         versions_val(seen, nseen));
-    if (bview.kind == AVM_LIST && visit.kind != AVM_NIL) {
-        /* A bundle member's view of the segments before it goes along. */
+    avm_val hints = avm_rctl_commit_hints(c->rctl);
+    if (visit.kind != AVM_NIL && (bview.kind == AVM_LIST || hints.kind == AVM_LIST)) {
+        /* What goes along: a bundle member's view of the segments before it, and
+         * the commits this node's replicas have applied (the replicas there apply
+         * up to them before the execution reads). */
         avm_val_retain(avm_list_at(visit, 0));
         avm_val_retain(avm_list_at(visit, 1));
         avm_val_retain(avm_list_at(visit, 2));
         avm_val_retain(avm_list_at(visit, 3));
         avm_val v5 =
             lst(5, avm_list_at(visit, 0), avm_list_at(visit, 1), avm_list_at(visit, 2),
-                avm_list_at(visit, 3), lst(2, ref(bview), u64v(bseen)));
+                avm_list_at(visit, 3), lst(3, ref(bview), u64v(bseen), hints));
         avm_val_release(visit);
         visit = v5;
+    } else {
+        avm_val_release(hints);
     }
     avm_val msg = lst(2, cstr("exec.visit"), visit);
     char err[256] = "out of memory";
@@ -1381,6 +1386,9 @@ static void on_exec_visit(avm_cluster *c, const char *from, avm_val body)
         return;
     }
     avm_val st = avm_list_at(body, 2);
+    if (avm_list_len(body) == 5 && avm_list_at(body, 4).kind == AVM_LIST &&
+        avm_list_len(avm_list_at(body, 4)) == 3)
+        avm_rctl_learn_hints(c->rctl, avm_list_at(avm_list_at(body, 4), 2));
     char err[512] = "";
     size_t nseen = 0;
     avm_read *seen = versions_from(avm_list_at(body, 3), &nseen);
@@ -1392,7 +1400,7 @@ static void on_exec_visit(avm_cluster *c, const char *from, avm_val body)
     free(seen);
     if (rv == 0 && avm_list_len(body) == 5) {
         avm_val bv = avm_list_at(body, 4);
-        if (bv.kind == AVM_LIST && avm_list_len(bv) == 2 &&
+        if (bv.kind == AVM_LIST && avm_list_len(bv) == 3 &&
             avm_list_at(bv, 1).kind == AVM_INT)
             avm_mgr_set_bundle_view(c->m, avm_list_at(body, 0).u.s->data,
                                     avm_list_at(bv, 0), (uint64_t)avm_list_at(bv, 1).u.i);

@@ -215,6 +215,12 @@ void avm_bundle_control(avm_bundles *b, avm_ctl_req *req, const char *op, avm_va
 bool cl_local_ctrl(avm_cluster *c, avm_val k);
 /* A commit across controllers of an execution here took us µs. */
 void avm_rctl_cross_latency(avm_rctl *r, uint64_t us);
+/* [[group, index, term]...]: the entries this node's replicas have applied, which
+ * are committed: an execution that leaves for another node takes them along, and
+ * that node's replicas apply up to them at once if their logs hold those entries
+ * (avm_rhost_learn_commit), instead of waiting for the leader's next heartbeat. */
+avm_val avm_rctl_commit_hints(avm_rctl *r);
+void avm_rctl_learn_hints(avm_rctl *r, avm_val hints);
 /* Whether this node holds a replica of group. */
 bool avm_rctl_hosts(avm_rctl *r, const char *group);
 /* The node's transaction layer (NULL before attach). */

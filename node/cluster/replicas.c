@@ -1200,6 +1200,52 @@ int avm_rctl_submit(avm_rctl *r, const char *group, avm_val cmd, avm_rctl_cb cb,
     return 0;
 }
 
+typedef struct hint_ctx {
+    avm_val items[256];
+    size_t n;
+} hint_ctx;
+
+static void hint_row(void *arg, avm_rgroup *g)
+{
+    hint_ctx *x = arg;
+    avm_rgroup_info in;
+    avm_rgroup_info_get(g, &in);
+    uint64_t term = in.applied > 0 ? avm_rgroup_term_at(g, in.applied) : 0;
+    if (term == 0 || x->n == sizeof(x->items) / sizeof(x->items[0]))
+        return;
+    x->items[x->n++] = lst(3, cstr(avm_rgroup_name(g)), avm_int((int64_t)in.applied),
+                           avm_int((int64_t)term));
+}
+
+avm_val avm_rctl_commit_hints(avm_rctl *r)
+{
+    hint_ctx x = {.n = 0};
+    if (r == NULL || r->h == NULL)
+        return avm_nil();
+    avm_rhost_each(r->h, hint_row, &x);
+    avm_val l;
+    if (avm_list_from(x.items, x.n, &l) != 0)
+        return avm_nil();
+    return l;
+}
+
+void avm_rctl_learn_hints(avm_rctl *r, avm_val hints)
+{
+    if (r == NULL || r->h == NULL || hints.kind != AVM_LIST)
+        return;
+    for (size_t i = 0; i < avm_list_len(hints); i++) {
+        avm_val h = avm_list_at(hints, i);
+        const char *g = str_at(h, 0);
+        if (g == NULL || avm_list_len(h) != 3 || avm_list_at(h, 1).kind != AVM_INT ||
+            avm_list_at(h, 2).kind != AVM_INT || avm_list_at(h, 1).u.i <= 0 ||
+            avm_list_at(h, 2).u.i <= 0)
+            continue;
+        avm_rhost_learn_commit(r->h, g, (uint64_t)avm_list_at(h, 1).u.i,
+                               (uint64_t)avm_list_at(h, 2).u.i);
+    }
+    flush_now(r);
+}
+
 bool avm_rctl_hosts(avm_rctl *r, const char *group)
 {
     return r != NULL && r->h != NULL && avm_rhost_group(r->h, group) != NULL;
