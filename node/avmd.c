@@ -330,6 +330,8 @@ static void idle_cb(uv_idle_t *h)
 
 static void kick(node_daemon *d)
 {
+    if (d->cl != NULL && !d->stopping && !avm_cluster_settled(d->cl))
+        return; /* the cluster's tick kicks again once it has settled */
     if (!d->idle_on && !d->stopping && avm_mgr_busy(d->m)) {
         uv_idle_start(&d->idle, idle_cb);
         d->idle_on = true;

@@ -91,6 +91,7 @@ struct avm_cluster {
     uint64_t inc; /* this node's incarnation: when it started (ms since the epoch) */
     uint64_t last_sweep;
     uint64_t started_ms; /* uv_now at start */
+    bool settled;        /* avm_cluster_settled said yes once */
     fetch *fetches;
     modent *mods[256];
     modent *mods_by_ptr[256];
@@ -1777,6 +1778,8 @@ static void on_tick(uv_timer_t *t)
     uint64_t now = uv_now(c->loop);
     if (c->m != NULL && avm_mgr_catching_up(c->m))
         kick(c); /* arrived executions waiting for replicas here: see them again */
+    if (!c->settled && avm_cluster_settled(c))
+        kick(c); /* executions held back at start may run now */
     for (size_t i = 0; i < c->nmembers; i++) {
         member *mb = &c->members[i];
         bool r = avm_fd_reachable(c->fd, mb->name, now);
@@ -2087,6 +2090,14 @@ void avm_cluster_free(avm_cluster *c)
     avm_val_release(c->self_id);
     free(c->members);
     free(c);
+}
+
+bool avm_cluster_settled(avm_cluster *c)
+{
+    if (!c->settled &&
+        (uv_now(c->loop) - c->started_ms >= 3000 || avm_rctl_leaders_known(c->rctl)))
+        c->settled = true;
+    return c->settled;
 }
 
 /* --- For replicas.c (cluster_internal.h) ---------------------------------------- */

@@ -91,6 +91,11 @@ int avm_cluster_bundle_view(avm_cluster *c, const char *bundle,
                             void (*cb)(void *arg, int rv, avm_val view, uint64_t seen,
                                        const char *errmsg),
                             void *arg, char *errmsg, size_t errlen);
+/* Whether the node has settled after its start: every controller it replicates
+ * knows its leader (or 3 s passed). Until then the daemon holds its executions
+ * back, so that one resumed after a restart does not find its controllers
+ * unreachable only because no heartbeat has come yet. */
+bool avm_cluster_settled(avm_cluster *c);
 /* Stops the links and timers (the loop must run until their handles close). */
 void avm_cluster_stop(avm_cluster *c);
 void avm_cluster_free(avm_cluster *c);

@@ -221,6 +221,8 @@ void avm_rctl_cross_latency(avm_rctl *r, uint64_t us);
  * (avm_rhost_learn_commit), instead of waiting for the leader's next heartbeat. */
 avm_val avm_rctl_commit_hints(avm_rctl *r);
 void avm_rctl_learn_hints(avm_rctl *r, avm_val hints);
+/* Whether every group replicated here knows its leader. */
+bool avm_rctl_leaders_known(avm_rctl *r);
 /* Whether this node holds a replica of group. */
 bool avm_rctl_hosts(avm_rctl *r, const char *group);
 /* The node's transaction layer (NULL before attach). */

@@ -1246,6 +1246,23 @@ void avm_rctl_learn_hints(avm_rctl *r, avm_val hints)
     flush_now(r);
 }
 
+static void leader_row(void *arg, avm_rgroup *g)
+{
+    bool *all = arg;
+    avm_rgroup_info in;
+    avm_rgroup_info_get(g, &in);
+    if (!in.stopped && avm_rgroup_leader(g) == NULL)
+        *all = false;
+}
+
+bool avm_rctl_leaders_known(avm_rctl *r)
+{
+    bool all = true;
+    if (r != NULL && r->h != NULL)
+        avm_rhost_each(r->h, leader_row, &all);
+    return all;
+}
+
 bool avm_rctl_hosts(avm_rctl *r, const char *group)
 {
     return r != NULL && r->h != NULL && avm_rhost_group(r->h, group) != NULL;
