@@ -435,9 +435,21 @@ static void put(avm_bundles *b, const char *id, seg *in)
         commit(b, x);
 }
 
-int avm_bundle_contribute(avm_bundles *b, const char *id, const char *exec, uint64_t seq,
-                          const avm_writeset *ws, uint64_t seen, char *errmsg,
-                          size_t errlen);
+/* A request to the bundle's home (body taken); arg is freed when it cannot leave. */
+static int ask_home(avm_bundles *b, const char *id, const char *home, const char *op,
+                    avm_val body, uint32_t ms, avm_link_reply_cb fn, void *arg,
+                    char *errmsg, size_t errlen)
+{
+    char err[256];
+    int rv =
+        avm_link_request(cl_link(b->c), home, op, body, ms, fn, arg, err, sizeof(err));
+    avm_val_release(body);
+    if (rv != 0) {
+        free(arg);
+        snprintf(errmsg, errlen, "bundle %s: %s", id, err);
+    }
+    return rv;
+}
 
 typedef struct pref {
     avm_bundles *b;
@@ -509,16 +521,9 @@ int avm_bundle_contribute(avm_bundles *b, const char *id, const char *exec, uint
     snprintf(p->exec, sizeof(p->exec), "%s", exec);
     p->seq = seq;
     snprintf(p->home, sizeof(p->home), "%s", home);
-    char err[256];
     /* The answer comes when the bundle ends: its deadline bounds the wait. */
-    int rv = avm_link_request(cl_link(b->c), home, "bundle.put", body, 600000, put_reply,
-                              p, err, sizeof(err));
-    avm_val_release(body);
-    if (rv != 0) {
-        free(p);
-        snprintf(errmsg, errlen, "bundle %s: %s", id, err);
-    }
-    return rv;
+    return ask_home(b, id, home, "bundle.put", body, 600000, put_reply, p, errmsg,
+                    errlen);
 }
 
 void avm_bundle_abort(avm_bundles *b, const char *id, const char *exec)
@@ -636,16 +641,8 @@ int avm_bundle_view(avm_bundles *b, const char *id, avm_bundle_view_cb cb, void 
     if (v == NULL)
         return AVM_ENOMEM;
     *v = (vref){b, cb, arg};
-    avm_val body = cstr(id);
-    char err[256];
-    int rv = avm_link_request(cl_link(b->c), home, "bundle.view", body, 10000, view_reply,
-                              v, err, sizeof(err));
-    avm_val_release(body);
-    if (rv != 0) {
-        free(v);
-        snprintf(errmsg, errlen, "bundle %s: %s", id, err);
-    }
-    return rv;
+    return ask_home(b, id, home, "bundle.view", cstr(id), 10000, view_reply, v, errmsg,
+                    errlen);
 }
 
 /* --- Link traffic ---------------------------------------------------------------- */

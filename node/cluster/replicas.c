@@ -1135,9 +1135,9 @@ static int commit_ws(avm_rctl *r, avm_val c, prop_kind kind, const avm_writeset 
     for (size_t i = 0; i < ws->ntransfers; i++) {
         if (!avm_val_eq(ws->transfers[i].b, c)) {
             snprintf(errmsg, errlen,
-                     "transferObject from replicated controller %s to another controller "
-                     "needs a commit across controllers (not supported yet)",
-                     group);
+                     "a transfer from controller %s to another controller is a commit "
+                     "across controllers, not one of %s alone",
+                     group, group);
             return AVM_ESTATE;
         }
     }

@@ -65,8 +65,8 @@ start() {
   done
   # shellcheck disable=SC2086
   "$AVMD" --name "$name" --controller "c$name" --data "$dir/$name" \
-    --control "ipc://$dir/$name.sock" --listen tcp://127.0.0.1:0 --log-format json \
-    $join 2>>"$dir/$name.log" &
+        --control "ipc://$dir/$name.sock" --listen tcp://127.0.0.1:0 --log-format json \
+    --fd-bound-ms "$(t 1000)" $join 2>>"$dir/$name.log" &
   eval "pid_$name=$!"
   end=$(($(ms) + $(t 10000)))
   while [ "$(ms)" -lt $end ]; do
@@ -169,19 +169,36 @@ ledger() { state "${1:-n1}" | awk '{gsub(/[()]/, ""); print $2}'; }
 echo "--- 1. transfers over A and B from three nodes at once"
 ids=""
 for n in n1 n2 n3; do ids="$ids $n:$(ctl $n run "$dir/xfer.avm" --detach 2>&1)"; done
-sum=0
+sum=0 lost=0
 for e in $ids; do
   n=${e%%:*} id=${e#*:}
   js=$(run_wait "$n" "$id" 60000)
   r=$(echo "$js" | jq -r '.result // empty')
-  case "$r" in ''|*[!0-9]*) bad "$id did not return a count: $js"; r=0 ;; esac
+  case "$r" in
+    ''|*[!0-9]*)
+      # A run may fail when the machine it visits is deemed unreachable (a loaded
+      # machine); it must say so, and what it committed still counts below.
+      case "$(echo "$js" | jq -r .error)" in
+        *nreachable*) ok "$id failed with a clear error: $(echo "$js" | jq -r .error)"; lost=1 ;;
+        *) bad "$id did not return a count: $js" ;;
+      esac
+      r=0 ;;
+  esac
   sum=$((sum + r))
 done
 [ $sum -gt 0 ] && ok "transfers committed: $sum of 120" || bad "no transfer committed"
-check "total 400, ledger = transfers applied = committed counts" "$(state)" "(400 $sum $sum)"
 wait_for "$(t 10000)" '[ "$(pending A)" = 0 ] && [ "$(pending B)" = 0 ]' &&
   ok "no intent or decision left in A or B" ||
   bad "left in A: $(pending A), in B: $(pending B)"
+s=$(state)
+set -- $(echo "$s" | tr -d '()')
+if [ $lost -eq 0 ]; then
+  check "total 400, ledger = transfers applied = committed counts" "$s" "(400 $sum $sum)"
+elif [ "${1:-}" = 400 ] && [ "${2:-x}" = "${3:-y}" ] && [ "${2:-0}" -ge $sum ]; then
+  ok "total 400, ledger = transfers applied ($2) >= the counts returned ($sum)"
+else
+  bad "total 400, ledger = transfers applied >= committed counts: $s, counts $sum"
+fi
 
 # --- 2. Faults ------------------------------------------------------------------------
 echo "--- 2. transfers while nodes are killed or paused ($ROUNDS rounds)"
