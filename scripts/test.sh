@@ -19,7 +19,9 @@ if [ "${AVM_SKIP_SANITIZE:-0}" != 1 ]; then
   cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DAVM_SANITIZE=ON \
     -DAVM_WERROR=ON >/dev/null
   cmake --build build-asan -j "$jobs"
+    # scripts/lsan.supp: a leak inside nng 1.5.2 itself (see there).
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+    LSAN_OPTIONS=suppressions=$PWD/scripts/lsan.supp \
     ctest --test-dir build-asan --output-on-failure -j "$jobs"
 fi
 

@@ -61,6 +61,7 @@ typedef struct prop {
     avm_ctl_req *creq;  /* P_CTL */
     benchrun *bench;    /* P_BENCH */
     avm_rctl_cb cb;     /* P_TXN (may be NULL) */
+    bool nowait;        /* P_TXN: answer without waiting for the replica here */
     void *cbarg;
     uint64_t t_us; /* P_BENCH: when it started */
     bool local;    /* proposed here, as leader: waiting for apply(index) */
@@ -747,7 +748,7 @@ static void prop_complete(avm_rctl *r, prop *p)
     /* A proposer that replicates the group answers once its own replica has the
      * entry, so that the execution reads its own writes here. */
     avm_rgroup *g = avm_rhost_group(r->h, p->group);
-    if (!p->waiting && p->kind != P_REMOTE && g != NULL) {
+    if (!p->waiting && p->kind != P_REMOTE && !p->nowait && g != NULL) {
         avm_rgroup_info in;
         avm_rgroup_info_get(g, &in);
         if (in.applied < p->index && !in.stopped) {
@@ -1195,6 +1196,11 @@ int avm_rctl_submit(avm_rctl *r, const char *group, avm_val cmd, avm_rctl_cb cb,
         return AVM_ENOMEM;
     p->cb = cb;
     p->cbarg = arg;
+    /* A vote or a forget changes nothing the proposer reads: no need to wait for
+     * its own replica to apply it. */
+    const char *kind = str_at(cmd, 0);
+    p->nowait =
+        kind != NULL && (strcmp(kind, "prep") == 0 || strcmp(kind, "forget") == 0);
     attempt(r, p);
     arm_retry(r);
     return 0;

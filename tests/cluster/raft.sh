@@ -31,6 +31,7 @@
 # none); AVM_KEEP keeps the temp directory and the nodes' logs.
 set -u
 AVMD=$1 AVMCTL=$2 SRC=$3
+. "$SRC/tests/cluster/netns.sh"
 F=${AVM_TIME_FACTOR:-1}
 ROUNDS=${AVM_RAFT_ROUNDS:-5}
 FINDINGS=${AVM_RAFT_FINDINGS-/tmp/raft_findings.md}
@@ -532,33 +533,9 @@ fi
 if want 5; then
 echo "--- 5. partition of the leader (network namespaces)"
 why=""
-if [ "$(id -u)" != 0 ]; then why="not root"
-elif ! command -v ip >/dev/null || ! command -v iptables >/dev/null; then why="no ip or iptables"
-elif ! ip netns add "avr$$-probe" 2>/dev/null; then why="ip netns add fails"
-else
-  ip netns del "avr$$-probe"
-  HUB=avr$$-hub
-  NET=10.$((200 + $$ % 50)).$(($$ / 50 % 250))
-  # The bridge lives in a namespace of its own: the host's firewall (br_netfilter, a
-  # FORWARD policy of DROP) does not see its traffic and is left alone.
-  setup() {
-    ip netns add "$HUB" || return 1
-    NETNS="$HUB"
-    ip -n "$HUB" link add br0 type bridge && ip -n "$HUB" link set br0 up &&
-      ip -n "$HUB" link set lo up || return 1
-    for i in 1 2 3; do
-      ns=avr$$-n$i
-      ip netns add "$ns" || return 1
-      NETNS="$ns $NETNS"
-      eval "ns_n$i=$ns"
-      ip -n "$HUB" link add "v$i" type veth peer name eth0 netns "$ns" &&
-        ip -n "$HUB" link set "v$i" master br0 up &&
-        ip -n "$ns" addr add "$NET.$i/24" dev eth0 &&
-        ip -n "$ns" link set eth0 up && ip -n "$ns" link set lo up || return 1
-    done
-    ip netns exec "avr$$-n1" iptables -L -n >/dev/null 2>&1 || return 1
-  }
-  setup || why="the namespaces, bridge or iptables cannot be set up"
+if ! netns_setup "avr$$" >"$dir/netns.why"; then
+  why=$(cat "$dir/netns.why")
+  [ -n "$why" ] || why="the namespaces cannot be set up"
 fi
 if [ -n "$why" ]; then
   skip "partition: $why"

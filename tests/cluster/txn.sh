@@ -26,7 +26,11 @@
 #     that joins with the instruction joinBundle counts as a member too;
 #  5. a transaction over A and a controller that is not replicated is refused with an
 #     error that says so; a transaction begun for A alone that strays into B fails
-#     with ErrCrossControllerTx.
+#     with ErrCrossControllerTx;
+#  6. (as root, where network namespaces work; else it says it skipped) a new cluster
+#     in three namespaces on a bridge: while a run of transfers goes on, the leader of
+#     A, then of B, is cut off with iptables for 2 s and healed: after recovery no
+#     intent or decision is left, the total is 400 and the ledger equals B's gain.
 # Usage: txn.sh AVMD AVMCTL
 # Environment: AVM_TIME_FACTOR scales the bounds; AVM_TXN_ROUNDS the fault rounds;
 # AVM_KEEP keeps the temp directory and the logs.
@@ -35,12 +39,15 @@ AVMD=$1 AVMCTL=$2
 F=${AVM_TIME_FACTOR:-1}
 ROUNDS=${AVM_TXN_ROUNDS:-6}
 dir=$(mktemp -d "${TMPDIR:-/tmp}/avm-txn-XXXXXX") || exit 2
-pid_n1= pid_n2= pid_n3=
+D=$dir # the nodes' sockets, data and logs
+pid_n1= pid_n2= pid_n3= NETNS=
+. "$(dirname "$0")/netns.sh"
 cleanup() {
   for p in "$pid_n1" "$pid_n2" "$pid_n3"; do
     [ -n "$p" ] && kill -CONT "$p" 2>/dev/null && kill -9 "$p" 2>/dev/null
   done
   wait 2>/dev/null
+  for ns in $NETNS; do ip netns del "$ns" 2>/dev/null; done
   [ -n "${AVM_KEEP:-}" ] && echo "kept $dir" || rm -rf "$dir"
 }
 trap cleanup EXIT
@@ -51,7 +58,7 @@ bad() { echo "FAIL $1"; fails=$((fails + 1)); }
 check() { if [ "$2" = "$3" ]; then ok "$1"; else bad "$1: got '$2', expected '$3'"; fi; }
 ms() { date +%s%3N; }
 t() { echo $(($1 * F)); }
-ctl() { node=$1; shift; "$AVMCTL" "$@" --node "ipc://$dir/$node.sock"; }
+ctl() { node=$1; shift; "$AVMCTL" "$@" --node "ipc://$D/$node.sock"; }
 pid_of() { eval "echo \$pid_$1"; }
 alive() { [ -n "$(pid_of "$1")" ]; }
 others() { for o in n1 n2 n3; do [ "$o" != "$1" ] && echo "$o"; done; }
@@ -61,19 +68,25 @@ start() {
   name=$1
   join=""
   for o in $(others "$name"); do
-    alive "$o" && { join="--join ipc://$dir/$o.sock"; break; }
+    alive "$o" && { join="--join ipc://$D/$o.sock"; break; }
   done
+    pre="" listen=tcp://127.0.0.1:0
+  ns=$(eval "echo \${ns_$name:-}")
+  if [ -n "$ns" ]; then
+    pre="ip netns exec $ns"
+    listen="tcp://$NET.${name#n}:0"
+  fi
   # shellcheck disable=SC2086
-  "$AVMD" --name "$name" --controller "c$name" --data "$dir/$name" \
-        --control "ipc://$dir/$name.sock" --listen tcp://127.0.0.1:0 --log-format json \
-    --fd-bound-ms "$(t 1000)" $join 2>>"$dir/$name.log" &
+  $pre "$AVMD" --name "$name" --controller "c$name" --data "$D/$name" \
+    --control "ipc://$D/$name.sock" --listen "$listen" --log-format json \
+    --fd-bound-ms "$(t 1000)" $join 2>>"$D/$name.log" &
   eval "pid_$name=$!"
   end=$(($(ms) + $(t 10000)))
   while [ "$(ms)" -lt $end ]; do
     ctl "$name" status --timeout 200 >/dev/null 2>&1 && return 0
     sleep 0.1
   done
-  echo "avmd $name did not come up:"; tail -20 "$dir/$name.log"; exit 1
+  echo "avmd $name did not come up:"; tail -20 "$D/$name.log"; exit 1
 }
 kill9() { p=$(pid_of "$1"); kill -9 "$p"; wait "$p" 2>/dev/null; eval "pid_$1="; }
 wait_for() {
@@ -140,6 +153,7 @@ fi
 A1=$1 A2=$2 B1=$3 B2=$4 L=$5 X=$6
 ok "setup: accounts $A1 $A2 (A), $B1 $B2 (B), ledger $L, object $X"
 
+programs() {
 # xfer.avm N: N transfers of 1 from an A account to a B account, each counted in the
 # ledger, in one transaction over A and B; returns how many committed.
 cat >"$dir/xfer.avm" <<EOF
@@ -162,6 +176,8 @@ cat >"$dir/check.avm" <<EOF
 (main (let ((a (+ (bal $A1) (bal $A2))) (b (+ (bal $B1) (bal $B2))))
   (list (+ a b) (bal $L) (- b 200))))
 EOF
+}
+programs
 state() { ctl "${1:-n1}" run "$dir/check.avm" --timeout "$(t 20000)" 2>&1; }
 ledger() { state "${1:-n1}" | awk '{gsub(/[()]/, ""); print $2}'; }
 
@@ -367,21 +383,74 @@ case "$out" in
   *) bad "a transaction of A that strays into B: $out" ;;
 esac
 
-# --- The end ----------------------------------------------------------------------------
-for n in n1 n2 n3; do
-  p=$(pid_of $n)
-  kill -TERM "$p"
-  wait "$p"
-  rc=$?
-  check "$n stops cleanly on SIGTERM" "$rc" 0
-  [ "$rc" -eq 0 ] || { echo "  the end of $n's log:"; tail -20 "$dir/$n.log" | sed 's/^/  /'; }
-  eval "pid_$n="
-done
-for n in n1 n2 n3; do
-  e=$(grep -E 'AddressSanitizer|LeakSanitizer|runtime error:' "$dir/$n.log" | head -3)
-  [ -z "$e" ] || bad "$n: a sanitizer report in its log: $e"
-  e=$(grep '"level":"error"' "$dir/$n.log" | grep -v 'no leader committed\|did not answer' | head -3)
-  [ -z "$e" ] && ok "$n logged no errors" || bad "$n logged errors: $e"
-done
+# --- The end of the first cluster, and 6. Partitions ----------------------------------
+stop_all() {
+  for n in n1 n2 n3; do
+    p=$(pid_of $n)
+    kill -TERM "$p"
+    wait "$p"
+    rc=$?
+    check "$n stops cleanly on SIGTERM" "$rc" 0
+    [ "$rc" -eq 0 ] || { echo "  the end of $n's log:"; tail -20 "$D/$n.log" | sed 's/^/  /'; }
+    eval "pid_$n="
+  done
+  for n in n1 n2 n3; do
+    e=$(grep -E 'AddressSanitizer|LeakSanitizer|runtime error:' "$D/$n.log" | head -3)
+    [ -z "$e" ] || bad "$n: a sanitizer report in its log: $e"
+    e=$(grep '"level":"error"' "$D/$n.log" | grep -v 'no leader committed\|did not answer' | head -3)
+    [ -z "$e" ] && ok "$n logged no errors" || bad "$n logged errors: $e"
+  done
+}
+stop_all
+
+echo "--- 6. transfers while the leader of A, then of B, is cut off (network namespaces)"
+if ! netns_setup "avt$$" >"$dir/netns.why"; then
+  echo "SKIP partition: $(cat "$dir/netns.why")"
+else
+  D=$dir/p
+  mkdir -p "$D"
+  start n1
+  start n2
+  start n3
+  for g in A B; do ctl n1 controller create $g --replicas n1,n2,n3 >/dev/null 2>&1; done
+  wait_for "$(t 10000)" '[ "$(ctl n2 controller ls --json 2>/dev/null | jq -r "[.controllers[] | .[1] // empty] | length")" = 2 ] && [ "$(ctl n3 controller ls --json 2>/dev/null | jq -r "[.controllers[] | .[1] // empty] | length")" = 2 ]' ||
+    bad "partition: no leaders: $(ctl n1 controller ls 2>&1)"
+  ok "namespaces up: the links are on $NET.0/24"
+  set -- $(ctl n1 run "$dir/setup.avm" --timeout "$(t 20000)" 2>&1 | grep -o '#obj"[^"]*"')
+  A1=${1:-} A2=${2:-} B1=${3:-} B2=${4:-} L=${5:-} X=${6:-}
+  programs
+  for g in A B; do
+    T=n$(( $(rand 3) + 1 ))
+    id=$(ctl "$T" run "$dir/xfer.avm" --entry long --detach 2>&1)
+    sleep 0.5
+    V=$(leader_of $g "$T")
+    [ -z "$V" ] && V=n1
+    nsV=$(eval "echo \$ns_$V")
+    ip netns exec "$nsV" iptables -A INPUT ! -i lo -j DROP &&
+      ip netns exec "$nsV" iptables -A OUTPUT ! -o lo -j DROP
+    check "the leader of $g ($V) is cut off while $T runs transfers" "$?" 0
+    sleep 2
+    ip netns exec "$nsV" iptables -F
+    js=$(run_wait "$T" "$id" 120000)
+    case "$(echo "$js" | jq -r .outcome 2>/dev/null)" in
+      done) ok "the run on $T completed: $(echo "$js" | jq -r .result) transfers committed" ;;
+      *) case "$(echo "$js" | jq -r .error)" in
+           *'#ctl"'*|*controller*|*nreachable*) ok "the run on $T failed with a clear error: $(echo "$js" | jq -r .error)" ;;
+           *) bad "the run on $T: $js" ;;
+         esac ;;
+    esac
+    wait_for "$(t 20000)" '[ "$(pending A)" = 0 ] && [ "$(pending B)" = 0 ]' &&
+      ok "after the heal no intent or decision is left" ||
+      bad "after the heal, left in A: $(pending A), in B: $(pending B)"
+    st=$(state "$T")
+    set -- $(echo "$st" | tr -d '()')
+    if [ "${1:-}" = 400 ] && [ "${2:-x}" = "${3:-y}" ]; then
+      ok "$g's leader cut off: total 400, ledger = B's gain ($2)"
+    else
+      bad "$g's leader cut off: $st (total, ledger, B's gain)"
+    fi
+  done
+  stop_all
+fi
 echo "txn: $pass passed, $fails failed"
 [ $fails -eq 0 ]
