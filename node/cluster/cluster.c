@@ -1776,8 +1776,11 @@ static void on_tick(uv_timer_t *t)
 {
     avm_cluster *c = t->data;
     uint64_t now = uv_now(c->loop);
-    if (c->m != NULL && avm_mgr_catching_up(c->m))
-        kick(c); /* arrived executions waiting for replicas here: see them again */
+    if (c->m != NULL && avm_mgr_catching_up(c->m)) {
+        /* Arrived executions waiting for replicas here: see them again. */
+        avm_mgr_catchup_tick(c->m);
+        kick(c);
+    }
     if (!c->settled && avm_cluster_settled(c))
         kick(c); /* executions held back at start may run now */
     for (size_t i = 0; i < c->nmembers; i++) {

@@ -77,9 +77,10 @@ struct mx {
     avm_val bview;
     uint64_t bseen;
     /* Arrived while this machine's replicas of objects it read were older than the
-     * versions it read: it waits (not queued) until they catch up, at most until
-     * this time (ms), so that what it reads here is what it validates. */
-    uint64_t catchup_until;
+     * versions it read: it waits (not queued) until they catch up, for at most
+     * CATCHUP_TICKS calls of avm_mgr_catchup_tick (the caller's clock), so that
+     * what it reads here is what it validates. 0: not waiting. */
+    unsigned catchup;
     avm_objrec bscratch; /* the record xs_get returns for a viewed object */
 };
 
@@ -1174,12 +1175,7 @@ static void apply_input(avm_mgr *m, inev *in)
 
 static void ship_moving(avm_mgr *m);
 
-static uint64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
+#define CATCHUP_TICKS 20
 
 /* Whether a replica here is older than a version e's transaction read or its own
  * writes made elsewhere. */
@@ -1206,7 +1202,7 @@ static bool behind(avm_mgr *m, mx *e)
 static void enqueue_arrived(avm_mgr *m, mx *e)
 {
     if (m->cl != NULL && m->cl->replicated != NULL && behind(m, e)) {
-        e->catchup_until = mono_ms() + 1000;
+        e->catchup = 1;
         m->ncatchup++;
         return;
     }
@@ -1215,13 +1211,12 @@ static void enqueue_arrived(avm_mgr *m, mx *e)
 
 static void catchup_check(avm_mgr *m)
 {
-    uint64_t now = mono_ms();
     for (size_t i = 0; i < m->nall && m->ncatchup > 0; i++) {
         mx *e = m->all[i];
-        if (e->catchup_until == 0)
+        if (e->catchup == 0)
             continue;
-        if (now >= e->catchup_until || e->x == NULL || !behind(m, e)) {
-            e->catchup_until = 0;
+        if (e->catchup > CATCHUP_TICKS || e->x == NULL || !behind(m, e)) {
+            e->catchup = 0;
             m->ncatchup--;
             if (e->x != NULL && !pending_wishes(m, e))
                 enqueue(m, e);
@@ -1234,13 +1229,19 @@ bool avm_mgr_catching_up(const avm_mgr *m)
     return m->ncatchup > 0;
 }
 
+void avm_mgr_catchup_tick(avm_mgr *m)
+{
+    for (size_t i = 0; i < m->nall && m->ncatchup > 0; i++)
+        if (m->all[i]->catchup != 0)
+            m->all[i]->catchup++;
+}
+
 /* Whether a waiting execution can go on (caught up, or waited long enough). */
 static bool catchup_due(avm_mgr *m)
 {
-    uint64_t now = mono_ms();
     for (size_t i = 0; i < m->nall; i++) {
         mx *e = m->all[i];
-        if (e->catchup_until != 0 && (now >= e->catchup_until || !behind(m, e)))
+        if (e->catchup != 0 && (e->catchup > CATCHUP_TICKS || !behind(m, e)))
             return true;
     }
     return false;
@@ -2105,8 +2106,8 @@ static void drop_exec(avm_mgr *m, mx *e)
 {
     unqueue(m, e);
     unwait(m, e);
-    if (e->catchup_until != 0) {
-        e->catchup_until = 0;
+    if (e->catchup != 0) {
+        e->catchup = 0;
         m->ncatchup--;
     }
     for (size_t i = 0; i < m->nall; i++) {

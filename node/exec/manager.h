@@ -217,8 +217,11 @@ bool avm_mgr_round(avm_mgr *m);
 /* Whether a round would do anything. */
 bool avm_mgr_busy(const avm_mgr *m);
 /* Whether an execution that arrived waits for this machine's replicas to catch up
- * with what it read (at most a second): the caller runs a round now and then. */
+ * with what it read: the caller then calls avm_mgr_catchup_tick every 50 ms or so
+ * (after 20 ticks a waiting execution goes on anyway) and runs a round when
+ * avm_mgr_busy says so. */
 bool avm_mgr_catching_up(const avm_mgr *m);
+void avm_mgr_catchup_tick(avm_mgr *m);
 /* Non-NULL once a staged round could not be committed (disk full, I/O error): the
  * executions in memory are ahead of the store, so the manager stops (every later
  * round does nothing) and the process must restart to recover from the store.
