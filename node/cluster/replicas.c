@@ -1978,6 +1978,24 @@ void avm_rctl_control(avm_rctl *r, avm_ctl_req *req, const char *op, avm_val bod
             if (avm_truthy(avm_ctl_get(body, "reset")))
                 ls[k]->n = 0;
         }
+        /* The transaction layer's counts on this node. */
+        avm_txn_stats ts;
+        avm_txn_stats_get(r->txn, &ts);
+        avm_ctl_body tb;
+        avm_ctl_body_init(&tb);
+        avm_ctl_put_int(&tb, "started", (int64_t)ts.started);
+        avm_ctl_put_int(&tb, "committed", (int64_t)ts.committed);
+        avm_ctl_put_int(&tb, "aborted", (int64_t)ts.aborted);
+        avm_ctl_put_int(&tb, "unknown", (int64_t)ts.unknown);
+        avm_ctl_put_int(&tb, "prepared", (int64_t)ts.prepared);
+        avm_ctl_put_int(&tb, "finished", (int64_t)ts.finished);
+        avm_ctl_put_int(&tb, "recovered", (int64_t)ts.recovered);
+        avm_ctl_put_int(&tb, "blocked", (int64_t)ts.blocked);
+        avm_ctl_put_int(&tb, "intents", (int64_t)ts.intents);
+        avm_ctl_put_int(&tb, "inflight", (int64_t)ts.inflight);
+        avm_val tv;
+        if (avm_ctl_body_finish(&tb, &tv) == 0)
+            avm_ctl_put(&o, "txn", tv);
         avm_val out;
         if (avm_ctl_body_finish(&o, &out) == 0) {
             avm_ctl_reply(req, out);
