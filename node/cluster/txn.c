@@ -400,16 +400,13 @@ static int apply_part(avm_txn *t, avm_val ctrl, part *p, bool with_reads, bool *
         const avm_objrec *rec = avm_mgr_record(t->m, oid);
         if (rec == NULL || !avm_val_eq(rec->meta.current, ctrl))
             continue; /* the taker's record is here already */
-        if (avm_rctl_hosts(t->r, to.u.s->data)) {
-            /* This node replicates the taker too: the record stays, naming the
-             * taker, until the taker's part replaces it (no moment without it). */
-            avm_pair tp = {oid, to};
-            avm_writeset tw = {.transfers = &tp, .ntransfers = 1};
-            bool tok;
-            rv = avm_mgr_stage_ws(t->m, &tw, &tok);
-        } else {
-            rv = avm_mgr_stage_release(t->m, oid, ctrl);
-        }
+        rv = avm_mgr_stage_release(t->m, oid, ctrl);
+        /* This node replicates the taker too: executions here that need the object
+         * wait for the taker's record instead of finding none. (The giver's group
+         * must not hand its record over in this store: the taker's state machine
+         * would then accept commits on it before its own log adopted it.) */
+        if (rv == 0 && avm_rctl_hosts(t->r, to.u.s->data))
+            avm_mgr_in_transit(t->m, oid);
     }
     for (size_t i = 0; rv == 0 && i < p->adopt.ncreates; i++) {
         const avm_create *k = &p->adopt.creates[i];

@@ -176,6 +176,11 @@ struct avm_mgr {
     size_t nmoving, capmoving;
     mx **fwait; /* waiting for a record */
     size_t nfwait, capfwait;
+    /* Objects given by one group replicated here to another replicated here, whose
+     * new record has not come yet (avm_mgr_in_transit): an execution that needs one
+     * waits (in fwait) until avm_mgr_stage_put brings it. */
+    avm_val *transit;
+    size_t ntransit, captransit;
     rcopy **copies;
     size_t ncopies;
     after *afters;
@@ -1702,6 +1707,9 @@ void avm_mgr_close(avm_mgr *m)
     modcache_clear(m);
     free(m->moving);
     free(m->fwait);
+    for (size_t i = 0; i < m->ntransit; i++)
+        avm_val_release(m->transit[i]);
+    free(m->transit);
     free(m->all);
     free(m->hash);
     free(m->batch);
@@ -1825,12 +1833,34 @@ static int start_fetch(avm_mgr *m, mx *e, avm_val oid, bool freeze)
     return 1;
 }
 
+static bool in_transit(avm_mgr *m, avm_val oid)
+{
+    for (size_t i = 0; i < m->ntransit; i++)
+        if (avm_val_eq(m->transit[i], oid))
+            return true;
+    return false;
+}
+
 static int x_prepare(void *data, avm_val oid)
 {
     mx *e = data;
     avm_mgr *m = e->m;
     if (m->base->ops->get(m->base, NULL, oid) != NULL)
         return 0;
+    if (in_transit(m, oid)) {
+        /* Moving between two controllers replicated here: wait for the taker's
+         * record (avm_mgr_stage_put wakes it). */
+        if (e->fetch_on.kind == AVM_NIL) {
+            if (!GROW(m->fwait, m->nfwait, m->capfwait))
+                return -AVM_ENOMEM;
+            m->fwait[m->nfwait++] = e;
+        } else {
+            avm_val_release(e->fetch_on);
+        }
+        avm_val_retain(oid);
+        e->fetch_on = oid;
+        return 1;
+    }
     rcopy *c = copy_find(m, oid);
     if (c != NULL && c->err != 0) {
         /* The instruction fails once with it; the next one asks again. No record
@@ -2601,11 +2631,45 @@ uint64_t avm_mgr_bundle_seen(avm_mgr *m, const char *id)
     return e != NULL ? e->bseen : 0;
 }
 
+void avm_mgr_in_transit(avm_mgr *m, avm_val oid)
+{
+    if (in_transit(m, oid) || !GROW(m->transit, m->ntransit, m->captransit))
+        return;
+    avm_val_retain(oid);
+    m->transit[m->ntransit++] = oid;
+}
+
+/* oid's record is here again: executions waiting for it go on. */
+static void transit_done(avm_mgr *m, avm_val oid)
+{
+    for (size_t i = 0; i < m->ntransit; i++) {
+        if (avm_val_eq(m->transit[i], oid)) {
+            avm_val_release(m->transit[i]);
+            m->transit[i] = m->transit[--m->ntransit];
+            break;
+        }
+    }
+    for (size_t i = 0; i < m->nfwait;) {
+        mx *e = m->fwait[i];
+        if (avm_val_eq(e->fetch_on, oid)) {
+            m->fwait[i] = m->fwait[--m->nfwait];
+            avm_val_release(e->fetch_on);
+            e->fetch_on = avm_nil();
+            if (!pending_wishes(m, e))
+                enqueue(m, e);
+        } else {
+            i++;
+        }
+    }
+}
+
 int avm_mgr_stage_put(avm_mgr *m, const avm_objrec *rec)
 {
     if (m->failed)
         return AVM_EIO;
     int rv = avm_lmdb_stage_put(m->db, rec);
+    if (rv == 0 && m->ntransit > 0)
+        transit_done(m, rec->oid);
     if (rv != 0 && avm_lmdb_stage_broken(m->db)) {
         fail_stop(m, "staging an object taken over from another controller", rv);
         return rv;

@@ -292,6 +292,10 @@ void avm_mgr_set_bundle_view(avm_mgr *m, const char *id, avm_val view, uint64_t 
  * Subscribers of the object hear of the change. 0, or an error that broke the round
  * (fail-stop). */
 int avm_mgr_stage_put(avm_mgr *m, const avm_objrec *rec);
+/* oid, given away by a group replicated here, goes to another group replicated
+ * here whose record of it has not come yet: executions that need it wait for
+ * avm_mgr_stage_put instead of finding no object. */
+void avm_mgr_in_transit(avm_mgr *m, avm_val oid);
 int avm_mgr_stage_release(avm_mgr *m, avm_val oid, avm_val ctrl);
 /* The versions the objects a write set created or changed have now (after it
  * applied), with owned oids: what the answer to a forwarded commit carries. NULL

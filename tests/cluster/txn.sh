@@ -178,7 +178,18 @@ cat >"$dir/check.avm" <<EOF
 EOF
 }
 programs
-state() { ctl "${1:-n1}" run "$dir/check.avm" --timeout "$(t 20000)" 2>&1; }
+# state [NODE]: (total ledger gainB), asked again for a while if the machine holding
+# the accounts is not reachable yet (just healed or restarted).
+state() {
+  end=$(($(ms) + $(t 15000)))
+  while :; do
+    st_=$(ctl "${1:-n1}" run "$dir/check.avm" --timeout "$(t 20000)" 2>&1)
+    case "$st_" in '('*) break ;; esac
+    [ "$(ms)" -ge $end ] && break
+    sleep 0.3
+  done
+  echo "$st_"
+}
 ledger() { state "${1:-n1}" | awk '{gsub(/[()]/, ""); print $2}'; }
 
 # --- 1. Concurrent transfers over both controllers -----------------------------------
