@@ -1808,6 +1808,21 @@ static bool copy_fresh(const avm_mgr *m, const rcopy *c)
  * replica) and has e wait for it among the fetch waiters. 0 when there is no such
  * object anywhere (the instruction goes on), 1 while e waits, or a negated code
  * (m->clerr and m->clmach say why). */
+/* e waits for oid's record (wake_fetchers): 1, or -AVM_ENOMEM. */
+static int wait_record(avm_mgr *m, mx *e, avm_val oid)
+{
+    if (e->fetch_on.kind == AVM_NIL) {
+        if (!GROW(m->fwait, m->nfwait, m->capfwait))
+            return -AVM_ENOMEM;
+        m->fwait[m->nfwait++] = e;
+    } else {
+        avm_val_release(e->fetch_on);
+    }
+    avm_val_retain(oid);
+    e->fetch_on = oid;
+    return 1;
+}
+
 static int start_fetch(avm_mgr *m, mx *e, avm_val oid, bool freeze)
 {
     m->clerr[0] = '\0';
@@ -1821,16 +1836,24 @@ static int start_fetch(avm_mgr *m, mx *e, avm_val oid, bool freeze)
     }
     if (rv != 0)
         return -rv;
-    if (e->fetch_on.kind == AVM_NIL) {
-        if (!GROW(m->fwait, m->nfwait, m->capfwait))
-            return -AVM_ENOMEM;
-        m->fwait[m->nfwait++] = e;
-    } else {
-        avm_val_release(e->fetch_on);
+    return wait_record(m, e, oid);
+}
+
+/* The executions waiting for oid's record go on. */
+static void wake_fetchers(avm_mgr *m, avm_val oid)
+{
+    for (size_t i = 0; i < m->nfwait;) {
+        mx *e = m->fwait[i];
+        if (avm_val_eq(e->fetch_on, oid)) {
+            m->fwait[i] = m->fwait[--m->nfwait];
+            avm_val_release(e->fetch_on);
+            e->fetch_on = avm_nil();
+            if (!pending_wishes(m, e))
+                enqueue(m, e);
+        } else {
+            i++;
+        }
     }
-    avm_val_retain(oid);
-    e->fetch_on = oid;
-    return 1;
 }
 
 static bool in_transit(avm_mgr *m, avm_val oid)
@@ -1850,16 +1873,7 @@ static int x_prepare(void *data, avm_val oid)
     if (in_transit(m, oid)) {
         /* Moving between two controllers replicated here: wait for the taker's
          * record (avm_mgr_stage_put wakes it). */
-        if (e->fetch_on.kind == AVM_NIL) {
-            if (!GROW(m->fwait, m->nfwait, m->capfwait))
-                return -AVM_ENOMEM;
-            m->fwait[m->nfwait++] = e;
-        } else {
-            avm_val_release(e->fetch_on);
-        }
-        avm_val_retain(oid);
-        e->fetch_on = oid;
-        return 1;
+        return wait_record(m, e, oid);
     }
     rcopy *c = copy_find(m, oid);
     if (c != NULL && c->err != 0) {
@@ -2383,18 +2397,7 @@ void avm_mgr_fetched(avm_mgr *m, avm_val oid, const avm_objrec *rec, int rv,
             c->r.state = avm_nil();
         }
     }
-    for (size_t i = 0; i < m->nfwait;) {
-        mx *e = m->fwait[i];
-        if (avm_val_eq(e->fetch_on, oid)) {
-            m->fwait[i] = m->fwait[--m->nfwait];
-            avm_val_release(e->fetch_on);
-            e->fetch_on = avm_nil();
-            if (!pending_wishes(m, e))
-                enqueue(m, e);
-        } else {
-            i++;
-        }
-    }
+    wake_fetchers(m, oid);
 }
 
 void avm_mgr_forget(avm_mgr *m, avm_val oid)
@@ -2649,18 +2652,7 @@ static void transit_done(avm_mgr *m, avm_val oid)
             break;
         }
     }
-    for (size_t i = 0; i < m->nfwait;) {
-        mx *e = m->fwait[i];
-        if (avm_val_eq(e->fetch_on, oid)) {
-            m->fwait[i] = m->fwait[--m->nfwait];
-            avm_val_release(e->fetch_on);
-            e->fetch_on = avm_nil();
-            if (!pending_wishes(m, e))
-                enqueue(m, e);
-        } else {
-            i++;
-        }
-    }
+    wake_fetchers(m, oid);
 }
 
 int avm_mgr_stage_put(avm_mgr *m, const avm_objrec *rec)
