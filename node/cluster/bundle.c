@@ -258,7 +258,7 @@ static void commit_done(void *arg, int rv, bool committed, const avm_read *v, si
 {
     cref *ref = arg;
     avm_bundles *b = ref->b;
-    bundle *x = find(b, ref->id);
+    bundle *x = b->stopped ? NULL : find(b, ref->id);
     free(ref);
     if (x == NULL || x->state != B_COMMITTING)
         return;

@@ -2087,8 +2087,8 @@ void avm_cluster_free(avm_cluster *c)
             free(e);
         }
     }
+    avm_rctl_free(c->rctl); /* before the bundles: its last callbacks may name them */
     avm_bundles_free(c->bundles);
-    avm_rctl_free(c->rctl);
     avm_fd_free(c->fd);
     avm_val_release(c->self_id);
     free(c->members);

@@ -2333,6 +2333,15 @@ void avm_rctl_free(avm_rctl *r)
     if (r == NULL)
         return;
     avm_rhost_free(r->h);
+    /* Steps of commits across controllers still in flight end now, so that the
+     * transaction layer frees what it keeps for them. */
+    for (prop *p = r->props; p != NULL; p = p->next) {
+        if (p->kind == P_TXN && !p->done) {
+            p->done = true;
+            if (p->cb != NULL)
+                p->cb(p->cbarg, AVM_ESTATE, false, NULL, 0, "the node is stopping");
+        }
+    }
     avm_txn_free(r->txn);
     while (r->props != NULL) {
         prop *p = r->props;

@@ -863,6 +863,50 @@ static void on_fin(void *arg, int rv, bool committed, const avm_read *v, size_t 
     txn_end(t, x, 0, NULL);
 }
 
+/* The finishes of an aborted transaction, answered already. */
+typedef struct fint {
+    avm_txn *t;
+    char coord[TXN_NAME];
+    char txid[TXN_ID];
+    size_t waiting;
+} fint;
+
+static void fint_done(void *arg, int rv, bool committed, const avm_read *v, size_t nv,
+                      const char *why)
+{
+    fint *f = arg;
+    if (--f->waiting > 0)
+        return;
+    if (!f->t->stopped) {
+        avm_val cmd = lst(3, cstr("forget"), new_id(f->t, "r:"), cstr(f->txid));
+        submit_or_fail(f->t, f->coord, cmd, NULL, NULL);
+        avm_val_release(cmd);
+    }
+    free(f);
+}
+
+static void finish_aborted(avm_txn *t, txn *x)
+{
+    fint *f = calloc(1, sizeof(*f));
+    if (f == NULL)
+        return; /* the coordinator's recovery finishes them */
+    f->t = t;
+    snprintf(f->coord, sizeof(f->coord), "%s", x->names[x->coord]);
+    snprintf(f->txid, sizeof(f->txid), "%s", x->txid);
+    f->waiting = 1; /* held while they go out */
+    char rid[TXN_ID + 8];
+    snprintf(rid, sizeof(rid), "fin:%s", x->txid);
+    for (size_t i = 0; i < x->n; i++) {
+        if (i == x->coord)
+            continue;
+        f->waiting++;
+        avm_val cmd = lst(4, cstr("fin"), cstr(rid), cstr(x->txid), avm_bool(false));
+        submit_or_fail(t, x->names[i], cmd, fint_done, f);
+        avm_val_release(cmd);
+    }
+    fint_done(f, 0, false, NULL, 0, NULL);
+}
+
 static void on_dec(void *arg, int rv, bool committed, const avm_read *v, size_t nv,
                    const char *why)
 {
@@ -881,8 +925,14 @@ static void on_dec(void *arg, int rv, bool committed, const avm_read *v, size_t 
     }
     x->decided = true;
     x->commit = committed;
-    if (committed)
-        versions_add(&x->versions, &x->nversions, &x->capversions, v, nv);
+    if (!committed) {
+        /* Nothing to read back: the execution has its answer now; the others drop
+         * their intents (and the coordinator forgets) in the background. */
+        finish_aborted(t, x);
+        txn_end(t, x, 0, NULL);
+        return;
+    }
+    versions_add(&x->versions, &x->nversions, &x->capversions, v, nv);
     x->phase = T_FIN;
     x->waiting = x->n - 1;
     for (size_t i = 0; i < x->n; i++) {
