@@ -416,6 +416,121 @@ TEST(join_bundle_abort_notifies_platform)
     CHECK_INT(the_spy.aborts, 0);
 }
 
+/* A store whose replica of the object a transaction calls moves on between the call
+ * (which records the version read) and the behaviour's getState: what the execution
+ * sees when it moves between machines whose replicas differ. The read must never
+ * validate (the commit returns false), and a controller that changed meanwhile is a
+ * conflict, not ErrCrossControllerTx. */
+typedef struct drift {
+    avm_store base;
+    avm_store *inner;
+    int gets;         /* gets of the drifting object since it was created */
+    bool armed;       /* the object exists */
+    bool other_ctrl;  /* the later view names another controller */
+    avm_objrec later; /* what later gets return */
+} drift;
+
+static drift the_drift;
+
+static const avm_objrec *drift_get(avm_store *s, void *snap, avm_val oid)
+{
+    drift *d = (drift *)s;
+    const avm_objrec *r = d->inner->ops->get(d->inner, snap, oid);
+    if (r == NULL || !d->armed || r->beh.name.kind != AVM_STR ||
+        strcmp(r->beh.name.u.s->data, "acc") != 0 || ++d->gets == 1)
+        return r;
+    d->later = *r;
+    d->later.version = r->version + 1;
+    d->later.state = d->other_ctrl ? r->state : avm_nil();
+    if (d->other_ctrl)
+        d->later.meta.current = the_drift.later.meta.creating; /* set by the test */
+    return &d->later;
+}
+static int drift_apply(avm_store *s, const avm_writeset *ws, bool *ok)
+{
+    drift *d = (drift *)s;
+    int rv = d->inner->ops->apply(d->inner, ws, ok);
+    if (ws->ncreates > 0)
+        d->armed = true;
+    return rv;
+}
+static void *drift_snapshot(avm_store *s)
+{
+    drift *d = (drift *)s;
+    return d->inner->ops->snapshot ? d->inner->ops->snapshot(d->inner) : NULL;
+}
+static void drift_snapshot_release(avm_store *s, void *snap)
+{
+    drift *d = (drift *)s;
+    d->inner->ops->snapshot_release(d->inner, snap);
+}
+static int drift_ids(avm_store *s, avm_val *out)
+{
+    drift *d = (drift *)s;
+    return d->inner->ops->ids(d->inner, out);
+}
+static const avm_purefn *drift_pure_get(avm_store *s, avm_val name)
+{
+    drift *d = (drift *)s;
+    return d->inner->ops->pure_get(d->inner, name);
+}
+static int drift_pure_put(avm_store *s, const avm_purefn *fn)
+{
+    drift *d = (drift *)s;
+    return d->inner->ops->pure_put(d->inner, fn);
+}
+static uint64_t drift_next_seq(avm_store *s)
+{
+    drift *d = (drift *)s;
+    return d->inner->ops->next_seq(d->inner);
+}
+static const struct avm_store_ops drift_ops = {
+    .get = drift_get,
+    .snapshot = drift_snapshot,
+    .snapshot_release = drift_snapshot_release,
+    .apply = drift_apply,
+    .ids = drift_ids,
+    .pure_get = drift_pure_get,
+    .pure_put = drift_pure_put,
+    .next_seq = drift_next_seq,
+};
+
+static conf_result *run_drifting(const char *src, bool other_ctrl)
+{
+    static conf_result r;
+    avm_embedded e;
+    if (avm_embedded_init(&e, "node1", "main") != 0)
+        exit(2);
+    memset(&the_drift, 0, sizeof(the_drift));
+    the_drift.base.ops = &drift_ops;
+    the_drift.inner = e.plat.store;
+    the_drift.other_ctrl = other_ctrl;
+    avm_val other;
+    if (avm_cstr(AVM_CTRLID, "other", &other) != 0)
+        exit(2);
+    the_drift.later.meta.creating = other; /* the controller the later view names */
+    e.plat.store = &the_drift.base;
+    conf_run_on(&e, src, NULL, CONF_DEFAULT, &r);
+    e.plat.store = the_drift.inner;
+    avm_embedded_close(&e);
+    avm_val_release(other);
+    return &r;
+}
+
+TEST(read_state_at_another_version_never_validates)
+{
+    /* The call records version v; getState then reads the state of version v + 1:
+     * the commit returns false instead of writing a value computed from it. */
+    const char *src =
+        "(behavior acc (let ((s (getState))) (setState (list 1)) (list s)))\n"
+        "(main (let ((a (createObj `acc` #ctl`main`)) (t (beginTx)))"
+        "  (call a 0) (commitTx t)))";
+    CHECK_RESULT(run_drifting(src, false), "#f");
+    /* The later view names another controller (a concurrent transfer): still a
+     * conflict, not ErrCrossControllerTx. */
+    CHECK_RESULT(run_drifting(src, true), "#f");
+}
+
 TEST_MAIN(T(multi_tx_commits_both), T(multi_tx_writes_both_states),
           T(multi_tx_stray_third_controller), T(multi_tx_create_under_second),
           T(multi_tx_transfer_source), T(multi_tx_nested_keeps_and_restores_set),
@@ -423,4 +538,5 @@ TEST_MAIN(T(multi_tx_commits_both), T(multi_tx_writes_both_states),
           T(multi_tx_bad_lists), T(multi_tx_strict_refuses_list),
           T(multi_tx_single_element), T(join_bundle_sets_and_clears),
           T(join_bundle_refused_in_tx), T(join_bundle_marks_outermost_commits),
-          T(join_bundle_abort_notifies_platform))
+          T(join_bundle_abort_notifies_platform),
+          T(read_state_at_another_version_never_validates))
