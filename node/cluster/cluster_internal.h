@@ -165,9 +165,9 @@ typedef struct avm_txn avm_txn;
 typedef void (*avm_txn_done)(void *arg, int rv, bool committed, const avm_read *v,
                              size_t nv, const char *why);
 typedef struct avm_txn_stats {
-    uint64_t started, committed, aborted, unknown; /* driven from this node */
-    uint64_t prepared, decided_commit, decided_abort, finished, recovered, blocked;
-    size_t intents, decisions, inflight; /* now */
+    uint64_t started, committed, aborted, unknown;   /* driven from this node */
+    uint64_t prepared, finished, recovered, blocked; /* by the state machines here */
+    size_t intents, inflight;                        /* now */
 } avm_txn_stats;
 int avm_txn_new(avm_cluster *c, avm_rctl *r, avm_mgr *m, avm_lmdb *db, avm_txn **out);
 void avm_txn_stop(avm_txn *t);

@@ -81,8 +81,6 @@ typedef struct decision {
     bool failed;
 } decision;
 
-typedef enum { T_PREP, T_DEC, T_FIN } tphase;
-
 /* A transaction this node drives (the transaction manager). */
 typedef struct txn {
     struct txn *next;
@@ -92,16 +90,14 @@ typedef struct txn {
     char names[TXN_MAX_PARTS][TXN_NAME];
     avm_val partv[TXN_MAX_PARTS];
     avm_val namesv;
-    tphase phase;
     size_t waiting;
-    bool all_yes, decided, commit;
+    bool all_yes, commit;
     char why[300];
     avm_read *versions;
     size_t nversions, capversions;
     avm_txn_done done;
     void *arg;
-    uint64_t t0;
-    uint64_t done_us; /* when it started, µs (0: not timed) */
+    uint64_t t_us; /* when it started, µs */
 } txn;
 
 struct avm_txn {
@@ -663,10 +659,6 @@ int avm_txn_apply(avm_txn *t, const char *group, uint64_t index, avm_val cmd,
                 decision_add(t, group, txid, commit, avm_list_at(cmd, 4)) == NULL)
                 rv = AVM_ENOMEM;
             *committed = commit;
-            if (rv == 0) {
-                t->st.decided_commit += commit;
-                t->st.decided_abort += !commit;
-            }
         }
     } else if (strcmp(kind, "fin") == 0 && n == 4 &&
                avm_list_at(cmd, 3).kind == AVM_BOOL) {
@@ -826,8 +818,7 @@ static void txn_end(avm_txn *t, txn *x, int rv, const char *why)
     if (rv == 0) {
         t->st.committed += x->commit;
         t->st.aborted += !x->commit;
-        if (x->done_us != 0)
-            avm_rctl_cross_latency(t->r, uv_hrtime() / 1000 - x->done_us);
+        avm_rctl_cross_latency(t->r, uv_hrtime() / 1000 - x->t_us);
     } else {
         t->st.unknown++;
     }
@@ -923,7 +914,6 @@ static void on_dec(void *arg, int rv, bool committed, const avm_read *v, size_t 
         txn_end(t, x, AVM_EUNREACHABLE, w);
         return;
     }
-    x->decided = true;
     x->commit = committed;
     if (!committed) {
         /* Nothing to read back: the execution has its answer now; the others drop
@@ -933,7 +923,6 @@ static void on_dec(void *arg, int rv, bool committed, const avm_read *v, size_t 
         return;
     }
     versions_add(&x->versions, &x->nversions, &x->capversions, v, nv);
-    x->phase = T_FIN;
     x->waiting = x->n - 1;
     for (size_t i = 0; i < x->n; i++) {
         if (i == x->coord)
@@ -948,7 +937,6 @@ static void on_dec(void *arg, int rv, bool committed, const avm_read *v, size_t 
 
 static void decide(avm_txn *t, txn *x)
 {
-    x->phase = T_DEC;
     avm_val own = x->all_yes ? x->partv[x->coord] : avm_nil();
     avm_val_retain(own);
     avm_val_retain(x->namesv);
@@ -1222,13 +1210,11 @@ static int split_for(avm_txn *t, const avm_writeset *ws, const char *name, split
             s->moves[o->nmoves++] = ws->moves[i];
     for (size_t i = 0; i < ws->nstates; i++) {
         avm_val oid = ws->states[i].a;
-        avm_val fin = ctrl_final(t, ws, oid);
         bool created_here = false;
         for (size_t k = 0; k < o->ncreates && !created_here; k++)
             created_here = avm_val_eq(o->creates[k].oid, oid);
         if (created_here || (MINE(oid) && !LEAVES(oid) && !in_creates_ws(ws, oid)))
             s->states[o->nstates++] = ws->states[i];
-        (void)fin;
     }
     for (size_t i = 0; i < ws->ndestroys; i++)
         if (MINE(ws->destroys[i]))
@@ -1267,8 +1253,7 @@ int avm_txn_commit(avm_txn *t, const avm_writeset *ws, avm_txn_done done, void *
     x->done = done;
     x->arg = arg;
     x->all_yes = true;
-    x->t0 = now_ms();
-    x->done_us = uv_hrtime() / 1000;
+    x->t_us = uv_hrtime() / 1000;
     x->n = avm_txn_participants(t, ws, x->names, TXN_MAX_PARTS);
     int rv = 0;
     if (x->n < 2) {
@@ -1312,7 +1297,6 @@ int avm_txn_commit(avm_txn *t, const avm_writeset *ws, avm_txn_done done, void *
         /* A copy changed since the transaction read it: the commit fails
          * validation (returns false), as it would at the giver. */
         x->commit = false;
-        x->decided = true;
         t->st.aborted++;
         done(arg, 0, false, NULL, 0, NULL);
         txn_free(x);
@@ -1330,7 +1314,6 @@ int avm_txn_commit(avm_txn *t, const avm_writeset *ws, avm_txn_done done, void *
     t->txns = x;
     t->st.started++;
     /* Prepare at every participant but the coordinator, in parallel. */
-    x->phase = T_PREP;
     x->waiting = x->n - 1;
     for (size_t i = 0; i < x->n; i++) {
         if (i == x->coord)
@@ -1572,8 +1555,7 @@ void avm_txn_stats_get(avm_txn *t, avm_txn_stats *st)
     *st = t->st;
     for (intent *i = t->intents; i != NULL; i = i->next)
         st->intents++;
-    for (decision *d = t->decisions; d != NULL; d = d->next)
-        st->decisions++;
+
     for (txn *x = t->txns; x != NULL; x = x->next)
         st->inflight++;
 }

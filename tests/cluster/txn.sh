@@ -190,6 +190,23 @@ state() {
   done
   echo "$st_"
 }
+# bank_whole LABEL NODE MS: once recovery has finished what a fault left in doubt (no
+# intent or decision left, within MS), the bank is whole: total 400, ledger = B's gain
+# (a read outside transactions may see one participant's part before the other's, so
+# it waits first). Sets bank_ledger.
+bank_whole() {
+  wait_for "$(t "$3")" '[ "$(pending A)" = 0 ] && [ "$(pending B)" = 0 ]' &&
+    ok "$1: no intent or decision left" ||
+    bad "$1: left in A: $(pending A), in B: $(pending B)"
+  bw_=$(state "$2")
+  set -- "$1" $(echo "$bw_" | tr -d '()')
+  if [ "${2:-}" = 400 ] && [ "${3:-x}" = "${4:-y}" ]; then
+    ok "$1: total 400, ledger = B's gain ($3)"
+  else
+    bad "$1: $bw_ (total, ledger, B's gain)"
+  fi
+  bank_ledger=${3:-0}
+}
 ledger() { state "${1:-n1}" | awk '{gsub(/[()]/, ""); print $2}'; }
 
 # --- 1. Concurrent transfers over both controllers -----------------------------------
@@ -253,19 +270,8 @@ while [ $round -le "$ROUNDS" ]; do
   js=$(run_wait "$T" "$id" 120000)
   out=$(echo "$js" | jq -r .outcome 2>/dev/null)
   committed=$(echo "$js" | jq -r '.result // empty' 2>/dev/null)
-  # Recovery finishes what the fault left in doubt; then the state is whole (a read
-  # outside transactions may see one participant's part before the other's).
-  wait_for "$(t 15000)" '[ "$(pending A)" = 0 ] && [ "$(pending B)" = 0 ]' &&
-    ok "round $round: no intent or decision left" ||
-    bad "round $round: left in A: $(pending A), in B: $(pending B)"
-  s=$(state "$T")
-  set -- $(echo "$s" | tr -d '()')
-  if [ "${1:-}" = 400 ] && [ "${2:-x}" = "${3:-y}" ]; then
-    ok "round $round ($V $how while $T ran it): total 400, ledger = B's gain ($2)"
-  else
-    bad "round $round ($V $how while $T ran it): $s (total, ledger, B's gain)"
-  fi
-  after=${2:-0}
+  bank_whole "round $round ($V $how while $T ran it)" "$T" 15000
+  after=$bank_ledger
   if [ "$out" = done ] && [ "$V" != "$T" -o $how = paused ]; then
     check "round $round: the ledger grew by the $committed transfers the run committed" \
       $((after - before)) "$committed"
@@ -450,16 +456,7 @@ else
            *) bad "the run on $T: $js" ;;
          esac ;;
     esac
-    wait_for "$(t 20000)" '[ "$(pending A)" = 0 ] && [ "$(pending B)" = 0 ]' &&
-      ok "after the heal no intent or decision is left" ||
-      bad "after the heal, left in A: $(pending A), in B: $(pending B)"
-    st=$(state "$T")
-    set -- $(echo "$st" | tr -d '()')
-    if [ "${1:-}" = 400 ] && [ "${2:-x}" = "${3:-y}" ]; then
-      ok "$g's leader cut off: total 400, ledger = B's gain ($2)"
-    else
-      bad "$g's leader cut off: $st (total, ledger, B's gain)"
-    fi
+        bank_whole "$g's leader cut off, healed" "$T" 20000
   done
   stop_all
 fi
