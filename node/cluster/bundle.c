@@ -182,70 +182,32 @@ static void end(avm_bundles *b, bundle *x, bstate st, const char *fmt, ...)
 
 /* --- Merging and committing -------------------------------------------------------- */
 
-typedef struct merged {
-    avm_writeset ws;
-    avm_read *reads;
-    avm_create *creates;
-    avm_pair *transfers, *moves, *states;
-    avm_val *destroys;
-    void *bufs[B_MAX_MEMBERS];
-    size_t nbufs;
-} merged;
-
-static void merged_free(merged *g)
+/* The segments' write sets (obj.apply's encoding: [reads, creates, transfers, moves,
+ * states, destroys, spec_order], checked when they came) as one, in arrival order:
+ * later states of an object win when it applies. nil when out of memory. */
+static avm_val merged_val(const bundle *x)
 {
-    free(g->reads);
-    free(g->creates);
-    free(g->transfers);
-    free(g->moves);
-    free(g->states);
-    free(g->destroys);
-    for (size_t i = 0; i < g->nbufs; i++)
-        cl_ws_free(g->bufs[i]);
-}
-
-#define APPEND(dst, n, src, k)                                                           \
-    do {                                                                                 \
-        if ((k) > 0) {                                                                   \
-            void *p_ = realloc((dst), ((n) + (k)) * sizeof(*(dst)));                     \
-            if (p_ == NULL)                                                              \
-                return AVM_ENOMEM;                                                       \
-            (dst) = p_;                                                                  \
-            memcpy((dst) + (n), (src), (k) * sizeof(*(dst)));                            \
-            (n) += (k);                                                                  \
-        }                                                                                \
-    } while (0)
-
-static int merge(avm_bundles *b, bundle *x, merged *g, char *err, size_t en)
-{
-    memset(g, 0, sizeof(*g));
-    size_t nr = 0, nc = 0, nt = 0, nm = 0, ns = 0, nd = 0;
-    for (size_t i = 0; i < x->n; i++) {
-        avm_writeset w;
-        int rv = cl_ws_from(b->c, x->segs[i].wsv, &w, &g->bufs[g->nbufs], err, en);
-        if (rv != 0)
-            return rv;
-        g->nbufs++;
-        APPEND(g->reads, nr, w.reads, w.nreads);
-        APPEND(g->creates, nc, w.creates, w.ncreates);
-        APPEND(g->transfers, nt, w.transfers, w.ntransfers);
-        APPEND(g->moves, nm, w.moves, w.nmoves);
-        APPEND(g->states, ns, w.states, w.nstates);
-        APPEND(g->destroys, nd, w.destroys, w.ndestroys);
+    avm_val parts[6];
+    for (int k = 0; k < 6; k++) {
+        size_t n = 0, at = 0;
+        for (size_t i = 0; i < x->n; i++)
+            n += avm_list_len(avm_list_at(x->segs[i].wsv, (size_t)k));
+        if (avm_list_new(n, &parts[k]) != 0) {
+            for (int j = 0; j < k; j++)
+                avm_val_release(parts[j]);
+            return avm_nil();
+        }
+        for (size_t i = 0; i < x->n; i++) {
+            avm_val l = avm_list_at(x->segs[i].wsv, (size_t)k);
+            for (size_t e = 0; e < avm_list_len(l); e++) {
+                avm_val_retain(avm_list_at(l, e));
+                parts[k].u.l->items[at++] = avm_list_at(l, e);
+            }
+        }
+        avm_list_seal(parts[k]);
     }
-    g->ws = (avm_writeset){.reads = g->reads,
-                           .nreads = nr,
-                           .creates = g->creates,
-                           .ncreates = nc,
-                           .transfers = g->transfers,
-                           .ntransfers = nt,
-                           .moves = g->moves,
-                           .nmoves = nm,
-                           .states = g->states,
-                           .nstates = ns,
-                           .destroys = g->destroys,
-                           .ndestroys = nd};
-    return 0;
+    return lst(7, parts[0], parts[1], parts[2], parts[3], parts[4], parts[5],
+               avm_bool(false));
 }
 
 typedef struct cref {
@@ -291,14 +253,18 @@ static void mgr_done(void *arg, int rv, bool committed, const avm_read *v, size_
 static void commit(avm_bundles *b, bundle *x)
 {
     x->state = B_COMMITTING;
-    merged g;
     char err[300] = "";
-    int rv = merge(b, x, &g, err, sizeof(err));
+    avm_writeset ws;
+    void *wb = NULL;
+    avm_val mv = merged_val(x);
+    int rv = mv.kind == AVM_NIL ? AVM_ENOMEM
+                                : cl_ws_from(b->c, mv, &ws, &wb, err, sizeof(err));
     cref *ref = rv == 0 ? malloc(sizeof(*ref)) : NULL;
     if (rv == 0 && ref == NULL)
         rv = AVM_ENOMEM;
     if (rv != 0) {
-        merged_free(&g);
+        cl_ws_free(wb);
+        avm_val_release(mv);
         free(ref);
         end(b, x, B_ABORTED, "!merging the segments: %s",
             err[0] ? err : avm_strerror(rv));
@@ -308,9 +274,9 @@ static void commit(avm_bundles *b, bundle *x)
     snprintf(ref->id, sizeof(ref->id), "%s", x->id);
     avm_txn *t = avm_rctl_txn(b->r);
     char names[2][64];
-    size_t np = t != NULL ? avm_txn_participants(t, &g.ws, names, 2) : 0;
+    size_t np = t != NULL ? avm_txn_participants(t, &ws, names, 2) : 0;
     if (np > 1) {
-        rv = avm_txn_commit(t, &g.ws, commit_done, ref, err, sizeof(err));
+        rv = avm_txn_commit(t, &ws, commit_done, ref, err, sizeof(err));
     } else if (np == 1) {
         avm_val c = str(AVM_CTRLID, names[0], strlen(names[0]));
         avm_mgr *m = cl_mgr(b->c);
@@ -318,13 +284,14 @@ static void commit(avm_bundles *b, bundle *x)
             char rid[B_ID + 48];
             snprintf(rid, sizeof(rid), "bundle:%s/%llu", x->id,
                      (unsigned long long)++b->next_id);
-            avm_val cmd = lst(3, cstr("ws"), cstr(rid), cl_ws_val(b->c, &g.ws));
+            avm_val_retain(mv);
+            avm_val cmd = lst(3, cstr("ws"), cstr(rid), mv);
             rv = cmd.kind == AVM_NIL ? AVM_ENOMEM
                                      : avm_rctl_submit(b->r, names[0], cmd, commit_done,
                                                        ref, err, sizeof(err));
             avm_val_release(cmd);
         } else if (m != NULL && cl_local_ctrl(b->c, c)) {
-            rv = avm_mgr_apply_remote(m, &g.ws, mgr_done, ref);
+            rv = avm_mgr_apply_remote(m, &ws, mgr_done, ref);
             cl_kick(b->c);
         } else {
             snprintf(
@@ -338,11 +305,13 @@ static void commit(avm_bundles *b, bundle *x)
         avm_val_release(c);
     } else {
         /* Nothing to commit under a controller (segments without writes). */
-        merged_free(&g);
+        cl_ws_free(wb);
+        avm_val_release(mv);
         commit_done(ref, 0, true, NULL, 0, NULL);
         return;
     }
-    merged_free(&g);
+    cl_ws_free(wb);
+    avm_val_release(mv);
     if (rv != 0) {
         free(ref);
         end(b, x, B_ABORTED, "!committing: %s", err[0] ? err : avm_strerror(rv));
