@@ -9,7 +9,7 @@ set -euo pipefail
 PKGS=(
   build-essential cmake pkg-config ninja-build git
   clang llvm libclang-rt-14-dev
-  libuv1-dev libnng-dev liblmdb-dev lmdb-utils libmsgpack-dev libz3-dev
+  libuv1-dev libnng-dev liblmdb-dev lmdb-utils libmsgpack-dev libz3-dev libgecode-dev
   python3 jq
   iproute2 iptables
 )

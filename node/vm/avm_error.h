@@ -52,7 +52,19 @@
     X(FD_NOT_IMPLEMENTED, FDError, "ErrNotImplemented", 1)                               \
     X(NONDET_NOT_IMPLEMENTED, NondetError, "ErrNotImplemented", 1)                       \
     X(EVAL, EvalError, "EvalError", 1)                                                   \
-    X(STORE_FAILURE, PlatformError, "ErrStoreFailure", 1)
+    X(STORE_FAILURE, PlatformError, "ErrStoreFailure", 1)                                \
+    /* The constraint layers (default mode; appended: codes are stored in traces) */     \
+    X(FD_INVALID_DOMAIN, FDError, "ErrInvalidDomain", 1)                                 \
+    X(FD_INVALID_CONSTRAINT, FDError, "ErrInvalidConstraint", 1)                         \
+    X(FD_UNKNOWN_VAR, FDError, "ErrUnknownVar", 1)                                       \
+    X(FD_EMPTY_DOMAIN, FDError, "ErrEmptyDomain", 1)                                     \
+    X(FD_INCONSISTENT, FDError, "ErrInconsistent", 1)                                    \
+    X(ND_UNSETTLED, NondetError, "ErrUnsettled", 1)                                      \
+    X(ND_INVALID_CHOICE, NondetError, "ErrInvalidChoice", 1)                             \
+    X(ND_REQUIREMENT_FAILED, NondetError, "ErrRequirementFailed", 1)                     \
+    X(ND_UNSATISFIABLE, NondetError, "ErrUnsatisfiable", 1)                              \
+    X(ND_SOLVER_LIMIT, NondetError, "ErrSolverLimit", 1)                                 \
+    X(ND_NO_SOLVER, NondetError, "ErrNoSolver", 1)
 
 typedef enum {
     AVM_ERR_NONE = 0,

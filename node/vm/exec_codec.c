@@ -5,8 +5,11 @@
  *           current, transaction, detached, finished, counters, trace, outcome ]
  * Version 3 added the controller set of a multi-controller transaction (a tenth
  * element of each savepoint, the set before it, and of the transaction, the set)
- * and the bundle (a fourteenth element of the outcome). Version 2 states still
- * decode (with no set and no bundle); this runtime writes version 3.
+ * and the bundle (a fourteenth element of the outcome). Version 4 added the
+ * constraint layers: the finite-domain store and the nondeterministic choices and
+ * requirements (the fifteenth and sixteenth elements of the outcome, nil when
+ * unused). Version 2 and 3 states still decode (without what they lack); this
+ * runtime writes version 4.
  * Modules are embedded (deduplicated) and verified on decode. Decoding checks every
  * index and every frame against the verifier's stack heights, so a damaged or
  * hostile state is refused with a message instead of running. */
@@ -20,7 +23,7 @@
 #include "vm_internal.h"
 
 #define EXEC_MAGIC "AVMEXEC"
-#define EXEC_VERSION 3
+#define EXEC_VERSION 4
 #define EXEC_VERSION_MIN 2 /* the oldest format this runtime still reads */
 
 /* Encoding ---------------------------------------------------------------------- */
@@ -212,7 +215,7 @@ int avm_exec_encode_ex(const avm_exec *x, avm_buf *out, size_t trace_from)
     size_t at = trace_from - x->tlog_base;
     avm_mp_put_bin(b, x->tlog.data + at, x->tlog.len - at);
     /* outcome */
-    avm_mp_put_array(b, 14);
+    avm_mp_put_array(b, 16);
     avm_mp_put_uint(b, x->status);
     avm_mp_put_bool(b, x->started);
     avm_val_encode(b, x->result);
@@ -227,6 +230,8 @@ int avm_exec_encode_ex(const avm_exec *x, avm_buf *out, size_t trace_from)
     avm_val_encode(b, x->ckpt_id);
     avm_mp_put_bool(b, x->resume_commit);
     avm_val_encode(b, x->bundle);
+    if ((rv = vm__fd_encode(x, b)) != 0 || (rv = vm__nd_encode(x, b)) != 0)
+        goto done;
     rv = b->err;
 done:
     free(mods.v);
@@ -663,7 +668,12 @@ static int decode_body(dec *d, avm_exec *x)
 
     /* outcome */
     uint64_t st, ec, line, col;
-    if ((rv = get_arr(d, v3 ? 14 : 13, "outcome")) ||
+    bool v4 = d->version >= 4;
+    if ((rv = get_arr(d,
+                      v4   ? 16
+                      : v3 ? 14
+                           : 13,
+                      "outcome")) ||
         (rv = get_u(d, AVM_RUN_MOVED, &st, "status")))
         return rv;
     TRY(d, avm_mp_get_bool(&d->r, &x->started), "outcome");
@@ -683,6 +693,14 @@ static int decode_body(dec *d, avm_exec *x)
         return rv;
     if (x->bundle.kind == AVM_STR && x->bundle.u.s->len == 0)
         return bad(d, AVM_EMALFORMED, "bundle");
+    if (v4) {
+        char why[200];
+        why[0] = '\0';
+        if ((rv = vm__fd_decode(x, &d->r, why, sizeof(why))) != 0)
+            return bad(d, rv, why[0] ? why : "finite-domain store");
+        if ((rv = vm__nd_decode(x, &d->r, why, sizeof(why))) != 0)
+            return bad(d, rv, why[0] ? why : "nondeterministic choices");
+    }
     x->status = (avm_run_status)st;
     x->error.code = (avm_error_code)ec;
     x->error.line = (uint32_t)line;

@@ -44,7 +44,13 @@ static int event_nargs(int type)
     case AVM_EV_OBJECT_CALLED:
     case AVM_EV_OBJECT_MOVED:
     case AVM_EV_OBJECT_TRANSFERRED:
+    case AVM_EV_DOMAIN_NARROWED:
         return 3;
+    case AVM_EV_VAR_CREATED:
+    case AVM_EV_CONSTRAINT_POSTED:
+    case AVM_EV_VAR_LABELED:
+    case AVM_EV_CHOICE_MADE:
+    case AVM_EV_CONSTRAINTS_SOLVED:
     case AVM_EV_OBJECT_CREATED:
     case AVM_EV_MESSAGE_RECEIVED:
     case AVM_EV_EXECUTION_MOVED:
@@ -105,6 +111,13 @@ void avm_event_json(avm_buf *b, const avm_event *e)
         [AVM_EV_TRANSACTION_STARTED] = {"tx"},
         [AVM_EV_TRANSACTION_COMMITTED] = {"tx"},
         [AVM_EV_TRANSACTION_ABORTED] = {"tx"},
+        [AVM_EV_VAR_CREATED] = {"var", "domain"},
+        [AVM_EV_DOMAIN_NARROWED] = {"var", "domain", "result"},
+        [AVM_EV_CONSTRAINT_POSTED] = {"constraint", "result"},
+        [AVM_EV_VAR_LABELED] = {"var", "value"},
+        [AVM_EV_CHOICE_MADE] = {"var", "values"},
+        [AVM_EV_REQUIREMENT_ADDED] = {"assertion"},
+        [AVM_EV_CONSTRAINTS_SOLVED] = {"outcome", "detail"},
     };
     avm_buf_printf(b, "{\"timestamp\":%llu,\"event\":\"%s\"", (unsigned long long)e->ts,
                    avm_event_name(e->type));
@@ -1295,6 +1308,8 @@ void avm_exec_free(avm_exec *x)
         avm_val_release(c->inp);
     }
     vm__tx_clear(x);
+    vm__fd_free(x);
+    vm__nd_free(x);
     pairs_release(x->detached.v, x->detached.n);
     for (uint32_t i = 0; i < VM_FINISHED_RING; i++)
         avm_val_release(x->finished[i].txid);

@@ -54,7 +54,15 @@ typedef enum {
     X(TRANSACTION_STARTED, "TransactionStarted")                                         \
     X(TRANSACTION_COMMITTED, "TransactionCommitted")                                     \
     X(TRANSACTION_ABORTED, "TransactionAborted")                                         \
-    X(ERROR_OCCURRED, "ErrorOccurred") /* error code + args */
+    X(ERROR_OCCURRED, "ErrorOccurred") /* error code + args */                           \
+    /* The constraint layers (default mode only; not in the specification) */            \
+    X(VAR_CREATED, "VarCreated")               /* var, domain */                         \
+    X(DOMAIN_NARROWED, "DomainNarrowed")       /* var, domain given, result */           \
+    X(CONSTRAINT_POSTED, "ConstraintPosted")   /* constraint, result */                  \
+    X(VAR_LABELED, "VarLabeled")               /* var, value */                          \
+    X(CHOICE_MADE, "ChoiceMade")               /* symbolic variable, values */           \
+    X(REQUIREMENT_ADDED, "RequirementAdded")   /* assertion */                           \
+    X(CONSTRAINTS_SOLVED, "ConstraintsSolved") /* outcome, model or reason */
 
 typedef enum {
 #define AVM__EV_ENUM(id, name) AVM_EV_##id,

@@ -140,6 +140,13 @@ struct avm_exec {
 
     uint64_t lamport; /* the sequence chart's clock */
     uint64_t mcount;  /* sequence-chart records in tlog (tcount counts them too) */
+
+    /* The constraint layers (default mode; NULL until first used): the finite-domain
+     * store (vm_fd.c) and the nondeterministic choices and requirements (vm_nd.c).
+     * Both follow the transaction levels through the vm__fd_tx_* / vm__nd_tx_*
+     * hooks below. */
+    struct vm_fd *fd;
+    struct vm_nd *nd;
 };
 
 enum { CW_NONE = 0, CW_PENDING = 1, CW_DONE = 2 };
@@ -224,6 +231,38 @@ void vm__placed(avm_exec *x);
  * began a transaction returns), logging TransactionAborted for the outermost. */
 void vm__abort_from(avm_exec *x, size_t depth);
 void vm__tx_clear(avm_exec *x);
+
+/* Finite domains (vm_fd.c). vm__fd_instr runs newVar, narrow, post and label;
+ * vm__fd_reify is reifyConstraints. The tx hooks are called in default mode when a
+ * level was pushed (x->tx.n is the new depth), when the innermost level commits
+ * (nested: merges into its parent; outermost: the transaction is done) and when it
+ * aborts (also a commit that returned false), before x->tx.n drops.
+ * vm__fd_tx_failed tells whether the innermost level's store is inconsistent (its
+ * commit must return false). encode writes exactly one msgpack value; decode reads
+ * it (0 or AVM_E*, with a message naming the cause in err). */
+int vm__fd_instr(avm_exec *x, int op, avm_val *a, int argc, avm_val *out);
+int vm__fd_reify(avm_exec *x, avm_val *out);
+int vm__fd_tx_begin(avm_exec *x);
+bool vm__fd_tx_failed(const avm_exec *x);
+void vm__fd_tx_commit(avm_exec *x);
+void vm__fd_tx_abort(avm_exec *x);
+void vm__fd_free(avm_exec *x);
+int vm__fd_encode(const avm_exec *x, avm_buf *b);
+int vm__fd_decode(avm_exec *x, avm_mp_reader *r, char *err, size_t errlen);
+
+/* Nondeterminism (vm_nd.c): choose, require, and the settlement at the outermost
+ * commit. Same hook discipline as above. */
+int vm__nd_instr(avm_exec *x, int op, avm_val *a, int argc, avm_val *out);
+int vm__nd_tx_begin(avm_exec *x);
+void vm__nd_tx_commit(avm_exec *x);
+void vm__nd_tx_abort(avm_exec *x);
+void vm__nd_free(avm_exec *x);
+int vm__nd_encode(const avm_exec *x, avm_buf *b);
+int vm__nd_decode(avm_exec *x, avm_mp_reader *r, char *err, size_t errlen);
+
+/* An association list ((key value) ...) of n string keys and owned values (taken
+ * even on failure). VM_OK or VM_FAIL. */
+int vm__alist(avm_exec *x, const char **keys, avm_val *vals, int n, avm_val *out);
 
 static inline avm_val vm__ref(avm_val v)
 {

@@ -348,7 +348,7 @@ static int meta_value(avm_exec *x, avm_val oid, const avm_meta *m, avm_val *out)
     return VM_OK;
 }
 
-static int alist(avm_exec *x, const char **keys, avm_val *vals, int n, avm_val *out)
+int vm__alist(avm_exec *x, const char **keys, avm_val *vals, int n, avm_val *out)
 {
     if (avm_list_new((size_t)n, out) != 0)
         goto oom;
@@ -811,7 +811,7 @@ static int op_reify_context(avm_exec *x, avm_val *out)
         return vm__oom(x);
     avm_val vals[5] = {vm__ref(x->self), vm__ref(x->input), vm__ref(x->sender),
                        vm__ref(x->machine), ctrl};
-    return alist(x, keys, vals, 5, out);
+    return vm__alist(x, keys, vals, 5, out);
 }
 
 /* The identifiers at byte offset `offset` of n records of `stride` bytes from base.
@@ -855,7 +855,7 @@ static int op_reify_tx(avm_exec *x, avm_val *out)
         id_list(x, x->reads.v, offsetof(avm_read, oid), sizeof(avm_read), x->reads.n,
                 &vals[4]))
         goto fail;
-    return alist(x, keys, vals, 5, out);
+    return vm__alist(x, keys, vals, 5, out);
 oom:
     vm__oom(x);
 fail:
@@ -870,7 +870,7 @@ static int op_reify_constraints(avm_exec *x, avm_val *out)
     avm_val vals[2] = {avm_nil(), avm_int(0)};
     if (avm_list_new(0, &vals[0]) != 0)
         return vm__oom(x);
-    return alist(x, keys, vals, 2, out);
+    return vm__alist(x, keys, vals, 2, out);
 }
 
 /* Tx ----------------------------------------------------------------------------- */
@@ -1054,6 +1054,8 @@ static int op_begin(avm_exec *x, avm_val *a, int argc, avm_val *out)
     sp->nwrites = x->writes.n;
     if (x->tx.n == 1 && x->snap == NULL && x->plat->store->ops->snapshot != NULL)
         x->snap = x->plat->store->ops->snapshot(x->plat->store);
+    if (!STRICT(x) && (vm__fd_tx_begin(x) != 0 || vm__nd_tx_begin(x) != 0))
+        return vm__oom(x);
     *out = vm__ref(txid);
     return VM_OK;
 }
@@ -1228,6 +1230,17 @@ static int commit_or_outcome(avm_exec *x, bool *ok)
     return VM_OK;
 }
 
+/* Logs why a commit returned false: the finite-domain store of the level is
+ * inconsistent (ErrorOccurred FDError.ErrInconsistent tid, under the controller). */
+static void fd_inconsistent(avm_exec *x, avm_val tid)
+{
+    vm__log(x, x->counter, AVM_EV_ERROR_OCCURRED, false, AVM_ERR_FD_INCONSISTENT,
+            x->txctrl, tid, avm_nil(), avm_nil());
+    x->counter++;
+}
+
+static void abort_level(avm_exec *x, bool log);
+
 static int op_commit(avm_exec *x, avm_val tid, avm_val *out)
 {
     if (want_kind(x, AVM_I_COMMIT_TX, tid, AVM_TXID, false))
@@ -1256,8 +1269,18 @@ static int op_commit(avm_exec *x, avm_val tid, avm_val *out)
     }
     if (!own_innermost(x, tid))
         return tx_misuse(x, "commitTx", tid);
+    if (x->tx.n > 1 && vm__fd_tx_failed(x)) {
+        /* Decision 3: the level's finite-domain store is inconsistent (a domain
+         * emptied): the commit says false and the level aborts (decision 5). */
+        fd_inconsistent(x, tid);
+        abort_level(x, true);
+        *out = avm_bool(false);
+        return VM_OK;
+    }
     if (x->tx.n > 1) {
         /* Decision 2: a nested commit merges into the parent. */
+        vm__fd_tx_commit(x);
+        vm__nd_tx_commit(x);
         vm_savept sp = x->tx.v[--x->tx.n];
         vm__event(x, AVM_EV_TRANSACTION_COMMITTED, vm__ref(tid), avm_nil(), avm_nil());
         remember_finished(x, tid, true);
@@ -1268,9 +1291,13 @@ static int op_commit(avm_exec *x, avm_val tid, avm_val *out)
         return VM_OK;
     }
     bool ok = true;
+    int why = AVM_ERR_TX_CONFLICT;
     if (x->resume_commit) {
         /* Restored from this commit's own checkpoint: it is already durable. */
         x->resume_commit = false;
+    } else if (x->commit_wait == CW_NONE && vm__fd_tx_failed(x)) {
+        ok = false;
+        why = AVM_ERR_FD_INCONSISTENT;
     } else {
         int rv = commit_or_outcome(x, &ok);
         if (rv != VM_OK)
@@ -1278,6 +1305,13 @@ static int op_commit(avm_exec *x, avm_val tid, avm_val *out)
     }
     if (ok && keep_detached_states(x) != VM_OK)
         return VM_FAIL;
+    if (ok) {
+        vm__fd_tx_commit(x);
+        vm__nd_tx_commit(x);
+    } else {
+        vm__fd_tx_abort(x);
+        vm__nd_tx_abort(x);
+    }
     avm_val ctrl = vm__ref(x->txctrl);
     vm__tx_clear(x);
     if (ok) {
@@ -1285,9 +1319,13 @@ static int op_commit(avm_exec *x, avm_val tid, avm_val *out)
                 avm_nil(), avm_nil());
         avm_val_release(ctrl);
     } else {
-        /* Decision 3: a conflict aborts the transaction and commitTx says false. */
-        vm__log(x, x->counter, AVM_EV_ERROR_OCCURRED, false, AVM_ERR_TX_CONFLICT, ctrl,
-                tid, avm_nil(), avm_nil());
+        /* Decision 3: a conflict (or an inconsistent finite-domain store) aborts the
+         * transaction and commitTx says false. */
+        if (why == AVM_ERR_FD_INCONSISTENT)
+            fd_inconsistent(x, tid);
+        else
+            vm__log(x, x->counter, AVM_EV_ERROR_OCCURRED, false, AVM_ERR_TX_CONFLICT,
+                    ctrl, tid, avm_nil(), avm_nil());
         x->counter++;
         vm__event_ctrl(x, AVM_EV_TRANSACTION_ABORTED, ctrl, vm__ref(tid), avm_nil(),
                        avm_nil(), true);
@@ -1307,6 +1345,8 @@ static void bundle_aborted(avm_exec *x)
 
 static void abort_level(avm_exec *x, bool log)
 {
+    vm__fd_tx_abort(x);
+    vm__nd_tx_abort(x);
     vm_savept sp = x->tx.v[--x->tx.n];
     if (log)
         vm__event(x, AVM_EV_TRANSACTION_ABORTED, vm__ref(sp.txid), avm_nil(), avm_nil());
@@ -1726,7 +1766,7 @@ int vm__instr(avm_exec *x, int op, avm_val *a, int argc, avm_val *out)
     case AVM_I_REIFY_TX_STATE:
         return op_reify_tx(x, out);
     case AVM_I_REIFY_CONSTRAINTS:
-        return op_reify_constraints(x, out);
+        return STRICT(x) ? op_reify_constraints(x, out) : vm__fd_reify(x, out);
     case AVM_I_BEGIN_TX:
         return op_begin(x, a, argc, out);
     case AVM_I_COMMIT_TX:
@@ -1765,6 +1805,11 @@ int vm__instr(avm_exec *x, int op, avm_val *a, int argc, avm_val *out)
     case AVM_I_CHOOSE:
     case AVM_I_REQUIRE: {
         bool fd = op != AVM_I_CHOOSE && op != AVM_I_REQUIRE;
+        /* Default mode: the constraint layers (DESIGN.md section 4); the literal
+         * specification implements neither. */
+        if (!STRICT(x))
+            return fd ? vm__fd_instr(x, op, a, argc, out)
+                      : vm__nd_instr(x, op, a, argc, out);
         avm_val s;
         if (avm_cstr(AVM_STR,
                      fd ? "FD instructions not yet implemented"

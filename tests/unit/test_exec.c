@@ -582,10 +582,48 @@ TEST(multi_controller_tx_and_bundle_resume)
     avm_module_release(m);
 }
 
-/* A state written by the previous format (version 2: no controller set, no
- * bundle) still decodes. Made from a version 3 state of a finished run with no
- * transaction open and no bundle, by removing what version 3 added. */
-TEST(version_2_states_decode)
+/* States written by earlier formats still decode: version 2 (no controller set, no
+ * bundle) and version 3 (no constraint layers). Made from a version 4 state of a
+ * finished run with no transaction open, no bundle and no constraints, by removing
+ * what the later versions added. */
+static void downgrade(int *test_failed_, uint8_t *p, size_t *np, int to)
+{
+    size_t n = *np;
+    *np = 0;
+    REQUIRE(n > 10 && p[9] == 4);
+    p[9] = (uint8_t)to;
+    if (to == 2) {
+        /* The transaction: [[] nil [] [] [] [] [] [] nil] -> without the final nil. */
+        static const uint8_t tx3[] = {0x9a, 0x90, 0xc0, 0x90, 0x90,
+                                      0x90, 0x90, 0x90, 0x90, 0xc0};
+        size_t at = 0;
+        for (at = 0; at + sizeof(tx3) <= n; at++)
+            if (memcmp(p + at, tx3, sizeof(tx3)) == 0)
+                break;
+        REQUIRE(at + sizeof(tx3) <= n);
+        p[at] = 0x99;
+        memmove(p + at + sizeof(tx3) - 1, p + at + sizeof(tx3), n - at - sizeof(tx3));
+        n--;
+    }
+    /* The outcome: [status(0) started(#t) ... bundle(nil) fd(nil) nd(nil)], an
+     * array16 of 16 -> 13 (version 2) or 14 (version 3) elements, a fixarray. */
+    int drop = to == 2 ? 3 : 2;
+    for (int i = 0; i < drop; i++) {
+        REQUIRE(p[n - 1] == 0xc0);
+        n--;
+    }
+    size_t o = n;
+    while (o-- > 0)
+        if (p[o] == 0xdc && p[o + 1] == 0x00 && p[o + 2] == 0x10 && p[o + 3] == 0x00 &&
+            p[o + 4] == 0xc3)
+            break;
+    REQUIRE(o < n);
+    p[o] = to == 2 ? 0x9d : 0x9e;
+    memmove(p + o + 1, p + o + 3, n - o - 3);
+    *np = n - 2;
+}
+
+static void old_state_decodes(int *test_failed_, int to)
 {
     avm_module *m = compile_str("(main (let ((t (beginTx))) (commitTx t) 7))");
     REQUIRE(m != NULL);
@@ -599,29 +637,8 @@ TEST(version_2_states_decode)
     REQUIRE(avm_exec_encode(x, &b) == 0);
     uint8_t *p = (uint8_t *)b.data;
     size_t n = b.len;
-    /* The version, after "AVMEXEC". */
-    REQUIRE(n > 10 && p[9] == 3);
-    p[9] = 2;
-    /* The transaction: [[] nil [] [] [] [] [] [] nil] -> without the final nil. */
-    static const uint8_t tx3[] = {0x9a, 0x90, 0xc0, 0x90, 0x90,
-                                  0x90, 0x90, 0x90, 0x90, 0xc0};
-    size_t at = 0;
-    for (at = 0; at + sizeof(tx3) <= n; at++)
-        if (memcmp(p + at, tx3, sizeof(tx3)) == 0)
-            break;
-    REQUIRE(at + sizeof(tx3) <= n);
-    p[at] = 0x99;
-    memmove(p + at + sizeof(tx3) - 1, p + at + sizeof(tx3), n - at - sizeof(tx3));
-    n--;
-    /* The outcome: [status(0) started(#t) ... bundle(nil)] -> 13 elements. */
-    REQUIRE(p[n - 1] == 0xc0);
-    n--;
-    size_t o = n;
-    while (o-- > 0)
-        if (p[o] == 0x9e && p[o + 1] == 0x00 && p[o + 2] == 0xc3)
-            break;
-    REQUIRE(o < n);
-    p[o] = 0x9d;
+    downgrade(test_failed_, p, &n, to);
+    REQUIRE(n > 0);
     avm_exec *y = NULL;
     char err[256] = "";
     int rv = avm_exec_decode(p, n, &e.plat, &y, err, sizeof(err));
@@ -632,11 +649,11 @@ TEST(version_2_states_decode)
     CHECK(avm_exec_result(y).kind == AVM_INT && avm_exec_result(y).u.i == 7);
     CHECK(avm_exec_bundle(y) == NULL);
     CHECK(avm_exec_trace_len(y) == avm_exec_trace_len(x));
-    /* Re-encoded, it is a version 3 state again. */
+    /* Re-encoded, it is a version 4 state again. */
     avm_buf b2;
     avm_buf_init(&b2);
     CHECK(avm_exec_encode(y, &b2) == 0);
-    CHECK(b2.len == b.len && ((const uint8_t *)b2.data)[9] == 3);
+    CHECK(b2.len == b.len && ((const uint8_t *)b2.data)[9] == 4);
     avm_buf_free(&b2);
     avm_exec_free(y);
     avm_exec_free(x);
@@ -645,7 +662,13 @@ TEST(version_2_states_decode)
     avm_module_release(m);
 }
 
-TEST_MAIN(T(multi_controller_tx_and_bundle_resume), T(version_2_states_decode),
+TEST(old_states_decode)
+{
+    old_state_decodes(test_failed_, 2);
+    old_state_decodes(test_failed_, 3);
+}
+
+TEST_MAIN(T(multi_controller_tx_and_bundle_resume), T(old_states_decode),
           T(tail_called_entry_and_failed_states_decode), T(value_depth_is_bounded),
           T(checkpoint_at_commit_resumes_exactly_once),
           T(ping_pong_resumes_at_every_stop), T(battleship_resumes_mid_transaction),
