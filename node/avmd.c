@@ -50,6 +50,7 @@ typedef struct config {
     size_t npeers;
     uint32_t heartbeat_ms, fd_bound_ms, request_ms;
     uint32_t raft_election_ms, raft_heartbeat_ms, raft_snapshot_every;
+    uint32_t solver_timeout_ms; /* executeSolver's time limit (0: 5000) */
     double phi;
     bool spread;
 } config;
@@ -993,6 +994,8 @@ static void usage(FILE *f)
         "  --log-level L      debug, info, warn or error (default info)\n"
         "  --log-format F     text (logfmt, the default) or json\n"
         "  --slice N          instructions per scheduling slice (default 20000)\n"
+        "  --solver-timeout-ms N  time limit of the solver that settles the choices\n"
+        "                     of nondeterministic transactions (default 5000)\n"
         "  --batch N          most write sets in one group commit (default 4096)\n"
         "  --commit MODE      pipelined (the default: a commit is validated and\n"
         "                     applied at once and made durable with its round's\n"
@@ -1123,6 +1126,14 @@ static int set_opt(config *c, const char *key, const char *val, char *err, size_
             c->fd_bound_ms = (uint32_t)v;
         else
             c->request_ms = (uint32_t)v;
+    } else if (strcmp(key, "solver-timeout-ms") == 0) {
+        errno = 0;
+        unsigned long v = strtoul(val, &end, 10);
+        if (errno != 0 || *end != '\0' || v < 1 || v > 3600000) {
+            snprintf(err, errlen, "%s must be from 1 to 3600000, not '%s'", key, val);
+            return -1;
+        }
+        c->solver_timeout_ms = (uint32_t)v;
     } else if (strcmp(key, "raft-election-ms") == 0 ||
                strcmp(key, "raft-heartbeat-ms") == 0 ||
                strcmp(key, "raft-snapshot-every") == 0) {
@@ -1293,6 +1304,7 @@ int main(int argc, char **argv)
         log_kv(&d, L_ERROR, "node.open", "data", c->data, "error", err, NULL);
         goto out;
     }
+    d.node.solver_timeout_ms = c->solver_timeout_ms;
     if (c->listen[0] != '\0') {
         avm_cluster_config cc = {.self = c->name,
                                  .controller = c->controller,
@@ -1308,6 +1320,7 @@ int main(int argc, char **argv)
                                  .raft_election_ms = c->raft_election_ms,
                                  .raft_heartbeat_ms = c->raft_heartbeat_ms,
                                  .raft_snapshot_every = c->raft_snapshot_every,
+                                 .solver_timeout_ms = c->solver_timeout_ms,
                                  .kick = cluster_kick,
                                  .control = handle_forwarded,
                                  .log = cluster_log,

@@ -1,5 +1,5 @@
-/* The phi accrual failure detector. See fd.h. */
-#include "fd.h"
+/* The phi accrual failure detector. See detector.h. */
+#include "detector.h"
 
 #include <math.h>
 #include <stdlib.h>

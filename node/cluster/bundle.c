@@ -19,6 +19,13 @@
  *   abort      a member that aborts its outermost transaction (abortTx), or a
  *              bundle not complete by its deadline, aborts the bundle: every member
  *              gets false and nothing applies.
+ *   settle     members' segments may carry unsettled choices (choose/require,
+ *              intent matching): the home solves the members' problems as one
+ *              (the node's solver), checks the model with the language's 64-bit
+ *              arithmetic, substitutes it into the merged write set before it
+ *              commits, and hands every member the model with the outcome (they
+ *              substitute it into the values they hold). No solution: the bundle
+ *              aborts and every member's commitTx returns false.
  *
  * The bundle itself lives in the home's memory: a home that crashes before the
  * commit loses it (the members' commits fail, naming the home machine); once the
@@ -58,6 +65,7 @@ typedef struct seg {
     char exec[48];
     uint64_t seq;
     avm_val wsv;        /* owned */
+    avm_val problem;    /* owned: nil or its unsettled choices (constraint IR) */
     uint64_t seen;      /* segments its view held */
     avm_link_req *lreq; /* a member on another node */
     bool local;         /* a member on the home: avm_mgr_applied(exec, seq) */
@@ -75,6 +83,7 @@ typedef struct bundle {
     uint64_t deadline, ended;
     avm_read *versions;
     size_t nversions;
+    avm_val model; /* owned: the settlement of the members' choices, or nil */
 } bundle;
 
 struct avm_bundles {
@@ -123,9 +132,12 @@ static void versions_drop(avm_read *v, size_t n)
 
 static void bundle_free(bundle *x)
 {
-    for (size_t i = 0; i < x->n; i++)
+    for (size_t i = 0; i < x->n; i++) {
         avm_val_release(x->segs[i].wsv);
+        avm_val_release(x->segs[i].problem);
+    }
     versions_drop(x->versions, x->nversions);
+    avm_val_release(x->model);
     free(x);
 }
 
@@ -142,6 +154,8 @@ static void answer(avm_bundles *b, bundle *x, seg *s)
     if (s->local) {
         avm_mgr *m = cl_mgr(b->c);
         if (m != NULL) {
+            if (committed && x->model.kind == AVM_LIST)
+                avm_mgr_settle(m, s->exec, s->seq, x->model);
             avm_mgr_applied(m, s->exec, s->seq, rv, committed,
                             committed ? x->versions : NULL, committed ? x->nversions : 0,
                             avm_nil(), rv ? why : NULL);
@@ -153,10 +167,12 @@ static void answer(avm_bundles *b, bundle *x, seg *s)
         avm_link_reply_error(s->lreq, rv, "%s", why);
         return;
     }
+    avm_val model = committed ? x->model : avm_nil();
+    avm_val_retain(model);
     avm_val v =
-        lst(3, avm_bool(committed),
+        lst(4, avm_bool(committed),
             cl_versions_val(committed ? x->versions : NULL, committed ? x->nversions : 0),
-            cstr(x->why));
+            cstr(x->why), model);
     avm_link_reply(s->lreq, v);
     avm_val_release(v);
 }
@@ -250,6 +266,117 @@ static void mgr_done(void *arg, int rv, bool committed, const avm_read *v, size_
     commit_done(arg, rv, committed, v, nv, errmsg);
 }
 
+/* The members' problems as one: their choices and requirements concatenated.
+ * nil when no member has one (or out of memory: *oom). */
+static avm_val merged_problem(const bundle *x, bool *oom)
+{
+    size_t nc = 0, nr = 0;
+    *oom = false;
+    for (size_t i = 0; i < x->n; i++) {
+        avm_val p = x->segs[i].problem;
+        if (p.kind != AVM_LIST)
+            continue;
+        nc += avm_list_len(avm_list_at(p, 0));
+        nr += avm_list_len(avm_list_at(p, 1));
+    }
+    if (nc == 0 && nr == 0)
+        return avm_nil();
+    avm_val part[2];
+    size_t want[2] = {nc, nr};
+    for (int k = 0; k < 2; k++) {
+        if (avm_list_new(want[k], &part[k]) != 0) {
+            if (k == 1)
+                avm_val_release(part[0]);
+            *oom = true;
+            return avm_nil();
+        }
+        size_t at = 0;
+        for (size_t i = 0; i < x->n; i++) {
+            avm_val p = x->segs[i].problem;
+            if (p.kind != AVM_LIST)
+                continue;
+            avm_val l = avm_list_at(p, (size_t)k);
+            for (size_t e = 0; e < avm_list_len(l); e++) {
+                avm_val_retain(avm_list_at(l, e));
+                part[k].u.l->items[at++] = avm_list_at(l, e);
+            }
+        }
+        avm_list_seal(part[k]);
+    }
+    avm_val v = lst(2, part[0], part[1]);
+    *oom = v.kind == AVM_NIL;
+    return v;
+}
+
+/* Settles the members' choices: x->model, and *mv with the model substituted.
+ * false (the bundle ended, aborted, with the reason) when there is no solution or
+ * something failed. */
+static bool settle(avm_bundles *b, bundle *x, avm_val *mv)
+{
+    bool oom;
+    avm_val prob = merged_problem(x, &oom);
+    if (prob.kind == AVM_NIL) {
+        if (oom)
+            end(b, x, B_ABORTED, "!settling the members' choices: out of memory");
+        return !oom;
+    }
+    avm_val model = avm_nil();
+    avm_buf why;
+    avm_buf_init(&why);
+    int rv = cl_solve(b->c, prob, &model, &why);
+    char reason[300];
+    snprintf(reason, sizeof(reason), "%.290s", why.data ? why.data : "");
+    avm_buf_free(&why);
+    if (rv != AVM_SOLVE_SAT) {
+        avm_val_release(prob);
+        if (rv == AVM_SOLVE_UNSAT)
+            end(b, x, B_ABORTED,
+                "no values of the members' choices satisfy every member's "
+                "requirements");
+        else if (rv == AVM_SOLVE_UNKNOWN)
+            end(b, x, B_ABORTED, "the solver gave up on the members' choices: %s",
+                reason);
+        else
+            end(b, x, B_ABORTED, "!settling the members' choices: %s", reason);
+        return false;
+    }
+    /* The model must satisfy every requirement with the language's arithmetic. */
+    avm_val reqs = avm_list_at(prob, 1);
+    for (size_t i = 0; i < avm_list_len(reqs); i++) {
+        avm_val r;
+        rv = avm_sym_subst(avm_list_at(reqs, i), model, &r);
+        bool ok = rv == 0 && r.kind == AVM_BOOL && r.u.b;
+        if (rv == 0)
+            avm_val_release(r);
+        if (!ok) {
+            avm_val_release(prob);
+            avm_val_release(model);
+            end(b, x, B_ABORTED,
+                "the solver's values break requirement %zu of the "
+                "members (%s)",
+                i, rv == AVM_ETOOBIG ? "64-bit overflow" : "false");
+            return false;
+        }
+    }
+    avm_val_release(prob);
+    avm_val nv;
+    rv = avm_sym_subst(*mv, model, &nv);
+    if (rv != 0) {
+        avm_val_release(model);
+        end(b, x, B_ABORTED, "substituting the members' choices: %s",
+            rv == AVM_ENOTFOUND ? "a segment writes a value of a choice that no "
+                                  "member's problem holds"
+                                : avm_strerror(rv));
+        return false;
+    }
+    avm_val_release(*mv);
+    *mv = nv;
+    x->model = model;
+    cl_logf(b->c, CL_INFO, "bundle.settle", "bundle", "%s: %zu choices settled", x->id,
+            avm_list_len(model));
+    return true;
+}
+
 static void commit(avm_bundles *b, bundle *x)
 {
     x->state = B_COMMITTING;
@@ -257,6 +384,10 @@ static void commit(avm_bundles *b, bundle *x)
     avm_writeset ws;
     void *wb = NULL;
     avm_val mv = merged_val(x);
+    if (mv.kind != AVM_NIL && !settle(b, x, &mv)) {
+        avm_val_release(mv);
+        return;
+    }
     int rv = mv.kind == AVM_NIL ? AVM_ENOMEM
                                 : cl_ws_from(b->c, mv, &ws, &wb, err, sizeof(err));
     cref *ref = rv == 0 ? malloc(sizeof(*ref)) : NULL;
@@ -362,6 +493,7 @@ static void put(avm_bundles *b, const char *id, seg *in)
                                  cl_self(b->c));
         }
         avm_val_release(in->wsv);
+        avm_val_release(in->problem);
         return;
     }
     if (x->state != B_OPEN || x->n == x->members) {
@@ -373,6 +505,7 @@ static void put(avm_bundles *b, const char *id, seg *in)
         tmp.state = x->state == B_OPEN ? B_ABORTED : x->state;
         answer(b, &tmp, &late);
         avm_val_release(in->wsv);
+        avm_val_release(in->problem);
         return;
     }
     /* A read of what an earlier segment wrote, unseen: the bundle would lose it. */
@@ -433,8 +566,11 @@ static void put_reply(void *arg, int rv, avm_val reply, const char *errmsg)
     avm_bundles *b = p->b;
     avm_mgr *m = cl_mgr(b->c);
     if (!b->stopped && m != NULL) {
-        bool committed = rv == 0 && reply.kind == AVM_LIST && avm_list_len(reply) == 3 &&
+        bool committed = rv == 0 && reply.kind == AVM_LIST && avm_list_len(reply) >= 3 &&
                          avm_truthy(avm_list_at(reply, 0));
+        if (committed && avm_list_len(reply) == 4 &&
+            avm_list_at(reply, 3).kind == AVM_LIST)
+            avm_mgr_settle(m, p->exec, p->seq, avm_list_at(reply, 3));
         size_t nv = 0;
         avm_read *vs = committed ? cl_versions_from(avm_list_at(reply, 1), &nv) : NULL;
         char why[400];
@@ -468,19 +604,22 @@ int avm_bundle_contribute(avm_bundles *b, const char *id, const char *exec, uint
     avm_val wsv = cl_ws_val(b->c, ws);
     if (wsv.kind == AVM_NIL)
         return AVM_ENOMEM;
+    avm_val prob = ws->problem;
+    avm_val_retain(prob);
     if (strcmp(home, cl_self(b->c)) == 0) {
-        seg s = {.seq = seq, .wsv = wsv, .seen = seen, .local = true};
+        seg s = {.seq = seq, .wsv = wsv, .problem = prob, .seen = seen, .local = true};
         snprintf(s.exec, sizeof(s.exec), "%s", exec);
         put(b, id, &s);
         return 0;
     }
     if (!cl_reachable(b->c, home)) {
         avm_val_release(wsv);
+        avm_val_release(prob);
         snprintf(errmsg, errlen, "bundle %s: its home %s is unreachable", id, home);
         return AVM_EUNREACHABLE;
     }
     pref *p = calloc(1, sizeof(*p));
-    avm_val body = lst(4, cstr(id), cstr(exec), wsv, avm_int((int64_t)seen));
+    avm_val body = lst(5, cstr(id), cstr(exec), wsv, avm_int((int64_t)seen), prob);
     if (p == NULL || body.kind == AVM_NIL) {
         free(p);
         avm_val_release(body);
@@ -623,15 +762,25 @@ bool avm_bundle_on_request(avm_bundles *b, avm_link_req *req, const char *from,
         return false;
     if (strcmp(op, "bundle.put") == 0) {
         const char *id = sv(body, 0), *exec = sv(body, 1);
-        if (id == NULL || exec == NULL || avm_list_len(body) != 4 ||
+        size_t nb = id != NULL ? avm_list_len(body) : 0;
+        if (id == NULL || exec == NULL || (nb != 4 && nb != 5) ||
             avm_list_at(body, 2).kind != AVM_LIST ||
-            avm_list_at(body, 3).kind != AVM_INT || strlen(exec) >= 48) {
+            avm_list_at(body, 3).kind != AVM_INT || strlen(exec) >= 48 ||
+            (nb == 5 && avm_list_at(body, 4).kind != AVM_NIL &&
+             (avm_list_at(body, 4).kind != AVM_LIST ||
+              avm_list_len(avm_list_at(body, 4)) != 2 ||
+              avm_list_at(avm_list_at(body, 4), 0).kind != AVM_LIST ||
+              avm_list_at(avm_list_at(body, 4), 1).kind != AVM_LIST))) {
             avm_link_reply_error(
                 req, AVM_EMALFORMED,
-                "bundle.put: expected [bundle, execution, write set, seen]");
+                "bundle.put: expected [bundle, execution, write set, seen, problem]");
             return true;
         }
         seg s = {.lreq = req, .seen = (uint64_t)avm_list_at(body, 3).u.i};
+        if (nb == 5) {
+            s.problem = avm_list_at(body, 4);
+            avm_val_retain(s.problem);
+        }
         snprintf(s.exec, sizeof(s.exec), "%s", exec);
         s.wsv = avm_list_at(body, 2);
         avm_val_retain(s.wsv);
@@ -643,6 +792,7 @@ bool avm_bundle_on_request(avm_bundles *b, avm_link_req *req, const char *from,
         cl_ws_free(wb);
         if (rv != 0) {
             avm_val_release(s.wsv);
+            avm_val_release(s.problem);
             avm_link_reply_error(req, rv, "bundle.put: %s", err);
             return true;
         }

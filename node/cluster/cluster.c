@@ -10,7 +10,8 @@
 
 #include "avm_err.h"
 #include "codec.h"
-#include "fd.h"
+#include "solver.h"
+#include "detector.h"
 #include "link.h"
 #include "module.h"
 
@@ -2128,6 +2129,12 @@ avm_mgr *cl_mgr(avm_cluster *c)
 const char *cl_self(const avm_cluster *c)
 {
     return c->self;
+}
+
+int cl_solve(avm_cluster *c, avm_val problem, avm_val *model, avm_buf *why)
+{
+    avm_solver_cfg sc = {.timeout_ms = c->cfg.solver_timeout_ms};
+    return avm_solver_solve(&sc, problem, model, why);
 }
 
 uint64_t cl_incarnation(const avm_cluster *c)

@@ -55,6 +55,9 @@ typedef struct avm_cluster_config {
      * (0: 300 and 50 ms), and how many applied entries between snapshots (0:
      * 1024). */
     unsigned raft_election_ms, raft_heartbeat_ms, raft_snapshot_every;
+    /* The solver's time limit when a bundle's home settles its members' choices
+     * (0: 5000 ms). */
+    uint32_t solver_timeout_ms;
     /* Up-calls to the daemon. */
     void (*kick)(void *arg); /* the manager has work: run rounds */
     /* A control request forwarded from another node: answer it through req. */

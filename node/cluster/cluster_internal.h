@@ -85,6 +85,9 @@ avm_link *cl_link(avm_cluster *c);
 uv_loop_t *cl_loop(avm_cluster *c);
 avm_mgr *cl_mgr(avm_cluster *c); /* NULL until attached */
 const char *cl_self(const avm_cluster *c);
+/* executeSolver for the node (bundles settle their members' choices with it): the
+ * contract of avm_platform.solve. */
+int cl_solve(avm_cluster *c, avm_val problem, avm_val *model, avm_buf *why);
 uint64_t cl_incarnation(const avm_cluster *c);
 void cl_kick(avm_cluster *c);
 /* Whether machine is this node or a member the failure detector deems reachable. */

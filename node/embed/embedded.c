@@ -10,6 +10,7 @@
 #include "avm_err.h"
 #include "memstore.h"
 #include "sha256.h"
+#include "solver.h"
 
 static bool reach_machine(void *data, avm_val m)
 {
@@ -23,6 +24,13 @@ static bool reach_ctrl(void *data, avm_val c)
     return avm_val_eq(c, e->plat.default_ctrl);
 }
 
+static int solve(void *data, avm_val problem, avm_val *model, avm_buf *why)
+{
+    avm_embedded *e = data;
+    avm_solver_cfg cfg = {.timeout_ms = e->solver_timeout_ms};
+    return avm_solver_solve(&cfg, problem, model, why);
+}
+
 static int init_platform(avm_embedded *e, const char *machine, const char *controller)
 {
     if (avm_cstr(AVM_MACHID, machine, &e->plat.node) != 0 ||
@@ -34,6 +42,7 @@ static int init_platform(avm_embedded *e, const char *machine, const char *contr
     e->plat.data = e;
     e->plat.reachable_machine = reach_machine;
     e->plat.reachable_controller = reach_ctrl;
+    e->plat.solve = solve;
     return 0;
 }
 

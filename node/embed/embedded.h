@@ -13,6 +13,9 @@ typedef struct avm_embedded {
     avm_platform plat;
     avm_store *store;
     avm_lmdb *db; /* NULL: in memory */
+    /* executeSolver's time limit (0: 5000 ms): plat.solve settles the choices of
+     * nondeterministic transactions with Z3. */
+    uint32_t solver_timeout_ms;
 } avm_embedded;
 
 /* An in-memory node. machine: this node's machine id (e.g. "node1"); controller:

@@ -540,6 +540,14 @@ static void init_platform(avm_mgr *m, mx *e)
     e->plat.data = e;
 }
 
+/* executeSolver: the node's. */
+static int x_solve(void *data, avm_val problem, avm_val *model, avm_buf *why)
+{
+    mx *e = data;
+    const avm_platform *p = &e->m->node->plat;
+    return p->solve(p->data, problem, model, why);
+}
+
 static bool x_reach_machine(void *data, avm_val mach)
 {
     mx *e = data;
@@ -645,6 +653,9 @@ static mx *mx_new(avm_mgr *m, const char *id, const char *name)
         m->cl != NULL && m->cl->bundle_abort != NULL ? x_bundle_abort : NULL;
     e->plat.resolve_behavior = m->node->plat.resolve_behavior ? x_resolve : NULL;
     e->plat.mailbox_pop = xs_mailbox_pop;
+    e->plat.solve = m->node->plat.solve != NULL ? x_solve : NULL;
+    /* A bundle's home settles its members' choices together. */
+    e->plat.settles_bundles = m->cl != NULL && m->cl->bundle_abort != NULL;
     if (m->cl != NULL) {
         e->plat.prepare = x_prepare;
         e->plat.roam = true;
@@ -2410,6 +2421,18 @@ void avm_mgr_forget(avm_mgr *m, avm_val oid)
             return;
         }
     }
+}
+
+void avm_mgr_settle(avm_mgr *m, const char *id, uint64_t seq, avm_val model)
+{
+    mx *e = find(m, id);
+    if (e == NULL || e->x == NULL || e->fwd_seq != seq ||
+        avm_exec_waiting(e->x) != AVM_WAIT_COMMIT)
+        return;
+    avm_val_retain(model);
+    if (avm_exec_commit_settle(e->x, model) != 0)
+        emit(m, AVM_MEV_STORE_ERROR, e->id, avm_nil(),
+             "settling the bundle's choices in the execution: out of memory");
 }
 
 void avm_mgr_applied(avm_mgr *m, const char *id, uint64_t seq, int rv, bool committed,

@@ -255,6 +255,10 @@ void avm_mgr_machine_lost(avm_mgr *m, avm_val machine);
  * for AVM_EUNREACHABLE). */
 void avm_mgr_fetched(avm_mgr *m, avm_val oid, const avm_objrec *rec, int rv,
                      avm_val machine, const char *errmsg);
+/* Before avm_mgr_applied of a bundle member's commit: the model that settled the
+ * bundle's choices (borrowed), substituted into the execution's values
+ * (avm_exec_commit_settle). Ignored unless execution id waits on commit seq. */
+void avm_mgr_settle(avm_mgr *m, const char *id, uint64_t seq, avm_val model);
 /* The outcome of a forwarded write set. */
 void avm_mgr_applied(avm_mgr *m, const char *id, uint64_t seq, int rv, bool committed,
                      const avm_read *versions, size_t nversions, avm_val machine,

@@ -94,7 +94,9 @@ typedef enum {
     X(ERROR, "error", 1)     /* stop with an EvalError carrying the value */             \
     X(MIN, "min", 2)                                                                     \
     X(MAX, "max", 2)                                                                     \
-    X(ABS, "abs", 1)
+    X(ABS, "abs", 1)                                                                     \
+    X(ALL, "all", -1) /* #t when no argument is nil or #f (symbolic: their `and`) */     \
+    X(ANY, "any", -1) /* #t when some argument is neither nil nor #f (symbolic: `or`) */
 
 typedef enum {
     AVM_PRIM_NONE = 0,

@@ -221,6 +221,21 @@ static int encode_val(avm_buf *b, avm_val v, unsigned depth)
                 return rv;
         }
         break;
+    case AVM_SYM: {
+        if (depth >= AVM_MAX_DEPTH)
+            return AVM_ETOODEEP;
+        avm_val l = v;
+        l.kind = AVM_LIST;
+        avm_buf sub;
+        avm_buf_init(&sub);
+        int rv = encode_val(&sub, l, depth);
+        if (rv == 0)
+            put_ext(b, AVM_EXT_SYM, sub.data, sub.len);
+        avm_buf_free(&sub);
+        if (rv != 0)
+            return rv;
+        break;
+    }
     default:
         assert(AVM_KIND_IS_ID(v.kind));
         put_ext(b, (int8_t)(v.kind - AVM_OBJID + AVM_EXT_OBJID), v.u.s->data, v.u.s->len);
@@ -491,8 +506,11 @@ int avm_mp_get_map(avm_mp_reader *r, uint32_t *n)
     return remaining(r) / 2 < *n ? AVM_ETRUNCATED : 0;
 }
 
-/* An identifier: ext type 1..4 with the name as payload. */
-static int get_ident(avm_mp_reader *r, uint8_t t, avm_val *out)
+static int get_val_at(avm_mp_reader *r, unsigned depth0, avm_val *out);
+
+/* An identifier: ext type 1..4 with the name as payload; or a symbolic value: ext
+ * type 5 with its payload list's encoding (decoded at the depth it sits at). */
+static int get_ident(avm_mp_reader *r, uint8_t t, unsigned depth, avm_val *out)
 {
     uint32_t n;
     int rv;
@@ -510,11 +528,29 @@ static int get_ident(avm_mp_reader *r, uint8_t t, avm_val *out)
         return rv;
     /* The type is a signed byte: 1..4 read the same either way. */
     uint8_t ext = type[0];
-    if (ext < AVM_EXT_OBJID || ext > AVM_EXT_TXID)
+    if (ext < AVM_EXT_OBJID || ext > AVM_EXT_SYM)
         return AVM_EMALFORMED;
     rv = take_bytes(r, n, &payload);
     if (rv != 0)
         return rv;
+    if (ext == AVM_EXT_SYM) {
+        if (depth >= AVM_MAX_DEPTH)
+            return AVM_ETOODEEP;
+        avm_mp_reader sub;
+        avm_mp_reader_init(&sub, payload, n, r->budget);
+        avm_val l;
+        rv = get_val_at(&sub, depth, &l);
+        if (rv != 0)
+            return rv;
+        r->budget = sub.budget;
+        if (sub.p != sub.end || !avm_sym_check(l)) {
+            avm_val_release(l);
+            return AVM_EMALFORMED;
+        }
+        l.kind = AVM_SYM;
+        *out = l;
+        return 0;
+    }
     if (n > AVM_MAX_STR_LEN)
         return AVM_ETOOBIG;
     rv = charge(r, sizeof(avm_str) + n + 1);
@@ -525,8 +561,9 @@ static int get_ident(avm_mp_reader *r, uint8_t t, avm_val *out)
 }
 
 /* One scalar, or the header of a list (returned as a list of nils to fill). */
-static int get_item(avm_mp_reader *r, bool list_allowed, avm_val *out)
+static int get_item(avm_mp_reader *r, unsigned depth, avm_val *out)
 {
+    bool list_allowed = depth < AVM_MAX_DEPTH;
     uint8_t t;
     int rv = peek_tag(r, &t);
     if (rv != 0)
@@ -567,7 +604,7 @@ static int get_item(avm_mp_reader *r, bool list_allowed, avm_val *out)
         return avm_list_new(n, out);
     }
     if ((t >= MP_FIXEXT1 && t <= MP_FIXEXT16) || (t >= MP_EXT8 && t <= MP_EXT32))
-        return get_ident(r, t, out);
+        return get_ident(r, t, depth, out);
     switch (t) {
     case MP_NIL:
         r->p++;
@@ -588,6 +625,12 @@ static int get_item(avm_mp_reader *r, bool list_allowed, avm_val *out)
  * nesting costs no C stack and fails at AVM_MAX_DEPTH open lists. */
 int avm_mp_get_val(avm_mp_reader *r, avm_val *out)
 {
+    return get_val_at(r, 0, out);
+}
+
+/* depth0: lists already open around this value (a symbolic value's payload). */
+static int get_val_at(avm_mp_reader *r, unsigned depth0, avm_val *out)
+{
     struct open_list {
         avm_list *l;
         uint32_t next; /* index of the next item to fill */
@@ -597,7 +640,7 @@ int avm_mp_get_val(avm_mp_reader *r, avm_val *out)
     int rv;
 
     for (;;) {
-        rv = get_item(r, depth < AVM_MAX_DEPTH, &v);
+        rv = get_item(r, depth0 + depth, &v);
         if (rv != 0)
             goto err;
         if (v.kind == AVM_LIST && v.u.l->len > 0) {

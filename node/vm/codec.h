@@ -22,6 +22,8 @@
 #define AVM_EXT_CTRLID 2
 #define AVM_EXT_MACHID 3
 #define AVM_EXT_TXID 4
+/* A symbolic value: the payload is the encoding of its [op, args...] list. */
+#define AVM_EXT_SYM 5
 
 /* Appends the encoding of v. Returns 0 or the buffer's sticky error, or
  * AVM_ETOODEEP if v nests more than AVM_MAX_DEPTH lists (the decoder would refuse

@@ -113,7 +113,27 @@ typedef struct avm_writeset {
      * arrays. A store without composed commits (memstore) applies it as usual: a
      * bundle of one member simply commits. */
     avm_val bundle;
+    /* nil, or (bundle members only) the transaction's unsettled nondeterministic
+     * problem (the IR below): the store settles it together with the other
+     * members' problems (avm_platform.solve), substitutes the model into every
+     * member's write set, and hands each execution the model with
+     * avm_exec_commit_settle before avm_exec_commit_done. Borrowed. */
+    avm_val problem;
 } avm_writeset;
+
+/* The constraint IR of nondeterminism (executeSolver's input), a plain value:
+ *   (choices requirements)
+ *   choices:      ((var values) ...)  var a symbolic variable (AVM_SYM_VAR), values
+ *                                     the non-empty list of ints or of bools it
+ *                                     may take
+ *   requirements: (b ...)             #t, #f or a bool-typed symbolic value
+ * A solution (model) is the list ((name value) ...) giving every choice's name (an
+ * AVM_STR) one of its values such that every requirement holds. */
+enum {
+    AVM_SOLVE_SAT = 0,     /* *model set */
+    AVM_SOLVE_UNSAT = 1,   /* no solution */
+    AVM_SOLVE_UNKNOWN = 2, /* the solver gave up (its time limit): why says so */
+};
 
 typedef struct avm_store avm_store;
 
@@ -204,6 +224,16 @@ typedef struct avm_platform {
      * cache takes its own reference, or none). */
     avm_module *(*module_lookup)(void *data, const uint8_t *p, size_t n);
     void (*module_keep)(void *data, const uint8_t *p, size_t n, avm_module *m);
+    /* Optional: executeSolver. Settles problem (the IR above, borrowed): returns
+     * AVM_SOLVE_SAT with an owned *model, AVM_SOLVE_UNSAT, AVM_SOLVE_UNKNOWN with
+     * the reason appended to why, or a negated AVM_E* code (why says what failed).
+     * Without it, a commit with unsettled choices fails with NondetError.ErrNoSolver.
+     * The interpreter checks the model itself (every requirement evaluated with the
+     * language's 64-bit arithmetic) before it commits. */
+    int (*solve)(void *data, avm_val problem, avm_val *model, avm_buf *why);
+    /* The store settles the problems of bundle members' write sets
+     * (avm_writeset.problem) itself; without it a bundle member settles its own. */
+    bool settles_bundles;
 } avm_platform;
 
 #endif

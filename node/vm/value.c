@@ -90,7 +90,7 @@ uint32_t avm_list_seal(avm_val l)
 
 void avm__val_free(avm_val v)
 {
-    if (v.kind == AVM_LIST) {
+    if (v.kind == AVM_LIST || v.kind == AVM_SYM) {
         /* Iterative over the last element to bound C stack use on deep lists is not
          * needed: decoders and producers bound depth to AVM_MAX_DEPTH. */
         avm_list *l = v.u.l;
@@ -113,7 +113,8 @@ bool avm_val_eq(avm_val a, avm_val b)
         return a.u.b == b.u.b;
     case AVM_INT:
         return a.u.i == b.u.i;
-    case AVM_LIST: {
+    case AVM_LIST:
+    case AVM_SYM: {
         if (a.u.l == b.u.l)
             return true;
         if (a.u.l->len != b.u.l->len)
@@ -143,7 +144,8 @@ int avm_val_cmp(avm_val a, avm_val b)
         return (int)a.u.b - (int)b.u.b;
     case AVM_INT:
         return a.u.i < b.u.i ? -1 : a.u.i > b.u.i;
-    case AVM_LIST: {
+    case AVM_LIST:
+    case AVM_SYM: {
         uint32_t n = a.u.l->len < b.u.l->len ? a.u.l->len : b.u.l->len;
         for (uint32_t i = 0; i < n; i++) {
             int c = avm_val_cmp(a.u.l->items[i], b.u.l->items[i]);
@@ -171,8 +173,9 @@ uint32_t avm_val_hash(avm_val v)
         return v.u.b ? 1231u : 1237u;
     case AVM_INT:
         return avm_hash_bytes(&v.u.i, sizeof(v.u.i));
-    case AVM_LIST: {
-        uint32_t h = 0x12345u + v.u.l->len;
+    case AVM_LIST:
+    case AVM_SYM: {
+        uint32_t h = 0x12345u + v.u.l->len + (v.kind == AVM_SYM ? 0x9e37u : 0);
         for (uint32_t i = 0; i < v.u.l->len; i++)
             h = h * 31u + avm_val_hash(v.u.l->items[i]);
         return h;
@@ -186,7 +189,7 @@ const char *avm_kind_name(avm_kind k)
 {
     static const char *names[AVM_KIND_COUNT] = {
         "nil",       "bool",          "int",        "string", "list",
-        "object-id", "controller-id", "machine-id", "tx-id"};
+        "object-id", "controller-id", "machine-id", "tx-id",  "symbolic"};
     return (unsigned)k < AVM_KIND_COUNT ? names[k] : "invalid";
 }
 
@@ -337,6 +340,20 @@ void avm_val_print(avm_buf *b, avm_val v)
         }
         avm_buf_put(b, ")", 1);
         break;
+    case AVM_SYM:
+        /* ?"node1/t2.0" for a choice, ?(+ ?"node1/t2.0" 1) for an expression. */
+        if (avm_sym_op_of(v) == AVM_SYM_VAR) {
+            avm_buf_put(b, "?", 1);
+            print_str(b, v.u.l->items[1].u.s);
+            break;
+        }
+        avm_buf_printf(b, "?(%s", avm_sym_op_name(avm_sym_op_of(v)));
+        for (uint32_t i = 1; i < v.u.l->len; i++) {
+            avm_buf_put(b, " ", 1);
+            avm_val_print(b, v.u.l->items[i]);
+        }
+        avm_buf_put(b, ")", 1);
+        break;
     default:
         avm_buf_puts(b, id_prefix(v.kind));
         print_str(b, v.u.s);
@@ -391,6 +408,24 @@ void avm_val_json(avm_buf *b, avm_val v)
         }
         avm_buf_put(b, "]", 1);
         break;
+    case AVM_SYM: {
+        /* {"symbolic":"node1/t2.0"} or {"symbolic":["+",{"symbolic":...},1]} */
+        avm_buf_puts(b, "{\"symbolic\":");
+        if (avm_sym_op_of(v) == AVM_SYM_VAR) {
+            avm_json_str(b, v.u.l->items[1].u.s->data, v.u.l->items[1].u.s->len);
+        } else {
+            const char *op = avm_sym_op_name(avm_sym_op_of(v));
+            avm_buf_put(b, "[", 1);
+            avm_json_str(b, op, strlen(op));
+            for (uint32_t i = 1; i < v.u.l->len; i++) {
+                avm_buf_put(b, ",", 1);
+                avm_val_json(b, v.u.l->items[i]);
+            }
+            avm_buf_put(b, "]", 1);
+        }
+        avm_buf_put(b, "}", 1);
+        break;
+    }
     default: {
         static const char *keys[] = {"object", "controller", "machine", "tx"};
         avm_buf_printf(b, "{\"%s\":", keys[v.kind - AVM_OBJID]);
@@ -398,4 +433,85 @@ void avm_val_json(avm_buf *b, avm_val v)
         avm_buf_put(b, "}", 1);
     }
     }
+}
+
+/* Symbolic values. */
+
+static const struct {
+    const char *name;
+    uint8_t arity, arg, result; /* arg: the arguments' type (VAR: none) */
+} sym_ops[AVM_SYM_OP_COUNT] = {
+    [AVM_SYM_VAR] = {"var", 2, 0, 0},
+    [AVM_SYM_ADD] = {"+", 2, AVM_SYM_T_INT, AVM_SYM_T_INT},
+    [AVM_SYM_SUB] = {"-", 2, AVM_SYM_T_INT, AVM_SYM_T_INT},
+    [AVM_SYM_MUL] = {"*", 2, AVM_SYM_T_INT, AVM_SYM_T_INT},
+    [AVM_SYM_MIN] = {"min", 2, AVM_SYM_T_INT, AVM_SYM_T_INT},
+    [AVM_SYM_MAX] = {"max", 2, AVM_SYM_T_INT, AVM_SYM_T_INT},
+    [AVM_SYM_NEG] = {"neg", 1, AVM_SYM_T_INT, AVM_SYM_T_INT},
+    [AVM_SYM_ABS] = {"abs", 1, AVM_SYM_T_INT, AVM_SYM_T_INT},
+    [AVM_SYM_LT] = {"<", 2, AVM_SYM_T_INT, AVM_SYM_T_BOOL},
+    [AVM_SYM_LE] = {"<=", 2, AVM_SYM_T_INT, AVM_SYM_T_BOOL},
+    [AVM_SYM_GT] = {">", 2, AVM_SYM_T_INT, AVM_SYM_T_BOOL},
+    [AVM_SYM_GE] = {">=", 2, AVM_SYM_T_INT, AVM_SYM_T_BOOL},
+    [AVM_SYM_EQ] = {"=", 2, 2 /* either, both the same */, AVM_SYM_T_BOOL},
+    [AVM_SYM_NE] = {"!=", 2, 2, AVM_SYM_T_BOOL},
+    [AVM_SYM_NOT] = {"not", 1, AVM_SYM_T_BOOL, AVM_SYM_T_BOOL},
+    [AVM_SYM_AND] = {"and", 2, AVM_SYM_T_BOOL, AVM_SYM_T_BOOL},
+    [AVM_SYM_OR] = {"or", 2, AVM_SYM_T_BOOL, AVM_SYM_T_BOOL},
+};
+
+int avm_sym_arity(int op)
+{
+    return (unsigned)op < AVM_SYM_OP_COUNT ? sym_ops[op].arity : -1;
+}
+
+const char *avm_sym_op_name(int op)
+{
+    return (unsigned)op < AVM_SYM_OP_COUNT ? sym_ops[op].name : "?";
+}
+
+int avm_sym_type(avm_val v)
+{
+    int op = avm_sym_op_of(v);
+    if (op == AVM_SYM_VAR)
+        return (int)v.u.l->items[2].u.i;
+    return sym_ops[op].result;
+}
+
+/* The type of an argument: its kind's for a concrete value, -1 when it has none. */
+static int arg_type(avm_val a)
+{
+    if (a.kind == AVM_INT)
+        return AVM_SYM_T_INT;
+    if (a.kind == AVM_BOOL)
+        return AVM_SYM_T_BOOL;
+    if (a.kind == AVM_SYM)
+        return avm_sym_type(a);
+    return -1;
+}
+
+bool avm_sym_check(avm_val p)
+{
+    if (p.kind != AVM_LIST || p.u.l->len < 2 || p.u.l->items[0].kind != AVM_INT)
+        return false;
+    int64_t op = p.u.l->items[0].u.i;
+    if (op < 0 || op >= AVM_SYM_OP_COUNT || p.u.l->len != 1u + sym_ops[op].arity)
+        return false;
+    avm_val *a = p.u.l->items + 1;
+    if (op == AVM_SYM_VAR)
+        return a[0].kind == AVM_STR && a[0].u.s->len > 0 && a[1].kind == AVM_INT &&
+               (a[1].u.i == AVM_SYM_T_INT || a[1].u.i == AVM_SYM_T_BOOL);
+    bool sym = false;
+    int t0 = arg_type(a[0]);
+    for (uint32_t i = 0; i < sym_ops[op].arity; i++) {
+        int t = arg_type(a[i]);
+        if (t < 0)
+            return false;
+        if (sym_ops[op].arg != 2 && t != sym_ops[op].arg)
+            return false;
+        if (t != t0)
+            return false;
+        sym |= a[i].kind == AVM_SYM;
+    }
+    return sym; /* an expression over concrete values only is not symbolic */
 }

@@ -22,9 +22,10 @@ typedef enum {
     AVM_CTRLID = 6, /* controller identifier, e.g. "main" */
     AVM_MACHID = 7, /* machine identifier, e.g. "node1" */
     AVM_TXID = 8,   /* transaction identifier, e.g. "node1/t3" */
+    AVM_SYM = 9,    /* symbolic value (nondeterminism, default mode): see below */
 } avm_kind;
 
-#define AVM_KIND_COUNT 9
+#define AVM_KIND_COUNT 10
 
 /* Identifier kinds carry a string payload. */
 #define AVM_KIND_IS_ID(k) ((k) >= AVM_OBJID && (k) <= AVM_TXID)
@@ -83,6 +84,48 @@ static inline avm_val avm_int(int64_t i)
     return v;
 }
 
+/* Symbolic values: an unsettled choice (`choose`) or an expression over choices,
+ * settled by a solver when the transaction commits. The payload is a list (u.l)
+ * [op, args...] with op an AVM_INT of avm_sym_op; args are ints, bools or symbolic
+ * values. A variable is [AVM_SYM_VAR, name, type]: name an AVM_STR unique in the
+ * cluster, type AVM_SYM_T_INT or AVM_SYM_T_BOOL. Like lists, symbolic values nest
+ * at most AVM_MAX_DEPTH deep (the payload's depth). */
+typedef enum {
+    AVM_SYM_VAR = 0,
+    AVM_SYM_ADD = 1, /* int int -> int */
+    AVM_SYM_SUB = 2,
+    AVM_SYM_MUL = 3,
+    AVM_SYM_MIN = 4,
+    AVM_SYM_MAX = 5,
+    AVM_SYM_NEG = 6, /* int -> int */
+    AVM_SYM_ABS = 7,
+    AVM_SYM_LT = 8, /* int int -> bool */
+    AVM_SYM_LE = 9,
+    AVM_SYM_GT = 10,
+    AVM_SYM_GE = 11,
+    AVM_SYM_EQ = 12, /* int int or bool bool -> bool */
+    AVM_SYM_NE = 13,
+    AVM_SYM_NOT = 14, /* bool -> bool */
+    AVM_SYM_AND = 15, /* bool bool -> bool */
+    AVM_SYM_OR = 16,
+} avm_sym_op;
+#define AVM_SYM_OP_COUNT 17
+enum { AVM_SYM_T_INT = 0, AVM_SYM_T_BOOL = 1 };
+
+/* The op of a symbolic value, its argument count (1 or 2; a variable's is 2: name
+ * and type), and the type of value it denotes. */
+static inline int avm_sym_op_of(avm_val v)
+{
+    return (int)v.u.l->items[0].u.i;
+}
+int avm_sym_arity(int op);
+int avm_sym_type(avm_val v);
+const char *avm_sym_op_name(int op); /* "+", "<", "not", ... ; "var" */
+/* Checks the shape of a symbolic payload list (op in range, arity, argument kinds
+ * and types) without recursing into symbolic arguments (each was checked when
+ * made). true when well formed. */
+bool avm_sym_check(avm_val payload);
+
 /* Truthiness for `if`: only nil and false are false. */
 static inline bool avm_truthy(avm_val v)
 {
@@ -130,7 +173,7 @@ uint32_t avm_list_seal(avm_val l);
 /* Depth of any value: 0 for a non-list. */
 static inline uint32_t avm_val_depth(avm_val v)
 {
-    return v.kind == AVM_LIST ? v.u.l->depth : 0;
+    return v.kind == AVM_LIST || v.kind == AVM_SYM ? v.u.l->depth : 0;
 }
 static inline size_t avm_list_len(avm_val l)
 {

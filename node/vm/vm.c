@@ -207,6 +207,7 @@ static inline uint8_t *log_val_fast(uint8_t *q, avm_val v)
         *q++ = (uint8_t)(0xa0 | n);
         break;
     case AVM_LIST:
+    case AVM_SYM:
         return NULL;
     default: /* identifiers: ext 1..4, fixext when the size allows */
         n = v.u.s->len;
@@ -548,7 +549,26 @@ static bool is_entry(avm_val e, avm_val key)
 static int prim(avm_exec *x, int p, avm_val *a, int argc, avm_val *out)
 {
     *out = avm_nil();
+    /* Symbolic values (choose, default mode only) stay symbolic through arithmetic
+     * and comparisons; primitives that need their value now refuse them. */
+    for (int i = 0; i < argc; i++) {
+        if (a[i].kind == AVM_SYM) {
+            int rv = vm__nd_prim(x, p, avm_prim_table[p].name, a, argc, out);
+            if (rv >= 0)
+                return rv;
+            break;
+        }
+    }
     switch (p) {
+    case AVM_PRIM_ALL:
+    case AVM_PRIM_ANY: {
+        bool all = p == AVM_PRIM_ALL, r = all;
+        for (int i = 0; i < argc; i++)
+            if (avm_truthy(a[i]) != all)
+                r = !all;
+        *out = avm_bool(r);
+        return VM_OK;
+    }
     case AVM_PRIM_ADD:
     case AVM_PRIM_SUB:
     case AVM_PRIM_MUL:
@@ -984,6 +1004,12 @@ op_jmp:
     NEXT();
 op_jmpf : {
     BUDGET();
+    if (sp[-1].kind == AVM_SYM) {
+        fr->pc = pc;
+        SYNC();
+        rv = vm__nd_unsettled(x, sp[-1], "a branch (if, when, unless, cond, and, or)");
+        goto failed;
+    }
     avm_val v = *--sp;
     bool t = avm_truthy(v);
     avm_val_release(v);
@@ -1261,6 +1287,8 @@ void vm__tx_clear(avm_exec *x)
     }
     x->tx.n = 0;
     x->tx_detached = false;
+    avm_val_release(x->problem);
+    x->problem = avm_nil();
     avm_val_release(x->txctrl);
     x->txctrl = avm_nil();
     avm_val_release(x->txset);

@@ -139,6 +139,20 @@ avm_wait avm_exec_waiting(const avm_exec *x);
  * write set committed, or the store's error code. The next avm_exec_run finishes the
  * commitTx with it. AVM_ESTATE when the execution waits for no commit. */
 int avm_exec_commit_done(avm_exec *x, int rv, bool committed);
+/* Before avm_exec_commit_done of a bundle member's commit whose write set carried a
+ * problem (avm_writeset.problem): the model that settled the bundle's merged
+ * problem ((name value) ...), taken; substituted into every value the execution
+ * holds. 0, AVM_ESTATE (no commit waits) or AVM_ENOMEM. */
+int avm_exec_commit_settle(avm_exec *x, avm_val model);
+/* The open transaction's unsettled nondeterministic problem (the constraint IR of
+ * platform.h: (choices requirements), both empty outside one); owned. */
+int avm_exec_problem(const avm_exec *x, avm_val *out);
+/* v (any value, borrowed) with every symbolic value in it replaced by its value under
+ * model ((name value) ...), evaluated with the language's 64-bit arithmetic; a
+ * bool requirement evaluates to #t or #f. 0 with an owned *out, AVM_ENOTFOUND (a
+ * choice the model does not settle), AVM_ETOOBIG (64-bit overflow), AVM_EINVAL (not
+ * a model) or AVM_ENOMEM. */
+int avm_sym_subst(avm_val v, avm_val model, avm_val *out);
 
 /* The machine the execution runs on now (borrowed). */
 avm_val avm_exec_machine(const avm_exec *x);

@@ -147,6 +147,9 @@ struct avm_exec {
      * hooks below. */
     struct vm_fd *fd;
     struct vm_nd *nd;
+    /* A bundle member's unsettled problem, handed over with its outermost commit's
+     * write set (avm_writeset.problem) and kept until the transaction ends. */
+    avm_val problem;
 };
 
 enum { CW_NONE = 0, CW_PENDING = 1, CW_DONE = 2 };
@@ -257,6 +260,20 @@ int vm__nd_tx_begin(avm_exec *x);
 void vm__nd_tx_commit(avm_exec *x);
 void vm__nd_tx_abort(avm_exec *x);
 void vm__nd_free(avm_exec *x);
+/* A primitive applied to a symbolic argument: builds the symbolic result (VM_OK),
+ * fails (VM_FAIL: a primitive that would need the value now), or returns -1 when
+ * the primitive only carries the value as data (cons, put: run it as usual). */
+int vm__nd_prim(avm_exec *x, int p, const char *name, avm_val *a, int argc, avm_val *out);
+/* NondetError.ErrUnsettled: `what` needs the value of v now. VM_FAIL. */
+int vm__nd_unsettled(avm_exec *x, avm_val v, const char *what);
+/* Settles the transaction's choices before the outermost commit hands its write
+ * set over: 0 to go on (settled and substituted everywhere, nothing to settle, or
+ * a bundle member's problem in *deferred for the bundle to settle), VM_ND_FALSE
+ * when the commit must say false (the reason is logged), VM_FAIL on an error. */
+#define VM_ND_FALSE (-2)
+int vm__nd_settle(avm_exec *x, avm_val *deferred);
+/* Checks a model against the requirements and substitutes it (takes model). */
+int vm__nd_apply_model(avm_exec *x, avm_val model);
 int vm__nd_encode(const avm_exec *x, avm_buf *b);
 int vm__nd_decode(avm_exec *x, avm_mp_reader *r, char *err, size_t errlen);
 

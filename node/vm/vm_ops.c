@@ -1138,6 +1138,7 @@ static int commit_outer(avm_exec *x, bool *ok)
         .spec_order = STRICT(x),
         .deferrable = true,
         .bundle = x->bundle,
+        .problem = x->problem,
     };
     avm_buf ck;
     avm_buf_init(&ck);
@@ -1240,6 +1241,7 @@ static void fd_inconsistent(avm_exec *x, avm_val tid)
 }
 
 static void abort_level(avm_exec *x, bool log);
+static void bundle_aborted(avm_exec *x);
 
 static int op_commit(avm_exec *x, avm_val tid, avm_val *out)
 {
@@ -1299,9 +1301,22 @@ static int op_commit(avm_exec *x, avm_val tid, avm_val *out)
         ok = false;
         why = AVM_ERR_FD_INCONSISTENT;
     } else {
-        int rv = commit_or_outcome(x, &ok);
-        if (rv != VM_OK)
-            return rv;
+        int settled = 0;
+        if (x->commit_wait == CW_NONE) {
+            /* Nondeterminism: settle the choices (or hand them to the bundle). */
+            avm_val_release(x->problem);
+            settled = vm__nd_settle(x, &x->problem);
+            if (settled == VM_FAIL)
+                return VM_FAIL;
+        }
+        if (settled == VM_ND_FALSE) {
+            ok = false;
+            why = AVM_ERR_ND_UNSATISFIABLE; /* logged by vm__nd_settle */
+        } else {
+            int rv = commit_or_outcome(x, &ok);
+            if (rv != VM_OK)
+                return rv;
+        }
     }
     if (ok && keep_detached_states(x) != VM_OK)
         return VM_FAIL;
@@ -1323,12 +1338,17 @@ static int op_commit(avm_exec *x, avm_val tid, avm_val *out)
          * transaction and commitTx says false. */
         if (why == AVM_ERR_FD_INCONSISTENT)
             fd_inconsistent(x, tid);
+        else if (why == AVM_ERR_ND_UNSATISFIABLE)
+            ; /* vm__nd_settle logged why */
         else
             vm__log(x, x->counter, AVM_EV_ERROR_OCCURRED, false, AVM_ERR_TX_CONFLICT,
                     ctrl, tid, avm_nil(), avm_nil());
         x->counter++;
         vm__event_ctrl(x, AVM_EV_TRANSACTION_ABORTED, ctrl, vm__ref(tid), avm_nil(),
                        avm_nil(), true);
+        /* Decided here, without the store: a bundle cannot have this segment. */
+        if (why != AVM_ERR_TX_CONFLICT)
+            bundle_aborted(x);
     }
     remember_finished(x, tid, ok);
     *out = avm_bool(ok);

@@ -1,7 +1,7 @@
 /* The failure detector (transport/fd.h) on synthetic arrival times. */
 #include <math.h>
 
-#include "fd.h"
+#include "detector.h"
 #include "test.h"
 
 static avm_fd *fd_default(void)
