@@ -11,6 +11,7 @@
  * a program that does not compile or is refused at load time, an unknown object or
  * execution, a data directory that cannot be used, or a node that cannot be reached
  * or does not answer in time (the message is printed). */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +22,7 @@
 #include "embedded.h"
 #include "module.h"
 #include "remote.h"
+#include "solver.h"
 #include "vm.h"
 
 #define EXIT_AVM_ERROR CLI_EXIT_AVM_ERROR
@@ -270,6 +272,59 @@ static int log_end(avm_exec *x, const char *id)
     int rv = avm_exec_log_runtime(x, "ExecutionTerminated", id, detail);
     avm_val_release(detail);
     return rv;
+}
+
+/* avmctl solve FILE [--timeout MS]: executeSolver on an SMT-LIB2 script. */
+static int cmd_solve(int argc, char **argv)
+{
+    const char *file = NULL;
+    int timeout = 0;
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--timeout") == 0 && i + 1 < argc) {
+            if (cli__parse_ms(argv[++i], &timeout) != 0) {
+                fprintf(stderr, "%s: solve: --timeout takes milliseconds, not %s\n",
+                        progname, argv[i]);
+                return EXIT_USAGE;
+            }
+        } else if (argv[i][0] == '-' && argv[i][1] != '\0') {
+            fprintf(stderr, "%s: solve: unknown option %s\n", progname, argv[i]);
+            return EXIT_USAGE;
+        } else if (file == NULL) {
+            file = argv[i];
+        } else {
+            fprintf(stderr, "%s: solve: one FILE only\n", progname);
+            return EXIT_USAGE;
+        }
+    }
+    if (file == NULL) {
+        fprintf(stderr, "usage: %s solve FILE [--timeout MS]\n", progname);
+        return EXIT_USAGE;
+    }
+    FILE *f = strcmp(file, "-") == 0 ? stdin : fopen(file, "rb");
+    if (f == NULL) {
+        fprintf(stderr, "%s: solve: cannot read %s: %s\n", progname, file,
+                strerror(errno));
+        return EXIT_USAGE;
+    }
+    avm_buf text;
+    avm_buf_init(&text);
+    char chunk[8192];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0 && text.len <= AVM_SOLVER_MAX_TEXT)
+        avm_buf_put(&text, chunk, n);
+    if (f != stdin)
+        fclose(f);
+    avm_solver_cfg cfg = {.timeout_ms = (uint32_t)timeout};
+    avm_buf out;
+    avm_buf_init(&out);
+    int rv = avm_solver_execute_smtlib(&cfg, text.data ? text.data : "", text.len, &out);
+    avm_buf_free(&text);
+    if (rv != 0)
+        fprintf(stderr, "%s: solve: %s\n", progname, out.data ? out.data : "failed");
+    else
+        fputs(out.data ? out.data : "", stdout);
+    avm_buf_free(&out);
+    return rv == -AVM_ETOOBIG ? EXIT_USAGE : rv != 0 ? EXIT_AVM_ERROR : 0;
 }
 
 static int cmd_run(int argc, char **argv)
@@ -592,7 +647,8 @@ static int cmd_exec(const char *node, int argc, char **argv)
     }
     const char *sub = argv[0];
     bool ls = strcmp(sub, "ls") == 0;
-    bool remote_only = strcmp(sub, "suspend") == 0 || strcmp(sub, "kill") == 0;
+    bool remote_only = strcmp(sub, "suspend") == 0 || strcmp(sub, "kill") == 0 ||
+                       strcmp(sub, "constraints") == 0;
     if (!ls && !remote_only && strcmp(sub, "show") != 0 && strcmp(sub, "result") != 0 &&
         strcmp(sub, "trace") != 0 && strcmp(sub, "resume") != 0) {
         fprintf(stderr, "%s: exec: unknown subcommand '%s'\n", progname, sub);
@@ -709,9 +765,9 @@ int main(int argc, char **argv)
         cli__usage(stdout, argc > 2 ? argv[2] : NULL, argc > 3 ? argv[3] : NULL);
         return 0;
     }
-    static const char *const cmds[] = {"run",        "check",  "obj", "exec",
-                                       "send",       "status", "txs", "cluster",
-                                       "controller", "bundle"};
+    static const char *const cmds[] = {"run",        "check",  "obj",  "exec",
+                                       "send",       "status", "txs",  "cluster",
+                                       "controller", "bundle", "solve"};
     bool known = false;
     for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
         known = known || strcmp(cmd, cmds[i]) == 0;
@@ -745,6 +801,8 @@ int main(int argc, char **argv)
         return node != NULL ? remote__run(node, on, n, args) : cmd_run(n, args);
     if (strcmp(cmd, "check") == 0)
         return cmd_check(n, args);
+    if (strcmp(cmd, "solve") == 0)
+        return cmd_solve(n, args);
     if (strcmp(cmd, "obj") == 0)
         return cmd_obj(node, n, args);
     if (strcmp(cmd, "exec") == 0)

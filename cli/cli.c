@@ -187,6 +187,9 @@ static const char usage_all[] =
     "checkpoint\n"
     "  exec suspend ID     suspend an execution of a node (--node)\n"
     "  exec kill ID        stop an execution of a node for good (--node)\n"
+    "  exec constraints ID an open transaction's choices and requirements (--node)\n"
+    "  solve FILE          run an SMT-LIB2 script with the node's solver "
+    "(executeSolver)\n"
     "  send OBJ VALUE      put VALUE in the mailbox of object OBJ (--node)\n"
     "  status              the node's identity and counts (--node)\n"
     "  txs                 the node's open transactions (--node)\n"
@@ -283,6 +286,17 @@ static const help helps[] = {
      "killed or interrupted; 2 bad usage, a program that does not compile or is\n"
      "refused, or a node that does not answer.\n",
      usage_node},
+    {"solve", NULL,
+     "usage: avmctl solve FILE [--timeout MS]\n"
+     "\n"
+     "executeSolver: runs the SMT-LIB2 script FILE (- for standard input) with the\n"
+     "solver the node settles nondeterministic transactions with (Z3), and prints\n"
+     "its output: e.g. the text of avmctl exec constraints ID --smtlib, edited or\n"
+     "not. --timeout bounds the solver (default 5000 ms).\n"
+     "\n"
+     "exit codes: 0 the solver ran the script; 1 it reported an error; 2 bad usage or\n"
+     "a file that cannot be read.\n",
+     NULL},
     {"check", NULL,
      "usage: avmctl check FILE\n"
      "\n"
@@ -321,7 +335,17 @@ static const help helps[] = {
      "its\n"
      "                      last checkpoint; with --node: a suspended one)\n"
      "  exec suspend ID     suspend a running execution (--node)\n"
-     "  exec kill ID        stop an execution for good (--node)\n",
+     "  exec kill ID        stop an execution for good (--node)\n"
+     "  exec constraints ID the choices and requirements its open transaction will\n"
+     "                      settle at commit (--node); --smtlib: as SMT-LIB2\n",
+     usage_node},
+    {"exec", "constraints",
+     "usage: avmctl exec constraints ID [--smtlib] [options]\n"
+     "\n"
+     "The nondeterministic problem of execution ID's open transaction: its choices\n"
+     "(choose) and requirements (require), which the solver settles when the\n"
+     "transaction commits. --smtlib prints it as an SMT-LIB2 script that any SMT\n"
+     "solver runs (z3 FILE), the text the node's own solver is given.\n",
      usage_node},
     {"exec", "ls",
      "usage: avmctl exec ls [options]\n"

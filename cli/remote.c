@@ -36,13 +36,14 @@ enum {
     OPT_FORMAT = 1 << 6,
     OPT_FROM = 1 << 7,
     OPT_BUNDLE = 1 << 9,
+    OPT_SMTLIB = 1 << 10,
 };
 
 typedef struct ropts {
     bool json;
     int timeout_ms; /* 0: the command's default */
     const char *entry;
-    bool strict, unsafe, detach, trace;
+    bool strict, unsafe, detach, trace, smtlib;
     int wait_ms;
     const char *format, *from;
     const char *args[3];
@@ -105,6 +106,8 @@ static int parse_opts(const char *what, unsigned allowed, int maxargs, int argc,
             o->unsafe = true;
         } else if (strcmp(a, "--detach") == 0 && (allowed & OPT_DETACH)) {
             o->detach = true;
+        } else if (strcmp(a, "--smtlib") == 0 && (allowed & OPT_SMTLIB)) {
+            o->smtlib = true;
         } else if (strcmp(a, "--trace") == 0 && (allowed & OPT_TRACE)) {
             o->trace = true;
         } else if (strcmp(a, "--bundle") == 0 && (allowed & OPT_BUNDLE)) {
@@ -746,9 +749,9 @@ int remote__exec(const char *node, const char *sub, int argc, char **argv)
     char what[64];
     snprintf(what, sizeof(what), "exec %s", sub);
     bool ls = strcmp(sub, "ls") == 0, result = strcmp(sub, "result") == 0,
-         trace = strcmp(sub, "trace") == 0;
+         trace = strcmp(sub, "trace") == 0, cons = strcmp(sub, "constraints") == 0;
     ropts o;
-    unsigned allowed = result ? OPT_WAIT : trace ? OPT_FORMAT : 0;
+    unsigned allowed = result ? OPT_WAIT : trace ? OPT_FORMAT : cons ? OPT_SMTLIB : 0;
     if (parse_opts(what, allowed, ls ? 0 : 1, argc, argv, &o) != 0 ||
         need_args(what, &o, ls ? 0 : 1, "ID") != 0)
         return CLI_EXIT_USAGE;
@@ -772,11 +775,9 @@ int remote__exec(const char *node, const char *sub, int argc, char **argv)
     } else {
         static const struct {
             const char *sub, *op;
-        } ops[] = {{"show", "exec.show"},
-                   {"result", "exec.result"},
-                   {"suspend", "exec.suspend"},
-                   {"resume", "exec.resume"},
-                   {"kill", "exec.kill"}};
+        } ops[] = {{"show", "exec.show"},       {"result", "exec.result"},
+                   {"suspend", "exec.suspend"}, {"resume", "exec.resume"},
+                   {"kill", "exec.kill"},       {"constraints", "exec.constraints"}};
         const char *op = NULL;
         for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++)
             if (strcmp(ops[i].sub, sub) == 0)
@@ -797,7 +798,10 @@ int remote__exec(const char *node, const char *sub, int argc, char **argv)
         if (code == 0) {
             if (result) {
                 code = print_outcome(&r, id, reply, NULL);
-            } else if (strcmp(sub, "show") == 0 || r.json) {
+            } else if (cons && o.smtlib && !r.json) {
+                const char *t = get_cstr(reply, "smtlib");
+                fputs(t ? t : "", stdout);
+            } else if (strcmp(sub, "show") == 0 || cons || r.json) {
                 print_body(&r, reply);
             } else {
                 const char *st = get_cstr(reply, "status");

@@ -19,6 +19,8 @@
 #include <uv.h>
 
 #include "avm_err.h"
+#include "smtlib.h"
+#include "solver.h"
 #include "codec.h"
 #include "control.h"
 #include "embedded.h"
@@ -611,8 +613,9 @@ static void op_exec(node_daemon *d, avm_ctl_req *req, const char *op, avm_val bo
         reply_list(req, "executions", &c);
         return;
     }
-    static const char *const ops[] = {"exec.show",    "exec.result", "exec.trace",
-                                      "exec.suspend", "exec.resume", "exec.kill"};
+    static const char *const ops[] = {"exec.show",       "exec.result", "exec.trace",
+                                      "exec.suspend",    "exec.resume", "exec.kill",
+                                      "exec.constraints"};
     bool known = false;
     for (size_t k = 0; k < sizeof(ops) / sizeof(ops[0]); k++)
         known |= strcmp(op, ops[k]) == 0;
@@ -648,6 +651,30 @@ static void op_exec(node_daemon *d, avm_ctl_req *req, const char *op, avm_val bo
         if (i.state == AVM_XS_TERMINATED || wait == 0 ||
             add_waiter(d, req, id, false, (uint64_t)wait) != 0)
             reply_info(d, req, id);
+        return;
+    }
+    if (strcmp(op, "exec.constraints") == 0) {
+        /* The open transaction's choices and requirements, as the IR and as
+         * SMT-LIB2 text (what the solver will be given at the commit). */
+        avm_val prob;
+        rv = avm_mgr_problem(d->m, id, &prob, err, sizeof(err));
+        if (rv != 0) {
+            avm_ctl_reply_error(req, rv, "%s", err);
+            return;
+        }
+        avm_buf text;
+        avm_buf_init(&text);
+        char why[300] = "";
+        int srv = avm_smtlib_write(prob, true, &text, why, sizeof(why));
+        avm_ctl_body b;
+        avm_ctl_body_init(&b);
+        avm_ctl_put_str(&b, "id", id);
+        avm_ctl_put_int(&b, "choices", (int64_t)avm_list_len(avm_list_at(prob, 0)));
+        avm_ctl_put_int(&b, "requirements", (int64_t)avm_list_len(avm_list_at(prob, 1)));
+        avm_ctl_put(&b, "problem", prob);
+        avm_ctl_put_str(&b, "smtlib", srv == 0 && text.data ? text.data : why);
+        avm_buf_free(&text);
+        reply_body(req, &b);
         return;
     }
     if (strcmp(op, "exec.trace") == 0) {

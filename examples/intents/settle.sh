@@ -52,13 +52,18 @@ PRICE=22
 bal() { ctl "$n1" run "$(printf '%s\n(main (list %s))' "$(cat "$here/common.avm")" \
   "$(for a in "$@"; do printf '(balance %s) ' "$a"; done)" >"$tmp/bal.avm"; echo "$tmp/bal.avm")"; }
 
-# join NODE PROG BUNDLE: starts a member and waits until its segment is in.
-joined=0
+# newbundle NAME MEMBERS: a bundle homed on NODE1 (unique name); prints its id.
+newbundle() {
+  out=$(ctl "$n1" bundle create "$1-$$-$(date +%s%N)" "$2" --json) || fail "bundle create: $out"
+  echo "$out" | sed -n 's/.*"bundle": *"\([^"]*\)".*/\1/p'
+}
+
+# join NODE PROG BUNDLE N: starts a member (the Nth) and waits until its segment is
+# in (members start one after the other: each reads what the earlier ones wrote).
 join() {
   id=$(ctl "$1" run "$(prog "$2")" --bundle "$3" --detach) || fail "$2: $id"
-  joined=$((joined + 1))
   i=0
-  while [ "$(ctl "$1" bundle status "$3" --json | sed -n 's/.*"joined": *\([0-9]*\).*/\1/p')" != "$joined" ]; do
+  while [ "$(ctl "$1" bundle status "$3" --json | sed -n 's/.*"joined": *\([0-9]*\).*/\1/p')" != "$4" ]; do
     i=$((i + 1))
     [ $i -lt 200 ] || break # the last member's segment ends the bundle
     st=$(ctl "$1" bundle status "$3" --json | sed -n 's/.*"state": *"\([a-z]*\)".*/\1/p')
@@ -80,9 +85,9 @@ result() { # result NODE ID
 case $scenario in
 swap | swap-refused)
   [ "$scenario" = swap-refused ] && PRICE=15
-  b=$(ctl "$n1" bundle create "$scenario" 2) || fail "bundle create: $b"
+  b=$(newbundle "$scenario" 2)
   before=$(bal "$AX" "$BX" "$AY" "$BY")
-  set -- $(join "$n1" alice "$b") $(join "$n2" bob "$b")
+  set -- $(join "$n1" alice "$b" 1) $(join "$n2" bob "$b" 2)
   ra=$(result "$1" "$2") rb=$(result "$3" "$4")
   after=$(bal "$AX" "$BX" "$AY" "$BY")
   echo "alice: $ra"
@@ -105,13 +110,13 @@ swap | swap-refused)
 ring | ring-pair)
   m=4
   [ "$scenario" = ring-pair ] && m=3
-  b=$(ctl "$n1" bundle create "$scenario" $m) || fail "bundle create: $b"
+  b=$(newbundle "$scenario" $m)
   before=$(bal "$RAX" "$RCX" "$RBY" "$RAY" "$RCZ" "$RBZ")
-  set -- $(join "$n1" ring_a "$b") $(join "$n2" ring_b "$b")
+  set -- $(join "$n1" ring_a "$b" 1) $(join "$n2" ring_b "$b" 2)
   ja="$1 $2" jb="$3 $4"
   jc=""
-  [ "$scenario" = ring ] && jc=$(join "$n3" ring_c "$b")
-  jm=$(join "$n1" matcher "$b")
+  [ "$scenario" = ring ] && jc=$(join "$n3" ring_c "$b" 3)
+  jm=$(join "$n1" matcher "$b" $m)
   ra=$(result $ja) rb=$(result $jb) rm=$(result $jm)
   rc=""
   [ -n "$jc" ] && rc=$(result $jc)

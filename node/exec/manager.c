@@ -2816,6 +2816,23 @@ int avm_mgr_trace(avm_mgr *m, const char *id, avm_buf *out, char *errmsg, size_t
     return rv;
 }
 
+int avm_mgr_problem(avm_mgr *m, const char *id, avm_val *out, char *errmsg, size_t errlen)
+{
+    mx *e = find_or(m, id, errmsg, errlen);
+    if (e == NULL)
+        return AVM_ENOTFOUND;
+    if (e->x == NULL) {
+        /* Parked or ended: no transaction is open in memory. */
+        avm_val none;
+        if (avm_list_new(0, &none) != 0)
+            return AVM_ENOMEM;
+        avm_val_retain(none);
+        avm_val two[2] = {none, none};
+        return avm_list_from(two, 2, out);
+    }
+    return avm_exec_problem(e->x, out);
+}
+
 void avm_mgr_counts_get(const avm_mgr *m, avm_mgr_counts *out)
 {
     *out = m->c;

@@ -348,6 +348,10 @@ int avm_mgr_info_get(avm_mgr *m, const char *id, avm_mgr_info *out, char *errmsg
  * only id, name, state and outcome). */
 void avm_mgr_each(avm_mgr *m, void (*fn)(void *arg, const avm_mgr_info *info), void *arg);
 /* The execution's trace log (events and sequence-chart records). */
+/* The unsettled nondeterministic problem of execution id's open transaction (the
+ * constraint IR of platform.h; both lists empty when none is open). */
+int avm_mgr_problem(avm_mgr *m, const char *id, avm_val *out, char *errmsg,
+                    size_t errlen);
 int avm_mgr_trace(avm_mgr *m, const char *id, avm_buf *out, char *errmsg, size_t errlen);
 
 typedef struct avm_mgr_counts {

@@ -197,13 +197,11 @@ int avm_solver_execute_smtlib(const avm_solver_cfg *cfg, const char *text, size_
     z3_error[0] = '\0';
     Z3_string r = Z3_eval_smtlib2_string(ctx, t.data);
     avm_buf_free(&t);
-    int rv = 0;
-    if (z3_error[0]) {
+    int rv = z3_error[0] ? -AVM_EINVAL : 0;
+    if (r != NULL && r[0] != '\0')
+        avm_buf_puts(out, r); /* with an error, Z3's output holds it */
+    else if (z3_error[0])
         avm_buf_puts(out, z3_error);
-        rv = -AVM_EINVAL;
-    }
-    if (r != NULL)
-        avm_buf_puts(out, r);
     Z3_del_context(ctx);
     return rv;
 }

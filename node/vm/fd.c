@@ -405,7 +405,7 @@ static long var_runs(fd_store *s, const fd_var *v)
         if (grow((void **)&s->runs, &s->runcap, sizeof(fd_iv), n + 1) != 0)
             return -1;
         s->runs[n].lo = v->base + i;
-        s->runs[n].hi = v->base + e - 1;
+        s->runs[n].hi = v->base + (e - 1);
         n++;
         i = bits_next(w, v->nw, e);
     }
@@ -1382,7 +1382,7 @@ int fd_runs(const fd_store *s, uint32_t var,
     int64_t i = v->min - v->base, last = v->max - v->base;
     while (i >= 0 && i <= last) {
         int64_t e = bits_next_clear(w, v->nw, i);
-        int rv = fn(data, v->base + i, v->base + e - 1);
+        int rv = fn(data, v->base + i, v->base + (e - 1));
         if (rv != 0)
             return rv;
         i = bits_next(w, v->nw, e);

@@ -24,6 +24,9 @@
 #     nothing applies, every member's commit returns false; all commit: everything
 #     applies; a member started after another reads its writes (run --bundle), one
 #     that joins with the instruction joinBundle counts as a member too;
+#  4b. intent matching: examples/intents/settle.sh's scenarios (a swap across A and B
+#     settled by the solver at the bundle's home, one no price suits, a three-party
+#     ring trade, and a pair of it that cannot settle: nothing moves).
 #  5. a transaction over A and a controller that is not replicated is refused with an
 #     error that says so; a transaction begun for A alone that strays into B fails
 #     with ErrCrossControllerTx;
@@ -382,6 +385,16 @@ r2=$(ctl n3 run "$dir/s3.avm" --bundle jb@n2 2>&1)
 check "a member that joined with joinBundle and one with run --bundle both commit" \
   "$r2 $(run_wait n1 "$i1" 20000 | jq -r .result)" "#t true"
 check "... the ledger counts both" "$(ledger n1)" $((l0 + 2))
+
+# --- 4b. Intent matching (nondeterministic choices settled across members) ----------
+echo "--- 4b. intent matching (examples/intents/settle.sh)"
+for sc in swap swap-refused ring ring-pair; do
+  out=$(AVMCTL=$AVMCTL sh "$(dirname "$0")/../../examples/intents/settle.sh" "$sc" \
+    "ipc://$D/n1.sock" "ipc://$D/n2.sock" "ipc://$D/n3.sock" 2>&1)
+  rc=$?
+  last=$(echo "$out" | tail -1)
+  if [ $rc -eq 0 ]; then ok "$sc: $last"; else bad "$sc: $(echo "$out" | tr '\n' ' ')"; fi
+done
 
 # --- 5. Refusals ----------------------------------------------------------------------
 echo "--- 5. refusals"

@@ -297,6 +297,30 @@ while [ $i -lt 100 ] && ! ctl status --timeout 200 >/dev/null 2>&1; do sleep 0.1
 timeout 10 "$AVMD" --data "$dir/data" --control "ipc://$dir/third.sock" 2>"$dir/busy.err"
 check "a second node on the same data directory is refused (exit 1)" "$?" 1
 grep -q "in use" "$dir/busy.err" && ok "it says the directory is in use" || bad "busy: $(cat "$dir/busy.err")"
+# exec constraints and solve (executeSolver): an execution waiting inside a
+# transaction with unsettled choices shows its problem, as SMT-LIB2 that the solver
+# runs.
+cat >"$dir/nd.avm" <<'EOF2'
+(main (let ((t (beginTx)) (x (choose (list 1 2 3 4 5 6 7 8 9 10))) (y (choose (list #t #f))))
+  (require (> (* x x) 40))
+  (require (any y (< x 3)))
+  (receive)
+  (list (commitTx t) x y)))
+EOF2
+nid=$(ctl run "$dir/nd.avm" --detach)
+i=0
+while [ $i -lt 50 ] && [ "$(ctl exec show "$nid" --json | jq -r .status)" = running ]; do sleep 0.1; i=$((i + 1)); done
+check "exec constraints: 2 choices, 2 requirements" \
+  "$(ctl exec constraints "$nid" --json | jq -c '[.choices, .requirements]')" "[2,2]"
+ctl exec constraints "$nid" --smtlib >"$dir/nd.smt2"
+grep -q '(declare-const |[^|]*| Bool)' "$dir/nd.smt2" && ok "--smtlib declares the choices" \
+  || bad "--smtlib: $(cat "$dir/nd.smt2")"
+check "avmctl solve runs it: sat" "$("$AVMCTL" solve "$dir/nd.smt2" | head -1)" sat
+printf '(assert (> y 3))\n' | "$AVMCTL" solve - >/dev/null 2>"$dir/solve.err"
+check "a script with an error: exit 1" "$?" 1
+grep -q "unknown constant y" "$dir/solve.err" && ok "the solver's error is shown" \
+  || bad "solve error: $(cat "$dir/solve.err")"
+ctl exec kill "$nid" >/dev/null
 kill -TERM "$p2"; wait "$p2"
 echo "$pass passed, $fails failed"
 [ "$fails" -eq 0 ]
