@@ -1233,10 +1233,10 @@ static int commit_or_outcome(avm_exec *x, bool *ok)
 
 /* Logs why a commit returned false: the finite-domain store of the level is
  * inconsistent (ErrorOccurred FDError.ErrInconsistent tid, under the controller). */
-static void fd_inconsistent(avm_exec *x, avm_val tid)
+static void fd_inconsistent(avm_exec *x, avm_val ctrl, avm_val tid)
 {
-    vm__log(x, x->counter, AVM_EV_ERROR_OCCURRED, false, AVM_ERR_FD_INCONSISTENT,
-            x->txctrl, tid, avm_nil(), avm_nil());
+    vm__log(x, x->counter, AVM_EV_ERROR_OCCURRED, false, AVM_ERR_FD_INCONSISTENT, ctrl,
+            tid, avm_nil(), avm_nil());
     x->counter++;
 }
 
@@ -1274,7 +1274,7 @@ static int op_commit(avm_exec *x, avm_val tid, avm_val *out)
     if (x->tx.n > 1 && vm__fd_tx_failed(x)) {
         /* Decision 3: the level's finite-domain store is inconsistent (a domain
          * emptied): the commit says false and the level aborts (decision 5). */
-        fd_inconsistent(x, tid);
+        fd_inconsistent(x, x->txctrl, tid);
         abort_level(x, true);
         *out = avm_bool(false);
         return VM_OK;
@@ -1336,14 +1336,13 @@ static int op_commit(avm_exec *x, avm_val tid, avm_val *out)
     } else {
         /* Decision 3: a conflict (or an inconsistent finite-domain store) aborts the
          * transaction and commitTx says false. */
-        if (why == AVM_ERR_FD_INCONSISTENT)
-            fd_inconsistent(x, tid);
-        else if (why == AVM_ERR_ND_UNSATISFIABLE)
-            ; /* vm__nd_settle logged why */
-        else
+        if (why == AVM_ERR_FD_INCONSISTENT) {
+            fd_inconsistent(x, ctrl, tid);
+        } else if (why == AVM_ERR_TX_CONFLICT) {
             vm__log(x, x->counter, AVM_EV_ERROR_OCCURRED, false, AVM_ERR_TX_CONFLICT,
                     ctrl, tid, avm_nil(), avm_nil());
-        x->counter++;
+            x->counter++;
+        } /* else vm__nd_settle logged why */
         vm__event_ctrl(x, AVM_EV_TRANSACTION_ABORTED, ctrl, vm__ref(tid), avm_nil(),
                        avm_nil(), true);
         /* Decided here, without the store: a bundle cannot have this segment. */

@@ -220,9 +220,7 @@ TEST(store_created_inside_transactions)
 }
 
 /* commitTx says #f when the level's store is inconsistent, nested and outermost;
- * the level is aborted (decision 5 included) and ErrInconsistent logged. (The
- * outermost path of op_commit advances the counter twice after ErrInconsistent, so
- * timestamp 9 is skipped: noted for vm_ops.c, whose commit path is not ours.) */
+ * the level is aborted (decision 5 included) and ErrInconsistent logged. */
 TEST(commit_false_on_inconsistent_store)
 {
     const char *src =
@@ -242,7 +240,7 @@ TEST(commit_false_on_inconsistent_store)
                    "6 VarLabeled 0 1\n"
                    "7 ConstraintPosted (`ValGt` 0 1) #f\n"
                    "8 ErrorOccurred FDError.ErrInconsistent #tx`node1/t1`\n"
-                   "10 TransactionAborted #tx`node1/t1`");
+                   "9 TransactionAborted #tx`node1/t1`");
 }
 
 /* Serialization ---------------------------------------------------------------------- */
