@@ -2,11 +2,23 @@
  * (smtlib.h) and parsed by Z3, so what `avmctl exec constraints --smtlib` shows is
  * exactly what is solved. Z3 reports errors through a handler: ours records the
  * message on the context's call record (no longjmp, no abort), and every call checks
- * it after each Z3 call that can fail. */
+ * it after each Z3 call that can fail.
+ *
+ * Time limits: Z3's own ("timeout", scoped_timer) deadlocks now and then in Debian's
+ * libz3 4.8.12 when the limit races the end of a check (the thread-pool timer, Z3
+ * issues 5371 and 5990; reproduced with 1 ms limits: about one hang in a hundred
+ * calls), and a hang would stop the node's event loop. So no Z3 timeout is ever set:
+ * a timer thread of our own calls Z3_interrupt at the deadline, and again every
+ * 2 ms until the call returns (an interrupt that comes before the check starts is
+ * not kept), and scripts that would start Z3's timer are refused. */
 #include "solver.h"
 
+#include <ctype.h>
+#include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include <z3.h>
 
 #include "avm_err.h"
@@ -21,15 +33,12 @@ static void on_error(Z3_context ctx, Z3_error_code e)
     snprintf(z3_error, sizeof(z3_error), "%s", Z3_get_error_msg(ctx, e));
 }
 
-static Z3_context new_context(uint32_t timeout_ms)
+static Z3_context new_context(void)
 {
     Z3_config cfg = Z3_mk_config();
     if (cfg == NULL)
         return NULL;
-    char t[32];
-    snprintf(t, sizeof(t), "%u", timeout_ms);
     Z3_set_param_value(cfg, "model", "true");
-    Z3_set_param_value(cfg, "timeout", t);
     Z3_context ctx = Z3_mk_context(cfg);
     Z3_del_config(cfg);
     if (ctx != NULL)
@@ -41,6 +50,82 @@ static uint32_t timeout_of(const avm_solver_cfg *cfg)
 {
     return cfg != NULL && cfg->timeout_ms ? cfg->timeout_ms
                                           : AVM_SOLVER_DEFAULT_TIMEOUT_MS;
+}
+
+/* The time limit of one call: a thread that interrupts ctx from the deadline on. */
+typedef struct limit {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    pthread_t thread;
+    Z3_context ctx;
+    struct timespec deadline; /* CLOCK_MONOTONIC */
+    bool done;                /* the call returned: the thread exits */
+    bool fired;               /* the deadline passed: Z3 was interrupted */
+} limit;
+
+static void add_ms(struct timespec *t, uint32_t ms)
+{
+    t->tv_sec += ms / 1000;
+    t->tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (t->tv_nsec >= 1000000000L) {
+        t->tv_sec++;
+        t->tv_nsec -= 1000000000L;
+    }
+}
+
+static void *limit_main(void *arg)
+{
+    limit *l = arg;
+    pthread_mutex_lock(&l->mu);
+    while (!l->done) {
+        if (pthread_cond_timedwait(&l->cv, &l->mu, &l->deadline) != ETIMEDOUT)
+            continue;
+        l->fired = true;
+        Z3_interrupt(l->ctx); /* thread-safe; only sets the context's cancel flag */
+        add_ms(&l->deadline, 2);
+    }
+    pthread_mutex_unlock(&l->mu);
+    return NULL;
+}
+
+/* 0, or AVM_ENOMEM when the thread cannot start. */
+static int limit_start(limit *l, Z3_context ctx, uint32_t ms)
+{
+    pthread_condattr_t ca;
+    l->ctx = ctx;
+    l->done = l->fired = false;
+    if (pthread_condattr_init(&ca) != 0)
+        return AVM_ENOMEM;
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    int rv = pthread_cond_init(&l->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    if (rv != 0)
+        return AVM_ENOMEM;
+    if (pthread_mutex_init(&l->mu, NULL) != 0)
+        goto err_after_cv;
+    clock_gettime(CLOCK_MONOTONIC, &l->deadline);
+    add_ms(&l->deadline, ms);
+    if (pthread_create(&l->thread, NULL, limit_main, l) != 0)
+        goto err_after_mu;
+    return 0;
+err_after_mu:
+    pthread_mutex_destroy(&l->mu);
+err_after_cv:
+    pthread_cond_destroy(&l->cv);
+    return AVM_ENOMEM;
+}
+
+/* Stops the timer (before the context goes); true when it fired. */
+static bool limit_stop(limit *l)
+{
+    pthread_mutex_lock(&l->mu);
+    l->done = true;
+    pthread_cond_signal(&l->cv);
+    pthread_mutex_unlock(&l->mu);
+    pthread_join(l->thread, NULL);
+    pthread_mutex_destroy(&l->mu);
+    pthread_cond_destroy(&l->cv);
+    return l->fired;
 }
 
 /* The model's value of the choice's variable (evaluated with completion, so every
@@ -99,6 +184,7 @@ int avm_solver_solve(const avm_solver_cfg *cfg, avm_val problem, avm_val *model,
                      avm_buf *why)
 {
     char err[300] = "";
+    size_t why_at = why->len;
     avm_buf text;
     avm_buf_init(&text);
     int rv = avm_smtlib_write(problem, false, &text, err, sizeof(err));
@@ -107,10 +193,17 @@ int avm_solver_solve(const avm_solver_cfg *cfg, avm_val problem, avm_val *model,
         avm_buf_free(&text);
         return -rv;
     }
-    Z3_context ctx = new_context(timeout_of(cfg));
+    Z3_context ctx = new_context();
     if (ctx == NULL) {
         avm_buf_free(&text);
         avm_buf_puts(why, "the solver could not start (Z3 context)");
+        return -AVM_ENOMEM;
+    }
+    limit lim;
+    if (limit_start(&lim, ctx, timeout_of(cfg)) != 0) {
+        Z3_del_context(ctx);
+        avm_buf_free(&text);
+        avm_buf_puts(why, "the solver could not start (timer thread)");
         return -AVM_ENOMEM;
     }
     z3_error[0] = '\0';
@@ -127,11 +220,6 @@ int avm_solver_solve(const avm_solver_cfg *cfg, avm_val problem, avm_val *model,
     Z3_ast_vector_inc_ref(ctx, asserts);
     s = Z3_mk_solver(ctx);
     Z3_solver_inc_ref(ctx, s);
-    Z3_params p = Z3_mk_params(ctx);
-    Z3_params_inc_ref(ctx, p);
-    Z3_params_set_uint(ctx, p, Z3_mk_string_symbol(ctx, "timeout"), timeout_of(cfg));
-    Z3_solver_set_params(ctx, s, p);
-    Z3_params_dec_ref(ctx, p);
     for (unsigned i = 0; i < Z3_ast_vector_size(ctx, asserts); i++)
         Z3_solver_assert(ctx, s, Z3_ast_vector_get(ctx, asserts, i));
     Z3_ast_vector_dec_ref(ctx, asserts);
@@ -165,10 +253,71 @@ int avm_solver_solve(const avm_solver_cfg *cfg, avm_val problem, avm_val *model,
         }
     }
 done:
+    if (limit_stop(&lim) && out != AVM_SOLVE_SAT && out != AVM_SOLVE_UNSAT) {
+        /* Interrupted: whatever failed (parsing, the check, the model), the
+         * answer is the time limit's. */
+        why->len = why_at;
+        if (why->data != NULL)
+            why->data[why_at] = '\0';
+        avm_buf_printf(why, "timeout (%u ms)", timeout_of(cfg));
+        out = AVM_SOLVE_UNKNOWN;
+    }
     if (s != NULL)
         Z3_solver_dec_ref(ctx, s);
     Z3_del_context(ctx);
     return out;
+}
+
+/* Whether the script names Z3's own time limits (the "timeout" options, the try-for
+ * tactic), which would start Z3's timer (see above): tokens and string literals are
+ * looked at, comments and quoted symbols (the choices' names) are not. */
+static bool names_z3_timer(const char *s, size_t n)
+{
+    size_t i = 0;
+    while (i < n) {
+        char c = s[i];
+        if (c == ';') {
+            while (i < n && s[i] != '\n')
+                i++;
+            continue;
+        }
+        if (c == '|') {
+            for (i++; i < n && s[i] != '|'; i++)
+                ;
+            i++;
+            continue;
+        }
+        if (c == '(' || c == ')' || isspace((unsigned char)c)) {
+            i++;
+            continue;
+        }
+        /* A token, or a string literal ("" escapes a quote). */
+        char tok[64];
+        size_t k = 0;
+        bool str = c == '"';
+        for (i += str; i < n; i++) {
+            if (str && s[i] == '"') {
+                if (i + 1 < n && s[i + 1] == '"') {
+                    i++;
+                } else {
+                    i++;
+                    break;
+                }
+            } else if (!str &&
+                       (s[i] == '(' || s[i] == ')' || s[i] == ';' || s[i] == '"' ||
+                        s[i] == '|' || isspace((unsigned char)s[i]))) {
+                break;
+            }
+            if (k + 1 < sizeof(tok))
+                tok[k++] = (char)tolower((unsigned char)s[i]);
+            tok[k] = '\0';
+            if (strstr(tok, "timeout") != NULL || strstr(tok, "try-for") != NULL)
+                return true;
+            if (k + 1 == sizeof(tok)) /* keep the tail: a name may end a long token */
+                memmove(tok, tok + 8, (k -= 8) + 1);
+        }
+    }
+    return false;
 }
 
 int avm_solver_execute_smtlib(const avm_solver_cfg *cfg, const char *text, size_t len,
@@ -179,19 +328,37 @@ int avm_solver_execute_smtlib(const avm_solver_cfg *cfg, const char *text, size_
                        AVM_SOLVER_MAX_TEXT);
         return -AVM_ETOOBIG;
     }
+    if (memchr(text, '\0', len) != NULL) {
+        avm_buf_puts(out, "the text holds a NUL byte");
+        return -AVM_EINVAL;
+    }
+    if (names_z3_timer(text, len)) {
+        avm_buf_printf(out,
+                       "the text sets a solver time limit (timeout, try-for): the "
+                       "node applies its own (%u ms)",
+                       timeout_of(cfg));
+        return -AVM_EINVAL;
+    }
     /* Z3 reads a NUL-terminated string. */
     avm_buf t;
     avm_buf_init(&t);
     avm_buf_put(&t, text, len);
-    if (t.err != 0 || memchr(text, '\0', len) != NULL) {
+    if (t.err != 0) {
         avm_buf_free(&t);
-        avm_buf_puts(out, t.err ? "out of memory" : "the text holds a NUL byte");
-        return -(t.err ? AVM_ENOMEM : AVM_EINVAL);
+        avm_buf_puts(out, "out of memory");
+        return -AVM_ENOMEM;
     }
-    Z3_context ctx = new_context(timeout_of(cfg));
+    Z3_context ctx = new_context();
     if (ctx == NULL) {
         avm_buf_free(&t);
         avm_buf_puts(out, "the solver could not start (Z3 context)");
+        return -AVM_ENOMEM;
+    }
+    limit lim;
+    if (limit_start(&lim, ctx, timeout_of(cfg)) != 0) {
+        Z3_del_context(ctx);
+        avm_buf_free(&t);
+        avm_buf_puts(out, "the solver could not start (timer thread)");
         return -AVM_ENOMEM;
     }
     z3_error[0] = '\0';
@@ -202,6 +369,9 @@ int avm_solver_execute_smtlib(const avm_solver_cfg *cfg, const char *text, size_
         avm_buf_puts(out, r); /* with an error, Z3's output holds it */
     else if (z3_error[0])
         avm_buf_puts(out, z3_error);
+    /* r lives in the context: read it before the timer goes and the context. */
+    if (limit_stop(&lim))
+        avm_buf_printf(out, "; interrupted at the time limit (%u ms)\n", timeout_of(cfg));
     Z3_del_context(ctx);
     return rv;
 }
