@@ -25,7 +25,10 @@ int avm_solver_solve(const avm_solver_cfg *cfg, avm_val problem, avm_val *model,
                      avm_buf *why);
 
 /* Runs SMT-LIB2 text as a script (check-sat, get-value, ...) and appends the solver's
- * output to out. 0, or -AVM_EINVAL with the error in out, -AVM_ETOOBIG. */
+ * output to out. 0, or -AVM_EINVAL with the error in out, -AVM_ETOOBIG. The whole
+ * script runs within cfg's time limit (when it is reached, out ends with a comment
+ * "; interrupted at the time limit" and 0 is returned); a script that sets Z3's own
+ * limits (a timeout option, the try-for tactic) is refused with -AVM_EINVAL. */
 int avm_solver_execute_smtlib(const avm_solver_cfg *cfg, const char *text, size_t len,
                               avm_buf *out);
 
