@@ -43,18 +43,26 @@ static inline avm_val tb_sym_raw(avm_val payload, bool unchecked)
 
 static inline avm_val tb_var(const char *name, int type)
 {
-    return tb_sym_raw(tb_list(3, avm_int(AVM_SYM_VAR), tb_str(name), avm_int(type)),
-                      false);
+    return tb_sym_raw(
+        tb_list(4, avm_int(AVM_SYM_VAR), tb_str(name), avm_int(type), avm_int(1)), false);
+}
+
+/* The tree size an argument adds to an expression (value.h). */
+static inline int64_t tb_size(avm_val a)
+{
+    return a.kind == AVM_SYM ? avm_sym_size(a) : 1;
 }
 
 static inline avm_val tb_op1(int op, avm_val a)
 {
-    return tb_sym_raw(tb_list(2, avm_int(op), a), false);
+    int64_t n = 1 + tb_size(a);
+    return tb_sym_raw(tb_list(3, avm_int(op), a, avm_int(n)), false);
 }
 
 static inline avm_val tb_op2(int op, avm_val a, avm_val b)
 {
-    return tb_sym_raw(tb_list(3, avm_int(op), a, b), false);
+    int64_t n = 1 + tb_size(a) + tb_size(b);
+    return tb_sym_raw(tb_list(4, avm_int(op), a, b, avm_int(n)), false);
 }
 
 /* A new reference to v (for a variable used in several places). */

@@ -42,6 +42,7 @@
 #define B_MAX_MEMBERS 64
 #define B_KEEP 256 /* ended bundles kept for `bundle status` */
 #define B_TIMEOUT_MS 30000
+#define B_MAX_CHOICES 4096 /* in the members' problems together */
 
 typedef enum { B_OPEN, B_COMMITTING, B_COMMITTED, B_ABORTED } bstate;
 
@@ -268,10 +269,10 @@ static void mgr_done(void *arg, int rv, bool committed, const avm_read *v, size_
 
 /* The members' problems as one: their choices and requirements concatenated.
  * nil when no member has one (or out of memory: *oom). */
-static avm_val merged_problem(const bundle *x, bool *oom)
+static avm_val merged_problem(const bundle *x, bool *oom, bool *too_many)
 {
     size_t nc = 0, nr = 0;
-    *oom = false;
+    *oom = *too_many = false;
     for (size_t i = 0; i < x->n; i++) {
         avm_val p = x->segs[i].problem;
         if (p.kind != AVM_LIST)
@@ -281,6 +282,10 @@ static avm_val merged_problem(const bundle *x, bool *oom)
     }
     if (nc == 0 && nr == 0)
         return avm_nil();
+    if (nc > B_MAX_CHOICES || nr > B_MAX_CHOICES * 4) {
+        *too_many = true;
+        return avm_nil();
+    }
     avm_val part[2];
     size_t want[2] = {nc, nr};
     for (int k = 0; k < 2; k++) {
@@ -313,12 +318,16 @@ static avm_val merged_problem(const bundle *x, bool *oom)
  * something failed. */
 static bool settle(avm_bundles *b, bundle *x, avm_val *mv)
 {
-    bool oom;
-    avm_val prob = merged_problem(x, &oom);
+    bool oom, too_many;
+    avm_val prob = merged_problem(x, &oom, &too_many);
     if (prob.kind == AVM_NIL) {
         if (oom)
             end(b, x, B_ABORTED, "!settling the members' choices: out of memory");
-        return !oom;
+        else if (too_many)
+            end(b, x, B_ABORTED,
+                "the members' problems hold more than %d choices (or %d requirements)",
+                B_MAX_CHOICES, B_MAX_CHOICES * 4);
+        return !oom && !too_many;
     }
     avm_val model = avm_nil();
     avm_buf why;

@@ -348,7 +348,7 @@ void avm_val_print(avm_buf *b, avm_val v)
             break;
         }
         avm_buf_printf(b, "?(%s", avm_sym_op_name(avm_sym_op_of(v)));
-        for (uint32_t i = 1; i < v.u.l->len; i++) {
+        for (uint32_t i = 1; i + 1 < v.u.l->len; i++) {
             avm_buf_put(b, " ", 1);
             avm_val_print(b, v.u.l->items[i]);
         }
@@ -417,7 +417,7 @@ void avm_val_json(avm_buf *b, avm_val v)
             const char *op = avm_sym_op_name(avm_sym_op_of(v));
             avm_buf_put(b, "[", 1);
             avm_json_str(b, op, strlen(op));
-            for (uint32_t i = 1; i < v.u.l->len; i++) {
+            for (uint32_t i = 1; i + 1 < v.u.l->len; i++) {
                 avm_buf_put(b, ",", 1);
                 avm_val_json(b, v.u.l->items[i]);
             }
@@ -495,14 +495,21 @@ bool avm_sym_check(avm_val p)
     if (p.kind != AVM_LIST || p.u.l->len < 2 || p.u.l->items[0].kind != AVM_INT)
         return false;
     int64_t op = p.u.l->items[0].u.i;
-    if (op < 0 || op >= AVM_SYM_OP_COUNT || p.u.l->len != 1u + sym_ops[op].arity)
+    if (op < 0 || op >= AVM_SYM_OP_COUNT || p.u.l->len != 2u + sym_ops[op].arity)
         return false;
-    avm_val *a = p.u.l->items + 1;
+    avm_val *a = p.u.l->items + 1, size = p.u.l->items[p.u.l->len - 1];
+    if (size.kind != AVM_INT)
+        return false;
     if (op == AVM_SYM_VAR)
         return a[0].kind == AVM_STR && a[0].u.s->len > 0 && a[1].kind == AVM_INT &&
-               (a[1].u.i == AVM_SYM_T_INT || a[1].u.i == AVM_SYM_T_BOOL);
+               (a[1].u.i == AVM_SYM_T_INT || a[1].u.i == AVM_SYM_T_BOOL) && size.u.i == 1;
     bool sym = false;
     int t0 = arg_type(a[0]);
+    int64_t want = 1;
+    for (uint32_t i = 0; i < sym_ops[op].arity; i++)
+        want += a[i].kind == AVM_SYM ? avm_sym_size(a[i]) : 1;
+    if (size.u.i != want || want > AVM_SYM_MAX_SIZE)
+        return false;
     for (uint32_t i = 0; i < sym_ops[op].arity; i++) {
         int t = arg_type(a[i]);
         if (t < 0)

@@ -86,10 +86,14 @@ static inline avm_val avm_int(int64_t i)
 
 /* Symbolic values: an unsettled choice (`choose`) or an expression over choices,
  * settled by a solver when the transaction commits. The payload is a list (u.l)
- * [op, args...] with op an AVM_INT of avm_sym_op; args are ints, bools or symbolic
- * values. A variable is [AVM_SYM_VAR, name, type]: name an AVM_STR unique in the
- * cluster, type AVM_SYM_T_INT or AVM_SYM_T_BOOL. Like lists, symbolic values nest
- * at most AVM_MAX_DEPTH deep (the payload's depth). */
+ * [op, args..., size] with op an AVM_INT of avm_sym_op; args are ints, bools or
+ * symbolic values; size (an AVM_INT) is the number of nodes of the expression as a
+ * tree (1 for a variable; 1 + the args' sizes, a concrete arg counting 1). A
+ * variable is [AVM_SYM_VAR, name, type, 1]: name an AVM_STR unique in the cluster,
+ * type AVM_SYM_T_INT or AVM_SYM_T_BOOL. Values share sub-expressions, so walking one
+ * as a tree (printing, encoding, solving) costs its size, which is bounded by
+ * AVM_SYM_MAX_SIZE; like lists, symbolic values nest at most AVM_MAX_DEPTH deep. */
+#define AVM_SYM_MAX_SIZE 65536
 typedef enum {
     AVM_SYM_VAR = 0,
     AVM_SYM_ADD = 1, /* int int -> int */
@@ -120,9 +124,13 @@ static inline int avm_sym_op_of(avm_val v)
 }
 int avm_sym_arity(int op);
 int avm_sym_type(avm_val v);
+static inline int64_t avm_sym_size(avm_val v)
+{
+    return v.u.l->items[v.u.l->len - 1].u.i;
+}
 const char *avm_sym_op_name(int op); /* "+", "<", "not", ... ; "var" */
 /* Checks the shape of a symbolic payload list (op in range, arity, argument kinds
- * and types) without recursing into symbolic arguments (each was checked when
+ * and types, size) without recursing into symbolic arguments (each was checked when
  * made). true when well formed. */
 bool avm_sym_check(avm_val payload);
 

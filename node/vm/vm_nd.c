@@ -35,6 +35,8 @@ struct vm_nd {
 };
 
 #define ND_NOT_MINE (-1)
+/* Choices one transaction may make (the solver's problem stays small). */
+#define AVM_ND_MAX_CHOICES 1024
 
 static struct vm_nd *nd_get(avm_exec *x)
 {
@@ -102,13 +104,24 @@ int vm__nd_unsettled(avm_exec *x, avm_val v, const char *what)
 
 static int mk_sym(avm_exec *x, int op, avm_val a0, avm_val a1, int argc, avm_val *out)
 {
+    int64_t size = 1;
+    if (op != AVM_SYM_VAR)
+        for (int i = 0; i < argc; i++) {
+            avm_val a = i == 0 ? a0 : a1;
+            size += a.kind == AVM_SYM ? avm_sym_size(a) : 1;
+        }
+    if (size > AVM_SYM_MAX_SIZE)
+        return nd_error(x, AVM_ERR_ND_UNSETTLED,
+                        "a symbolic expression would have more than %d nodes",
+                        AVM_SYM_MAX_SIZE);
     avm_val l;
-    if (avm_list_new(1 + (size_t)argc, &l) != 0)
+    if (avm_list_new(2 + (size_t)argc, &l) != 0)
         return vm__oom(x);
     l.u.l->items[0] = avm_int(op);
     l.u.l->items[1] = vm__ref(a0);
     if (argc > 1)
         l.u.l->items[2] = vm__ref(a1);
+    l.u.l->items[1 + argc] = avm_int(size);
     if (avm_list_seal(l) > AVM_MAX_DEPTH) {
         avm_val_release(l);
         return nd_error(x, AVM_ERR_ND_UNSETTLED,
@@ -281,6 +294,10 @@ static int op_choose(avm_exec *x, avm_val values, avm_val *out)
     if (!in_tx(x))
         return nd_error(x, AVM_ERR_ND_INVALID_CHOICE,
                         "choose outside a transaction: only a commit settles a choice");
+    if (x->nd != NULL && x->nd->choices.n >= AVM_ND_MAX_CHOICES)
+        return nd_error(x, AVM_ERR_ND_INVALID_CHOICE,
+                        "choose: a transaction settles at most %d choices",
+                        AVM_ND_MAX_CHOICES);
     if (values.u.l->len == 1) {
         *out = vm__ref(values.u.l->items[0]); /* nothing to choose */
         return VM_OK;

@@ -150,6 +150,15 @@ TEST(unsettled_values)
                               " (require (+ x 1))))",
                               CONF_DEFAULT);
     CHECK(r->status == AVM_RUN_FAILED && has(r->error, "EvalError"));
+    /* Sub-expressions are shared: doubling a value 20 times makes an expression of
+     * 2^21 nodes as a tree, which printing, encoding and solving would walk. Refused
+     * past AVM_SYM_MAX_SIZE nodes, naming the bound. */
+    CHECK_ERROR(conf_run("(defun dbl (x n) (if (= n 0) x (dbl (+ x x) (- n 1))))\n"
+                         "(main (let ((t (beginTx)) (x (choose (list 1 2))))"
+                         " (dbl x 20)))",
+                         CONF_DEFAULT),
+                "NondetError.ErrUnsettled `a symbolic expression would have more than "
+                "65536 nodes`");
     /* Data structures carry symbolic values as they are. */
     CHECK_RESULT(conf_run("(main (let ((t (beginTx)) (x (choose (list 1 2))))"
                           " (require (= x 2)) (let ((l (cons x (list x))))"

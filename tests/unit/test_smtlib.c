@@ -107,11 +107,13 @@ TEST(nested_and_negative)
            "; AVM constraint problem: 2 choices, 2 requirements\n"
            "(declare-const |x| Int)\n"
            "(declare-const |y| Int)\n"
-           "(assert (or (= |x| (- 7))))\n"
-           "(assert (or (and (<= (- 2) |y|) (<= |y| 1))))\n"
-           "(assert (<= (- (* |x| (- 3)) (- |y|)) (ite (<= |x| |y|) |x| |y|)))\n"
-           "(assert (>= (ite (>= |x| 0) |x| (- |x|)) (ite (>= |y| "
-           "(- 9223372036854775808)) |y| (- 9223372036854775808))))\n"
+           "(assert (= |x| (- 7)))\n"
+           "(assert (and (<= (- 2) |y|) (<= |y| 1)))\n"
+           "(define-fun |avm-min| ((a Int) (b Int)) Int (ite (<= a b) a b))\n"
+           "(define-fun |avm-max| ((a Int) (b Int)) Int (ite (>= a b) a b))\n"
+           "(define-fun |avm-abs| ((a Int)) Int (ite (>= a 0) a (- a)))\n"
+           "(assert (<= (- (* |x| (- 3)) (- |y|)) (|avm-min| |x| |y|)))\n"
+           "(assert (>= (|avm-abs| |x|) (|avm-max| |y| (- 9223372036854775808))))\n"
            "(check-sat)\n"
            "(get-value (|x| |y|))\n");
     avm_val_release(x);
