@@ -264,6 +264,8 @@ void vm__nd_free(avm_exec *x);
  * fails (VM_FAIL: a primitive that would need the value now), or returns -1 when
  * the primitive only carries the value as data (cons, put: run it as usual). */
 int vm__nd_prim(avm_exec *x, int p, const char *name, avm_val *a, int argc, avm_val *out);
+/* Whether v holds a symbolic value (anywhere in its lists). */
+bool vm__nd_has_sym(avm_val v);
 /* NondetError.ErrUnsettled: `what` needs the value of v now. VM_FAIL. */
 int vm__nd_unsettled(avm_exec *x, avm_val v, const char *what);
 /* Settles the transaction's choices before the outermost commit hands its write

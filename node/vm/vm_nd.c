@@ -426,6 +426,13 @@ void vm__nd_tx_abort(avm_exec *x)
 
 /* Settlement --------------------------------------------------------------------- */
 
+static bool has_sym(avm_val v);
+
+bool vm__nd_has_sym(avm_val v)
+{
+    return has_sym(v);
+}
+
 static bool has_sym(avm_val v)
 {
     if (v.kind == AVM_SYM)

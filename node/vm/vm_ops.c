@@ -721,6 +721,10 @@ static int op_set_state(avm_exec *x, avm_val st, avm_val *out)
         }
         return VM_OK;
     }
+    /* Outside a transaction nothing would settle a symbolic value (one of an
+     * aborted transaction's choices): it must not reach the store. */
+    if ((x->nd != NULL || x->bundle.kind == AVM_STR) && vm__nd_has_sym(st))
+        return vm__nd_unsettled(x, st, "setState outside a transaction");
     avm_store *s = x->plat->store;
     if (s->ops->get(s, x->snap, x->self) != NULL) {
         avm_pair p = {x->self, st};

@@ -159,6 +159,14 @@ TEST(unsettled_values)
                          CONF_DEFAULT),
                 "NondetError.ErrUnsettled `a symbolic expression would have more than "
                 "65536 nodes`");
+    /* A value of an aborted transaction's choice cannot be written outside one. */
+    conf_result *w = conf_run("(behavior acct (do (setState (list (input))) (list 0)))\n"
+                              "(main (let ((o (createObj `acct`)) (t (beginTx))"
+                              " (x (choose (list 1 2)))) (abortTx t) (call o x)))",
+                              CONF_DEFAULT);
+    CHECK(w->status == AVM_RUN_FAILED &&
+          has(w->error, "NondetError.ErrUnsettled `setState outside a transaction on the "
+                        "unsettled symbolic value"));
     /* Data structures carry symbolic values as they are. */
     CHECK_RESULT(conf_run("(main (let ((t (beginTx)) (x (choose (list 1 2))))"
                           " (require (= x 2)) (let ((l (cons x (list x))))"
