@@ -1998,7 +1998,7 @@ static int dec_trail(fd_dec *d, fd_store *s)
 int fd_decode(avm_mp_reader *r, fd_store **out, char *err, size_t errlen)
 {
     fd_dec d = {r, err, errlen};
-    uint32_t n, ver, nv, nc;
+    uint32_t n = 0, ver = 0, nv = 0, nc = 0;
     bool failed;
     *out = NULL;
     fd_store *s = fd_new(0);
