@@ -1,5 +1,6 @@
 #!/bin/sh
-# avmctl's node commands without a node: every command answers --help (exit 0);
+# avmctl's node commands without a node: every command answers --help (exit 0), and
+# `avmctl help` and the commands' helps list every command and subcommand;
 # send and status without --node exit 2 with a message; a node that does not answer
 # gives "no answer" and exit 2 within the timeout (5 s by default, --timeout MS);
 # exec suspend/kill need a node; exec trace --format renders an embedded execution's
@@ -40,11 +41,36 @@ expect "--help" 0 -- --help && grep -q "^usage: avmctl" out.txt ||
 expect "exec --help" 0 -- exec --help && grep -q "exec trace ID" out.txt ||
     bad "exec --help lists exec trace"
 for c in "run" "check" "obj" "obj ls" "obj show" "exec ls" "exec show" "exec result" \
-    "exec trace" "exec resume" "exec suspend" "exec kill" "send" "status"; do
+    "exec trace" "exec resume" "exec suspend" "exec kill" "exec constraints" "send" \
+    "status" "txs" "solve" "cluster" "controller" "bundle"; do
     # shellcheck disable=SC2086
     expect "$c --help" 0 -- $c --help && grep -q "^usage: avmctl $c" out.txt ||
         bad "$c --help: usage of $c"
 done
+# Every command is in the overview, and every controller and bundle subcommand is in
+# its command's help.
+"$AVMCTL" help >help.txt
+for c in run check obj exec solve send status txs cluster controller bundle help; do
+    grep -q "^  $c " help.txt && ok "avmctl help lists $c" || bad "avmctl help misses $c"
+done
+for s in create ls status add remove transfer latency put get bench; do
+    "$AVMCTL" controller --help | grep -q "^  $s " && ok "controller --help lists $s" ||
+        bad "controller --help misses $s"
+done
+for s in create status; do
+    "$AVMCTL" bundle --help | grep -q "^  $s " && ok "bundle --help lists $s" ||
+        bad "bundle --help misses $s"
+done
+expect "an unknown command" 2 -- frobnicate
+expect "an unknown exec subcommand" 2 -- exec frob node1/e1 && grep -q "unknown subcommand" err.txt ||
+    bad "the unknown subcommand is named"
+expect "exec constraints without --node" 2 -- exec constraints node1/e1 &&
+    grep -q -- "--node" err.txt || bad "exec constraints without --node names --node"
+expect "solve of a missing file" 2 -- solve "$dir/none.smt2" && grep -q "cannot read" err.txt ||
+    bad "solve names the unreadable file"
+printf '(declare-const x Int)\n(assert (> x 2))\n(check-sat)\n' >p.smt2
+expect "solve runs a script" 0 -- solve p.smt2 && grep -q "^sat" out.txt ||
+    bad "solve prints sat"
 expect "status --help with --node" 0 -- status --node ipc:///nowhere --help
 
 expect "status without --node" 2 -- status && grep -q -- "--node" err.txt ||
