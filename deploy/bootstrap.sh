@@ -10,8 +10,9 @@ PKGS=(
   build-essential cmake pkg-config ninja-build git
   clang llvm libclang-rt-14-dev
   libuv1-dev libnng-dev liblmdb-dev lmdb-utils libmsgpack-dev libz3-dev libgecode-dev
-  python3 jq
+  python3 jq curl
   iproute2 iptables
+  debootstrap
 )
 BACKPORT_PKGS=(libraft-dev)
 

@@ -27,6 +27,7 @@
 #include "cluster.h"
 #include "manager.h"
 #include "module.h"
+#include "observe.h"
 
 #define AVMD_VERSION "0.4.0"
 #define MAX_CONTROL 8
@@ -38,6 +39,9 @@ static const char *const level_names[] = {"debug", "info", "warn", "error"};
 typedef struct config {
     char name[64];
     char controller[64];
+    /* The replicated controller that transactions naming none create objects
+     * under ("" : the node's own controller). */
+    char default_controller[64];
     char data[1024];
     char *control[MAX_CONTROL];
     size_t ncontrol;
@@ -55,6 +59,7 @@ typedef struct config {
     uint32_t solver_timeout_ms; /* executeSolver's time limit (0: 5000) */
     double phi;
     bool spread;
+    char http[256]; /* observability endpoint HOST:PORT ("": none) */
 } config;
 
 /* A client waiting for an execution: `run` (answered once its start is durable)
@@ -80,6 +85,7 @@ typedef struct node_daemon {
     waiter *waiters;
     bool idle_on, stopping;
     uint64_t started_ms;
+    avmd_obs *obs; /* --http (observe.h), or NULL */
 } node_daemon;
 
 /* --- Logs: one line per event, logfmt or JSON, on stderr ------------------ */
@@ -282,6 +288,8 @@ static void on_event(void *arg, const avm_mev *ev)
     node_daemon *d = arg;
     char seq[24];
     snprintf(seq, sizeof(seq), "%llu", (unsigned long long)ev->seq);
+    if (d->obs != NULL && ev->exec != NULL)
+        avmd_obs_exec_event(d->obs, ev->exec, ev->type == AVM_MEV_TERMINATED);
     switch (ev->type) {
     case AVM_MEV_STARTED:
         log_kv(d, L_INFO, "exec.started", "seq", seq, "exec", ev->exec, NULL);
@@ -316,7 +324,10 @@ static void on_event(void *arg, const avm_mev *ev)
 static void idle_cb(uv_idle_t *h)
 {
     node_daemon *d = h->data;
+    uint64_t t0 = d->obs != NULL ? uv_hrtime() : 0;
     bool more = avm_mgr_round(d->m);
+    if (d->obs != NULL)
+        avmd_obs_round(d->obs, (uv_hrtime() - t0) / 1000);
     const char *failure = avm_mgr_failure(d->m);
     if (failure != NULL) {
         /* The executions in memory are ahead of the store: nothing more may be
@@ -983,6 +994,8 @@ static void on_signal(uv_signal_t *h, int signum)
     }
     avm_ctl_server_stop(d->ctl);
     d->ctl = NULL;
+    avmd_obs_stop(d->obs); /* event streams end; scrapes see the port closed */
+    d->obs = NULL;
     if (d->idle_on)
         uv_idle_stop(&d->idle);
     int rv = avm_mgr_park_all(d->m);
@@ -1014,6 +1027,10 @@ static void usage(FILE *f)
         "                     # comments\n"
         "  --name NAME        this node's machine id (default node1)\n"
         "  --controller NAME  its default controller (default main)\n"
+        "  --default-controller GROUP  with --listen: transactions that name no\n"
+        "                     controller create their objects under the replicated\n"
+        "                     controller GROUP (avmctl controller create) instead;\n"
+        "                     --controller stays this node's own controller\n"
         "  --data DIR         data directory (default: $AVM_DATA, else\n"
         "                     $XDG_DATA_HOME/avm/NAME, else ~/.local/share/avm/NAME)\n"
         "  --control URL      listen for avmctl on URL (repeatable; default\n"
@@ -1028,6 +1045,12 @@ static void usage(FILE *f)
         "                     applied at once and made durable with its round's\n"
         "                     group commit, before anything leaves the node) or\n"
         "                     durable (commitTx waits for the disk)\n"
+        "  --http HOST:PORT   serve observability over HTTP (off by default; port 0:\n"
+        "                     any, logged as http.listen): GET /metrics (Prometheus\n"
+        "                     text), /healthz, /readyz, /events (trace entries as\n"
+        "                     Server-Sent Events; ?exec=ID, ?since=N). Reachable by\n"
+        "                     whoever can reach the address: bind it to 127.0.0.1 or\n"
+        "                     a private network\n"
         "\n"
         "cluster (without --listen the node runs on its own):\n"
         "  --listen URL       node-to-node links: tcp://HOST:PORT (port 0: any)\n"
@@ -1053,6 +1076,21 @@ static void usage(FILE *f)
         "execution is checkpointed, and the next start resumes the interrupted ones.\n");
 }
 
+/* --http HOST:PORT (port 0: any; the port is logged in http.listen). */
+static int http_opt(config *c, const char *val, char *err, size_t errlen)
+{
+    const char *colon = strrchr(val, ':');
+    char *end = NULL;
+    long port = colon != NULL ? strtol(colon + 1, &end, 10) : -1;
+    if (colon == NULL || colon == val || colon[1] == '\0' || *end != '\0' || port < 0 ||
+        port > 65535 || strlen(val) >= sizeof(c->http)) {
+        snprintf(err, errlen, "http must be HOST:PORT, not '%s'", val);
+        return -1;
+    }
+    snprintf(c->http, sizeof(c->http), "%s", val);
+    return 0;
+}
+
 static int set_opt(config *c, const char *key, const char *val, char *err, size_t errlen)
 {
     char *end;
@@ -1068,6 +1106,12 @@ static int set_opt(config *c, const char *key, const char *val, char *err, size_
             return -1;
         }
         snprintf(c->controller, sizeof(c->controller), "%s", val);
+    } else if (strcmp(key, "default-controller") == 0) {
+        if (strlen(val) == 0 || strlen(val) >= sizeof(c->default_controller)) {
+            snprintf(err, errlen, "default-controller must be 1..63 characters");
+            return -1;
+        }
+        snprintf(c->default_controller, sizeof(c->default_controller), "%s", val);
     } else if (strcmp(key, "data") == 0) {
         if (strlen(val) >= sizeof(c->data)) {
             snprintf(err, errlen, "data directory path too long");
@@ -1176,6 +1220,9 @@ static int set_opt(config *c, const char *key, const char *val, char *err, size_
             c->raft_heartbeat_ms = (uint32_t)v;
         else
             c->raft_snapshot_every = (uint32_t)v;
+    } else if (strcmp(key, "http") == 0) {
+        if (http_opt(c, val, err, errlen) != 0)
+            return -1;
     } else if (strcmp(key, "placement") == 0) {
         if (strcmp(val, "local") != 0 && strcmp(val, "spread") != 0) {
             snprintf(err, errlen, "placement must be local or spread, not '%s'", val);
@@ -1300,6 +1347,33 @@ static int parse_args(config *c, int argc, char **argv)
     return 0;
 }
 
+/* The observability endpoint (observe.h) on the loop, logged as http.listen with
+ * the port it got. */
+static int start_http(node_daemon *d, char *err, size_t errlen)
+{
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    uint64_t now_ms = (uint64_t)tv.tv_sec * 1000 + (uint64_t)tv.tv_usec / 1000;
+    uint64_t up_ms = uv_now(d->loop) - d->started_ms;
+    avmd_obs_config oc = {.loop = d->loop,
+                          .addr = d->cfg.http,
+                          .m = d->m,
+                          .cl = d->cl,
+                          .db = d->node.db,
+                          .name = d->cfg.name,
+                          .version = AVMD_VERSION,
+                          .start_unix_ms = now_ms - up_ms,
+                          .log = cluster_log,
+                          .arg = d};
+    int rv = avmd_obs_start(&oc, &d->obs, err, errlen);
+    if (rv != 0)
+        return rv;
+    char port[16];
+    snprintf(port, sizeof(port), "%d", avmd_obs_port(d->obs));
+    log_kv(d, L_INFO, "http.listen", "http", d->cfg.http, "port", port, NULL);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     static node_daemon d;
@@ -1310,6 +1384,12 @@ int main(int argc, char **argv)
     int code = 2;
     if (parse_args(c, argc, argv) != 0)
         goto out;
+    if (c->default_controller[0] != '\0' &&
+        (c->listen[0] == '\0' || strcmp(c->default_controller, c->controller) == 0)) {
+        fprintf(stderr, "avmd: --default-controller names a replicated controller: it "
+                        "needs --listen and a name other than --controller\n");
+        goto out;
+    }
     if (c->data[0] == '\0' &&
         avm_embedded_default_dir(c->name, c->data, sizeof(c->data)) != 0) {
         fprintf(stderr,
@@ -1324,6 +1404,7 @@ int main(int argc, char **argv)
     }
     code = 1;
     d.loop = uv_default_loop();
+    d.started_ms = uv_now(d.loop);
     char err[1024] = "";
     int rv =
         avm_embedded_open(&d.node, c->name, c->controller, c->data, err, sizeof(err));
@@ -1332,6 +1413,17 @@ int main(int argc, char **argv)
         goto out;
     }
     d.node.solver_timeout_ms = c->solver_timeout_ms;
+    if (c->default_controller[0] != '\0') {
+        /* Before the manager opens: every execution copies the platform. The
+         * cluster keeps --controller as this node's own controller. */
+        avm_val k;
+        if (avm_cstr(AVM_CTRLID, c->default_controller, &k) != 0) {
+            avm_embedded_close(&d.node);
+            goto out;
+        }
+        avm_val_release(d.node.plat.default_ctrl);
+        d.node.plat.default_ctrl = k;
+    }
     if (c->listen[0] != '\0') {
         avm_cluster_config cc = {.self = c->name,
                                  .controller = c->controller,
@@ -1402,10 +1494,19 @@ int main(int argc, char **argv)
         avm_embedded_close(&d.node);
         goto out;
     }
+    if (c->http[0] != '\0' && start_http(&d, err, sizeof(err)) != 0) {
+        log_kv(&d, L_ERROR, "http.listen", "http", c->http, "error", err, NULL);
+        avm_ctl_server_stop(d.ctl);
+        stop_cluster(&d);
+        avm_mgr_close(d.m);
+        avm_embedded_close(&d.node);
+        goto out;
+    }
     if (d.cl != NULL && c->join[0] != '\0') {
         rv = avm_cluster_join(d.cl, c->join, err, sizeof(err));
         if (rv != 0) {
             log_kv(&d, L_ERROR, "cluster.join", "via", c->join, "error", err, NULL);
+            avmd_obs_stop(d.obs);
             avm_ctl_server_stop(d.ctl);
             stop_cluster(&d);
             avm_mgr_close(d.m);

@@ -1004,3 +1004,12 @@ void avm_bundles_free(avm_bundles *b)
     }
     free(b);
 }
+
+void avm_bundles_count(avm_bundles *b, size_t out[4])
+{
+    out[0] = out[1] = out[2] = out[3] = 0;
+    if (b == NULL)
+        return;
+    for (const bundle *x = b->list; x != NULL; x = x->next)
+        out[x->state]++;
+}

@@ -2220,3 +2220,56 @@ avm_read *cl_versions_from(avm_val l, size_t *n)
 {
     return versions_from(l, n);
 }
+
+/* --- Inspection (cluster.h) --------------------------------------------------------- */
+
+const uint64_t avm_cluster_lat_bounds_us[AVM_CLUSTER_LAT_BUCKETS] = {
+    250,    500,    1000,   2500,    5000,    10000,   25000,   50000,
+    100000, 250000, 500000, 1000000, 2500000, 5000000, 10000000};
+
+void avm_cluster_each_peer(avm_cluster *c,
+                           void (*fn)(void *arg, const avm_cluster_peer *p), void *arg)
+{
+    uint64_t now = uv_now(c->loop);
+    for (size_t i = 0; i < c->nmembers; i++) {
+        const member *mb = &c->members[i];
+        double phi = avm_fd_phi(c->fd, mb->name, now);
+        if (phi > 1e6 || phi != phi)
+            phi = 1e6;
+        avm_link_peer_info pi = {0};
+        avm_link_peer(c->link, mb->name, &pi);
+        avm_cluster_peer p = {
+            .name = mb->name,
+            .reachable = mb->reachable,
+            .phi = phi,
+            .silent_ms = pi.last_heard_ms ? (int64_t)(now - pi.last_heard_ms) : -1,
+        };
+        fn(arg, &p);
+    }
+}
+
+void avm_cluster_each_group(avm_cluster *c,
+                            void (*fn)(void *arg, const avm_cluster_group *g), void *arg)
+{
+    avm_rctl_each_group(c->rctl, fn, arg);
+}
+
+void avm_cluster_stats_get(avm_cluster *c, avm_cluster_stats *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (c->rctl != NULL) {
+        avm_rctl_latencies(c->rctl, &out->commit_single, &out->commit_cross);
+        avm_txn_stats ts;
+        avm_txn_stats_get(avm_rctl_txn(c->rctl), &ts);
+        out->tx_started = ts.started;
+        out->tx_committed = ts.committed;
+        out->tx_aborted = ts.aborted;
+        out->tx_unknown = ts.unknown;
+        out->tx_prepared = ts.prepared;
+        out->tx_finished = ts.finished;
+        out->tx_recovered = ts.recovered;
+        out->tx_intents = ts.intents;
+        out->tx_inflight = ts.inflight;
+    }
+    avm_bundles_count(c->bundles, out->bundles);
+}

@@ -122,4 +122,54 @@ bool avm_cluster_forward(avm_cluster *c, avm_ctl_req *req, unsigned hops,
 bool avm_cluster_is_member(const avm_cluster *c, const char *machine);
 int avm_cluster_port(const avm_cluster *c);
 
+/* --- Inspection (read-only, for the daemon's metrics) --------------------------- */
+
+/* Every member but this node, as the failure detector sees it now. */
+typedef struct avm_cluster_peer {
+    const char *name;
+    bool reachable;
+    double phi;        /* suspicion now (capped at 1e6) */
+    int64_t silent_ms; /* since it was last heard, -1 never */
+} avm_cluster_peer;
+void avm_cluster_each_peer(avm_cluster *c,
+                           void (*fn)(void *arg, const avm_cluster_peer *p), void *arg);
+
+/* Every replicated controller this node holds a replica of, as its replica knows
+ * it (strings borrowed for the call). */
+typedef struct avm_cluster_group {
+    const char *name;
+    const char *role;   /* "leader", "follower", "candidate", "unavailable", "stopped" */
+    const char *leader; /* the leader's node, "" unknown */
+    bool is_leader;     /* this node leads it */
+    uint64_t term, commit, applied, last_index, snapshot_index;
+    size_t members;
+} avm_cluster_group;
+void avm_cluster_each_group(avm_cluster *c,
+                            void (*fn)(void *arg, const avm_cluster_group *g), void *arg);
+
+/* Commit latencies of this node's executions through replicated controllers, as
+ * histograms with fixed buckets: bucket[i] counts the samples above bound i-1 and
+ * at most bound i (µs); samples above the last bound count in `count` only.
+ * Unlike `controller latency`'s percentiles they are never reset. */
+#define AVM_CLUSTER_LAT_BUCKETS 15
+extern const uint64_t avm_cluster_lat_bounds_us[AVM_CLUSTER_LAT_BUCKETS];
+typedef struct avm_cluster_hist {
+    uint64_t count, sum_us;
+    uint64_t bucket[AVM_CLUSTER_LAT_BUCKETS];
+} avm_cluster_hist;
+
+typedef struct avm_cluster_stats {
+    avm_cluster_hist commit_single; /* through one controller's group */
+    avm_cluster_hist commit_cross;  /* across controllers (two-phase) */
+    /* Transactions across controllers driven from this node, and what the state
+     * machines here did (txn.c). */
+    uint64_t tx_started, tx_committed, tx_aborted, tx_unknown;
+    uint64_t tx_prepared, tx_finished, tx_recovered;
+    size_t tx_intents, tx_inflight;
+    /* Composed commits homed here that this node remembers, by state: open,
+     * committing, committed, aborted. */
+    size_t bundles[4];
+} avm_cluster_stats;
+void avm_cluster_stats_get(avm_cluster *c, avm_cluster_stats *out);
+
 #endif

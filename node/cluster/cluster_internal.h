@@ -48,11 +48,20 @@ static inline avm_val cstr(const char *s)
 #define AVM_LAT_MAX 65536
 typedef struct avm_lat {
     uint64_t *v;
-    size_t n; /* samples taken (the ring holds the last AVM_LAT_MAX) */
+    size_t n;              /* samples taken (the ring holds the last AVM_LAT_MAX) */
+    avm_cluster_hist hist; /* every sample, never reset (metrics) */
 } avm_lat;
 
 static inline void avm_lat_add(avm_lat *l, uint64_t us)
 {
+    l->hist.count++;
+    l->hist.sum_us += us;
+    for (size_t i = 0; i < AVM_CLUSTER_LAT_BUCKETS; i++) {
+        if (us <= avm_cluster_lat_bounds_us[i]) {
+            l->hist.bucket[i]++;
+            break;
+        }
+    }
     if (l->v == NULL && (l->v = (uint64_t *)calloc(AVM_LAT_MAX, sizeof(*l->v))) == NULL)
         return;
     l->v[l->n++ % AVM_LAT_MAX] = us;
@@ -230,4 +239,10 @@ bool avm_rctl_leaders_known(avm_rctl *r);
 bool avm_rctl_hosts(avm_rctl *r, const char *group);
 /* The node's transaction layer (NULL before attach). */
 avm_txn *avm_rctl_txn(avm_rctl *r);
+/* For avm_cluster_each_group and avm_cluster_stats_get. */
+void avm_rctl_each_group(avm_rctl *r, void (*fn)(void *arg, const avm_cluster_group *g),
+                         void *arg);
+void avm_rctl_latencies(avm_rctl *r, avm_cluster_hist *single, avm_cluster_hist *cross);
+/* How many bundles homed here are open, committing, committed, aborted. */
+void avm_bundles_count(avm_bundles *b, size_t out[4]);
 #endif

@@ -1284,6 +1284,52 @@ avm_txn *avm_rctl_txn(avm_rctl *r)
     return r != NULL ? r->txn : NULL;
 }
 
+/* --- Inspection (metrics) ------------------------------------------------------------
+ */
+
+typedef struct each_group_ctx {
+    void (*fn)(void *arg, const avm_cluster_group *g);
+    void *arg;
+} each_group_ctx;
+
+static void each_group_row(void *arg, avm_rgroup *g)
+{
+    each_group_ctx *x = arg;
+    avm_rgroup_info in;
+    avm_rgroup_info_get(g, &in);
+    const char *role = raft_state_name(in.state);
+    avm_cluster_group out = {
+        .name = avm_rgroup_name(g),
+        .role = in.stopped ? "stopped"
+                : role     ? role
+                           : "unknown",
+        .leader = in.leader,
+        .is_leader = !in.stopped && in.state == RAFT_LEADER,
+        .term = in.term,
+        .commit = in.commit,
+        .applied = in.applied,
+        .last_index = in.last_index,
+        .snapshot_index = in.snapshot_index,
+        .members = in.nmembers,
+    };
+    x->fn(x->arg, &out);
+}
+
+void avm_rctl_each_group(avm_rctl *r, void (*fn)(void *arg, const avm_cluster_group *g),
+                         void *arg)
+{
+    if (r == NULL || r->h == NULL)
+        return;
+    each_group_ctx x = {fn, arg};
+    avm_rhost_each(r->h, each_group_row, &x);
+}
+
+void avm_rctl_latencies(avm_rctl *r, avm_cluster_hist *single, avm_cluster_hist *cross)
+{
+    *single = r->lat_single.hist;
+    *cross = r->lat_cross.hist;
+}
+
 /* --- Queries for the manager ----------------------------------------------------------
  */
 

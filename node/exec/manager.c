@@ -2816,6 +2816,37 @@ int avm_mgr_trace(avm_mgr *m, const char *id, avm_buf *out, char *errmsg, size_t
     return rv;
 }
 
+void avm_mgr_each_log(avm_mgr *m,
+                      void (*fn)(void *arg, const char *id, const uint8_t *log,
+                                 size_t base, size_t end),
+                      void *arg)
+{
+    for (size_t i = 0; i < m->nall; i++) {
+        const mx *e = m->all[i];
+        if (e->x == NULL)
+            continue;
+        size_t n;
+        const uint8_t *p = avm_exec_trace_bytes(e->x, &n);
+        size_t base = avm_exec_trace_base(e->x);
+        fn(arg, e->id, p, base, base + n);
+    }
+}
+
+int avm_mgr_log(avm_mgr *m, const char *id, const uint8_t **log, size_t *base,
+                size_t *end)
+{
+    const mx *e = find(m, id);
+    if (e == NULL)
+        return AVM_ENOTFOUND;
+    if (e->x == NULL)
+        return AVM_ESTATE;
+    size_t n;
+    *log = avm_exec_trace_bytes(e->x, &n);
+    *base = avm_exec_trace_base(e->x);
+    *end = *base + n;
+    return 0;
+}
+
 int avm_mgr_problem(avm_mgr *m, const char *id, avm_val *out, char *errmsg, size_t errlen)
 {
     mx *e = find_or(m, id, errmsg, errlen);
@@ -2849,6 +2880,15 @@ void avm_mgr_counts_get(const avm_mgr *m, avm_mgr_counts *out)
         out->waiting_message += e->waiting_msg;
         out->waiting_commit += e->batch == B_COMMIT;
     }
+    out->runnable = m->nrun;
+    out->lamport = m->lamport;
+}
+
+void avm_mgr_totals_get(const avm_mgr *m, avm_mgr_counts *out)
+{
+    *out = m->c;
+    out->running = out->suspended = out->terminated = 0;
+    out->waiting_message = out->waiting_commit = 0;
     out->runnable = m->nrun;
     out->lamport = m->lamport;
 }

@@ -353,6 +353,21 @@ void avm_mgr_each(avm_mgr *m, void (*fn)(void *arg, const avm_mgr_info *info), v
 int avm_mgr_problem(avm_mgr *m, const char *id, avm_val *out, char *errmsg,
                     size_t errlen);
 int avm_mgr_trace(avm_mgr *m, const char *id, avm_buf *out, char *errmsg, size_t errlen);
+/* For observers that follow trace logs as they grow (avmd's /events), without a
+ * copy: fn gets every execution whose state is in memory with its log as it is
+ * there, borrowed for the call: the bytes from offset `base` of the whole log (0
+ * but for a visitor, which carries only what it added) to `end`, the whole log's
+ * length. Executions not in memory (terminated and saved, suspended) are skipped.
+ * The log only grows, except that an effect forwarded to another machine takes
+ * back the entries it logged until its outcome comes (they are logged again). */
+void avm_mgr_each_log(avm_mgr *m,
+                      void (*fn)(void *arg, const char *id, const uint8_t *log,
+                                 size_t base, size_t end),
+                      void *arg);
+/* The same for execution id: 0, AVM_ENOTFOUND, or AVM_ESTATE when its state is
+ * not in memory (avm_mgr_trace then reads the saved log). */
+int avm_mgr_log(avm_mgr *m, const char *id, const uint8_t **log, size_t *base,
+                size_t *end);
 
 typedef struct avm_mgr_counts {
     size_t running, suspended, terminated;
@@ -362,6 +377,10 @@ typedef struct avm_mgr_counts {
     uint64_t lamport;
 } avm_mgr_counts;
 void avm_mgr_counts_get(const avm_mgr *m, avm_mgr_counts *out);
+/* The same but in constant time: the counters (rounds .. ckpt_bytes), runnable and
+ * lamport, with the executions by state left 0; for callers that sample every
+ * round. */
+void avm_mgr_totals_get(const avm_mgr *m, avm_mgr_counts *out);
 
 /* The transaction registry: every open transaction (fn gets the execution id and
  * its transaction; `stale` tells whether a version it read has since been
