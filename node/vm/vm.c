@@ -391,6 +391,19 @@ int vm__eval_error(avm_exec *x, const char *fmt, ...)
     return vm__fail(x, AVM_ERR_EVAL, s, avm_nil(), avm_nil());
 }
 
+int vm__failf(avm_exec *x, avm_error_code c, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    avm_val s;
+    if (avm_cstr(AVM_STR, msg, &s) != 0)
+        return vm__oom(x);
+    return vm__fail(x, c, s, avm_nil(), avm_nil());
+}
+
 int vm__store_error(avm_exec *x, int rv)
 {
     avm_store *s = x->plat->store;

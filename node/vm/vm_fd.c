@@ -8,7 +8,6 @@
  * always match x->tx.n. DESIGN.md decision 5 (a label is a choice point) lives in
  * the engine's fd_level_abort. */
 #include <assert.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,24 +45,6 @@ static int grow_scratch(void **p, size_t *cap, size_t elem, size_t need)
 }
 
 /* Errors ---------------------------------------------------------------------------- */
-
-/* An FDError whose argument is a message; "%v" is not supported: callers print
- * values with describe(). */
-static int fd_fail(avm_exec *x, avm_error_code c, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int fd_fail(avm_exec *x, avm_error_code c, const char *fmt, ...)
-{
-    char msg[400];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    avm_val s;
-    if (avm_cstr(AVM_STR, msg, &s) != 0)
-        return vm__oom(x);
-    return vm__fail(x, c, s, avm_nil(), avm_nil());
-}
 
 /* The printed form of v, cut to fit out. */
 static const char *describe(avm_val v, char *out, size_t len)
@@ -116,10 +97,11 @@ static int get_domain(avm_exec *x, const char *instr, avm_val dom, size_t *n)
     struct vm_fd *f = x->fd;
     char what[120];
     if (dom.kind != AVM_LIST)
-        return fd_fail(x, AVM_ERR_FD_INVALID_DOMAIN,
-                       "%s: the domain must be a list of integers and (lo hi) intervals, "
-                       "got %s",
-                       instr, describe(dom, what, sizeof(what)));
+        return vm__failf(
+            x, AVM_ERR_FD_INVALID_DOMAIN,
+            "%s: the domain must be a list of integers and (lo hi) intervals, "
+            "got %s",
+            instr, describe(dom, what, sizeof(what)));
     size_t len = avm_list_len(dom);
     if (grow_scratch((void **)&f->iv, &f->ivcap, sizeof(fd_iv), len) != 0)
         return vm__oom(x);
@@ -136,10 +118,11 @@ static int get_domain(avm_exec *x, const char *instr, avm_val dom, size_t *n)
             f->iv[i].hi = avm_list_at(it, 1).u.i;
             continue;
         }
-        return fd_fail(x, AVM_ERR_FD_INVALID_DOMAIN,
-                       "%s: domain item %s is neither an integer nor an interval (lo hi) "
-                       "of integers with lo <= hi",
-                       instr, describe(it, what, sizeof(what)));
+        return vm__failf(
+            x, AVM_ERR_FD_INVALID_DOMAIN,
+            "%s: domain item %s is neither an integer nor an interval (lo hi) "
+            "of integers with lo <= hi",
+            instr, describe(it, what, sizeof(what)));
     }
     *n = fd_ivs_normalize(f->iv, len);
     return VM_OK;
@@ -150,8 +133,8 @@ static int con_var(avm_exec *x, const char *name, avm_val v, uint32_t *out)
 {
     char what[120];
     if (v.kind != AVM_INT || v.u.i < 0 || v.u.i >= (int64_t)fd_nvars(x->fd->s))
-        return fd_fail(x, AVM_ERR_FD_INVALID_CONSTRAINT, "%s: %s is not a variable", name,
-                       describe(v, what, sizeof(what)));
+        return vm__failf(x, AVM_ERR_FD_INVALID_CONSTRAINT, "%s: %s is not a variable",
+                         name, describe(v, what, sizeof(what)));
     *out = (uint32_t)v.u.i;
     return VM_OK;
 }
@@ -161,9 +144,9 @@ static int con_int(avm_exec *x, const char *name, const char *role, avm_val v,
 {
     char what[120];
     if (v.kind != AVM_INT)
-        return fd_fail(x, AVM_ERR_FD_INVALID_CONSTRAINT,
-                       "%s: the %s must be an integer, got %s", name, role,
-                       describe(v, what, sizeof(what)));
+        return vm__failf(x, AVM_ERR_FD_INVALID_CONSTRAINT,
+                         "%s: the %s must be an integer, got %s", name, role,
+                         describe(v, what, sizeof(what)));
     *out = v.u.i;
     return VM_OK;
 }
@@ -176,36 +159,37 @@ static int post(avm_exec *x, avm_val c)
     avm_val head =
         c.kind == AVM_LIST && avm_list_len(c) > 0 ? avm_list_at(c, 0) : avm_nil();
     if (head.kind != AVM_STR)
-        return fd_fail(x, AVM_ERR_FD_INVALID_CONSTRAINT,
-                       "post: a constraint is a list headed by its constructor's name, "
-                       "got %s",
-                       describe(c, what, sizeof(what)));
+        return vm__failf(x, AVM_ERR_FD_INVALID_CONSTRAINT,
+                         "post: a constraint is a list headed by its constructor's name, "
+                         "got %s",
+                         describe(c, what, sizeof(what)));
     int kind = fd_kind_from_name(head.u.s->data, head.u.s->len);
     if (kind < 0)
-        return fd_fail(x, AVM_ERR_FD_INVALID_CONSTRAINT, "post: unknown constraint %s",
-                       describe(head, what, sizeof(what)));
+        return vm__failf(x, AVM_ERR_FD_INVALID_CONSTRAINT, "post: unknown constraint %s",
+                         describe(head, what, sizeof(what)));
     const char *name = fd_kind_name((fd_kind)kind);
     size_t argc = avm_list_len(c) - 1;
     const avm_val *a = c.u.l->items + 1;
     int rv;
     if (kind == FD_ALLDIFF) {
         if (argc < 1 || argc > 2)
-            return fd_fail(x, AVM_ERR_FD_INVALID_CONSTRAINT,
-                           "AllDiff takes a list of variables and an optional list of "
-                           "integer offsets, got %zu arguments",
-                           argc);
+            return vm__failf(x, AVM_ERR_FD_INVALID_CONSTRAINT,
+                             "AllDiff takes a list of variables and an optional list of "
+                             "integer offsets, got %zu arguments",
+                             argc);
         if (a[0].kind != AVM_LIST)
-            return fd_fail(x, AVM_ERR_FD_INVALID_CONSTRAINT,
-                           "AllDiff: the variables must be a list, got %s",
-                           describe(a[0], what, sizeof(what)));
+            return vm__failf(x, AVM_ERR_FD_INVALID_CONSTRAINT,
+                             "AllDiff: the variables must be a list, got %s",
+                             describe(a[0], what, sizeof(what)));
         size_t n = avm_list_len(a[0]);
         if (argc == 2 && (a[1].kind != AVM_LIST || avm_list_len(a[1]) != n))
-            return fd_fail(x, AVM_ERR_FD_INVALID_CONSTRAINT,
-                           "AllDiff: the offsets must be a list of %zu integers, got %s",
-                           n, describe(a[1], what, sizeof(what)));
+            return vm__failf(
+                x, AVM_ERR_FD_INVALID_CONSTRAINT,
+                "AllDiff: the offsets must be a list of %zu integers, got %s", n,
+                describe(a[1], what, sizeof(what)));
         if (n > FD_MAX_ALLDIFF)
-            return fd_fail(x, AVM_ERR_FD_INVALID_CONSTRAINT,
-                           "AllDiff: %zu variables, more than %u", n, FD_MAX_ALLDIFF);
+            return vm__failf(x, AVM_ERR_FD_INVALID_CONSTRAINT,
+                             "AllDiff: %zu variables, more than %u", n, FD_MAX_ALLDIFF);
         size_t cap = f->varcap;
         if (grow_scratch((void **)&f->vars, &cap, sizeof(uint32_t), n) != 0 ||
             grow_scratch((void **)&f->offs, &f->varcap, sizeof(int64_t), n) != 0)
@@ -224,15 +208,15 @@ static int post(avm_exec *x, avm_val c)
     int64_t k = 0;
     if (kind >= FD_VAL_EQ) {
         if (argc != 2)
-            return fd_fail(x, AVM_ERR_FD_INVALID_CONSTRAINT,
-                           "%s takes a variable and an integer, got %zu arguments", name,
-                           argc);
+            return vm__failf(x, AVM_ERR_FD_INVALID_CONSTRAINT,
+                             "%s takes a variable and an integer, got %zu arguments",
+                             name, argc);
         if ((rv = con_var(x, name, a[0], &va)) != VM_OK ||
             (rv = con_int(x, name, "value", a[1], &k)) != VM_OK)
             return rv;
     } else {
         if (argc != 2 && argc != 3)
-            return fd_fail(
+            return vm__failf(
                 x, AVM_ERR_FD_INVALID_CONSTRAINT,
                 "%s takes two variables and an optional integer offset, got %zu "
                 "arguments",

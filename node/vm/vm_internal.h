@@ -219,6 +219,9 @@ int vm__event_ctrl(avm_exec *x, int type, avm_val ctrl, avm_val a0, avm_val a1,
 int vm__eval_error(avm_exec *x, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 int vm__fail(avm_exec *x, avm_error_code c, avm_val a0, avm_val a1, avm_val a2);
+/* Error c whose one argument is the formatted message. VM_FAIL. */
+int vm__failf(avm_exec *x, avm_error_code c, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 int vm__oom(avm_exec *x);
 /* EvalError: a value would nest deeper than AVM_MAX_DEPTH lists. */
 int vm__too_deep(avm_exec *x);

@@ -10,7 +10,6 @@
  * the ones it made. A choice is named "<outermost txid>.<n>" with n counting the
  * transaction's choices, so names are unique in the cluster (transaction ids are)
  * and never reused, even after an abort. */
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -71,31 +70,15 @@ void vm__nd_free(avm_exec *x)
 
 /* Errors ------------------------------------------------------------------------- */
 
-static int nd_error(avm_exec *x, avm_error_code c, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int nd_error(avm_exec *x, avm_error_code c, const char *fmt, ...)
-{
-    char msg[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    avm_val s;
-    if (avm_cstr(AVM_STR, msg, &s) != 0)
-        return vm__oom(x);
-    return vm__fail(x, c, s, avm_nil(), avm_nil());
-}
-
 int vm__nd_unsettled(avm_exec *x, avm_val v, const char *what)
 {
     avm_buf b;
     avm_buf_init(&b);
     avm_val_print(&b, v);
-    int rv = nd_error(x, AVM_ERR_ND_UNSETTLED,
-                      "%s on the unsettled symbolic value %.200s: its choices are "
-                      "settled only when the transaction commits",
-                      what, b.data ? b.data : "?");
+    int rv = vm__failf(x, AVM_ERR_ND_UNSETTLED,
+                       "%s on the unsettled symbolic value %.200s: its choices are "
+                       "settled only when the transaction commits",
+                       what, b.data ? b.data : "?");
     avm_buf_free(&b);
     return rv;
 }
@@ -111,9 +94,9 @@ static int mk_sym(avm_exec *x, int op, avm_val a0, avm_val a1, int argc, avm_val
             size += a.kind == AVM_SYM ? avm_sym_size(a) : 1;
         }
     if (size > AVM_SYM_MAX_SIZE)
-        return nd_error(x, AVM_ERR_ND_UNSETTLED,
-                        "a symbolic expression would have more than %d nodes",
-                        AVM_SYM_MAX_SIZE);
+        return vm__failf(x, AVM_ERR_ND_UNSETTLED,
+                         "a symbolic expression would have more than %d nodes",
+                         AVM_SYM_MAX_SIZE);
     avm_val l;
     if (avm_list_new(2 + (size_t)argc, &l) != 0)
         return vm__oom(x);
@@ -124,9 +107,9 @@ static int mk_sym(avm_exec *x, int op, avm_val a0, avm_val a1, int argc, avm_val
     l.u.l->items[1 + argc] = avm_int(size);
     if (avm_list_seal(l) > AVM_MAX_DEPTH) {
         avm_val_release(l);
-        return nd_error(x, AVM_ERR_ND_UNSETTLED,
-                        "a symbolic expression would nest deeper than %d levels",
-                        AVM_MAX_DEPTH);
+        return vm__failf(x, AVM_ERR_ND_UNSETTLED,
+                         "a symbolic expression would nest deeper than %d levels",
+                         AVM_MAX_DEPTH);
     }
     l.kind = AVM_SYM;
     *out = l;
@@ -278,26 +261,26 @@ static bool in_tx(const avm_exec *x)
 static int op_choose(avm_exec *x, avm_val values, avm_val *out)
 {
     if (values.kind != AVM_LIST || values.u.l->len == 0)
-        return nd_error(x, AVM_ERR_ND_INVALID_CHOICE,
-                        "choose expects a non-empty list of ints or of bools, got %s",
-                        values.kind == AVM_LIST ? "()"
-                                                : avm_kind_name((avm_kind)values.kind));
+        return vm__failf(x, AVM_ERR_ND_INVALID_CHOICE,
+                         "choose expects a non-empty list of ints or of bools, got %s",
+                         values.kind == AVM_LIST ? "()"
+                                                 : avm_kind_name((avm_kind)values.kind));
     avm_kind k = (avm_kind)values.u.l->items[0].kind;
     for (uint32_t i = 0; i < values.u.l->len; i++) {
         avm_kind ki = (avm_kind)values.u.l->items[i].kind;
         if ((ki != AVM_INT && ki != AVM_BOOL) || ki != k)
-            return nd_error(x, AVM_ERR_ND_INVALID_CHOICE,
-                            "choose: value %u is %s; the values must be all ints or all "
-                            "bools",
-                            i, avm_kind_name(ki));
+            return vm__failf(x, AVM_ERR_ND_INVALID_CHOICE,
+                             "choose: value %u is %s; the values must be all ints or all "
+                             "bools",
+                             i, avm_kind_name(ki));
     }
     if (!in_tx(x))
-        return nd_error(x, AVM_ERR_ND_INVALID_CHOICE,
-                        "choose outside a transaction: only a commit settles a choice");
+        return vm__failf(x, AVM_ERR_ND_INVALID_CHOICE,
+                         "choose outside a transaction: only a commit settles a choice");
     if (x->nd != NULL && x->nd->choices.n >= AVM_ND_MAX_CHOICES)
-        return nd_error(x, AVM_ERR_ND_INVALID_CHOICE,
-                        "choose: a transaction settles at most %d choices",
-                        AVM_ND_MAX_CHOICES);
+        return vm__failf(x, AVM_ERR_ND_INVALID_CHOICE,
+                         "choose: a transaction settles at most %d choices",
+                         AVM_ND_MAX_CHOICES);
     if (values.u.l->len == 1) {
         *out = vm__ref(values.u.l->items[0]); /* nothing to choose */
         return VM_OK;
@@ -345,8 +328,8 @@ static int op_require(avm_exec *x, avm_val b, avm_val *out)
         if (b.kind == AVM_SYM)
             return vm__nd_unsettled(x, b, "require outside a transaction");
         if (!b.u.b)
-            return nd_error(x, AVM_ERR_ND_REQUIREMENT_FAILED,
-                            "require: the assertion is false (outside a transaction)");
+            return vm__failf(x, AVM_ERR_ND_REQUIREMENT_FAILED,
+                             "require: the assertion is false (outside a transaction)");
         return VM_OK;
     }
     struct vm_nd *nd = nd_get(x);
@@ -690,10 +673,10 @@ static int settle_false(avm_exec *x, avm_error_code code, const char *msg)
 
 static int name_error(avm_exec *x, avm_val missing)
 {
-    return nd_error(x, AVM_ERR_ND_UNSETTLED,
-                    "the transaction writes a value of choice \"%.200s\", which no open "
-                    "level of it made (its level aborted)",
-                    missing.u.s->data);
+    return vm__failf(x, AVM_ERR_ND_UNSETTLED,
+                     "the transaction writes a value of choice \"%.200s\", which no open "
+                     "level of it made (its level aborted)",
+                     missing.u.s->data);
 }
 
 /* Before the outermost commit hands its write set over. Returns 0 to go on
@@ -744,9 +727,9 @@ int vm__nd_settle(avm_exec *x, avm_val *deferred)
         return 0;
     }
     if (x->plat->solve == NULL)
-        return nd_error(x, AVM_ERR_ND_NO_SOLVER,
-                        "the transaction has unsettled choices and this node has no "
-                        "solver (executeSolver)");
+        return vm__failf(x, AVM_ERR_ND_NO_SOLVER,
+                         "the transaction has unsettled choices and this node has no "
+                         "solver (executeSolver)");
     avm_val prob, model = avm_nil();
     if (problem(nd, &prob) != 0)
         return vm__oom(x);
@@ -759,7 +742,7 @@ int vm__nd_settle(avm_exec *x, avm_val *deferred)
     avm_buf_free(&why);
     if (rv < 0) {
         avm_val_release(model);
-        return nd_error(x, AVM_ERR_ND_NO_SOLVER, "the solver failed: %s", msg);
+        return vm__failf(x, AVM_ERR_ND_NO_SOLVER, "the solver failed: %s", msg);
     }
     if (rv == AVM_SOLVE_UNSAT) {
         if (solved_event(x, "unsat", avm_nil()) != VM_OK)
@@ -796,7 +779,7 @@ int vm__nd_apply_model(avm_exec *x, avm_val model)
     }
     if (!is_model) {
         avm_val_release(model);
-        return nd_error(x, AVM_ERR_ND_NO_SOLVER, "the solver's model is malformed");
+        return vm__failf(x, AVM_ERR_ND_NO_SOLVER, "the solver's model is malformed");
     }
     for (size_t i = 0; nd != NULL && i < nd->reqs.n; i++) {
         avm_val r;
@@ -805,9 +788,9 @@ int vm__nd_apply_model(avm_exec *x, avm_val model)
                      : (r = nd->reqs.v[i], SUB_OK);
         if (rv == SUB_UNKNOWN) {
             avm_val_release(model);
-            return nd_error(x, AVM_ERR_ND_NO_SOLVER,
-                            "the solver's model leaves choice \"%.200s\" unsettled",
-                            missing.u.s->data);
+            return vm__failf(x, AVM_ERR_ND_NO_SOLVER,
+                             "the solver's model leaves choice \"%.200s\" unsettled",
+                             missing.u.s->data);
         }
         if (rv == SUB_OVERFLOW || !r.u.b) {
             avm_val_release(model);
