@@ -44,7 +44,7 @@ class Malformed(Exception):
     """The history cannot be checked: names the line and the cause."""
 
     def __init__(self, line, msg):
-        super().__init__("line %d: %s" % (line, msg))
+        super().__init__("line %d: %s" % (line, msg) if line else msg)
 
 
 class Txn:
@@ -67,7 +67,14 @@ class Txn:
 
 
 def _is_int(x):
-    return isinstance(x, int) and not isinstance(x, bool)
+    return type(x) is int  # bool is a subclass of int, but not an integer here
+
+
+_INT_ONLY = {int}
+
+
+def _is_int_list(v):
+    return isinstance(v, list) and (not v or set(map(type, v)) == _INT_ONLY)
 
 
 def _parse_ops(value, typ, line):
@@ -88,11 +95,10 @@ def _parse_ops(value, typ, line):
                 if v is not None:
                     raise Malformed(line, "micro-op %d: a read in an invoke must be null" % i)
             elif typ == "ok":
-                if not isinstance(v, list) or not all(_is_int(x) for x in v):
+                if not _is_int_list(v):
                     raise Malformed(line, "micro-op %d: a read in an ok completion "
                                     "must be a list of integers" % i)
-            elif v is not None and (not isinstance(v, list)
-                                    or not all(_is_int(x) for x in v)):
+            elif v is not None and not _is_int_list(v):
                 raise Malformed(line, "micro-op %d: a read must be null or a list of "
                                 "integers" % i)
         else:
@@ -112,7 +118,7 @@ def parse_history(path):
     try:
         fh = open(path, "rb")
     except OSError as e:
-        raise Malformed(0, "cannot open %s: %s" % (path, e.strerror))
+        raise Malformed(0, "cannot open: %s" % e.strerror)
     with fh:
         for line, raw in enumerate(fh, 1):
             if not raw.strip():
