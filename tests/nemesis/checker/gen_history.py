@@ -10,8 +10,11 @@ that got info never issues again and a fresh process takes its place. Keys
 rotate: once a key has had enough appends it is replaced by a new key, so
 reads stay short and every key sees contention.
 
-Usage: gen_history.py OUT.jsonl [--txns N] [--seed S] [--inject LIST]
-  --inject lost-append,g-single  corrupts the recorded reads afterwards:
+Usage: gen_history.py OUT.jsonl [--txns N] [--seed S] [--inject LIST
+                                [--injected-out BAD.jsonl]]
+  --inject lost-append,g-single  corrupts the recorded reads afterwards
+    (written to OUT.jsonl, or with --injected-out, OUT.jsonl gets the
+    uncorrupted history and BAD.jsonl the corrupted one):
     lost-append: one acknowledged single-append transaction's value is
       removed from every read of its key (its append was "lost");
     g-single: one read-only transaction's read of a key loses its last value
@@ -143,6 +146,13 @@ def event_json(kind, txn, t):
                        "value": value, "time": t * 1000}, separators=(",", ":"))
 
 
+def write_history(path, events):
+    with open(path, "w") as fh:
+        for t, _, kind, txn in events:
+            fh.write(event_json(kind, txn, t))
+            fh.write("\n")
+
+
 def inject_lost_append(events, txns, avoid_keys):
     """An ok txn with a single append to k whose value some read contains,
     together with a value appended by a txn invoked after the ack."""
@@ -223,8 +233,13 @@ def main(argv):
     ap.add_argument("--txns", type=int, default=30000)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--inject", default="")
+    ap.add_argument("--injected-out", default=None)
     args = ap.parse_args(argv)
     events, txns = simulate(args.txns, args.seed)
+    out = args.out
+    if args.injected_out:
+        write_history(args.out, events)
+        out = args.injected_out
     injected = {}
     kinds = [x for x in args.inject.split(",") if x]
     for kind in kinds:
@@ -242,10 +257,7 @@ def main(argv):
         if injected[kind] is None:
             print("gen_history: found no place to inject %s" % kind, file=sys.stderr)
             return 1
-    with open(args.out, "w") as fh:
-        for t, _, kind, txn in events:
-            fh.write(event_json(kind, txn, t))
-            fh.write("\n")
+    write_history(out, events)
     counts = {}
     for t in txns:
         counts[t.outcome] = counts.get(t.outcome, 0) + 1
