@@ -22,105 +22,101 @@ fails=0
 pass() { echo "ok   $*"; }
 fail() { echo "FAIL $*"; fails=$((fails + 1)); }
 
-# --- manifest covers every history file
-missing="$(python3 - "$MANIFEST" "$HIST" <<'EOF'
-import json, os, sys
-m = json.load(open(sys.argv[1]))
-named = {k.split(" ")[0] for k in m if not k.startswith("_")}
-for root, _, files in os.walk(sys.argv[2]):
+# The checker runs with python3 -S in this test: it needs only the standard
+# library, and skipping site-packages start-up saves a lot on a loaded machine.
+PY="python3 -S"
+
+# --- hand-made histories: one driver runs the checker (as a separate process,
+# with --json and without) on every manifest entry and prints ok/FAIL lines.
+python3 -S - "$MANIFEST" "$HIST" "$CHECK" >"$TMP/manifest.out" <<'EOF'
+import json, os, subprocess, sys
+manifest, hist, check = sys.argv[1:]
+m = json.load(open(manifest))
+entries = [k for k in m if not k.startswith("_")]
+named = {k.split(" ")[0] for k in entries}
+missing = []
+for root, _, files in os.walk(hist):
     for f in files:
         if f.endswith(".jsonl"):
-            rel = os.path.relpath(os.path.join(root, f), sys.argv[2])
+            rel = os.path.relpath(os.path.join(root, f), hist)
             if rel not in named:
-                print(rel)
-for n in sorted(named):
-    if not os.path.exists(os.path.join(sys.argv[2], n)):
-        print("(listed but absent) " + n)
-EOF
-)"
-if [ -n "$missing" ]; then
-  fail "manifest and histories/ disagree: $missing"
-else
-  pass "every history in histories/ has a manifest entry"
-fi
-
-# --- hand-made histories
-entries="$(python3 -c '
-import json, sys
-for k in json.load(open(sys.argv[1])):
-    if not k.startswith("_"):
-        print(k)' "$MANIFEST")"
-while IFS= read -r entry; do
-  file="${entry%% *}"
-  flags=""
-  [ "$file" != "$entry" ] && flags="${entry#* }"
-  # shellcheck disable=SC2086
-  python3 "$CHECK" "$HIST/$file" $flags --json >"$TMP/out.json" 2>"$TMP/err"
-  rc=$?
-  # shellcheck disable=SC2086
-  python3 "$CHECK" "$HIST/$file" $flags >"$TMP/out.txt" 2>"$TMP/err.txt"
-  rc_text=$?
-  verdict="$(python3 - "$MANIFEST" "$entry" "$rc" "$TMP/out.json" "$TMP/err" \
-                       "$rc_text" "$TMP/out.txt" <<'EOF'
-import json, sys
-manifest, entry, rc, out, err, rc_text, out_text = sys.argv[1:]
-rc, rc_text = int(rc), int(rc_text)
-exp = json.load(open(manifest))[entry]
-errtext = open(err).read()
-problems = []
-if rc != rc_text:
-    problems.append("exit %d with --json but %d without" % (rc, rc_text))
-if isinstance(exp, dict):
-    if rc != 2:
-        problems.append("exit %d, expected 2 (malformed)" % rc)
-    if exp["malformed"] not in errtext:
-        problems.append("stderr %r lacks %r" % (errtext.strip(), exp["malformed"]))
-    if open(out).read():
-        problems.append("printed on stdout for malformed input")
+                missing.append(rel)
+missing += ["(listed but absent) " + n for n in sorted(named)
+            if not os.path.exists(os.path.join(hist, n))]
+if missing:
+    print("FAIL manifest and histories/ disagree: %s" % ", ".join(sorted(missing)))
 else:
-    try:
-        got = json.load(open(out))
-    except ValueError as e:
-        got = None
-        problems.append("--json output is not JSON (%s); stderr: %s" % (e, errtext))
-    if got is not None:
-        types = sorted(got["anomalies"])
-        if types != sorted(exp):
-            problems.append("anomalies %s, expected %s" % (types, sorted(exp)))
-        if got["valid"] != (not exp):
-            problems.append("valid=%s" % got["valid"])
-        for t, xs in got["anomalies"].items():
-            if not xs or not all(x.get("text") for x in xs):
-                problems.append("%s has no explanation" % t)
-            if t.startswith("G") and t not in ("G1a", "G1b"):
-                for x in xs:
-                    cyc = x.get("cycle") or []
-                    if len(cyc) < 2 or cyc[0]["from"] != cyc[-1]["to"] or any(
-                            a["to"] != b["from"] for a, b in zip(cyc, cyc[1:])):
-                        problems.append("%s: not a closed cycle: %s" % (t, cyc))
-    want = 1 if exp else 0
-    if rc != want:
-        problems.append("exit %d, expected %d" % (rc, want))
-    text = open(out_text).read()
-    for t in exp:
-        if t not in text:
-            problems.append("summary does not name %s" % t)
-    if ("VALID" in text) != (not exp) and ("INVALID" in text) != bool(exp):
-        problems.append("summary verdict wrong")
-print("; ".join(problems))
+    print("ok   every history in histories/ has a manifest entry (%d entries)"
+          % len(entries))
+
+
+def run(args):
+    p = subprocess.run([sys.executable, "-S", check] + args, capture_output=True,
+                       text=True)
+    return p.returncode, p.stdout, p.stderr
+
+
+for entry in entries:
+    exp = m[entry]
+    parts = entry.split(" ")
+    path, flags = os.path.join(hist, parts[0]), parts[1:]
+    rc, out, err = run([path] + flags + ["--json"])
+    rc_text, text, _ = run([path] + flags)
+    problems = []
+    if rc != rc_text:
+        problems.append("exit %d with --json but %d without" % (rc, rc_text))
+    if isinstance(exp, dict):
+        if rc != 2:
+            problems.append("exit %d, expected 2 (malformed)" % rc)
+        if exp["malformed"] not in err:
+            problems.append("stderr %r lacks %r" % (err.strip(), exp["malformed"]))
+        if out:
+            problems.append("printed on stdout for malformed input")
+    else:
+        try:
+            got = json.loads(out)
+        except ValueError as e:
+            got = None
+            problems.append("--json output is not JSON (%s); stderr: %s" % (e, err))
+        if got is not None:
+            types = sorted(got["anomalies"])
+            if types != sorted(exp):
+                problems.append("anomalies %s, expected %s" % (types, sorted(exp)))
+            if got["valid"] != (not exp):
+                problems.append("valid=%s" % got["valid"])
+            for t, xs in got["anomalies"].items():
+                if not xs or not all(x.get("text") for x in xs):
+                    problems.append("%s has no explanation" % t)
+                if t.startswith("G") and t not in ("G1a", "G1b"):
+                    for x in xs:
+                        cyc = x.get("cycle") or []
+                        if len(cyc) < 2 or cyc[0]["from"] != cyc[-1]["to"] or any(
+                                a["to"] != b["from"] for a, b in zip(cyc, cyc[1:])):
+                            problems.append("%s: not a closed cycle: %s" % (t, cyc))
+        want = 1 if exp else 0
+        if rc != want:
+            problems.append("exit %d, expected %d" % (rc, want))
+        for t in exp:
+            if "\n%s (" % t not in text:
+                problems.append("summary does not explain %s" % t)
+        verdict = "INVALID" if exp else "VALID:"
+        if "  %s" % verdict not in text:
+            problems.append("summary verdict is not %s" % verdict)
+    if problems:
+        print("FAIL %s: %s" % (entry, "; ".join(problems)))
+    else:
+        print("ok   %s" % entry)
 EOF
-)"
-  if [ -z "$verdict" ]; then
-    pass "$entry"
-  else
-    fail "$entry: $verdict"
-  fi
-done <<<"$entries"
+driver_rc=$?
+cat "$TMP/manifest.out"
+[ $driver_rc -eq 0 ] || fail "manifest driver exited $driver_rc"
+n=$(grep -c '^FAIL' "$TMP/manifest.out")
+fails=$((fails + n))
 
 # --- usage errors exit 2
-python3 "$CHECK" >/dev/null 2>&1
+$PY "$CHECK" >/dev/null 2>&1
 [ $? -eq 2 ] && pass "no argument: exit 2" || fail "no argument: exit not 2"
-python3 "$CHECK" "$TMP/absent.jsonl" >/dev/null 2>"$TMP/err"
+$PY "$CHECK" "$TMP/absent.jsonl" >/dev/null 2>"$TMP/err"
 rc=$?
 if [ $rc -eq 2 ] && grep -q "cannot open" "$TMP/err"; then
   pass "absent file: exit 2, cause named"
@@ -138,7 +134,7 @@ else
   for flags in "" "--realtime"; do
     start=$(date +%s.%N)
     # shellcheck disable=SC2086
-    python3 "$CHECK" "$TMP/valid.jsonl" $flags --json >"$TMP/big.json" 2>"$TMP/err"
+    $PY "$CHECK" "$TMP/valid.jsonl" $flags --json >"$TMP/big.json" 2>"$TMP/err"
     rc=$?
     end=$(date +%s.%N)
     secs=$(python3 -c "print('%.2f' % ($end - $start))")
@@ -164,7 +160,7 @@ if [ ! -s "$TMP/bad.jsonl" ]; then
   fail "no injected history generated"
 else
   start=$(date +%s.%N)
-  python3 "$CHECK" "$TMP/bad.jsonl" --json >"$TMP/bad.out" 2>"$TMP/err"
+  $PY "$CHECK" "$TMP/bad.jsonl" --json >"$TMP/bad.out" 2>"$TMP/err"
   rc=$?
   end=$(date +%s.%N)
   secs=$(python3 -c "print('%.2f' % ($end - $start))")
