@@ -32,6 +32,8 @@ KIND_NAME = {WW: "ww", WR: "wr", RW: "rw", RT: "rt"}
 SEARCH_BUDGET = 400000
 # Explanations kept per anomaly type in the --json output (counts are exact).
 JSON_MAX_EXPLANATIONS = 1000
+# Edges of a cycle spelled out in its text explanation.
+TEXT_MAX_CYCLE = 30
 
 CYCLE_TYPES = ["G0", "G1c", "G-single", "G2-item"]
 CYCLE_TYPES_RT = [t + "-realtime" for t in CYCLE_TYPES]
@@ -857,12 +859,22 @@ class Checker:
         for a, _, _ in cyc:
             if a not in members:
                 members.append(a)
+        details = [txn_detail(txns[a]) for a in members[:TEXT_MAX_CYCLE]]
+        if len(cyc) > TEXT_MAX_CYCLE:
+            # A cycle through most of a history: the text shows its start, the
+            # JSON fields (cycle, txns) hold all of it.
+            parts = parts[:TEXT_MAX_CYCLE + 1] + ["... (%d edges in all)" % len(cyc)]
+            steps = steps[:TEXT_MAX_CYCLE] + ["... %d more edges" % (len(cyc) - TEXT_MAX_CYCLE)]
+            details.append("... %d more transactions" % (len(members) - len(details)))
         text = ("cycle " + " ".join(parts) + "\n      " + "\n      ".join(steps)
-                + "\n      " + "\n      ".join(txn_detail(txns[a]) for a in members))
+                + "\n      " + "\n      ".join(details))
         self.report(name, text, cycle=edges, txns=[txn_json(txns[a]) for a in members])
 
 
 # ---------------------------------------------------------------- main
+
+# The exit status once known, for when printing fails (a closed pipe).
+_verdict = [2]
 
 
 def main(argv):
@@ -893,6 +905,7 @@ def main(argv):
     st = ch.stats
     st["seconds"] = round(elapsed, 3)
     st["anomaly_counts"] = {t: len(an[t]) for t in types}
+    _verdict[0] = 0 if valid else 1
 
     if args.json:
         out = {"valid": valid,
@@ -927,4 +940,12 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    try:
+        rc = main(sys.argv[1:])
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader (head, less) went away: the exit status still tells.
+        devnull = open("/dev/null", "w")
+        sys.stdout = devnull
+        rc = _verdict[0]
+    sys.exit(rc)
