@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
@@ -62,6 +63,7 @@ typedef struct config {
     bool spread;
     char http[256];         /* observability endpoint HOST:PORT ("": none) */
     char auth_tokens[1024]; /* --auth-tokens FILE ("": no authentication) */
+    char join_token[1024];  /* --join-token-file FILE ("": none) */
 } config;
 
 /* A client waiting for an execution: `run` (answered once its start is durable)
@@ -1214,6 +1216,9 @@ static void usage(FILE *f)
         "  --peer NAME=URL    a member to link with (repeatable)\n"
         "  --join ADDR        join a running cluster through a member's control\n"
         "                     address (HOST:PORT or URL)\n"
+        "  --join-token-file FILE  the token --join sends, for a member started with\n"
+        "                     --auth-tokens (its principal needs admin; FILE holds\n"
+        "                     the token, mode 600)\n"
         "  --heartbeat-ms N   heartbeat period on every link (default 100)\n"
         "  --fd-bound-ms N    a member silent this long is unreachable (default 1000)\n"
         "  --phi X            phi-accrual suspicion threshold (default 8)\n"
@@ -1230,6 +1235,50 @@ static void usage(FILE *f)
         "\n"
         "SIGTERM or SIGINT stop the node cleanly: commits in flight finish, every\n"
         "execution is checkpointed, and the next start resumes the interrupted ones.\n");
+}
+
+static char *trim(char *s);
+
+/* The token in the file at path (mode 600): its first line that is neither blank
+ * nor a `#` comment, without surrounding blanks. 0, or -1 with err. */
+static int read_join_token(const char *path, char *out, size_t n, char *err,
+                           size_t errlen)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        snprintf(err, errlen, "cannot read %s: %s", path, strerror(errno));
+        return -1;
+    }
+    struct stat st;
+    if (fstat(fileno(f), &st) == 0 && (st.st_mode & 077) != 0) {
+        snprintf(err, errlen,
+                 "token file %s has mode %04o: the group or others may use it (chmod "
+                 "600 %s)",
+                 path, (unsigned)(st.st_mode & 07777), path);
+        fclose(f);
+        return -1;
+    }
+    char line[1024];
+    int rv = -1;
+    snprintf(err, errlen, "token file %s holds no token", path);
+    while (fgets(line, sizeof(line), f) != NULL) {
+        char *s = trim(line);
+        if (*s == '\0' || *s == '#')
+            continue;
+        if (strlen(s) >= n || strpbrk(s, " \t") != NULL)
+            snprintf(err, errlen,
+                     "token file %s: the token must be one word of at most "
+                     "%zu bytes",
+                     path, n - 1);
+        else {
+            snprintf(out, n, "%s", s);
+            rv = 0;
+        }
+        break;
+    }
+    memset(line, 0, sizeof(line));
+    fclose(f);
+    return rv;
 }
 
 /* Whether a control URL can be reached only from this host: ipc://, or TCP on a
@@ -1405,6 +1454,12 @@ static int set_opt(config *c, const char *key, const char *val, char *err, size_
             return -1;
         }
         snprintf(c->auth_tokens, sizeof(c->auth_tokens), "%s", val);
+    } else if (strcmp(key, "join-token-file") == 0) {
+        if (strlen(val) == 0 || strlen(val) >= sizeof(c->join_token)) {
+            snprintf(err, errlen, "join-token-file needs a file path");
+            return -1;
+        }
+        snprintf(c->join_token, sizeof(c->join_token), "%s", val);
     } else if (strcmp(key, "placement") == 0) {
         if (strcmp(val, "local") != 0 && strcmp(val, "spread") != 0) {
             snprintf(err, errlen, "placement must be local or spread, not '%s'", val);
@@ -1584,6 +1639,15 @@ int main(int argc, char **argv)
         c->control[c->ncontrol++] = strdup(url);
         c->control[c->ncontrol++] = strdup("tcp://127.0.0.1:7410");
     }
+    static char join_token[AVM_CTL_TOKEN_MAX + 2];
+    if (c->join_token[0] != '\0') {
+        char terr[2600];
+        if (read_join_token(c->join_token, join_token, sizeof(join_token), terr,
+                            sizeof(terr)) != 0) {
+            fprintf(stderr, "avmd: --join-token-file: %s\n", terr);
+            goto out;
+        }
+    }
     if (c->auth_tokens[0] != '\0') {
         char terr[1200];
         if (avm_ctl_tokens_load(c->auth_tokens, &d.tokens, terr, sizeof(terr)) != 0) {
@@ -1700,7 +1764,8 @@ int main(int argc, char **argv)
         goto out;
     }
     if (d.cl != NULL && c->join[0] != '\0') {
-        rv = avm_cluster_join(d.cl, c->join, err, sizeof(err));
+        rv = avm_cluster_join_as(d.cl, c->join, join_token[0] ? join_token : NULL, err,
+                                 sizeof(err));
         if (rv != 0) {
             log_kv(&d, L_ERROR, "cluster.join", "via", c->join, "error", err, NULL);
             avmd_obs_stop(d.obs);
