@@ -456,6 +456,15 @@ int avm_ctl_tokens_parse(const char *text, size_t len, const char *file,
                             file, line, (int)(np > 64 ? 64 : np), fp);
             break;
         }
+        /* The names the node records for requests without a principal. */
+        if ((np == 9 && memcmp(fp, "anonymous", 9) == 0) ||
+            (np == 5 && memcmp(fp, "local", 5) == 0)) {
+            rv = avm__failf(errmsg, errlen, AVM_EINVAL,
+                            "%s:%u: principal %.*s is reserved (it names requests "
+                            "without a token)",
+                            file, line, (int)np, fp);
+            break;
+        }
         bool tok = nt >= AVM_CTL_TOKEN_MIN && nt <= AVM_CTL_TOKEN_MAX;
         for (size_t i = 0; tok && i < nt; i++)
             tok = (unsigned char)ft[i] > 0x20 && (unsigned char)ft[i] < 0x7f;

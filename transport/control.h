@@ -93,7 +93,8 @@ typedef struct avm_ctl_tokens {
  * `PRINCIPAL TOKEN PERMS` line per principal, separated by blanks, PERMS a
  * comma-separated list of read, run, unsafe, admin; blank lines and lines whose
  * first non-blank is `#` are skipped. Principals are 1-63 letters, digits and
- * `-_.@`; tokens 32-256 printable non-blank bytes; principals and tokens unique.
+ * `-_.@` but not "anonymous" or "local" (reserved); tokens 32-256 printable
+ * non-blank bytes; principals and tokens unique.
  * 0, or AVM_EINVAL naming the file, the line and what is wrong (never the token),
  * AVM_ENOMEM. *out: free with avm_ctl_tokens_free. An empty file is refused too
  * (nobody could talk to the node). */

@@ -1300,6 +1300,7 @@ TEST(malformed_token_files_are_named)
          "tok:2: principal alice appears twice"},
         {"alice " TOK_A " read\nbob " TOK_A " run\n",
          "tok:2: the token of bob is also alice's"},
+        {"anonymous " TOK_A " read\n", "tok:1: principal anonymous is reserved"},
         {"", "tok: no PRINCIPAL TOKEN PERMS line"},
         {"# only\n\n", "tok: no PRINCIPAL TOKEN PERMS line"},
     };
