@@ -257,6 +257,10 @@ check "no tokens: requests work as before" \
   "$(env -u AVM_TOKEN "$AVMCTL" run "$dir/safe.avm" --node "ipc://$dir/open.sock")" 42
 check "no tokens: the execution is anonymous's" \
   "$(env -u AVM_TOKEN "$AVMCTL" exec ls --node "ipc://$dir/open.sock" --json | jq -r '.executions[0].by')" anonymous
+check "no tokens: --allow-unsafe needs no grant" \
+  "$(env -u AVM_TOKEN "$AVMCTL" run "$dir/reg.avm" --allow-unsafe --node "ipc://$dir/open.sock")" 10
+check "no tokens: registered by anonymous" \
+  "$(env -u AVM_TOKEN "$AVMCTL" pure ls --node "ipc://$dir/open.sock" --json | jq -r '.functions[] | select(.name == "scale") | .by')" anonymous
 kill -TERM $op; wait $op 2>/dev/null
 
 echo "auth: $pass passed, $fails failed"
