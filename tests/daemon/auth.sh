@@ -8,9 +8,10 @@
 # carries the principal to another member (two nodes, n2 joining with a token);
 # refusals are logged (rate-limited) and no log holds a token; a node without
 # tokens warns about a non-loopback control address.
-# Usage: auth.sh AVMD AVMCTL SOURCE_DIR
+# A client claiming a principal (ctl_probe spoof) gets its own recorded instead.
+# Usage: auth.sh AVMD AVMCTL SOURCE_DIR CTL_PROBE
 set -u
-AVMD=$1 AVMCTL=$2 SRC=$3
+AVMD=$1 AVMCTL=$2 SRC=$3 PROBE=$4
 command -v jq >/dev/null 2>&1 || { echo "skip: no jq"; exit 77; }
 dir=$(mktemp -d "${TMPDIR:-/tmp}/avm-auth-XXXXXX") || exit 2
 pids=""
@@ -166,6 +167,14 @@ env -u AVM_TOKEN "$AVMCTL" status --node "ipc://$dir/n1.sock" --token-file "$dir
   >/dev/null 2>"$dir/err.txt"
 check "avmctl refuses a readable token file (exit 2)" "$?" 2
 grep -q "mode 0644" "$dir/err.txt" && ok "... naming its mode" || bad "token file mode: $(cat "$dir/err.txt")"
+
+# A client cannot claim a principal: the node records the one it authenticated.
+sid=$("$PROBE" "ipc://$dir/n1.sock" spoof "$T_RUN" admin)
+case "$sid" in n1/x*) ok "a run claiming principal admin with runner's token starts ($sid)" ;;
+  *) bad "spoofed run: $sid" ;; esac
+check "... and is recorded as runner's" "$(as "$T_READ" n1 exec show "$sid" --json | jq -r .by)" runner
+out=$("$PROBE" "ipc://$dir/n1.sock" spoof - admin)
+check "a claimed principal without a token: EAUTH" "${out%% *}" EAUTH
 
 # --- The unsafe grant, and who registered and updated pure functions ------------------
 check "unsafe: registerPure as admin" "$(as "$T_ADMIN" n1 run "$dir/reg.avm" --allow-unsafe)" 10
