@@ -10,11 +10,13 @@
  * because of the state of the execution or object; 2 bad usage, an unreadable file,
  * a program that does not compile or is refused at load time, an unknown object or
  * execution, a data directory that cannot be used, or a node that cannot be reached
- * or does not answer in time (the message is printed). */
+ * or does not answer in time (the message is printed); 3 the node refused the
+ * request: no valid token (EAUTH) or a missing permission (EPERM). */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "avm_err.h"
 #include "cli.h"
@@ -751,6 +753,125 @@ done:
     return code;
 }
 
+/* The token in the file at path: its first line that is neither blank nor a
+ * `#` comment, without surrounding blanks. The file must be readable by its owner
+ * only (chmod 600), like avmd's. 0, or -1 after saying why. */
+static int read_token(const char *path, char *out, size_t n)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        fprintf(stderr, "%s: cannot read token file %s: %s\n", progname, path,
+                strerror(errno));
+        return -1;
+    }
+    struct stat st;
+    if (fstat(fileno(f), &st) == 0 && (st.st_mode & 077) != 0) {
+        fprintf(stderr,
+                "%s: token file %s has mode %04o: the group or others may read it "
+                "(chmod 600 %s)\n",
+                progname, path, (unsigned)(st.st_mode & 07777), path);
+        fclose(f);
+        return -1;
+    }
+    char line[1024];
+    int rv = -1;
+    while (fgets(line, sizeof(line), f) != NULL) {
+        char *s = line;
+        while (*s == ' ' || *s == '\t')
+            s++;
+        char *e = s + strlen(s);
+        while (e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\n' || e[-1] == '\r'))
+            *--e = '\0';
+        if (*s == '\0' || *s == '#')
+            continue;
+        if ((size_t)(e - s) >= n || strpbrk(s, " \t") != NULL) {
+            fprintf(
+                stderr,
+                "%s: token file %s: the token must be one word of at most %zu bytes\n",
+                progname, path, n - 1);
+            break;
+        }
+        memcpy(out, s, (size_t)(e - s) + 1);
+        rv = 0;
+        break;
+    }
+    memset(line, 0, sizeof(line));
+    if (rv != 0 && !ferror(f) && feof(f))
+        fprintf(stderr, "%s: token file %s holds no token\n", progname, path);
+    fclose(f);
+    return rv;
+}
+
+static void pure_ls_one(void *arg, const avm_lmdb_pureinfo *p)
+{
+    ls_ctx *c = arg;
+    const char *by = AVM_KIND_HAS_STR(p->by.kind) ? p->by.u.s->data : NULL;
+    const char *ex = AVM_KIND_HAS_STR(p->exec.kind) ? p->exec.u.s->data : NULL;
+    const char *ma = AVM_KIND_HAS_STR(p->machine.kind) ? p->machine.u.s->data : NULL;
+    if (c->json) {
+        avm_buf_puts(c->b, c->n ? ",{\"name\":" : "{\"name\":");
+        avm_json_str(c->b, p->name.u.s->data, p->name.u.s->len);
+        avm_buf_printf(c->b, ",\"version\":%llu", (unsigned long long)p->version);
+        const char *keys[] = {"by", "exec", "machine"}, *vals[] = {by, ex, ma};
+        for (int i = 0; i < 3; i++) {
+            avm_buf_printf(c->b, ",\"%s\":", keys[i]);
+            if (vals[i] != NULL)
+                avm_json_str(c->b, vals[i], strlen(vals[i]));
+            else
+                avm_buf_puts(c->b, "null");
+        }
+        avm_buf_puts(c->b, "}");
+    } else {
+        avm_buf_printf(c->b, "%-20s %7llu  %-16s %-20s %s\n", p->name.u.s->data,
+                       (unsigned long long)p->version, by ? by : "-", ex ? ex : "-",
+                       ma ? ma : "-");
+    }
+    c->n++;
+}
+
+/* pure ls: the pure-function registry, of a node daemon or of the embedded node. */
+static int cmd_pure(const char *node, int argc, char **argv)
+{
+    if (argc < 1 || strcmp(argv[0], "ls") != 0) {
+        fprintf(stderr, "%s: pure needs ls (see %s pure --help)\n", progname, progname);
+        return EXIT_USAGE;
+    }
+    if (node != NULL)
+        return remote__pure(node, argc - 1, argv + 1);
+    node_opts o = {.machine = "node1", .controller = "main"};
+    if (parse_node_only(&o, argc - 1, argv + 1, NULL, 0, "pure ls") != 0)
+        return EXIT_USAGE;
+    if (o.ephemeral) {
+        fprintf(stderr, "%s: pure ls: an ephemeral node has no registry\n", progname);
+        return EXIT_USAGE;
+    }
+    avm_embedded e;
+    if (open_node(&o, &e) != 0)
+        return EXIT_USAGE;
+    avm_buf b;
+    avm_buf_init(&b);
+    ls_ctx c = {.b = &b, .json = o.json};
+    if (o.json)
+        avm_buf_puts(&b, "[");
+    else
+        avm_buf_printf(&b, "%-20s %7s  %-16s %-20s %s\n", "NAME", "VERSION", "BY", "EXEC",
+                       "MACHINE");
+    int code = 0;
+    if (avm_lmdb_pure_each(e.db, pure_ls_one, &c) != 0) {
+        fprintf(stderr, "%s: %s\n", progname, avm_lmdb_errmsg(e.db));
+        code = EXIT_USAGE;
+    }
+    if (o.json) {
+        avm_buf_puts(&b, "]");
+        cli__print_json_line(&b);
+    } else {
+        fputs(avm_buf_cstr(&b), stdout);
+    }
+    avm_buf_free(&b);
+    avm_embedded_close(&e);
+    return code;
+}
+
 /* The commands that talk to a node daemon with --node (or $AVM_NODE) or open the
  * embedded node without it. */
 int main(int argc, char **argv)
@@ -765,9 +886,9 @@ int main(int argc, char **argv)
         cli__usage(stdout, argc > 2 ? argv[2] : NULL, argc > 3 ? argv[3] : NULL);
         return 0;
     }
-    static const char *const cmds[] = {"run",        "check",  "obj",  "exec",
-                                       "send",       "status", "txs",  "cluster",
-                                       "controller", "bundle", "solve"};
+    static const char *const cmds[] = {"run",  "check",      "obj",    "exec",
+                                       "send", "status",     "txs",    "cluster",
+                                       "pure", "controller", "bundle", "solve"};
     bool known = false;
     for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
         known = known || strcmp(cmd, cmds[i]) == 0;
@@ -785,6 +906,22 @@ int main(int argc, char **argv)
         return EXIT_USAGE;
     if (node == NULL && getenv("AVM_NODE") != NULL && getenv("AVM_NODE")[0] != '\0')
         node = getenv("AVM_NODE");
+    /* --token-file, else $AVM_TOKEN_FILE, else $AVM_TOKEN: sent with every request
+     * to a node (avmd --auth-tokens). */
+    const char *token_file = NULL;
+    if (take_opt(&n, args, "--token-file", &token_file) != 0)
+        return EXIT_USAGE;
+    if (token_file == NULL && getenv("AVM_TOKEN_FILE") != NULL &&
+        getenv("AVM_TOKEN_FILE")[0] != '\0')
+        token_file = getenv("AVM_TOKEN_FILE");
+    static char token[512];
+    if (token_file != NULL) {
+        if (read_token(token_file, token, sizeof(token)) != 0)
+            return EXIT_USAGE;
+        remote__set_token(token);
+    } else if (getenv("AVM_TOKEN") != NULL && getenv("AVM_TOKEN")[0] != '\0') {
+        remote__set_token(getenv("AVM_TOKEN"));
+    }
     if (cli__wants_help(n, args)) {
         cli__usage(stdout, cmd, n > 0 && args[0][0] != '-' ? args[0] : NULL);
         return 0;
@@ -811,6 +948,8 @@ int main(int argc, char **argv)
         return remote__send(node, n, args);
     if (strcmp(cmd, "txs") == 0)
         return remote__txs(node, n, args);
+    if (strcmp(cmd, "pure") == 0)
+        return cmd_pure(node, n, args);
     if (strcmp(cmd, "cluster") == 0)
         return remote__cluster(node, n, args);
     if (strcmp(cmd, "controller") == 0)

@@ -193,6 +193,7 @@ static const char usage_all[] =
     "  send OBJ VALUE      put VALUE in the mailbox of object OBJ (--node)\n"
     "  status              the node's identity and counts (--node)\n"
     "  txs                 the node's open transactions (--node)\n"
+    "  pure ls             the pure-function registry: versions and who made them\n"
     "  cluster status      the members and their reachability (--node)\n"
     "  controller ...      replicated controllers: create, ls, status, add, remove,\n"
     "                      transfer, latency, put, get, bench (--node)\n"
@@ -206,6 +207,9 @@ static const char usage_all[] =
     "  --timeout MS        with --node: wait at most MS for each answer (default "
     "10000,\n"
     "                      status 5000)\n"
+    "  --token-file FILE   with --node: send the token in FILE (mode 600) with every\n"
+    "                      request (default $AVM_TOKEN_FILE, else the token in\n"
+    "                      $AVM_TOKEN), for a node started with --auth-tokens\n"
     "  --data DIR          the node's data directory (default: $AVM_DATA, else\n"
     "                      $XDG_DATA_HOME/avm/MACHINE, else "
     "~/.local/share/avm/MACHINE)\n"
@@ -233,7 +237,8 @@ static const char usage_all[] =
     "exit codes: 0 success; 1 the program failed with an AVM error, blocked, was\n"
     "killed or interrupted; 2 bad usage, a program that does not compile or is refused\n"
     "at load time, an unknown object or execution, an unusable data directory, or a\n"
-    "node that does not answer.\n";
+    "node that does not answer; 3 the node refused the request: no valid token\n"
+    "(EAUTH) or a permission the token's principal lacks (EPERM).\n";
 
 static const char usage_node[] =
     "\n"
@@ -242,6 +247,8 @@ static const char usage_node[] =
     "                      default $AVM_NODE); without it, the embedded node\n"
     "  --timeout MS        with --node: wait at most MS for each answer (default "
     "10000)\n"
+    "  --token-file FILE   with --node: the token to send (default $AVM_TOKEN_FILE,\n"
+    "                      else $AVM_TOKEN); exit 3 when the node refuses it\n"
     "  --data DIR, --ephemeral, --machine NAME, --controller NAME\n"
     "                      the embedded node (see avmctl help)\n"
     "  --json              one JSON document on stdout\n";
@@ -252,6 +259,8 @@ static const char usage_remote[] =
     "  --node ADDR         the node daemon at ADDR (nng URL, HOST:PORT or socket path;\n"
     "                      default $AVM_NODE); required\n"
     "  --timeout MS        wait at most MS for each answer (default 10000)\n"
+    "  --token-file FILE   the token to send (default $AVM_TOKEN_FILE, else\n"
+    "                      $AVM_TOKEN); exit 3 when the node refuses it\n"
     "  --json              one JSON document on stdout\n";
 
 typedef struct help {
@@ -478,6 +487,18 @@ static const help helps[] = {
      "version it read has been overwritten since (stale: its commit will return\n"
      "false).\n",
      usage_remote},
+    {"pure", NULL,
+     "usage: avmctl pure ls [options]\n"
+     "\n"
+     "The pure-function registry (registerPure, updatePure, and the pure functions a\n"
+     "program registers when it starts): each function's name, its version, and who\n"
+     "made that version: the principal that started the execution (\"anonymous\" on\n"
+     "a node without --auth-tokens; \"-\" when not recorded: the embedded node, or a\n"
+     "registry written before this was recorded), the execution and the machine.\n"
+     "\n"
+     "subcommands:\n"
+     "  ls                  list the registry\n",
+     usage_node},
 };
 
 void cli__usage(FILE *f, const char *cmd, const char *sub)

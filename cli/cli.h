@@ -19,6 +19,8 @@
 #define CLI_EXIT_OK 0
 #define CLI_EXIT_AVM_ERROR 1
 #define CLI_EXIT_USAGE 2
+/* The node refused the request: no valid token (EAUTH) or no permission (EPERM). */
+#define CLI_EXIT_AUTH 3
 
 extern const char cli__progname[];
 

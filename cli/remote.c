@@ -165,14 +165,22 @@ typedef struct remote {
     bool json;
 } remote;
 
-/* The exit code of a failed request: 2, whatever the node answered (an unknown
- * execution or object, a request the node refuses or cannot serve in the
+/* The exit code of a failed request: 3 when the node refused it for want of a
+ * token or a permission (EAUTH, EPERM); else 2, whatever the node answered (an
+ * unknown execution or object, a request the node refuses or cannot serve in the
  * execution's state, a node that does not answer). Exit 1 is kept for what the
  * program did: an execution that failed or was killed. */
 static int fail_code(int code)
 {
-    (void)code;
-    return CLI_EXIT_USAGE;
+    return code == AVM_EAUTH || code == AVM_EPERM ? CLI_EXIT_AUTH : CLI_EXIT_USAGE;
+}
+
+/* The token sent with every request (remote__set_token), or NULL. */
+static const char *auth_token;
+
+void remote__set_token(const char *token)
+{
+    auth_token = token;
 }
 
 /* run's progress line on a terminal (stderr), while it is shown. */
@@ -195,7 +203,15 @@ static int fail(const remote *r, int code, const char *msg)
     progress_clear();
     if (msg == NULL || msg[0] == '\0')
         msg = avm_strerror(code);
-    fprintf(stderr, "%s: %s\n", cli__progname, msg);
+    if (code == AVM_EAUTH)
+        fprintf(stderr,
+                "%s: %s: the node refused the request (%s; give a token with "
+                "--token-file FILE, $AVM_TOKEN_FILE or $AVM_TOKEN)\n",
+                cli__progname, r->addr, msg);
+    else if (code == AVM_EPERM)
+        fprintf(stderr, "%s: %s: permission denied: %s\n", cli__progname, r->addr, msg);
+    else
+        fprintf(stderr, "%s: %s\n", cli__progname, msg);
     if (r->json) {
         avm_buf b;
         avm_buf_init(&b);
@@ -236,8 +252,12 @@ static int call(remote *r, const char *op, avm_val body, int timeout_ms, avm_val
      * operation runs at most once) is tried again, on a new connection, when
      * asking again changes nothing; a timeout is not. */
     for (int attempt = 0; attempt < 3; attempt++) {
-        if (r->c == NULL)
+        if (r->c == NULL) {
             rv = avm_ctl_client_open(r->addr, &r->c, err, sizeof(err));
+            if (rv == 0 && auth_token != NULL &&
+                (rv = avm_ctl_client_set_token(r->c, auth_token)) != 0)
+                snprintf(err, sizeof(err), "out of memory");
+        }
         if (rv == 0)
             rv = avm_ctl_call(r->c, op, body, timeout_ms, reply, err, sizeof(err));
         if (rv != AVM_EIO || !idempotent(op) || strstr(err, "no answer") != NULL)
@@ -324,7 +344,7 @@ static bool is_data_key(const char *k)
 static bool is_nested_key(const char *k)
 {
     return strcmp(k, "executions") == 0 || strcmp(k, "tx") == 0 ||
-           strcmp(k, "transactions") == 0;
+           strcmp(k, "transactions") == 0 || strcmp(k, "functions") == 0;
 }
 
 static void json_alist(avm_buf *b, avm_val body);
@@ -969,6 +989,29 @@ int remote__status(const char *node, int argc, char **argv)
 int remote__txs(const char *node, int argc, char **argv)
 {
     return simple(node, "txs", "txs", argc, argv, NULL);
+}
+
+/* pure ls: NAME VERSION BY EXEC MACHINE lines. */
+static void print_pure(avm_val reply)
+{
+    avm_val fs = avm_ctl_get(reply, "functions");
+    printf("%-20s %7s  %-16s %-20s %s\n", "NAME", "VERSION", "BY", "EXEC", "MACHINE");
+    for (size_t i = 0; fs.kind == AVM_LIST && i < avm_list_len(fs); i++) {
+        avm_val f = avm_list_at(fs, i);
+        avm_val by = avm_ctl_get(f, "by"), ex = avm_ctl_get(f, "exec"),
+                ma = avm_ctl_get(f, "machine");
+        printf("%-20s %7llu  %-16s %-20s %s\n",
+               get_cstr(f, "name") ? get_cstr(f, "name") : "?",
+               (unsigned long long)get_u64(f, "version"),
+               AVM_KIND_HAS_STR(by.kind) ? by.u.s->data : "-",
+               AVM_KIND_HAS_STR(ex.kind) ? ex.u.s->data : "-",
+               AVM_KIND_HAS_STR(ma.kind) ? ma.u.s->data : "-");
+    }
+}
+
+int remote__pure(const char *node, int argc, char **argv)
+{
+    return simple(node, "pure ls", "pure.ls", argc, argv, print_pure);
 }
 
 /* --- cluster ------------------------------------------------------------ */

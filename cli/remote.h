@@ -7,7 +7,8 @@
  * prints its output (text, or one JSON document with --json) and returns avmctl's
  * exit code: 0 success; 1 the program failed, was killed or has not finished; 2 bad
  * usage, a node that does not answer, or an error reply (the node's message is
- * printed as "avmctl: MESSAGE"). */
+ * printed as "avmctl: MESSAGE"); 3 the node refused the request for want of a
+ * valid token (EAUTH) or of a permission (EPERM). */
 #ifndef AVM_CLI_REMOTE_H
 #define AVM_CLI_REMOTE_H
 
@@ -23,5 +24,9 @@ int remote__obj(const char *node, const char *sub, int argc, char **argv);
 int remote__send(const char *node, int argc, char **argv);
 int remote__status(const char *node, int argc, char **argv);
 int remote__txs(const char *node, int argc, char **argv);
+/* pure ls: the node's pure-function registry, with who made each version. */
+int remote__pure(const char *node, int argc, char **argv);
+/* Every request carries token (borrowed for the process's life; NULL: none). */
+void remote__set_token(const char *token);
 
 #endif

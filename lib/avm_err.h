@@ -24,7 +24,9 @@
     X(12, VERSION, "unsupported format version")                                         \
     X(13, STATE, "operation not valid in the current state")                             \
     X(14, PENDING, "accepted; the outcome comes later")                                  \
-    X(15, UNREACHABLE, "machine unreachable")
+    X(15, UNREACHABLE, "machine unreachable")                                            \
+    X(16, AUTH, "unauthenticated")                                                       \
+    X(17, PERM, "permission denied")
 
 enum {
 #define AVM__ERR_ENUM(n, name, text) AVM_E##name = n,

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
@@ -24,6 +25,7 @@
 #include "codec.h"
 #include "control.h"
 #include "embedded.h"
+#include "lmdb_store.h"
 #include "cluster.h"
 #include "manager.h"
 #include "module.h"
@@ -59,7 +61,9 @@ typedef struct config {
     uint32_t solver_timeout_ms; /* executeSolver's time limit (0: 5000) */
     double phi;
     bool spread;
-    char http[256]; /* observability endpoint HOST:PORT ("": none) */
+    char http[256];         /* observability endpoint HOST:PORT ("": none) */
+    char auth_tokens[1024]; /* --auth-tokens FILE ("": no authentication) */
+    char join_token[1024];  /* --join-token-file FILE ("": none) */
 } config;
 
 /* A client waiting for an execution: `run` (answered once its start is durable)
@@ -86,6 +90,11 @@ typedef struct node_daemon {
     bool idle_on, stopping;
     uint64_t started_ms;
     avmd_obs *obs; /* --http (observe.h), or NULL */
+    /* --auth-tokens: the principals (NULL: requests are not authenticated), and
+     * the rate limit of the logs of refused requests. */
+    avm_ctl_tokens *tokens;
+    uint64_t refused_window_ms;
+    unsigned refused_logged, refused_dropped;
 } node_daemon;
 
 /* --- Logs: one line per event, logfmt or JSON, on stderr ------------------ */
@@ -164,6 +173,7 @@ static void put_info(avm_ctl_body *b, const avm_mgr_info *i)
     static const char *const waits[] = {NULL, "message", "commit", "fetch"};
     avm_ctl_put_str(b, "id", i->id);
     avm_ctl_put_str(b, "name", i->name);
+    avm_ctl_put(b, "by", i->by ? str_val(i->by) : avm_nil());
     avm_ctl_put_str(b, "status", avm_xstate_name(i->state));
     avm_ctl_put(b, "waiting",
                 i->waiting != AVM_WAIT_NONE ? str_val(waits[i->waiting]) : avm_nil());
@@ -431,12 +441,13 @@ typedef struct brun {
     int fn;
     avm_exec_config cfg;
     char name[256];
+    char by[AVM_CTL_PRINCIPAL_MAX + 1];
     char bundle[128];
 } brun;
 
 static void start_run(node_daemon *d, avm_ctl_req *req, avm_module *m, int fn,
-                      const avm_exec_config *cfg, const char *name, const char *bundle,
-                      avm_val view, uint64_t seen);
+                      const avm_exec_config *cfg, const char *name, const char *by,
+                      const char *bundle, avm_val view, uint64_t seen);
 
 static void brun_view(void *arg, int rv, avm_val view, uint64_t seen, const char *errmsg)
 {
@@ -444,17 +455,19 @@ static void brun_view(void *arg, int rv, avm_val view, uint64_t seen, const char
     if (rv != 0)
         avm_ctl_reply_error(b->req, rv, "run: %s", errmsg ? errmsg : avm_strerror(rv));
     else
-        start_run(b->d, b->req, b->m, b->fn, &b->cfg, b->name, b->bundle, view, seen);
+        start_run(b->d, b->req, b->m, b->fn, &b->cfg, b->name, b->by, b->bundle, view,
+                  seen);
     avm_module_release(b->m);
     free(b);
 }
 
 static void start_run(node_daemon *d, avm_ctl_req *req, avm_module *m, int fn,
-                      const avm_exec_config *cfg, const char *name, const char *bundle,
-                      avm_val view, uint64_t seen)
+                      const avm_exec_config *cfg, const char *name, const char *by,
+                      const char *bundle, avm_val view, uint64_t seen)
 {
     char id[48], err[1024] = "";
-    int rv = avm_mgr_start(d->m, m, fn, cfg, name, id, sizeof(id), err, sizeof(err));
+    int rv =
+        avm_mgr_start_by(d->m, m, fn, cfg, name, by, id, sizeof(id), err, sizeof(err));
     if (rv == 0 && bundle != NULL) {
         rv = avm_mgr_set_bundle(d->m, id, bundle, view, seen, err, sizeof(err));
         if (rv != 0) {
@@ -466,7 +479,7 @@ static void start_run(node_daemon *d, avm_ctl_req *req, avm_module *m, int fn,
         avm_ctl_reply_error(req, rv, "run: %s", err);
         return;
     }
-    log_kv(d, L_INFO, "exec.start", "exec", id, "name", name, NULL);
+    log_kv(d, L_INFO, "exec.start", "exec", id, "name", name, "by", by, NULL);
     kick(d);
     if (add_waiter(d, req, id, true, 0) != 0) {
         avm_ctl_body b;
@@ -510,9 +523,16 @@ static void op_run(node_daemon *d, avm_ctl_req *req, avm_val body)
     if (avm_truthy(avm_ctl_get(body, "spec_strict")))
         cfg.mode = AVM_MODE_STRICT;
     cfg.allow_unsafe = avm_truthy(avm_ctl_get(body, "allow_unsafe"));
+    /* Who asked: set by the node the client talked to (handle), this one or the
+     * member that forwarded the request. */
+    char by[AVM_CTL_PRINCIPAL_MAX + 1] = "anonymous";
+    avm_val pv = avm_ctl_get(body, "principal");
+    if (pv.kind == AVM_STR && pv.u.s->len > 0 && pv.u.s->len < sizeof(by) &&
+        memchr(pv.u.s->data, '\0', pv.u.s->len) == NULL)
+        snprintf(by, sizeof(by), "%s", pv.u.s->data);
     avm_val bv = avm_ctl_get(body, "bundle");
     if (bv.kind == AVM_NIL) {
-        start_run(d, req, m, fn, &cfg, name, NULL, avm_nil(), 0);
+        start_run(d, req, m, fn, &cfg, name, by, NULL, avm_nil(), 0);
         avm_module_release(m);
         return;
     }
@@ -527,6 +547,7 @@ static void op_run(node_daemon *d, avm_ctl_req *req, avm_val body)
     } else {
         *b = (brun){.d = d, .req = req, .m = m, .fn = fn, .cfg = cfg};
         snprintf(b->name, sizeof(b->name), "%s", name);
+        snprintf(b->by, sizeof(b->by), "%s", by);
         snprintf(b->bundle, sizeof(b->bundle), "%s", bv.u.s->data);
         avm_module_retain(m);
         rv = avm_cluster_bundle_view(d->cl, b->bundle, brun_view, b, err, sizeof(err));
@@ -567,6 +588,7 @@ static void ls_one(void *arg, const avm_mgr_info *i)
     avm_ctl_body_init(&b);
     avm_ctl_put_str(&b, "id", i->id);
     avm_ctl_put_str(&b, "name", i->name);
+    avm_ctl_put(&b, "by", i->by ? str_val(i->by) : avm_nil());
     avm_ctl_put_str(&b, "status", avm_xstate_name(i->state));
     avm_ctl_put(&b, "outcome",
                 i->outcome != AVM_XO_NONE ? str_val(avm_xoutcome_name(i->outcome))
@@ -828,6 +850,49 @@ static void op_send(node_daemon *d, avm_ctl_req *req, avm_val body)
     reply_body(req, &b);
 }
 
+/* pure.ls: the pure-function registry of this node, with who made each version. */
+static void pure_one(void *arg, const avm_lmdb_pureinfo *p)
+{
+    static const char hex[] = "0123456789abcdef";
+    char h[65];
+    for (int i = 0; i < 32; i++) {
+        h[2 * i] = hex[p->hash[i] >> 4];
+        h[2 * i + 1] = hex[p->hash[i] & 15];
+    }
+    h[64] = '\0';
+    avm_ctl_body b;
+    avm_ctl_body_init(&b);
+    avm_val_retain(p->name);
+    avm_ctl_put(&b, "name", p->name);
+    avm_ctl_put_int(&b, "version", (int64_t)p->version);
+    avm_ctl_put_str(&b, "hash", h);
+    avm_val_retain(p->by);
+    avm_ctl_put(&b, "by", p->by);
+    avm_val_retain(p->exec);
+    avm_ctl_put(&b, "exec", p->exec);
+    avm_val_retain(p->machine);
+    avm_ctl_put(&b, "machine", p->machine);
+    avm_val v;
+    if (avm_ctl_body_finish(&b, &v) == 0)
+        ls_push(arg, v);
+    else
+        ((ls_ctx *)arg)->err = AVM_ENOMEM;
+}
+
+static void op_pure_ls(node_daemon *d, avm_ctl_req *req)
+{
+    ls_ctx c = {0};
+    if (avm_lmdb_pure_each(d->node.db, pure_one, &c) != 0) {
+        for (size_t i = 0; i < c.n; i++)
+            avm_val_release(c.items[i]);
+        free(c.items);
+        avm_ctl_reply_error(req, AVM_EIO, "listing pure functions: %s",
+                            avm_lmdb_errmsg(d->node.db));
+        return;
+    }
+    reply_list(req, "functions", &c);
+}
+
 /* Requests for another machine go there: run --on MACHINE, and the executions
  * another machine owns (their ids name it). true when req was answered here. */
 static bool forwarded(node_daemon *d, avm_ctl_req *req, const char *op, avm_val body,
@@ -898,9 +963,94 @@ static bool forwarded(node_daemon *d, avm_ctl_req *req, const char *op, avm_val 
 static void dispatch(node_daemon *d, avm_ctl_req *req, const char *op, avm_val body,
                      unsigned hops);
 
+/* --- Authentication (--auth-tokens) --------------------------------------- */
+
+/* Refused requests are logged, at most REFUSED_LOG_MAX a window of
+ * REFUSED_WINDOW_MS (then how many were not). Never with the token. */
+#define REFUSED_WINDOW_MS 10000
+#define REFUSED_LOG_MAX 20
+
+static void log_refused(node_daemon *d, avm_ctl_req *req, const char *op,
+                        const char *reason, const char *principal)
+{
+    uint64_t now = uv_now(d->loop);
+    if (now - d->refused_window_ms >= REFUSED_WINDOW_MS) {
+        if (d->refused_dropped > 0) {
+            char n[24];
+            snprintf(n, sizeof(n), "%u", d->refused_dropped);
+            log_kv(d, L_WARN, "control.refused.suppressed", "count", n, NULL);
+        }
+        d->refused_window_ms = now;
+        d->refused_logged = d->refused_dropped = 0;
+    }
+    if (d->refused_logged >= REFUSED_LOG_MAX) {
+        d->refused_dropped++;
+        return;
+    }
+    d->refused_logged++;
+    log_kv(d, L_WARN, "control.refused", "endpoint", avm_ctl_req_endpoint(req), "op", op,
+           "reason", reason, "principal", principal ? principal : "", NULL);
+}
+
+/* With --auth-tokens: the principal of the request's token (borrowed from
+ * d->tokens), or NULL after answering EAUTH / EPERM. */
+static const char *authenticate(node_daemon *d, avm_ctl_req *req, const char *op,
+                                avm_val body)
+{
+    avm_val tok = avm_ctl_get(body, "auth");
+    if (tok.kind != AVM_STR || tok.u.s->len == 0) {
+        log_refused(d, req, op, "no token", NULL);
+        avm_ctl_reply_error(req, AVM_EAUTH, "unauthenticated: no token");
+        return NULL;
+    }
+    const avm_ctl_token *t = avm_ctl_tokens_find(d->tokens, tok.u.s->data, tok.u.s->len);
+    if (t == NULL) {
+        log_refused(d, req, op, "unknown token", NULL);
+        avm_ctl_reply_error(req, AVM_EAUTH, "unauthenticated: unknown token");
+        return NULL;
+    }
+    unsigned need = avm_ctl_op_perm(op);
+    if (need != 0 && !(t->perms & need)) {
+        char has[64];
+        log_refused(d, req, op, "permission", t->principal);
+        avm_ctl_reply_error(req, AVM_EPERM,
+                            "%s needs the %s permission (principal %s has %s)", op,
+                            avm_ctl_perm_name(need), t->principal,
+                            avm_ctl_perms_str(t->perms, has, sizeof(has)));
+        return NULL;
+    }
+    if (strcmp(op, "run") == 0 && avm_truthy(avm_ctl_get(body, "allow_unsafe")) &&
+        !(t->perms & AVM_CTL_PERM_UNSAFE)) {
+        log_refused(d, req, op, "unsafe", t->principal);
+        avm_ctl_reply_error(req, AVM_EPERM,
+                            "unsafe instructions need the unsafe grant (principal %s "
+                            "does not have the unsafe permission)",
+                            t->principal);
+        return NULL;
+    }
+    return t->principal;
+}
+
+/* A request from a client: authenticated (with --auth-tokens), then handled with
+ * its token taken out and the principal put in ("principal"; "anonymous" without
+ * authentication), which is what a forwarded request carries to other members. A
+ * "principal" the client sent is replaced: only members assert one. */
 static void handle(void *arg, avm_ctl_req *req, const char *op, avm_val body)
 {
-    dispatch(arg, req, op, body, 0);
+    node_daemon *d = arg;
+    const char *principal = "anonymous";
+    if (d->tokens != NULL && (principal = authenticate(d, req, op, body)) == NULL)
+        return;
+    avm_val pv = str_val(principal), nb;
+    if (pv.kind != AVM_STR ||
+        avm_ctl_body_edit(body, "auth", "principal", "principal", pv, &nb) != 0) {
+        avm_val_release(pv);
+        avm_ctl_reply_error(req, AVM_ENOMEM, "out of memory");
+        return;
+    }
+    avm_val_release(pv);
+    dispatch(d, req, op, nb, 0);
+    avm_val_release(nb);
 }
 
 /* A request another member forwarded here (hops times). */
@@ -961,6 +1111,8 @@ static void dispatch(node_daemon *d, avm_ctl_req *req, const char *op, avm_val b
         op_obj(d, req, op, body);
     } else if (strcmp(op, "send") == 0) {
         op_send(d, req, body);
+    } else if (strcmp(op, "pure.ls") == 0) {
+        op_pure_ls(d, req);
     } else if (strcmp(op, "txs") == 0) {
         ls_ctx c = {0};
         avm_mgr_each_tx(d->m, tx_one, &c);
@@ -1045,6 +1197,12 @@ static void usage(FILE *f)
         "                     applied at once and made durable with its round's\n"
         "                     group commit, before anything leaves the node) or\n"
         "                     durable (commitTx waits for the disk)\n"
+        "  --auth-tokens FILE authenticate every control request: FILE has lines\n"
+        "                     PRINCIPAL TOKEN PERMS (PERMS: read, run, unsafe, admin,\n"
+        "                     comma-separated; the token 32+ bytes); it must not be\n"
+        "                     readable by the group or others (chmod 600). Requests\n"
+        "                     without a known token get EAUTH, those the principal\n"
+        "                     may not make EPERM (docs/operations.md)\n"
         "  --http HOST:PORT   serve observability over HTTP (off by default; port 0:\n"
         "                     any, logged as http.listen): GET /metrics (Prometheus\n"
         "                     text), /healthz, /readyz, /events (trace entries as\n"
@@ -1058,6 +1216,9 @@ static void usage(FILE *f)
         "  --peer NAME=URL    a member to link with (repeatable)\n"
         "  --join ADDR        join a running cluster through a member's control\n"
         "                     address (HOST:PORT or URL)\n"
+        "  --join-token-file FILE  the token --join sends, for a member started with\n"
+        "                     --auth-tokens (its principal needs admin; FILE holds\n"
+        "                     the token, mode 600)\n"
         "  --heartbeat-ms N   heartbeat period on every link (default 100)\n"
         "  --fd-bound-ms N    a member silent this long is unreachable (default 1000)\n"
         "  --phi X            phi-accrual suspicion threshold (default 8)\n"
@@ -1074,6 +1235,70 @@ static void usage(FILE *f)
         "\n"
         "SIGTERM or SIGINT stop the node cleanly: commits in flight finish, every\n"
         "execution is checkpointed, and the next start resumes the interrupted ones.\n");
+}
+
+static char *trim(char *s);
+
+/* The token in the file at path (mode 600): its first line that is neither blank
+ * nor a `#` comment, without surrounding blanks. 0, or -1 with err. */
+static int read_join_token(const char *path, char *out, size_t n, char *err,
+                           size_t errlen)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        snprintf(err, errlen, "cannot read %s: %s", path, strerror(errno));
+        return -1;
+    }
+    struct stat st;
+    if (fstat(fileno(f), &st) == 0 && (st.st_mode & 077) != 0) {
+        snprintf(err, errlen,
+                 "token file %s has mode %04o: the group or others may use it (chmod "
+                 "600 %s)",
+                 path, (unsigned)(st.st_mode & 07777), path);
+        fclose(f);
+        return -1;
+    }
+    char line[1024];
+    int rv = -1;
+    snprintf(err, errlen, "token file %s holds no token", path);
+    while (fgets(line, sizeof(line), f) != NULL) {
+        char *s = trim(line);
+        if (*s == '\0' || *s == '#')
+            continue;
+        if (strlen(s) >= n || strpbrk(s, " \t") != NULL)
+            snprintf(err, errlen,
+                     "token file %s: the token must be one word of at most "
+                     "%zu bytes",
+                     path, n - 1);
+        else {
+            snprintf(out, n, "%s", s);
+            rv = 0;
+        }
+        break;
+    }
+    memset(line, 0, sizeof(line));
+    fclose(f);
+    return rv;
+}
+
+/* Whether a control URL can be reached only from this host: ipc://, or TCP on a
+ * loopback address (127.0.0.0/8, ::1, localhost). */
+static bool loopback_url(const char *url)
+{
+    const char *sep = strstr(url, "://");
+    if (sep == NULL || strncmp(url, "ipc://", 6) == 0 ||
+        strncmp(url, "inproc://", 9) == 0)
+        return true;
+    const char *host = sep + 3;
+    const char *end = strrchr(host, ':');
+    size_t n = end != NULL ? (size_t)(end - host) : strlen(host);
+    if (n >= 2 && host[0] == '[' && host[n - 1] == ']') {
+        host++;
+        n -= 2;
+    }
+    return (n >= 4 && strncmp(host, "127.", 4) == 0) ||
+           (n == 9 && strncmp(host, "localhost", 9) == 0) ||
+           (n == 3 && strncmp(host, "::1", 3) == 0);
 }
 
 /* --http HOST:PORT (port 0: any; the port is logged in http.listen). */
@@ -1223,6 +1448,18 @@ static int set_opt(config *c, const char *key, const char *val, char *err, size_
     } else if (strcmp(key, "http") == 0) {
         if (http_opt(c, val, err, errlen) != 0)
             return -1;
+    } else if (strcmp(key, "auth-tokens") == 0) {
+        if (strlen(val) == 0 || strlen(val) >= sizeof(c->auth_tokens)) {
+            snprintf(err, errlen, "auth-tokens needs a file path");
+            return -1;
+        }
+        snprintf(c->auth_tokens, sizeof(c->auth_tokens), "%s", val);
+    } else if (strcmp(key, "join-token-file") == 0) {
+        if (strlen(val) == 0 || strlen(val) >= sizeof(c->join_token)) {
+            snprintf(err, errlen, "join-token-file needs a file path");
+            return -1;
+        }
+        snprintf(c->join_token, sizeof(c->join_token), "%s", val);
     } else if (strcmp(key, "placement") == 0) {
         if (strcmp(val, "local") != 0 && strcmp(val, "spread") != 0) {
             snprintf(err, errlen, "placement must be local or spread, not '%s'", val);
@@ -1402,6 +1639,30 @@ int main(int argc, char **argv)
         c->control[c->ncontrol++] = strdup(url);
         c->control[c->ncontrol++] = strdup("tcp://127.0.0.1:7410");
     }
+    static char join_token[AVM_CTL_TOKEN_MAX + 2];
+    if (c->join_token[0] != '\0') {
+        char terr[2600];
+        if (read_join_token(c->join_token, join_token, sizeof(join_token), terr,
+                            sizeof(terr)) != 0) {
+            fprintf(stderr, "avmd: --join-token-file: %s\n", terr);
+            goto out;
+        }
+    }
+    if (c->auth_tokens[0] != '\0') {
+        char terr[1200];
+        if (avm_ctl_tokens_load(c->auth_tokens, &d.tokens, terr, sizeof(terr)) != 0) {
+            fprintf(stderr, "avmd: --auth-tokens: %s\n", terr);
+            goto out;
+        }
+    } else {
+        for (size_t i = 0; i < c->ncontrol; i++)
+            if (!loopback_url(c->control[i]))
+                log_kv(&d, L_WARN, "control.unauthenticated", "control", c->control[i],
+                       "hint",
+                       "anyone who reaches this address controls the node: give "
+                       "--auth-tokens, or listen on 127.0.0.1",
+                       NULL);
+    }
     code = 1;
     d.loop = uv_default_loop();
     d.started_ms = uv_now(d.loop);
@@ -1503,7 +1764,8 @@ int main(int argc, char **argv)
         goto out;
     }
     if (d.cl != NULL && c->join[0] != '\0') {
-        rv = avm_cluster_join(d.cl, c->join, err, sizeof(err));
+        rv = avm_cluster_join_as(d.cl, c->join, join_token[0] ? join_token : NULL, err,
+                                 sizeof(err));
         if (rv != 0) {
             log_kv(&d, L_ERROR, "cluster.join", "via", c->join, "error", err, NULL);
             avmd_obs_stop(d.obs);
@@ -1553,6 +1815,8 @@ int main(int argc, char **argv)
     log_kv(&d, L_INFO, "node.stopped", NULL);
     code = 0;
 out:
+    avm_ctl_tokens_free(d.tokens);
+    d.tokens = NULL;
     for (size_t i = 0; i < c->ncontrol; i++)
         free(c->control[i]);
     for (size_t i = 0; i < c->npeers; i++)

@@ -10,7 +10,10 @@
  *               machine, creating, current, version]
  *   states      oid bytes -> the state value (a list)
  *   behaviours  module hash (32 bytes) -> canonical module encoding (module.h)
- *   pure        name bytes -> [code module hash bin32, version]
+ *   pure        name bytes -> [code module hash bin32, version, by, exec, machine]
+ *               (who made this version: the principal (str), the execution id
+ *               (str), the machine (machine id), each nil when unknown; records
+ *               of two elements, written before these, still read)
  *   execs       id bytes -> a fixed-size binary record (XREC_SIZE): status, where
  *               the latest checkpoint's state is (blob, offset, length), and the
  *               trace log's last chunk and length
@@ -258,7 +261,51 @@ static void pentry_release_v(void *p)
         return;
     avm_val_release(e->f.name);
     avm_module_release(e->f.code);
+    avm_val_release(e->f.by);
+    avm_val_release(e->f.exec);
+    avm_val_release(e->f.machine);
     free(e);
+}
+
+/* A pure-registry record: [hash, version] or [hash, version, by, exec, machine].
+ * *by, *exec, *machine are owned (nil for a two-element record). */
+static int pure_rec_decode(const void *data, size_t len, const uint8_t **hash,
+                           uint64_t *version, avm_val *by, avm_val *exec,
+                           avm_val *machine)
+{
+    *by = *exec = *machine = avm_nil();
+    avm_mp_reader r;
+    avm_mp_reader_init(&r, data, len, AVM_DECODE_DEFAULT_MAX);
+    uint32_t n, hlen;
+    int rv = avm_mp_get_array(&r, &n);
+    if (rv == 0 && n != 2 && n != 5)
+        rv = AVM_EMALFORMED;
+    if (rv == 0)
+        rv = avm_mp_get_bin(&r, hash, &hlen);
+    if (rv == 0 && hlen != 32)
+        rv = AVM_EMALFORMED;
+    if (rv == 0)
+        rv = avm_mp_get_uint(&r, version);
+    if (rv == 0 && n == 5) {
+        rv = avm_mp_get_val(&r, by);
+        if (rv == 0)
+            rv = avm_mp_get_val(&r, exec);
+        if (rv == 0)
+            rv = avm_mp_get_val(&r, machine);
+        if (rv == 0 && ((by->kind != AVM_STR && by->kind != AVM_NIL) ||
+                        (exec->kind != AVM_STR && exec->kind != AVM_NIL) ||
+                        (machine->kind != AVM_MACHID && machine->kind != AVM_NIL)))
+            rv = AVM_EMALFORMED;
+    }
+    if (rv == 0 && r.p != r.end)
+        rv = AVM_EMALFORMED;
+    if (rv != 0) {
+        avm_val_release(*by);
+        avm_val_release(*exec);
+        avm_val_release(*machine);
+        *by = *exec = *machine = avm_nil();
+    }
+    return rv;
 }
 
 /* Modules by content hash: decoded (and verified) once per hash. Never shrinks;
@@ -989,31 +1036,20 @@ static const avm_purefn *ls_pure_get(avm_store *s, avm_val name)
             lmdb_fail(db, rc, "reading from");
         goto out;
     }
-    avm_mp_reader r;
-    avm_mp_reader_init(&r, v.mv_data, v.mv_size, AVM_DECODE_DEFAULT_MAX);
-    uint32_t n, hlen;
     const uint8_t *hash;
     uint64_t version;
-    int rv = avm_mp_get_array(&r, &n);
-    if (rv == 0 && n != 2)
-        rv = AVM_EMALFORMED;
-    if (rv == 0)
-        rv = avm_mp_get_bin(&r, &hash, &hlen);
-    if (rv == 0 && hlen != 32)
-        rv = AVM_EMALFORMED;
-    if (rv == 0)
-        rv = avm_mp_get_uint(&r, &version);
-    if (rv == 0 && r.p != r.end)
-        rv = AVM_EMALFORMED;
+    avm_val by, exec, mach;
+    int rv = pure_rec_decode(v.mv_data, v.mv_size, &hash, &version, &by, &exec, &mach);
     if (rv != 0) {
         corrupt(db, "pure-function entry", name, rv);
         goto out;
     }
     avm_module *m;
-    if (module_load(db, db->rtxn, hash, &m) != 0)
-        goto out;
-    if ((p = malloc(sizeof(*p))) == NULL) {
-        failf(db, AVM_ENOMEM, "out of memory");
+    if (module_load(db, db->rtxn, hash, &m) != 0 ||
+        ((p = malloc(sizeof(*p))) == NULL && failf(db, AVM_ENOMEM, "out of memory"))) {
+        avm_val_release(by);
+        avm_val_release(exec);
+        avm_val_release(mach);
         goto out;
     }
     p->f.name = name;
@@ -1021,6 +1057,9 @@ static const avm_purefn *ls_pure_get(avm_store *s, avm_val name)
     p->f.code = m;
     avm_module_retain(m);
     p->f.version = version;
+    p->f.by = by;
+    p->f.exec = exec;
+    p->f.machine = mach;
     tab_put(&db->pures, name, p);
 out:
     mdb_txn_reset(db->rtxn);
@@ -2103,9 +2142,12 @@ static int pure_body(avm_lmdb *db, MDB_txn *txn, void *arg, int *mrc)
     if (tab_reserve(&db->pures, 1) != 0)
         return failf(db, AVM_ENOMEM, "out of memory");
     avm_buf *sb = scratch(db);
-    avm_mp_put_array(sb, 2);
+    avm_mp_put_array(sb, 5);
     avm_mp_put_bin(sb, a->fn->code->hash, 32);
     avm_mp_put_uint(sb, a->fn->version);
+    avm_val_encode(sb, a->fn->by);
+    avm_val_encode(sb, a->fn->exec);
+    avm_val_encode(sb, a->fn->machine);
     if (sb->err != 0)
         return failf(db, sb->err, "out of memory");
     MDB_val k = key_of(a->fn->name);
@@ -2142,9 +2184,21 @@ static int ls_pure_put(avm_store *s, const avm_purefn *fn)
     pure_arg a = {.fn = fn, .p = malloc(sizeof(pentry))};
     if (a.p == NULL)
         return failf(db, AVM_ENOMEM, "out of memory");
+    if ((fn->by.kind != AVM_STR && fn->by.kind != AVM_NIL) ||
+        (fn->exec.kind != AVM_STR && fn->exec.kind != AVM_NIL) ||
+        (fn->machine.kind != AVM_MACHID && fn->machine.kind != AVM_NIL)) {
+        free(a.p);
+        return failf(db, AVM_EINVAL,
+                     "pure function %s: by and exec must be strings, machine a machine "
+                     "id (or nil)",
+                     fn->name.u.s->data);
+    }
     a.p->f = *fn;
     avm_val_retain(fn->name);
     avm_module_retain(fn->code);
+    avm_val_retain(fn->by);
+    avm_val_retain(fn->exec);
+    avm_val_retain(fn->machine);
     int rv = write_txn(db, "registering a pure function in", &pure_ops, &a);
     pentry_release_v(a.p);
     return rv;
@@ -2371,6 +2425,69 @@ int avm_lmdb_exec_each(avm_lmdb *db,
         off += 2 + strlen(id);
     }
     avm_buf_free(&ids);
+    return rv;
+}
+
+int avm_lmdb_pure_each(avm_lmdb *db, void (*fn)(void *arg, const avm_lmdb_pureinfo *p),
+                       void *arg)
+{
+    /* Collected first, called after the read transaction ends (as exec_each). */
+    avm_lmdb_pureinfo *v = NULL;
+    size_t n = 0, cap = 0;
+    int rv = rtxn_begin(db);
+    if (rv != 0)
+        return rv;
+    MDB_cursor *cur;
+    int rc = mdb_cursor_open(db->rtxn, db->pure, &cur);
+    if (rc != 0) {
+        mdb_txn_reset(db->rtxn);
+        return lmdb_fail(db, rc, "reading from");
+    }
+    MDB_val k, d;
+    for (rc = mdb_cursor_get(cur, &k, &d, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(cur, &k, &d, MDB_NEXT)) {
+        if (n == cap) {
+            size_t nc = cap ? cap * 2 : 16;
+            avm_lmdb_pureinfo *nv = realloc(v, nc * sizeof(*nv));
+            if (nv == NULL) {
+                rv = failf(db, AVM_ENOMEM, "out of memory");
+                break;
+            }
+            v = nv;
+            cap = nc;
+        }
+        avm_lmdb_pureinfo *p = &v[n];
+        memset(p, 0, sizeof(*p));
+        const uint8_t *hash;
+        int drv = pure_rec_decode(d.mv_data, d.mv_size, &hash, &p->version, &p->by,
+                                  &p->exec, &p->machine);
+        if (drv != 0) {
+            rv = id_corrupt(db, "pure-function entry", k.mv_data, k.mv_size);
+            break;
+        }
+        memcpy(p->hash, hash, 32);
+        if (avm_str_new(AVM_STR, k.mv_data, k.mv_size, &p->name) != 0) {
+            avm_val_release(p->by);
+            avm_val_release(p->exec);
+            avm_val_release(p->machine);
+            rv = failf(db, AVM_ENOMEM, "out of memory");
+            break;
+        }
+        n++;
+    }
+    if (rv == 0 && rc != MDB_NOTFOUND)
+        rv = lmdb_fail(db, rc, "reading from");
+    mdb_cursor_close(cur);
+    mdb_txn_reset(db->rtxn);
+    for (size_t i = 0; i < n; i++) {
+        if (rv == 0)
+            fn(arg, &v[i]);
+        avm_val_release(v[i].name);
+        avm_val_release(v[i].by);
+        avm_val_release(v[i].exec);
+        avm_val_release(v[i].machine);
+    }
+    free(v);
     return rv;
 }
 

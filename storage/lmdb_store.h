@@ -146,6 +146,18 @@ int avm_lmdb_exec_del(avm_lmdb *db, const char *id);
 int avm_lmdb_exec_each(avm_lmdb *db,
                        void (*fn)(void *arg, const char *id, uint8_t status), void *arg);
 
+/* The pure-function registry as it is on disk, for listings: fn gets every entry
+ * in name order (values borrowed for the call; by, exec and machine nil for
+ * entries written before they were recorded). 0, or the store's error. */
+typedef struct avm_lmdb_pureinfo {
+    avm_val name; /* AVM_STR */
+    uint64_t version;
+    uint8_t hash[32];          /* the code's content hash */
+    avm_val by, exec, machine; /* who made this version (platform.h) */
+} avm_lmdb_pureinfo;
+int avm_lmdb_pure_each(avm_lmdb *db, void (*fn)(void *arg, const avm_lmdb_pureinfo *p),
+                       void *arg);
+
 /* Trace logs: an execution's trace log (the bytes of its encoded events, see
  * avm_exec_encode_ex) is kept in chunks, each written in the same LMDB transaction as
  * the checkpoint that first covers it (avm_writeset.ckpt_trace*), so a checkpoint

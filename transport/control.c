@@ -223,6 +223,375 @@ void avm_ctl_body_free(avm_ctl_body *b)
     avm_ctl_body_init(b);
 }
 
+static bool key_is(avm_val pair, const char *key)
+{
+    if (key == NULL || !is_pair(pair))
+        return false;
+    avm_val k = avm_list_at(pair, 0);
+    size_t n = strlen(key);
+    return k.kind == AVM_STR && k.u.s->len == n && memcmp(k.u.s->data, key, n) == 0;
+}
+
+int avm_ctl_body_edit(avm_val body, const char *drop1, const char *drop2, const char *key,
+                      avm_val v, avm_val *out)
+{
+    *out = avm_nil();
+    if (body.kind != AVM_NIL && body.kind != AVM_LIST) {
+        avm_val_retain(body);
+        *out = body;
+        return 0;
+    }
+    avm_ctl_body b;
+    avm_ctl_body_init(&b);
+    size_t n = body.kind == AVM_LIST ? avm_list_len(body) : 0;
+    b.items = malloc((n + 1) * sizeof(*b.items));
+    if (b.items == NULL)
+        return AVM_ENOMEM;
+    b.cap = n + 1;
+    for (size_t i = 0; i < n; i++) {
+        avm_val p = avm_list_at(body, i);
+        if (key_is(p, drop1) || key_is(p, drop2))
+            continue;
+        avm_val_retain(p);
+        b.items[b.n++] = p;
+    }
+    if (key != NULL) {
+        avm_val_retain(v);
+        avm_ctl_put(&b, key, v);
+    }
+    return avm_ctl_body_finish(&b, out);
+}
+
+/* --- Authentication --------------------------------------------------------- */
+
+static const struct {
+    const char *name;
+    unsigned bit;
+} perm_names[] = {
+    {"read", AVM_CTL_PERM_READ},
+    {"run", AVM_CTL_PERM_RUN},
+    {"unsafe", AVM_CTL_PERM_UNSAFE},
+    {"admin", AVM_CTL_PERM_ADMIN},
+};
+
+const char *avm_ctl_perm_name(unsigned perm)
+{
+    for (size_t i = 0; i < sizeof(perm_names) / sizeof(perm_names[0]); i++)
+        if (perm_names[i].bit == perm)
+            return perm_names[i].name;
+    return "?";
+}
+
+const char *avm_ctl_perms_str(unsigned perms, char *buf, size_t len)
+{
+    size_t at = 0;
+    if (len == 0)
+        return buf;
+    buf[0] = '\0';
+    for (size_t i = 0; i < sizeof(perm_names) / sizeof(perm_names[0]); i++) {
+        if (!(perms & perm_names[i].bit))
+            continue;
+        int w = snprintf(buf + at, len - at, "%s%s", at ? "," : "", perm_names[i].name);
+        if (w < 0 || (size_t)w >= len - at)
+            break;
+        at += (size_t)w;
+    }
+    if (at == 0)
+        snprintf(buf, len, "none");
+    return buf;
+}
+
+/* The permission of every operation (docs/operations.md has the same table). */
+static const struct {
+    const char *op;
+    unsigned perm;
+} op_perms[] = {
+    {"status", AVM_CTL_PERM_READ},
+    {"exec.ls", AVM_CTL_PERM_READ},
+    {"exec.show", AVM_CTL_PERM_READ},
+    {"exec.result", AVM_CTL_PERM_READ},
+    {"exec.trace", AVM_CTL_PERM_READ},
+    {"exec.constraints", AVM_CTL_PERM_READ},
+    {"obj.ls", AVM_CTL_PERM_READ},
+    {"obj.show", AVM_CTL_PERM_READ},
+    {"txs", AVM_CTL_PERM_READ},
+    {"pure.ls", AVM_CTL_PERM_READ},
+    {"cluster.status", AVM_CTL_PERM_READ},
+    {"ctrl.ls", AVM_CTL_PERM_READ},
+    {"ctrl.status", AVM_CTL_PERM_READ},
+    {"ctrl.get", AVM_CTL_PERM_READ},
+    {"ctrl.latency", AVM_CTL_PERM_READ},
+    {"bundle.status", AVM_CTL_PERM_READ},
+    {"run", AVM_CTL_PERM_RUN},
+    {"send", AVM_CTL_PERM_RUN},
+    {"exec.suspend", AVM_CTL_PERM_RUN},
+    {"exec.resume", AVM_CTL_PERM_RUN},
+    {"exec.kill", AVM_CTL_PERM_RUN},
+    {"bundle.create", AVM_CTL_PERM_RUN},
+    {"ctrl.put", AVM_CTL_PERM_RUN},
+    {"cluster.join", AVM_CTL_PERM_ADMIN},
+    {"ctrl.create", AVM_CTL_PERM_ADMIN},
+    {"ctrl.add", AVM_CTL_PERM_ADMIN},
+    {"ctrl.remove", AVM_CTL_PERM_ADMIN},
+    {"ctrl.transfer", AVM_CTL_PERM_ADMIN},
+    {"ctrl.bench", AVM_CTL_PERM_ADMIN},
+};
+
+unsigned avm_ctl_op_perm(const char *op)
+{
+    for (size_t i = 0; i < sizeof(op_perms) / sizeof(op_perms[0]); i++)
+        if (strcmp(op, op_perms[i].op) == 0)
+            return op_perms[i].perm;
+    return 0;
+}
+
+void avm_ctl_tokens_free(avm_ctl_tokens *t)
+{
+    if (t == NULL)
+        return;
+    if (t->v != NULL) {
+        /* The tokens are secrets: wipe them before the memory goes back. */
+        volatile unsigned char *p = (volatile unsigned char *)t->v;
+        for (size_t i = 0; i < t->n * sizeof(*t->v); i++)
+            p[i] = 0;
+    }
+    free(t->v);
+    free(t);
+}
+
+static bool principal_char(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           c == '-' || c == '_' || c == '.' || c == '@';
+}
+
+/* The next blank-separated field of [*p, end) in (*f, *n); false at the end. */
+static bool next_field(const char **p, const char *end, const char **f, size_t *n)
+{
+    while (*p < end && (**p == ' ' || **p == '\t'))
+        (*p)++;
+    if (*p >= end)
+        return false;
+    *f = *p;
+    while (*p < end && **p != ' ' && **p != '\t')
+        (*p)++;
+    *n = (size_t)(*p - *f);
+    return true;
+}
+
+static int parse_perms(const char *f, size_t n, unsigned *out)
+{
+    *out = 0;
+    const char *end = f + n;
+    while (f <= end) {
+        const char *c = memchr(f, ',', (size_t)(end - f));
+        if (c == NULL)
+            c = end;
+        size_t k = (size_t)(c - f);
+        bool ok = false;
+        for (size_t i = 0; i < sizeof(perm_names) / sizeof(perm_names[0]); i++) {
+            if (k == strlen(perm_names[i].name) &&
+                memcmp(f, perm_names[i].name, k) == 0) {
+                *out |= perm_names[i].bit;
+                ok = true;
+            }
+        }
+        if (!ok)
+            return -1;
+        f = c + 1;
+    }
+    return 0;
+}
+
+int avm_ctl_tokens_parse(const char *text, size_t len, const char *file,
+                         avm_ctl_tokens **out, char *errmsg, size_t errlen)
+{
+    *out = NULL;
+    avm_ctl_tokens *t = calloc(1, sizeof(*t));
+    if (t == NULL)
+        return avm__failf(errmsg, errlen, AVM_ENOMEM, "out of memory");
+    size_t cap = 0;
+    int rv = 0;
+    unsigned line = 0;
+    const char *p = text, *end = text + len;
+    while (rv == 0 && p < end) {
+        line++;
+        const char *eol = memchr(p, '\n', (size_t)(end - p));
+        if (eol == NULL)
+            eol = end;
+        const char *le = eol;
+        if (le > p && le[-1] == '\r')
+            le--;
+        const char *q = p;
+        p = eol + 1;
+        const char *fp, *ft, *fm, *extra;
+        size_t np, nt, nm, nx;
+        if (!next_field(&q, le, &fp, &np) || fp[0] == '#')
+            continue;
+        if (memchr(fp, '\0', (size_t)(le - fp)) != NULL) {
+            rv = avm__failf(errmsg, errlen, AVM_EINVAL, "%s:%u: a NUL byte", file, line);
+            break;
+        }
+        if (!next_field(&q, le, &ft, &nt) || !next_field(&q, le, &fm, &nm)) {
+            rv = avm__failf(errmsg, errlen, AVM_EINVAL,
+                            "%s:%u: expected PRINCIPAL TOKEN PERMS (PERMS: read, run, "
+                            "unsafe, admin, comma-separated)",
+                            file, line);
+            break;
+        }
+        if (next_field(&q, le, &extra, &nx)) {
+            rv = avm__failf(errmsg, errlen, AVM_EINVAL,
+                            "%s:%u: more than three fields (PRINCIPAL TOKEN PERMS; "
+                            "permissions are separated by commas, without blanks)",
+                            file, line);
+            break;
+        }
+        bool pok = np <= AVM_CTL_PRINCIPAL_MAX;
+        for (size_t i = 0; pok && i < np; i++)
+            pok = principal_char(fp[i]);
+        if (!pok) {
+            rv = avm__failf(errmsg, errlen, AVM_EINVAL,
+                            "%s:%u: principal \"%.*s\" is not 1-63 letters, digits and "
+                            "-_.@",
+                            file, line, (int)(np > 64 ? 64 : np), fp);
+            break;
+        }
+        /* The names the node records for requests without a principal. */
+        if ((np == 9 && memcmp(fp, "anonymous", 9) == 0) ||
+            (np == 5 && memcmp(fp, "local", 5) == 0)) {
+            rv = avm__failf(errmsg, errlen, AVM_EINVAL,
+                            "%s:%u: principal %.*s is reserved (it names requests "
+                            "without a token)",
+                            file, line, (int)np, fp);
+            break;
+        }
+        bool tok = nt >= AVM_CTL_TOKEN_MIN && nt <= AVM_CTL_TOKEN_MAX;
+        for (size_t i = 0; tok && i < nt; i++)
+            tok = (unsigned char)ft[i] > 0x20 && (unsigned char)ft[i] < 0x7f;
+        if (!tok) {
+            /* Never the token itself: the message goes to logs. */
+            rv = avm__failf(errmsg, errlen, AVM_EINVAL,
+                            "%s:%u: the token of %.*s has %zu bytes: a token is %d to %d "
+                            "printable bytes without blanks",
+                            file, line, (int)np, fp, nt, AVM_CTL_TOKEN_MIN,
+                            AVM_CTL_TOKEN_MAX);
+            break;
+        }
+        unsigned perms;
+        if (parse_perms(fm, nm, &perms) != 0) {
+            rv = avm__failf(errmsg, errlen, AVM_EINVAL,
+                            "%s:%u: permissions \"%.*s\" of %.*s: each must be read, "
+                            "run, unsafe or admin, separated by commas",
+                            file, line, (int)(nm > 80 ? 80 : nm), fm, (int)np, fp);
+            break;
+        }
+        for (size_t i = 0; rv == 0 && i < t->n; i++) {
+            if (strlen(t->v[i].principal) == np && memcmp(t->v[i].principal, fp, np) == 0)
+                rv = avm__failf(errmsg, errlen, AVM_EINVAL,
+                                "%s:%u: principal %.*s appears twice", file, line,
+                                (int)np, fp);
+            else if (t->v[i].len == nt && memcmp(t->v[i].token, ft, nt) == 0)
+                rv = avm__failf(errmsg, errlen, AVM_EINVAL,
+                                "%s:%u: the token of %.*s is also %s's", file, line,
+                                (int)np, fp, t->v[i].principal);
+        }
+        if (rv != 0)
+            break;
+        if (t->n == cap) {
+            size_t nc = cap ? 2 * cap : 8;
+            avm_ctl_token *nv = realloc(t->v, nc * sizeof(*nv));
+            if (nv == NULL) {
+                rv = avm__failf(errmsg, errlen, AVM_ENOMEM, "out of memory");
+                break;
+            }
+            t->v = nv;
+            cap = nc;
+        }
+        avm_ctl_token *e = &t->v[t->n++];
+        memset(e, 0, sizeof(*e));
+        memcpy(e->principal, fp, np);
+        memcpy(e->token, ft, nt);
+        e->len = nt;
+        e->perms = perms;
+    }
+    if (rv == 0 && t->n == 0)
+        rv = avm__failf(errmsg, errlen, AVM_EINVAL,
+                        "%s: no PRINCIPAL TOKEN PERMS line: nobody could use the node",
+                        file);
+    if (rv != 0) {
+        avm_ctl_tokens_free(t);
+        return rv;
+    }
+    *out = t;
+    return 0;
+}
+
+int avm_ctl_tokens_load(const char *path, avm_ctl_tokens **out, char *errmsg,
+                        size_t errlen)
+{
+    *out = NULL;
+    FILE *f = fopen(path, "rb");
+    if (f == NULL)
+        return avm__failf(errmsg, errlen, AVM_EIO, "cannot open token file %s: %s", path,
+                          strerror(errno));
+    struct stat st;
+    int rv = 0;
+    if (fstat(fileno(f), &st) != 0)
+        rv = avm__failf(errmsg, errlen, AVM_EIO, "cannot stat token file %s: %s", path,
+                        strerror(errno));
+    else if (!S_ISREG(st.st_mode))
+        rv = avm__failf(errmsg, errlen, AVM_EINVAL, "token file %s is not a regular file",
+                        path);
+    else if ((st.st_mode & 077) != 0)
+        rv = avm__failf(errmsg, errlen, AVM_EINVAL,
+                        "token file %s has mode %04o: the group or others may use it "
+                        "(chmod 600 %s)",
+                        path, (unsigned)(st.st_mode & 07777), path);
+    else if (st.st_size > 1024 * 1024)
+        rv = avm__failf(errmsg, errlen, AVM_ETOOBIG, "token file %s is larger than 1 MiB",
+                        path);
+    char *buf = NULL;
+    size_t n = 0;
+    if (rv == 0) {
+        buf = malloc((size_t)st.st_size + 1);
+        if (buf == NULL)
+            rv = avm__failf(errmsg, errlen, AVM_ENOMEM, "out of memory");
+        else
+            n = fread(buf, 1, (size_t)st.st_size, f);
+        if (rv == 0 && ferror(f))
+            rv = avm__failf(errmsg, errlen, AVM_EIO, "cannot read token file %s", path);
+    }
+    fclose(f);
+    if (rv == 0)
+        rv = avm_ctl_tokens_parse(buf, n, path, out, errmsg, errlen);
+    if (buf != NULL) {
+        volatile char *p = buf;
+        for (size_t i = 0; i < n; i++)
+            p[i] = 0;
+    }
+    free(buf);
+    return rv;
+}
+
+const avm_ctl_token *avm_ctl_tokens_find(const avm_ctl_tokens *t, const char *tok,
+                                         size_t n)
+{
+    if (t == NULL)
+        return NULL;
+    const avm_ctl_token *found = NULL;
+    for (size_t i = 0; i < t->n; i++) {
+        /* Every byte of every entry of the same length is looked at, whatever
+         * matched before: no early exit that would tell how much was right. */
+        unsigned diff = t->v[i].len != n;
+        size_t m = t->v[i].len < n ? t->v[i].len : n;
+        for (size_t k = 0; k < m; k++)
+            diff |= (unsigned char)(t->v[i].token[k] ^ tok[k]);
+        if (diff == 0)
+            found = &t->v[i];
+    }
+    return found;
+}
+
 /* --- Frames ----------------------------------------------------------------- */
 
 static void put_header(avm_buf *out, uint64_t id, const char *word, size_t wlen)
@@ -425,6 +794,7 @@ struct avm_ctl_req {
     req_state state;
     bool abandoned; /* the request's pipe closed (under s->mu) */
     uint32_t pipe;  /* the nng pipe the request came on */
+    uint32_t lid;   /* the nng listener that accepted that pipe */
     uint64_t id;
     char op[OP_MAX + 1];
     avm_val body;             /* owned while QUEUED */
@@ -558,12 +928,15 @@ static void recv_done(avm_ctl_req *r)
     char emsg[256];
     int drv = avm_ctl_decode_ex(nng_msg_body(m), nng_msg_len(m), s->max_frame, &f, emsg,
                                 sizeof(emsg));
-    uint32_t pipe = nng_pipe_id(nng_msg_get_pipe(m));
+    nng_pipe np = nng_msg_get_pipe(m);
+    uint32_t pipe = nng_pipe_id(np);
+    int lid = nng_listener_id(nng_pipe_listener(np));
     nng_msg_free(m);
 
     lock(s);
     r->id = f.id;
     r->pipe = pipe;
+    r->lid = lid > 0 ? (uint32_t)lid : 0;
     r->abandoned = false;
     if (drv == 0 && !s->stopping) {
         memcpy(r->op, f.word, sizeof(r->op));
@@ -1118,6 +1491,20 @@ static bool reply_begin(avm_ctl_req *req)
     return true;
 }
 
+const char *avm_ctl_req_endpoint(const avm_ctl_req *req)
+{
+    if (req->local != NULL || req->s == NULL)
+        return "forwarded";
+    const avm_ctl_server *s = req->s;
+    for (size_t i = 0; i < s->nlisteners; i++) {
+        const ctl_listener *cl = &s->listeners[i];
+        if ((uint32_t)nng_listener_id(cl->l) == req->lid ||
+            (uint32_t)nng_listener_id(cl->retired) == req->lid)
+            return cl->url;
+    }
+    return "?";
+}
+
 avm_ctl_req *avm_ctl_req_local(avm_ctl_local_cb cb, void *arg)
 {
     avm_ctl_req *r = calloc(1, sizeof(*r));
@@ -1208,7 +1595,8 @@ bool avm_ctl_req_abandoned(const avm_ctl_req *req)
 struct avm_ctl_client {
     nng_socket sock;
     uint64_t next_id;
-    char url[]; /* the normalised address */
+    char *token; /* sent as "auth" (avm_ctl_client_set_token), or NULL */
+    char url[];  /* the normalised address */
 };
 
 /* True for HOST:PORT with a non-empty host and a port in 1..65535. */
@@ -1263,6 +1651,7 @@ int avm_ctl_client_open(const char *addr, avm_ctl_client **out, char *errmsg,
     if (c == NULL)
         return avm__failf(errmsg, errlen, AVM_ENOMEM, "out of memory");
     c->next_id = 0;
+    c->token = NULL;
     int rv = avm_ctl_normalize_addr(addr, c->url, cap, errmsg, errlen);
     if (rv != 0)
         goto err_free;
@@ -1305,7 +1694,23 @@ void avm_ctl_client_close(avm_ctl_client *c)
     if (c == NULL)
         return;
     nng_close(c->sock);
+    if (c->token != NULL) {
+        volatile char *p = c->token;
+        for (size_t i = 0; p[i] != '\0'; i++)
+            p[i] = 0;
+    }
+    free(c->token);
     free(c);
+}
+
+int avm_ctl_client_set_token(avm_ctl_client *c, const char *token)
+{
+    char *t = NULL;
+    if (token != NULL && (t = strdup(token)) == NULL)
+        return AVM_ENOMEM;
+    free(c->token);
+    c->token = t;
+    return 0;
 }
 
 static int call_fail(const avm_ctl_client *c, int rv, int timeout_ms, char *errmsg,
@@ -1350,7 +1755,21 @@ int avm_ctl_call(avm_ctl_client *c, const char *op, avm_val body, int timeout_ms
 
     avm_buf b;
     avm_buf_init(&b);
-    int rv = avm_ctl_encode(&b, id, op, body);
+    avm_val sent = avm_nil();
+    int rv = 0;
+    if (c->token != NULL) {
+        avm_val tv;
+        rv = avm_cstr(AVM_STR, c->token, &tv);
+        if (rv == 0) {
+            rv = avm_ctl_body_edit(body, "auth", NULL, "auth", tv, &sent);
+            avm_val_release(tv);
+        }
+        if (rv != 0)
+            return avm__failf(errmsg, errlen, rv, "out of memory");
+        body = sent;
+    }
+    rv = avm_ctl_encode(&b, id, op, body);
+    avm_val_release(sent);
     if (rv == AVM_EINVAL)
         rv = avm__failf(errmsg, errlen, rv, "op \"%.64s\" is longer than %zu bytes", op,
                         OP_MAX);

@@ -56,6 +56,68 @@ void avm_ctl_put_bool(avm_ctl_body *b, const char *key, bool v);
 /* The list (owned by the caller) or the builder's error; resets the builder. */
 int avm_ctl_body_finish(avm_ctl_body *b, avm_val *out);
 void avm_ctl_body_free(avm_ctl_body *b);
+/* A copy of body (an association list, or nil for none) without the pairs whose
+ * key is drop1 or drop2 (either may be NULL), with (key v) appended when key is
+ * not NULL (v borrowed). A body that is not a list is returned as it is (another
+ * reference), without the new pair. 0 or AVM_ENOMEM; *out owned. */
+int avm_ctl_body_edit(avm_val body, const char *drop1, const char *drop2, const char *key,
+                      avm_val v, avm_val *out);
+
+/* --- Authentication (docs/operations.md, "Authentication") -------------- */
+
+/* Permissions of a principal. */
+enum {
+    AVM_CTL_PERM_READ = 1 << 0,   /* looking: status, listings, traces */
+    AVM_CTL_PERM_RUN = 1 << 1,    /* running programs and changing executions */
+    AVM_CTL_PERM_UNSAFE = 1 << 2, /* run with allow_unsafe */
+    AVM_CTL_PERM_ADMIN = 1 << 3,  /* cluster and controller membership */
+};
+/* A token of at least this many bytes. */
+#define AVM_CTL_TOKEN_MIN 32
+#define AVM_CTL_TOKEN_MAX 256
+#define AVM_CTL_PRINCIPAL_MAX 63
+
+typedef struct avm_ctl_token {
+    char principal[AVM_CTL_PRINCIPAL_MAX + 1];
+    char token[AVM_CTL_TOKEN_MAX + 1];
+    size_t len; /* of token */
+    unsigned perms;
+} avm_ctl_token;
+
+typedef struct avm_ctl_tokens {
+    avm_ctl_token *v;
+    size_t n;
+} avm_ctl_tokens;
+
+/* Parses a token file's text (len bytes; `file` names it in messages): one
+ * `PRINCIPAL TOKEN PERMS` line per principal, separated by blanks, PERMS a
+ * comma-separated list of read, run, unsafe, admin; blank lines and lines whose
+ * first non-blank is `#` are skipped. Principals are 1-63 letters, digits and
+ * `-_.@` but not "anonymous" or "local" (reserved); tokens 32-256 printable
+ * non-blank bytes; principals and tokens unique.
+ * 0, or AVM_EINVAL naming the file, the line and what is wrong (never the token),
+ * AVM_ENOMEM. *out: free with avm_ctl_tokens_free. An empty file is refused too
+ * (nobody could talk to the node). */
+int avm_ctl_tokens_parse(const char *text, size_t len, const char *file,
+                         avm_ctl_tokens **out, char *errmsg, size_t errlen);
+/* Reads and parses the file at path, refusing one that the group or others may
+ * read or write (its mode in the message: chmod 600 it), or that is not a regular
+ * file. 0, AVM_EIO (cannot read), AVM_EINVAL, AVM_ENOMEM with errmsg. */
+int avm_ctl_tokens_load(const char *path, avm_ctl_tokens **out, char *errmsg,
+                        size_t errlen);
+void avm_ctl_tokens_free(avm_ctl_tokens *t);
+/* The entry whose token is the n bytes at tok, or NULL. Compares with every entry
+ * in time that depends only on n and the entries' lengths, never on where the
+ * bytes differ. */
+const avm_ctl_token *avm_ctl_tokens_find(const avm_ctl_tokens *t, const char *tok,
+                                         size_t n);
+/* The permission op needs (one AVM_CTL_PERM_*), or 0 for an unknown op (refused
+ * as unknown by the node, after authentication). */
+unsigned avm_ctl_op_perm(const char *op);
+/* "read", "run", "unsafe", "admin" for one permission bit; "?" otherwise. */
+const char *avm_ctl_perm_name(unsigned perm);
+/* perms as "read,run" ("none" for 0) in buf. */
+const char *avm_ctl_perms_str(unsigned perms, char *buf, size_t len);
 
 /* --- Frames ------------------------------------------------------------- */
 
@@ -141,6 +203,10 @@ void avm_ctl_reply_error(avm_ctl_req *req, int code, const char *fmt, ...)
  * pipe did close, but a pipe that closes at the very moment its request is
  * received may go unnoticed. Loop thread, while the handler owns req. */
 bool avm_ctl_req_abandoned(const avm_ctl_req *req);
+/* The URL of the listener the request came on, as configured ("ipc:///...",
+ * "tcp://..."), or "forwarded" for a request that did not come over the wire.
+ * Loop thread, while the handler owns req. */
+const char *avm_ctl_req_endpoint(const avm_ctl_req *req);
 
 /* A request that did not come over the wire (one forwarded by another node): the
  * handler answers it as any other, and the answer goes to cb (code 0 and the body,
@@ -160,6 +226,9 @@ typedef struct avm_ctl_client avm_ctl_client;
 int avm_ctl_client_open(const char *addr, avm_ctl_client **out, char *errmsg,
                         size_t errlen);
 void avm_ctl_client_close(avm_ctl_client *c);
+/* Every later call sends token (copied; NULL: none) as the request's "auth"
+ * field, for a node started with --auth-tokens. 0 or AVM_ENOMEM. */
+int avm_ctl_client_set_token(avm_ctl_client *c, const char *token);
 /* The nng URL the client talks to (owned by c). */
 const char *avm_ctl_client_url(const avm_ctl_client *c);
 /* The address normalisation of avm_ctl_client_open: the URL for addr in url[len].

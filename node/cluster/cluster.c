@@ -1648,10 +1648,21 @@ void avm_cluster_op_join(avm_cluster *c, avm_ctl_req *req, avm_val body)
 
 int avm_cluster_join(avm_cluster *c, const char *addr, char *errmsg, size_t errlen)
 {
+    return avm_cluster_join_as(c, addr, NULL, errmsg, errlen);
+}
+
+int avm_cluster_join_as(avm_cluster *c, const char *addr, const char *token, char *errmsg,
+                        size_t errlen)
+{
     avm_ctl_client *cl;
     int rv = avm_ctl_client_open(addr, &cl, errmsg, errlen);
     if (rv != 0)
         return rv;
+    if (token != NULL && avm_ctl_client_set_token(cl, token) != 0) {
+        avm_ctl_client_close(cl);
+        snprintf(errmsg, errlen, "out of memory");
+        return AVM_ENOMEM;
+    }
     avm_ctl_body b;
     avm_ctl_body_init(&b);
     avm_ctl_put_str(&b, "name", c->self);

@@ -107,6 +107,10 @@ void avm_cluster_free(avm_cluster *c);
  * node's name, address and controller, and learns the members. */
 int avm_cluster_join(avm_cluster *c, const char *control_addr, char *errmsg,
                      size_t errlen);
+/* The same, sending token (NULL: none) for a member started with --auth-tokens
+ * (cluster.join needs the admin permission there). */
+int avm_cluster_join_as(avm_cluster *c, const char *control_addr, const char *token,
+                        char *errmsg, size_t errlen);
 /* The "cluster.join" control operation on the member side: body {name, url,
  * controller}; the reply lists the members. */
 void avm_cluster_op_join(avm_cluster *c, avm_ctl_req *req, avm_val body);

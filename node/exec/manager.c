@@ -58,6 +58,7 @@ struct mx {
     bool summarized;
     avm_val result;
     char *error;
+    char *by; /* the principal that started it, kept once terminated (or NULL) */
     uint64_t steps, events, lamport;
     avm_val blocked_on;
     mx *rnext; /* run queue */
@@ -382,10 +383,24 @@ static const avm_purefn *xs_pure_get(avm_store *s, avm_val name)
     return b->ops->pure_get(b, name);
 }
 
+/* A registration is recorded with who made it: the principal that started the
+ * execution ("anonymous" when it has none), the execution and this machine. */
 static int xs_pure_put(avm_store *s, const avm_purefn *fn)
 {
     avm_store *b = base_of(s);
-    return b->ops->pure_put(b, fn);
+    mx *e = ((struct xstore *)s)->e;
+    const char *by = e->x != NULL ? avm_exec_principal(e->x) : NULL;
+    avm_purefn f = *fn;
+    int rv = avm_cstr(AVM_STR, by != NULL ? by : "anonymous", &f.by);
+    if (rv == 0 && (rv = avm_cstr(AVM_STR, e->id, &f.exec)) != 0)
+        avm_val_release(f.by);
+    if (rv != 0)
+        return rv;
+    f.machine = e->m->node->plat.node;
+    rv = b->ops->pure_put(b, &f);
+    avm_val_release(f.by);
+    avm_val_release(f.exec);
+    return rv;
 }
 
 static uint64_t xs_next_seq(avm_store *s)
@@ -693,6 +708,7 @@ static void mx_free(mx *e)
     for (size_t i = 0; i < e->nseen; i++)
         avm_val_release(e->seen[i].oid);
     free(e->error);
+    free(e->by);
     free(e->name);
     free(e);
 }
@@ -820,6 +836,8 @@ static void summarize(mx *e)
     e->steps = avm_exec_steps(x);
     e->events = avm_exec_event_counter(x);
     e->lamport = avm_exec_lamport(x);
+    if (e->by == NULL && avm_exec_principal(x) != NULL)
+        e->by = strdup(avm_exec_principal(x)); /* NULL when out of memory: shown "-" */
     if (avm_exec_status(x) == AVM_RUN_DONE) {
         avm_val_release(e->result);
         e->result = avm_exec_result(x);
@@ -1312,6 +1330,13 @@ const char *avm_mgr_failure(const avm_mgr *m)
 int avm_mgr_start(avm_mgr *m, avm_module *mod, int fn, const avm_exec_config *cfg,
                   const char *name, char *id, size_t idlen, char *errmsg, size_t errlen)
 {
+    return avm_mgr_start_by(m, mod, fn, cfg, name, NULL, id, idlen, errmsg, errlen);
+}
+
+int avm_mgr_start_by(avm_mgr *m, avm_module *mod, int fn, const avm_exec_config *cfg,
+                     const char *name, const char *principal, char *id, size_t idlen,
+                     char *errmsg, size_t errlen)
+{
     char idb[48];
     const char *mach = m->node->plat.node.u.s->data;
     snprintf(idb, sizeof(idb), "%.30s/x%llu", mach,
@@ -1327,6 +1352,10 @@ int avm_mgr_start(avm_mgr *m, avm_module *mod, int fn, const avm_exec_config *cf
     e->x = avm_exec_new(&e->plat, &c);
     avm_val self = avm_nil(), input = avm_nil();
     int rv = e->x == NULL ? AVM_ENOMEM : avm_embedded_toplevel(&self, &input);
+    /* Before start: the start registers the module's pure functions, as this
+     * principal. */
+    if (rv == 0 && principal != NULL && principal[0] != '\0')
+        rv = avm_exec_set_principal(e->x, principal);
     if (rv == 0)
         rv = avm_exec_start(e->x, mod, fn, self, input, errmsg, errlen);
     avm_val_release(self);
@@ -2749,9 +2778,12 @@ static void fill_info(mx *e, avm_mgr_info *o)
     o->steps = e->steps;
     o->events = e->events;
     o->lamport = e->lamport;
+    o->by = e->by;
     if (e->x == NULL)
         return;
     avm_exec *x = e->x;
+    if (avm_exec_principal(x) != NULL)
+        o->by = avm_exec_principal(x);
     o->steps = avm_exec_steps(x);
     o->events = avm_exec_event_counter(x);
     o->lamport = avm_exec_lamport(x);

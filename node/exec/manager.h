@@ -196,6 +196,12 @@ void avm_mgr_close(avm_mgr *m);
  * errmsg. The manager keeps its own reference to m. */
 int avm_mgr_start(avm_mgr *m, avm_module *mod, int fn, const avm_exec_config *cfg,
                   const char *name, char *id, size_t idlen, char *errmsg, size_t errlen);
+/* The same, recording principal (who asked for it; NULL or "": nobody) in the
+ * execution (avm_exec_set_principal): it travels and is checkpointed with it, and
+ * the pure functions it registers are recorded as registered by it. */
+int avm_mgr_start_by(avm_mgr *m, avm_module *mod, int fn, const avm_exec_config *cfg,
+                     const char *name, const char *principal, char *id, size_t idlen,
+                     char *errmsg, size_t errlen);
 /* Suspends, resumes, kills: AVM_ENOTFOUND for an unknown id, AVM_ESTATE (errmsg
  * says why) when the execution is not in a state that allows it. They take effect
  * at the next round (a commit in flight finishes first). */
@@ -326,6 +332,7 @@ void avm_mgr_forget(avm_mgr *m, avm_val oid);
 
 typedef struct avm_mgr_info {
     const char *id, *name;
+    const char *by; /* the principal that started it, or NULL */
     avm_xstate state;
     avm_xoutcome outcome;
     avm_wait waiting;   /* running but parked: what for */

@@ -8,7 +8,9 @@
  * and the bundle (a fourteenth element of the outcome). Version 4 added the
  * constraint layers: the finite-domain store and the nondeterministic choices and
  * requirements (the fifteenth and sixteenth elements of the outcome, nil when
- * unused). Version 2 and 3 states still decode (without what they lack); this
+ * unused). The config may have a seventh element, the principal that started the
+ * execution (a string; written only when set, so states without one read as
+ * before). Version 2 and 3 states still decode (without what they lack); this
  * runtime writes version 4.
  * Modules are embedded (deduplicated) and verified on decode. Decoding checks every
  * index and every frame against the verifier's stack heights, so a damaged or
@@ -94,13 +96,18 @@ int avm_exec_encode_ex(const avm_exec *x, avm_buf *out, size_t trace_from)
     avm_mp_put_str(b, EXEC_MAGIC, strlen(EXEC_MAGIC));
     avm_mp_put_uint(b, EXEC_VERSION);
     /* config */
-    avm_mp_put_array(b, 6);
+    /* A seventh element, the principal, only when one is set: the state of an
+     * execution without one is encoded as before. */
+    bool has_principal = x->principal.kind == AVM_STR;
+    avm_mp_put_array(b, has_principal ? 7 : 6);
     avm_mp_put_uint(b, x->cfg.mode);
     avm_mp_put_bool(b, x->cfg.allow_unsafe);
     avm_mp_put_bool(b, x->cfg.keep_trace);
     avm_mp_put_bool(b, x->cfg.msc);
     avm_mp_put_uint(b, x->cfg.max_frames);
     avm_mp_put_uint(b, x->cfg.max_stack);
+    if (has_principal)
+        avm_val_encode(b, x->principal);
     /* modules */
     avm_mp_put_array(b, (uint32_t)mods.n);
     for (size_t i = 0; i < mods.n; i++) {
@@ -363,8 +370,10 @@ static int decode_body(dec *d, avm_exec *x)
     d->version = u;
     bool v3 = u >= 3;
     /* config */
-    if ((rv = get_arr(d, 6, "config")) != 0)
-        return rv;
+    uint32_t ncfg;
+    TRY(d, avm_mp_get_array(&d->r, &ncfg), "config");
+    if (ncfg != 6 && ncfg != 7)
+        return bad(d, AVM_EMALFORMED, "config");
     if ((rv = get_u(d, 1, &u, "config mode")) != 0)
         return rv;
     x->cfg.mode = (avm_mode)u;
@@ -377,6 +386,12 @@ static int decode_body(dec *d, avm_exec *x)
     if ((rv = get_u(d, UINT32_MAX, &u, "config max_stack")) != 0)
         return rv;
     x->cfg.max_stack = u ? (uint32_t)u : 1000000;
+    if (ncfg == 7) {
+        if ((rv = get_kind(d, &x->principal, AVM_STR, false, "config principal")) != 0)
+            return rv;
+        if (x->principal.u.s->len == 0)
+            return bad(d, AVM_EMALFORMED, "config principal");
+    }
 
     /* modules */
     TRY(d, avm_mp_get_array(&d->r, &n), "modules");

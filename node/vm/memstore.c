@@ -343,6 +343,9 @@ static void purefn_free(avm_purefn *f)
 {
     avm_val_release(f->name);
     avm_module_release(f->code);
+    avm_val_release(f->by);
+    avm_val_release(f->exec);
+    avm_val_release(f->machine);
     free(f);
 }
 
@@ -372,6 +375,9 @@ static int ms_pure_put(avm_store *s, const avm_purefn *fn)
     *e = *fn;
     avm_val_retain(e->name);
     avm_module_retain(e->code);
+    avm_val_retain(e->by);
+    avm_val_retain(e->exec);
+    avm_val_retain(e->machine);
     bool found;
     size_t i = pfind(m, fn->name, &found);
     if (found)

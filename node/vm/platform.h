@@ -37,11 +37,15 @@ typedef struct avm_objrec {
 } avm_objrec;
 
 /* A pure function: self-contained code (function 0 of `code`), its version and the
- * content hash of the code (= code->hash). */
+ * content hash of the code (= code->hash). by, exec and machine record who made
+ * this version (the principal, AVM_STR; the execution id, AVM_STR; the machine,
+ * AVM_MACHID), each nil when unknown (the interpreter leaves them nil; the node's
+ * execution manager fills them in). */
 typedef struct avm_purefn {
     avm_val name; /* AVM_STR */
     avm_module *code;
     uint64_t version;
+    avm_val by, exec, machine;
 } avm_purefn;
 
 /* A read: the version seen, or AVM_VERSION_EXISTS when only existence matters (the

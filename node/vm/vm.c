@@ -456,6 +456,23 @@ const char *avm_exec_bundle(const avm_exec *x)
     return x->bundle.kind == AVM_STR ? x->bundle.u.s->data : NULL;
 }
 
+int avm_exec_set_principal(avm_exec *x, const char *name)
+{
+    if (name != NULL && name[0] == '\0')
+        return AVM_EINVAL;
+    avm_val v = avm_nil();
+    if (name != NULL && avm_cstr(AVM_STR, name, &v) != 0)
+        return AVM_ENOMEM;
+    avm_val_release(x->principal);
+    x->principal = v;
+    return 0;
+}
+
+const char *avm_exec_principal(const avm_exec *x)
+{
+    return x->principal.kind == AVM_STR ? x->principal.u.s->data : NULL;
+}
+
 int vm__seal(avm_exec *x, avm_val *l)
 {
     if (avm_list_seal(*l) <= AVM_MAX_DEPTH)
@@ -1365,6 +1382,7 @@ void avm_exec_free(avm_exec *x)
     avm_val_release(x->blocked_on);
     avm_val_release(x->ckpt_id);
     avm_val_release(x->bundle);
+    avm_val_release(x->principal);
     avm_error_clear(&x->error);
     free(x->stack);
     free(x->frames.v);

@@ -218,6 +218,14 @@ int avm_exec_set_checkpoint(avm_exec *x, const char *id);
 int avm_exec_set_bundle(avm_exec *x, const char *name);
 const char *avm_exec_bundle(const avm_exec *x);
 
+/* Who started the execution (the principal the node's control endpoint
+ * authenticated, "anonymous" without authentication): metadata that the
+ * interpreter keeps and serializes with the execution but never looks at.
+ * set_principal: 0, AVM_EINVAL for an empty name, AVM_ENOMEM; NULL clears it.
+ * principal: the name, or NULL when none was set (borrowed). */
+int avm_exec_set_principal(avm_exec *x, const char *name);
+const char *avm_exec_principal(const avm_exec *x);
+
 /* Execution state as bytes (msgpack, versioned), and back. An execution waiting
  * for a commit's outcome, or holding one not yet consumed by avm_exec_run, cannot
  * be encoded (AVM_ESTATE): its state would lose the decision. The platform given to

@@ -117,6 +117,9 @@ struct avm_exec {
     /* AVM_STR or nil: the bundle (composed commit) this execution's outermost
      * commits belong to (joinBundle, avm_exec_set_bundle). */
     avm_val bundle;
+    /* AVM_STR or nil: who started the execution (the control endpoint's
+     * authenticated principal), avm_exec_set_principal. */
+    avm_val principal;
     bool resume_commit; /* the commitTx at the current pc is already durable */
 
     /* A commit the store deferred (AVM_EPENDING): CW_PENDING until

@@ -5,9 +5,11 @@
  * leads, it also proposes write sets to that group directly: one that creates an
  * object under GROUP commits, the same under another controller is refused by the
  * state machine (the authority rule, checked at commit time in log order), and
- * malformed raft traffic is refused or dropped. Prints each check; exit 0 when every
- * check holds.
- * Usage: link_probe CONTROL_URL [GROUP] */
+ * malformed raft traffic is refused or dropped. With OID too, an object the node
+ * holds under another controller than GROUP, a proposal to GROUP that writes OID's
+ * state is refused the same way (the caller checks that OID did not change).
+ * Prints each check; exit 0 when every check holds.
+ * Usage: link_probe CONTROL_URL [GROUP [OID]] */
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -232,8 +234,33 @@ static void propose(pwant *w, const char *group, avm_val entry)
     avm_val_release(body);
 }
 
+/* ["ws", request id, write set setting OID's state to (99)], encoded. */
+static avm_val state_entry(const char *reqid, const char *oid)
+{
+    avm_val st[2] = {str(AVM_OBJID, oid), avm_nil()};
+    avm_val n99 = avm_int(99);
+    avm_list_from(&n99, 1, &st[1]);
+    avm_val pair = list(2, st);
+    avm_val ws[7];
+    for (int i = 0; i < 6; i++)
+        if (i != 4)
+            avm_list_new(0, &ws[i]);
+    ws[4] = list(1, &pair);
+    ws[6] = avm_bool(false);
+    avm_val e[3] = {str(AVM_STR, "ws"), str(AVM_STR, reqid), list(7, ws)};
+    avm_val entry = list(3, e);
+    avm_buf eb;
+    avm_buf_init(&eb);
+    avm_val out = avm_nil();
+    if (avm_val_encode(&eb, entry) == 0)
+        avm_str_new(AVM_STR, eb.data, eb.len, &out);
+    avm_buf_free(&eb);
+    avm_val_release(entry);
+    return out;
+}
+
 /* Proposals straight to the group's leader, and bad raft traffic. */
-static void probe_group(uv_loop_t *loop, const char *group)
+static void probe_group(uv_loop_t *loop, const char *group, const char *foreign)
 {
     static pwant p[] = {
         {"a proposal creating an object under the group commits", true},
@@ -253,6 +280,15 @@ static void probe_group(uv_loop_t *loop, const char *group)
     run_until(loop, all_done, 6000);
     propose(&p[2], group, create_entry("probe/req-2", oid2, "somewhere-else"));
     run_until(loop, all_done, 6000);
+    if (foreign != NULL) {
+        static pwant pf = {"a proposal writing the state of an object of another "
+                           "controller is refused at commit (authority)",
+                           false};
+        char rid[64];
+        snprintf(rid, sizeof(rid), "probe/req-3-%ld", (long)time(NULL));
+        propose(&pf, group, state_entry(rid, foreign));
+        run_until(loop, all_done, 6000);
+    }
     static want w[] = {
         {"raft.propose with a number", AVM_EMALFORMED, "expected [group, entry]"},
         {"raft.bootstrap with no replicas", AVM_EMALFORMED,
@@ -274,8 +310,8 @@ static void probe_group(uv_loop_t *loop, const char *group)
 
 int main(int argc, char **argv)
 {
-    if (argc != 2 && argc != 3) {
-        fprintf(stderr, "usage: link_probe CONTROL_URL [GROUP]\n");
+    if (argc < 2 || argc > 4) {
+        fprintf(stderr, "usage: link_probe CONTROL_URL [GROUP [OID]]\n");
         return 2;
     }
     uv_loop_t *loop = uv_default_loop();
@@ -395,8 +431,8 @@ int main(int argc, char **argv)
           "a garbage execution state comes back refused, naming the execution",
           refused_why);
 
-    if (argc == 3)
-        probe_group(loop, argv[2]);
+    if (argc >= 3)
+        probe_group(loop, argv[2], argc == 4 ? argv[3] : NULL);
 
     /* The node still answers, and still lists its members as it should. A control
      * connection idle this long may have been dropped by the node (its ipc

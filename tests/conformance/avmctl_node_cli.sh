@@ -42,7 +42,7 @@ expect "exec --help" 0 -- exec --help && grep -q "exec trace ID" out.txt ||
     bad "exec --help lists exec trace"
 for c in "run" "check" "obj" "obj ls" "obj show" "exec ls" "exec show" "exec result" \
     "exec trace" "exec resume" "exec suspend" "exec kill" "exec constraints" "send" \
-    "status" "txs" "solve" "cluster" "controller" "bundle"; do
+    "status" "txs" "solve" "cluster" "controller" "bundle" "pure" "pure ls"; do
     # shellcheck disable=SC2086
     expect "$c --help" 0 -- $c --help && grep -q "^usage: avmctl $c" out.txt ||
         bad "$c --help: usage of $c"
@@ -50,9 +50,23 @@ done
 # Every command is in the overview, and every controller and bundle subcommand is in
 # its command's help.
 "$AVMCTL" help >help.txt
-for c in run check obj exec solve send status txs cluster controller bundle help; do
+for c in run check obj exec solve send status txs cluster controller bundle pure help; do
     grep -q "^  $c " help.txt && ok "avmctl help lists $c" || bad "avmctl help misses $c"
 done
+# The token option (avmd --auth-tokens) and its exit code, in the overview and in
+# the help of every command that talks to a node.
+grep -q -- "^  --token-file FILE" help.txt && ok "avmctl help lists --token-file" ||
+    bad "avmctl help misses --token-file"
+grep -q "3 the node refused the request" help.txt && ok "avmctl help gives exit code 3" ||
+    bad "avmctl help misses exit code 3"
+for c in "run" "obj" "exec ls" "exec kill" "send" "status" "txs" "cluster" "controller" \
+    "bundle" "pure"; do
+    # shellcheck disable=SC2086
+    "$AVMCTL" $c --help | grep -q -- "--token-file FILE" && ok "$c --help lists --token-file" ||
+        bad "$c --help misses --token-file"
+done
+expect "pure without ls" 2 -- pure
+expect "pure ls of an ephemeral node" 2 -- pure ls --ephemeral
 for s in create ls status add remove transfer latency put get bench; do
     "$AVMCTL" controller --help | grep -q "^  $s " && ok "controller --help lists $s" ||
         bad "controller --help misses $s"

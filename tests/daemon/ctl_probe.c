@@ -1,7 +1,12 @@
 /* ctl_probe: sends bad control requests to a running avmd and checks that each gets
  * the error reply it should, and that the node still answers afterwards. Also
  * sends raw frames that are not control frames at all. Exit 0 when every check
- * holds; prints each check. Usage: ctl_probe URL */
+ * holds; prints each check. Usage: ctl_probe URL
+ *
+ * ctl_probe URL spoof TOKEN PRINCIPAL: a client that claims a principal. Sends
+ * `run` of (main 7) with ("principal" PRINCIPAL) and, unless TOKEN is "-",
+ * ("auth" TOKEN); prints the execution id, or the error's name and message (exit
+ * 1). The node must record the principal it authenticated, never the claimed one. */
 #include <stdio.h>
 #include <string.h>
 
@@ -10,7 +15,9 @@
 
 #include "avm_err.h"
 #include "codec.h"
+#include "compiler.h"
 #include "control.h"
+#include "module.h"
 
 static int fails;
 
@@ -60,7 +67,8 @@ static void raw(const char *url, const char *what, const void *p, size_t n,
             nng_recvmsg(s, &m, 0) == 0) {
             avm_ctl_frame f;
             char err[256];
-            if (avm_ctl_decode(nng_msg_body(m), nng_msg_len(m), &f, err, sizeof(err)) == 0) {
+            if (avm_ctl_decode(nng_msg_body(m), nng_msg_len(m), &f, err, sizeof(err)) ==
+                0) {
                 avm_val msg = avm_ctl_get(f.body, "message");
                 snprintf(why, sizeof(why), "%s: %s", f.word,
                          msg.kind == AVM_STR ? msg.u.s->data : "?");
@@ -78,10 +86,58 @@ static void raw(const char *url, const char *what, const void *p, size_t n,
     fails += !ok;
 }
 
+static int spoof(const char *url, const char *token, const char *principal)
+{
+    static const char src[] = "(main 7)";
+    avm_module *m = NULL;
+    avm_diag diag;
+    avm_buf mb;
+    avm_buf_init(&mb);
+    if (avm_compile("spoof.avm", src, sizeof(src) - 1, &m, &diag) != 0 ||
+        avm_module_encode(m, &mb) != 0) {
+        fprintf(stderr, "ctl_probe: cannot build the module\n");
+        return 2;
+    }
+    avm_module_release(m);
+    avm_ctl_body b;
+    avm_ctl_body_init(&b);
+    avm_val mv;
+    if (avm_str_new(AVM_STR, mb.data, mb.len, &mv) != 0)
+        return 2;
+    avm_buf_free(&mb);
+    avm_ctl_put(&b, "module", mv);
+    avm_ctl_put_str(&b, "name", "spoof.avm");
+    avm_ctl_put_str(&b, "principal", principal);
+    if (strcmp(token, "-") != 0)
+        avm_ctl_put_str(&b, "auth", token);
+    avm_val body, reply = avm_nil();
+    if (avm_ctl_body_finish(&b, &body) != 0)
+        return 2;
+    avm_ctl_client *c;
+    char err[512];
+    if (avm_ctl_client_open(url, &c, err, sizeof(err)) != 0) {
+        fprintf(stderr, "ctl_probe: %s\n", err);
+        return 2;
+    }
+    int rv = avm_ctl_call(c, "run", body, 5000, &reply, err, sizeof(err));
+    avm_val_release(body);
+    avm_ctl_client_close(c);
+    if (rv != 0) {
+        printf("%s %s\n", avm_err_name(rv) ? avm_err_name(rv) : "?", err);
+        return 1;
+    }
+    avm_val id = avm_ctl_get(reply, "id");
+    printf("%s\n", id.kind == AVM_STR ? id.u.s->data : "?");
+    avm_val_release(reply);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
+    if (argc == 5 && strcmp(argv[2], "spoof") == 0)
+        return spoof(argv[1], argv[3], argv[4]);
     if (argc != 2) {
-        fprintf(stderr, "usage: ctl_probe URL\n");
+        fprintf(stderr, "usage: ctl_probe URL | ctl_probe URL spoof TOKEN PRINCIPAL\n");
         return 2;
     }
     avm_ctl_client *c;
@@ -98,8 +154,8 @@ int main(int argc, char **argv)
     expect(c, "run with a module of the wrong kind", "run", body1("module", avm_int(7)),
            AVM_EINVAL, "module");
     expect(c, "exec.show without id", "exec.show", avm_nil(), AVM_EINVAL, "id");
-    expect(c, "exec.show with an int id", "exec.show", body1("id", avm_int(42)), AVM_EINVAL,
-           "id");
+    expect(c, "exec.show with an int id", "exec.show", body1("id", avm_int(42)),
+           AVM_EINVAL, "id");
     expect(c, "exec.show of no execution", "exec.show", body1("id", str("node1/x999999")),
            AVM_ENOTFOUND, "x999999");
     expect(c, "exec.kill of no execution", "exec.kill", body1("id", str("nope")),
@@ -109,9 +165,10 @@ int main(int argc, char **argv)
            AVM_ENOTFOUND, "999999");
     expect(c, "obj.show with a list id", "obj.show", body1("id", avm_nil()), AVM_EINVAL,
            "object id");
-    expect(c, "send to no object", "send", body1("to", str("node1/999999")), AVM_ENOTFOUND,
-           "999999");
-    expect(c, "send to a number", "send", body1("to", avm_int(5)), AVM_EINVAL, "object id");
+    expect(c, "send to no object", "send", body1("to", str("node1/999999")),
+           AVM_ENOTFOUND, "999999");
+    expect(c, "send to a number", "send", body1("to", avm_int(5)), AVM_EINVAL,
+           "object id");
 
     raw(argv[1], "garbage bytes", "\xff\xfe\xfd", 3, NULL);
     raw(argv[1], "an empty frame", "", 0, NULL);

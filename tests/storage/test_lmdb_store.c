@@ -1075,6 +1075,132 @@ TEST(checkpoints_survive_map_growth)
     fx_end(&f);
 }
 
+/* ---- The pure registry records who made each version ------------------------- */
+
+static void collect_pure(void *arg, const avm_lmdb_pureinfo *p)
+{
+    avm_buf *b = arg;
+    avm_buf_printf(b, "%s v%llu by=%s exec=%s machine=%s;", p->name.u.s->data,
+                   (unsigned long long)p->version,
+                   p->by.kind == AVM_STR ? p->by.u.s->data : "nil",
+                   p->exec.kind == AVM_STR ? p->exec.u.s->data : "nil",
+                   p->machine.kind == AVM_MACHID ? p->machine.u.s->data : "nil");
+}
+
+static int raw_put(MDB_txn *txn, MDB_dbi dbi, const void *k, size_t klen, const void *v,
+                   size_t vlen);
+
+/* Writes name -> value into the "pure" table of the closed environment at dir. */
+static int raw_pure(const char *dir, const char *name, const avm_buf *v)
+{
+    MDB_env *env;
+    MDB_txn *txn;
+    MDB_dbi dbi;
+    int rc = mdb_env_create(&env);
+    mdb_env_set_maxdbs(env, 16);
+    if (rc == 0)
+        rc = mdb_env_open(env, dir, 0, 0644);
+    if (rc == 0)
+        rc = mdb_txn_begin(env, NULL, 0, &txn);
+    if (rc == 0) {
+        rc = mdb_dbi_open(txn, "pure", 0, &dbi);
+        if (rc == 0)
+            rc = raw_put(txn, dbi, name, strlen(name), v->data, v->len);
+        if (rc == 0)
+            rc = mdb_txn_commit(txn);
+        else
+            mdb_txn_abort(txn);
+    }
+    mdb_env_close(env);
+    return rc;
+}
+
+TEST(pure_records_say_who)
+{
+    fixture f;
+    fx_begin(&f);
+    avm_lmdb *db = st_open(f.dir, 0, 0);
+    REQUIRE(db != NULL);
+    avm_store *s = avm_lmdb_store(db);
+    avm_val pname = keep(st_id(AVM_STR, "scale"));
+    avm_purefn pf = {.name = pname,
+                     .code = f.mod,
+                     .version = 1,
+                     .by = keep(st_id(AVM_STR, "alice")),
+                     .exec = keep(st_id(AVM_STR, "node1/x4")),
+                     .machine = f.node};
+    CHECK_INT(s->ops->pure_put(s, &pf), 0);
+    const avm_purefn *pg = s->ops->pure_get(s, pname);
+    REQUIRE(pg != NULL);
+    CHECK(avm_val_eq(pg->by, pf.by) && avm_val_eq(pg->exec, pf.exec) &&
+          avm_val_eq(pg->machine, f.node));
+    /* Without who: nil stays nil. */
+    avm_purefn anon = {.name = keep(st_id(AVM_STR, "anon")), .code = f.mod};
+    CHECK_INT(s->ops->pure_put(s, &anon), 0);
+    /* by must be a string. */
+    avm_purefn wrong = pf;
+    wrong.by = avm_int(3);
+    CHECK_INT(s->ops->pure_put(s, &wrong), AVM_EINVAL);
+    avm_lmdb_close(db);
+
+    /* A record as written before `by` existed: [hash, version]; and a damaged one
+     * of three elements. */
+    avm_buf old, damaged;
+    avm_buf_init(&old);
+    avm_mp_put_array(&old, 2);
+    avm_mp_put_bin(&old, f.mod->hash, 32);
+    avm_mp_put_uint(&old, 7);
+    avm_buf_init(&damaged);
+    avm_mp_put_array(&damaged, 3);
+    avm_mp_put_bin(&damaged, f.mod->hash, 32);
+    avm_mp_put_uint(&damaged, 7);
+    avm_mp_put_uint(&damaged, 7);
+    CHECK_INT(raw_pure(f.dir, "old", &old), 0);
+    CHECK_INT(raw_pure(f.dir, "zbad", &damaged), 0);
+    avm_buf_free(&old);
+    avm_buf_free(&damaged);
+
+    db = st_open(f.dir, 0, 0);
+    REQUIRE(db != NULL);
+    s = avm_lmdb_store(db);
+    pg = s->ops->pure_get(s, keep(st_id(AVM_STR, "old")));
+    REQUIRE(pg != NULL);
+    CHECK_INT(pg->version, 7);
+    CHECK(pg->by.kind == AVM_NIL && pg->exec.kind == AVM_NIL &&
+          pg->machine.kind == AVM_NIL);
+    pg = s->ops->pure_get(s, pname);
+    REQUIRE(pg != NULL);
+    CHECK(avm_val_eq(pg->by, pf.by)); /* from disk this time */
+    CHECK(s->ops->pure_get(s, keep(st_id(AVM_STR, "zbad"))) == NULL);
+    CHECK(contains(avm_lmdb_errmsg(db), "pure-function entry"));
+    /* The listing names the damaged record. */
+    avm_buf each;
+    avm_buf_init(&each);
+    CHECK_INT(avm_lmdb_pure_each(db, collect_pure, &each), AVM_EIO);
+    CHECK(contains(avm_lmdb_errmsg(db), "zbad"));
+    avm_buf_free(&each);
+    avm_lmdb_close(db);
+    /* Without it, every record in name order. */
+    avm_buf fine;
+    avm_buf_init(&fine);
+    avm_mp_put_array(&fine, 2);
+    avm_mp_put_bin(&fine, f.mod->hash, 32);
+    avm_mp_put_uint(&fine, 2);
+    CHECK_INT(raw_pure(f.dir, "zbad", &fine), 0);
+    avm_buf_free(&fine);
+    db = st_open(f.dir, 0, 0);
+    REQUIRE(db != NULL);
+    avm_buf_init(&each);
+    CHECK_INT(avm_lmdb_pure_each(db, collect_pure, &each), 0);
+    CHECK_STR(avm_buf_cstr(&each),
+              "anon v0 by=nil exec=nil machine=nil;old v7 by=nil exec=nil machine=nil;"
+              "scale v1 by=alice exec=node1/x4 machine=node1;zbad v2 by=nil exec=nil "
+              "machine=nil;");
+    avm_buf_free(&each);
+    avm_lmdb_close(db);
+    fx_end(&f);
+}
+
 /* ---- Format 1 --------------------------------------------------------------- */
 
 /* A format 1 environment, written by hand: records [status, state bin] in
@@ -1615,7 +1741,8 @@ TEST(disk_full_fails_the_commit_not_the_data)
     fx_end(&f);
 }
 
-TEST_MAIN(T(roundtrip_every_record_kind), T(versions_bump_on_every_committed_write),
+TEST_MAIN(T(pure_records_say_who), T(roundtrip_every_record_kind),
+          T(versions_bump_on_every_committed_write),
           T(exactly_one_of_two_conflicting_commits),
           T(group_commit_equals_sequential_apply), T(snapshot_reads_are_consistent),
           T(snapshot_survives_map_growth), T(checkpoint_only_with_its_commit),

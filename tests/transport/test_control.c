@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -209,6 +210,19 @@ static void handler(void *arg, avm_ctl_req *req, const char *op, avm_val body)
     fx_bump(fx, &fx->handled);
     if (strcmp(op, "echo") == 0) {
         avm_ctl_reply(req, body);
+    } else if (strcmp(op, "endpoint") == 0) {
+        /* The listener's URL and the body's "auth" (what a client token sends). */
+        avm_ctl_body b;
+        avm_ctl_body_init(&b);
+        avm_ctl_put_str(&b, "endpoint", avm_ctl_req_endpoint(req));
+        avm_val a = avm_ctl_get(body, "auth");
+        avm_val_retain(a);
+        avm_ctl_put(&b, "auth", a);
+        avm_val r;
+        if (avm_ctl_body_finish(&b, &r) != 0)
+            abort();
+        avm_ctl_reply(req, r);
+        avm_val_release(r);
     } else if (strcmp(op, "fail") == 0) {
         const char *id;
         if (avm_ctl_get_str(body, "id", &id, err, sizeof(err)) != 0)
@@ -1227,10 +1241,249 @@ TEST(an_ipc_probe_does_not_wedge_the_listener)
     CHECK(fx_stop(&fx));
 }
 
+/* --- Authentication: token files and the permission table ------------------- */
+
+#define TOK_A "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+#define TOK_B "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
+
+static int parse_text(const char *text, avm_ctl_tokens **t, char *err, size_t errlen)
+{
+    return avm_ctl_tokens_parse(text, strlen(text), "tok", t, err, errlen);
+}
+
+TEST(token_files_parse)
+{
+    avm_ctl_tokens *t = NULL;
+    char err[512] = "";
+    const char *text = "# comment\n"
+                       "\n"
+                       "  alice  " TOK_A "  read,run,unsafe,admin  \r\n"
+                       "\t# indented comment\n"
+                       "bob@ops " TOK_B " read";
+    REQUIRE(parse_text(text, &t, err, sizeof(err)) == 0);
+    REQUIRE(t->n == 2);
+    CHECK_STR(t->v[0].principal, "alice");
+    CHECK_INT(t->v[0].perms, AVM_CTL_PERM_READ | AVM_CTL_PERM_RUN | AVM_CTL_PERM_UNSAFE |
+                                 AVM_CTL_PERM_ADMIN);
+    CHECK_STR(t->v[1].principal, "bob@ops");
+    CHECK_INT(t->v[1].perms, AVM_CTL_PERM_READ);
+    const avm_ctl_token *f = avm_ctl_tokens_find(t, TOK_B, strlen(TOK_B));
+    CHECK(f != NULL && strcmp(f->principal, "bob@ops") == 0);
+    f = avm_ctl_tokens_find(t, TOK_A, strlen(TOK_A));
+    CHECK(f != NULL && strcmp(f->principal, "alice") == 0);
+    /* A prefix, a longer token, one byte off, empty: unknown. */
+    CHECK(avm_ctl_tokens_find(t, TOK_A, strlen(TOK_A) - 1) == NULL);
+    CHECK(avm_ctl_tokens_find(t, TOK_A "a", strlen(TOK_A) + 1) == NULL);
+    char off[] = TOK_A;
+    off[17] = 'b';
+    CHECK(avm_ctl_tokens_find(t, off, strlen(off)) == NULL);
+    CHECK(avm_ctl_tokens_find(t, "", 0) == NULL);
+    CHECK(avm_ctl_tokens_find(NULL, TOK_A, strlen(TOK_A)) == NULL);
+    avm_ctl_tokens_free(t);
+}
+
+TEST(malformed_token_files_are_named)
+{
+    static const struct {
+        const char *text, *needle;
+    } cases[] = {
+        {"alice " TOK_A "\n", "tok:1: expected PRINCIPAL TOKEN PERMS"},
+        {"alice\n", "tok:1: expected PRINCIPAL TOKEN PERMS"},
+        {"# c\nalice " TOK_A " read extra\n", "tok:2: more than three fields"},
+        {"alice " TOK_A " read, run\n", "tok:1: more than three fields"},
+        {"alice short read\n", "tok:1: the token of alice has 5 bytes"},
+        {"alice " TOK_A " read,write\n", "tok:1: permissions \"read,write\" of alice"},
+        {"alice " TOK_A " read,,run\n", "tok:1: permissions"},
+        {"alice " TOK_A " \n", "tok:1: expected"},
+        {"al/ice " TOK_A " read\n", "tok:1: principal \"al/ice\""},
+        {"alice " TOK_A " read\nalice " TOK_B " run\n",
+         "tok:2: principal alice appears twice"},
+        {"alice " TOK_A " read\nbob " TOK_A " run\n",
+         "tok:2: the token of bob is also alice's"},
+        {"anonymous " TOK_A " read\n", "tok:1: principal anonymous is reserved"},
+        {"", "tok: no PRINCIPAL TOKEN PERMS line"},
+        {"# only\n\n", "tok: no PRINCIPAL TOKEN PERMS line"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        avm_ctl_tokens *t = (avm_ctl_tokens *)1;
+        char err[512] = "";
+        int rv = parse_text(cases[i].text, &t, err, sizeof(err));
+        CHECK_INT(rv, AVM_EINVAL);
+        CHECK(t == NULL);
+        if (strstr(err, cases[i].needle) == NULL) {
+            fprintf(stderr, "  case %zu: \"%s\" does not contain \"%s\"\n", i, err,
+                    cases[i].needle);
+            CHECK(0);
+        }
+        /* Messages go to logs: never a token. */
+        CHECK(strstr(err, TOK_A) == NULL && strstr(err, TOK_B) == NULL);
+    }
+    /* A NUL byte inside a line. */
+    const char nul[] = "alice " TOK_A "\0 read\n";
+    avm_ctl_tokens *t = NULL;
+    char err[512] = "";
+    CHECK_INT(avm_ctl_tokens_parse(nul, sizeof(nul) - 1, "tok", &t, err, sizeof(err)),
+              AVM_EINVAL);
+    CHECK(strstr(err, "tok:1") != NULL);
+}
+
+TEST(token_file_modes_are_checked)
+{
+    char dir[] = "/tmp/avm-tok-XXXXXX";
+    REQUIRE(mkdtemp(dir) != NULL);
+    char path[128];
+    snprintf(path, sizeof(path), "%s/tokens", dir);
+    FILE *f = fopen(path, "w");
+    REQUIRE(f != NULL);
+    fputs("alice " TOK_A " read\n", f);
+    fclose(f);
+    avm_ctl_tokens *t = NULL;
+    char err[512] = "";
+    REQUIRE(chmod(path, 0644) == 0);
+    CHECK_INT(avm_ctl_tokens_load(path, &t, err, sizeof(err)), AVM_EINVAL);
+    CHECK(strstr(err, path) != NULL && strstr(err, "mode 0644") != NULL);
+    REQUIRE(chmod(path, 0602) == 0);
+    CHECK_INT(avm_ctl_tokens_load(path, &t, err, sizeof(err)), AVM_EINVAL);
+    CHECK(strstr(err, "mode 0602") != NULL);
+    REQUIRE(chmod(path, 0600) == 0);
+    CHECK_INT(avm_ctl_tokens_load(path, &t, err, sizeof(err)), 0);
+    CHECK(t != NULL && t->n == 1);
+    avm_ctl_tokens_free(t);
+    char missing[160];
+    snprintf(missing, sizeof(missing), "%s/none", dir);
+    CHECK_INT(avm_ctl_tokens_load(missing, &t, err, sizeof(err)), AVM_EIO);
+    CHECK(strstr(err, missing) != NULL);
+    CHECK_INT(avm_ctl_tokens_load(dir, &t, err, sizeof(err)), AVM_EINVAL);
+    unlink(path);
+    rmdir(dir);
+}
+
+TEST(every_operation_has_a_permission)
+{
+    static const struct {
+        const char *op;
+        unsigned perm;
+    } want[] = {
+        {"status", AVM_CTL_PERM_READ},
+        {"exec.ls", AVM_CTL_PERM_READ},
+        {"exec.show", AVM_CTL_PERM_READ},
+        {"exec.result", AVM_CTL_PERM_READ},
+        {"exec.trace", AVM_CTL_PERM_READ},
+        {"exec.constraints", AVM_CTL_PERM_READ},
+        {"obj.ls", AVM_CTL_PERM_READ},
+        {"obj.show", AVM_CTL_PERM_READ},
+        {"txs", AVM_CTL_PERM_READ},
+        {"pure.ls", AVM_CTL_PERM_READ},
+        {"cluster.status", AVM_CTL_PERM_READ},
+        {"ctrl.ls", AVM_CTL_PERM_READ},
+        {"ctrl.status", AVM_CTL_PERM_READ},
+        {"ctrl.get", AVM_CTL_PERM_READ},
+        {"ctrl.latency", AVM_CTL_PERM_READ},
+        {"bundle.status", AVM_CTL_PERM_READ},
+        {"run", AVM_CTL_PERM_RUN},
+        {"send", AVM_CTL_PERM_RUN},
+        {"exec.suspend", AVM_CTL_PERM_RUN},
+        {"exec.resume", AVM_CTL_PERM_RUN},
+        {"exec.kill", AVM_CTL_PERM_RUN},
+        {"bundle.create", AVM_CTL_PERM_RUN},
+        {"ctrl.put", AVM_CTL_PERM_RUN},
+        {"cluster.join", AVM_CTL_PERM_ADMIN},
+        {"ctrl.create", AVM_CTL_PERM_ADMIN},
+        {"ctrl.add", AVM_CTL_PERM_ADMIN},
+        {"ctrl.remove", AVM_CTL_PERM_ADMIN},
+        {"ctrl.transfer", AVM_CTL_PERM_ADMIN},
+        {"ctrl.bench", AVM_CTL_PERM_ADMIN},
+        {"frobnicate", 0},
+        {"", 0},
+    };
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+        if (avm_ctl_op_perm(want[i].op) != want[i].perm) {
+            fprintf(stderr, "  %s: %u, expected %u\n", want[i].op,
+                    avm_ctl_op_perm(want[i].op), want[i].perm);
+            CHECK(0);
+        }
+    }
+    CHECK_STR(avm_ctl_perm_name(AVM_CTL_PERM_UNSAFE), "unsafe");
+    char buf[64];
+    CHECK_STR(avm_ctl_perms_str(AVM_CTL_PERM_READ | AVM_CTL_PERM_ADMIN, buf, sizeof(buf)),
+              "read,admin");
+    CHECK_STR(avm_ctl_perms_str(0, buf, sizeof(buf)), "none");
+    CHECK_STR(avm_err_name(AVM_EAUTH), "EAUTH");
+    CHECK_STR(avm_err_name(AVM_EPERM), "EPERM");
+    CHECK_INT(avm_err_from_name("EPERM", 5), AVM_EPERM);
+}
+
+/* body_edit drops keys and appends one; a client token travels as "auth". */
+TEST(body_edit_and_client_tokens)
+{
+    avm_ctl_body b;
+    avm_ctl_body_init(&b);
+    avm_ctl_put_str(&b, "auth", "x");
+    avm_ctl_put_int(&b, "n", 7);
+    avm_ctl_put_str(&b, "principal", "mallory");
+    avm_val body = finish(&b), out;
+    avm_val alice = str("alice");
+    REQUIRE(avm_ctl_body_edit(body, "auth", "principal", "principal", alice, &out) == 0);
+    avm_val_release(alice);
+    CHECK(avm_ctl_get(out, "auth").kind == AVM_NIL);
+    CHECK(avm_ctl_get(out, "n").kind == AVM_INT);
+    avm_val p = avm_ctl_get(out, "principal");
+    CHECK(p.kind == AVM_STR && strcmp(p.u.s->data, "alice") == 0);
+    CHECK_INT(avm_list_len(out), 2);
+    avm_val_release(out);
+    avm_val_release(body);
+    REQUIRE(avm_ctl_body_edit(avm_nil(), NULL, NULL, "k", avm_int(1), &out) == 0);
+    CHECK_INT(avm_list_len(out), 1);
+    avm_val_release(out);
+
+    /* Over the wire: the token as "auth" (none before set_token, none after
+     * clearing it), and the listener each request came on. */
+    fixture fx;
+    REQUIRE(fx_start(&fx, 0, 0) == 0);
+    const char *addrs[] = {fx.ipc, fx.tcp};
+    for (size_t i = 0; i < 2; i++) {
+        avm_ctl_client *c;
+        char err[256];
+        REQUIRE(avm_ctl_client_open(addrs[i], &c, err, sizeof(err)) == 0);
+        for (int round = 0; round < 3; round++) {
+            if (round == 1)
+                CHECK_INT(avm_ctl_client_set_token(c, TOK_A), 0);
+            if (round == 2)
+                CHECK_INT(avm_ctl_client_set_token(c, NULL), 0);
+            avm_ctl_body q;
+            avm_ctl_body_init(&q);
+            avm_ctl_put_str(&q, "auth", "the client's own");
+            avm_val qb = finish(&q), reply;
+            int rv = avm_ctl_call(c, "endpoint", round == 0 ? avm_nil() : qb, 5000,
+                                  &reply, err, sizeof(err));
+            avm_val_release(qb);
+            CHECK_INT(rv, 0);
+            if (rv != 0)
+                continue;
+            avm_val ep = avm_ctl_get(reply, "endpoint"), a = avm_ctl_get(reply, "auth");
+            /* The listener's URL as configured (port 0 for tcp). */
+            const char *want = i == 0 ? fx.ipc : "tcp://127.0.0.1:0";
+            CHECK(ep.kind == AVM_STR && strcmp(ep.u.s->data, want) == 0);
+            if (round == 0)
+                CHECK(a.kind == AVM_NIL);
+            else if (round == 1)
+                CHECK(a.kind == AVM_STR && strcmp(a.u.s->data, TOK_A) == 0);
+            else
+                CHECK(a.kind == AVM_STR && strcmp(a.u.s->data, "the client's own") == 0);
+            avm_val_release(reply);
+        }
+        avm_ctl_client_close(c);
+    }
+    CHECK(fx_stop(&fx));
+}
+
 TEST_MAIN(T(frames_round_trip), T(malformed_frames_are_named), T(body_helpers),
           T(addresses_normalise), T(round_trip_over_ipc_and_tcp),
           T(error_replies_map_to_codes), T(concurrent_calls_and_a_delayed_reply),
           T(malformed_frames_get_error_replies), T(frames_over_the_limit_are_refused),
           T(a_client_that_leaves_abandons_its_request), T(stop_answers_pending_requests),
           T(stop_from_inside_the_handler), T(no_server_times_out),
-          T(start_errors_are_named), T(an_ipc_probe_does_not_wedge_the_listener))
+          T(start_errors_are_named), T(an_ipc_probe_does_not_wedge_the_listener),
+          T(token_files_parse), T(malformed_token_files_are_named),
+          T(token_file_modes_are_checked), T(every_operation_has_a_permission),
+          T(body_edit_and_client_tokens))

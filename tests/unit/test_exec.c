@@ -662,6 +662,86 @@ static void old_state_decodes(int *test_failed_, int to)
     avm_module_release(m);
 }
 
+/* The principal that started an execution: absent, the state is encoded as before
+ * (a config of six elements, so states written before principals existed are these
+ * bytes and decode without one); set, it is a seventh element that survives a round
+ * trip; a seventh element that is not a non-empty string is refused. */
+TEST(principal_travels_with_the_state)
+{
+    avm_module *m = compile_str(tail_src);
+    REQUIRE(m != NULL);
+    int fn = avm_module_find(m, "counted", AVM_FN_FUNC);
+    REQUIRE(fn >= 0);
+    avm_embedded e;
+    avm_embedded_init(&e, "node1", "main");
+    avm_exec *x;
+    REQUIRE(start(&e, m, fn, AVM_MODE_DEFAULT, &x) == 0);
+    CHECK(avm_exec_principal(x) == NULL);
+    CHECK_INT(avm_exec_set_principal(x, ""), AVM_EINVAL);
+    avm_buf b;
+    avm_buf_init(&b);
+    REQUIRE(avm_exec_encode(x, &b) == 0);
+    /* [ "AVMEXEC", 4, config ...]: 0x9e, 0xa7 + 7 magic bytes, 0x04, then config. */
+    REQUIRE(b.len > 10);
+    CHECK_INT((uint8_t)b.data[10], 0x96);
+    avm_exec *y = NULL;
+    char err[256] = "";
+    REQUIRE(avm_exec_decode((const uint8_t *)b.data, b.len, &e.plat, &y, err,
+                            sizeof(err)) == 0);
+    CHECK(avm_exec_principal(y) == NULL);
+    avm_exec_free(y);
+
+    CHECK_INT(avm_exec_set_principal(x, "alice"), 0);
+    avm_buf b2;
+    avm_buf_init(&b2);
+    REQUIRE(avm_exec_encode(x, &b2) == 0);
+    CHECK_INT((uint8_t)b2.data[10], 0x97);
+    y = NULL;
+    REQUIRE(avm_exec_decode((const uint8_t *)b2.data, b2.len, &e.plat, &y, err,
+                            sizeof(err)) == 0);
+    CHECK_STR(avm_exec_principal(y), "alice");
+    /* It runs on to the same end as the original. */
+    CHECK(avm_exec_run(y, 0) == avm_exec_run(x, 0));
+    avm_exec_free(y);
+
+    /* The principal follows the six config values: mode (0x00), allow_unsafe,
+     * keep_trace, msc (bools), max_frames and max_stack (uints). Find the string
+     * "alice" (0xa5 'a' 'l' ...) right after them and damage it. */
+    const char *at = NULL;
+    for (size_t i = 11; i + 6 <= b2.len && i < 64; i++)
+        if ((uint8_t)b2.data[i] == 0xa5 && memcmp(b2.data + i + 1, "alice", 5) == 0) {
+            at = b2.data + i;
+            break;
+        }
+    REQUIRE(at != NULL);
+    size_t off = (size_t)(at - b2.data);
+    char *bad = malloc(b2.len);
+    REQUIRE(bad != NULL);
+    memcpy(bad, b2.data, b2.len);
+    /* An empty string: a5 -> a0 and the five bytes dropped. */
+    size_t blen = 0;
+    memcpy(bad, b2.data, off);
+    bad[off] = (char)0xa0;
+    memcpy(bad + off + 1, b2.data + off + 6, b2.len - off - 6);
+    blen = b2.len - 5;
+    y = NULL;
+    CHECK_INT(avm_exec_decode((const uint8_t *)bad, blen, &e.plat, &y, err, sizeof(err)),
+              AVM_EMALFORMED);
+    CHECK(strstr(err, "config principal") != NULL);
+    /* An integer instead: a5 'alice' -> 0x05 and the five bytes dropped. */
+    bad[off] = 0x05;
+    y = NULL;
+    CHECK_INT(avm_exec_decode((const uint8_t *)bad, blen, &e.plat, &y, err, sizeof(err)),
+              AVM_EMALFORMED);
+    CHECK(strstr(err, "config principal") != NULL);
+    free(bad);
+    avm_buf_free(&b);
+    avm_buf_free(&b2);
+    avm_exec_free(x);
+    avm_embedded_close(&e);
+    avm_module_release(m);
+}
+
 TEST(old_states_decode)
 {
     old_state_decodes(test_failed_, 2);
@@ -669,6 +749,7 @@ TEST(old_states_decode)
 }
 
 TEST_MAIN(T(multi_controller_tx_and_bundle_resume), T(old_states_decode),
+          T(principal_travels_with_the_state),
           T(tail_called_entry_and_failed_states_decode), T(value_depth_is_bounded),
           T(checkpoint_at_commit_resumes_exactly_once),
           T(ping_pong_resumes_at_every_stop), T(battleship_resumes_mid_transaction),
