@@ -32,7 +32,8 @@ struct avm_tls {
     bool fed;            /* some input arrived */
     unsigned char first; /* the first byte of the input */
     char expect[256];    /* client: the name the server must carry */
-    char why[512];
+    char peer_cn[256];   /* the CN of the peer's certificate, as verified */
+    char why[1024];
 };
 
 /* OpenSSL's reason for the last failure on this thread ("unknown" when none), and
@@ -97,6 +98,20 @@ static int check_own(SSL_CTX *s, const char *cert, const char *ca, char *errmsg,
     return 0;
 }
 
+/* Notes the CN of the peer's certificate as it is verified (OpenSSL keeps no peer
+ * certificate of a handshake that fails), for the reason of a refusal. */
+static int on_verify(int ok, X509_STORE_CTX *store)
+{
+    SSL *ssl = X509_STORE_CTX_get_ex_data(store, SSL_get_ex_data_X509_STORE_CTX_idx());
+    avm_tls *t = ssl != NULL ? SSL_get_app_data(ssl) : NULL;
+    X509 *leaf = X509_STORE_CTX_get0_cert(store);
+    if (t != NULL && leaf != NULL && t->peer_cn[0] == '\0' &&
+        X509_NAME_get_text_by_NID(X509_get_subject_name(leaf), NID_commonName, t->peer_cn,
+                                  (int)sizeof(t->peer_cn)) < 0)
+        snprintf(t->peer_cn, sizeof(t->peer_cn), "?");
+    return ok;
+}
+
 int avm_tls_ctx_new(const char *cert, const char *key, const char *ca, avm_tls_ctx **out,
                     char *errmsg, size_t errlen)
 {
@@ -113,8 +128,13 @@ int avm_tls_ctx_new(const char *cert, const char *key, const char *ca, avm_tls_c
         return ctx_fail(s, errmsg, errlen, "TLS 1.3 for", cert);
     if (SSL_CTX_use_certificate_chain_file(s, cert) != 1)
         return ctx_fail(s, errmsg, errlen, "certificate", cert);
-    if (SSL_CTX_use_PrivateKey_file(s, key, SSL_FILETYPE_PEM) != 1)
-        return ctx_fail(s, errmsg, errlen, "key", key);
+    if (SSL_CTX_use_PrivateKey_file(s, key, SSL_FILETYPE_PEM) != 1) {
+        char r[256];
+        ossl_reason(r, sizeof(r));
+        SSL_CTX_free(s);
+        return avm__failf(errmsg, errlen, AVM_EINVAL, "key %s (of certificate %s): %s",
+                          key, cert, r);
+    }
     if (SSL_CTX_check_private_key(s) != 1) {
         char r[256];
         ossl_reason(r, sizeof(r));
@@ -127,9 +147,11 @@ int avm_tls_ctx_new(const char *cert, const char *key, const char *ca, avm_tls_c
     int rv = check_own(s, cert, ca, errmsg, errlen);
     if (rv != 0)
         return rv;
-    SSL_CTX_set_verify(s, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+    SSL_CTX_set_verify(s, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, on_verify);
     SSL_CTX_set_options(s, SSL_OP_NO_TICKET | SSL_OP_NO_RENEGOTIATION);
     SSL_CTX_set_num_tickets(s, 0);
+    /* The peer has the CA: send only our certificate (and a chain given in cert). */
+    SSL_CTX_set_mode(s, SSL_MODE_NO_AUTO_CHAIN);
     SSL_CTX_set_session_cache_mode(s, SSL_SESS_CACHE_OFF);
     avm_tls_ctx *c = calloc(1, sizeof(*c));
     if (c == NULL) {
@@ -169,6 +191,7 @@ avm_tls *avm_tls_new(avm_tls_ctx *ctx, bool server, const char *expect_name)
     /* An empty read BIO means "more later", not the end of the stream. */
     BIO_set_mem_eof_return(t->rbio, -1);
     SSL_set_bio(t->ssl, t->rbio, t->wbio);
+    SSL_set_app_data(t->ssl, t);
     if (server) {
         SSL_set_accept_state(t->ssl);
     } else {
@@ -219,15 +242,12 @@ static void set_why(avm_tls *t, const char *what)
     char r[256];
     ossl_reason(r, sizeof(r));
     long v = SSL_get_verify_result(t->ssl);
-    char cn[128] = "";
-    X509 *x = SSL_get0_peer_certificate(t->ssl);
-    if (x != NULL)
-        avm_tls_peer_cn(t, cn, sizeof(cn));
+    const char *cn = t->peer_cn;
     if (v == X509_V_ERR_HOSTNAME_MISMATCH)
         snprintf(t->why, sizeof(t->why),
                  "%s: the certificate (CN=%s) does not name %s, the machine dialled",
                  what, cn, t->expect);
-    else if (v != X509_V_OK && x != NULL)
+    else if (v != X509_V_OK && cn[0] != '\0')
         snprintf(t->why, sizeof(t->why), "%s: %s: %s (certificate CN=%s)", what, r,
                  X509_verify_cert_error_string(v), cn);
     else if (v != X509_V_OK)
@@ -315,6 +335,10 @@ void avm_tls_peer_cn(const avm_tls *t, char *out, size_t cap)
     X509 *x = SSL_get0_peer_certificate(t->ssl);
     if (cap == 0)
         return;
+    if (x == NULL && t->peer_cn[0] != '\0') {
+        snprintf(out, cap, "%s", t->peer_cn);
+        return;
+    }
     if (x == NULL || X509_NAME_get_text_by_NID(X509_get_subject_name(x), NID_commonName,
                                                out, (int)cap) < 0)
         snprintf(out, cap, "?");
