@@ -1419,7 +1419,15 @@ static int check_tls(const config *c)
         fprintf(stderr, "avmd: TLS: %s\n", err);
         return -1;
     }
+    bool named = avm_tls_ctx_is(ctx, c->name);
     avm_tls_ctx_free(ctx);
+    if (!named) {
+        fprintf(stderr,
+                "avmd: TLS: certificate %s does not name %s (--name): peers accept a "
+                "node only with a certificate whose CN or a DNS SAN is its name\n",
+                c->tls_cert, c->name);
+        return -1;
+    }
     return 0;
 }
 

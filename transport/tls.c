@@ -171,6 +171,12 @@ void avm_tls_ctx_free(avm_tls_ctx *ctx)
     free(ctx);
 }
 
+bool avm_tls_ctx_is(const avm_tls_ctx *ctx, const char *name)
+{
+    X509 *x = SSL_CTX_get0_certificate(ctx->ssl);
+    return x != NULL && X509_check_host(x, name, strlen(name), NAME_FLAGS, NULL) == 1;
+}
+
 avm_tls *avm_tls_new(avm_tls_ctx *ctx, bool server, const char *expect_name)
 {
     avm_tls *t = calloc(1, sizeof(*t));

@@ -28,6 +28,8 @@ typedef struct avm_tls avm_tls;
 int avm_tls_ctx_new(const char *cert, const char *key, const char *ca, avm_tls_ctx **out,
                     char *errmsg, size_t errlen);
 void avm_tls_ctx_free(avm_tls_ctx *ctx);
+/* Whether the context's own certificate names `name` (as avm_tls_peer_is). */
+bool avm_tls_ctx_is(const avm_tls_ctx *ctx, const char *name);
 
 /* A connection's TLS state; server: it accepted the connection. expect_name
  * (client side): the name the server's certificate must carry. NULL when out of
