@@ -530,23 +530,31 @@ static bool conn_flush(link_conn *c)
     return true;
 }
 
+/* Plaintext encrypted at a time on a TLS connection, and written out before the
+ * next: the memory BIO never holds more than about this much (a 16 MiB frame does
+ * not sit there twice, plaintext-sized). */
+#define TLS_CHUNK (64u * 1024)
+
 /* Encrypts hdr and data on c's TLS session and writes them out. */
 static bool tls_conn_write(link_conn *c, const uint8_t *hdr, size_t hlen,
                            const void *data, size_t len)
 {
     if (!avm_tls_established(c->tls))
         return false;
-    bool ok;
-    if (hlen + len <= 16384) {
-        /* One record for a small frame and its length. */
-        uint8_t tmp[16384];
-        memcpy(tmp, hdr, hlen);
-        if (len > 0)
-            memcpy(tmp + hlen, data, len);
-        ok = avm_tls_write(c->tls, tmp, hlen + len) == 0;
-    } else {
-        ok = avm_tls_write(c->tls, hdr, hlen) == 0 &&
-             avm_tls_write(c->tls, data, len) == 0;
+    /* A small frame and its length go in one record. */
+    uint8_t tmp[16384];
+    const uint8_t *d = data;
+    size_t first = len < sizeof(tmp) - hlen ? len : sizeof(tmp) - hlen;
+    memcpy(tmp, hdr, hlen);
+    if (first > 0)
+        memcpy(tmp + hlen, d, first);
+    bool ok = avm_tls_write(c->tls, tmp, hlen + first) == 0;
+    for (size_t off = first; ok && off < len;) {
+        size_t k = len - off < TLS_CHUNK ? len - off : TLS_CHUNK;
+        if (!conn_flush(c))
+            return false;
+        ok = avm_tls_write(c->tls, d + off, k) == 0;
+        off += k;
     }
     if (!ok) {
         refuse(c, "%s", avm_tls_why(c->tls));
