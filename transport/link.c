@@ -129,6 +129,8 @@ typedef struct link_conn {
      * "IP:PORT"), and the machine its certificate was found to name (inbound:
      * checked against each frame's sender). */
     avm_tls *tls;
+    uint8_t *pt; /* small frames waiting to be encrypted together */
+    size_t pt_len;
     char remote[64];
     char tls_name[NAME_MAX_LEN + 1];
 } link_conn;
@@ -213,10 +215,11 @@ struct avm_link {
     link_pending *pending;
     avm_link_req *held;
     bool stopped;
-    avm_tls_ctx *tls;  /* mutual TLS on every connection (NULL: plaintext) */
-    link_conn *taking; /* the connection whose frames are being taken */
-    struct {           /* recent refusals, not logged again for a while */
-        char key[160]; /* remote host and reason */
+    avm_tls_ctx *tls;     /* mutual TLS on every connection (NULL: plaintext) */
+    uv_prepare_t flusher; /* TLS: writes out what was encrypted, before the poll */
+    link_conn *taking;    /* the connection whose frames are being taken */
+    struct {              /* recent refusals, not logged again for a while */
+        char key[160];    /* remote host and reason */
         uint64_t at_ms;
     } refused[8];
     uint8_t rbuf[READ_CHUNK]; /* every read lands here (one loop thread) */
@@ -352,6 +355,7 @@ static void on_conn_closed(uv_handle_t *h)
     link_conn *c = h->data;
     avm_link *l = c->l;
     avm_tls_free(c->tls);
+    free(c->pt);
     free(c->frame);
     free(c);
     if (--l->open_handles == 0)
@@ -533,34 +537,80 @@ static bool conn_flush(link_conn *c)
 /* Plaintext encrypted at a time on a TLS connection, and written out before the
  * next: the memory BIO never holds more than about this much (a 16 MiB frame does
  * not sit there twice, plaintext-sized). */
-#define TLS_CHUNK (64u * 1024)
+#define TLS_CHUNK (256u * 1024)
+/* Small frames collect in a buffer of this size (one TLS record's worth of
+ * plaintext) and are encrypted together: one record, not one per frame. */
+#define TLS_RECORD 16384u
 
-/* Encrypts hdr and data on c's TLS session and writes them out. */
+/* Encrypts what collected in c's plaintext buffer. False when c was refused. */
+static bool tls_seal(link_conn *c)
+{
+    if (c->pt_len == 0)
+        return true;
+    size_t n = c->pt_len;
+    c->pt_len = 0;
+    if (avm_tls_write(c->tls, c->pt, n) != 0) {
+        refuse(c, "%s", avm_tls_why(c->tls));
+        return false;
+    }
+    return true;
+}
+
+/* The loop is about to poll: every TLS connection encrypts what collected and
+ * writes it out. */
+static void on_flush(uv_prepare_t *h)
+{
+    avm_link *l = h->data;
+    uv_prepare_stop(h);
+    for (link_conn *c = l->inbound, *next; c != NULL; c = next) {
+        next = c->next; /* a failed flush unlinks c */
+        if (c->tls != NULL && !c->closing && tls_seal(c))
+            conn_flush(c);
+    }
+    for (link_peer *p = l->peers; p != NULL; p = p->next)
+        if (p->conn != NULL && p->conn->tls != NULL && !p->conn->closing &&
+            tls_seal(p->conn))
+            conn_flush(p->conn);
+}
+
+/* Encrypts hdr and data on c's TLS session: small frames collect (written out
+ * before the loop polls: the records of many frames in one write), large ones go
+ * out TLS_CHUNK at a time. */
 static bool tls_conn_write(link_conn *c, const uint8_t *hdr, size_t hlen,
                            const void *data, size_t len)
 {
     if (!avm_tls_established(c->tls))
         return false;
-    /* A small frame and its length go in one record. */
-    uint8_t tmp[16384];
-    const uint8_t *d = data;
-    size_t first = len < sizeof(tmp) - hlen ? len : sizeof(tmp) - hlen;
-    memcpy(tmp, hdr, hlen);
-    if (first > 0)
-        memcpy(tmp + hlen, d, first);
-    bool ok = avm_tls_write(c->tls, tmp, hlen + first) == 0;
-    for (size_t off = first; ok && off < len;) {
-        size_t k = len - off < TLS_CHUNK ? len - off : TLS_CHUNK;
-        if (!conn_flush(c))
+    if (c->pt == NULL && (c->pt = malloc(TLS_RECORD)) == NULL)
+        return false;
+    if (hlen + len > TLS_RECORD - c->pt_len && !tls_seal(c))
+        return false;
+    if (hlen + len <= TLS_RECORD - c->pt_len) {
+        memcpy(c->pt + c->pt_len, hdr, hlen);
+        if (len > 0)
+            memcpy(c->pt + c->pt_len + hlen, data, len);
+        c->pt_len += hlen + len;
+        if (c->pt_len == TLS_RECORD && !tls_seal(c))
             return false;
+        if (avm_tls_out_pending(c->tls) >= TLS_CHUNK)
+            return conn_flush(c);
+        uv_prepare_start(&c->l->flusher, on_flush);
+        return true;
+    }
+    const uint8_t *d = data;
+    bool ok = avm_tls_write(c->tls, hdr, hlen) == 0;
+    for (size_t off = 0; ok && off < len;) {
+        size_t k = len - off < TLS_CHUNK ? len - off : TLS_CHUNK;
         ok = avm_tls_write(c->tls, d + off, k) == 0;
         off += k;
+        if (ok && !conn_flush(c))
+            return false;
     }
     if (!ok) {
         refuse(c, "%s", avm_tls_why(c->tls));
         return false;
     }
-    return conn_flush(c);
+    return true;
 }
 
 /* Queues raw bytes on c; false when it cannot take them now. */
@@ -1435,8 +1485,10 @@ int avm_link_start(uv_loop_t *loop, const avm_link_config *cfg, avm_link **out,
     }
     uv_timer_init(loop, &l->hb); /* cannot fail */
     uv_timer_init(loop, &l->ackt);
-    l->hb.data = l->ackt.data = l;
-    l->open_handles += 2;
+    uv_prepare_init(loop, &l->flusher);
+    uv_unref((uv_handle_t *)&l->flusher); /* it never keeps the loop alive */
+    l->hb.data = l->ackt.data = l->flusher.data = l;
+    l->open_handles += 3;
     uv_timer_start(&l->hb, on_hb, l->hb_ms, l->hb_ms);
     *out = l;
     return 0;
@@ -1474,6 +1526,7 @@ void avm_link_stop(avm_link *l)
     uv_close((uv_handle_t *)&l->listener, on_handle_closed);
     uv_close((uv_handle_t *)&l->hb, on_handle_closed);
     uv_close((uv_handle_t *)&l->ackt, on_handle_closed);
+    uv_close((uv_handle_t *)&l->flusher, on_handle_closed);
 }
 
 int avm_link_set_advertise(avm_link *l, const char *url)

@@ -150,6 +150,9 @@ int avm_tls_ctx_new(const char *cert, const char *key, const char *ca, avm_tls_c
     SSL_CTX_set_verify(s, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, on_verify);
     SSL_CTX_set_options(s, SSL_OP_NO_TICKET | SSL_OP_NO_RENEGOTIATION);
     SSL_CTX_set_num_tickets(s, 0);
+    /* AES-128-GCM first: as safe here, and cheaper than TLS 1.3's default order. */
+    SSL_CTX_set_ciphersuites(s, "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:"
+                                "TLS_CHACHA20_POLY1305_SHA256");
     /* The peer has the CA: send only our certificate (and a chain given in cert). */
     SSL_CTX_set_mode(s, SSL_MODE_NO_AUTO_CHAIN);
     SSL_CTX_set_session_cache_mode(s, SSL_SESS_CACHE_OFF);
