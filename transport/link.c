@@ -452,6 +452,8 @@ static bool refusal_quiet(avm_link *l, const char *host, const char *why)
     return false;
 }
 
+static void refuse(link_conn *c, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 /* Refuses c: a warning naming the remote address and why, then c is closed
  * (nothing more it carries is taken). */
 static void refuse(link_conn *c, const char *fmt, ...)
@@ -504,9 +506,6 @@ static void on_write(uv_write_t *req, int status)
     if (c->peer != NULL && c->peer->unsent != NULL && c->nwrites <= SEND_BUF / 2)
         pump_peer(c->peer, mono_ms());
 }
-
-static void refuse(link_conn *c, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
 
 /* Writes out what TLS has encrypted for c; false when c was closed (the stream
  * cannot go on without those bytes). */
