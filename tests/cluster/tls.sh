@@ -12,7 +12,8 @@
 #     nodes log link.refused with the reason (a certificate that does not verify, a
 #     plaintext peer), n4 and n5 log their side, the TLS nodes report n4 and n5
 #     unreachable, and a put through n4 or n5 is not applied;
-#  4. avmd refuses to start with two of the three TLS options, a missing file, or a
+#  4. avmd refuses to start (exit 2) with two of the three TLS options (flags or the
+#     config file), a missing file, another node's key, a certificate from another CA, or a
 #     certificate that does not name --name.
 # Usage: tls.sh AVMD AVMCTL SOURCE_DIR
 # Environment: AVM_TIME_FACTOR scales the bounds; AVM_KEEP keeps the directory.
@@ -104,6 +105,23 @@ rc=$?
 case "$rc $out" in
   "2 "*"is not valid for CA"*) ok "a certificate from another CA than --tls-ca: exit 2" ;;
   *) bad "a certificate from another CA than --tls-ca: $rc $out" ;;
+esac
+
+printf 'name = n1\nlisten = tcp://127.0.0.1:0\ntls-cert = %s\ntls-key = %s\n' \
+  "$dir/ca/n1.crt" "$dir/ca/n1.key" >"$dir/n1.conf"
+out=$("$AVMD" --config "$dir/n1.conf" --data "$dir/n9" 2>&1)
+rc=$?
+case "$rc $out" in
+  "2 "*"go together (missing: --tls-ca)"*) ok "the config file's tls-cert and tls-key without tls-ca: exit 2" ;;
+  *) bad "config file with two TLS keys: $rc $out" ;;
+esac
+printf 'tls-ca = %s\n' "$dir/ca/ca.crt" >>"$dir/n1.conf"
+out=$("$AVMD" --config "$dir/n1.conf" --data "$dir/n9" --tls-key "$dir/ca/n2.key" 2>&1)
+rc=$?
+case "$rc $out" in
+  "2 "*"key $dir/ca/n2.key (of certificate $dir/ca/n1.crt): key values mismatch"*)
+    ok "a flag overrides the config file's tls-key (another node's key: exit 2)" ;;
+  *) bad "config file and --tls-key: $rc $out" ;;
 esac
 
 # --- 1. three TLS nodes, a replicated controller -----------------------------------
