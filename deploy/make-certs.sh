@@ -7,8 +7,8 @@
 #   DIR/NAME.key, DIR/NAME.crt  per NAME: CN=NAME, SAN DNS:NAME (and IP:ADDR for
 #                               every --ip), signed by the CA; made again when run
 #                               again for that NAME
-# Keys are EC P-256, mode 0600. Certificates last --days days (default 825; the CA
-# 3650). NAME must be the node's --name: a peer is accepted only with a
+# Keys are EC P-256, mode 0600. Certificates last --days days (default 825; 0 makes
+# one that has expired by the next second, for tests; the CA 3650). NAME must be the node's --name: a peer is accepted only with a
 # certificate that names the machine it claims to be.
 # Needs the openssl command.
 set -eu

@@ -11,7 +11,9 @@
 #     control endpoint (plain, outside the links) and peer with the three: the TLS
 #     nodes log link.refused with the reason (a certificate that does not verify, a
 #     plaintext peer), n4 and n5 log their side, the TLS nodes report n4 and n5
-#     unreachable, and a put through n4 or n5 is not applied;
+#     unreachable, and a put through n4 or n5 is not applied; openssl s_client with
+#     an expired certificate from the cluster CA, and without a certificate, is
+#     refused by n1 with those reasons;
 #  4. avmd refuses to start (exit 2) with two of the three TLS options (flags or the
 #     config file), a missing file, another node's key, a certificate from another CA, or a
 #     certificate that does not name --name.
@@ -241,10 +243,24 @@ refused() { grep '"event":"link.refused"' "$dir/$1.log" | grep -c -- "$2"; }
 [ "$(refused n5 'the peer speaks TLS\|sent a TLS alert\|does it require TLS')" -ge 1 ] &&
   ok "n5 logs link.refused: the peers speak TLS" ||
   bad "n5's log: $(grep link.refused "$dir/n5.log" | head -5)"
+# A TLS client with an expired certificate from the cluster CA, and one with none
+# (openssl s_client, straight to n1's link port).
+sh "$SRC/deploy/make-certs.sh" --days 0 "$dir/ca" n6 >/dev/null
+sleep 1
+timeout 10 openssl s_client -connect "127.0.0.1:$p1" -tls1_3 -cert "$dir/ca/n6.crt" \
+  -key "$dir/ca/n6.key" -CAfile "$dir/ca/ca.crt" </dev/null >/dev/null 2>&1
+timeout 10 openssl s_client -connect "127.0.0.1:$p1" -tls1_3 -CAfile "$dir/ca/ca.crt" \
+  </dev/null >/dev/null 2>&1
+wait_for 30 '[ "$(refused n1 "certificate has expired (certificate CN=n6)")" -ge 1 ]' &&
+  ok "n1 logs link.refused for an expired certificate" ||
+  bad "n1's log has no refusal of an expired certificate: $(grep link.refused "$dir/n1.log" | tail -3)"
+wait_for 30 '[ "$(refused n1 "peer did not return a certificate")" -ge 1 ]' &&
+  ok "n1 logs link.refused for a client without a certificate" ||
+  bad "n1's log has no refusal of a client without certificate: $(grep link.refused "$dir/n1.log" | tail -3)"
 # Refusals are not logged on every redial (at most once per 10 s per host and reason).
 lines=$(grep -c '"event":"link.refused"' "$dir/n1.log")
-[ "$lines" -le 12 ] && ok "n1 logged $lines refusals in 3 s (not one per redial)" ||
-  bad "n1 logged $lines refusals in 3 s"
+[ "$lines" -le 14 ] && ok "n1 logged $lines refusals in 4 s (not one per redial)" ||
+  bad "n1 logged $lines refusals in 4 s"
 for n in n4 n5; do
   ctl $n controller put $G "from-$n" "$SECRET-$n" --timeout 3000 >/dev/null 2>&1 &&
     bad "a put through $n succeeded" || ok "a put through $n fails"
