@@ -133,6 +133,7 @@ typedef struct link_conn {
     size_t pt_len;
     char remote[64];
     char tls_name[NAME_MAX_LEN + 1];
+    uint64_t opened_ms; /* inbound TLS: accepted at (its handshake's deadline) */
 } link_conn;
 
 /* One queued write: the length header and the frame. */
@@ -872,6 +873,7 @@ static void on_connection(uv_stream_t *server, int status)
         }
     }
     snprintf(c->remote, sizeof(c->remote), "%s:%d", ip, port);
+    c->opened_ms = mono_ms();
     /* With TLS, the client speaks first; the header follows the handshake. */
     if (l->tls != NULL ? (c->tls = avm_tls_new(l->tls, true, NULL)) == NULL
                        : !conn_write(c, hdr, SP_HDR_LEN, NULL, 0)) {
@@ -1347,6 +1349,13 @@ static void on_hb(uv_timer_t *t)
     avm_link *l = t->data;
     uint64_t now = mono_ms();
     uint64_t old = (uint64_t)RESEND_PERIODS * l->hb_ms;
+    /* An accepted TLS connection whose handshake and header do not come in time
+     * holds no more of the node's memory. */
+    for (link_conn *c = l->inbound, *next; c != NULL; c = next) {
+        next = c->next;
+        if (c->tls != NULL && !c->ready && c->opened_ms + HANDSHAKE_MS <= now)
+            refuse(c, "no TLS handshake and link header within %d ms", HANDSHAKE_MS);
+    }
     for (link_peer *p = l->peers; p != NULL; p = p->next) {
         send_heartbeat(p);
         /* Push again what waited too long for its acknowledgement. */

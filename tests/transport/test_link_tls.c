@@ -13,6 +13,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include <uv.h>
@@ -359,6 +360,19 @@ TEST(garbage_is_refused_and_others_served)
     run_until(&fx, never, NULL, 200);
     close(fd);
     CHECK(logged(&fx.nodes[0], "TLS handshake failed"));
+    /* A connection that sends nothing is dropped after the handshake's deadline:
+     * the socket sees the end of the stream. */
+    int quiet = socket(AF_INET, SOCK_STREAM, 0);
+    REQUIRE(quiet >= 0);
+    REQUIRE(connect(quiet, (struct sockaddr *)&sin, sizeof(sin)) == 0);
+    run_until(&fx, never, NULL, 2600);
+    CHECK(logged(&fx.nodes[0], "no TLS handshake and link header within 2000 ms"));
+    struct timeval tv = {.tv_sec = 2};
+    setsockopt(quiet, SOL_SOCKET, SO_RCVTIMEO, &tv,
+               sizeof(tv)); /* a bug fails, not hangs */
+    char byte;
+    CHECK(read(quiet, &byte, 1) == 0);
+    close(quiet);
     /* a still serves b. */
     REQUIRE(fx_connect(&fx, 0, 1) == 0);
     send_batch(&fx, 1, "a", 1, 100, false, test_failed_);
