@@ -27,6 +27,8 @@
 #
 # Usage: bench/cluster_bench.sh AVMD AVMCTL NNG_RTT [quick]      (needs jq)
 # quick: tiny sizes, a smoke test of the results (ctest cluster_bench_smoke), no figures.
+# Environment: TLS_DIR, the nodes' links with mutual TLS (a directory from
+# deploy/make-certs.sh DIR a b).
 set -u
 AVMD=${1:?usage: cluster_bench.sh AVMD AVMCTL NNG_RTT [quick]}
 AVMCTL=${2:?usage: cluster_bench.sh AVMD AVMCTL NNG_RTT [quick]}
@@ -63,14 +65,16 @@ tcp_med=$(nkey tcp_rtt rtt_us_median)
 
 # ---- two nodes ----
 "$AVMD" --name a --controller ca --data "$dir/a" --control "$A" \
-  --listen tcp://127.0.0.1:0 --log-level warn 2>"$dir/a.log" &
+  --listen tcp://127.0.0.1:0 --log-level warn \
+  ${TLS_DIR:+--tls-cert $TLS_DIR/a.crt --tls-key $TLS_DIR/a.key --tls-ca $TLS_DIR/ca.crt} 2>"$dir/a.log" &
 pa=$!
 i=0
 while [ $i -lt 100 ] && ! "$AVMCTL" status --node "$A" --timeout 200 >/dev/null 2>&1; do
   sleep 0.05; i=$((i + 1))
 done
 "$AVMD" --name b --controller cb --data "$dir/b" --control "$B" \
-  --listen tcp://127.0.0.1:0 --join "$A" --log-level warn 2>"$dir/b.log" &
+  --listen tcp://127.0.0.1:0 --join "$A" --log-level warn \
+  ${TLS_DIR:+--tls-cert $TLS_DIR/b.crt --tls-key $TLS_DIR/b.key --tls-ca $TLS_DIR/ca.crt} 2>"$dir/b.log" &
 pb=$!
 # Up when each sees the other reachable.
 sees() { # NODE SELF OTHER

@@ -33,7 +33,8 @@
 # (the etcd part needs jq)
 # quick: tiny counts, no etcd, 3 failover trials: a smoke test of the results (ctest
 # raft_bench_smoke), no figures. Environment: SECS, TRIALS, PARTS (a subset of
-# "etcd raft avm failover"), AVMD_FLAGS (extra avmd flags, e.g. --raft-election-ms
+# "etcd raft avm failover"), TLS_DIR (the avmd nodes' links with mutual TLS: a
+# directory from deploy/make-certs.sh DIR n1 n2 n3), AVMD_FLAGS (extra avmd flags, e.g. --raft-election-ms
 # 300), PORT_BASE (default 10000 + 10 x (PID mod 1500): bare raft uses PORT_BASE..+30,
 # avmd +101..+113, etcd +201..+213),
 # GO (default /usr/local/go/bin/go). etcd, etcdctl and the etcd Go sources are
@@ -195,6 +196,7 @@ start_node() { # NAME
   "$AVMD" --name "$n" --controller "c$n" --data "$dir/$n" \
     --control "ipc://$dir/$n.sock" --control "tcp://127.0.0.1:$((AP + 10 + k))" \
     --listen "tcp://127.0.0.1:$((AP + k))" $peers --log-level warn ${AVMD_FLAGS:-} \
+    ${TLS_DIR:+--tls-cert $TLS_DIR/$n.crt --tls-key $TLS_DIR/$n.key --tls-ca $TLS_DIR/ca.crt} \
     2>>"$dir/$n.log" &
   eval "pid_$n=$!"
   i=0
@@ -274,7 +276,7 @@ fi
 
 # ---- the table -----------------------------------------------------------------
 load=$(cut -d ' ' -f 1-3 /proc/loadavg 2>/dev/null || echo "?")
-echo "raft_bench ($MODE): 3 nodes on 127.0.0.1, $(nproc 2>/dev/null || echo '?') cores, load $load, disk $(df -T "$dir" | awk 'NR == 2 {print $2}'), avmd flags: ${AVMD_FLAGS:-(raft defaults)}"
+echo "raft_bench ($MODE): 3 nodes on 127.0.0.1, $(nproc 2>/dev/null || echo '?') cores, load $load, disk $(df -T "$dir" | awk 'NR == 2 {print $2}'), avmd flags: ${AVMD_FLAGS:-(raft defaults)}${TLS_DIR:+, links with mutual TLS}"
 [ "$MODE" = quick ] && echo "(quick: sizes far too small for figures; checks results only)"
 printf '%-36s %10s %10s %10s %11s\n' "durable single-key writes" "ops/s" "p50 us" "p99 us" "cpu us/op"
 row() { # LABEL KIND N

@@ -21,6 +21,9 @@
 #   AVM_PLACEMENT   --placement           AVM_COMMIT              --commit
 #   AVM_LOG_LEVEL   --log-level           AVM_LOG_FORMAT          --log-format
 #   AVM_FD_BOUND_MS --fd-bound-ms         AVM_RAFT_ELECTION_MS    --raft-election-ms
+#   AVM_TLS_DIR     mutual TLS on the links: --tls-cert DIR/NAME.crt --tls-key
+#                   DIR/NAME.key --tls-ca DIR/ca.crt (NAME: AVM_NAME; files from
+#                   deploy/make-certs.sh DIR NAME...)
 #   AVM_ARGS        more avmd flags, space-separated
 set -eu
 
@@ -52,6 +55,12 @@ opt --log-format "${AVM_LOG_FORMAT:-}"
 opt --fd-bound-ms "${AVM_FD_BOUND_MS:-}"
 opt --raft-election-ms "${AVM_RAFT_ELECTION_MS:-}"
 for p in ${AVM_PEERS:-}; do opt --peer "$p"; done
+if [ -n "${AVM_TLS_DIR:-}" ]; then
+  [ -n "${AVM_NAME:-}" ] || { echo "avm: AVM_TLS_DIR needs AVM_NAME" >&2; exit 2; }
+  opt --tls-cert "$AVM_TLS_DIR/$AVM_NAME.crt"
+  opt --tls-key "$AVM_TLS_DIR/$AVM_NAME.key"
+  opt --tls-ca "$AVM_TLS_DIR/ca.crt"
+fi
 # A config file's control addresses are kept unless AVM_CONTROL is set.
 if [ -n "${AVM_CONTROL:-}" ] || ! grep -qs '^[[:space:]]*control[[:space:]]*=' "$conf"; then
   for u in ${AVM_CONTROL:-ipc://$AVM_DATA/avmd.sock tcp://0.0.0.0:7410}; do

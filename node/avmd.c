@@ -30,6 +30,7 @@
 #include "manager.h"
 #include "module.h"
 #include "observe.h"
+#include "tls.h"
 
 #define AVMD_VERSION "0.4.0"
 #define MAX_CONTROL 8
@@ -54,6 +55,8 @@ typedef struct config {
     bool durable_commits;
     /* Cluster (no listen: a node on its own). */
     char listen[256], advertise[256], join[256];
+    /* Mutual TLS on the links: PEM files (all three, or none). */
+    char tls_cert[1024], tls_key[1024], tls_ca[1024];
     char *peers[MAX_PEERS];
     size_t npeers;
     uint32_t heartbeat_ms, fd_bound_ms, request_ms;
@@ -1213,6 +1216,12 @@ static void usage(FILE *f)
         "cluster (without --listen the node runs on its own):\n"
         "  --listen URL       node-to-node links: tcp://HOST:PORT (port 0: any)\n"
         "  --advertise URL    the address other nodes dial (default: --listen)\n"
+        "  --tls-cert FILE    with --tls-key and --tls-ca: every link is mutual TLS\n"
+        "  --tls-key FILE     1.3; FILE: this node's certificate (PEM; CN or a DNS\n"
+        "  --tls-ca FILE      SAN = --name), its key, and the cluster CA that signs\n"
+        "                     every member's certificate (deploy/make-certs.sh).\n"
+        "                     Peers without a valid certificate for the name they\n"
+        "                     claim are refused (logged as link.refused)\n"
         "  --peer NAME=URL    a member to link with (repeatable)\n"
         "  --join ADDR        join a running cluster through a member's control\n"
         "                     address (HOST:PORT or URL)\n"
@@ -1385,6 +1394,16 @@ static int set_opt(config *c, const char *key, const char *val, char *err, size_
             return -1;
         }
         snprintf(dst, sizeof(c->listen), "%s", val);
+    } else if (strcmp(key, "tls-cert") == 0 || strcmp(key, "tls-key") == 0 ||
+               strcmp(key, "tls-ca") == 0) {
+        char *dst = strcmp(key, "tls-cert") == 0  ? c->tls_cert
+                    : strcmp(key, "tls-key") == 0 ? c->tls_key
+                                                  : c->tls_ca;
+        if (strlen(val) == 0 || strlen(val) >= sizeof(c->tls_cert)) {
+            snprintf(err, errlen, "%s needs a file name (under 1024 bytes)", key);
+            return -1;
+        }
+        snprintf(dst, sizeof(c->tls_cert), "%s", val);
     } else if (strcmp(key, "join") == 0) {
         if (strlen(val) == 0 || strlen(val) >= sizeof(c->join)) {
             snprintf(err, errlen, "join needs a member's control address");
@@ -1611,6 +1630,44 @@ static int start_http(node_daemon *d, char *err, size_t errlen)
     return 0;
 }
 
+/* --tls-cert, --tls-key, --tls-ca: all three or none, with --listen, and files
+ * that load (the link loads them again when it starts). */
+static int check_tls(const config *c)
+{
+    int n = (c->tls_cert[0] != '\0') + (c->tls_key[0] != '\0') + (c->tls_ca[0] != '\0');
+    if (n == 0)
+        return 0;
+    if (n != 3) {
+        fprintf(stderr,
+                "avmd: --tls-cert, --tls-key and --tls-ca go together (missing:%s%s%s)\n",
+                c->tls_cert[0] ? "" : " --tls-cert", c->tls_key[0] ? "" : " --tls-key",
+                c->tls_ca[0] ? "" : " --tls-ca");
+        return -1;
+    }
+    if (c->listen[0] == '\0') {
+        fprintf(stderr,
+                "avmd: --tls-cert secures the node-to-node links: it needs --listen\n");
+        return -1;
+    }
+    avm_tls_ctx *ctx;
+    char err[1024];
+    if (avm_tls_ctx_new(c->tls_cert, c->tls_key, c->tls_ca, &ctx, err, sizeof(err)) !=
+        0) {
+        fprintf(stderr, "avmd: TLS: %s\n", err);
+        return -1;
+    }
+    bool named = avm_tls_ctx_is(ctx, c->name);
+    avm_tls_ctx_free(ctx);
+    if (!named) {
+        fprintf(stderr,
+                "avmd: TLS: certificate %s does not name %s (--name): peers accept a "
+                "node only with a certificate whose CN or a DNS SAN is its name\n",
+                c->tls_cert, c->name);
+        return -1;
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     static node_daemon d;
@@ -1627,6 +1684,8 @@ int main(int argc, char **argv)
                         "needs --listen and a name other than --controller\n");
         goto out;
     }
+    if (check_tls(c) != 0)
+        goto out;
     if (c->data[0] == '\0' &&
         avm_embedded_default_dir(c->name, c->data, sizeof(c->data)) != 0) {
         fprintf(stderr,
@@ -1701,6 +1760,9 @@ int main(int argc, char **argv)
                                  .raft_heartbeat_ms = c->raft_heartbeat_ms,
                                  .raft_snapshot_every = c->raft_snapshot_every,
                                  .solver_timeout_ms = c->solver_timeout_ms,
+                                 .tls_cert = c->tls_cert[0] ? c->tls_cert : NULL,
+                                 .tls_key = c->tls_key[0] ? c->tls_key : NULL,
+                                 .tls_ca = c->tls_ca[0] ? c->tls_ca : NULL,
                                  .kick = cluster_kick,
                                  .control = handle_forwarded,
                                  .log = cluster_log,

@@ -62,6 +62,7 @@
 
 #include "avm_err.h"
 #include "codec.h"
+#include "tls.h"
 #include "transport_internal.h"
 
 #define LINK_MAGIC "avm-link"
@@ -124,6 +125,15 @@ typedef struct link_conn {
     size_t frame_len, frame_got;
     /* Outbound: writes queued in libuv. */
     size_t nwrites, wbytes;
+    /* TLS (l->tls set): the session, the other side's address (inbound:
+     * "IP:PORT"), and the machine its certificate was found to name (inbound:
+     * checked against each frame's sender). */
+    avm_tls *tls;
+    uint8_t *pt; /* small frames waiting to be encrypted together */
+    size_t pt_len;
+    char remote[64];
+    char tls_name[NAME_MAX_LEN + 1];
+    uint64_t opened_ms; /* inbound TLS: accepted at (its handshake's deadline) */
 } link_conn;
 
 /* One queued write: the length header and the frame. */
@@ -206,7 +216,15 @@ struct avm_link {
     link_pending *pending;
     avm_link_req *held;
     bool stopped;
+    avm_tls_ctx *tls;     /* mutual TLS on every connection (NULL: plaintext) */
+    uv_prepare_t flusher; /* TLS: writes out what was encrypted, before the poll */
+    link_conn *taking;    /* the connection whose frames are being taken */
+    struct {              /* recent refusals, not logged again for a while */
+        char key[160];    /* remote host and reason */
+        uint64_t at_ms;
+    } refused[8];
     uint8_t rbuf[READ_CHUNK]; /* every read lands here (one loop thread) */
+    uint8_t pbuf[READ_CHUNK]; /* what TLS decrypts from it */
 };
 
 static void on_handle_closed(uv_handle_t *h);
@@ -337,6 +355,8 @@ static void on_conn_closed(uv_handle_t *h)
 {
     link_conn *c = h->data;
     avm_link *l = c->l;
+    avm_tls_free(c->tls);
+    free(c->pt);
     free(c->frame);
     free(c);
     if (--l->open_handles == 0)
@@ -389,6 +409,87 @@ static link_conn *conn_new(avm_link *l, link_peer *p)
     return c;
 }
 
+/* --- Refusals (loop thread) -------------------------------------------------- */
+
+/* A refusal of the same remote host for the same reason is logged once in this
+ * long (a peer redials every RECONN_MAX_MS). */
+#define REFUSAL_QUIET_MS 10000
+
+static void link_logf(avm_link *l, int level, const char *event, const char *k,
+                      const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+static void link_logf(avm_link *l, int level, const char *event, const char *k,
+                      const char *fmt, ...)
+{
+    if (l->cfg.log == NULL)
+        return;
+    char v[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(v, sizeof(v), fmt, ap);
+    va_end(ap);
+    l->cfg.log(l->cfg.arg, level, event, k, v);
+}
+
+/* Whether host was refused for why within REFUSAL_QUIET_MS; notes it now if not. */
+static bool refusal_quiet(avm_link *l, const char *host, const char *why)
+{
+    char key[sizeof(l->refused[0].key)];
+    if (snprintf(key, sizeof(key), "%s %s", host, why) < 0) /* cut: fine */
+        key[0] = '\0';
+    uint64_t now = mono_ms();
+    size_t n = sizeof(l->refused) / sizeof(l->refused[0]), oldest = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(l->refused[i].key, key) == 0) {
+            if (l->refused[i].at_ms + REFUSAL_QUIET_MS > now)
+                return true;
+            l->refused[i].at_ms = now;
+            return false;
+        }
+        if (l->refused[i].at_ms < l->refused[oldest].at_ms)
+            oldest = i;
+    }
+    snprintf(l->refused[oldest].key, sizeof(l->refused[oldest].key), "%s", key);
+    l->refused[oldest].at_ms = now;
+    return false;
+}
+
+static void refuse(link_conn *c, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* Refuses c: a warning naming the remote address and why, then c is closed
+ * (nothing more it carries is taken). */
+static void refuse(link_conn *c, const char *fmt, ...)
+{
+    if (c->closing)
+        return;
+    avm_link *l = c->l;
+    char why[768];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof(why), fmt, ap);
+    va_end(ap);
+    char host[sizeof(c->remote)];
+    snprintf(host, sizeof(host), "%s", c->remote);
+    char *colon = strrchr(host, ':');
+    if (colon != NULL && c->peer == NULL)
+        *colon = '\0'; /* the port of an accepted connection changes at each dial */
+    if (!refusal_quiet(l, c->peer != NULL ? c->peer->url : host, why)) {
+        if (c->peer != NULL)
+            link_logf(l, AVM_LINK_LOG_WARN, "link.refused", "error", "%s at %s: %s",
+                      c->peer->name, c->peer->url, why);
+        else
+            link_logf(l, AVM_LINK_LOG_WARN, "link.refused", "error",
+                      "connection from %s: %s", c->remote, why);
+    }
+    if (c->tls != NULL && avm_tls_out_pending(c->tls) > 0) {
+        /* The alert that tells the peer why, if the socket takes it now. */
+        uint8_t a[1024];
+        uv_buf_t b =
+            uv_buf_init((char *)a, (unsigned)avm_tls_out_take(c->tls, a, sizeof(a)));
+        uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+    }
+    conn_close(c);
+}
+
 static void on_write(uv_write_t *req, int status)
 {
     link_write *w = req->data;
@@ -407,12 +508,122 @@ static void on_write(uv_write_t *req, int status)
         pump_peer(c->peer, mono_ms());
 }
 
+/* Writes out what TLS has encrypted for c; false when c was closed (the stream
+ * cannot go on without those bytes). */
+static bool conn_flush(link_conn *c)
+{
+    size_t n = avm_tls_out_pending(c->tls);
+    if (n == 0)
+        return true;
+    link_write *w = malloc(sizeof(*w) + n);
+    if (w == NULL) {
+        conn_close(c);
+        return false;
+    }
+    w->c = c;
+    w->len = avm_tls_out_take(c->tls, w->data, n);
+    w->req.data = w;
+    uv_buf_t buf = uv_buf_init((char *)w->data, (unsigned)w->len);
+    if (uv_write(&w->req, (uv_stream_t *)&c->tcp, &buf, 1, on_write) != 0) {
+        free(w);
+        conn_close(c);
+        return false;
+    }
+    c->nwrites++;
+    c->wbytes += w->len;
+    return true;
+}
+
+/* Plaintext encrypted at a time on a TLS connection, and written out before the
+ * next: the memory BIO never holds more than about this much (a 16 MiB frame does
+ * not sit there twice, plaintext-sized). */
+#define TLS_CHUNK (256u * 1024)
+/* Small frames collect in a buffer of this size (one TLS record's worth of
+ * plaintext) and are encrypted together: one record, not one per frame. */
+#define TLS_RECORD 16384u
+
+/* Encrypts what collected in c's plaintext buffer. False when c was refused. */
+static bool tls_seal(link_conn *c)
+{
+    if (c->pt_len == 0)
+        return true;
+    size_t n = c->pt_len;
+    c->pt_len = 0;
+    if (avm_tls_write(c->tls, c->pt, n) != 0) {
+        refuse(c, "%s", avm_tls_why(c->tls));
+        return false;
+    }
+    return true;
+}
+
+/* The loop is about to poll: every TLS connection encrypts what collected and
+ * writes it out. (A frame queued by another prepare callback run after this one
+ * would wait for the next iteration, after a poll: nothing in avmd queues frames
+ * from a prepare handle. An idle handle instead, which keeps the poll from
+ * blocking, made avmd's replicated-controller puts 2-4x slower at one client.) */
+static void on_flush(uv_prepare_t *h)
+{
+    avm_link *l = h->data;
+    uv_prepare_stop(h);
+    for (link_conn *c = l->inbound, *next; c != NULL; c = next) {
+        next = c->next; /* a failed flush unlinks c */
+        if (c->tls != NULL && !c->closing && tls_seal(c))
+            conn_flush(c);
+    }
+    for (link_peer *p = l->peers; p != NULL; p = p->next)
+        if (p->conn != NULL && p->conn->tls != NULL && !p->conn->closing &&
+            tls_seal(p->conn))
+            conn_flush(p->conn);
+}
+
+/* Encrypts hdr and data on c's TLS session: small frames collect (written out
+ * before the loop polls: the records of many frames in one write), large ones go
+ * out TLS_CHUNK at a time. */
+static bool tls_conn_write(link_conn *c, const uint8_t *hdr, size_t hlen,
+                           const void *data, size_t len)
+{
+    if (!avm_tls_established(c->tls))
+        return false;
+    if (c->pt == NULL && (c->pt = malloc(TLS_RECORD)) == NULL)
+        return false;
+    if (hlen + len > TLS_RECORD - c->pt_len && !tls_seal(c))
+        return false;
+    if (hlen + len <= TLS_RECORD - c->pt_len) {
+        memcpy(c->pt + c->pt_len, hdr, hlen);
+        if (len > 0)
+            memcpy(c->pt + c->pt_len + hlen, data, len);
+        c->pt_len += hlen + len;
+        if (c->pt_len == TLS_RECORD && !tls_seal(c))
+            return false;
+        if (avm_tls_out_pending(c->tls) >= TLS_CHUNK)
+            return conn_flush(c);
+        uv_prepare_start(&c->l->flusher, on_flush);
+        return true;
+    }
+    const uint8_t *d = data;
+    bool ok = avm_tls_write(c->tls, hdr, hlen) == 0;
+    for (size_t off = 0; ok && off < len;) {
+        size_t k = len - off < TLS_CHUNK ? len - off : TLS_CHUNK;
+        ok = avm_tls_write(c->tls, d + off, k) == 0;
+        off += k;
+        if (ok && !conn_flush(c))
+            return false;
+    }
+    if (!ok) {
+        refuse(c, "%s", avm_tls_why(c->tls));
+        return false;
+    }
+    return true;
+}
+
 /* Queues raw bytes on c; false when it cannot take them now. */
 static bool conn_write(link_conn *c, const uint8_t *hdr, size_t hlen, const void *data,
                        size_t len)
 {
     if (c->nwrites > 0 && (c->nwrites >= SEND_BUF || c->wbytes + len > SEND_BYTES))
         return false;
+    if (c->tls != NULL)
+        return tls_conn_write(c, hdr, hlen, data, len);
     link_write *w = malloc(sizeof(*w) + hlen + len);
     if (w == NULL)
         return false;
@@ -520,22 +731,26 @@ static bool take_frames(link_conn *c, const uint8_t *p, size_t n)
     return true;
 }
 
-static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+/* Why the other side's first bytes are not the header we want. */
+static void refuse_header(link_conn *c)
 {
-    link_conn *c = s->data;
-    (void)buf;
-    if (c->closing)
-        return;
-    if (nread < 0) {
-        conn_close(c); /* the other side closed, or the connection broke */
-        return;
-    }
-    const uint8_t *p = c->l->rbuf;
-    size_t n = (size_t)nread;
+    if (c->hdr[0] == 0x16 && c->hdr[1] == 0x03)
+        refuse(c, "the peer speaks TLS (this node runs without --tls-cert)");
+    else if (c->hdr[0] == 0x15 && c->hdr[1] == 0x03)
+        refuse(c, "the peer sent a TLS alert (it requires TLS; this node runs without "
+                  "--tls-cert)");
+    else
+        refuse(c, "not an avm link: its header is not SP %s",
+               c->peer != NULL ? "pull0" : "push0");
+}
+
+/* Plaintext from the other side (after TLS, when on). */
+static void conn_input(link_conn *c, const uint8_t *p, size_t n)
+{
     if (!c->ready) {
         ssize_t k = take_header(c, p, n);
         if (k < 0) {
-            conn_close(c);
+            refuse_header(c);
             return;
         }
         p += k;
@@ -552,9 +767,77 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     }
     if (c->peer != NULL)
         return; /* a pull0 side sends nothing after its header */
+    c->l->taking = c;
     if (n > 0 && !take_frames(c, p, n) && !c->closing)
         conn_close(c);
+    c->l->taking = NULL;
     ack_soon(c->l);
+}
+
+/* The TLS session of c came up: the SP header goes first, as on a plaintext
+ * connection. */
+static bool tls_up(link_conn *c)
+{
+    uint8_t hdr[SP_HDR_LEN];
+    sp_header(hdr, c->peer != NULL ? SP_PUSH0 : SP_PULL0);
+    if (!conn_write(c, hdr, SP_HDR_LEN, NULL, 0)) {
+        conn_close(c);
+        return false;
+    }
+    return true;
+}
+
+/* Ciphertext from the other side: the handshake, then plaintext for conn_input. */
+static void tls_input(link_conn *c, const uint8_t *p, size_t n)
+{
+    avm_link *l = c->l;
+    avm_tls_feed(c->tls, p, n);
+    if (!avm_tls_established(c->tls)) {
+        int r = avm_tls_handshake(c->tls);
+        if (r < 0) {
+            refuse(c, "%s", avm_tls_why(c->tls));
+            return;
+        }
+        if (!conn_flush(c) || r == 0 || !tls_up(c))
+            return;
+    }
+    while (!c->closing && !l->stopped) {
+        ssize_t k = avm_tls_read(c->tls, l->pbuf, sizeof(l->pbuf));
+        if (k == 0)
+            break;
+        if (k < 0) {
+            if (c->ready)
+                conn_close(c); /* it was up: the peer closed, or broke the session */
+            else
+                refuse(c, "%s", avm_tls_why(c->tls));
+            return;
+        }
+        conn_input(c, l->pbuf, (size_t)k);
+    }
+    if (!c->closing)
+        conn_flush(c);
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    link_conn *c = s->data;
+    (void)buf;
+    if (c->closing)
+        return;
+    if (nread < 0) {
+        /* The other side closed, or the connection broke. Before the link was up,
+         * it most likely refused us (a peer that needs TLS, or our certificate). */
+        if (!c->ready && c->peer != NULL)
+            refuse(c, "the peer closed the connection before the link was up (%s)",
+                   c->tls != NULL ? "did it refuse our certificate, or run without TLS?"
+                                  : "does it require TLS?");
+        conn_close(c);
+        return;
+    }
+    if (c->tls != NULL)
+        tls_input(c, c->l->rbuf, (size_t)nread);
+    else
+        conn_input(c, c->l->rbuf, (size_t)nread);
 }
 
 static void on_connection(uv_stream_t *server, int status)
@@ -572,8 +855,32 @@ static void on_connection(uv_stream_t *server, int status)
     uint8_t hdr[SP_HDR_LEN];
     sp_header(hdr, SP_PULL0);
     if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0 ||
-        uv_tcp_nodelay(&c->tcp, 1) != 0 || !conn_write(c, hdr, SP_HDR_LEN, NULL, 0) ||
-        uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0)
+        uv_tcp_nodelay(&c->tcp, 1) != 0) {
+        conn_close(c);
+        return;
+    }
+    struct sockaddr_storage ss;
+    int sl = sizeof(ss);
+    char ip[INET6_ADDRSTRLEN] = "?";
+    int port = 0;
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &sl) == 0) {
+        if (ss.ss_family == AF_INET6) {
+            uv_ip6_name((struct sockaddr_in6 *)&ss, ip, sizeof(ip));
+            port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+        } else {
+            uv_ip4_name((struct sockaddr_in *)&ss, ip, sizeof(ip));
+            port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+        }
+    }
+    snprintf(c->remote, sizeof(c->remote), "%s:%d", ip, port);
+    c->opened_ms = mono_ms();
+    /* With TLS, the client speaks first; the header follows the handshake. */
+    if (l->tls != NULL ? (c->tls = avm_tls_new(l->tls, true, NULL)) == NULL
+                       : !conn_write(c, hdr, SP_HDR_LEN, NULL, 0)) {
+        conn_close(c);
+        return;
+    }
+    if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0)
         conn_close(c);
 }
 
@@ -584,9 +891,24 @@ static void on_connect(uv_connect_t *req, int status)
         return;
     uint8_t hdr[SP_HDR_LEN];
     sp_header(hdr, SP_PUSH0);
-    if (status < 0 || uv_tcp_nodelay(&c->tcp, 1) != 0 ||
-        !conn_write(c, hdr, SP_HDR_LEN, NULL, 0) ||
-        uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0)
+    if (status < 0 || uv_tcp_nodelay(&c->tcp, 1) != 0) {
+        conn_close(c);
+        return;
+    }
+    if (c->l->tls != NULL) {
+        /* The ClientHello; the header follows the handshake (tls_up). */
+        c->tls = avm_tls_new(c->l->tls, false, c->peer->name);
+        if (c->tls == NULL || avm_tls_handshake(c->tls) < 0) {
+            refuse(c, "%s", c->tls != NULL ? avm_tls_why(c->tls) : "out of memory");
+            return;
+        }
+        if (!conn_flush(c))
+            return;
+    } else if (!conn_write(c, hdr, SP_HDR_LEN, NULL, 0)) {
+        conn_close(c);
+        return;
+    }
+    if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0)
         conn_close(c);
 }
 
@@ -601,6 +923,7 @@ static void dial(link_peer *p)
         return;
     }
     p->conn = c;
+    snprintf(c->remote, sizeof(c->remote), "%s", p->url);
     c->connect.data = c;
     if (uv_tcp_connect(&c->connect, &c->tcp, (const struct sockaddr *)&p->addr,
                        on_connect) != 0) {
@@ -953,8 +1276,30 @@ static void on_request_frame(avm_link *l, link_peer *p, const link_frame *f)
     l->cfg.on_request(l->cfg.arg, r, p->name, f->word, f->body);
 }
 
+/* With TLS, whether the certificate of the connection being read names the machine
+ * the frame claims to come from; else the connection is refused. */
+static bool sender_is_certified(avm_link *l, const link_frame *f)
+{
+    link_conn *c = l->taking;
+    if (c == NULL || c->tls == NULL || strcmp(c->tls_name, f->from) == 0)
+        return true;
+    if (!avm_tls_peer_is(c->tls, f->from)) {
+        char cn[NAME_MAX_LEN + 1];
+        avm_tls_peer_cn(c->tls, cn, sizeof(cn));
+        refuse(c,
+               "its certificate (CN=%s) does not name %s, the machine its frames "
+               "claim to come from",
+               cn, f->from);
+        return false;
+    }
+    snprintf(c->tls_name, sizeof(c->tls_name), "%s", f->from);
+    return true;
+}
+
 static void on_frame(avm_link *l, link_frame *f)
 {
+    if (!sender_is_certified(l, f))
+        return;
     link_peer *p = find_peer(l, f->from);
     if (p == NULL)
         return; /* not a peer of ours */
@@ -1004,6 +1349,13 @@ static void on_hb(uv_timer_t *t)
     avm_link *l = t->data;
     uint64_t now = mono_ms();
     uint64_t old = (uint64_t)RESEND_PERIODS * l->hb_ms;
+    /* An accepted TLS connection whose handshake and header do not come in time
+     * holds no more of the node's memory. */
+    for (link_conn *c = l->inbound, *next; c != NULL; c = next) {
+        next = c->next;
+        if (c->tls != NULL && !c->ready && c->opened_ms + HANDSHAKE_MS <= now)
+            refuse(c, "no TLS handshake and link header within %d ms", HANDSHAKE_MS);
+    }
     for (link_peer *p = l->peers; p != NULL; p = p->next) {
         send_heartbeat(p);
         /* Push again what waited too long for its acknowledgement. */
@@ -1051,6 +1403,7 @@ static void link_free(avm_link *l)
         l->held = r->next;
         free(r);
     }
+    avm_tls_ctx_free(l->tls);
     free(l->self);
     free(l->advertise);
     free(l);
@@ -1114,10 +1467,20 @@ int avm_link_start(uv_loop_t *loop, const avm_link_config *cfg, avm_link **out,
     l->max_unacked = cfg->max_unacked ? cfg->max_unacked : 65536;
     l->session = new_session();
     l->next_corr = 1;
-
-    if ((rv = uv_tcp_init(loop, &l->listener)) != 0) {
+    bool any_tls = cfg->tls_cert != NULL || cfg->tls_key != NULL || cfg->tls_ca != NULL;
+    if (any_tls && (cfg->tls_cert == NULL || cfg->tls_key == NULL || cfg->tls_ca == NULL))
+        rv = avm__failf(
+            errmsg, errlen, AVM_EINVAL,
+            "TLS needs a certificate, its key and the CA (all three, or none)");
+    else if (any_tls)
+        rv = avm_tls_ctx_new(cfg->tls_cert, cfg->tls_key, cfg->tls_ca, &l->tls, errmsg,
+                             errlen);
+    l->cfg.tls_cert = l->cfg.tls_key = l->cfg.tls_ca = NULL;
+    if (rv == 0 && (rv = uv_tcp_init(loop, &l->listener)) != 0)
         rv = avm__failf(errmsg, errlen, AVM_EIO, "cannot open a socket for %s: %s",
                         cfg->listen, uv_strerror(rv));
+    if (rv != 0) {
+        avm_tls_ctx_free(l->tls);
         free(l->self);
         free(l);
         return rv;
@@ -1133,8 +1496,10 @@ int avm_link_start(uv_loop_t *loop, const avm_link_config *cfg, avm_link **out,
     }
     uv_timer_init(loop, &l->hb); /* cannot fail */
     uv_timer_init(loop, &l->ackt);
-    l->hb.data = l->ackt.data = l;
-    l->open_handles += 2;
+    uv_prepare_init(loop, &l->flusher);
+    uv_unref((uv_handle_t *)&l->flusher); /* it never keeps the loop alive */
+    l->hb.data = l->ackt.data = l->flusher.data = l;
+    l->open_handles += 3;
     uv_timer_start(&l->hb, on_hb, l->hb_ms, l->hb_ms);
     *out = l;
     return 0;
@@ -1172,6 +1537,7 @@ void avm_link_stop(avm_link *l)
     uv_close((uv_handle_t *)&l->listener, on_handle_closed);
     uv_close((uv_handle_t *)&l->hb, on_handle_closed);
     uv_close((uv_handle_t *)&l->ackt, on_handle_closed);
+    uv_close((uv_handle_t *)&l->flusher, on_handle_closed);
 }
 
 int avm_link_set_advertise(avm_link *l, const char *url)

@@ -29,6 +29,15 @@
  * Frames to a peer are also checked against the peer's advertised max_frame
  * (AVM_ETOOBIG), so that one frame the peer would refuse cannot block the pair.
  *
+ * TLS. With tls_cert, tls_key and tls_ca set, every connection (dialled or
+ * accepted) is mutual TLS 1.3 (tls.h) before anything else is sent: both sides
+ * present a certificate signed by the cluster CA. A dialled peer's certificate must
+ * name the peer (subject CN or DNS SAN); an accepted connection's certificate must
+ * name the machine its frames come from. A connection that fails any of this (no
+ * certificate, another CA, expired, a name mismatch, a plaintext peer, garbage) is
+ * refused: logged as a warning "link.refused" naming the remote address and the
+ * reason, and closed; nothing it carried is delivered.
+ *
  * All callbacks run on the loop thread; every call must come from it. */
 #ifndef AVM_LINK_H
 #define AVM_LINK_H
@@ -46,6 +55,9 @@
 
 typedef struct avm_link avm_link;
 typedef struct avm_link_req avm_link_req;
+
+/* Log levels of avm_link_config.log (as avmd's). */
+enum { AVM_LINK_LOG_DEBUG, AVM_LINK_LOG_INFO, AVM_LINK_LOG_WARN, AVM_LINK_LOG_ERROR };
 
 typedef struct avm_link_config {
     const char *self;      /* this machine's name */
@@ -68,11 +80,16 @@ typedef struct avm_link_config {
     /* The peer's heartbeats name an address other than the one we dial (it
      * restarted elsewhere, see avm_link_set_advertise). May be NULL. */
     void (*on_moved)(void *arg, const char *peer, const char *url);
+    /* Mutual TLS on every connection (all three PEM files, or none: plaintext). */
+    const char *tls_cert, *tls_key, *tls_ca;
+    /* The link's log: an event and one key/value pair. May be NULL. */
+    void (*log)(void *arg, int level, const char *event, const char *k, const char *v);
     void *arg;
 } avm_link_config;
 
 /* Starts a link: listens on cfg->listen (a host name there or in avm_link_add_peer
- * is resolved at once, blocking). Unless the program handles SIGPIPE, the first
+ * is resolved at once, blocking). The TLS files are read now: AVM_EINVAL naming the
+ * file and the reason when one is missing, unreadable or invalid. Unless the program handles SIGPIPE, the first
  * start sets it to be ignored: a peer that goes away must not kill the process. */
 int avm_link_start(uv_loop_t *loop, const avm_link_config *cfg, avm_link **out,
                    char *errmsg, size_t errlen);

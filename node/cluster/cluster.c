@@ -121,6 +121,15 @@ static void logf_(avm_cluster *c, int level, const char *event, const char *k,
     c->cfg.log(c->cfg.arg, level, event, k, v);
 }
 
+/* The links' log (refused connections) goes to the daemon's. */
+static void on_link_log(void *arg, int level, const char *event, const char *k,
+                        const char *v)
+{
+    avm_cluster *c = arg;
+    if (c->cfg.log != NULL)
+        c->cfg.log(c->cfg.arg, level, event, k, v);
+}
+
 static void kick(avm_cluster *c)
 {
     if (c->cfg.kick != NULL)
@@ -1947,6 +1956,10 @@ int avm_cluster_start(uv_loop_t *loop, const avm_cluster_config *cfg, avm_cluste
                           .on_heard = on_heard,
                           .on_restart = on_restart,
                           .on_moved = on_moved,
+                          .tls_cert = cfg->tls_cert,
+                          .tls_key = cfg->tls_key,
+                          .tls_ca = cfg->tls_ca,
+                          .log = on_link_log,
                           .arg = c};
     int rv = avm_link_start(loop, &lc, &c->link, errmsg, errlen);
     if (rv != 0) {

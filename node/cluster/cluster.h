@@ -58,6 +58,8 @@ typedef struct avm_cluster_config {
     /* The solver's time limit when a bundle's home settles its members' choices
      * (0: 5000 ms). */
     uint32_t solver_timeout_ms;
+    /* Mutual TLS on every link (PEM files: all three, or none; link.h). */
+    const char *tls_cert, *tls_key, *tls_ca;
     /* Up-calls to the daemon. */
     void (*kick)(void *arg); /* the manager has work: run rounds */
     /* A control request forwarded from another node: answer it through req. */
