@@ -234,22 +234,27 @@ BEHAVIOURS='(behavior acct
         (list (getState)))))
 (defun mk (beh c n acc) (if (= n 0) acc (mk beh c (- n 1) (cons (createObj beh c) acc))))
 (defun init (l v) (if (null? l) 0 (do (call (head l) (list (quote init) v)) (init (tail l) v))))'
-# make BEH CTL COUNT [INIT]: COUNT new objects of behaviour BEH under CTL (one
-# transaction); prints their ids, one a line.
+# make BEH CTL COUNT [INIT [NODE]]: COUNT new objects of behaviour BEH under CTL (one
+# transaction, run on NODE, default n1: their machine); prints their ids, one a line.
 make() {
   local f=$RUN/make.avm r
   printf '%s\n(main (let ((tx (beginTx #ctl"%s")) (l (mk "%s" #ctl"%s" %d (quote ()))))\n  %s (if (commitTx tx) l (quote ()))))\n' \
     "$BEHAVIOURS" "$2" "$1" "$2" "$3" "${4:+(init l $4)}" >"$f"
   for _ in 1 2 3 4 5; do
-    r=$(ctl n1 run "$f" --json --timeout 30000 2>&1 | jq -r '.result[]?.object' 2>/dev/null)
+    r=$(ctl "${5:-n1}" run "$f" --json --timeout 30000 2>&1 | jq -r '.result[]?.object' 2>/dev/null)
     [ "$(echo "$r" | grep -c .)" = "$3" ] && { echo "$r"; return 0; }
     sleep 1
   done
   return 1
 }
-ACCTS=$( { make acct A 4 100 && make acct B 4 100; } ) || { finding "the bank accounts cannot be made"; exit 1; }
-[ "$(echo "$ACCTS" | wc -l)" = 8 ] || { finding "accounts: $ACCTS"; exit 1; }
-mapfile -t ACCT <<<"$ACCTS" # 0-3 under A, 4-7 under B
+# Accounts 0-3 under A, 4-7 under B; then for each node nI, 8+2(I-1) under A and
+# 9+2(I-1) under B, made on nI (their machine): the coordinator-kill probes.
+ACCTS=$( { make acct A 4 100 && make acct B 4 100 &&
+  for n in $(nodes); do make acct A 1 100 "$n" && make acct B 1 100 "$n" || exit 1; done; } ) ||
+  { finding "the bank accounts cannot be made"; exit 1; }
+[ "$(echo "$ACCTS" | wc -l)" = $(( 8 + 2 * N )) ] || { finding "accounts: $ACCTS"; exit 1; }
+mapfile -t ACCT <<<"$ACCTS"
+NACCT=${#ACCT[@]}
 NKEYS=$(( SECONDS_RUN / KEY_WINDOW_S + KEYS_ACTIVE + 2 ))
 KA=() KB=()
 while [ ${#KA[@]} -lt $NKEYS ]; do
@@ -259,8 +264,8 @@ while [ ${#KA[@]} -lt $NKEYS ]; do
   r=$(make lst B $b) || { finding "keys under B cannot be made"; exit 1; }
   mapfile -t -O ${#KB[@]} KB <<<"$r"
 done
-log "bank: accounts ${ACCT[*]} (a0-a3 under A, b0-b3 under B), 100 each; list-append: $NKEYS keys under A, $NKEYS under B"
-{ for i in 0 1 2 3; do echo "a$i ${ACCT[$i]} A"; echo "b$i ${ACCT[$((i + 4))]} B"; done; } >"$OUT/accounts.txt"
+log "bank: accounts ${ACCT[*]} (0-3 under A, 4-7 under B, then A and B probes of n1..n$N), 100 each; list-append: $NKEYS keys under A, $NKEYS under B"
+{ for ((i = 0; i < NACCT; i++)); do echo "$i ${ACCT[$i]} $( { [ $i -lt 4 ] || { [ $i -ge 8 ] && [ $(( i % 2 )) = 0 ]; }; } && echo A || echo B)"; done; } >"$OUT/accounts.txt"
 { for i in "${!KA[@]}"; do echo "A$i ${KA[$i]}"; echo "B$i ${KB[$i]}"; done; } >"$OUT/keys.txt"
 
 # --- Workloads -------------------------------------------------------------------------
@@ -407,25 +412,57 @@ fault_partition() { # majority | leader | bridge
   hold 1500 6000
   heal
 }
-# The node that drives a commit across A and B (its TM) is SIGKILLed while the commit
-# is in flight (ctrl.latency's txn.inflight), or the leader of the coordinator's group.
+# Coordinator kill: the nemesis runs a transfer of its own between two probe accounts
+# of a node (one under A, one under B, made on that node, so that the execution stays
+# there: two-phase commit) through that node, polls its commits across controllers
+# in flight (ctrl.latency's txn.inflight: the probe's, or a client's) and, once it
+# sees one, SIGKILLs that node (the TM, which drives the protocol) or the leader of A
+# (the coordinator's group unless the TM leads B). The probe's
+# outcome goes to the bank ledger (kind "probe"), checked with the other transfers.
+PROBE=0
+inflight() { # true when NODE drives a commit across controllers now
+  case $(ctl "$1" controller latency --json --timeout 500 2>/dev/null) in
+    *'["inflight",0]'*) return 1 ;;
+    *'["inflight",'*) return 0 ;;
+  esac
+  return 1
+}
 fault_coord() {
-  local end=$(( $(now_ms) + 8000 )) tm="" n
-  while [ -z "$tm" ] && [ "$(now_ms)" -lt $end ]; do
-    for n in $(up_nodes); do
-      f=$(ctl "$n" controller latency --json --timeout 500 2>/dev/null | jq -r '[.txn[] | select(.[0] == "inflight") | .[1]][0] // 0' 2>/dev/null)
-      [ "${f:-0}" -gt 0 ] 2>/dev/null && { tm=$n; break; }
+  local try tm v what rp hit f hist=$OUT/bank.probe.jsonl
+  for try in 1 2 3 4 5 6 7 8; do
+    tm=$(pick "$(up_nodes)"); [ -n "$tm" ] || return 0
+    PROBE=$((PROBE + 1))
+    local id=$(( 9000000 + PROBE )) proc=$(( 500000 + PROBE )) val
+    local pa=$(( 8 + 2 * (${tm#n} - 1) )); local pb=$(( pa + 1 ))
+    val="[$id,$pa,$pb,1]"
+    printf '(main (let ((tx (beginTx (list #ctl"A" #ctl"B"))))\n  (call #obj"%s" (list (quote x) -1 %d))\n  (call #obj"%s" (list (quote x) 1 %d))\n  (list (commitTx tx))))\n' \
+      "${ACCT[$pa]}" $id "${ACCT[$pb]}" $id >"$RUN/probe.avm"
+    echo "{\"process\":$proc,\"type\":\"invoke\",\"f\":\"transfer\",\"value\":$val,\"kind\":\"probe\",\"time\":$(nanos)}" >>"$hist"
+    ctl "$tm" run "$RUN/probe.avm" --json --timeout $TXN_TIMEOUT >"$RUN/probe.out" 2>/dev/null &
+    rp=$!
+    hit=""
+    while kill -0 $rp 2>/dev/null; do
+      inflight "$tm" && { hit=1; break; }
     done
+    if [ -n "$hit" ]; then
+      v=$tm what="the TM (it drives a commit across A and B now: the probe's or a client's)"
+      if [ $(( RANDOM % 2 )) = 1 ]; then
+        l=$(leader_of A) && { v=$l; what="the leader of A (the coordinator's group unless the TM leads B) while $tm drives a commit across A and B"; }
+      fi
+      stop9 "$v"; count coord-kill
+      log "coord-kill: SIGKILL $v, $what (try $try)"
+    fi
+    wait $rp
+    ty=$(jq -r 'if .outcome == "done" and .result[0] == true then "ok"
+                elif .outcome == "done" and .result[0] == false then "fail" else "info" end' "$RUN/probe.out" 2>/dev/null)
+    echo "{\"process\":$proc,\"type\":\"${ty:-info}\",\"f\":\"transfer\",\"value\":$val,\"kind\":\"probe\",\"time\":$(nanos)}" >>"$hist"
+    if [ -n "$hit" ]; then
+      hold 300 2000
+      start "$v"
+      return 0
+    fi
   done
-  [ -n "$tm" ] || { log "coord-kill: no commit across controllers seen in flight"; skipped coord-kill; return 0; }
-  local v=$tm what="the TM of a commit in flight"
-  if [ $(( RANDOM % 2 )) = 1 ]; then
-    l=$(leader_of A) && { v=$l; what="the leader of A (coordinator group) while $tm drives a commit"; }
-  fi
-  stop9 "$v"; count coord-kill
-  log "coord-kill: SIGKILL $v, $what"
-  hold 300 2000
-  start "$v"
+  log "coord-kill: the probe's commit was never seen in flight ($try tries)"; skipped coord-kill
 }
 # Disk full: the tmpfs of DISK_NODE's data directory filled with a ballast file. The
 # node must stop cleanly naming the cause, or keep serving; the ballast removed, it
@@ -560,16 +597,18 @@ final_read() { # FILE: prints the result JSON once a read-only transaction commi
   local end=$(( $(now_ms) + 60000 )) r
   while [ "$(now_ms)" -lt $end ]; do
     for n in $(up_nodes); do
-      r=$(ctl "$n" run "$1" --json --timeout $TXN_TIMEOUT 2>/dev/null)
+      r=$(ctl "$n" run "$1" --json --timeout $TXN_TIMEOUT 2>&1)
       [ "$(jq -r '.result[0]' <<<"$r" 2>/dev/null)" = true ] && { jq -c .result <<<"$r"; return 0; }
+      echo "$(date +%T) $n: $r" >>"$OUT/final_read.err"
+      case $r in *compile-error*) return 1 ;; esac
     done
     sleep 1
   done
   return 1
 }
 { printf '(main (let ((tx (beginTx (list #ctl"A" #ctl"B")))'
-  for i in 0 1 2 3 4 5 6 7; do printf ' (s%d (call #obj"%s" (list (quote get))))' $i "${ACCT[$i]}"; done
-  printf ')\n  (list (commitTx tx) s0 s1 s2 s3 s4 s5 s6 s7)))\n'; } >"$RUN/bankread.avm"
+  for ((i = 0; i < NACCT; i++)); do printf ' (s%d (call #obj"%s" (list (quote get))))' $i "${ACCT[$i]}"; done
+  printf ')\n  (list (commitTx tx)'; for ((i = 0; i < NACCT; i++)); do printf ' s%d' $i; done; printf ')))\n'; } >"$RUN/bankread.avm"
 final_read "$RUN/bankread.avm" >"$OUT/bank_final.json" || finding "the final bank read does not commit"
 FINAL_P=1000000
 val="" body="" ret=""
@@ -604,15 +643,17 @@ arc=$?
 [ $arc = 0 ] || [ $arc = 1 ] || finding "analyze.py failed ($arc): $(tail -3 "$OUT/analysis.txt")"
 [ $arc = 1 ] && FAILED=1
 if [ -f "$CHECKER" ]; then
-  python3 "$CHECKER" "$OUT/history.jsonl" >"$OUT/checker.json" 2>"$OUT/checker.err"
+  python3 "$CHECKER" "$OUT/history.jsonl" >"$OUT/checker.txt" 2>&1
+  python3 "$CHECKER" "$OUT/history.jsonl" --json >"$OUT/checker.json" 2>"$OUT/checker.err"
   crc=$?
   case $crc in
     0) anomalies=0 ;;
-    1) anomalies=$(jq -r 'if type == "array" then length elif .anomalies then (.anomalies | if type == "array" then length elif type == "object" then ([.[] | if type == "array" then length else 1 end] | add) else 1 end) else 1 end' "$OUT/checker.json" 2>/dev/null | head -1)
-       [ -n "$anomalies" ] || anomalies="some"
-       finding "the checker found anomalies ($anomalies): $(head -c 600 "$OUT/checker.json")" ;;
+    1) anomalies=$(jq -r '.stats.anomaly_counts // {} | to_entries | map("\(.key) \(.value)") | join(", ")' "$OUT/checker.json" 2>/dev/null)
+       [ -n "$anomalies" ] || anomalies="some (see checker.txt)"
+       finding "the checker found anomalies: $anomalies (explained in $OUT/checker.txt)" ;;
     *) anomalies="? (checker exit $crc)"; finding "the checker could not check the history (exit $crc): $(head -3 "$OUT/checker.err")" ;;
   esac
+  [ $crc = 1 ] && sed -n '1,12p' "$OUT/checker.txt"
 else
   anomalies="not checked"
   finding "no checker at $CHECKER: the list-append history is not checked"
