@@ -57,7 +57,8 @@ RANDOM=$SEED
 
 cleanup() {
   touch "$RUN/stop" 2>/dev/null
-  for p in $CLIENTS; do kill "$p" 2>/dev/null; done
+  # the client loops and the avmctl each is waiting for
+  for p in $CLIENTS; do pkill -P "$p" 2>/dev/null; kill "$p" 2>/dev/null; done
   for i in "${!PID[@]}"; do
     p=${PID[$i]}
     [ -n "$p" ] && { kill -CONT "$p" 2>/dev/null; kill -9 "$p" 2>/dev/null; }
