@@ -28,6 +28,7 @@
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/rep.h>
 #include <nng/protocol/reqrep0/req.h>
+#include <nng/supplemental/tls/tls.h>
 
 #include "avm_err.h"
 #include "codec.h"
@@ -815,6 +816,10 @@ typedef struct ctl_listener {
     nng_listener retired; /* replaced at the last check; closed at the next */
     dev_t dev;            /* the socket file we put at path, so that stop */
     ino_t ino;            /* removes it only if it is still ours */
+    /* tls+tcp:// only: the listener's handshake failure counts, last seen (see
+     * tls_refused). */
+    bool tls;
+    uint64_t refused[5];
 } ctl_listener;
 
 struct avm_ctl_server {
@@ -826,6 +831,8 @@ struct avm_ctl_server {
     size_t nlisteners;
     avm_ctl_handler handler;
     void *arg;
+    nng_tls_config *tls; /* of the tls+tcp:// listeners, or NULL */
+    void (*refused)(void *arg, const char *url, uint64_t n, const char *cause);
     size_t max_frame;
     avm_ctl_req *reqs;
     unsigned nreqs;
@@ -1064,6 +1071,8 @@ static void on_async(uv_async_t *h)
 
 static void server_free(avm_ctl_server *s)
 {
+    if (s->tls != NULL)
+        nng_tls_config_free(s->tls);
     pthread_mutex_destroy(&s->mu);
     for (size_t i = 0; i < s->nlisteners; i++) {
         free(s->listeners[i].url);
@@ -1079,6 +1088,186 @@ static void on_handle_closed(uv_handle_t *h)
     avm_ctl_server *s = h->data;
     if (--s->open_handles == 0)
         server_free(s);
+}
+
+/* --- TLS -------------------------------------------------------------------
+ *
+ * nng's TLS engine (mbedTLS in Debian's nng 1.5.2) takes PEM text; the files are
+ * read here so that a failure names the file and its cause, each file on its own
+ * (nng reports only NNG_ECRYPTO). */
+
+/* Larger files are not certificates. */
+#define TLS_FILE_MAX (1u << 20)
+
+bool avm_ctl_url_is_tls(const char *url)
+{
+    return url != NULL && strncmp(url, "tls+tcp://", 10) == 0;
+}
+
+/* The NUL-terminated text of the PEM file at path (what names it in messages),
+ * in *out (free it). A key file the group or others may read is refused. */
+static int tls_read(const char *path, const char *what, bool secret, char **out,
+                    char *errmsg, size_t errlen)
+{
+    *out = NULL;
+    FILE *f = fopen(path, "rb");
+    if (f == NULL)
+        return avm__failf(errmsg, errlen, AVM_EINVAL, "cannot read the %s %s: %s", what,
+                          path, strerror(errno));
+    struct stat st;
+    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
+        fclose(f);
+        return avm__failf(errmsg, errlen, AVM_EINVAL, "the %s %s is not a regular file",
+                          what, path);
+    }
+    if (secret && (st.st_mode & 077) != 0) {
+        fclose(f);
+        return avm__failf(errmsg, errlen, AVM_EINVAL,
+                          "the %s %s has mode %04o: the group or others may read it "
+                          "(chmod 600 it)",
+                          what, path, (unsigned)(st.st_mode & 07777));
+    }
+    if (st.st_size > (off_t)TLS_FILE_MAX) {
+        fclose(f);
+        return avm__failf(errmsg, errlen, AVM_EINVAL,
+                          "the %s %s is larger than %u bytes: not a PEM file", what, path,
+                          TLS_FILE_MAX);
+    }
+    char *text = malloc((size_t)st.st_size + 1);
+    if (text == NULL) {
+        fclose(f);
+        return avm__failf(errmsg, errlen, AVM_ENOMEM, "out of memory");
+    }
+    size_t n = fread(text, 1, (size_t)st.st_size, f);
+    int bad = ferror(f);
+    fclose(f);
+    text[n] = '\0';
+    if (bad) {
+        free(text);
+        return avm__failf(errmsg, errlen, AVM_EINVAL, "cannot read the %s %s", what,
+                          path);
+    }
+    if (strlen(text) != n || strstr(text, "-----BEGIN ") == NULL) {
+        free(text);
+        return avm__failf(errmsg, errlen, AVM_EINVAL,
+                          "the %s %s is not PEM text (no -----BEGIN line; convert DER "
+                          "with openssl x509/pkey -inform der)",
+                          what, path);
+    }
+    *out = text;
+    return 0;
+}
+
+/* Frees a buffer that may hold a private key, wiping it first. */
+static void tls_wipe_free(char *p)
+{
+    if (p == NULL)
+        return;
+    volatile char *v = p;
+    for (size_t i = 0; v[i] != '\0'; i++)
+        v[i] = 0;
+    free(p);
+}
+
+/* A TLS configuration for mode from t: own certificate and key (when t->cert),
+ * the CA the peer must chain to, the peer's certificate required, TLS 1.2 at
+ * least; a client checks server_name (when not NULL). 0 or AVM_EINVAL /
+ * AVM_ENOMEM naming the file at fault. */
+static int tls_config_make(const avm_ctl_tls *t, nng_tls_mode mode,
+                           const char *server_name, nng_tls_config **out, char *errmsg,
+                           size_t errlen)
+{
+    *out = NULL;
+    if (t->ca == NULL || t->ca[0] == '\0')
+        return avm__failf(errmsg, errlen, AVM_EINVAL,
+                          "no CA file: the peer's certificate cannot be checked");
+    if (mode == NNG_TLS_MODE_SERVER && (t->cert == NULL || t->cert[0] == '\0'))
+        return avm__failf(errmsg, errlen, AVM_EINVAL, "no certificate file");
+    if (t->key != NULL && t->key[0] != '\0' && (t->cert == NULL || t->cert[0] == '\0'))
+        return avm__failf(errmsg, errlen, AVM_EINVAL,
+                          "a key file (%s) without a certificate file", t->key);
+    char *ca = NULL, *cert = NULL, *key = NULL;
+    nng_tls_config *cfg = NULL, *probe = NULL;
+    int rv, nrv;
+    if ((rv = tls_read(t->ca, "CA file", false, &ca, errmsg, errlen)) != 0)
+        goto out;
+    bool has_cert = t->cert != NULL && t->cert[0] != '\0';
+    bool split = t->key != NULL && t->key[0] != '\0';
+    if (has_cert) {
+        /* The key may be in the certificate's file: then that file is secret. */
+        if ((rv = tls_read(t->cert, "certificate file", !split, &cert, errmsg, errlen)) !=
+            0)
+            goto out;
+        if (split && (rv = tls_read(t->key, "key file", true, &key, errmsg, errlen)) != 0)
+            goto out;
+        const char *k = split ? key : cert;
+        const char *kf = split ? t->key : t->cert;
+        if (strstr(k, "PRIVATE KEY-----") == NULL) {
+            rv = avm__failf(errmsg, errlen, AVM_EINVAL,
+                            "%s holds no private key (no -----BEGIN ... PRIVATE KEY----- "
+                            "line)%s",
+                            kf, split ? "" : ": give the key file too");
+            goto out;
+        }
+        if (strstr(k, "ENCRYPTED") != NULL) {
+            rv = avm__failf(errmsg, errlen, AVM_EINVAL,
+                            "the private key in %s is encrypted: give an unencrypted "
+                            "key (openssl pkey -in KEY -out PLAIN), readable by this "
+                            "user only",
+                            kf);
+            goto out;
+        }
+    }
+    if ((nrv = nng_tls_config_alloc(&cfg, mode)) != 0 ||
+        (has_cert && (nrv = nng_tls_config_alloc(&probe, NNG_TLS_MODE_CLIENT)) != 0)) {
+        rv = avm__failf(errmsg, errlen, nrv == NNG_ENOMEM ? AVM_ENOMEM : AVM_EINVAL,
+                        "cannot set up TLS: %s%s", nng_strerror(nrv),
+                        nrv == NNG_ENOTSUP ? " (this nng is built without TLS)" : "");
+        goto out;
+    }
+    if ((nrv = nng_tls_config_ca_chain(cfg, ca, NULL)) != 0) {
+        rv = avm__failf(errmsg, errlen, AVM_EINVAL,
+                        "the CA file %s holds no certificate mbedTLS can read (%s)",
+                        t->ca, nng_strerror(nrv));
+        goto out;
+    }
+    if (has_cert) {
+        /* The certificate alone first, so that a failure names the right file. */
+        if ((nrv = nng_tls_config_ca_chain(probe, cert, NULL)) != 0) {
+            rv = avm__failf(errmsg, errlen, AVM_EINVAL,
+                            "the certificate file %s holds no certificate mbedTLS can "
+                            "read (%s)",
+                            t->cert, nng_strerror(nrv));
+            goto out;
+        }
+        if ((nrv = nng_tls_config_own_cert(cfg, cert, split ? key : cert, NULL)) != 0) {
+            rv = avm__failf(errmsg, errlen, AVM_EINVAL,
+                            "the private key in %s cannot be read by mbedTLS (%s): give "
+                            "an unencrypted RSA or EC key in PEM",
+                            split ? t->key : t->cert, nng_strerror(nrv));
+            goto out;
+        }
+    }
+    if ((nrv = nng_tls_config_auth_mode(cfg, NNG_TLS_AUTH_MODE_REQUIRED)) != 0 ||
+        (nrv = nng_tls_config_version(cfg, NNG_TLS_1_2, NNG_TLS_1_3)) != 0 ||
+        (server_name != NULL &&
+         (nrv = nng_tls_config_server_name(cfg, server_name)) != 0)) {
+        rv = avm__failf(errmsg, errlen, nrv == NNG_ENOMEM ? AVM_ENOMEM : AVM_EINVAL,
+                        "cannot set up TLS: %s", nng_strerror(nrv));
+        goto out;
+    }
+    *out = cfg;
+    cfg = NULL;
+    rv = 0;
+out:
+    if (cfg != NULL)
+        nng_tls_config_free(cfg);
+    if (probe != NULL)
+        nng_tls_config_free(probe);
+    free(ca);
+    tls_wipe_free(cert); /* may hold the key */
+    tls_wipe_free(key);
+    return rv;
 }
 
 /* --- ipc listeners ------------------------------------------------------------
@@ -1105,10 +1294,49 @@ static void on_handle_closed(uv_handle_t *h)
  * would also let nng's stale-file probe wedge another server, so the server probes
  * the path itself first, with a complete handshake (ipc_path_live). */
 
+/* The accept error counts nng keeps per listener (nni_listener_bump_error), with
+ * what they mean for a tls+tcp:// listener, whose accepts include the handshakes
+ * (TLS, then SP). */
+static const struct {
+    const char *stat, *cause;
+} tls_causes[5] = {
+    {"auth", "TLS handshake failed: no client certificate, one not signed by the "
+             "control CA, or not TLS at all"},
+    {"proto", "not an nng req peer after the TLS handshake"},
+    {"disconnect", "connection reset during the handshake"},
+    {"timeout", "handshake not finished within 10 s"},
+    {"other", "connection closed during the handshake"},
+};
+
+static uint64_t listener_stat(nng_stat *all, nng_listener l, const char *name);
+
+/* Loop thread: reports the handshake failures of the tls+tcp:// listeners since
+ * the last check (cfg->refused). */
+static void tls_refused(avm_ctl_server *s, nng_stat *all)
+{
+    for (size_t i = 0; i < s->nlisteners; i++) {
+        ctl_listener *cl = &s->listeners[i];
+        if (!cl->tls)
+            continue;
+        for (size_t k = 0; k < 5; k++) {
+            uint64_t n = listener_stat(all, cl->l, tls_causes[k].stat);
+            if (n > cl->refused[k] && s->refused != NULL)
+                s->refused(s->arg, cl->url, n - cl->refused[k], tls_causes[k].cause);
+            cl->refused[k] = n;
+        }
+    }
+}
+
 /* The count of "other" accept errors of listener l, from a stats snapshot. Not
  * with nng_stat_find_listener: in nng 1.5.2 it returns the first listener's
  * statistics whatever the id (its search recurses without the id). */
 static uint64_t listener_other(nng_stat *all, nng_listener l)
+{
+    return listener_stat(all, l, "other");
+}
+
+/* Listener l's statistic name (a counter), from a stats snapshot. */
+static uint64_t listener_stat(nng_stat *all, nng_listener l, const char *name)
 {
     uint64_t id = (uint64_t)nng_listener_id(l);
     for (nng_stat *c = nng_stat_child(all); c != NULL; c = nng_stat_next(c)) {
@@ -1118,8 +1346,8 @@ static uint64_t listener_other(nng_stat *all, nng_listener l)
         nng_stat *sid = nng_stat_find(c, "id");
         if (sid == NULL || nng_stat_value(sid) != id)
             continue;
-        nng_stat *other = nng_stat_find(c, "other");
-        return other != NULL ? nng_stat_value(other) : 0;
+        nng_stat *v = nng_stat_find(c, name);
+        return v != NULL ? nng_stat_value(v) : 0;
     }
     return 0;
 }
@@ -1228,6 +1456,7 @@ static void on_watch(uv_timer_t *t)
     nng_stat *all;
     if (nng_stats_get(&all) != 0)
         return;
+    tls_refused(s, all);
     for (size_t i = 0; i < s->nlisteners; i++) {
         ctl_listener *cl = &s->listeners[i];
         if (cl->path == NULL || listener_other(all, cl->l) <= cl->other ||
@@ -1264,6 +1493,12 @@ static int listen_on(avm_ctl_server *s, ctl_listener *cl, char *errmsg, size_t e
                               rv == EADDRINUSE ? "another process is listening there"
                                                : strerror(rv));
         rv = ipc_listen(s, cl, &cl->l);
+    } else if (avm_ctl_url_is_tls(cl->url)) {
+        cl->tls = true;
+        if ((rv = nng_listener_create(&cl->l, s->sock, cl->url)) == 0 &&
+            ((rv = nng_listener_set_ptr(cl->l, NNG_OPT_TLS_CONFIG, s->tls)) != 0 ||
+             (rv = nng_listener_start(cl->l, 0)) != 0))
+            nng_listener_close(cl->l);
     } else {
         rv = nng_listen(s->sock, cl->url, &cl->l, 0);
     }
@@ -1299,6 +1534,7 @@ int avm_ctl_server_start(uv_loop_t *loop, const avm_ctl_server_config *cfg,
         return avm__failf(errmsg, errlen, AVM_ENOMEM, "out of memory");
     s->handler = cfg->handler;
     s->arg = cfg->arg;
+    s->refused = cfg->refused;
     s->max_frame = cfg->max_frame ? cfg->max_frame : AVM_CTL_MAX_FRAME;
     s->nreqs = cfg->contexts ? cfg->contexts : 64;
     s->reqs = calloc(s->nreqs, sizeof(*s->reqs));
@@ -1311,7 +1547,28 @@ int avm_ctl_server_start(uv_loop_t *loop, const avm_ctl_server_config *cfg,
         return avm__failf(errmsg, errlen, AVM_ENOMEM, "out of memory");
     }
 
-    int rv = nng_rep0_open(&s->sock);
+    int rv;
+    bool any_tls = false;
+    for (size_t i = 0; i < cfg->nurls; i++)
+        any_tls |= avm_ctl_url_is_tls(cfg->urls[i]);
+    for (size_t i = 0; i < cfg->nurls && any_tls; i++) {
+        if (!avm_ctl_url_is_tls(cfg->urls[i]))
+            continue;
+        if (cfg->tls == NULL) {
+            rv = avm__failf(errmsg, errlen, AVM_EINVAL,
+                            "%s needs TLS files: a certificate, its key and a CA",
+                            cfg->urls[i]);
+            goto err_free;
+        }
+        char terr[512];
+        if ((rv = tls_config_make(cfg->tls, NNG_TLS_MODE_SERVER, NULL, &s->tls, terr,
+                                  sizeof(terr))) != 0) {
+            rv = avm__failf(errmsg, errlen, rv, "%s: %s", cfg->urls[i], terr);
+            goto err_free;
+        }
+        break;
+    }
+    rv = nng_rep0_open(&s->sock);
     if (rv != 0) {
         rv = avm__nng_fail(errmsg, errlen, rv, "cannot open the control socket for",
                            cfg->urls[0]);
@@ -1360,7 +1617,7 @@ int avm_ctl_server_start(uv_loop_t *loop, const avm_ctl_server_config *cfg,
     uv_timer_init(loop, &s->watch); /* cannot fail */
     s->watch.data = s;
     s->open_handles = 2;
-    if (any_ipc) {
+    if (any_ipc || (any_tls && s->refused != NULL)) {
         uv_timer_start(&s->watch, on_watch, WATCH_MS, WATCH_MS);
         uv_unref((uv_handle_t *)&s->watch); /* the async handle keeps the loop */
     }
@@ -1594,6 +1851,11 @@ bool avm_ctl_req_abandoned(const avm_ctl_req *req)
 
 struct avm_ctl_client {
     nng_socket sock;
+    /* tls+tcp:// only: the dialer, started by the first call (client_connect) so
+     * that a failed handshake is reported with its cause instead of retried in the
+     * background until the call times out. */
+    nng_dialer dialer;
+    bool tls, connected, dial_failed;
     uint64_t next_id;
     char *token; /* sent as "auth" (avm_ctl_client_set_token), or NULL */
     char url[];  /* the normalised address */
@@ -1632,7 +1894,8 @@ int avm_ctl_normalize_addr(const char *addr, char *url, size_t len, char *errmsg
     else
         return avm__failf(
             errmsg, errlen, AVM_EINVAL,
-            "node address \"%s\" is not an nng URL (ipc://PATH, tcp://HOST:PORT), "
+            "node address \"%s\" is not an nng URL (ipc://PATH, tcp://HOST:PORT, "
+            "tls+tcp://HOST:PORT), "
             "HOST:PORT or a socket path",
             addr);
     int n = snprintf(url, len, "%s%s", prefix, addr);
@@ -1642,8 +1905,33 @@ int avm_ctl_normalize_addr(const char *addr, char *url, size_t len, char *errmsg
     return 0;
 }
 
+/* The host of a tls+tcp://HOST:PORT URL in buf (without IPv6 brackets). */
+static int url_host(const char *url, char *buf, size_t len, char *errmsg, size_t errlen)
+{
+    const char *h = strstr(url, "://") + 3;
+    const char *end = strrchr(h, ':');
+    if (end == NULL || end == h)
+        return avm__failf(errmsg, errlen, AVM_EINVAL, "%s has no HOST:PORT", url);
+    if (h[0] == '[' && end[-1] == ']') {
+        h++;
+        end--;
+    }
+    size_t n = (size_t)(end - h);
+    if (n == 0 || n >= len)
+        return avm__failf(errmsg, errlen, AVM_EINVAL, "%s has no usable host", url);
+    memcpy(buf, h, n);
+    buf[n] = '\0';
+    return 0;
+}
+
 int avm_ctl_client_open(const char *addr, avm_ctl_client **out, char *errmsg,
                         size_t errlen)
+{
+    return avm_ctl_client_open_tls(addr, NULL, out, errmsg, errlen);
+}
+
+int avm_ctl_client_open_tls(const char *addr, const avm_ctl_tls *tls,
+                            avm_ctl_client **out, char *errmsg, size_t errlen)
 {
     *out = NULL;
     size_t cap = (addr ? strlen(addr) : 0) + sizeof("ipc://");
@@ -1652,9 +1940,32 @@ int avm_ctl_client_open(const char *addr, avm_ctl_client **out, char *errmsg,
         return avm__failf(errmsg, errlen, AVM_ENOMEM, "out of memory");
     c->next_id = 0;
     c->token = NULL;
+    c->tls = c->connected = c->dial_failed = false;
+    nng_tls_config *tcfg = NULL;
     int rv = avm_ctl_normalize_addr(addr, c->url, cap, errmsg, errlen);
     if (rv != 0)
         goto err_free;
+    if (avm_ctl_url_is_tls(c->url)) {
+        char host[256], terr[512];
+        if (tls == NULL) {
+            rv = avm__failf(errmsg, errlen, AVM_EINVAL,
+                            "%s needs TLS files: at least the CA that signed the "
+                            "node's certificate, and this client's certificate and key",
+                            c->url);
+            goto err_free;
+        }
+        if ((rv = url_host(c->url, host, sizeof(host), errmsg, errlen)) != 0)
+            goto err_free;
+        const char *name = tls->server_name != NULL && tls->server_name[0] != '\0'
+                               ? tls->server_name
+                               : host;
+        if ((rv = tls_config_make(tls, NNG_TLS_MODE_CLIENT, name, &tcfg, terr,
+                                  sizeof(terr))) != 0) {
+            rv = avm__failf(errmsg, errlen, rv, "%s: %s", c->url, terr);
+            goto err_free;
+        }
+        c->tls = true;
+    }
     if ((rv = nng_req0_open(&c->sock)) != 0) {
         rv = avm__nng_fail(errmsg, errlen, rv, "cannot open a socket for", c->url);
         goto err_free;
@@ -1668,9 +1979,18 @@ int avm_ctl_client_open(const char *addr, avm_ctl_client **out, char *errmsg,
         rv = avm__nng_fail(errmsg, errlen, rv, "cannot set up a socket for", c->url);
         goto err_close;
     }
-    /* Non-blocking: the dialer connects (and reconnects) in the background, so
-     * that a missing node shows as a call's timeout rather than a hang here. */
-    if ((rv = nng_dial(c->sock, c->url, NULL, NNG_FLAG_NONBLOCK)) != 0) {
+    if (c->tls) {
+        /* Started by the first call (client_connect). */
+        if ((rv = nng_dialer_create(&c->dialer, c->sock, c->url)) != 0 ||
+            (rv = nng_dialer_set_ptr(c->dialer, NNG_OPT_TLS_CONFIG, tcfg)) != 0) {
+            rv = avm__nng_fail(errmsg, errlen, rv, "cannot connect to", c->url);
+            goto err_close;
+        }
+        nng_tls_config_free(tcfg); /* the dialer holds it */
+        tcfg = NULL;
+    } else if ((rv = nng_dial(c->sock, c->url, NULL, NNG_FLAG_NONBLOCK)) != 0) {
+        /* Non-blocking: the dialer connects (and reconnects) in the background, so
+         * that a missing node shows as a call's timeout rather than a hang here. */
         rv = avm__nng_fail(errmsg, errlen, rv, "cannot connect to", c->url);
         goto err_close;
     }
@@ -1680,8 +2000,121 @@ int avm_ctl_client_open(const char *addr, avm_ctl_client **out, char *errmsg,
 err_close:
     nng_close(c->sock);
 err_free:
+    if (tcfg != NULL)
+        nng_tls_config_free(tcfg);
     free(c);
     return rv;
+}
+
+/* The first connection of a tls+tcp:// client: a synchronous dial (which reports
+ * why it failed, where a background one would retry) on a thread, so that the
+ * caller's deadline bounds it (a peer that does not answer the handshake, a TCP
+ * connection that hangs). */
+typedef struct dial_job {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    nng_dialer d;
+    bool done;
+    int rv;
+} dial_job;
+
+static void *dial_thread(void *arg)
+{
+    dial_job *j = arg;
+    int rv = nng_dialer_start(j->d, 0);
+    pthread_mutex_lock(&j->mu);
+    j->rv = rv;
+    j->done = true;
+    pthread_cond_signal(&j->cv);
+    pthread_mutex_unlock(&j->mu);
+    return NULL;
+}
+
+static int dial_fail(const avm_ctl_client *c, int rv, char *errmsg, size_t errlen)
+{
+    const char *why;
+    switch (rv) {
+    case NNG_ECRYPTO:
+    case NNG_EPEERAUTH:
+        why = "the TLS handshake failed: the node refused this client's certificate "
+              "(or this client has none: give --tls-cert and --tls-key), or the "
+              "node's certificate is not signed by the CA given with --tls-ca or does "
+              "not name the host (--tls-server-name)";
+        break;
+    case NNG_ECONNREFUSED:
+        why = "connection refused (is avmd running, with this tls+tcp:// control "
+              "address?)";
+        break;
+    case NNG_ECONNSHUT:
+    case NNG_ECONNRESET:
+    case NNG_ECLOSED:
+        why = "the node closed the connection during the TLS handshake (it refused "
+              "this client's certificate, or this is not a tls+tcp:// endpoint)";
+        break;
+    case NNG_EPROTO:
+        why = "the peer is not an avm control endpoint (protocol mismatch)";
+        break;
+    case NNG_ETIMEDOUT:
+        why = "the handshake did not finish in time";
+        break;
+    default:
+        why = nng_strerror(rv);
+        break;
+    }
+    return avm__failf(errmsg, errlen, AVM_EIO, "cannot connect to %s: %s (nng: %s)",
+                      c->url, why, nng_strerror(rv));
+}
+
+static int client_connect(avm_ctl_client *c, int timeout_ms, char *errmsg, size_t errlen)
+{
+    if (c->dial_failed)
+        return avm__failf(errmsg, errlen, AVM_EIO,
+                          "cannot connect to %s: an earlier attempt failed", c->url);
+    dial_job *j = calloc(1, sizeof(*j));
+    if (j == NULL)
+        return avm__failf(errmsg, errlen, AVM_ENOMEM, "out of memory");
+    pthread_mutex_init(&j->mu, NULL);
+    pthread_cond_init(&j->cv, NULL);
+    j->d = c->dialer;
+    pthread_t th;
+    if (pthread_create(&th, NULL, dial_thread, j) != 0) {
+        pthread_cond_destroy(&j->cv);
+        pthread_mutex_destroy(&j->mu);
+        free(j);
+        return avm__failf(errmsg, errlen, AVM_EIO, "cannot start a thread to connect");
+    }
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += timeout_ms / 1000;
+    until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&j->mu);
+    while (!j->done)
+        if (pthread_cond_timedwait(&j->cv, &j->mu, &until) == ETIMEDOUT)
+            break;
+    bool done = j->done;
+    int rv = j->rv;
+    pthread_mutex_unlock(&j->mu);
+    if (!done)
+        nng_dialer_close(c->dialer); /* ends the dial: the thread returns */
+    pthread_join(th, NULL);
+    pthread_cond_destroy(&j->cv);
+    pthread_mutex_destroy(&j->mu);
+    free(j);
+    if (!done) {
+        c->dial_failed = true;
+        return avm__failf(errmsg, errlen, AVM_EIO,
+                          "no answer from %s within %d ms (is avmd running? no TLS "
+                          "connection could be made)",
+                          c->url, timeout_ms);
+    }
+    if (rv != 0)
+        return dial_fail(c, rv, errmsg, errlen);
+    c->connected = true;
+    return 0;
 }
 
 const char *avm_ctl_client_url(const avm_ctl_client *c)
@@ -1793,7 +2226,14 @@ int avm_ctl_call(avm_ctl_client *c, const char *op, avm_val body, int timeout_ms
     /* One deadline for both halves: the send waits for a connection, the receive
      * for the node. */
     int64_t deadline = now_ms() + timeout_ms;
-    if ((rv = nng_socket_set_ms(c->sock, NNG_OPT_SENDTIMEO, timeout_ms)) != 0 ||
+    if (c->tls && !c->connected &&
+        (rv = client_connect(c, timeout_ms, errmsg, errlen)) != 0) {
+        nng_msg_free(m);
+        return rv;
+    }
+    int64_t send_left = deadline - now_ms();
+    if ((rv = nng_socket_set_ms(c->sock, NNG_OPT_SENDTIMEO,
+                                send_left > 0 ? (int)send_left : 1)) != 0 ||
         (rv = nng_sendmsg(c->sock, m, 0)) != 0) {
         nng_msg_free(m);
         return call_fail(c, rv, timeout_ms, errmsg, errlen);
