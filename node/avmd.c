@@ -1695,6 +1695,17 @@ int main(int argc, char **argv)
             }
         goto out;
     }
+    if (any_tls) {
+        /* Before the store opens: a file that does not load stops the start. */
+        avm_ctl_tls t = {.cert = c->control_tls_cert,
+                         .key = c->control_tls_key[0] ? c->control_tls_key : NULL,
+                         .ca = c->control_tls_ca};
+        char terr[1200];
+        if (avm_ctl_tls_check(&t, true, terr, sizeof(terr)) != 0) {
+            fprintf(stderr, "avmd: --control-tls-*: %s\n", terr);
+            goto out;
+        }
+    }
     if (!any_tls && (c->control_tls_cert[0] != '\0' || c->control_tls_key[0] != '\0' ||
                      c->control_tls_ca[0] != '\0')) {
         fprintf(stderr, "avmd: --control-tls-cert/-key/-ca apply to tls+tcp:// control "

@@ -30,6 +30,11 @@
 #include <nng/protocol/reqrep0/req.h>
 #include <nng/supplemental/tls/tls.h>
 
+#include <mbedtls/error.h>
+#include <mbedtls/pk.h>
+#include <mbedtls/version.h>
+#include <mbedtls/x509_crt.h>
+
 #include "avm_err.h"
 #include "codec.h"
 #include "transport_internal.h"
@@ -1169,13 +1174,73 @@ static void tls_wipe_free(char *p)
     free(p);
 }
 
+/* The first certificate in the PEM text cert (its file certfile) must be valid
+ * now and its public key must match the private key in key (keyfile): mbedTLS
+ * would load either way, and every handshake would fail. */
+static int tls_check_pair(const char *cert, const char *key, const char *certfile,
+                          const char *keyfile, char *errmsg, size_t errlen)
+{
+    mbedtls_x509_crt crt;
+    mbedtls_pk_context pk;
+    mbedtls_x509_crt_init(&crt);
+    mbedtls_pk_init(&pk);
+    char why[160];
+    int rv = 0, mrv;
+    if ((mrv = mbedtls_x509_crt_parse(&crt, (const unsigned char *)cert,
+                                      strlen(cert) + 1)) < 0) {
+        mbedtls_strerror(mrv, why, sizeof(why));
+        rv = avm__failf(errmsg, errlen, AVM_EINVAL,
+                        "the certificate file %s holds no certificate mbedTLS can read "
+                        "(%s)",
+                        certfile, why);
+        goto out;
+    }
+#if MBEDTLS_VERSION_MAJOR < 3
+    mrv = mbedtls_pk_parse_key(&pk, (const unsigned char *)key, strlen(key) + 1, NULL, 0);
+#else
+    mrv = -1; /* mbedTLS 3 wants a random generator here: left to nng */
+#endif
+    if (mrv != 0 && MBEDTLS_VERSION_MAJOR < 3) {
+        mbedtls_strerror(mrv, why, sizeof(why));
+        rv = avm__failf(errmsg, errlen, AVM_EINVAL,
+                        "the private key in %s cannot be read by mbedTLS (%s): give an "
+                        "unencrypted RSA or EC key in PEM",
+                        keyfile, why);
+        goto out;
+    }
+    if (mrv == 0 && mbedtls_pk_check_pair(&crt.pk, &pk) != 0) {
+        rv = avm__failf(errmsg, errlen, AVM_EINVAL,
+                        "the private key in %s is not the key of the certificate in %s",
+                        keyfile, certfile);
+        goto out;
+    }
+    if (mbedtls_x509_time_is_past(&crt.valid_to)) {
+        rv = avm__failf(errmsg, errlen, AVM_EINVAL,
+                        "the certificate in %s expired on %04d-%02d-%02d", certfile,
+                        crt.valid_to.year, crt.valid_to.mon, crt.valid_to.day);
+        goto out;
+    }
+    if (mbedtls_x509_time_is_future(&crt.valid_from)) {
+        rv = avm__failf(errmsg, errlen, AVM_EINVAL,
+                        "the certificate in %s is not valid before %04d-%02d-%02d "
+                        "(is this host's clock right?)",
+                        certfile, crt.valid_from.year, crt.valid_from.mon,
+                        crt.valid_from.day);
+        goto out;
+    }
+out:
+    mbedtls_x509_crt_free(&crt);
+    mbedtls_pk_free(&pk);
+    return rv;
+}
+
 /* A TLS configuration for mode from t: own certificate and key (when t->cert),
- * the CA the peer must chain to, the peer's certificate required, TLS 1.2 at
- * least; a client checks server_name (when not NULL). 0 or AVM_EINVAL /
- * AVM_ENOMEM naming the file at fault. */
+ * the CA the peer must chain to, the peer's certificate checked as auth says
+ * (required, but for the client's diagnosis), TLS 1.2 at least; a client checks
+ * server_name (when not NULL). 0 or AVM_EINVAL / AVM_ENOMEM naming the file at fault. */
 static int tls_config_make(const avm_ctl_tls *t, nng_tls_mode mode,
-                           const char *server_name, nng_tls_config **out, char *errmsg,
-                           size_t errlen)
+                           nng_tls_auth_mode auth, const char *server_name,
+                           nng_tls_config **out, char *errmsg, size_t errlen)
 {
     *out = NULL;
     if (t->ca == NULL || t->ca[0] == '\0')
@@ -1195,18 +1260,27 @@ static int tls_config_make(const avm_ctl_tls *t, nng_tls_mode mode,
     bool split = t->key != NULL && t->key[0] != '\0';
     if (has_cert) {
         /* The key may be in the certificate's file: then that file is secret. */
-        if ((rv = tls_read(t->cert, "certificate file", !split, &cert, errmsg, errlen)) !=
+        if ((rv = tls_read(t->cert, "certificate file", false, &cert, errmsg, errlen)) !=
             0)
             goto out;
+        /* With the key in it, it is as secret as a key file. */
+        if (!split && strstr(cert, "PRIVATE KEY-----") != NULL &&
+            (rv = tls_read(t->cert, "certificate and key file", true, &key, errmsg,
+                           errlen)) != 0)
+            goto out;
+        tls_wipe_free(key);
+        key = NULL;
         if (split && (rv = tls_read(t->key, "key file", true, &key, errmsg, errlen)) != 0)
             goto out;
         const char *k = split ? key : cert;
         const char *kf = split ? t->key : t->cert;
         if (strstr(k, "PRIVATE KEY-----") == NULL) {
-            rv = avm__failf(errmsg, errlen, AVM_EINVAL,
-                            "%s holds no private key (no -----BEGIN ... PRIVATE KEY----- "
-                            "line)%s",
-                            kf, split ? "" : ": give the key file too");
+            rv = avm__failf(
+                errmsg, errlen, AVM_EINVAL,
+                "%s holds no private key (no -----BEGIN ... PRIVATE KEY----- "
+                "line)%s",
+                kf,
+                split ? "" : ": give the key file too (--tls-key, --control-tls-key)");
             goto out;
         }
         if (strstr(k, "ENCRYPTED") != NULL) {
@@ -1240,6 +1314,9 @@ static int tls_config_make(const avm_ctl_tls *t, nng_tls_mode mode,
                             t->cert, nng_strerror(nrv));
             goto out;
         }
+        if ((rv = tls_check_pair(cert, split ? key : cert, t->cert,
+                                 split ? t->key : t->cert, errmsg, errlen)) != 0)
+            goto out;
         if ((nrv = nng_tls_config_own_cert(cfg, cert, split ? key : cert, NULL)) != 0) {
             rv = avm__failf(errmsg, errlen, AVM_EINVAL,
                             "the private key in %s cannot be read by mbedTLS (%s): give "
@@ -1248,7 +1325,7 @@ static int tls_config_make(const avm_ctl_tls *t, nng_tls_mode mode,
             goto out;
         }
     }
-    if ((nrv = nng_tls_config_auth_mode(cfg, NNG_TLS_AUTH_MODE_REQUIRED)) != 0 ||
+    if ((nrv = nng_tls_config_auth_mode(cfg, auth)) != 0 ||
         (nrv = nng_tls_config_version(cfg, NNG_TLS_1_2, NNG_TLS_1_3)) != 0 ||
         (server_name != NULL &&
          (nrv = nng_tls_config_server_name(cfg, server_name)) != 0)) {
@@ -1267,6 +1344,16 @@ out:
     free(ca);
     tls_wipe_free(cert); /* may hold the key */
     tls_wipe_free(key);
+    return rv;
+}
+
+int avm_ctl_tls_check(const avm_ctl_tls *t, bool server, char *errmsg, size_t errlen)
+{
+    nng_tls_config *cfg;
+    int rv = tls_config_make(t, server ? NNG_TLS_MODE_SERVER : NNG_TLS_MODE_CLIENT,
+                             NNG_TLS_AUTH_MODE_REQUIRED, NULL, &cfg, errmsg, errlen);
+    if (rv == 0)
+        nng_tls_config_free(cfg);
     return rv;
 }
 
@@ -1561,7 +1648,8 @@ int avm_ctl_server_start(uv_loop_t *loop, const avm_ctl_server_config *cfg,
             goto err_free;
         }
         char terr[512];
-        if ((rv = tls_config_make(cfg->tls, NNG_TLS_MODE_SERVER, NULL, &s->tls, terr,
+        if ((rv = tls_config_make(cfg->tls, NNG_TLS_MODE_SERVER,
+                                  NNG_TLS_AUTH_MODE_REQUIRED, NULL, &s->tls, terr,
                                   sizeof(terr))) != 0) {
             rv = avm__failf(errmsg, errlen, rv, "%s: %s", cfg->urls[i], terr);
             goto err_free;
@@ -1855,7 +1943,11 @@ struct avm_ctl_client {
      * that a failed handshake is reported with its cause instead of retried in the
      * background until the call times out. */
     nng_dialer dialer;
-    bool tls, connected, dial_failed;
+    bool tls, connected, dial_failed, has_cert;
+    /* For client_diagnose: without checking the node's certificate, and checking
+     * it but not its name. */
+    nng_tls_config *probe_none, *probe_noname;
+    char server_name[256], ca[1024];
     uint64_t next_id;
     char *token; /* sent as "auth" (avm_ctl_client_set_token), or NULL */
     char url[];  /* the normalised address */
@@ -1905,6 +1997,15 @@ int avm_ctl_normalize_addr(const char *addr, char *url, size_t len, char *errmsg
     return 0;
 }
 
+static void client_free_tls(avm_ctl_client *c)
+{
+    if (c->probe_none != NULL)
+        nng_tls_config_free(c->probe_none);
+    if (c->probe_noname != NULL)
+        nng_tls_config_free(c->probe_noname);
+    c->probe_none = c->probe_noname = NULL;
+}
+
 /* The host of a tls+tcp://HOST:PORT URL in buf (without IPv6 brackets). */
 static int url_host(const char *url, char *buf, size_t len, char *errmsg, size_t errlen)
 {
@@ -1940,7 +2041,8 @@ int avm_ctl_client_open_tls(const char *addr, const avm_ctl_tls *tls,
         return avm__failf(errmsg, errlen, AVM_ENOMEM, "out of memory");
     c->next_id = 0;
     c->token = NULL;
-    c->tls = c->connected = c->dial_failed = false;
+    c->tls = c->connected = c->dial_failed = c->has_cert = false;
+    c->probe_none = c->probe_noname = NULL;
     nng_tls_config *tcfg = NULL;
     int rv = avm_ctl_normalize_addr(addr, c->url, cap, errmsg, errlen);
     if (rv != 0)
@@ -1959,11 +2061,23 @@ int avm_ctl_client_open_tls(const char *addr, const avm_ctl_tls *tls,
         const char *name = tls->server_name != NULL && tls->server_name[0] != '\0'
                                ? tls->server_name
                                : host;
-        if ((rv = tls_config_make(tls, NNG_TLS_MODE_CLIENT, name, &tcfg, terr,
-                                  sizeof(terr))) != 0) {
+        if ((rv = tls_config_make(tls, NNG_TLS_MODE_CLIENT, NNG_TLS_AUTH_MODE_REQUIRED,
+                                  name, &tcfg, terr, sizeof(terr))) != 0) {
             rv = avm__failf(errmsg, errlen, rv, "%s: %s", c->url, terr);
             goto err_free;
         }
+        /* For the diagnosis of a failed handshake (client_diagnose); the files
+         * loaded once already. */
+        if ((rv = tls_config_make(tls, NNG_TLS_MODE_CLIENT, NNG_TLS_AUTH_MODE_NONE, NULL,
+                                  &c->probe_none, terr, sizeof(terr))) != 0 ||
+            (rv = tls_config_make(tls, NNG_TLS_MODE_CLIENT, NNG_TLS_AUTH_MODE_REQUIRED,
+                                  NULL, &c->probe_noname, terr, sizeof(terr))) != 0) {
+            rv = avm__failf(errmsg, errlen, rv, "%s: %s", c->url, terr);
+            goto err_free;
+        }
+        c->has_cert = tls->cert != NULL && tls->cert[0] != '\0';
+        snprintf(c->server_name, sizeof(c->server_name), "%s", name);
+        snprintf(c->ca, sizeof(c->ca), "%s", tls->ca);
         c->tls = true;
     }
     if ((rv = nng_req0_open(&c->sock)) != 0) {
@@ -1988,7 +2102,7 @@ int avm_ctl_client_open_tls(const char *addr, const avm_ctl_tls *tls,
         }
         nng_tls_config_free(tcfg); /* the dialer holds it */
         tcfg = NULL;
-    } else if ((rv = nng_dial(c->sock, c->url, NULL, NNG_FLAG_NONBLOCK)) != 0) {
+    } else if ((rv = nng_dial(c->sock, c->url, &c->dialer, NNG_FLAG_NONBLOCK)) != 0) {
         /* Non-blocking: the dialer connects (and reconnects) in the background, so
          * that a missing node shows as a call's timeout rather than a hang here. */
         rv = avm__nng_fail(errmsg, errlen, rv, "cannot connect to", c->url);
@@ -2002,6 +2116,7 @@ err_close:
 err_free:
     if (tcfg != NULL)
         nng_tls_config_free(tcfg);
+    client_free_tls(c);
     free(c);
     return rv;
 }
@@ -2065,23 +2180,22 @@ static int dial_fail(const avm_ctl_client *c, int rv, char *errmsg, size_t errle
                       c->url, why, nng_strerror(rv));
 }
 
-static int client_connect(avm_ctl_client *c, int timeout_ms, char *errmsg, size_t errlen)
+/* Starts dialer d synchronously, for at most timeout_ms: nng's result, or
+ * NNG_ETIMEDOUT after closing d (the dial ends then). */
+static int dial_bounded(nng_dialer d, int timeout_ms)
 {
-    if (c->dial_failed)
-        return avm__failf(errmsg, errlen, AVM_EIO,
-                          "cannot connect to %s: an earlier attempt failed", c->url);
     dial_job *j = calloc(1, sizeof(*j));
     if (j == NULL)
-        return avm__failf(errmsg, errlen, AVM_ENOMEM, "out of memory");
+        return NNG_ENOMEM;
     pthread_mutex_init(&j->mu, NULL);
     pthread_cond_init(&j->cv, NULL);
-    j->d = c->dialer;
+    j->d = d;
     pthread_t th;
     if (pthread_create(&th, NULL, dial_thread, j) != 0) {
         pthread_cond_destroy(&j->cv);
         pthread_mutex_destroy(&j->mu);
         free(j);
-        return avm__failf(errmsg, errlen, AVM_EIO, "cannot start a thread to connect");
+        return NNG_ENOMEM;
     }
     struct timespec until;
     clock_gettime(CLOCK_REALTIME, &until);
@@ -2099,17 +2213,102 @@ static int client_connect(avm_ctl_client *c, int timeout_ms, char *errmsg, size_
     int rv = j->rv;
     pthread_mutex_unlock(&j->mu);
     if (!done)
-        nng_dialer_close(c->dialer); /* ends the dial: the thread returns */
+        nng_dialer_close(d); /* ends the dial: the thread returns */
     pthread_join(th, NULL);
     pthread_cond_destroy(&j->cv);
     pthread_mutex_destroy(&j->mu);
     free(j);
-    if (!done) {
-        c->dial_failed = true;
+    return done ? rv : NNG_ETIMEDOUT;
+}
+
+/* Dials the client's URL on a socket of its own with cfg, for at most
+ * timeout_ms, and closes it at once (nothing is sent): nng's result. */
+static int probe_dial(const avm_ctl_client *c, nng_tls_config *cfg, int timeout_ms)
+{
+    nng_socket sock;
+    nng_dialer d;
+    int rv = nng_req0_open(&sock);
+    if (rv != 0)
+        return rv;
+    if ((rv = nng_dialer_create(&d, sock, c->url)) == 0 &&
+        (rv = nng_dialer_set_ptr(d, NNG_OPT_TLS_CONFIG, cfg)) == 0)
+        rv = dial_bounded(d, timeout_ms);
+    nng_close(sock);
+    return rv;
+}
+
+/* Why the handshake failed (NNG_ECRYPTO and NNG_EPEERAUTH say nothing of it): a
+ * dial that does not check the node's certificate tells whether the node refuses
+ * this client; one that checks the certificate but not its name, whether the CA
+ * or the name is wrong. Neither sends anything. NULL when it cannot be told. */
+static const char *client_diagnose(const avm_ctl_client *c, int timeout_ms, char *buf,
+                                   size_t len)
+{
+    int rv = probe_dial(c, c->probe_none, timeout_ms);
+    if (rv == NNG_ECRYPTO || rv == NNG_EPEERAUTH || rv == NNG_ECONNSHUT ||
+        rv == NNG_ECONNRESET || rv == NNG_ECLOSED) {
+        /* A TLS alert is a TLS endpoint's refusal; a closed connection may also
+         * be an endpoint that does not speak TLS. */
+        const char *or_not = rv == NNG_ECRYPTO || rv == NNG_EPEERAUTH
+                                 ? ""
+                                 : ", or the address is not a tls+tcp:// endpoint";
+        if (!c->has_cert)
+            snprintf(buf, len,
+                     "the node requires a client certificate: give --tls-cert and "
+                     "--tls-key (or $AVM_TLS_CERT, $AVM_TLS_KEY)%s",
+                     or_not);
+        else
+            snprintf(buf, len,
+                     "the node refused this client's certificate (it must be signed by "
+                     "the CA of the node's --control-tls-ca)%s",
+                     or_not);
+        return buf;
+    }
+    if (rv != 0)
+        return NULL;
+    rv = probe_dial(c, c->probe_noname, timeout_ms);
+    if (rv == 0) {
+        bool ip = strspn(c->server_name, "0123456789.") == strlen(c->server_name) ||
+                  strchr(c->server_name, ':') != NULL;
+        snprintf(buf, len, "the node's certificate does not carry the name %s%s",
+                 c->server_name,
+                 ip ? " (mbedTLS 2.28 does not match IP addresses against certificates: "
+                      "connect by a DNS name in the certificate, or give "
+                      "--tls-server-name NAME)"
+                    : " (give the name it carries with --tls-server-name)");
+        return buf;
+    }
+    if (rv == NNG_ECRYPTO || rv == NNG_EPEERAUTH) {
+        snprintf(buf, len, "the node's certificate is not signed by the CA in %.400s",
+                 c->ca);
+        return buf;
+    }
+    return NULL;
+}
+
+static int client_connect(avm_ctl_client *c, int timeout_ms, char *errmsg, size_t errlen)
+{
+    if (c->dial_failed)
+        return avm__failf(errmsg, errlen, AVM_EIO,
+                          "cannot connect to %s: an earlier attempt failed", c->url);
+    int64_t start = now_ms();
+    int rv = dial_bounded(c->dialer, timeout_ms);
+    if (rv == NNG_ETIMEDOUT) {
+        c->dial_failed = true; /* the dialer is closed */
         return avm__failf(errmsg, errlen, AVM_EIO,
                           "no answer from %s within %d ms (is avmd running? no TLS "
                           "connection could be made)",
                           c->url, timeout_ms);
+    }
+    if (rv == NNG_ECRYPTO || rv == NNG_EPEERAUTH || rv == NNG_ECONNSHUT ||
+        rv == NNG_ECONNRESET) {
+        char why[1400];
+        int64_t left = timeout_ms - (now_ms() - start);
+        const char *w = left > 0 ? client_diagnose(c, (int)left, why, sizeof(why)) : NULL;
+        if (w != NULL)
+            return avm__failf(errmsg, errlen, AVM_EIO,
+                              "cannot connect to %s: TLS handshake failed: %s", c->url,
+                              w);
     }
     if (rv != 0)
         return dial_fail(c, rv, errmsg, errlen);
@@ -2127,6 +2326,7 @@ void avm_ctl_client_close(avm_ctl_client *c)
     if (c == NULL)
         return;
     nng_close(c->sock);
+    client_free_tls(c);
     if (c->token != NULL) {
         volatile char *p = c->token;
         for (size_t i = 0; p[i] != '\0'; i++)
@@ -2146,9 +2346,41 @@ int avm_ctl_client_set_token(avm_ctl_client *c, const char *token)
     return 0;
 }
 
+/* How many connections the client's dialer made that the peer closed, reset or
+ * failed in the handshake (from nng's statistics; 0 when they cannot be read). */
+static uint64_t dialer_failed_handshakes(const avm_ctl_client *c)
+{
+    nng_stat *all;
+    uint64_t n = 0, id = (uint64_t)nng_dialer_id(c->dialer);
+    if (nng_dialer_id(c->dialer) <= 0 || nng_stats_get(&all) != 0)
+        return 0;
+    for (nng_stat *st = nng_stat_child(all); st != NULL; st = nng_stat_next(st)) {
+        if (nng_stat_type(st) != NNG_STAT_SCOPE ||
+            strcmp(nng_stat_name(st), "dialer") != 0)
+            continue;
+        nng_stat *sid = nng_stat_find(st, "id");
+        if (sid == NULL || nng_stat_value(sid) != id)
+            continue;
+        static const char *const names[] = {"disconnect", "proto", "auth", "other"};
+        for (size_t k = 0; k < 4; k++) {
+            nng_stat *v = nng_stat_find(st, names[k]);
+            n += v != NULL ? nng_stat_value(v) : 0;
+        }
+    }
+    nng_stats_free(all);
+    return n;
+}
+
 static int call_fail(const avm_ctl_client *c, int rv, int timeout_ms, char *errmsg,
                      size_t errlen)
 {
+    if (rv == NNG_ETIMEDOUT && !c->tls && strncmp(c->url, "tcp://", 6) == 0 &&
+        dialer_failed_handshakes(c) > 0)
+        return avm__failf(errmsg, errlen, AVM_EIO,
+                          "no answer from %s within %d ms: something listens there but "
+                          "closes every connection during the handshake (a tls+tcp:// "
+                          "control endpoint? then connect with tls+tcp://)",
+                          c->url, timeout_ms);
     if (rv == NNG_ETIMEDOUT)
         return avm__failf(errmsg, errlen, AVM_EIO,
                           "no answer from %s within %d ms (is avmd running?)", c->url,

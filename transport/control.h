@@ -162,6 +162,11 @@ typedef struct avm_ctl_tls {
 
 /* Whether url is a tls+tcp:// address. */
 bool avm_ctl_url_is_tls(const char *url);
+/* Loads the files of t as a server (cert required) or a client would, and checks
+ * them: readable PEM, the key unencrypted, not readable by the group or others,
+ * matching the certificate, which is valid now. 0, or AVM_EINVAL / AVM_ENOMEM
+ * with errmsg naming the file and the cause. */
+int avm_ctl_tls_check(const avm_ctl_tls *t, bool server, char *errmsg, size_t errlen);
 
 /* --- Server (in the node, on its libuv loop) ---------------------------- */
 
