@@ -8,7 +8,10 @@
  * one goes through a mutex-protected queue and a uv_async_t to the loop. Every
  * request slot (one nng context and one aio, reused for receive and send) has an
  * explicit state, changed under the server's mutex, so that stop knows which slots
- * owe a reply and which operations it must wait for. */
+ * owe a reply and which operations it must wait for.
+ *
+ * TLS. tls+tcp:// listeners and dialers get an nng TLS configuration made from the
+ * PEM files of avm_ctl_tls ("TLS" below): mutual authentication, TLS 1.2. */
 #include "control.h"
 
 #include <assert.h>
@@ -1939,9 +1942,10 @@ bool avm_ctl_req_abandoned(const avm_ctl_req *req)
 
 struct avm_ctl_client {
     nng_socket sock;
-    /* tls+tcp:// only: the dialer, started by the first call (client_connect) so
-     * that a failed handshake is reported with its cause instead of retried in the
-     * background until the call times out. */
+    /* The dialer. For tls+tcp:// it is started by the first call (client_connect),
+     * so that a failed handshake is reported with its cause instead of retried in
+     * the background until the call times out; other addresses dial in the
+     * background from the start. */
     nng_dialer dialer;
     bool tls, connected, dial_failed, has_cert;
     /* For client_diagnose: without checking the node's certificate, and checking
