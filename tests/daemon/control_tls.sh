@@ -80,6 +80,12 @@ chmod 644 loose.key
 refuse "a key others may read" "the key file loose.key has mode 0644" \
   --control-tls-cert server.crt --control-tls-key loose.key --control-tls-ca ca.crt
 
+# The same keys in a config file.
+printf 'control = tls+tcp://127.0.0.1:0\ncontrol-tls-cert = server.crt\ncontrol-tls-key = client.key\ncontrol-tls-ca = ca.crt\n' >bad.conf
+timeout 10 "$AVMD" --data "$dir/x" --config bad.conf >/dev/null 2>"$dir/err.txt"
+check "config file keys: a key of another certificate: exit 2" "$?" 2
+says "config file keys" "the private key in client.key is not the key of the certificate in server.crt"
+
 # --- A node with a tls+tcp control address and tokens ---------------------------------
 "$AVMD" --data "$dir/n1" --control "ipc://$dir/n1.sock" --control tls+tcp://127.0.0.1:0 \
   --control tcp://127.0.0.1:0 --control-tls-cert server.crt --control-tls-key server.key \
