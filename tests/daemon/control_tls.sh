@@ -13,7 +13,8 @@
 # each refused quickly (exit 2) with its cause named, and the node serves the next
 # client after each; bytes recorded by a TCP forwarder between avmctl and the node
 # never hold the token (while the same forwarder in front of a plain tcp:// address
-# does see it); avmd logs the refused handshakes (control.tls.refused).
+# does see it); connections that close or reset in the handshake do not stop the
+# listener; avmd logs the refused handshakes (control.tls.refused).
 # Usage: control_tls.sh AVMD AVMCTL
 set -u
 AVMD=$1 AVMCTL=$2
@@ -156,6 +157,26 @@ check "an IP address with --tls-server-name localhost: exit 0" "$?" 0
 refused_fast "a plaintext client on the TLS port" "closes every connection during the handshake" \
   --node "tcp://127.0.0.1:$PORT" --timeout 2000
 refused_fast "nothing listening" "connection refused" --node "tls+tcp://localhost:1" $CLIENT
+# Connections that close, reset or stall in the handshake (nng 1.5.2 stops accepting
+# on some listener errors): the node serves on.
+python3 - "$PORT" <<'PY'
+import socket, struct, sys, time
+port = int(sys.argv[1])
+for mode in range(5):
+    s = socket.create_connection(("127.0.0.1", port))
+    if mode == 1:  # reset
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    elif mode == 2:  # half a ClientHello
+        s.sendall(b"\x16\x03\x01\x00\x50\x01")
+    elif mode == 3:  # an SP header in clear
+        s.sendall(b"\x00SP\x00\x00\x30\x00\x00")
+        time.sleep(0.2)
+    elif mode == 4:  # half-closed
+        s.shutdown(socket.SHUT_WR)
+        time.sleep(0.2)
+    s.close()
+PY
+served "connections that close, reset or stall in the handshake"
 "$AVMCTL" status --node "$URL" --tls-cert client.crt --tls-key client.key >/dev/null 2>"$dir/err.txt"
 check "--tls-cert without --tls-ca: exit 2" "$?" 2
 says "--tls-cert without --tls-ca" "need --tls-ca"
