@@ -1718,6 +1718,13 @@ int main(int argc, char **argv)
             fprintf(stderr, "avmd: --auth-tokens: %s\n", terr);
             goto out;
         }
+        /* Tokens over plain TCP beyond this host can be read on the way. */
+        for (size_t i = 0; i < c->ncontrol; i++)
+            if (!loopback_url(c->control[i]) && strncmp(c->control[i], "tcp://", 6) == 0)
+                log_kv(&d, L_WARN, "control.cleartext", "control", c->control[i], "hint",
+                       "tokens cross this address in clear text: listen on "
+                       "tls+tcp:// instead (docs/operations.md, Control over TLS)",
+                       NULL);
     } else {
         /* A tls+tcp:// address admits only clients with a certificate signed by
          * --control-tls-ca: authenticated, though not per principal. */
@@ -1726,7 +1733,7 @@ int main(int argc, char **argv)
                 log_kv(&d, L_WARN, "control.unauthenticated", "control", c->control[i],
                        "hint",
                        "anyone who reaches this address controls the node: give "
-                       "--auth-tokens, or listen on 127.0.0.1",
+                       "--auth-tokens, listen on 127.0.0.1, or on tls+tcp://",
                        NULL);
     }
     code = 1;

@@ -14,7 +14,9 @@
 # client after each; bytes recorded by a TCP forwarder between avmctl and the node
 # never hold the token (while the same forwarder in front of a plain tcp:// address
 # does see it); connections that close or reset in the handshake do not stop the
-# listener; avmd logs the refused handshakes (control.tls.refused).
+# listener; avmd logs the refused handshakes (control.tls.refused); it does not warn
+# about tls+tcp:// addresses beyond loopback without tokens, and warns that tokens
+# cross plain tcp:// ones in clear (control.cleartext).
 # Usage: control_tls.sh AVMD AVMCTL
 set -u
 AVMD=$1 AVMCTL=$2
@@ -249,6 +251,25 @@ n=$(jq -r 'select(.event == "control.tls.refused") | .count' "$dir/n1.log" | awk
 [ "$n" -ge 4 ] && ok "avmd logged $n refused TLS handshakes (control.tls.refused)" ||
   bad "control.tls.refused counts $n: $(grep tls "$dir/n1.log")"
 grep -q -e "$T_RUN" -e "$T_READ" "$dir/n1.log" && bad "the log holds a token" || true
+
+# --- Start-up warnings for addresses beyond loopback ----------------------------------
+# warned NAME args...: the node's log once it is ready (then it is stopped).
+warned() {
+  name=$1; shift
+  "$AVMD" --data "$dir/$name" --control-tls-cert server.crt --control-tls-key server.key \
+    --control-tls-ca ca.crt --log-format json "$@" 2>"$dir/$name.log" &
+  wp=$!
+  pids="$pids $wp"
+  i=0
+  while [ $i -lt 100 ] && ! grep -q node.ready "$dir/$name.log"; do sleep 0.1; i=$((i + 1)); done
+  kill "$wp" 2>/dev/null
+  jq -r 'select(.level == "warn") | .event + " " + .control' "$dir/$name.log"
+}
+w=$(warned open --control tls+tcp://0.0.0.0:0)
+check "no tokens, tls+tcp://0.0.0.0: no control.unauthenticated warning" "$w" ""
+w=$(warned tok --control tls+tcp://0.0.0.0:0 --control tcp://0.0.0.0:0 --auth-tokens tokens)
+check "tokens, tcp://0.0.0.0 and tls+tcp://0.0.0.0: control.cleartext for the tcp one only" \
+  "$w" "control.cleartext tcp://0.0.0.0:0"
 
 echo "$pass passed, $fails failed"
 [ "$fails" -eq 0 ]
