@@ -263,6 +263,7 @@ warned() {
   i=0
   while [ $i -lt 100 ] && ! grep -q node.ready "$dir/$name.log"; do sleep 0.1; i=$((i + 1)); done
   kill "$wp" 2>/dev/null
+  grep -q node.ready "$dir/$name.log" || echo "$name did not come up: $(cat "$dir/$name.log")"
   jq -r 'select(.level == "warn") | .event + " " + .control' "$dir/$name.log"
 }
 w=$(warned open --control tls+tcp://0.0.0.0:0)
