@@ -945,7 +945,7 @@ int main(int argc, char **argv)
                         .ca = tls_val[2],
                         .server_name = tls_val[3]};
     if (tls.cert != NULL || tls.key != NULL || tls.ca != NULL) {
-        if (tls.ca == NULL) {
+        if (tls.ca == NULL && node != NULL && avm_ctl_url_is_tls(node)) {
             fprintf(stderr,
                     "%s: --tls-cert/--tls-key need --tls-ca FILE (or $AVM_TLS_CA): the "
                     "CA that signed the node's certificate\n",
