@@ -21,6 +21,7 @@
 #include "avm_err.h"
 #include "cli.h"
 #include "codec.h"
+#include "control.h"
 #include "embedded.h"
 #include "module.h"
 #include "remote.h"
@@ -921,6 +922,37 @@ int main(int argc, char **argv)
         remote__set_token(token);
     } else if (getenv("AVM_TOKEN") != NULL && getenv("AVM_TOKEN")[0] != '\0') {
         remote__set_token(getenv("AVM_TOKEN"));
+    }
+    /* --tls-cert/--tls-key/--tls-ca/--tls-server-name, else $AVM_TLS_CERT, ...:
+     * for a tls+tcp:// node. */
+    static const struct {
+        const char *opt, *env;
+    } tls_opts[4] = {{"--tls-cert", "AVM_TLS_CERT"},
+                     {"--tls-key", "AVM_TLS_KEY"},
+                     {"--tls-ca", "AVM_TLS_CA"},
+                     {"--tls-server-name", "AVM_TLS_SERVER_NAME"}};
+    const char *tls_val[4] = {NULL, NULL, NULL, NULL};
+    for (size_t k = 0; k < 4; k++) {
+        if (take_opt(&n, args, tls_opts[k].opt, &tls_val[k]) != 0)
+            return EXIT_USAGE;
+        const char *e = getenv(tls_opts[k].env);
+        if (tls_val[k] == NULL && e != NULL && e[0] != '\0')
+            tls_val[k] = e;
+    }
+    static avm_ctl_tls tls;
+    tls = (avm_ctl_tls){.cert = tls_val[0],
+                        .key = tls_val[1],
+                        .ca = tls_val[2],
+                        .server_name = tls_val[3]};
+    if (tls.cert != NULL || tls.key != NULL || tls.ca != NULL) {
+        if (tls.ca == NULL && node != NULL && avm_ctl_url_is_tls(node)) {
+            fprintf(stderr,
+                    "%s: --tls-cert/--tls-key need --tls-ca FILE (or $AVM_TLS_CA): the "
+                    "CA that signed the node's certificate\n",
+                    progname);
+            return EXIT_USAGE;
+        }
+        remote__set_tls(&tls);
     }
     if (cli__wants_help(n, args)) {
         cli__usage(stdout, cmd, n > 0 && args[0][0] != '-' ? args[0] : NULL);

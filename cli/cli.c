@@ -210,6 +210,14 @@ static const char usage_all[] =
     "  --token-file FILE   with --node: send the token in FILE (mode 600) with every\n"
     "                      request (default $AVM_TOKEN_FILE, else the token in\n"
     "                      $AVM_TOKEN), for a node started with --auth-tokens\n"
+    "  --tls-ca FILE, --tls-cert FILE, --tls-key FILE\n"
+    "                      for --node tls+tcp://HOST:PORT: the CA that signed the\n"
+    "                      node's certificate, and this client's certificate and\n"
+    "                      unencrypted key (PEM, mode 600; the key may be in the\n"
+    "                      cert file); default $AVM_TLS_CA, $AVM_TLS_CERT,\n"
+    "                      $AVM_TLS_KEY\n"
+    "  --tls-server-name NAME  the name the node's certificate must carry (default:\n"
+    "                      the URL's host; $AVM_TLS_SERVER_NAME)\n"
     "  --data DIR          the node's data directory (default: $AVM_DATA, else\n"
     "                      $XDG_DATA_HOME/avm/MACHINE, else "
     "~/.local/share/avm/MACHINE)\n"
@@ -249,6 +257,8 @@ static const char usage_node[] =
     "10000)\n"
     "  --token-file FILE   with --node: the token to send (default $AVM_TOKEN_FILE,\n"
     "                      else $AVM_TOKEN); exit 3 when the node refuses it\n"
+    "  --tls-ca FILE, --tls-cert FILE, --tls-key FILE, --tls-server-name NAME\n"
+    "                      for a tls+tcp:// node (see avmctl help)\n"
     "  --data DIR, --ephemeral, --machine NAME, --controller NAME\n"
     "                      the embedded node (see avmctl help)\n"
     "  --json              one JSON document on stdout\n";
@@ -261,6 +271,8 @@ static const char usage_remote[] =
     "  --timeout MS        wait at most MS for each answer (default 10000)\n"
     "  --token-file FILE   the token to send (default $AVM_TOKEN_FILE, else\n"
     "                      $AVM_TOKEN); exit 3 when the node refuses it\n"
+    "  --tls-ca FILE, --tls-cert FILE, --tls-key FILE, --tls-server-name NAME\n"
+    "                      for a tls+tcp:// node (see avmctl help)\n"
     "  --json              one JSON document on stdout\n";
 
 typedef struct help {

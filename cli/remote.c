@@ -183,6 +183,14 @@ void remote__set_token(const char *token)
     auth_token = token;
 }
 
+/* The TLS files (remote__set_tls), or NULL. */
+static const avm_ctl_tls *tls_files;
+
+void remote__set_tls(const avm_ctl_tls *tls)
+{
+    tls_files = tls;
+}
+
 /* run's progress line on a terminal (stderr), while it is shown. */
 static bool progress_on;
 
@@ -253,14 +261,17 @@ static int call(remote *r, const char *op, avm_val body, int timeout_ms, avm_val
      * asking again changes nothing; a timeout is not. */
     for (int attempt = 0; attempt < 3; attempt++) {
         if (r->c == NULL) {
-            rv = avm_ctl_client_open(r->addr, &r->c, err, sizeof(err));
+            rv = avm_ctl_client_open_tls(r->addr, tls_files, &r->c, err, sizeof(err));
             if (rv == 0 && auth_token != NULL &&
                 (rv = avm_ctl_client_set_token(r->c, auth_token)) != 0)
                 snprintf(err, sizeof(err), "out of memory");
         }
         if (rv == 0)
             rv = avm_ctl_call(r->c, op, body, timeout_ms, reply, err, sizeof(err));
-        if (rv != AVM_EIO || !idempotent(op) || strstr(err, "no answer") != NULL)
+        /* Only a connection that dropped: not a timeout, nor a connection that
+         * could not be made (a refused TLS handshake). */
+        if (rv != AVM_EIO || !idempotent(op) ||
+            strstr(err, "closed before the reply") == NULL)
             break;
         remote_close(r);
     }

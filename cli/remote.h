@@ -28,5 +28,9 @@ int remote__txs(const char *node, int argc, char **argv);
 int remote__pure(const char *node, int argc, char **argv);
 /* Every request carries token (borrowed for the process's life; NULL: none). */
 void remote__set_token(const char *token);
+/* The TLS files for tls+tcp:// nodes (borrowed for the process's life; NULL:
+ * none). */
+struct avm_ctl_tls;
+void remote__set_tls(const struct avm_ctl_tls *tls);
 
 #endif

@@ -68,6 +68,9 @@ typedef struct config {
     char http[256];         /* observability endpoint HOST:PORT ("": none) */
     char auth_tokens[1024]; /* --auth-tokens FILE ("": no authentication) */
     char join_token[1024];  /* --join-token-file FILE ("": none) */
+    /* --control-tls-cert/-key/-ca: the files of the tls+tcp:// control
+     * addresses ("": not given; the key may be in the cert file). */
+    char control_tls_cert[1024], control_tls_key[1024], control_tls_ca[1024];
 } config;
 
 /* A client waiting for an execution: `run` (answered once its start is durable)
@@ -1020,6 +1023,17 @@ static void log_refused(node_daemon *d, avm_ctl_req *req, const char *op,
            "reason", reason, "principal", principal ? principal : "", NULL);
 }
 
+/* A tls+tcp:// control listener dropped n connections in their handshake (nng
+ * says neither from where nor, beyond cause's class, why). */
+static void log_tls_refused(void *arg, const char *url, uint64_t n, const char *cause)
+{
+    node_daemon *d = arg;
+    char count[24];
+    snprintf(count, sizeof(count), "%llu", (unsigned long long)n);
+    log_kv(d, L_WARN, "control.tls.refused", "endpoint", url, "count", count, "cause",
+           cause, NULL);
+}
+
 /* With --auth-tokens: the principal of the request's token (borrowed from
  * d->tokens), or NULL after answering EAUTH / EPERM. */
 static const char *authenticate(node_daemon *d, avm_ctl_req *req, const char *op,
@@ -1233,6 +1247,13 @@ static void usage(FILE *f)
         "                     readable by the group or others (chmod 600). Requests\n"
         "                     without a known token get EAUTH, those the principal\n"
         "                     may not make EPERM (docs/operations.md)\n"
+        "  --control-tls-cert FILE, --control-tls-key FILE, --control-tls-ca FILE\n"
+        "                     for tls+tcp://HOST:PORT control addresses (mutual TLS\n"
+        "                     1.2): this node's certificate and its unencrypted key\n"
+        "                     (PEM; the key may be in the cert file, then give no\n"
+        "                     --control-tls-key; chmod 600), and the CA that must\n"
+        "                     sign every client's certificate. Tokens, when given,\n"
+        "                     are still required on top\n"
         "  --http HOST:PORT   serve observability over HTTP (off by default; port 0:\n"
         "                     any, logged as http.listen): GET /metrics (Prometheus\n"
         "                     text), /healthz, /readyz, /events (trace entries as\n"
@@ -1500,6 +1521,17 @@ static int set_opt(config *c, const char *key, const char *val, char *err, size_
             return -1;
         }
         snprintf(c->auth_tokens, sizeof(c->auth_tokens), "%s", val);
+    } else if (strcmp(key, "control-tls-cert") == 0 ||
+               strcmp(key, "control-tls-key") == 0 ||
+               strcmp(key, "control-tls-ca") == 0) {
+        char *dst = strcmp(key, "control-tls-cert") == 0  ? c->control_tls_cert
+                    : strcmp(key, "control-tls-key") == 0 ? c->control_tls_key
+                                                          : c->control_tls_ca;
+        if (strlen(val) == 0 || strlen(val) >= sizeof(c->control_tls_cert)) {
+            snprintf(err, errlen, "%s needs a file path", key);
+            return -1;
+        }
+        snprintf(dst, sizeof(c->control_tls_cert), "%s", val);
     } else if (strcmp(key, "join-token-file") == 0) {
         if (strlen(val) == 0 || strlen(val) >= sizeof(c->join_token)) {
             snprintf(err, errlen, "join-token-file needs a file path");
@@ -1734,19 +1766,60 @@ int main(int argc, char **argv)
             goto out;
         }
     }
+    bool any_tls = false;
+    for (size_t i = 0; i < c->ncontrol; i++)
+        any_tls |= avm_ctl_url_is_tls(c->control[i]);
+    if (any_tls && (c->control_tls_cert[0] == '\0' || c->control_tls_ca[0] == '\0')) {
+        for (size_t i = 0; i < c->ncontrol; i++)
+            if (avm_ctl_url_is_tls(c->control[i])) {
+                fprintf(stderr,
+                        "avmd: control address %s needs --control-tls-cert FILE and "
+                        "--control-tls-ca FILE (and --control-tls-key FILE unless the "
+                        "key is in the cert file)\n",
+                        c->control[i]);
+                break;
+            }
+        goto out;
+    }
+    if (any_tls) {
+        /* Before the store opens: a file that does not load stops the start. */
+        avm_ctl_tls t = {.cert = c->control_tls_cert,
+                         .key = c->control_tls_key[0] ? c->control_tls_key : NULL,
+                         .ca = c->control_tls_ca};
+        char terr[1200];
+        if (avm_ctl_tls_check(&t, true, terr, sizeof(terr)) != 0) {
+            fprintf(stderr, "avmd: --control-tls-*: %s\n", terr);
+            goto out;
+        }
+    }
+    if (!any_tls && (c->control_tls_cert[0] != '\0' || c->control_tls_key[0] != '\0' ||
+                     c->control_tls_ca[0] != '\0')) {
+        fprintf(stderr, "avmd: --control-tls-cert/-key/-ca apply to tls+tcp:// control "
+                        "addresses, and no --control address is one\n");
+        goto out;
+    }
     if (c->auth_tokens[0] != '\0') {
         char terr[1200];
         if (avm_ctl_tokens_load(c->auth_tokens, &d.tokens, terr, sizeof(terr)) != 0) {
             fprintf(stderr, "avmd: --auth-tokens: %s\n", terr);
             goto out;
         }
-    } else {
+        /* Tokens over plain TCP beyond this host can be read on the way. */
         for (size_t i = 0; i < c->ncontrol; i++)
-            if (!loopback_url(c->control[i]))
+            if (!loopback_url(c->control[i]) && strncmp(c->control[i], "tcp://", 6) == 0)
+                log_kv(&d, L_WARN, "control.cleartext", "control", c->control[i], "hint",
+                       "tokens cross this address in clear text: listen on "
+                       "tls+tcp:// instead (docs/operations.md, Control over TLS)",
+                       NULL);
+    } else {
+        /* A tls+tcp:// address admits only clients with a certificate signed by
+         * --control-tls-ca: authenticated, though not per principal. */
+        for (size_t i = 0; i < c->ncontrol; i++)
+            if (!loopback_url(c->control[i]) && !avm_ctl_url_is_tls(c->control[i]))
                 log_kv(&d, L_WARN, "control.unauthenticated", "control", c->control[i],
                        "hint",
                        "anyone who reaches this address controls the node: give "
-                       "--auth-tokens, or listen on 127.0.0.1",
+                       "--auth-tokens, listen on 127.0.0.1, or on tls+tcp://",
                        NULL);
     }
     code = 1;
@@ -1832,8 +1905,13 @@ int main(int argc, char **argv)
         rv = AVM_EIO;
         goto out;
     }
+    avm_ctl_tls ctls = {.cert = c->control_tls_cert,
+                        .key = c->control_tls_key[0] ? c->control_tls_key : NULL,
+                        .ca = c->control_tls_ca};
     avm_ctl_server_config sc = {.urls = (const char *const *)c->control,
                                 .nurls = c->ncontrol,
+                                .tls = any_tls ? &ctls : NULL,
+                                .refused = log_tls_refused,
                                 .handler = handle,
                                 .arg = &d};
     rv = avm_ctl_server_start(d.loop, &sc, &d.ctl, err, sizeof(err));

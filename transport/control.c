@@ -8,7 +8,10 @@
  * one goes through a mutex-protected queue and a uv_async_t to the loop. Every
  * request slot (one nng context and one aio, reused for receive and send) has an
  * explicit state, changed under the server's mutex, so that stop knows which slots
- * owe a reply and which operations it must wait for. */
+ * owe a reply and which operations it must wait for.
+ *
+ * TLS. tls+tcp:// listeners and dialers get an nng TLS configuration made from the
+ * PEM files of avm_ctl_tls ("TLS" below): mutual authentication, TLS 1.2. */
 #include "control.h"
 
 #include <assert.h>
@@ -28,6 +31,12 @@
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/rep.h>
 #include <nng/protocol/reqrep0/req.h>
+#include <nng/supplemental/tls/tls.h>
+
+#include <mbedtls/error.h>
+#include <mbedtls/pk.h>
+#include <mbedtls/version.h>
+#include <mbedtls/x509_crt.h>
 
 #include "avm_err.h"
 #include "codec.h"
@@ -815,6 +824,10 @@ typedef struct ctl_listener {
     nng_listener retired; /* replaced at the last check; closed at the next */
     dev_t dev;            /* the socket file we put at path, so that stop */
     ino_t ino;            /* removes it only if it is still ours */
+    /* tls+tcp:// only: the listener's handshake failure counts, last seen (see
+     * tls_refused). */
+    bool tls;
+    uint64_t refused[5];
 } ctl_listener;
 
 struct avm_ctl_server {
@@ -826,6 +839,8 @@ struct avm_ctl_server {
     size_t nlisteners;
     avm_ctl_handler handler;
     void *arg;
+    nng_tls_config *tls; /* of the tls+tcp:// listeners, or NULL */
+    void (*refused)(void *arg, const char *url, uint64_t n, const char *cause);
     size_t max_frame;
     avm_ctl_req *reqs;
     unsigned nreqs;
@@ -1064,6 +1079,8 @@ static void on_async(uv_async_t *h)
 
 static void server_free(avm_ctl_server *s)
 {
+    if (s->tls != NULL)
+        nng_tls_config_free(s->tls);
     pthread_mutex_destroy(&s->mu);
     for (size_t i = 0; i < s->nlisteners; i++) {
         free(s->listeners[i].url);
@@ -1079,6 +1096,268 @@ static void on_handle_closed(uv_handle_t *h)
     avm_ctl_server *s = h->data;
     if (--s->open_handles == 0)
         server_free(s);
+}
+
+/* --- TLS -------------------------------------------------------------------
+ *
+ * nng's TLS engine (mbedTLS in Debian's nng 1.5.2) takes PEM text; the files are
+ * read here so that a failure names the file and its cause, each file on its own
+ * (nng reports only NNG_ECRYPTO). */
+
+/* Larger files are not certificates. */
+#define TLS_FILE_MAX (1u << 20)
+
+bool avm_ctl_url_is_tls(const char *url)
+{
+    return url != NULL && strncmp(url, "tls+tcp://", 10) == 0;
+}
+
+/* The NUL-terminated text of the PEM file at path (what names it in messages),
+ * in *out (free it). A key file the group or others may read is refused. */
+static int tls_read(const char *path, const char *what, bool secret, char **out,
+                    char *errmsg, size_t errlen)
+{
+    *out = NULL;
+    FILE *f = fopen(path, "rb");
+    if (f == NULL)
+        return avm__failf(errmsg, errlen, AVM_EINVAL, "cannot read the %s %s: %s", what,
+                          path, strerror(errno));
+    struct stat st;
+    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
+        fclose(f);
+        return avm__failf(errmsg, errlen, AVM_EINVAL, "the %s %s is not a regular file",
+                          what, path);
+    }
+    if (secret && (st.st_mode & 077) != 0) {
+        fclose(f);
+        return avm__failf(errmsg, errlen, AVM_EINVAL,
+                          "the %s %s has mode %04o: the group or others may read it "
+                          "(chmod 600 it)",
+                          what, path, (unsigned)(st.st_mode & 07777));
+    }
+    if (st.st_size > (off_t)TLS_FILE_MAX) {
+        fclose(f);
+        return avm__failf(errmsg, errlen, AVM_EINVAL,
+                          "the %s %s is larger than %u bytes: not a PEM file", what, path,
+                          TLS_FILE_MAX);
+    }
+    char *text = malloc((size_t)st.st_size + 1);
+    if (text == NULL) {
+        fclose(f);
+        return avm__failf(errmsg, errlen, AVM_ENOMEM, "out of memory");
+    }
+    size_t n = fread(text, 1, (size_t)st.st_size, f);
+    int bad = ferror(f);
+    fclose(f);
+    text[n] = '\0';
+    if (bad) {
+        free(text);
+        return avm__failf(errmsg, errlen, AVM_EINVAL, "cannot read the %s %s", what,
+                          path);
+    }
+    if (strlen(text) != n || strstr(text, "-----BEGIN ") == NULL) {
+        free(text);
+        return avm__failf(errmsg, errlen, AVM_EINVAL,
+                          "the %s %s is not PEM text (no -----BEGIN line; convert DER "
+                          "with openssl x509/pkey -inform der)",
+                          what, path);
+    }
+    *out = text;
+    return 0;
+}
+
+/* Frees a buffer that may hold a private key, wiping it first. */
+static void tls_wipe_free(char *p)
+{
+    if (p == NULL)
+        return;
+    volatile char *v = p;
+    for (size_t i = 0; v[i] != '\0'; i++)
+        v[i] = 0;
+    free(p);
+}
+
+/* The first certificate in the PEM text cert (its file certfile) must be valid
+ * now and its public key must match the private key in key (keyfile): mbedTLS
+ * would load either way, and every handshake would fail. */
+static int tls_check_pair(const char *cert, const char *key, const char *certfile,
+                          const char *keyfile, char *errmsg, size_t errlen)
+{
+    mbedtls_x509_crt crt;
+    mbedtls_pk_context pk;
+    mbedtls_x509_crt_init(&crt);
+    mbedtls_pk_init(&pk);
+    char why[160];
+    int rv = 0, mrv;
+    if ((mrv = mbedtls_x509_crt_parse(&crt, (const unsigned char *)cert,
+                                      strlen(cert) + 1)) < 0) {
+        mbedtls_strerror(mrv, why, sizeof(why));
+        rv = avm__failf(errmsg, errlen, AVM_EINVAL,
+                        "the certificate file %s holds no certificate mbedTLS can read "
+                        "(%s)",
+                        certfile, why);
+        goto out;
+    }
+#if MBEDTLS_VERSION_MAJOR < 3
+    mrv = mbedtls_pk_parse_key(&pk, (const unsigned char *)key, strlen(key) + 1, NULL, 0);
+#else
+    mrv = -1; /* mbedTLS 3 wants a random generator here: left to nng */
+#endif
+    if (mrv != 0 && MBEDTLS_VERSION_MAJOR < 3) {
+        mbedtls_strerror(mrv, why, sizeof(why));
+        rv = avm__failf(errmsg, errlen, AVM_EINVAL,
+                        "the private key in %s cannot be read by mbedTLS (%s): give an "
+                        "unencrypted RSA or EC key in PEM",
+                        keyfile, why);
+        goto out;
+    }
+    if (mrv == 0 && mbedtls_pk_check_pair(&crt.pk, &pk) != 0) {
+        rv = avm__failf(errmsg, errlen, AVM_EINVAL,
+                        "the private key in %s is not the key of the certificate in %s",
+                        keyfile, certfile);
+        goto out;
+    }
+    if (mbedtls_x509_time_is_past(&crt.valid_to)) {
+        rv = avm__failf(errmsg, errlen, AVM_EINVAL,
+                        "the certificate in %s expired on %04d-%02d-%02d", certfile,
+                        crt.valid_to.year, crt.valid_to.mon, crt.valid_to.day);
+        goto out;
+    }
+    if (mbedtls_x509_time_is_future(&crt.valid_from)) {
+        rv = avm__failf(errmsg, errlen, AVM_EINVAL,
+                        "the certificate in %s is not valid before %04d-%02d-%02d "
+                        "(is this host's clock right?)",
+                        certfile, crt.valid_from.year, crt.valid_from.mon,
+                        crt.valid_from.day);
+        goto out;
+    }
+out:
+    mbedtls_x509_crt_free(&crt);
+    mbedtls_pk_free(&pk);
+    return rv;
+}
+
+/* A TLS configuration for mode from t: own certificate and key (when t->cert),
+ * the CA the peer must chain to, the peer's certificate checked as auth says
+ * (required, but for the client's diagnosis), TLS 1.2 at least; a client checks
+ * server_name (when not NULL). 0 or AVM_EINVAL / AVM_ENOMEM naming the file at fault. */
+static int tls_config_make(const avm_ctl_tls *t, nng_tls_mode mode,
+                           nng_tls_auth_mode auth, const char *server_name,
+                           nng_tls_config **out, char *errmsg, size_t errlen)
+{
+    *out = NULL;
+    if (t->ca == NULL || t->ca[0] == '\0')
+        return avm__failf(errmsg, errlen, AVM_EINVAL,
+                          "no CA file: the peer's certificate cannot be checked");
+    if (mode == NNG_TLS_MODE_SERVER && (t->cert == NULL || t->cert[0] == '\0'))
+        return avm__failf(errmsg, errlen, AVM_EINVAL, "no certificate file");
+    if (t->key != NULL && t->key[0] != '\0' && (t->cert == NULL || t->cert[0] == '\0'))
+        return avm__failf(errmsg, errlen, AVM_EINVAL,
+                          "a key file (%s) without a certificate file", t->key);
+    char *ca = NULL, *cert = NULL, *key = NULL;
+    nng_tls_config *cfg = NULL, *probe = NULL;
+    int rv, nrv;
+    if ((rv = tls_read(t->ca, "CA file", false, &ca, errmsg, errlen)) != 0)
+        goto out;
+    bool has_cert = t->cert != NULL && t->cert[0] != '\0';
+    bool split = t->key != NULL && t->key[0] != '\0';
+    if (has_cert) {
+        /* The key may be in the certificate's file: then that file is secret. */
+        if ((rv = tls_read(t->cert, "certificate file", false, &cert, errmsg, errlen)) !=
+            0)
+            goto out;
+        /* With the key in it, it is as secret as a key file. */
+        if (!split && strstr(cert, "PRIVATE KEY-----") != NULL &&
+            (rv = tls_read(t->cert, "certificate and key file", true, &key, errmsg,
+                           errlen)) != 0)
+            goto out;
+        tls_wipe_free(key);
+        key = NULL;
+        if (split && (rv = tls_read(t->key, "key file", true, &key, errmsg, errlen)) != 0)
+            goto out;
+        const char *k = split ? key : cert;
+        const char *kf = split ? t->key : t->cert;
+        if (strstr(k, "PRIVATE KEY-----") == NULL) {
+            rv = avm__failf(
+                errmsg, errlen, AVM_EINVAL,
+                "%s holds no private key (no -----BEGIN ... PRIVATE KEY----- "
+                "line)%s",
+                kf,
+                split ? "" : ": give the key file too (--tls-key, --control-tls-key)");
+            goto out;
+        }
+        if (strstr(k, "ENCRYPTED") != NULL) {
+            rv = avm__failf(errmsg, errlen, AVM_EINVAL,
+                            "the private key in %s is encrypted: give an unencrypted "
+                            "key (openssl pkey -in KEY -out PLAIN), readable by this "
+                            "user only",
+                            kf);
+            goto out;
+        }
+    }
+    if ((nrv = nng_tls_config_alloc(&cfg, mode)) != 0 ||
+        (has_cert && (nrv = nng_tls_config_alloc(&probe, NNG_TLS_MODE_CLIENT)) != 0)) {
+        rv = avm__failf(errmsg, errlen, nrv == NNG_ENOMEM ? AVM_ENOMEM : AVM_EINVAL,
+                        "cannot set up TLS: %s%s", nng_strerror(nrv),
+                        nrv == NNG_ENOTSUP ? " (this nng is built without TLS)" : "");
+        goto out;
+    }
+    if ((nrv = nng_tls_config_ca_chain(cfg, ca, NULL)) != 0) {
+        rv = avm__failf(errmsg, errlen, AVM_EINVAL,
+                        "the CA file %s holds no certificate mbedTLS can read (%s)",
+                        t->ca, nng_strerror(nrv));
+        goto out;
+    }
+    if (has_cert) {
+        /* The certificate alone first, so that a failure names the right file. */
+        if ((nrv = nng_tls_config_ca_chain(probe, cert, NULL)) != 0) {
+            rv = avm__failf(errmsg, errlen, AVM_EINVAL,
+                            "the certificate file %s holds no certificate mbedTLS can "
+                            "read (%s)",
+                            t->cert, nng_strerror(nrv));
+            goto out;
+        }
+        if ((rv = tls_check_pair(cert, split ? key : cert, t->cert,
+                                 split ? t->key : t->cert, errmsg, errlen)) != 0)
+            goto out;
+        if ((nrv = nng_tls_config_own_cert(cfg, cert, split ? key : cert, NULL)) != 0) {
+            rv = avm__failf(errmsg, errlen, AVM_EINVAL,
+                            "the private key in %s cannot be read by mbedTLS (%s): give "
+                            "an unencrypted RSA or EC key in PEM",
+                            split ? t->key : t->cert, nng_strerror(nrv));
+            goto out;
+        }
+    }
+    if ((nrv = nng_tls_config_auth_mode(cfg, auth)) != 0 ||
+        (nrv = nng_tls_config_version(cfg, NNG_TLS_1_2, NNG_TLS_1_3)) != 0 ||
+        (server_name != NULL &&
+         (nrv = nng_tls_config_server_name(cfg, server_name)) != 0)) {
+        rv = avm__failf(errmsg, errlen, nrv == NNG_ENOMEM ? AVM_ENOMEM : AVM_EINVAL,
+                        "cannot set up TLS: %s", nng_strerror(nrv));
+        goto out;
+    }
+    *out = cfg;
+    cfg = NULL;
+    rv = 0;
+out:
+    if (cfg != NULL)
+        nng_tls_config_free(cfg);
+    if (probe != NULL)
+        nng_tls_config_free(probe);
+    free(ca);
+    tls_wipe_free(cert); /* may hold the key */
+    tls_wipe_free(key);
+    return rv;
+}
+
+int avm_ctl_tls_check(const avm_ctl_tls *t, bool server, char *errmsg, size_t errlen)
+{
+    nng_tls_config *cfg;
+    int rv = tls_config_make(t, server ? NNG_TLS_MODE_SERVER : NNG_TLS_MODE_CLIENT,
+                             NNG_TLS_AUTH_MODE_REQUIRED, NULL, &cfg, errmsg, errlen);
+    if (rv == 0)
+        nng_tls_config_free(cfg);
+    return rv;
 }
 
 /* --- ipc listeners ------------------------------------------------------------
@@ -1105,10 +1384,49 @@ static void on_handle_closed(uv_handle_t *h)
  * would also let nng's stale-file probe wedge another server, so the server probes
  * the path itself first, with a complete handshake (ipc_path_live). */
 
+/* The accept error counts nng keeps per listener (nni_listener_bump_error), with
+ * what they mean for a tls+tcp:// listener, whose accepts include the handshakes
+ * (TLS, then SP). */
+static const struct {
+    const char *stat, *cause;
+} tls_causes[5] = {
+    {"auth", "TLS handshake failed: no client certificate, one not signed by the "
+             "control CA, or not TLS at all"},
+    {"proto", "not an nng req peer after the TLS handshake"},
+    {"disconnect", "connection reset during the handshake"},
+    {"timeout", "handshake not finished within 10 s"},
+    {"other", "connection closed during the handshake"},
+};
+
+static uint64_t listener_stat(nng_stat *all, nng_listener l, const char *name);
+
+/* Loop thread: reports the handshake failures of the tls+tcp:// listeners since
+ * the last check (cfg->refused). */
+static void tls_refused(avm_ctl_server *s, nng_stat *all)
+{
+    for (size_t i = 0; i < s->nlisteners; i++) {
+        ctl_listener *cl = &s->listeners[i];
+        if (!cl->tls)
+            continue;
+        for (size_t k = 0; k < 5; k++) {
+            uint64_t n = listener_stat(all, cl->l, tls_causes[k].stat);
+            if (n > cl->refused[k] && s->refused != NULL)
+                s->refused(s->arg, cl->url, n - cl->refused[k], tls_causes[k].cause);
+            cl->refused[k] = n;
+        }
+    }
+}
+
 /* The count of "other" accept errors of listener l, from a stats snapshot. Not
  * with nng_stat_find_listener: in nng 1.5.2 it returns the first listener's
  * statistics whatever the id (its search recurses without the id). */
 static uint64_t listener_other(nng_stat *all, nng_listener l)
+{
+    return listener_stat(all, l, "other");
+}
+
+/* Listener l's statistic name (a counter), from a stats snapshot. */
+static uint64_t listener_stat(nng_stat *all, nng_listener l, const char *name)
 {
     uint64_t id = (uint64_t)nng_listener_id(l);
     for (nng_stat *c = nng_stat_child(all); c != NULL; c = nng_stat_next(c)) {
@@ -1118,8 +1436,8 @@ static uint64_t listener_other(nng_stat *all, nng_listener l)
         nng_stat *sid = nng_stat_find(c, "id");
         if (sid == NULL || nng_stat_value(sid) != id)
             continue;
-        nng_stat *other = nng_stat_find(c, "other");
-        return other != NULL ? nng_stat_value(other) : 0;
+        nng_stat *v = nng_stat_find(c, name);
+        return v != NULL ? nng_stat_value(v) : 0;
     }
     return 0;
 }
@@ -1228,6 +1546,7 @@ static void on_watch(uv_timer_t *t)
     nng_stat *all;
     if (nng_stats_get(&all) != 0)
         return;
+    tls_refused(s, all);
     for (size_t i = 0; i < s->nlisteners; i++) {
         ctl_listener *cl = &s->listeners[i];
         if (cl->path == NULL || listener_other(all, cl->l) <= cl->other ||
@@ -1264,6 +1583,12 @@ static int listen_on(avm_ctl_server *s, ctl_listener *cl, char *errmsg, size_t e
                               rv == EADDRINUSE ? "another process is listening there"
                                                : strerror(rv));
         rv = ipc_listen(s, cl, &cl->l);
+    } else if (avm_ctl_url_is_tls(cl->url)) {
+        cl->tls = true;
+        if ((rv = nng_listener_create(&cl->l, s->sock, cl->url)) == 0 &&
+            ((rv = nng_listener_set_ptr(cl->l, NNG_OPT_TLS_CONFIG, s->tls)) != 0 ||
+             (rv = nng_listener_start(cl->l, 0)) != 0))
+            nng_listener_close(cl->l);
     } else {
         rv = nng_listen(s->sock, cl->url, &cl->l, 0);
     }
@@ -1299,6 +1624,7 @@ int avm_ctl_server_start(uv_loop_t *loop, const avm_ctl_server_config *cfg,
         return avm__failf(errmsg, errlen, AVM_ENOMEM, "out of memory");
     s->handler = cfg->handler;
     s->arg = cfg->arg;
+    s->refused = cfg->refused;
     s->max_frame = cfg->max_frame ? cfg->max_frame : AVM_CTL_MAX_FRAME;
     s->nreqs = cfg->contexts ? cfg->contexts : 64;
     s->reqs = calloc(s->nreqs, sizeof(*s->reqs));
@@ -1311,7 +1637,29 @@ int avm_ctl_server_start(uv_loop_t *loop, const avm_ctl_server_config *cfg,
         return avm__failf(errmsg, errlen, AVM_ENOMEM, "out of memory");
     }
 
-    int rv = nng_rep0_open(&s->sock);
+    int rv;
+    bool any_tls = false;
+    for (size_t i = 0; i < cfg->nurls; i++)
+        any_tls |= avm_ctl_url_is_tls(cfg->urls[i]);
+    for (size_t i = 0; i < cfg->nurls && any_tls; i++) {
+        if (!avm_ctl_url_is_tls(cfg->urls[i]))
+            continue;
+        if (cfg->tls == NULL) {
+            rv = avm__failf(errmsg, errlen, AVM_EINVAL,
+                            "%s needs TLS files: a certificate, its key and a CA",
+                            cfg->urls[i]);
+            goto err_free;
+        }
+        char terr[512];
+        if ((rv = tls_config_make(cfg->tls, NNG_TLS_MODE_SERVER,
+                                  NNG_TLS_AUTH_MODE_REQUIRED, NULL, &s->tls, terr,
+                                  sizeof(terr))) != 0) {
+            rv = avm__failf(errmsg, errlen, rv, "%s: %s", cfg->urls[i], terr);
+            goto err_free;
+        }
+        break;
+    }
+    rv = nng_rep0_open(&s->sock);
     if (rv != 0) {
         rv = avm__nng_fail(errmsg, errlen, rv, "cannot open the control socket for",
                            cfg->urls[0]);
@@ -1360,7 +1708,7 @@ int avm_ctl_server_start(uv_loop_t *loop, const avm_ctl_server_config *cfg,
     uv_timer_init(loop, &s->watch); /* cannot fail */
     s->watch.data = s;
     s->open_handles = 2;
-    if (any_ipc) {
+    if (any_ipc || (any_tls && s->refused != NULL)) {
         uv_timer_start(&s->watch, on_watch, WATCH_MS, WATCH_MS);
         uv_unref((uv_handle_t *)&s->watch); /* the async handle keeps the loop */
     }
@@ -1594,6 +1942,16 @@ bool avm_ctl_req_abandoned(const avm_ctl_req *req)
 
 struct avm_ctl_client {
     nng_socket sock;
+    /* The dialer. For tls+tcp:// it is started by the first call (client_connect),
+     * so that a failed handshake is reported with its cause instead of retried in
+     * the background until the call times out; other addresses dial in the
+     * background from the start. */
+    nng_dialer dialer;
+    bool tls, connected, dial_failed, has_cert;
+    /* For client_diagnose: without checking the node's certificate, and checking
+     * it but not its name. */
+    nng_tls_config *probe_none, *probe_noname;
+    char server_name[256], ca[1024];
     uint64_t next_id;
     char *token; /* sent as "auth" (avm_ctl_client_set_token), or NULL */
     char url[];  /* the normalised address */
@@ -1632,7 +1990,8 @@ int avm_ctl_normalize_addr(const char *addr, char *url, size_t len, char *errmsg
     else
         return avm__failf(
             errmsg, errlen, AVM_EINVAL,
-            "node address \"%s\" is not an nng URL (ipc://PATH, tcp://HOST:PORT), "
+            "node address \"%s\" is not an nng URL (ipc://PATH, tcp://HOST:PORT, "
+            "tls+tcp://HOST:PORT), "
             "HOST:PORT or a socket path",
             addr);
     int n = snprintf(url, len, "%s%s", prefix, addr);
@@ -1642,8 +2001,42 @@ int avm_ctl_normalize_addr(const char *addr, char *url, size_t len, char *errmsg
     return 0;
 }
 
+static void client_free_tls(avm_ctl_client *c)
+{
+    if (c->probe_none != NULL)
+        nng_tls_config_free(c->probe_none);
+    if (c->probe_noname != NULL)
+        nng_tls_config_free(c->probe_noname);
+    c->probe_none = c->probe_noname = NULL;
+}
+
+/* The host of a tls+tcp://HOST:PORT URL in buf (without IPv6 brackets). */
+static int url_host(const char *url, char *buf, size_t len, char *errmsg, size_t errlen)
+{
+    const char *h = strstr(url, "://") + 3;
+    const char *end = strrchr(h, ':');
+    if (end == NULL || end == h)
+        return avm__failf(errmsg, errlen, AVM_EINVAL, "%s has no HOST:PORT", url);
+    if (h[0] == '[' && end[-1] == ']') {
+        h++;
+        end--;
+    }
+    size_t n = (size_t)(end - h);
+    if (n == 0 || n >= len)
+        return avm__failf(errmsg, errlen, AVM_EINVAL, "%s has no usable host", url);
+    memcpy(buf, h, n);
+    buf[n] = '\0';
+    return 0;
+}
+
 int avm_ctl_client_open(const char *addr, avm_ctl_client **out, char *errmsg,
                         size_t errlen)
+{
+    return avm_ctl_client_open_tls(addr, NULL, out, errmsg, errlen);
+}
+
+int avm_ctl_client_open_tls(const char *addr, const avm_ctl_tls *tls,
+                            avm_ctl_client **out, char *errmsg, size_t errlen)
 {
     *out = NULL;
     size_t cap = (addr ? strlen(addr) : 0) + sizeof("ipc://");
@@ -1652,9 +2045,45 @@ int avm_ctl_client_open(const char *addr, avm_ctl_client **out, char *errmsg,
         return avm__failf(errmsg, errlen, AVM_ENOMEM, "out of memory");
     c->next_id = 0;
     c->token = NULL;
+    c->tls = c->connected = c->dial_failed = c->has_cert = false;
+    c->probe_none = c->probe_noname = NULL;
+    nng_tls_config *tcfg = NULL;
     int rv = avm_ctl_normalize_addr(addr, c->url, cap, errmsg, errlen);
     if (rv != 0)
         goto err_free;
+    if (avm_ctl_url_is_tls(c->url)) {
+        char host[256], terr[512];
+        if (tls == NULL) {
+            rv = avm__failf(errmsg, errlen, AVM_EINVAL,
+                            "%s needs TLS files: at least the CA that signed the "
+                            "node's certificate, and this client's certificate and key",
+                            c->url);
+            goto err_free;
+        }
+        if ((rv = url_host(c->url, host, sizeof(host), errmsg, errlen)) != 0)
+            goto err_free;
+        const char *name = tls->server_name != NULL && tls->server_name[0] != '\0'
+                               ? tls->server_name
+                               : host;
+        if ((rv = tls_config_make(tls, NNG_TLS_MODE_CLIENT, NNG_TLS_AUTH_MODE_REQUIRED,
+                                  name, &tcfg, terr, sizeof(terr))) != 0) {
+            rv = avm__failf(errmsg, errlen, rv, "%s: %s", c->url, terr);
+            goto err_free;
+        }
+        /* For the diagnosis of a failed handshake (client_diagnose); the files
+         * loaded once already. */
+        if ((rv = tls_config_make(tls, NNG_TLS_MODE_CLIENT, NNG_TLS_AUTH_MODE_NONE, NULL,
+                                  &c->probe_none, terr, sizeof(terr))) != 0 ||
+            (rv = tls_config_make(tls, NNG_TLS_MODE_CLIENT, NNG_TLS_AUTH_MODE_REQUIRED,
+                                  NULL, &c->probe_noname, terr, sizeof(terr))) != 0) {
+            rv = avm__failf(errmsg, errlen, rv, "%s: %s", c->url, terr);
+            goto err_free;
+        }
+        c->has_cert = tls->cert != NULL && tls->cert[0] != '\0';
+        snprintf(c->server_name, sizeof(c->server_name), "%s", name);
+        snprintf(c->ca, sizeof(c->ca), "%s", tls->ca);
+        c->tls = true;
+    }
     if ((rv = nng_req0_open(&c->sock)) != 0) {
         rv = avm__nng_fail(errmsg, errlen, rv, "cannot open a socket for", c->url);
         goto err_free;
@@ -1668,9 +2097,18 @@ int avm_ctl_client_open(const char *addr, avm_ctl_client **out, char *errmsg,
         rv = avm__nng_fail(errmsg, errlen, rv, "cannot set up a socket for", c->url);
         goto err_close;
     }
-    /* Non-blocking: the dialer connects (and reconnects) in the background, so
-     * that a missing node shows as a call's timeout rather than a hang here. */
-    if ((rv = nng_dial(c->sock, c->url, NULL, NNG_FLAG_NONBLOCK)) != 0) {
+    if (c->tls) {
+        /* Started by the first call (client_connect). */
+        if ((rv = nng_dialer_create(&c->dialer, c->sock, c->url)) != 0 ||
+            (rv = nng_dialer_set_ptr(c->dialer, NNG_OPT_TLS_CONFIG, tcfg)) != 0) {
+            rv = avm__nng_fail(errmsg, errlen, rv, "cannot connect to", c->url);
+            goto err_close;
+        }
+        nng_tls_config_free(tcfg); /* the dialer holds it */
+        tcfg = NULL;
+    } else if ((rv = nng_dial(c->sock, c->url, &c->dialer, NNG_FLAG_NONBLOCK)) != 0) {
+        /* Non-blocking: the dialer connects (and reconnects) in the background, so
+         * that a missing node shows as a call's timeout rather than a hang here. */
         rv = avm__nng_fail(errmsg, errlen, rv, "cannot connect to", c->url);
         goto err_close;
     }
@@ -1680,8 +2118,206 @@ int avm_ctl_client_open(const char *addr, avm_ctl_client **out, char *errmsg,
 err_close:
     nng_close(c->sock);
 err_free:
+    if (tcfg != NULL)
+        nng_tls_config_free(tcfg);
+    client_free_tls(c);
     free(c);
     return rv;
+}
+
+/* The first connection of a tls+tcp:// client: a synchronous dial (which reports
+ * why it failed, where a background one would retry) on a thread, so that the
+ * caller's deadline bounds it (a peer that does not answer the handshake, a TCP
+ * connection that hangs). */
+typedef struct dial_job {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    nng_dialer d;
+    bool done;
+    int rv;
+} dial_job;
+
+static void *dial_thread(void *arg)
+{
+    dial_job *j = arg;
+    int rv = nng_dialer_start(j->d, 0);
+    pthread_mutex_lock(&j->mu);
+    j->rv = rv;
+    j->done = true;
+    pthread_cond_signal(&j->cv);
+    pthread_mutex_unlock(&j->mu);
+    return NULL;
+}
+
+static int dial_fail(const avm_ctl_client *c, int rv, char *errmsg, size_t errlen)
+{
+    const char *why;
+    switch (rv) {
+    case NNG_ECRYPTO:
+    case NNG_EPEERAUTH:
+        why = "the TLS handshake failed: the node refused this client's certificate "
+              "(or this client has none: give --tls-cert and --tls-key), or the "
+              "node's certificate is not signed by the CA given with --tls-ca or does "
+              "not name the host (--tls-server-name)";
+        break;
+    case NNG_ECONNREFUSED:
+        why = "connection refused (is avmd running, with this tls+tcp:// control "
+              "address?)";
+        break;
+    case NNG_ECONNSHUT:
+    case NNG_ECONNRESET:
+    case NNG_ECLOSED:
+        why = "the node closed the connection during the TLS handshake (it refused "
+              "this client's certificate, or this is not a tls+tcp:// endpoint)";
+        break;
+    case NNG_EPROTO:
+        why = "the peer is not an avm control endpoint (protocol mismatch)";
+        break;
+    case NNG_ETIMEDOUT:
+        why = "the handshake did not finish in time";
+        break;
+    default:
+        why = nng_strerror(rv);
+        break;
+    }
+    return avm__failf(errmsg, errlen, AVM_EIO, "cannot connect to %s: %s (nng: %s)",
+                      c->url, why, nng_strerror(rv));
+}
+
+/* Starts dialer d synchronously, for at most timeout_ms: nng's result, or
+ * NNG_ETIMEDOUT after closing d (the dial ends then). */
+static int dial_bounded(nng_dialer d, int timeout_ms)
+{
+    dial_job *j = calloc(1, sizeof(*j));
+    if (j == NULL)
+        return NNG_ENOMEM;
+    pthread_mutex_init(&j->mu, NULL);
+    pthread_cond_init(&j->cv, NULL);
+    j->d = d;
+    pthread_t th;
+    if (pthread_create(&th, NULL, dial_thread, j) != 0) {
+        pthread_cond_destroy(&j->cv);
+        pthread_mutex_destroy(&j->mu);
+        free(j);
+        return NNG_ENOMEM;
+    }
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += timeout_ms / 1000;
+    until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&j->mu);
+    while (!j->done)
+        if (pthread_cond_timedwait(&j->cv, &j->mu, &until) == ETIMEDOUT)
+            break;
+    bool done = j->done;
+    int rv = j->rv;
+    pthread_mutex_unlock(&j->mu);
+    if (!done)
+        nng_dialer_close(d); /* ends the dial: the thread returns */
+    pthread_join(th, NULL);
+    pthread_cond_destroy(&j->cv);
+    pthread_mutex_destroy(&j->mu);
+    free(j);
+    return done ? rv : NNG_ETIMEDOUT;
+}
+
+/* Dials the client's URL on a socket of its own with cfg, for at most
+ * timeout_ms, and closes it at once (nothing is sent): nng's result. */
+static int probe_dial(const avm_ctl_client *c, nng_tls_config *cfg, int timeout_ms)
+{
+    nng_socket sock;
+    nng_dialer d;
+    int rv = nng_req0_open(&sock);
+    if (rv != 0)
+        return rv;
+    if ((rv = nng_dialer_create(&d, sock, c->url)) == 0 &&
+        (rv = nng_dialer_set_ptr(d, NNG_OPT_TLS_CONFIG, cfg)) == 0)
+        rv = dial_bounded(d, timeout_ms);
+    nng_close(sock);
+    return rv;
+}
+
+/* Why the handshake failed (NNG_ECRYPTO and NNG_EPEERAUTH say nothing of it): a
+ * dial that does not check the node's certificate tells whether the node refuses
+ * this client; one that checks the certificate but not its name, whether the CA
+ * or the name is wrong. Neither sends anything. NULL when it cannot be told. */
+static const char *client_diagnose(const avm_ctl_client *c, int timeout_ms, char *buf,
+                                   size_t len)
+{
+    int rv = probe_dial(c, c->probe_none, timeout_ms);
+    if (rv == NNG_ECRYPTO || rv == NNG_EPEERAUTH || rv == NNG_ECONNSHUT ||
+        rv == NNG_ECONNRESET || rv == NNG_ECLOSED) {
+        /* A TLS alert is a TLS endpoint's refusal; a closed connection may also
+         * be an endpoint that does not speak TLS. */
+        const char *or_not = rv == NNG_ECRYPTO || rv == NNG_EPEERAUTH
+                                 ? ""
+                                 : ", or the address is not a tls+tcp:// endpoint";
+        if (!c->has_cert)
+            snprintf(buf, len,
+                     "the node requires a client certificate: give --tls-cert and "
+                     "--tls-key (or $AVM_TLS_CERT, $AVM_TLS_KEY)%s",
+                     or_not);
+        else
+            snprintf(buf, len,
+                     "the node refused this client's certificate (it must be signed by "
+                     "the CA of the node's --control-tls-ca)%s",
+                     or_not);
+        return buf;
+    }
+    if (rv != 0)
+        return NULL;
+    rv = probe_dial(c, c->probe_noname, timeout_ms);
+    if (rv == 0) {
+        bool ip = strspn(c->server_name, "0123456789.") == strlen(c->server_name) ||
+                  strchr(c->server_name, ':') != NULL;
+        snprintf(buf, len, "the node's certificate does not carry the name %s%s",
+                 c->server_name,
+                 ip ? " (mbedTLS 2.28 does not match IP addresses against certificates: "
+                      "connect by a DNS name in the certificate, or give "
+                      "--tls-server-name NAME)"
+                    : " (give the name it carries with --tls-server-name)");
+        return buf;
+    }
+    if (rv == NNG_ECRYPTO || rv == NNG_EPEERAUTH) {
+        snprintf(buf, len, "the node's certificate is not signed by the CA in %.400s",
+                 c->ca);
+        return buf;
+    }
+    return NULL;
+}
+
+static int client_connect(avm_ctl_client *c, int timeout_ms, char *errmsg, size_t errlen)
+{
+    if (c->dial_failed)
+        return avm__failf(errmsg, errlen, AVM_EIO,
+                          "cannot connect to %s: an earlier attempt failed", c->url);
+    int64_t start = now_ms();
+    int rv = dial_bounded(c->dialer, timeout_ms);
+    if (rv == NNG_ETIMEDOUT) {
+        c->dial_failed = true; /* the dialer is closed */
+        return avm__failf(errmsg, errlen, AVM_EIO,
+                          "no answer from %s within %d ms (is avmd running? no TLS "
+                          "connection could be made)",
+                          c->url, timeout_ms);
+    }
+    if (rv == NNG_ECRYPTO || rv == NNG_EPEERAUTH || rv == NNG_ECONNSHUT ||
+        rv == NNG_ECONNRESET) {
+        char why[1400];
+        int64_t left = timeout_ms - (now_ms() - start);
+        const char *w = left > 0 ? client_diagnose(c, (int)left, why, sizeof(why)) : NULL;
+        if (w != NULL)
+            return avm__failf(errmsg, errlen, AVM_EIO,
+                              "cannot connect to %s: TLS handshake failed: %s", c->url,
+                              w);
+    }
+    if (rv != 0)
+        return dial_fail(c, rv, errmsg, errlen);
+    c->connected = true;
+    return 0;
 }
 
 const char *avm_ctl_client_url(const avm_ctl_client *c)
@@ -1694,6 +2330,7 @@ void avm_ctl_client_close(avm_ctl_client *c)
     if (c == NULL)
         return;
     nng_close(c->sock);
+    client_free_tls(c);
     if (c->token != NULL) {
         volatile char *p = c->token;
         for (size_t i = 0; p[i] != '\0'; i++)
@@ -1713,9 +2350,41 @@ int avm_ctl_client_set_token(avm_ctl_client *c, const char *token)
     return 0;
 }
 
+/* How many connections the client's dialer made that the peer closed, reset or
+ * failed in the handshake (from nng's statistics; 0 when they cannot be read). */
+static uint64_t dialer_failed_handshakes(const avm_ctl_client *c)
+{
+    nng_stat *all;
+    uint64_t n = 0, id = (uint64_t)nng_dialer_id(c->dialer);
+    if (nng_dialer_id(c->dialer) <= 0 || nng_stats_get(&all) != 0)
+        return 0;
+    for (nng_stat *st = nng_stat_child(all); st != NULL; st = nng_stat_next(st)) {
+        if (nng_stat_type(st) != NNG_STAT_SCOPE ||
+            strcmp(nng_stat_name(st), "dialer") != 0)
+            continue;
+        nng_stat *sid = nng_stat_find(st, "id");
+        if (sid == NULL || nng_stat_value(sid) != id)
+            continue;
+        static const char *const names[] = {"disconnect", "proto", "auth", "other"};
+        for (size_t k = 0; k < 4; k++) {
+            nng_stat *v = nng_stat_find(st, names[k]);
+            n += v != NULL ? nng_stat_value(v) : 0;
+        }
+    }
+    nng_stats_free(all);
+    return n;
+}
+
 static int call_fail(const avm_ctl_client *c, int rv, int timeout_ms, char *errmsg,
                      size_t errlen)
 {
+    if (rv == NNG_ETIMEDOUT && !c->tls && strncmp(c->url, "tcp://", 6) == 0 &&
+        dialer_failed_handshakes(c) > 0)
+        return avm__failf(errmsg, errlen, AVM_EIO,
+                          "no answer from %s within %d ms: something listens there but "
+                          "closes every connection during the handshake (a tls+tcp:// "
+                          "control endpoint? then connect with tls+tcp://)",
+                          c->url, timeout_ms);
     if (rv == NNG_ETIMEDOUT)
         return avm__failf(errmsg, errlen, AVM_EIO,
                           "no answer from %s within %d ms (is avmd running?)", c->url,
@@ -1793,7 +2462,14 @@ int avm_ctl_call(avm_ctl_client *c, const char *op, avm_val body, int timeout_ms
     /* One deadline for both halves: the send waits for a connection, the receive
      * for the node. */
     int64_t deadline = now_ms() + timeout_ms;
-    if ((rv = nng_socket_set_ms(c->sock, NNG_OPT_SENDTIMEO, timeout_ms)) != 0 ||
+    if (c->tls && !c->connected &&
+        (rv = client_connect(c, timeout_ms, errmsg, errlen)) != 0) {
+        nng_msg_free(m);
+        return rv;
+    }
+    int64_t send_left = deadline - now_ms();
+    if ((rv = nng_socket_set_ms(c->sock, NNG_OPT_SENDTIMEO,
+                                send_left > 0 ? (int)send_left : 1)) != 0 ||
         (rv = nng_sendmsg(c->sock, m, 0)) != 0) {
         nng_msg_free(m);
         return call_fail(c, rv, timeout_ms, errmsg, errlen);

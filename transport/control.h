@@ -144,6 +144,30 @@ int avm_ctl_decode(const uint8_t *p, size_t n, avm_ctl_frame *f, char *errmsg,
 int avm_ctl_decode_ex(const uint8_t *p, size_t n, size_t max_frame, avm_ctl_frame *f,
                       char *errmsg, size_t errlen);
 
+/* --- TLS (tls+tcp:// addresses) ------------------------------------------ */
+
+/* The files of one side of a mutually authenticated TLS connection (PEM; TLS 1.2,
+ * the version nng's mbedTLS engine speaks; docs/operations.md "Control over TLS").
+ * The peer must present a certificate that chains to a certificate in ca. */
+typedef struct avm_ctl_tls {
+    const char *cert;        /* this side's certificate (with intermediates after it);
+                              * a client may go without (NULL), a server may not */
+    const char *key;         /* its private key, unencrypted (PKCS#8 "PRIVATE KEY" or
+                              * "RSA/EC PRIVATE KEY"); NULL: in the cert file; a file the
+                              * group or others may read is refused (chmod 600) */
+    const char *ca;          /* the certificate(s) the peer's must chain to */
+    const char *server_name; /* client: the name the node's certificate must carry
+                              * (NULL: the URL's host) */
+} avm_ctl_tls;
+
+/* Whether url is a tls+tcp:// address. */
+bool avm_ctl_url_is_tls(const char *url);
+/* Loads the files of t as a server (cert required) or a client would, and checks
+ * them: readable PEM, the key unencrypted, not readable by the group or others,
+ * matching the certificate, which is valid now. 0, or AVM_EINVAL / AVM_ENOMEM
+ * with errmsg naming the file and the cause. */
+int avm_ctl_tls_check(const avm_ctl_tls *t, bool server, char *errmsg, size_t errlen);
+
 /* --- Server (in the node, on its libuv loop) ---------------------------- */
 
 typedef struct avm_ctl_server avm_ctl_server;
@@ -156,8 +180,17 @@ typedef void (*avm_ctl_handler)(void *arg, avm_ctl_req *req, const char *op,
                                 avm_val body);
 
 typedef struct avm_ctl_server_config {
-    const char *const *urls; /* nng URLs to listen on: "ipc:///path", "tcp://h:p" */
+    const char *const *urls; /* nng URLs to listen on: "ipc:///path", "tcp://h:p",
+                              * "tls+tcp://h:p" */
     size_t nurls;
+    /* The files of the tls+tcp:// listeners (required when there is one; cert
+     * required): clients must present a certificate signed by tls->ca. */
+    const avm_ctl_tls *tls;
+    /* Called on the loop thread, at most once a second per listener, with the
+     * number of connections a tls+tcp:// listener dropped during the TLS or SP
+     * handshake since the last call (NULL: not reported). nng does not say who
+     * they came from, nor why beyond the class in cause. */
+    void (*refused)(void *arg, const char *url, uint64_t n, const char *cause);
     size_t max_frame;  /* 0: AVM_CTL_MAX_FRAME */
     unsigned contexts; /* requests served at once (0: 64) */
     avm_ctl_handler handler;
@@ -165,7 +198,8 @@ typedef struct avm_ctl_server_config {
 } avm_ctl_server_config;
 
 /* Listens on every URL and starts serving; call on the loop thread (or before the
- * loop runs). 0, or AVM_EINVAL (no URL, no handler, a malformed URL) / AVM_EIO
+ * loop runs). 0, or AVM_EINVAL (no URL, no handler, a malformed URL, a tls+tcp URL
+ * without cfg->tls, a TLS file that does not load: errmsg names it) / AVM_EIO
  * (the address is in use, ...) / AVM_ENOMEM with errmsg naming the URL; on error
  * nothing is left to close. The config and its strings are not kept.
  * An ipc:// socket file is put in place by rename (and removed by stop); a path
@@ -175,7 +209,8 @@ typedef struct avm_ctl_server_config {
 int avm_ctl_server_start(uv_loop_t *loop, const avm_ctl_server_config *cfg,
                          avm_ctl_server **out, char *errmsg, size_t errlen);
 /* The TCP port that listener i (cfg->urls[i]) is bound to, which is how to learn
- * the port of "tcp://HOST:0"; 0 when urls[i] is not a TCP URL. */
+ * the port of "tcp://HOST:0" (or "tls+tcp://HOST:0"); 0 when urls[i] is not a TCP
+ * URL. */
 int avm_ctl_server_port(const avm_ctl_server *s, size_t i);
 /* Stops listening; requests not answered yet (with the handler, or queued for it)
  * get an error reply AVM_ESTATE "node is shutting down" where the client is still
@@ -219,12 +254,21 @@ avm_ctl_req *avm_ctl_req_local(avm_ctl_local_cb cb, void *arg);
 
 typedef struct avm_ctl_client avm_ctl_client;
 
-/* addr: an nng URL, or HOST:PORT for tcp://HOST:PORT, or a path for ipc://PATH
- * (one starting with '/' or '.'). Connects in the background: opening succeeds
- * whether or not a node is there (a call then times out). 0, or AVM_EINVAL for an
- * address of none of these forms. One thread at a time uses a client. */
+/* addr: an nng URL (ipc://, tcp://, tls+tcp://), or HOST:PORT for tcp://HOST:PORT, or a
+ * path for ipc://PATH (one starting with '/' or '.'). Connects in the background: opening
+ * succeeds whether or not a node is there (a call then times out). 0, or AVM_EINVAL for
+ * an address of none of these forms. One thread at a time uses a client. */
 int avm_ctl_client_open(const char *addr, avm_ctl_client **out, char *errmsg,
                         size_t errlen);
+/* The same with the TLS files for a tls+tcp:// address (tls->ca required; ignored
+ * for other addresses). The files are loaded here: AVM_EINVAL naming a file that
+ * does not load, or for a tls+tcp:// address without tls. The first call then
+ * connects, within its deadline, and fails with AVM_EIO naming the cause when the
+ * TLS handshake fails (the node refused this client's certificate, or it has
+ * none; the node's certificate is not signed by tls->ca or does not carry the
+ * server name; the address is not a TLS endpoint). */
+int avm_ctl_client_open_tls(const char *addr, const avm_ctl_tls *tls,
+                            avm_ctl_client **out, char *errmsg, size_t errlen);
 void avm_ctl_client_close(avm_ctl_client *c);
 /* Every later call sends token (copied; NULL: none) as the request's "auth"
  * field, for a node started with --auth-tokens. 0 or AVM_ENOMEM. */

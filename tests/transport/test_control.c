@@ -1477,6 +1477,102 @@ TEST(body_edit_and_client_tokens)
     CHECK(fx_stop(&fx));
 }
 
+/* --- TLS files (the handshakes themselves: tests/daemon/control_tls.sh) -------- */
+
+static bool write_file(const char *path, const char *text, mode_t mode)
+{
+    FILE *f = fopen(path, "w");
+    if (f == NULL)
+        return false;
+    fputs(text, f);
+    return fclose(f) == 0 && chmod(path, mode) == 0;
+}
+
+TEST(tls_files_are_checked)
+{
+    char err[1024] = "", url[128];
+    CHECK(avm_ctl_url_is_tls("tls+tcp://h:1"));
+    CHECK(!avm_ctl_url_is_tls("tcp://h:1"));
+    CHECK_INT(
+        avm_ctl_normalize_addr("tls+tcp://h:7411", url, sizeof(url), err, sizeof(err)),
+        0);
+    CHECK_STR(url, "tls+tcp://h:7411");
+
+    char dir[] = "/tmp/avm-tls-XXXXXX";
+    REQUIRE(mkdtemp(dir) != NULL);
+    char ca[128], cert[128], key[128], plain[128], missing[128];
+    snprintf(ca, sizeof(ca), "%s/ca.crt", dir);
+    snprintf(cert, sizeof(cert), "%s/node.crt", dir);
+    snprintf(key, sizeof(key), "%s/node.key", dir);
+    snprintf(plain, sizeof(plain), "%s/plain.txt", dir);
+    snprintf(missing, sizeof(missing), "%s/none.crt", dir);
+    const char *junk_cert = "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydA==\n"
+                            "-----END CERTIFICATE-----\n";
+    REQUIRE(write_file(ca, junk_cert, 0644));
+    REQUIRE(write_file(cert, junk_cert, 0644));
+    REQUIRE(write_file(
+        key, "-----BEGIN PRIVATE KEY-----\nbm8=\n-----END PRIVATE KEY-----\n", 0644));
+    REQUIRE(write_file(plain, "hello\n", 0644));
+
+    /* The server: a tls+tcp URL needs the files; each failure names its file. */
+    uv_loop_t loop;
+    REQUIRE(uv_loop_init(&loop) == 0);
+    avm_ctl_server *s = NULL;
+    const char *urls[] = {"tls+tcp://127.0.0.1:0"};
+    avm_ctl_server_config cfg = {.urls = urls, .nurls = 1, .handler = handler};
+    CHECK_INT(avm_ctl_server_start(&loop, &cfg, &s, err, sizeof(err)), AVM_EINVAL);
+    CHECK(contains(err, "tls+tcp://127.0.0.1:0 needs TLS files"));
+    avm_ctl_tls t = {.cert = cert, .key = key, .ca = missing};
+    cfg.tls = &t;
+    CHECK_INT(avm_ctl_server_start(&loop, &cfg, &s, err, sizeof(err)), AVM_EINVAL);
+    CHECK(contains(err, "cannot read the CA file") && contains(err, missing));
+    t.ca = plain;
+    CHECK_INT(avm_ctl_server_start(&loop, &cfg, &s, err, sizeof(err)), AVM_EINVAL);
+    CHECK(contains(err, "is not PEM") && contains(err, plain));
+    t.ca = ca;
+    CHECK_INT(avm_ctl_server_start(&loop, &cfg, &s, err, sizeof(err)), AVM_EINVAL);
+    CHECK(contains(err, "the key file") && contains(err, "mode 0644"));
+    REQUIRE(chmod(key, 0600) == 0);
+    CHECK_INT(avm_ctl_server_start(&loop, &cfg, &s, err, sizeof(err)), AVM_EINVAL);
+    CHECK(contains(err, "the CA file") &&
+          contains(err, "no certificate mbedTLS can read"));
+    t.cert = NULL;
+    t.key = NULL;
+    CHECK_INT(avm_ctl_tls_check(&t, true, err, sizeof(err)), AVM_EINVAL);
+    CHECK(contains(err, "no certificate file"));
+    REQUIRE(write_file(key,
+                       "-----BEGIN ENCRYPTED PRIVATE KEY-----\nbm8=\n"
+                       "-----END ENCRYPTED PRIVATE KEY-----\n",
+                       0600));
+    t.cert = cert;
+    t.key = key;
+    t.ca = cert; /* read before the key, parsed after it */
+    CHECK_INT(avm_ctl_tls_check(&t, true, err, sizeof(err)), AVM_EINVAL);
+    CHECK(contains(err, "is encrypted") && contains(err, key));
+    CHECK(s == NULL);
+    CHECK_INT(uv_run(&loop, UV_RUN_NOWAIT), 0);
+    CHECK_INT(uv_loop_close(&loop), 0);
+
+    /* The client: the CA is required; other addresses ignore the files. */
+    avm_ctl_client *c = NULL;
+    CHECK_INT(avm_ctl_client_open("tls+tcp://localhost:1", &c, err, sizeof(err)),
+              AVM_EINVAL);
+    CHECK(contains(err, "needs TLS files"));
+    avm_ctl_tls none = {0};
+    CHECK_INT(
+        avm_ctl_client_open_tls("tls+tcp://localhost:1", &none, &c, err, sizeof(err)),
+        AVM_EINVAL);
+    CHECK(contains(err, "no CA file"));
+    REQUIRE(avm_ctl_client_open_tls("tcp://127.0.0.1:1", &none, &c, err, sizeof(err)) ==
+            0);
+    avm_ctl_client_close(c);
+    unlink(ca);
+    unlink(cert);
+    unlink(key);
+    unlink(plain);
+    rmdir(dir);
+}
+
 TEST_MAIN(T(frames_round_trip), T(malformed_frames_are_named), T(body_helpers),
           T(addresses_normalise), T(round_trip_over_ipc_and_tcp),
           T(error_replies_map_to_codes), T(concurrent_calls_and_a_delayed_reply),
@@ -1486,4 +1582,4 @@ TEST_MAIN(T(frames_round_trip), T(malformed_frames_are_named), T(body_helpers),
           T(start_errors_are_named), T(an_ipc_probe_does_not_wedge_the_listener),
           T(token_files_parse), T(malformed_token_files_are_named),
           T(token_file_modes_are_checked), T(every_operation_has_a_permission),
-          T(body_edit_and_client_tokens))
+          T(body_edit_and_client_tokens), T(tls_files_are_checked))
