@@ -313,6 +313,7 @@ struct xeffect {
 
 #define XFIN_REQ (1ULL << 63) /* the finish's request id: "fin:<txid>" */
 #define XREQ_BASE (1ULL << 62)
+#define XDEC_REQ (1ULL << 61) /* the decision's request id: "dec:<txid>" */
 
 static size_t xr_find(const struct bank *b, uint64_t id)
 {
@@ -964,7 +965,7 @@ struct xt {
     bool all_yes;
     int outcome; /* the client's answer: 0 none, 1 committed, 2 not, 3 unknown */
     int applied[2];
-    bool prepared[2], dropped[2], dec_commit, partial;
+    bool prepared[2], dropped[2], dec_commit, partial, fin_failed;
 };
 
 /* A proposal of a transaction step (replicas.c's avm_rctl_submit): retried, with
@@ -1078,6 +1079,7 @@ static bool g_trace_lite;     /* AVM_SIM_TRACE_LITE: trace frames without decodi
 static bool g_no_membership;  /* --no-membership: membership faults do nothing */
 static bool g_nospc_acks;     /* --nospc-acks: a failed sync still calls synced */
 static bool g_legacy;         /* --legacy: without the knobs added with transactions */
+static bool g_txn_as_was;     /* --txn-as-was: txn.c before the two fixes (see xreq_dec) */
 
 static void trace(struct sim *s, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
@@ -2570,6 +2572,15 @@ static uint64_t xreq_new(struct sim *s)
     return XREQ_BASE | ++s->next_xreq;
 }
 
+/* The decision's request id: "dec:<txid>", the same for the driver and every
+ * recovery, so that the first decision applied answers every later one even once
+ * the decision is forgotten (as it was: a new id each time; then a decision still
+ * in flight could commit after an abort was recorded and forgotten). */
+static uint64_t xreq_dec(struct sim *s, uint64_t txid)
+{
+    return g_txn_as_was ? xreq_new(s) : XDEC_REQ | txid;
+}
+
 static struct xvol *xvol_get(struct sim *s, int node, int g, uint64_t txid, bool decision,
                              bool add)
 {
@@ -2602,7 +2613,8 @@ static void xt_decide(struct sim *s, struct xt *x)
     int c = x->coord;
     uint32_t parts = (1u << x->g[0]) | (1u << x->g[1]);
     make_xcmd(cmd, 'D', x->all_yes ? x->acct[c] : 0, (unsigned)x->g[c],
-              x->all_yes ? 3u : 0u, parts, xreq_new(s), x->txid, x->all_yes ? x->rver[c] : 0,
+              x->all_yes ? 3u : 0u, parts, xreq_dec(s, x->txid), x->txid,
+              x->all_yes ? x->rver[c] : 0,
               x->all_yes ? x->nbal[c] : 0);
     xsub_new(s, x->driver, x->g[c], cmd, CB_DEC, x->txid, 0);
 }
@@ -2674,10 +2686,13 @@ static void xsub_done(struct sim *s, size_t k, int rv, bool res)
         }
         break;
     case CB_FIN:
-        /* As txn.c's on_fin: once every finish has answered, successfully or not,
-         * the decision is forgotten. */
+        /* As txn.c's on_fin: once every finish has answered, the decision is
+         * forgotten; unless one failed (as it was: forgotten anyway; then a
+         * participant's recovery could record abort after the commit). */
+        x->fin_failed |= rv != 0;
         if (--x->waiting == 0) {
-            xt_forget(s, n, x->g[x->coord], x->txid);
+            if (!x->fin_failed || g_txn_as_was)
+                xt_forget(s, n, x->g[x->coord], x->txid);
             xt_end(s, x, 1);
         }
         break;
@@ -2836,7 +2851,8 @@ static void xsub_attempt(struct sim *s, size_t k)
                 cand[nc++] = i;
         to = nc ? cand[rnd(s, (uint64_t)nc)] : -1;
     }
-    if (to < 0) {
+    if (to < 0 || s->blocked[o][to]) {
+        /* Nobody to ask, or the link to it is down (cl_reachable): later. */
         u->state = XS_IDLE;
         u->attempt_at = s->now + 50;
         return;
@@ -2914,7 +2930,8 @@ static void xt_sweep(struct sim *s)
                       " ms: asking its coordinator %s", n->name, s->grp[g].name, in.txid,
                       s->now - v->since, s->grp[in.coord].name);
                 uint8_t cmd[XCMD_LEN];
-                make_xcmd(cmd, 'D', 0, in.coord, 0, in.parts, xreq_new(s), in.txid, 0, 0);
+                make_xcmd(cmd, 'D', 0, in.coord, 0, in.parts, xreq_dec(s, in.txid), in.txid,
+                          0, 0);
                 xsub_new(s, ni, in.coord, cmd, CB_RDEC, in.txid, g);
                 b = &n->mem[g].bank; /* (a call may have applied) */
             }
@@ -3044,42 +3061,38 @@ static void on_xrep(struct sim *s, struct ev *e)
     }
 }
 
-/* A client starts a transfer between two groups on some node (avm_txn_commit). */
-static void xt_start(struct sim *s)
+/* Node c starts a transfer of `amount` from account a0 of g0 to account a1 of g1,
+ * reading both from its replicas or else their leaders' (avm_txn_commit); the
+ * transaction, or NULL if it cannot start. amount 0: a random one. */
+static struct xt *xt_begin(struct sim *s, int c, int g0, int g1, unsigned a0, unsigned a1,
+                           int64_t amount)
 {
-    int c = random_up(s);
-    if (c < 0 || s->node[c].failed)
-        return;
-    size_t live = 0;
-    for (size_t i = 0; i < s->nxts; i++)
-        live += s->xts[i].live;
-    if (live >= 8)
-        return;
-    int g[2];
-    g[0] = (int)rnd(s, (uint64_t)s->ng);
-    g[1] = (int)rnd(s, (uint64_t)s->ng - 1);
-    if (g[1] >= g[0])
-        g[1]++;
     struct xt x;
     memset(&x, 0, sizeof(x));
     x.np = 2;
+    x.g[0] = g0;
+    x.g[1] = g1;
+    x.acct[0] = (uint8_t)a0;
+    x.acct[1] = (uint8_t)a1;
     const struct bank *b[2];
     for (int i = 0; i < 2; i++) {
-        x.g[i] = g[i];
-        int r = rg(s, &s->node[c], g[i]) != NULL ? c : leader_node(s, g[i]);
+        int r = rg(s, &s->node[c], x.g[i]) != NULL ? c : leader_node(s, x.g[i]);
         if (r < 0)
-            return;
-        b[i] = &s->node[r].mem[g[i]].bank;
-        x.acct[i] = (uint8_t)rnd(s, NACC);
+            return NULL;
+        b[i] = &s->node[r].mem[x.g[i]].bank;
         x.rver[i] = b[i]->ver[x.acct[i]];
-        avm_rgroup *l = rg(s, &s->node[c], g[i]);
+        avm_rgroup *l = rg(s, &s->node[c], x.g[i]);
         if (l != NULL && avm_rgroup_is_leader(l))
-            x.coord = i;
+            x.coord = i; /* the decision is recorded without a hop */
     }
     int64_t have = b[0]->bal[x.acct[0]];
     if (have <= 0)
-        return;
-    int64_t amount = (int64_t)rnd_range(s, 1, (uint64_t)(have < INIT_BAL / 2 ? have : INIT_BAL / 2));
+        return NULL;
+    if (amount == 0)
+        amount = (int64_t)rnd_range(s, 1,
+                                    (uint64_t)(have < INIT_BAL / 2 ? have : INIT_BAL / 2));
+    if (amount > have)
+        return NULL;
     x.nbal[0] = have - amount;
     x.nbal[1] = b[1]->bal[x.acct[1]] + amount;
     if (s->nxts == s->capxts) {
@@ -3095,22 +3108,40 @@ static void xt_start(struct sim *s)
     s->xts[s->nxts++] = x;
     s->fig.xtxns++;
     trace(s, "%s: txn %" PRIu64 " moves %" PRId64 " from %s/%u to %s/%u (coordinator %s)",
-          s->node[c].name, x.txid, amount, s->grp[g[0]].name, x.acct[0], s->grp[g[1]].name,
-          x.acct[1], s->grp[g[x.coord]].name);
-    uint32_t parts = (1u << g[0]) | (1u << g[1]);
+          s->node[c].name, x.txid, amount, s->grp[g0].name, a0, s->grp[g1].name, a1,
+          s->grp[x.g[x.coord]].name);
+    uint32_t parts = (1u << g0) | (1u << g1);
+    uint64_t txid = x.txid;
     for (int i = 0; i < x.np; i++) {
         if (i == x.coord)
             continue;
         uint8_t cmd[XCMD_LEN];
-        make_xcmd(cmd, 'P', x.acct[i], (unsigned)g[x.coord], 0, parts, xreq_new(s), x.txid,
-                  x.rver[i], x.nbal[i]);
-        xsub_new(s, c, g[i], cmd, CB_PREP, x.txid, i);
+        make_xcmd(cmd, 'P', x.acct[i], (unsigned)x.g[x.coord], 0, parts, xreq_new(s),
+                  x.txid, x.rver[i], x.nbal[i]);
+        xsub_new(s, c, x.g[i], cmd, CB_PREP, x.txid, i);
     }
+    return xt_get(s, txid);
 }
 
-/* After the heal: every intent and decision is resolved within bound_ms, then
- * every transaction committed everywhere or nowhere, each part once, the client's
- * answers held, and the groups hold all the money. */
+/* A client starts a transfer between two random groups on a random node. */
+static void xt_start(struct sim *s)
+{
+    int c = random_up(s);
+    if (c < 0 || s->node[c].failed)
+        return;
+    size_t live = 0;
+    for (size_t i = 0; i < s->nxts; i++)
+        live += s->xts[i].live;
+    if (live >= 8)
+        return;
+    int g0 = (int)rnd(s, (uint64_t)s->ng);
+    int g1 = (int)rnd(s, (uint64_t)s->ng - 1);
+    if (g1 >= g0)
+        g1++;
+    unsigned a0 = (unsigned)rnd(s, NACC), a1 = (unsigned)rnd(s, NACC);
+    xt_begin(s, c, g0, g1, a0, a1, 0);
+}
+
 /* Whether a member of g (per its leader) still holds an intent or a decision: its
  * name in *who (NULL if none); without a leader, "no leader". */
 static const char *xt_open_in(struct sim *s, int g, const struct bank **held)
@@ -4201,6 +4232,114 @@ TEST(install_newer_than_snapshot)
     CHECK(newer > 0);
 }
 
+/* Six nodes, g0 on n0-n2 and g1 on n3-n5, a quiet network, both groups led. */
+static bool setup_two(struct sim *s)
+{
+    s->nn = s->ninit = 6;
+    s->ng = 2;
+    s->dmin = 1;
+    s->dmax = 3;
+    s->smin = 1;
+    s->smax = 3;
+    for (int g = 0; g < 2; g++) {
+        s->grp[g].nmembers = 3;
+        for (int i = 0; i < 3; i++)
+            s->grp[g].members[i] = 3 * g + i;
+    }
+    sim_boot(s);
+    return wait_leader(s, 0, 5000) >= 0 && wait_leader(s, 1, 5000) >= 0;
+}
+
+static void block_between(struct sim *s, int a, int lo, int hi, bool on)
+{
+    for (int j = lo; j <= hi; j++)
+        if (j != a)
+            s->blocked[a][j] = s->blocked[j][a] = on;
+}
+
+/* Runs the scenario's end: heal, resolve, converge, check. */
+static void xt_scenario_end(struct sim *s)
+{
+    heal_all(s);
+    run_resolve(s, 60000);
+    if (!s->failed)
+        run_converge(s, 10000);
+    if (!s->failed)
+        check_xts(s);
+}
+
+/* A finish that fails (its participant unreachable for longer than a proposal's
+ * deadline) after a commit decision. As txn.c was, the driver forgot the decision
+ * anyway; the participant's recovery then found no decision, recorded abort and
+ * dropped its part: committed in g0, aborted in g1. The scenario runs the model as
+ * it was (the checker must catch it) and as it is (it must hold). */
+TEST(txn_finish_fails_after_commit)
+{
+    for (int as_was = 1; as_was >= 0; as_was--) {
+        g_txn_as_was = as_was;
+        struct sim s;
+        sim_init(&s, 300, "txn_finish_fails_after_commit", g_verbose);
+        CHECK(setup_two(&s));
+        int c = leader_node(&s, 0);
+        struct xt *x = c >= 0 ? xt_begin(&s, c, 0, 1, 0, 0, 100) : NULL;
+        CHECK(x != NULL);
+        uint64_t txid = x != NULL ? x->txid : 0, until = s.now + 5000;
+        while (x != NULL && !s.failed && !xt_get(&s, txid)->dec_commit && s.now < until)
+            run(&s, s.now + 1);
+        CHECK(x != NULL && xt_get(&s, txid)->dec_commit);
+        block_between(&s, c, 3, 5, true); /* the finish cannot reach g1 */
+        run(&s, s.now + 14000);
+        xt_scenario_end(&s);
+        if (as_was) {
+            CHECK(s.failed && strstr(s.why, "atomicity") != NULL);
+            printf("  txn_finish_fails_after_commit, as txn.c was: %s\n", s.why);
+        } else {
+            CHECK(!s.failed);
+            CHECK(x != NULL && xt_get(&s, txid)->applied[0] == 1 &&
+                  xt_get(&s, txid)->applied[1] == 1);
+        }
+        s.failed = false; /* the expected violation is not a failure here */
+        scenario_end(&s, test_failed_);
+    }
+    g_txn_as_was = false;
+}
+
+/* A decision in flight longer than the recovery's periods: the driver (on a
+ * follower of g1; coordinator g0) cannot reach g0 after the prepare; g1's leader
+ * asks g0, which records abort; g0's leader finishes and forgets it; then the
+ * driver's decision arrives. As txn.c was (a new request id for each decision), it
+ * found no decision and committed g0's part: g1 had aborted. */
+TEST(txn_decision_after_forgotten_abort)
+{
+    for (int as_was = 1; as_was >= 0; as_was--) {
+        g_txn_as_was = as_was;
+        struct sim s;
+        sim_init(&s, 301, "txn_decision_after_forgotten_abort", g_verbose);
+        CHECK(setup_two(&s));
+        int l1 = leader_node(&s, 1), d = l1 == 3 ? 4 : 3;
+        struct xt *x = xt_begin(&s, d, 0, 1, 0, 0, 100);
+        CHECK(x != NULL && x->coord == 0);
+        uint64_t txid = x != NULL ? x->txid : 0, until = s.now + 5000;
+        while (x != NULL && !s.failed && !xt_get(&s, txid)->prepared[1] && s.now < until)
+            run(&s, s.now + 1);
+        CHECK(x != NULL && xt_get(&s, txid)->prepared[1]);
+        block_between(&s, d, 0, 2, true); /* the decision cannot reach g0 */
+        run(&s, s.now + 7000);
+        xt_scenario_end(&s);
+        if (as_was) {
+            CHECK(s.failed && strstr(s.why, "atomicity") != NULL);
+            printf("  txn_decision_after_forgotten_abort, as txn.c was: %s\n", s.why);
+        } else {
+            CHECK(!s.failed);
+            CHECK(x != NULL && xt_get(&s, txid)->applied[0] == 0 &&
+                  xt_get(&s, txid)->applied[1] == 0 && xt_get(&s, txid)->outcome == 2);
+        }
+        s.failed = false;
+        scenario_end(&s, test_failed_);
+    }
+    g_txn_as_was = false;
+}
+
 /* ---------------------------------------------------------------------------------
  * The command line. */
 
@@ -4284,10 +4423,13 @@ int main(int argc, char **argv)
             g_nospc_acks = true;
         else if (strcmp(argv[i], "--legacy") == 0)
             g_legacy = true;
+        else if (strcmp(argv[i], "--txn-as-was") == 0)
+            g_txn_as_was = true;
         else {
             fprintf(stderr, "usage: test_sim [--seeds N] [--from S] [--seed S [-v]] "
                             "[--scenarios | --no-scenarios] [--no-membership] "
-                            "[--determinism] [--legacy] [--nospc-acks]\n");
+                            "[--determinism] [--legacy] [--nospc-acks] "
+                            "[--txn-as-was]\n");
             return 2;
         }
     }
@@ -4318,7 +4460,9 @@ int main(int argc, char **argv)
         g_steplog = strtoull(sl, NULL, 10);
     if (scenarios) {
         struct test_case cases[] = {T(install_during_compaction),
-                                    T(install_newer_than_snapshot)};
+                                    T(install_newer_than_snapshot),
+                                    T(txn_finish_fails_after_commit),
+                                    T(txn_decision_after_forgotten_abort)};
         for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
             int failed = 0;
             cases[i].fn(&failed);
