@@ -2135,7 +2135,7 @@ static void node_crash(struct sim *s, struct node *n, uint64_t down_ms)
 {
     trace(s, "%s CRASH (down %" PRIu64 " ms)", n->name, down_ms == NONE ? 0 : down_ms);
     node_stop_host(s, n);
-    if (s->p_torn > 0 && n->nops > 0 && permille(s, s->p_torn)) {
+    if (s->p_torn > 0 && n->nops > 0 && !n->failed && permille(s, s->p_torn)) {
         /* A torn batch: the store committed a round holding a prefix of the staged
          * writes, ending between two host calls (an LMDB commit is atomic, and
          * holds whatever was staged when it ran, beyond the last sync asked or not). */
@@ -2333,8 +2333,10 @@ static void on_sync(struct sim *s, struct ev *e)
             avm_rhost_synced(n->h);
             after_call(s, n);
         }
-        if (n->up && e->inc == n->inc)
+        if (n->up && e->inc == n->inc) {
+            node_discard_staged(n); /* the failed round, whole */
             node_crash(s, n, rnd_range(s, 10, 2 * s->election_ms));
+        }
         return;
     }
     if (n->crash_at_sync) {
