@@ -26,6 +26,8 @@
  * host call or one save_* (LMDB cannot produce it), torn or corrupted pages and a
  * lost meta-page write (LMDB relies on the disk's ordered, atomic sector writes and
  * on fsync; MDB_NOSYNC is an option the raft groups do not use).
+ * Long isolations: a node cut off for 8-16 s (longer than a proposal's deadline),
+ * through the shorter partitions and heals.
  * Full disks: a node's disk is full for a while (ENOSPC): every sync completing
  * then fails, the round is dropped whole, and the node stops and exits (node/avmd.c
  * exits on a failed round; the supervisor restarts it, and it fails again while the
@@ -92,7 +94,8 @@
  *   --default-seeds N        the number of random seeds unless AVM_SIM_SEEDS or
  *                            --seeds says (the sanitizer build's ctest: 500)
  *   --legacy                 without the knobs added with transactions (cross-group
- *                            transactions, torn batches, full disks): every seed
+ *                            transactions, torn batches, full disks, long
+ *                            isolations): every seed
  *                            runs as it did before them
  *   --txn-as-was             txn.c's protocol before the two fixes (see above)
  *   --nospc-acks             a failed sync is answered as durable (as it was found)
@@ -1121,6 +1124,8 @@ struct sim {
     unsigned p_torn;  /* per mille of crashes that keep a prefix of staged writes */
     unsigned p_nospc; /* per mille of faults that fill a node's disk for a while */
     uint64_t full_until[MAXN];
+    unsigned p_iso;           /* per mille of faults that cut a node off for 8-16 s */
+    uint64_t iso_until[MAXN]; /* longer than a proposal's deadline (10 s) */
 };
 
 static struct sim *g_current; /* for the crash handler */
@@ -3335,14 +3340,25 @@ static int random_up(struct sim *s)
     return pick;
 }
 
+/* Long isolations stay through the shorter partitions and heals. */
+static void apply_iso(struct sim *s)
+{
+    for (int i = 0; i < s->nn; i++)
+        if (s->iso_until[i] > s->now)
+            for (int j = 0; j < s->nn; j++)
+                s->blocked[i][j] = s->blocked[j][i] = i != j;
+}
+
 static void heal_all(struct sim *s)
 {
     memset(s->blocked, 0, sizeof(s->blocked));
     s->part_id++;
+    apply_iso(s);
 }
 
 static void new_partition(struct sim *s, uint64_t heal_in)
 {
+    apply_iso(s);
     s->part_id++;
     s->fig.partitions++;
     ev_at(s, s->now + heal_in, EV_HEAL, -1, s->part_id);
@@ -3486,6 +3502,15 @@ static void on_fault(struct sim *s)
         }
         return;
     }
+    if (s->p_iso > 0 && permille(s, s->p_iso)) { /* a node cut off for long */
+        int i = (int)rnd(s, (uint64_t)s->nn);
+        uint64_t d = rnd_range(s, 8000, 16000);
+        s->iso_until[i] = s->now + d;
+        trace(s, "%s cut off for %" PRIu64 " ms", s->node[i].name, d);
+        apply_iso(s);
+        ev_at(s, s->now + d, EV_HEAL, -1, NONE);
+        return;
+    }
     unsigned k = (unsigned)rnd(s, 100);
     uint64_t e = s->election_ms;
     if (k < 14) { /* crash; or the disk fails, and the node crashes a little later */
@@ -3594,6 +3619,7 @@ static void end_chaos(struct sim *s)
 {
     trace(s, "END OF FAULTS: heal, restart, unpause");
     s->chaos = false;
+    memset(s->iso_until, 0, sizeof(s->iso_until));
     heal_all(s);
     memset(s->full_until, 0, sizeof(s->full_until));
     s->p_drop = s->p_dup = s->p_slow = 0;
@@ -3639,7 +3665,10 @@ static void dispatch(struct sim *s, struct ev *e)
         break;
     }
     case EV_HEAL:
-        if (e->id == s->part_id) {
+        if (e->id == NONE && s->chaos) { /* a long isolation ends */
+            trace(s, "heal (an isolation ends)");
+            heal_all(s);
+        } else if (e->id == s->part_id) {
             trace(s, "heal partition %" PRIu64, e->id);
             heal_all(s);
         }
@@ -3993,8 +4022,9 @@ static bool run_seed(uint64_t seed, bool verbose, struct figures *total)
     s->p_xtxn = permille(s, 800) ? (unsigned)rnd_range(s, 50, 400) : 0;
     s->p_torn = permille(s, 700) ? (unsigned)rnd_range(s, 100, 1000) : 0;
     s->p_nospc = permille(s, 500) ? (unsigned)rnd_range(s, 20, 100) : 0;
+    s->p_iso = permille(s, 400) ? (unsigned)rnd_range(s, 10, 60) : 0;
     if (g_legacy) /* the runs as they were before these knobs */
-        s->p_xtxn = s->p_torn = s->p_nospc = 0;
+        s->p_xtxn = s->p_torn = s->p_nospc = s->p_iso = 0;
     s->rng = mix64(seed ^ 0x5eedULL);
     trace(s,
           "seed %" PRIu64 ": %d nodes (%d initial), %d groups, election %u heartbeat %u, "
