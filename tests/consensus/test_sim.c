@@ -26,8 +26,10 @@
  * host call or one save_* (LMDB cannot produce it), torn or corrupted pages and a
  * lost meta-page write (LMDB relies on the disk's ordered, atomic sector writes and
  * on fsync; MDB_NOSYNC is an option the raft groups do not use).
- * Long isolations: a node cut off for 8-16 s (longer than a proposal's deadline),
- * through the shorter partitions and heals.
+ * Long splits: a node cut off, or two random sides, for 6-16 s (about a proposal's
+ * deadline), through the shorter partitions and heals. In some seeds the last
+ * account of each group is for transactions only (plain transfers would change its
+ * version, and make a late decision fail validation anyway).
  * Full disks: a node's disk is full for a while (ENOSPC): every sync completing
  * then fails, the round is dropped whole, and the node stops and exits (node/avmd.c
  * exits on a failed round; the supervisor restarts it, and it fails again while the
@@ -95,7 +97,7 @@
  *                            --seeds says (the sanitizer build's ctest: 500)
  *   --legacy                 without the knobs added with transactions (cross-group
  *                            transactions, torn batches, full disks, long
- *                            isolations): every seed
+ *                            splits): every seed
  *                            runs as it did before them
  *   --txn-as-was             txn.c's protocol before the two fixes (see above)
  *   --nospc-acks             a failed sync is answered as durable (as it was found)
@@ -1124,8 +1126,10 @@ struct sim {
     unsigned p_torn;  /* per mille of crashes that keep a prefix of staged writes */
     unsigned p_nospc; /* per mille of faults that fill a node's disk for a while */
     uint64_t full_until[MAXN];
-    unsigned p_iso;           /* per mille of faults that cut a node off for 8-16 s */
-    uint64_t iso_until[MAXN]; /* longer than a proposal's deadline (10 s) */
+    unsigned p_iso;     /* per mille of faults that split the nodes for 6-16 s */
+    uint64_t iso_until; /* (about a proposal's deadline, 10 s) */
+    int iso_side[MAXN];
+    bool xonly; /* the last account of each group: transactions only */
 };
 
 static struct sim *g_current; /* for the crash handler */
@@ -2389,8 +2393,9 @@ static void make_cmd(struct sim *s, uint8_t *cmd, uint64_t reqid)
 {
     memset(cmd, 0, CMD_LEN);
     cmd[0] = 'T';
-    cmd[1] = (uint8_t)rnd(s, NACC);
-    cmd[2] = (uint8_t)rnd(s, NACC);
+    unsigned na = s->xonly ? NACC - 1 : NACC; /* (one draw each either way) */
+    cmd[1] = (uint8_t)rnd(s, na);
+    cmd[2] = (uint8_t)rnd(s, na);
     put32(cmd + 4, (uint32_t)rnd_range(s, 1, INIT_BAL / 2));
     put64(cmd + 8, reqid);
 }
@@ -3212,6 +3217,8 @@ static void xt_start(struct sim *s)
     if (g1 >= g0)
         g1++;
     unsigned a0 = (unsigned)rnd(s, NACC), a1 = (unsigned)rnd(s, NACC);
+    if (s->xonly)
+        a0 = a1 = NACC - 1;
     xt_begin(s, c, g0, g1, a0, a1, 0);
 }
 
@@ -3343,10 +3350,11 @@ static int random_up(struct sim *s)
 /* Long isolations stay through the shorter partitions and heals. */
 static void apply_iso(struct sim *s)
 {
-    for (int i = 0; i < s->nn; i++)
-        if (s->iso_until[i] > s->now)
+    if (s->iso_until > s->now)
+        for (int i = 0; i < s->nn; i++)
             for (int j = 0; j < s->nn; j++)
-                s->blocked[i][j] = s->blocked[j][i] = i != j;
+                if (s->iso_side[i] != s->iso_side[j])
+                    s->blocked[i][j] = true;
 }
 
 static void heal_all(struct sim *s)
@@ -3502,11 +3510,16 @@ static void on_fault(struct sim *s)
         }
         return;
     }
-    if (s->p_iso > 0 && permille(s, s->p_iso)) { /* a node cut off for long */
-        int i = (int)rnd(s, (uint64_t)s->nn);
-        uint64_t d = rnd_range(s, 8000, 16000);
-        s->iso_until[i] = s->now + d;
-        trace(s, "%s cut off for %" PRIu64 " ms", s->node[i].name, d);
+    if (s->p_iso > 0 && s->iso_until <= s->now && permille(s, s->p_iso)) {
+        /* A long split: one node cut off, or two random sides. */
+        int one = permille(s, 500) ? (int)rnd(s, (uint64_t)s->nn) : -1, a = 0;
+        for (int i = 0; i < s->nn; i++)
+            a += s->iso_side[i] = one >= 0 ? i == one : (int)rnd(s, 2);
+        if (a == 0 || a == s->nn)
+            s->iso_side[rnd(s, (uint64_t)s->nn)] ^= 1;
+        uint64_t d = rnd_range(s, 6000, 16000);
+        s->iso_until = s->now + d;
+        trace(s, "long split for %" PRIu64 " ms", d);
         apply_iso(s);
         ev_at(s, s->now + d, EV_HEAL, -1, NONE);
         return;
@@ -3619,7 +3632,7 @@ static void end_chaos(struct sim *s)
 {
     trace(s, "END OF FAULTS: heal, restart, unpause");
     s->chaos = false;
-    memset(s->iso_until, 0, sizeof(s->iso_until));
+    s->iso_until = 0;
     heal_all(s);
     memset(s->full_until, 0, sizeof(s->full_until));
     s->p_drop = s->p_dup = s->p_slow = 0;
@@ -4023,8 +4036,9 @@ static bool run_seed(uint64_t seed, bool verbose, struct figures *total)
     s->p_torn = permille(s, 700) ? (unsigned)rnd_range(s, 100, 1000) : 0;
     s->p_nospc = permille(s, 500) ? (unsigned)rnd_range(s, 20, 100) : 0;
     s->p_iso = permille(s, 400) ? (unsigned)rnd_range(s, 10, 60) : 0;
+    s->xonly = permille(s, 400);
     if (g_legacy) /* the runs as they were before these knobs */
-        s->p_xtxn = s->p_torn = s->p_nospc = s->p_iso = 0;
+        s->p_xtxn = s->p_torn = s->p_nospc = s->p_iso = 0, s->xonly = false;
     s->rng = mix64(seed ^ 0x5eedULL);
     trace(s,
           "seed %" PRIu64 ": %d nodes (%d initial), %d groups, election %u heartbeat %u, "
