@@ -4069,7 +4069,9 @@ static bool run_seed(uint64_t seed, bool verbose, struct figures *total)
         check_xts(s);
     bool ok = !s->failed;
     if (!ok)
-        fprintf(stderr, "  replay: test_sim --seed %" PRIu64 " -v\n", seed);
+        fprintf(stderr, "  replay: test_sim --seed %" PRIu64 " -v%s%s%s%s\n", seed,
+                g_legacy ? " --legacy" : "", g_no_membership ? " --no-membership" : "",
+                g_txn_as_was ? " --txn-as-was" : "", g_nospc_acks ? " --nospc-acks" : "");
     if (getenv("AVM_SIM_PERSEED") != NULL) /* to compare runs, e.g. two builds */
         printf("seed %" PRIu64 ": steps %" PRIu64 " t %" PRIu64 " acked %" PRIu64
                " messages %" PRIu64 "\n",
