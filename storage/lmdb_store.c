@@ -791,12 +791,22 @@ static int rec_load(avm_lmdb *db, MDB_txn *txn, avm_val oid, centry **out)
         rv = avm_mp_get_uint(&r, &c->r.version);
     if (rv == 0 && r.p != r.end)
         rv = AVM_EMALFORMED;
+    /* The metadata's kinds, as every writer makes them (platform.h). */
+    if (rv == 0 &&
+        (c->r.meta.machine.kind != AVM_MACHID ||
+         (c->r.meta.creating.kind != AVM_CTRLID && c->r.meta.creating.kind != AVM_NIL) ||
+         (c->r.meta.current.kind != AVM_CTRLID && c->r.meta.current.kind != AVM_NIL)))
+        rv = AVM_EMALFORMED;
     if (rv != 0) {
         rv = rv == AVM_ENOMEM ? failf(db, rv, "out of memory")
                               : corrupt(db, "object record", oid, rv);
         goto fail_msg;
     }
     rv = decode_stored(&sv, &c->r.state);
+    if (rv == 0 && c->r.state.kind != AVM_LIST) {
+        avm_val_release(c->r.state);
+        rv = AVM_EMALFORMED; /* a state is a list */
+    }
     if (rv != 0) {
         c->r.state = avm_nil();
         rv = rv == AVM_ENOMEM ? failf(db, rv, "out of memory")
@@ -4408,6 +4418,9 @@ static int dump_obj(avm_lmdb *db, avm_mp_reader *r, const char *group, avm_val c
         (c->r.meta.creating.kind != AVM_CTRLID && c->r.meta.creating.kind != AVM_NIL))
         return dump_bad(db, AVM_EMALFORMED, group, "object %.*s: malformed metadata", ol,
                         os);
+    if (c->r.state.kind != AVM_LIST)
+        return dump_bad(db, AVM_EMALFORMED, group,
+                        "object %.*s: a state that is not a list", ol, os);
     if (!avm_val_eq(c->r.meta.current, ctrl))
         return dump_bad(db, AVM_EMALFORMED, group,
                         "object %.*s: its current controller is not the group's", ol, os);

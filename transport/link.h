@@ -68,6 +68,12 @@ typedef struct avm_link_config {
     /* The peer's heartbeats name an address other than the one we dial (it
      * restarted elsewhere, see avm_link_set_advertise). May be NULL. */
     void (*on_moved)(void *arg, const char *peer, const char *url);
+    /* Input from the network was dropped or refused: a malformed frame, a frame
+     * from an unknown peer or for another session, a duplicate (routine: resends
+     * make them), an oversized frame or a wrong handshake (the connection is then
+     * closed). addr: the sending connection's "HOST:PORT"; why names the cause.
+     * Rate-limited (10 reports per 10 s). May be NULL. */
+    void (*on_drop)(void *arg, const char *addr, const char *why, bool routine);
     void *arg;
 } avm_link_config;
 
