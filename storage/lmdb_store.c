@@ -2430,6 +2430,17 @@ int avm_lmdb_trace_log(avm_lmdb *db, const char *id, avm_buf *out)
     }
     if (rv != 0 || r.tlen == 0)
         goto out;
+    /* The log's chunks are in this environment: a length past its map is corrupt
+     * (and must not size an allocation). */
+    MDB_envinfo info;
+    mdb_env_info(db->env, &info);
+    if (r.tlen > info.me_mapsize) {
+        rv = failf(db, AVM_EIO,
+                   "corrupt trace log of %s in %s: a length of %llu bytes, more than the "
+                   "environment holds",
+                   id, db->path, (unsigned long long)r.tlen);
+        goto out;
+    }
     if (r.tlen >= SIZE_MAX || avm_buf_reserve(out, (size_t)r.tlen) != 0) {
         rv = failf(db, AVM_ENOMEM, "out of memory reading the trace log of %s", id);
         goto out;

@@ -205,11 +205,12 @@ struct avm_link {
     link_pending *pending;
     avm_link_req *held;
     bool stopped;
-    /* Dropped input reported through on_drop: DROP_LOG_MAX per DROP_LOG_MS window,
-     * the rest counted and told with the next report. */
-    uint64_t drop_window_ms;
-    unsigned drop_logged;
-    uint64_t drop_unlogged;
+    /* Dropped input reported through on_drop, [0] refused, [1] routine (each its
+     * own budget): DROP_LOG_MAX per DROP_LOG_MS window, the rest counted and told
+     * with the next report. */
+    uint64_t drop_window_ms[2];
+    unsigned drop_logged[2];
+    uint64_t drop_unlogged[2];
     uint8_t rbuf[READ_CHUNK]; /* every read lands here (one loop thread) */
 };
 
@@ -500,7 +501,8 @@ static ssize_t take_header(link_conn *c, const uint8_t *p, size_t n)
 
 /* Reports input from c that is dropped or refused, naming the cause, through
  * cfg.on_drop (routine: a duplicate a resend explains), at most DROP_LOG_MAX
- * times per DROP_LOG_MS; the reports held back are counted in the next one. */
+ * times per DROP_LOG_MS for each of the two classes; the reports held back are
+ * counted in the next one. */
 #define DROP_LOG_MAX 10
 #define DROP_LOG_MS 10000
 static void drop_log(link_conn *c, bool routine, const char *fmt, ...)
@@ -511,15 +513,16 @@ static void drop_log(link_conn *c, bool routine, const char *fmt, ...)
     if (l->cfg.on_drop == NULL)
         return;
     uint64_t now = mono_ms();
-    if (now - l->drop_window_ms >= DROP_LOG_MS) {
-        l->drop_window_ms = now;
-        l->drop_logged = 0;
+    int k = routine;
+    if (now - l->drop_window_ms[k] >= DROP_LOG_MS) {
+        l->drop_window_ms[k] = now;
+        l->drop_logged[k] = 0;
     }
-    if (l->drop_logged >= DROP_LOG_MAX) {
-        l->drop_unlogged++;
+    if (l->drop_logged[k] >= DROP_LOG_MAX) {
+        l->drop_unlogged[k]++;
         return;
     }
-    l->drop_logged++;
+    l->drop_logged[k]++;
     char addr[INET6_ADDRSTRLEN + 8] = "?";
     struct sockaddr_storage ss;
     int sl = sizeof(ss);
@@ -538,12 +541,12 @@ static void drop_log(link_conn *c, bool routine, const char *fmt, ...)
     char why[512];
     va_list ap;
     va_start(ap, fmt);
-    int k = vsnprintf(why, sizeof(why), fmt, ap);
+    int n = vsnprintf(why, sizeof(why), fmt, ap);
     va_end(ap);
-    if (l->drop_unlogged > 0 && k >= 0 && (size_t)k < sizeof(why)) {
-        snprintf(why + k, sizeof(why) - (size_t)k, " (and %llu more dropped unreported)",
-                 (unsigned long long)l->drop_unlogged);
-        l->drop_unlogged = 0;
+    if (l->drop_unlogged[k] > 0 && n >= 0 && (size_t)n < sizeof(why)) {
+        snprintf(why + n, sizeof(why) - (size_t)n, " (and %llu more dropped unreported)",
+                 (unsigned long long)l->drop_unlogged[k]);
+        l->drop_unlogged[k] = 0;
     }
     l->cfg.on_drop(l->cfg.arg, addr, why, routine);
 }
@@ -632,6 +635,11 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     if (c->closing)
         return;
     if (nread < 0) {
+        if (c->peer == NULL && c->frame != NULL)
+            drop_log(c, false, "the connection ended inside a frame (%zu of %zu bytes)",
+                     c->frame_got, c->frame_len);
+        else if (c->peer == NULL && c->len_got > 0)
+            drop_log(c, false, "the connection ended inside a length header");
         conn_close(c); /* the other side closed, or the connection broke */
         return;
     }

@@ -72,7 +72,7 @@ typedef struct avm_link_config {
      * from an unknown peer or for another session, a duplicate (routine: resends
      * make them), an oversized frame or a wrong handshake (the connection is then
      * closed). addr: the sending connection's "HOST:PORT"; why names the cause.
-     * Rate-limited (10 reports per 10 s). May be NULL. */
+     * Rate-limited (10 reports per 10 s, and 10 routine ones). May be NULL. */
     void (*on_drop)(void *arg, const char *addr, const char *why, bool routine);
     void *arg;
 } avm_link_config;

@@ -29,7 +29,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (m != NULL || msg[0] == '\0')
             abort();
         if (rv != AVM_EMALFORMED && rv != AVM_EVERSION && rv != AVM_EVERIFY &&
-            rv != AVM_ETOOBIG && rv != AVM_ETRUNCATED && rv != AVM_ENOMEM)
+            rv != AVM_ETOOBIG && rv != AVM_ETOODEEP && rv != AVM_ETRUNCATED &&
+            rv != AVM_ENOMEM)
             abort();
         return 0;
     }
