@@ -1070,12 +1070,14 @@ static void on_request_frame(avm_link *l, link_peer *p, const link_frame *f)
     l->cfg.on_request(l->cfg.arg, r, p->name, f->word, f->body);
 }
 
-/* NULL, or why f was dropped (*routine: a duplicate, as resends make). */
+/* NULL, or why f was dropped (*routine: as joins, restarts and resends make). */
 static const char *on_frame(avm_link *l, link_frame *f, bool *routine)
 {
     link_peer *p = find_peer(l, f->from);
-    if (p == NULL)
+    if (p == NULL) {
+        *routine = f->kind == KIND_HB; /* a joining member's, before it is added */
         return "not a peer of ours";
+    }
     p->last_heard = mono_ms();
     if (l->cfg.on_heard != NULL) {
         l->cfg.on_heard(l->cfg.arg, p->name, p->last_heard);
@@ -1084,9 +1086,11 @@ static const char *on_frame(avm_link *l, link_frame *f, bool *routine)
     }
     if (f->kind == KIND_HB)
         return on_heartbeat(l, p, f);
-    if (!p->synced)
+    if (!p->synced) {
         /* sent to an older process of ours, or before it knew us */
+        *routine = true;
         return "the sender's heartbeats do not name this node's current session";
+    }
     take_ack(p, f->ack);
     p->ack_owed = true;
     if (f->seq != p->recv_next) {
