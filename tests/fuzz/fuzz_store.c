@@ -18,6 +18,7 @@
  * on violation): every failure leaves a message (avm_lmdb_errmsg); a record read
  * is well formed (a list state, a string behaviour name, a module); a dump that
  * was produced restores. Crashes, leaks and sanitizer reports are findings too. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <lmdb.h>
@@ -59,6 +60,17 @@ static avm_val id(avm_kind k, const char *s)
     return v;
 }
 
+static void rm_store(const char *d)
+{
+    static const char *const files[] = {"data.mdb", "lock.mdb", "avm.lock"};
+    char p[2048];
+    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+        snprintf(p, sizeof(p), "%s/%s", d, files[i]);
+        unlink(p);
+    }
+    rmdir(d);
+}
+
 static void rmtree_files(void)
 {
     static const char *const files[] = {"data.mdb", "lock.mdb", "avm.lock"};
@@ -71,8 +83,29 @@ static void rmtree_files(void)
 
 static void cleanup(void)
 {
-    rmtree_files();
-    rmdir(dir);
+    rm_store(dir);
+}
+
+/* libFuzzer may end the process without running atexit handlers: the directories
+ * of processes that are gone are removed by the next run. */
+static void rm_stale(const char *t)
+{
+    DIR *d = opendir(t);
+    if (d == NULL)
+        return;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        long pid;
+        char proc[64], path[1024];
+        if (sscanf(e->d_name, "avm-fuzz-store-%ld", &pid) != 1 || pid <= 0)
+            continue;
+        snprintf(proc, sizeof(proc), "/proc/%ld", pid);
+        if (access(proc, F_OK) == 0)
+            continue;
+        snprintf(path, sizeof(path), "%s/%s", t, e->d_name);
+        rm_store(path);
+    }
+    closedir(d);
 }
 
 static avm_lmdb *open_store(char *err, size_t errlen, int *rv)
@@ -96,9 +129,13 @@ static void setup(void)
     struct stat sb;
     if ((t == NULL || *t == '\0') && stat("/dev/shm", &sb) == 0)
         t = "/dev/shm"; /* memory: each run rewrites the data file */
-    snprintf(dir, sizeof(dir), "%s/avm-fuzz-store-XXXXXX", t && *t ? t : "/tmp");
-    if (mkdtemp(dir) == NULL)
-        fail("mkdtemp", strerror(errno));
+    if (t == NULL || *t == '\0')
+        t = "/tmp";
+    rm_stale(t);
+    snprintf(dir, sizeof(dir), "%s/avm-fuzz-store-%ld", t, (long)getpid());
+    rm_store(dir);
+    if (mkdir(dir, 0700) != 0)
+        fail(dir, strerror(errno));
     atexit(cleanup);
     char err[512];
     int rv;
