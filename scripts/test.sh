@@ -6,7 +6,7 @@
 #      ends with ctest's pass/fail count.
 # Environment:
 #   AVM_SKIP_SANITIZE=1     skip step 1
-#   AVM_FUZZ_SECONDS=N      seconds per libFuzzer target (default 30; 0 skips step 2)
+#   AVM_FUZZ_SECONDS=N      seconds per libFuzzer target (default 25; 0 skips step 2)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,9 +25,10 @@ if [ "${AVM_SKIP_SANITIZE:-0}" != 1 ]; then
     ctest --test-dir build-asan --output-on-failure -j "$jobs"
 fi
 
-secs=${AVM_FUZZ_SECONDS:-30}
+secs=${AVM_FUZZ_SECONDS:-25}
 if [ "$secs" != 0 ]; then
   echo "== libFuzzer targets, ${secs}s each"
+  fuzz_start=$(date +%s)
   cmake -S . -B build-fuzz -G Ninja -DCMAKE_C_COMPILER=clang \
     -DCMAKE_BUILD_TYPE=RelWithDebInfo -DAVM_FUZZ=ON -DAVM_WERROR=ON >/dev/null
   targets=$(cd tests/fuzz && ls fuzz_*.c | grep -v fuzz_driver | sed 's/\.c$//')
@@ -36,17 +37,27 @@ if [ "$secs" != 0 ]; then
   for t in $targets; do
     dir=build-fuzz/corpus-$t
     mkdir -p "$dir"
-    # Seed the corpus with the target's own seeds (valid programs, values, states)
-    # when the sanitizer build made its smoke binary.
+    # The corpus kept in the repository (tests/fuzz/README.md), its regression
+    # inputs, and the target's own seeds (valid programs, values, states, frames,
+    # records) when the sanitizer build made its smoke binary.
+    for d in tests/fuzz/corpus/$t tests/fuzz/regress/$t; do
+      [ -d "$d" ] && cp "$d"/* "$dir"/ 2>/dev/null || true
+    done
     if [ -x "build-asan/tests/fuzz/${t}_smoke" ]; then
       "build-asan/tests/fuzz/${t}_smoke" --write-seeds "$dir" >/dev/null
     fi
-    ./build-fuzz/tests/fuzz/"$t" -max_total_time="$secs" -max_len=4096 \
-      -print_final_stats=1 "$dir" > "build-fuzz/$t.log" 2>&1 || {
-        echo "fuzz target $t found a failure:"; tail -n 60 "build-fuzz/$t.log"; exit 1; }
-    grep -E "stat::number_of_executed_units|stat::peak_rss_mb" "build-fuzz/$t.log" |
-      sed "s/^/  $t: /"
+    # UBSan findings stop the run like crashes do.
+    UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+      ./build-fuzz/tests/fuzz/"$t" -max_total_time="$secs" -max_len=4096 \
+      -print_final_stats=1 -artifact_prefix="build-fuzz/$t-" "$dir" \
+      > "build-fuzz/$t.log" 2>&1 || {
+        echo "fuzz target $t found a failure (input in build-fuzz/$t-*; add it to"
+        echo "tests/fuzz/regress/$t once fixed, see tests/fuzz/README.md):"
+        tail -n 60 "build-fuzz/$t.log"; exit 1; }
+    grep -E "stat::number_of_executed_units|stat::average_exec_per_sec|stat::peak_rss_mb" \
+      "build-fuzz/$t.log" | sed "s/^/  $t: /"
   done
+  echo "  fuzz stage: $(( $(date +%s) - fuzz_start )) s"
 fi
 
 echo "== build (RelWithDebInfo, warnings as errors)"

@@ -841,12 +841,22 @@ static int rec_load(avm_lmdb *db, MDB_txn *txn, avm_val oid, centry **out)
         rv = avm_mp_get_uint(&r, &c->r.version);
     if (rv == 0 && r.p != r.end)
         rv = AVM_EMALFORMED;
+    /* The metadata's kinds, as every writer makes them (platform.h). */
+    if (rv == 0 &&
+        (c->r.meta.machine.kind != AVM_MACHID ||
+         (c->r.meta.creating.kind != AVM_CTRLID && c->r.meta.creating.kind != AVM_NIL) ||
+         (c->r.meta.current.kind != AVM_CTRLID && c->r.meta.current.kind != AVM_NIL)))
+        rv = AVM_EMALFORMED;
     if (rv != 0) {
         rv = rv == AVM_ENOMEM ? failf(db, rv, "out of memory")
                               : corrupt(db, "object record", oid, rv);
         goto fail_msg;
     }
     rv = decode_stored(&sv, &c->r.state);
+    if (rv == 0 && c->r.state.kind != AVM_LIST) {
+        avm_val_release(c->r.state);
+        rv = AVM_EMALFORMED; /* a state is a list */
+    }
     if (rv != 0) {
         c->r.state = avm_nil();
         rv = rv == AVM_ENOMEM ? failf(db, rv, "out of memory")
@@ -2540,6 +2550,17 @@ int avm_lmdb_trace_log(avm_lmdb *db, const char *id, avm_buf *out)
     }
     if (rv != 0 || r.tlen == 0)
         goto out;
+    /* The log's chunks are in this environment: a length past its map is corrupt
+     * (and must not size an allocation). */
+    MDB_envinfo info;
+    mdb_env_info(db->env, &info);
+    if (r.tlen > info.me_mapsize) {
+        rv = failf(db, AVM_EIO,
+                   "corrupt trace log of %s in %s: a length of %llu bytes, more than the "
+                   "environment holds",
+                   id, db->path, (unsigned long long)r.tlen);
+        goto out;
+    }
     if (r.tlen >= SIZE_MAX || avm_buf_reserve(out, (size_t)r.tlen) != 0) {
         rv = failf(db, AVM_ENOMEM, "out of memory reading the trace log of %s", id);
         goto out;
@@ -4533,6 +4554,9 @@ static int dump_obj(avm_lmdb *db, avm_mp_reader *r, const char *group, avm_val c
         (c->r.meta.creating.kind != AVM_CTRLID && c->r.meta.creating.kind != AVM_NIL))
         return dump_bad(db, AVM_EMALFORMED, group, "object %.*s: malformed metadata", ol,
                         os);
+    if (c->r.state.kind != AVM_LIST)
+        return dump_bad(db, AVM_EMALFORMED, group,
+                        "object %.*s: a state that is not a list", ol, os);
     if (!avm_val_eq(c->r.meta.current, ctrl))
         return dump_bad(db, AVM_EMALFORMED, group,
                         "object %.*s: its current controller is not the group's", ol, os);

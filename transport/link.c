@@ -50,8 +50,10 @@
  * receiver drops duplicates and frames after a gap by seq, delivering in order). */
 #include "link.h"
 
+#include <arpa/inet.h>
 #include <assert.h>
 #include <netdb.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -166,13 +168,10 @@ struct link_peer {
     size_t nunacked;
 };
 
-/* A decoded frame. */
-typedef struct link_frame {
-    char from[NAME_MAX_LEN + 1];
-    uint64_t kind, seq, ack, corr;
-    char word[WORD_MAX_LEN + 1];
-    avm_val body;
-} link_frame;
+/* A decoded frame (declared in transport_internal.h for the fuzz target). */
+typedef avm_link__frame link_frame;
+_Static_assert(sizeof(((link_frame *)0)->from) == NAME_MAX_LEN + 1, "from");
+_Static_assert(sizeof(((link_frame *)0)->word) == WORD_MAX_LEN + 1, "word");
 
 /* A request we sent, waiting for its reply. */
 typedef struct link_pending {
@@ -223,13 +222,19 @@ struct avm_link {
         char key[160];    /* remote host and reason */
         uint64_t at_ms;
     } refused[8];
+    /* Dropped input reported through on_drop, [0] refused, [1] routine (each its
+     * own budget): DROP_LOG_MAX per DROP_LOG_MS window, the rest counted and told
+     * with the next report. */
+    uint64_t drop_window_ms[2];
+    unsigned drop_logged[2];
+    uint64_t drop_unlogged[2];
     uint8_t rbuf[READ_CHUNK]; /* every read lands here (one loop thread) */
     uint8_t pbuf[READ_CHUNK]; /* what TLS decrypts from it */
 };
 
 static void on_handle_closed(uv_handle_t *h);
 static void link_free(avm_link *l);
-static void on_frame(avm_link *l, link_frame *f);
+static const char *on_frame(avm_link *l, link_frame *f, bool *routine);
 static void pump_peer(link_peer *p, uint64_t now);
 static void send_heartbeat(link_peer *p);
 static void ack_soon(avm_link *l);
@@ -265,14 +270,19 @@ static bool get_cstr(avm_mp_reader *r, char *out, size_t cap)
     return true;
 }
 
-/* Decodes a frame; 0 or an AVM code (the frame is then dropped). */
-static int decode_frame(const uint8_t *p, size_t n, size_t max_frame, link_frame *f)
+/* Decodes a frame; 0, or an AVM code with *why naming the cause (the frame is
+ * then dropped). */
+static int decode_frame(const uint8_t *p, size_t n, size_t max_frame, link_frame *f,
+                        const char **why)
 {
     size_t budget = 4 * max_frame;
     if (budget < AVM_DECODE_DEFAULT_MAX)
         budget = AVM_DECODE_DEFAULT_MAX;
-    if (n > max_frame)
+    f->body = avm_nil();
+    if (n > max_frame) {
+        *why = "frame over max_frame";
         return AVM_ETOOBIG;
+    }
     avm_mp_reader r;
     avm_mp_reader_init(&r, p, n, budget);
     uint32_t items;
@@ -281,23 +291,53 @@ static int decode_frame(const uint8_t *p, size_t n, size_t max_frame, link_frame
     uint64_t version;
     if (avm_mp_get_array(&r, &items) != 0 || items != 9 ||
         avm_mp_get_str(&r, &s, &slen) != 0 || slen != LINK_MAGIC_LEN ||
-        memcmp(s, LINK_MAGIC, LINK_MAGIC_LEN) != 0 || avm_mp_get_uint(&r, &version) != 0)
+        memcmp(s, LINK_MAGIC, LINK_MAGIC_LEN) != 0 ||
+        avm_mp_get_uint(&r, &version) != 0) {
+        *why = "not a link frame (no [\"avm-link\" version ...] header)";
         return AVM_EMALFORMED;
-    if (version != AVM_LINK_VERSION)
+    }
+    if (version != AVM_LINK_VERSION) {
+        *why = "unsupported link frame version";
         return AVM_EVERSION;
-    if (!get_cstr(&r, f->from, sizeof(f->from)) || avm_mp_get_uint(&r, &f->kind) != 0 ||
-        f->kind > KIND_HB || avm_mp_get_uint(&r, &f->seq) != 0 ||
-        avm_mp_get_uint(&r, &f->ack) != 0 || avm_mp_get_uint(&r, &f->corr) != 0 ||
-        !get_cstr(&r, f->word, sizeof(f->word)))
+    }
+    if (!get_cstr(&r, f->from, sizeof(f->from)) || avm_mp_get_uint(&r, &f->kind) != 0) {
+        *why = "malformed sender or kind";
         return AVM_EMALFORMED;
+    }
+    if (f->kind > KIND_HB) {
+        *why = "unknown frame kind";
+        return AVM_EMALFORMED;
+    }
+    if (avm_mp_get_uint(&r, &f->seq) != 0 || avm_mp_get_uint(&r, &f->ack) != 0 ||
+        avm_mp_get_uint(&r, &f->corr) != 0 || !get_cstr(&r, f->word, sizeof(f->word))) {
+        *why = "malformed seq, ack, corr or word";
+        return AVM_EMALFORMED;
+    }
     int rv = avm_mp_get_val(&r, &f->body);
-    if (rv != 0)
+    if (rv != 0) {
+        f->body = avm_nil();
+        *why = "malformed body";
         return rv;
+    }
     if (r.p != r.end) {
         avm_val_release(f->body);
+        f->body = avm_nil();
+        *why = "trailing bytes after the body";
         return AVM_EMALFORMED;
     }
     return 0;
+}
+
+int avm_link__decode_frame(const uint8_t *p, size_t n, size_t max_frame,
+                           avm_link__frame *f, const char **why)
+{
+    return decode_frame(p, n, max_frame, f, why);
+}
+
+int avm_link__encode_frame(avm_buf *b, const avm_link__frame *f)
+{
+    return encode_frame(b, f->from, (unsigned)f->kind, f->seq, f->ack, f->corr, f->word,
+                        f->body);
 }
 
 /* --- Addresses -------------------------------------------------------------- */
@@ -670,13 +710,75 @@ static ssize_t take_header(link_conn *c, const uint8_t *p, size_t n)
     return (ssize_t)k;
 }
 
-/* A whole frame arrived on an inbound connection. */
-static void take_frame(avm_link *l, const uint8_t *data, size_t len)
+/* Reports input from c that is dropped or refused, naming the cause, through
+ * cfg.on_drop (routine: a duplicate a resend explains), at most DROP_LOG_MAX
+ * times per DROP_LOG_MS for each of the two classes; the reports held back are
+ * counted in the next one. */
+#define DROP_LOG_MAX 10
+#define DROP_LOG_MS 10000
+static void drop_log(link_conn *c, bool routine, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void drop_log(link_conn *c, bool routine, const char *fmt, ...)
 {
+    avm_link *l = c->l;
+    if (l->cfg.on_drop == NULL)
+        return;
+    uint64_t now = mono_ms();
+    int k = routine;
+    if (now - l->drop_window_ms[k] >= DROP_LOG_MS) {
+        l->drop_window_ms[k] = now;
+        l->drop_logged[k] = 0;
+    }
+    if (l->drop_logged[k] >= DROP_LOG_MAX) {
+        l->drop_unlogged[k]++;
+        return;
+    }
+    l->drop_logged[k]++;
+    char addr[INET6_ADDRSTRLEN + 8] = "?";
+    struct sockaddr_storage ss;
+    int sl = sizeof(ss);
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &sl) == 0) {
+        char host[INET6_ADDRSTRLEN] = "?";
+        if (ss.ss_family == AF_INET6) {
+            const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&ss;
+            uv_ip6_name(a, host, sizeof(host));
+            snprintf(addr, sizeof(addr), "[%s]:%u", host, ntohs(a->sin6_port));
+        } else if (ss.ss_family == AF_INET) {
+            const struct sockaddr_in *a = (const struct sockaddr_in *)&ss;
+            uv_ip4_name(a, host, sizeof(host));
+            snprintf(addr, sizeof(addr), "%s:%u", host, ntohs(a->sin_port));
+        }
+    }
+    char why[512];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(why, sizeof(why), fmt, ap);
+    va_end(ap);
+    if (l->drop_unlogged[k] > 0 && n >= 0 && (size_t)n < sizeof(why)) {
+        snprintf(why + n, sizeof(why) - (size_t)n, " (and %llu more dropped unreported)",
+                 (unsigned long long)l->drop_unlogged[k]);
+        l->drop_unlogged[k] = 0;
+    }
+    l->cfg.on_drop(l->cfg.arg, addr, why, routine);
+}
+
+/* A whole frame arrived on inbound connection c. */
+static void take_frame(link_conn *c, const uint8_t *data, size_t len)
+{
+    avm_link *l = c->l;
     link_frame f;
-    if (decode_frame(data, len, l->max_frame, &f) != 0)
-        return; /* a malformed frame is dropped */
-    on_frame(l, &f);
+    const char *why = NULL;
+    int rv = decode_frame(data, len, l->max_frame, &f, &why);
+    if (rv != 0) {
+        drop_log(c, false, "dropped a frame of %zu bytes: %s (%s)", len, why,
+                 avm_strerror(rv));
+        return;
+    }
+    bool routine = false;
+    why = on_frame(l, &f, &routine);
+    if (why != NULL)
+        drop_log(c, routine, "dropped a frame (kind %llu, seq %llu) from \"%s\": %s",
+                 (unsigned long long)f.kind, (unsigned long long)f.seq, f.from, why);
     avm_val_release(f.body);
 }
 
@@ -698,8 +800,14 @@ static bool take_frames(link_conn *c, const uint8_t *p, size_t n)
             uint64_t len = 0;
             for (int i = 0; i < 8; i++)
                 len = len << 8 | c->lenb[i];
-            if (len > l->max_frame)
-                return false; /* as nng does (NNG_OPT_RECVMAXSZ): drop the peer */
+            if (len > l->max_frame) {
+                /* as nng does (NNG_OPT_RECVMAXSZ): drop the peer */
+                drop_log(c, false,
+                         "closed the connection: a frame of %llu bytes is over "
+                         "max_frame (%zu)",
+                         (unsigned long long)len, l->max_frame);
+                return false;
+            }
             c->frame_len = (size_t)len;
             c->frame_got = 0;
             /* Whole frames in the buffer are decoded in place. */
@@ -707,7 +815,7 @@ static bool take_frames(link_conn *c, const uint8_t *p, size_t n)
                 c->len_got = 0;
                 p += len;
                 n -= (size_t)len;
-                take_frame(l, p - len, (size_t)len);
+                take_frame(c, p - len, (size_t)len);
                 continue;
             }
             if ((c->frame = malloc(c->frame_len)) == NULL)
@@ -724,7 +832,7 @@ static bool take_frames(link_conn *c, const uint8_t *p, size_t n)
             uint8_t *fr = c->frame;
             c->frame = NULL;
             c->len_got = 0;
-            take_frame(l, fr, c->frame_len);
+            take_frame(c, fr, c->frame_len);
             free(fr);
         }
     }
@@ -831,6 +939,11 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
             refuse(c, "the peer closed the connection before the link was up (%s)",
                    c->tls != NULL ? "did it refuse our certificate, or run without TLS?"
                                   : "does it require TLS?");
+        else if (c->peer == NULL && c->frame != NULL)
+            drop_log(c, false, "the connection ended inside a frame (%zu of %zu bytes)",
+                     c->frame_got, c->frame_len);
+        else if (c->peer == NULL && c->len_got > 0)
+            drop_log(c, false, "the connection ended inside a length header");
         conn_close(c);
         return;
     }
@@ -1196,24 +1309,25 @@ static link_peer *find_peer(const avm_link *l, const char *name)
     return NULL;
 }
 
-static void on_heartbeat(avm_link *l, link_peer *p, const link_frame *f)
+/* NULL, or why the heartbeat was ignored. */
+static const char *on_heartbeat(avm_link *l, link_peer *p, const link_frame *f)
 {
     avm_val b = f->body;
     if (b.kind != AVM_LIST || avm_list_len(b) < 3 || avm_list_at(b, 0).kind != AVM_INT ||
         avm_list_at(b, 1).kind != AVM_INT || avm_list_at(b, 2).kind != AVM_INT)
-        return;
+        return "malformed heartbeat body";
     uint64_t sess = (uint64_t)avm_list_at(b, 0).u.i;
     uint64_t yours = (uint64_t)avm_list_at(b, 1).u.i;
     int64_t maxf = avm_list_at(b, 2).u.i;
     if (sess == 0)
-        return;
+        return "heartbeat without a session";
     p->max_frame = maxf > 0 ? (size_t)maxf : 0;
     bool learned = false;
     if (sess != p->session) {
         if (p->session != 0)
             reset_pair(p);
         if (l->stopped)
-            return; /* a failed request's callback stopped the link */
+            return NULL; /* a failed request's callback stopped the link */
         p->session = sess;
         learned = true;
     }
@@ -1226,13 +1340,14 @@ static void on_heartbeat(avm_link *l, link_peer *p, const link_frame *f)
         strcmp(avm_list_at(b, 3).u.s->data, p->url) != 0 && l->cfg.on_moved != NULL) {
         l->cfg.on_moved(l->cfg.arg, p->name, avm_list_at(b, 3).u.s->data);
         if (l->stopped)
-            return;
+            return NULL;
     }
     if (learned) {
         /* Tell it at once that we know it, then send what was held. */
         send_heartbeat(p);
         pump_all(l);
     }
+    return NULL;
 }
 
 /* A reply (kind 2 or 3) to one of our requests. */
@@ -1296,29 +1411,37 @@ static bool sender_is_certified(avm_link *l, const link_frame *f)
     return true;
 }
 
-static void on_frame(avm_link *l, link_frame *f)
+/* NULL, or why f was dropped (*routine: as joins, restarts and resends make). */
+static const char *on_frame(avm_link *l, link_frame *f, bool *routine)
 {
     if (!sender_is_certified(l, f))
-        return;
+        return NULL; /* refused, and logged as such */
     link_peer *p = find_peer(l, f->from);
-    if (p == NULL)
-        return; /* not a peer of ours */
+    if (p == NULL) {
+        *routine = f->kind == KIND_HB; /* a joining member's, before it is added */
+        return "not a peer of ours";
+    }
     p->last_heard = mono_ms();
     if (l->cfg.on_heard != NULL) {
         l->cfg.on_heard(l->cfg.arg, p->name, p->last_heard);
         if (l->stopped)
-            return;
+            return NULL;
     }
-    if (f->kind == KIND_HB) {
-        on_heartbeat(l, p, f);
-        return;
+    if (f->kind == KIND_HB)
+        return on_heartbeat(l, p, f);
+    if (!p->synced) {
+        /* sent to an older process of ours, or before it knew us */
+        *routine = true;
+        return "the sender's heartbeats do not name this node's current session";
     }
-    if (!p->synced)
-        return; /* sent to an older process of ours, or before it knew us */
     take_ack(p, f->ack);
     p->ack_owed = true;
-    if (f->seq != p->recv_next)
-        return; /* a duplicate, or after a gap: the sender pushes it again */
+    if (f->seq != p->recv_next) {
+        /* a duplicate, or after a gap: the sender pushes it again */
+        *routine = f->seq < p->recv_next;
+        return f->seq < p->recv_next ? "a duplicate (seq already received)"
+                                     : "out of order (a gap before its seq)";
+    }
     p->recv_next++;
     switch (f->kind) {
     case KIND_MESSAGE:
@@ -1331,6 +1454,7 @@ static void on_frame(avm_link *l, link_frame *f)
         on_reply(l, p, f);
         break;
     }
+    return NULL;
 }
 
 /* How long an acknowledgement may wait for a frame to carry it. */

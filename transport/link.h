@@ -84,6 +84,14 @@ typedef struct avm_link_config {
     const char *tls_cert, *tls_key, *tls_ca;
     /* The link's log: an event and one key/value pair. May be NULL. */
     void (*log)(void *arg, int level, const char *event, const char *k, const char *v);
+    /* Input from the network was dropped or refused: a malformed frame, a frame
+     * from an unknown peer or for another session, a duplicate, an oversized frame
+     * or a wrong handshake (the connection is then closed). routine: joins,
+     * restarts and resends make it (a heartbeat from an unknown peer, a frame for
+     * another session, a duplicate). addr: the sending connection's "HOST:PORT"; why
+     * names the cause. Rate-limited (10 reports per 10 s, and 10 routine ones). May be
+     * NULL. */
+    void (*on_drop)(void *arg, const char *addr, const char *why, bool routine);
     void *arg;
 } avm_link_config;
 

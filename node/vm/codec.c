@@ -253,7 +253,7 @@ int avm_val_encode(avm_buf *b, avm_val v)
 void avm_mp_reader_init(avm_mp_reader *r, const uint8_t *p, size_t n, size_t budget)
 {
     r->p = p;
-    r->end = p + n;
+    r->end = n > 0 ? p + n : p; /* p may be NULL when n is 0: no arithmetic on it */
     r->budget = budget;
 }
 

@@ -220,7 +220,9 @@ int avm_exec_encode_ex(const avm_exec *x, avm_buf *out, size_t trace_from)
     avm_mp_put_uint(b, x->tcount + x->tbase_count);
     avm_mp_put_uint(b, trace_from);
     size_t at = trace_from - x->tlog_base;
-    avm_mp_put_bin(b, x->tlog.data + at, x->tlog.len - at);
+    /* tlog.data is NULL while the log is empty: no arithmetic on it */
+    avm_mp_put_bin(b, x->tlog.len > at ? x->tlog.data + at : x->tlog.data,
+                   x->tlog.len - at);
     /* outcome */
     avm_mp_put_array(b, 16);
     avm_mp_put_uint(b, x->status);

@@ -23,7 +23,8 @@ void avm_module_release(avm_module *m);
 int avm_module_encode(const avm_module *m, avm_buf *out);
 /* Decodes and verifies; fills m->hash. On error writes a message naming the cause
  * into errmsg (if not NULL) and returns AVM_EMALFORMED, AVM_EVERSION, AVM_EVERIFY,
- * AVM_ETOOBIG, AVM_ETRUNCATED or AVM_ENOMEM. */
+ * AVM_ETOOBIG, AVM_ETOODEEP (a constant nested too deeply), AVM_ETRUNCATED or
+ * AVM_ENOMEM. */
 int avm_module_decode(const uint8_t *p, size_t n, avm_module **out, char *errmsg,
                       size_t errlen);
 /* Structural and stack-height verification of every function: opcodes and operands

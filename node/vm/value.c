@@ -212,6 +212,10 @@ int avm_buf_reserve(avm_buf *b, size_t extra)
 {
     if (b->err)
         return b->err;
+    if (extra >= SIZE_MAX / 2 - b->len) {
+        b->err = AVM_ENOMEM; /* no such buffer; and the doubling below would wrap */
+        return b->err;
+    }
     if (b->len + extra + 1 <= b->cap)
         return 0;
     size_t cap = b->cap ? b->cap : 64;

@@ -1,7 +1,9 @@
 /* A standalone driver for libFuzzer targets, so that every target also runs in the
- * ordinary test suite with any compiler. It feeds the target its seeds (fuzz.h),
- * every prefix of each seed, then a deterministic stream of mutated seeds, until a
- * count or a time limit is reached. A crash or abort() in the target fails the run.
+ * ordinary test suite with any compiler. It feeds the target every file of its
+ * regression folder (tests/fuzz/regress/TARGET: inputs that once crashed it) and
+ * of its corpus (tests/fuzz/corpus/TARGET), its seeds (fuzz.h), every prefix of
+ * each seed, then a deterministic stream of mutated seeds, until a count or a time
+ * limit is reached. A crash or abort() in the target fails the run.
  *
  *   fuzz_X_smoke [iterations [seconds [rng-seed]]]   defaults 200000, 5, 1
  *   fuzz_X_smoke --write-seeds DIR                   the seeds as files in DIR,
@@ -11,6 +13,7 @@
  * interesting values, inserts, deletes, copies, splices, truncation). They are
  * nowhere near coverage guidance, but they reach the error paths of decoders that
  * structured seeds lead into. */
+#include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,7 +22,7 @@
 
 #include "fuzz.h"
 
-#define MAX_INPUT 4096
+#define DRIVER_MAX_INPUT 4096
 
 typedef struct input {
     uint8_t *data;
@@ -122,7 +125,7 @@ static const uint8_t interesting[] = {
     0xff, 0x90, 0x91, 0xa0, 0xc0, 0xc1, 0xc4, 0xc7, 0xc9, 0xca, 0xcb, 0xcc,
     0xcf, 0xd3, 0xd4, 0xd9, 0xdb, 0xdc, 0xdd, 0xdf, 0xe0, '(',  ')',  '"'};
 
-/* One random edit of buf[0..*len) (capacity MAX_INPUT). */
+/* One random edit of buf[0..*len) (capacity DRIVER_MAX_INPUT). */
 static void mutate(uint8_t *buf, size_t *len, const input *seeds, size_t nseeds)
 {
     size_t n = *len;
@@ -140,7 +143,7 @@ static void mutate(uint8_t *buf, size_t *len, const input *seeds, size_t nseeds)
             buf[rnd_below(n)] = interesting[rnd_below(sizeof(interesting))];
         break;
     case 3: /* insert a byte */
-        if (n < MAX_INPUT) {
+        if (n < DRIVER_MAX_INPUT) {
             size_t at = rnd_below(n + 1);
             memmove(buf + at + 1, buf + at, n - at);
             buf[at] = rnd_below(2) ? (uint8_t)rnd()
@@ -181,8 +184,8 @@ static void mutate(uint8_t *buf, size_t *len, const input *seeds, size_t nseeds)
             size_t keep = rnd_below(n + 1);
             size_t from = rnd_below(o->len + 1);
             size_t k = o->len - from;
-            if (keep + k > MAX_INPUT)
-                k = MAX_INPUT - keep;
+            if (keep + k > DRIVER_MAX_INPUT)
+                k = DRIVER_MAX_INPUT - keep;
             if (k > 0)
                 memcpy(buf + keep, o->data + from, k);
             *len = keep + k;
@@ -192,6 +195,57 @@ static void mutate(uint8_t *buf, size_t *len, const input *seeds, size_t nseeds)
         *len = rnd_below(n + 1);
         break;
     }
+}
+
+/* Runs the target on every regular file of dir (sorted by name, so that a failure
+ * names the same file each time); a missing dir is empty. The number of files. */
+static int cmp_names(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static unsigned long replay_dir(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (d == NULL)
+        return 0;
+    char **names = NULL;
+    size_t n = 0, cap = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.' || strcmp(e->d_name, "README") == 0)
+            continue;
+        if (n == cap) {
+            cap = cap ? 2 * cap : 64;
+            char **nn = realloc(names, cap * sizeof(*names));
+            if (nn == NULL)
+                exit(2);
+            names = nn;
+        }
+        if ((names[n] = strdup(e->d_name)) == NULL)
+            exit(2);
+        n++;
+    }
+    closedir(d);
+    qsort(names, n, sizeof(*names), cmp_names);
+    unsigned long runs = 0;
+    for (size_t i = 0; i < n; i++) {
+        char path[4096];
+        snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
+        FILE *f = fopen(path, "rb");
+        if (f == NULL) {
+            fprintf(stderr, "fuzz_driver: %s: %s\n", path, strerror(errno));
+            exit(2);
+        }
+        static uint8_t buf[1 << 20];
+        size_t len = fread(buf, 1, sizeof(buf), f);
+        fclose(f);
+        run(buf, len);
+        runs++;
+        free(names[i]);
+    }
+    free(names);
+    return runs;
 }
 
 static int write_seeds(const char *dir, const input *seeds, size_t nseeds)
@@ -244,7 +298,14 @@ int main(int argc, char **argv)
         rng_state = 1; /* xorshift's one fixed point */
 
     double start = now_seconds();
-    unsigned long runs = 0;
+    unsigned long runs = 0, replayed = 0;
+#ifdef AVM_FUZZ_REGRESS_DIR
+    replayed += replay_dir(AVM_FUZZ_REGRESS_DIR);
+#endif
+#ifdef AVM_FUZZ_CORPUS_DIR
+    replayed += replay_dir(AVM_FUZZ_CORPUS_DIR);
+#endif
+    runs += replayed;
     for (size_t i = 0; i < nseeds; i++) {
         for (size_t n = 0; n <= seeds[i].len; n++) {
             run(seeds[i].data, n);
@@ -252,13 +313,13 @@ int main(int argc, char **argv)
         }
     }
 
-    static uint8_t buf[MAX_INPUT];
+    static uint8_t buf[DRIVER_MAX_INPUT];
     unsigned long done = 0;
     for (; done < iterations && nseeds > 0; done++) {
         if (done % 256 == 0 && now_seconds() - start > seconds)
             break;
         const input *s = &seeds[rnd_below(nseeds)];
-        size_t len = s->len < MAX_INPUT ? s->len : MAX_INPUT;
+        size_t len = s->len < DRIVER_MAX_INPUT ? s->len : DRIVER_MAX_INPUT;
         memcpy(buf, s->data, len);
         size_t nmut = 1 + rnd_below(4);
         for (size_t k = 0; k < nmut; k++)
@@ -267,8 +328,9 @@ int main(int argc, char **argv)
         runs++;
     }
 
-    printf("%s: %zu seeds, %lu inputs (%lu mutated) in %.2f s\n", argv[0], nseeds, runs,
-           done, now_seconds() - start);
+    printf("%s: %lu regression and corpus files, %zu seeds, %lu inputs (%lu mutated) in "
+           "%.2f s\n",
+           argv[0], replayed, nseeds, runs, done, now_seconds() - start);
     for (size_t i = 0; i < nseeds; i++)
         free(seeds[i].data);
     free(seeds);
