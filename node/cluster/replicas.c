@@ -302,10 +302,18 @@ static void flush_now(avm_rctl *r)
 static void on_durable(void *arg)
 {
     avm_rctl *r = arg;
-    if (!r->stopped) {
-        avm_rhost_synced(r->h);
-        flush_now(r);
+    if (r->stopped)
+        return;
+    /* The execution manager runs what waited for durability even when the round's
+     * commit failed (disk full: the round is lost): then nothing of it is durable,
+     * and raft must not answer for it (tests/consensus/test_sim --nospc-acks). */
+    const char *failure = avm_mgr_failure(r->m);
+    if (failure != NULL) {
+        avm_rhost_fail(r->h, failure);
+        return;
     }
+    avm_rhost_synced(r->h);
+    flush_now(r);
 }
 
 static void io_sync(void *arg)

@@ -12,7 +12,9 @@
  *                 log: commit when every vote was yes and its own part validates
  *                 (it is the last participant to vote, and applies its part in the
  *                 same entry), else abort. The first decision recorded for a
- *                 transaction is the only one: a later "dec" returns it.
+ *                 transaction is the only one: a later "dec" returns it; every
+ *                 "dec" of a transaction has the request id "dec:<txid>", so one
+ *                 still in flight returns it even after the decision is forgotten.
  *   finish        each other participant applies its part (commit) or drops it
  *                 (abort) in its own log, exactly once (request id "fin:<txid>",
  *                 which also refuses a prepare that arrives after the finish).
@@ -91,7 +93,7 @@ typedef struct txn {
     avm_val partv[TXN_MAX_PARTS];
     avm_val namesv;
     size_t waiting;
-    bool all_yes, commit;
+    bool all_yes, commit, fin_failed;
     char why[300];
     avm_read *versions;
     size_t nversions, capversions;
@@ -842,11 +844,14 @@ static void on_fin(void *arg, int rv, bool committed, const avm_read *v, size_t 
     avm_txn *t = x->t;
     if (rv == 0 && x->commit)
         versions_add(&x->versions, &x->nversions, &x->capversions, v, nv);
+    x->fin_failed |= rv != 0;
     if (--x->waiting > 0)
         return;
     /* Every participant has applied (or dropped) its part: the coordinator forgets
-     * the decision. */
-    if (!t->stopped) {
+     * the decision. Not when a finish failed: that participant may still hold its
+     * intent, and its recovery would find no decision and abort; the coordinator's
+     * leader drives the decision instead (sweep). */
+    if (!t->stopped && !x->fin_failed) {
         avm_val cmd = lst(3, cstr("forget"), new_id(t, "r:"), cstr(x->txid));
         submit_or_fail(t, x->names[x->coord], cmd, NULL, NULL);
         avm_val_release(cmd);
@@ -940,8 +945,13 @@ static void decide(avm_txn *t, txn *x)
     avm_val own = x->all_yes ? x->partv[x->coord] : avm_nil();
     avm_val_retain(own);
     avm_val_retain(x->namesv);
-    avm_val cmd = lst(6, cstr("dec"), new_id(t, "r:"), cstr(x->txid),
-                      avm_bool(x->all_yes), x->namesv, own);
+    /* One request id per transaction ("dec:<txid>", the recovery's too): the first
+     * decision applied answers every later one, even once it is forgotten; a
+     * decision still in flight cannot commit after an abort was recorded. */
+    char rid[TXN_ID + 8];
+    snprintf(rid, sizeof(rid), "dec:%s", x->txid);
+    avm_val cmd = lst(6, cstr("dec"), cstr(rid), cstr(x->txid), avm_bool(x->all_yes),
+                      x->namesv, own);
     submit_or_fail(t, x->names[x->coord], cmd, on_dec, x);
     avm_val_release(cmd);
 }
@@ -1438,7 +1448,9 @@ static void sweep(avm_txn *t)
                 "%s: %s in doubt for %llu ms: asking its coordinator %s", i->group,
                 i->txid, (unsigned long long)(now - i->since), i->coord);
         avm_val_retain(i->parts);
-        avm_val cmd = lst(6, cstr("dec"), new_id(t, "r:"), cstr(i->txid), avm_bool(false),
+        char rid[TXN_ID + 8];
+        snprintf(rid, sizeof(rid), "dec:%s", i->txid); /* as decide's */
+        avm_val cmd = lst(6, cstr("dec"), cstr(rid), cstr(i->txid), avm_bool(false),
                           i->parts, avm_nil());
         submit_or_fail(t, i->coord, cmd, resolve_dec_done, ref);
         avm_val_release(cmd);
