@@ -6,7 +6,8 @@
  * blocks but the store's fsync at the end of a round (a group commit).
  *
  * Exit codes: 0 after a clean stop (SIGTERM/SIGINT), 2 for bad flags or config, 1
- * when the node cannot start (data directory, control address). */
+ * when the node cannot start (data directory, control address) or a round could not
+ * be made durable, 70 at the first I/O error of the store (a failed fsync: io_fatal). */
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -81,6 +82,7 @@ typedef struct node_daemon {
     config cfg;
     uv_loop_t *loop;
     uv_idle_t idle;
+    uv_check_t iocheck; /* io_fatal after every loop iteration */
     uv_signal_t sigterm, sigint;
     avm_embedded node;
     avm_mgr *m;
@@ -331,6 +333,28 @@ static void on_event(void *arg, const avm_mev *ev)
     }
 }
 
+/* The first I/O error of the store (a failed fsync: avm_lmdb_io_failure) stops the
+ * node at once, whatever wrote (a round, a checkpoint, a mailbox, a replica):
+ * after a failed fsync the page cache's state is unknown, so carrying on could
+ * acknowledge writes the disk does not have ("fsyncgate"). Exit 70; a restart
+ * recovers from the data directory. */
+static void io_fatal(node_daemon *d)
+{
+    const char *why = d->node.db != NULL ? avm_lmdb_io_failure(d->node.db) : NULL;
+    if (why == NULL)
+        return;
+    log_kv(d, L_ERROR, "node.fatal", "error", why, "action",
+           "stopping at the first I/O error of the data directory (exit 70): after a "
+           "failed fsync its state is unknown; check the disk, then restart the node",
+           NULL);
+    _exit(70);
+}
+
+static void iocheck_cb(uv_check_t *h)
+{
+    io_fatal(h->data);
+}
+
 static void idle_cb(uv_idle_t *h)
 {
     node_daemon *d = h->data;
@@ -340,6 +364,7 @@ static void idle_cb(uv_idle_t *h)
         avmd_obs_round(d->obs, (uv_hrtime() - t0) / 1000);
     const char *failure = avm_mgr_failure(d->m);
     if (failure != NULL) {
+        io_fatal(d); /* an I/O error: exit 70 rather than 1 */
         /* The executions in memory are ahead of the store: nothing more may be
          * written or answered. A restart recovers from the store. */
         log_kv(d, L_ERROR, "node.failed", "error", failure, "action",
@@ -1151,11 +1176,13 @@ static void on_signal(uv_signal_t *h, int signum)
     if (d->idle_on)
         uv_idle_stop(&d->idle);
     int rv = avm_mgr_park_all(d->m);
+    io_fatal(d);
     if (rv != 0)
         log_kv(d, L_ERROR, "node.park", "error", avm_strerror(rv), NULL);
     else
         log_kv(d, L_INFO, "node.parked", NULL);
     uv_close((uv_handle_t *)&d->idle, NULL);
+    uv_close((uv_handle_t *)&d->iocheck, NULL);
     uv_close((uv_handle_t *)&d->sigterm, NULL);
     uv_close((uv_handle_t *)&d->sigint, NULL);
 }
@@ -1778,6 +1805,10 @@ int main(int argc, char **argv)
     }
     uv_idle_init(d.loop, &d.idle);
     d.idle.data = &d;
+    uv_check_init(d.loop, &d.iocheck);
+    d.iocheck.data = &d;
+    uv_check_start(&d.iocheck, iocheck_cb);
+    uv_unref((uv_handle_t *)&d.iocheck); /* does not keep the loop alive */
     uv_signal_init(d.loop, &d.sigterm);
     d.sigterm.data = &d;
     uv_signal_start(&d.sigterm, on_signal, SIGTERM);

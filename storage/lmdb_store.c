@@ -448,6 +448,7 @@ struct avm_lmdb {
     ckwriter ck;
     avm_buf scratch;
     char errmsg[512];
+    char iofail[512]; /* the first EIO (avm_lmdb_io_failure), "" if none */
 };
 
 static int failf(avm_lmdb *db, int code, const char *fmt, ...)
@@ -528,6 +529,8 @@ static int lmdb_fail(avm_lmdb *db, int rc, const char *what)
         return AVM_EIO;
     }
     fmt_lmdb(db->errmsg, sizeof(db->errmsg), rc, what, db->path);
+    if (rc == EIO && db->iofail[0] == '\0')
+        memcpy(db->iofail, db->errmsg, sizeof(db->iofail));
     return code_of(rc);
 }
 
@@ -3178,6 +3181,11 @@ avm_store *avm_lmdb_store(avm_lmdb *db)
 const char *avm_lmdb_errmsg(const avm_lmdb *db)
 {
     return db->errmsg;
+}
+
+const char *avm_lmdb_io_failure(const avm_lmdb *db)
+{
+    return db->iofail[0] != '\0' ? db->iofail : NULL;
 }
 
 /* ---- Staging: a round's commits in one open write transaction ---------------- */

@@ -60,6 +60,14 @@ avm_store *avm_lmdb_store(avm_lmdb *db);
 /* The message of the last failing call, naming the cause and the path. */
 const char *avm_lmdb_errmsg(const avm_lmdb *db);
 
+/* The first I/O error (EIO, other than a write cut short by a full disk) LMDB
+ * reported for this environment, such as a failed fsync of the data file, with its
+ * message; NULL when there was none. It stays set: after a failed fsync the kernel
+ * may have dropped the dirty pages and marked them clean, so what the file holds is
+ * unknown and a later fsync that succeeds proves nothing. The owner must stop
+ * (avmd exits 70) and recover from the data directory when restarted. */
+const char *avm_lmdb_io_failure(const avm_lmdb *db);
+
 /* Group commit: validates and applies n write sets in order in ONE LMDB write
  * transaction (one fsync). Each write set is validated against the state left by
  * the ones before it in the batch, exactly as if they had been applied one by one;

@@ -197,6 +197,13 @@ static bool in_list(avm_val oid, const avm_val *v, size_t n)
     return false;
 }
 
+/* How many objects part p gives away: releases is nil in a part made from an
+ * ordinary write set (avm_txn_blocks), a list in a decoded one. */
+static size_t nreleased(const part *p)
+{
+    return p->releases.kind == AVM_LIST ? avm_list_len(p->releases) : 0;
+}
+
 /* The i-th object part p gives away. */
 static avm_val released(const part *p, size_t i)
 {
@@ -221,7 +228,7 @@ static bool writes(const part *p, avm_val oid)
             return true;
     if (in_list(oid, ws->destroys, ws->ndestroys))
         return true;
-    for (size_t i = 0; i < avm_list_len(p->releases); i++)
+    for (size_t i = 0; i < nreleased(p); i++)
         if (avm_val_eq(released(p, i), oid))
             return true;
     for (size_t i = 0; i < p->adopt.ncreates; i++)
@@ -261,7 +268,7 @@ static bool any_object(const part *q, bool (*fn)(const part *p, avm_val oid, boo
     for (size_t i = 0; i < ws->ndestroys; i++)
         if (fn(p, ws->destroys[i], true))
             return true;
-    for (size_t i = 0; i < avm_list_len(q->releases); i++)
+    for (size_t i = 0; i < nreleased(q); i++)
         if (fn(p, released(q, i), true))
             return true;
     for (size_t i = 0; i < q->adopt.ncreates; i++)
