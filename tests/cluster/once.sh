@@ -14,11 +14,11 @@
 #    list(s) exactly once;
 #  - LA2 and LB hold the same values (the commits across A and B are atomic);
 #  - every execution ends (done, or failed with a clear error).
-# Usage: once.sh AVMD AVMCTL
+# Usage: once.sh AVMD AVMCTL [pipelined|durable] (n1's commit mode; default pipelined)
 # Environment: AVM_TIME_FACTOR scales the bounds; AVM_ONCE_ROUNDS the kills (default
 # 4); AVM_ONCE_EXECS executions per round (default 4); AVM_KEEP keeps the logs.
 set -u
-AVMD=$1 AVMCTL=$2
+AVMD=$1 AVMCTL=$2 MODE=${3:-pipelined}
 F=${AVM_TIME_FACTOR:-1}
 ROUNDS=${AVM_ONCE_ROUNDS:-4}
 NEX=${AVM_ONCE_EXECS:-4}
@@ -51,7 +51,7 @@ start() {
     alive "$o" && { join="--join ipc://$D/$o.sock"; break; }
   done
   # shellcheck disable=SC2086
-  "$AVMD" --name "$name" --controller "c$name" --data "$D/$name" \
+  "$AVMD" --name "$name" --controller "c$name" --data "$D/$name" --commit "$MODE" \
     --control "ipc://$D/$name.sock" --listen tcp://127.0.0.1:0 --log-format json \
     --fd-bound-ms "$(t 1000)" $join 2>>"$D/$name.log" &
   eval "pid_$name=$!"
