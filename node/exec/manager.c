@@ -175,6 +175,7 @@ struct avm_mgr {
     bool pipelined;   /* commits staged in the round's LMDB transaction */
     size_t stage_max; /* bytes staged before a commit mid-round */
     bool failed;      /* a staged round could not be made durable: fail-stop */
+    bool parking;     /* avm_mgr_park_all: nothing new goes out */
     char failure[512];
 
     const avm_mgr_cluster *cl;
@@ -564,6 +565,8 @@ static int write_ahead(avm_mgr *m, mx *e, const avm_writeset *ws)
  * the write set goes out, or the commit fails with the store's error. */
 static void forward_now(avm_mgr *m, mx *e, int rv)
 {
+    if (rv == 0 && m->parking)
+        return; /* it waits in its write-ahead checkpoint: the restart proposes it */
     if (rv == 0) {
         avm_val_release(m->clmach);
         m->clmach = avm_nil();
@@ -1853,6 +1856,7 @@ int avm_mgr_park_all(avm_mgr *m)
 {
     if (m->failed)
         return AVM_EIO; /* memory is ahead of the disk: write nothing more */
+    m->parking = true;
     /* Inputs first (a posted message is durable already; starting executions get
      * their start checkpoint), then commits in flight, then finish every commitTx
      * whose outcome is not consumed yet: one instruction is enough. */
