@@ -16,13 +16,14 @@
 #  - every execution ends (done, or failed with a clear error).
 # Usage: once.sh AVMD AVMCTL [pipelined|durable] (n1's commit mode; default pipelined)
 # Environment: AVM_TIME_FACTOR scales the bounds; AVM_ONCE_ROUNDS the kills (default
-# 4); AVM_ONCE_EXECS executions per round (default 4); AVM_KEEP keeps the logs.
+# 4); AVM_ONCE_EXECS executions per round (default 4); AVM_ONCE_VALUES values per
+# execution (default 10); AVM_KEEP keeps the logs.
 set -u
 AVMD=$1 AVMCTL=$2 MODE=${3:-pipelined}
 F=${AVM_TIME_FACTOR:-1}
 ROUNDS=${AVM_ONCE_ROUNDS:-4}
 NEX=${AVM_ONCE_EXECS:-4}
-M=6 # values per execution
+M=${AVM_ONCE_VALUES:-10} # values per execution
 dir=$(mktemp -d "${TMPDIR:-/tmp}/avm-once-XXXXXX") || exit 2
 D=$dir
 pid_n1= pid_n2= pid_n3=
@@ -133,10 +134,11 @@ while [ $r -le "$ROUNDS" ]; do
   while [ $i -lt "$NEX" ]; do
     app $k
     id=$(ctl n1 run "$dir/app.$k.avm" --detach 2>&1)
-    case "$id" in n1/x*) all="$all $id" ;; *) bad "round $r: run $k did not start: $id" ;; esac
+    case "$id" in n1/x*) all="$all $id"; echo "$id $k" >>"$dir/runs" ;; *) bad "round $r: run $k did not start: $id" ;; esac
     k=$((k + 1)) i=$((i + 1))
   done
-  sleep "$(( $(rand 2) )).$(( $(rand 9) + 1 ))"
+  # While they commit: a run takes about a second (more on a loaded machine).
+  sleep "0.$(( $(rand 5) ))$(( $(rand 9) + 1 ))"
   kill9 n1
   echo "round $r: n1 SIGKILLed"
   sleep 0.3
@@ -157,12 +159,14 @@ else
   bad "executions still running: $(running)"
 fi
 : >"$dir/acked"
+: >"$dir/donek"
 ndone=0
 for id in $all; do
   js=$(ctl n1 exec show "$id" --json 2>/dev/null)
   case "$(echo "$js" | jq -r .outcome 2>/dev/null)" in
     done)
       ndone=$((ndone + 1))
+      awk -v id="$id" '$1 == id {print $2}' "$dir/runs" >>"$dir/donek"
       echo "$js" | jq -r '.result[]?' >>"$dir/acked" ;;
     *)
       e=$(echo "$js" | jq -r .error 2>/dev/null)
@@ -198,6 +202,14 @@ for v in $(cat "$dir/acked"); do
 done
 [ -z "$miss" ] && ok "every acknowledged value is in its list exactly once" ||
   bad "acknowledged values not exactly once:$miss"
+# A value of an execution that ended done is in a list only if its commit said true
+# (else the commit returned false although it applied).
+extra=""
+for v in $(cat "$dir/la" "$dir/la2"); do
+  grep -qx "$((v / 100))" "$dir/donek" && ! grep -qx "$v" "$dir/acked" && extra="$extra $v"
+done
+[ -z "$extra" ] && ok "no value applied whose commit returned false" ||
+  bad "values applied although their commit returned false:$extra"
 
 echo "once: $pass passed, $fails failed"
 [ $fails -eq 0 ]
