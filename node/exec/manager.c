@@ -451,6 +451,7 @@ static void note_ws(avm_mgr *m, const avm_writeset *ws);
 static void note_seen(avm_mgr *m, mx *e, const avm_writeset *ws);
 
 static int write_ahead(avm_mgr *m, mx *e, const avm_writeset *ws);
+static void enqueue(avm_mgr *m, mx *e);
 
 static int xs_apply(avm_store *s, const avm_writeset *ws, bool *committed)
 {
@@ -562,15 +563,17 @@ static int write_ahead(avm_mgr *m, mx *e, const avm_writeset *ws)
 }
 
 /* The write-ahead checkpoint of e's commit is durable (rv 0), or could not be made:
- * the write set goes out, or the commit fails with the store's error. */
+ * the write set goes out, or the commit fails with the error, as it would have
+ * failed inside the store's apply (the cluster's refusal is the instruction's
+ * error, not a store error to report). */
 static void forward_now(avm_mgr *m, mx *e, int rv)
 {
     if (rv == 0 && m->parking)
         return; /* it waits in its write-ahead checkpoint: the restart proposes it */
+    avm_val_release(m->clmach);
+    m->clmach = avm_nil();
+    m->clerr[0] = '\0';
     if (rv == 0) {
-        avm_val_release(m->clmach);
-        m->clmach = avm_nil();
-        m->clerr[0] = '\0';
         rv = m->cl->forward(m->cl->arg, e->id, e->fwd_seq, &e->fws, &m->clmach, m->clerr,
                             sizeof(m->clerr));
         if (rv == 0) {
@@ -578,13 +581,17 @@ static void forward_now(avm_mgr *m, mx *e, int rv)
             forget_written(m, &e->fws);
             return;
         }
+    } else {
+        const char *why = avm_lmdb_errmsg(m->db);
+        snprintf(m->clerr, sizeof(m->clerr), "writing the checkpoint before a commit: %s",
+                 why != NULL && *why ? why : avm_strerror(rv));
+        emit(m, AVM_MEV_STORE_ERROR, e->id, avm_nil(), m->clerr);
     }
-    char why[sizeof(m->clerr)];
-    snprintf(why, sizeof(why), "%s", m->clerr[0] ? m->clerr : avm_strerror(rv));
-    avm_val mach = m->clmach;
-    avm_val_retain(mach);
-    avm_mgr_applied(m, e->id, e->fwd_seq, rv, false, NULL, 0, mach, why);
-    avm_val_release(mach);
+    e->fwd_seq = 0;
+    avm_exec_commit_unsaved(e->x);
+    avm_exec_commit_done(e->x, rv, false);
+    e->outcome_ready = true;
+    enqueue(m, e);
 }
 
 static avm_val xs_last_machine(avm_store *s)
