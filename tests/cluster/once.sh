@@ -17,7 +17,8 @@
 # Usage: once.sh AVMD AVMCTL [pipelined|durable] (n1's commit mode; default pipelined)
 # Environment: AVM_TIME_FACTOR scales the bounds; AVM_ONCE_ROUNDS the kills (default
 # 4); AVM_ONCE_EXECS executions per round (default 4); AVM_ONCE_VALUES values per
-# execution (default 10); AVM_KEEP keeps the logs.
+# execution (default 10); AVM_ONCE_REPLICAS the replicas of A and B (default
+# n1,n2,n3); AVM_KEEP keeps the logs.
 set -u
 AVMD=$1 AVMCTL=$2 MODE=${3:-pipelined}
 F=${AVM_TIME_FACTOR:-1}
@@ -81,7 +82,7 @@ start n1
 start n2
 start n3
 for g in A B; do
-  ctl n1 controller create $g --replicas n1,n2,n3 --json >/dev/null 2>&1 ||
+  ctl n1 controller create $g --replicas "${AVM_ONCE_REPLICAS:-n1,n2,n3}" --json >/dev/null 2>&1 ||
     bad "controller create $g"
 done
 wait_for "$(t 8000)" '[ -n "$(leader_of A)" ] && [ -n "$(leader_of B)" ]' ||
