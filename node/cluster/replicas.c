@@ -1151,7 +1151,24 @@ static int commit_ws(avm_rctl *r, avm_val c, prop_kind kind, const avm_writeset 
         }
     }
     avm_val wsv = cl_ws_val(r->c, ws);
-    avm_val cmd = lst(3, cstr("ws"), new_reqid(r), wsv);
+    /* A commit named by its execution (write-ahead, manager.c) keeps its request id
+     * over the executing node's restarts: proposed again, it gets the first
+     * outcome from the deduplication below instead of applying twice. */
+    avm_val rid = avm_nil();
+    if (ws->commit_key != NULL) {
+        char id[256];
+        int il = snprintf(id, sizeof(id), "x:%s", ws->commit_key);
+        if (il < 0 || (size_t)il >= sizeof(id)) {
+            avm_val_release(wsv);
+            snprintf(errmsg, errlen, "a commit name longer than %zu bytes",
+                     sizeof(id) - 8);
+            return AVM_EINVAL;
+        }
+        rid = cstr(id);
+    } else {
+        rid = new_reqid(r);
+    }
+    avm_val cmd = lst(3, cstr("ws"), rid, wsv);
     prop *p = cmd.kind != AVM_NIL ? prop_new(r, kind, group, cmd) : NULL;
     avm_val_release(cmd);
     if (p == NULL)

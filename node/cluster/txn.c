@@ -40,7 +40,7 @@
 #include "codec.h"
 
 #define TXN_NAME 64
-#define TXN_ID 112
+#define TXN_ID 192
 #define TXN_MAX_PARTS 16
 #define TXN_TICK_MS 250
 #define TXN_RESOLVE_MS 2000
@@ -821,6 +821,16 @@ static avm_val new_id(avm_txn *t, const char *prefix)
     return cstr(id);
 }
 
+/* ["forget", "forget:<txid>", txid]: every step of a transaction has a request id
+ * derived from its txid (prep:, dec:, fin:, forget:), so that a transaction driven
+ * again (a named commit after its node restarted) meets its first steps. */
+static avm_val forget_cmd(const char *txid)
+{
+    char rid[TXN_ID + 8];
+    snprintf(rid, sizeof(rid), "forget:%s", txid);
+    return lst(3, cstr("forget"), cstr(rid), cstr(txid));
+}
+
 static void txn_end(avm_txn *t, txn *x, int rv, const char *why)
 {
     txn_unlink(t, x);
@@ -859,7 +869,7 @@ static void on_fin(void *arg, int rv, bool committed, const avm_read *v, size_t 
      * intent, and its recovery would find no decision and abort; the coordinator's
      * leader drives the decision instead (sweep). */
     if (!t->stopped && !x->fin_failed) {
-        avm_val cmd = lst(3, cstr("forget"), new_id(t, "r:"), cstr(x->txid));
+        avm_val cmd = forget_cmd(x->txid);
         submit_or_fail(t, x->names[x->coord], cmd, NULL, NULL);
         avm_val_release(cmd);
     }
@@ -881,7 +891,7 @@ static void fint_done(void *arg, int rv, bool committed, const avm_read *v, size
     if (--f->waiting > 0)
         return;
     if (!f->t->stopped) {
-        avm_val cmd = lst(3, cstr("forget"), new_id(f->t, "r:"), cstr(f->txid));
+        avm_val cmd = forget_cmd(f->txid);
         submit_or_fail(f->t, f->coord, cmd, NULL, NULL);
         avm_val_release(cmd);
     }
@@ -1287,7 +1297,10 @@ int avm_txn_commit(avm_txn *t, const avm_writeset *ws, avm_txn_done done, void *
                      x->names[i]);
             rv = AVM_ESTATE;
         }
-        if (rv == 0 && avm_rctl_leads(t->r, c))
+        /* A named commit (write-ahead, manager.c) may be driven again after the
+         * executing node restarted: its decision must be asked of the same group
+         * then, the first participant. */
+        if (rv == 0 && ws->commit_key == NULL && avm_rctl_leads(t->r, c))
             x->coord = i; /* the decision is recorded without a hop */
         avm_val_release(c);
     }
@@ -1323,10 +1336,22 @@ int avm_txn_commit(avm_txn *t, const avm_writeset *ws, avm_txn_done done, void *
         txn_free(x);
         return rv;
     }
-    avm_val id = new_id(t, "tx:");
-    snprintf(x->txid, sizeof(x->txid), "%s",
-             AVM_KIND_HAS_STR(id.kind) ? id.u.s->data : "");
-    avm_val_release(id);
+    if (ws->commit_key != NULL) {
+        /* Named by the execution: driven again after its node restarted, the same
+         * transaction meets its own prepare, decision and finish (all their
+         * request ids derive from the txid) and gets the first decision. */
+        int kl = snprintf(x->txid, sizeof(x->txid), "tx:%s", ws->commit_key);
+        if (kl < 0 || (size_t)kl >= sizeof(x->txid)) {
+            snprintf(errmsg, errlen, "a commit name longer than %d bytes", TXN_ID - 4);
+            txn_free(x);
+            return AVM_EINVAL;
+        }
+    } else {
+        avm_val id = new_id(t, "tx:");
+        snprintf(x->txid, sizeof(x->txid), "%s",
+                 AVM_KIND_HAS_STR(id.kind) ? id.u.s->data : "");
+        avm_val_release(id);
+    }
     x->next = t->txns;
     t->txns = x;
     t->st.started++;
@@ -1345,7 +1370,9 @@ int avm_txn_commit(avm_txn *t, const avm_writeset *ws, avm_txn_done done, void *
         *ref = (tref){x, i};
         avm_val_retain(x->namesv);
         avm_val_retain(x->partv[i]);
-        avm_val cmd = lst(6, cstr("prep"), new_id(t, "r:"), cstr(x->txid),
+        char rid[TXN_ID + 8];
+        snprintf(rid, sizeof(rid), "prep:%s", x->txid);
+        avm_val cmd = lst(6, cstr("prep"), cstr(rid), cstr(x->txid),
                           cstr(x->names[x->coord]), x->namesv, x->partv[i]);
         submit_or_fail(t, x->names[i], cmd, on_prep, ref);
         avm_val_release(cmd);
@@ -1419,7 +1446,7 @@ static void drive_fin_done(void *arg, int rv, bool committed, const avm_read *v,
     d->driving = false;
     if (d->failed || t->stopped)
         return;
-    avm_val cmd = lst(3, cstr("forget"), new_id(t, "r:"), cstr(d->txid));
+    avm_val cmd = forget_cmd(d->txid);
     submit_or_fail(t, d->group, cmd, NULL, NULL);
     avm_val_release(cmd);
     t->st.recovered++;

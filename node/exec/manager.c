@@ -31,7 +31,8 @@ struct xstore {
 };
 
 /* What the batch does for an execution. */
-enum { B_NONE = 0, B_COMMIT = 1, B_CKPT = 2 };
+/* B_FWD: the write-ahead checkpoint of a commit to forward (fws) once durable. */
+enum { B_NONE = 0, B_COMMIT = 1, B_CKPT = 2, B_FWD = 3 };
 
 struct mx {
     char id[48];
@@ -64,13 +65,17 @@ struct mx {
     mx *rnext; /* run queue */
     mx *hnext; /* id hash */
     /* Distribution. */
-    bool visitor;                /* owned by another machine */
-    bool moving;                 /* in the round's list of executions to ship */
-    avm_val away;                /* owner: the machine it went to (nil: here) */
-    uint64_t visit;              /* the current visit (owner), or the one it came with */
-    avm_val fetch_on;            /* waiting for the record of this object */
-    avm_val froze;               /* freeze: the fresh record of this object is in */
-    uint64_t fwd_seq;            /* the forwarded write set it waits for */
+    bool visitor;     /* owned by another machine */
+    bool moving;      /* in the round's list of executions to ship */
+    avm_val away;     /* owner: the machine it went to (nil: here) */
+    uint64_t visit;   /* the current visit (owner), or the one it came with */
+    avm_val fetch_on; /* waiting for the record of this object */
+    avm_val froze;    /* freeze: the fresh record of this object is in */
+    uint64_t fwd_seq; /* the forwarded write set it waits for */
+    /* A commit decided elsewhere, carrying the checkpoint: the write set to forward
+     * once its write-ahead checkpoint is durable (B_FWD), and its name. */
+    avm_writeset fws;
+    char fkey[200];
     avm_read seen[AVM_MGR_SEEN]; /* versions its own writes made (owned oids) */
     size_t nseen;
     /* A bundle member started after others: the states their segments write (owned
@@ -170,6 +175,7 @@ struct avm_mgr {
     bool pipelined;   /* commits staged in the round's LMDB transaction */
     size_t stage_max; /* bytes staged before a commit mid-round */
     bool failed;      /* a staged round could not be made durable: fail-stop */
+    bool parking;     /* avm_mgr_park_all: nothing new goes out */
     char failure[512];
 
     const avm_mgr_cluster *cl;
@@ -444,6 +450,9 @@ static void forget_written(avm_mgr *m, const avm_writeset *ws);
 static void note_ws(avm_mgr *m, const avm_writeset *ws);
 static void note_seen(avm_mgr *m, mx *e, const avm_writeset *ws);
 
+static int write_ahead(avm_mgr *m, mx *e, const avm_writeset *ws);
+static void enqueue(avm_mgr *m, mx *e);
+
 static int xs_apply(avm_store *s, const avm_writeset *ws, bool *committed)
 {
     mx *e = ((struct xstore *)s)->e;
@@ -452,6 +461,8 @@ static int xs_apply(avm_store *s, const avm_writeset *ws, bool *committed)
     if (m->cl != NULL && remote_ws(m, ws)) {
         /* Objects of another machine: their machine decides. */
         e->fwd_seq = ++m->fwd_next;
+        if (ws->ckpt_id != NULL && ws->bundle.kind != AVM_STR)
+            return write_ahead(m, e, ws);
         avm_val_release(m->clmach);
         m->clmach = avm_nil();
         int rv = m->cl->forward(m->cl->arg, e->id, e->fwd_seq, ws, &m->clmach, m->clerr,
@@ -498,6 +509,89 @@ static int xs_apply(avm_store *s, const avm_writeset *ws, bool *committed)
     }
     batch_add(m, e, B_COMMIT);
     return AVM_EPENDING;
+}
+
+/* Exactly once for commits decided elsewhere. Their outcome comes back after the
+ * group (or the two-phase commit, or the other machine) applied them, and the
+ * execution's next checkpoint comes later still: a crash in between must not make
+ * the resumed execution commit again as a new commit. So before the write set goes
+ * out, a checkpoint of the execution at this commitTx, not decided, is made durable
+ * (in the round's group commit, B_FWD), and the write set goes out named by a key
+ * stable over restarts (avm_exec_checkpoint_commit). A restarted node resumes the
+ * execution at the commitTx, which hands over the same write set under the same
+ * key: the group's deduplication answers it with the first outcome. */
+static int write_ahead(avm_mgr *m, mx *e, const avm_writeset *ws)
+{
+    if (e->x == NULL || e->batch != B_NONE || e->visitor)
+        return AVM_ESTATE;
+    if (!GROW(m->batch, m->nbatch, m->capbatch))
+        return AVM_ENOMEM;
+    memset(&e->ws, 0, sizeof(e->ws));
+    avm_buf_free(&e->ck);
+    int rv = avm_exec_checkpoint_commit(e->x, &e->ck, &e->ws, e->fkey, sizeof(e->fkey));
+    if (rv != 0) {
+        avm_buf_free(&e->ck);
+        return rv;
+    }
+    e->fws = *ws;
+    /* What goes out does not carry the checkpoint: it stays here. */
+    e->fws.ckpt_id = NULL;
+    e->fws.ckpt_state = NULL;
+    e->fws.ckpt_len = 0;
+    e->fws.ckpt_trace = NULL;
+    e->fws.ckpt_trace_len = 0;
+    e->fws.ckpt_label = NULL;
+    e->fws.commit_key = e->fkey;
+    e->ckpt_status = AVM_RUN_YIELD;
+    if (e->label)
+        e->ws.ckpt_label = e->name;
+    e->label = false;
+    if (m->pipelined) {
+        bool ok;
+        rv = stage(m, e, &e->ws, &ok);
+        if (rv != 0) {
+            avm_buf_free(&e->ck);
+            return rv;
+        }
+        avm_exec_checkpoint_saved(e->x, &e->ws);
+        e->ws.ckpt_trace_at += e->ws.ckpt_trace_len;
+        e->ws.ckpt_trace_len = 0;
+        avm_buf_free(&e->ck);
+    }
+    batch_add(m, e, B_FWD);
+    return AVM_EPENDING;
+}
+
+/* The write-ahead checkpoint of e's commit is durable (rv 0), or could not be made:
+ * the write set goes out, or the commit fails with the error, as it would have
+ * failed inside the store's apply (the cluster's refusal is the instruction's
+ * error, not a store error to report). */
+static void forward_now(avm_mgr *m, mx *e, int rv)
+{
+    if (rv == 0 && m->parking)
+        return; /* it waits in its write-ahead checkpoint: the restart proposes it */
+    avm_val_release(m->clmach);
+    m->clmach = avm_nil();
+    m->clerr[0] = '\0';
+    if (rv == 0) {
+        rv = m->cl->forward(m->cl->arg, e->id, e->fwd_seq, &e->fws, &m->clmach, m->clerr,
+                            sizeof(m->clerr));
+        if (rv == 0) {
+            pin_moves(m, &e->fws);
+            forget_written(m, &e->fws);
+            return;
+        }
+    } else {
+        const char *why = avm_lmdb_errmsg(m->db);
+        snprintf(m->clerr, sizeof(m->clerr), "writing the checkpoint before a commit: %s",
+                 why != NULL && *why ? why : avm_strerror(rv));
+        emit(m, AVM_MEV_STORE_ERROR, e->id, avm_nil(), m->clerr);
+    }
+    e->fwd_seq = 0;
+    avm_exec_commit_unsaved(e->x);
+    avm_exec_commit_done(e->x, rv, false);
+    e->outcome_ready = true;
+    enqueue(m, e);
 }
 
 static avm_val xs_last_machine(avm_store *s)
@@ -1065,6 +1159,14 @@ static void flush(avm_mgr *m)
         if (done)
             acks_drop(e, e->acks_in_batch);
         e->acks_in_batch = 0;
+        if (kind == B_FWD) {
+            /* The write-ahead checkpoint of a commit decided elsewhere. */
+            if (rv == 0 && !m->pipelined)
+                avm_exec_checkpoint_saved(e->x, &e->ws);
+            avm_buf_free(&e->ck);
+            forward_now(m, e, rv != 0 ? rv : done ? 0 : AVM_EIO);
+            continue;
+        }
         if (kind == B_COMMIT) {
             if (done) {
                 note_ws(m, &e->ws);
@@ -1761,6 +1863,7 @@ int avm_mgr_park_all(avm_mgr *m)
 {
     if (m->failed)
         return AVM_EIO; /* memory is ahead of the disk: write nothing more */
+    m->parking = true;
     /* Inputs first (a posted message is durable already; starting executions get
      * their start checkpoint), then commits in flight, then finish every commitTx
      * whose outcome is not consumed yet: one instruction is enough. */

@@ -236,7 +236,9 @@ const char *avm_mgr_failure(const avm_mgr *m);
 
 /* Clean stop: finishes commits in flight, then checkpoints every execution that has
  * not terminated (running ones as interrupted, so that a restart resumes them).
- * 0 or the store's error. */
+ * A commit decided elsewhere (forwarded) that is still in flight, or waits to go
+ * out, keeps its write-ahead checkpoint as the execution's last record: the restart
+ * proposes it again under the same name. 0 or the store's error. */
 int avm_mgr_park_all(avm_mgr *m);
 
 /* --- Distribution (with avm_mgr_config.cluster) ------------------------- */

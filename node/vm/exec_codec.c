@@ -874,6 +874,34 @@ int avm_exec_checkpoint(avm_exec *x, avm_buf *state, avm_writeset *ws)
     return 0;
 }
 
+int avm_exec_checkpoint_commit(avm_exec *x, avm_buf *state, avm_writeset *ws, char *key,
+                               size_t keylen)
+{
+    avm_buf_init(state);
+    if (x->ckpt_id.kind != AVM_STR || x->frames.n == 0 || x->tx.n != 1 ||
+        x->cfg.mode != AVM_MODE_DEFAULT || x->resume_commit || x->commit_wait != CW_NONE)
+        return AVM_ESTATE;
+    vm_frame *fr = &x->frames.v[x->frames.n - 1];
+    const avm_func *fn = &fr->mod->funcs[fr->fn];
+    /* The dispatcher moved the frame's pc past the instruction being applied. */
+    if (fr->pc < 3 || fn->code[fr->pc - 3] != OP_AVM ||
+        fn->code[fr->pc - 2] != AVM_I_COMMIT_TX)
+        return AVM_ESTATE;
+    avm_val tid = x->tx.v[0].txid;
+    if (!AVM_KIND_HAS_STR(tid.kind))
+        return AVM_ESTATE;
+    int kl = snprintf(key, keylen, "%s@%.*s", x->ckpt_id.u.s->data, (int)tid.u.s->len,
+                      tid.u.s->data);
+    if (kl < 0 || (size_t)kl >= keylen)
+        return AVM_ETOOBIG;
+    fr->pc -= 3;
+    int rv = avm_exec_checkpoint(x, state, ws);
+    fr->pc += 3;
+    if (rv == 0)
+        ws->ckpt_status = AVM_RUN_YIELD;
+    return rv;
+}
+
 void avm_exec_checkpoint_saved(avm_exec *x, const avm_writeset *ws)
 {
     x->tlog_saved = (size_t)ws->ckpt_trace_at + ws->ckpt_trace_len;

@@ -123,6 +123,13 @@ typedef struct avm_writeset {
      * member's write set, and hands each execution the model with
      * avm_exec_commit_settle before avm_exec_commit_done. Borrowed. */
     avm_val problem;
+    /* Optional (NULL: none): the commit's name, stable over the executing node's
+     * restarts (avm_exec_checkpoint_commit). A store that has the commit decided
+     * elsewhere names it so there (the request id of a replicated controller's
+     * proposal, the transaction id of a commit across controllers), so that the
+     * same commit proposed again after a restart gets the first outcome instead of
+     * applying twice. Borrowed, like the arrays. */
+    const char *commit_key;
 } avm_writeset;
 
 /* The constraint IR of nondeterminism (executeSolver's input), a plain value:

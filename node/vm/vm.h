@@ -272,6 +272,19 @@ size_t avm_exec_trace_end(const avm_exec *x);
 int avm_exec_checkpoint(avm_exec *x, avm_buf *state, avm_writeset *ws);
 void avm_exec_checkpoint_saved(avm_exec *x, const avm_writeset *ws);
 
+/* The write-ahead checkpoint of a commit that is decided elsewhere (a replicated
+ * controller's group, a commit across controllers): called by the store from
+ * within its apply of x's outermost commitTx (the write set has ckpt_id set), it
+ * fills ws like avm_exec_checkpoint with x's state AT that commitTx, NOT decided
+ * (status AVM_RUN_YIELD): an execution restored from it runs the commitTx again,
+ * with the same overlay, and so hands the store the same write set. key gets the
+ * commit's name, stable over such restarts and distinct between x's commits:
+ * "<checkpoint id>@<the outermost transaction's id>" (transaction ids are never
+ * reused). AVM_ESTATE when x is not inside such an apply or has no checkpoint id;
+ * AVM_ETOOBIG when the key does not fit in keylen. */
+int avm_exec_checkpoint_commit(avm_exec *x, avm_buf *state, avm_writeset *ws, char *key,
+                               size_t keylen);
+
 /* Borrowed: the encoded trace log (msgpack events one after the other). */
 const uint8_t *avm_exec_trace_bytes(const avm_exec *x, size_t *len);
 

@@ -483,6 +483,184 @@ TEST(restart_resumes)
     fx_close(&f, true);
 }
 
+/* --- Commits decided elsewhere (a replicated controller) ---------------------------
+ * A fake cluster in which controller R is replicated: every commit touching its
+ * objects is forwarded. The fake group applies a commit the first time it sees its
+ * name (avm_writeset.commit_key) and answers every later proposal of that name with
+ * the first outcome, as replicas.c's deduplication does. The node "crashes" (the
+ * manager is closed without parking, after the group applied and before its answer
+ * came) the first time each commit is forwarded: the execution resumes from its
+ * write-ahead checkpoint, proposes the same commit under the same name, and every
+ * effect applies once. */
+enum { FG_MAX = 16 };
+typedef struct fgroup {
+    avm_mgr *m;
+    char keys[FG_MAX][200];
+    bool outcome[FG_MAX];
+    size_t nkeys, applied, forwards, unnamed;
+    bool crash; /* a new name was applied: crash before answering */
+    /* The answer to deliver after the round. */
+    bool answer, answer_ok;
+    char id[64];
+    uint64_t seq;
+} fgroup;
+
+static bool fg_is_r(avm_val c)
+{
+    return AVM_KIND_HAS_STR(c.kind) && c.u.s->len == 1 && c.u.s->data[0] == 'R';
+}
+static bool fg_true(void *arg, avm_val v)
+{
+    (void)arg;
+    (void)v;
+    return true;
+}
+static bool fg_replicated(void *arg, avm_val c)
+{
+    (void)arg;
+    return fg_is_r(c);
+}
+static int fg_fetch(void *arg, avm_val oid, bool freeze, avm_val *unreachable,
+                    char *errmsg, size_t errlen)
+{
+    (void)arg, (void)oid, (void)freeze, (void)unreachable, (void)errmsg, (void)errlen;
+    return AVM_ENOTFOUND;
+}
+static void fg_changed(void *arg, avm_val oid)
+{
+    (void)arg, (void)oid;
+}
+static int fg_forward(void *arg, const char *id, uint64_t seq, const avm_writeset *ws,
+                      avm_val *unreachable, char *errmsg, size_t errlen)
+{
+    (void)unreachable, (void)errmsg, (void)errlen;
+    fgroup *g = arg;
+    g->forwards++;
+    snprintf(g->id, sizeof(g->id), "%s", id);
+    g->seq = seq;
+    /* An unnamed commit gets a fresh name, as a request id of the node's
+     * incarnation was. */
+    char anon[32];
+    snprintf(anon, sizeof(anon), "anon/%zu", g->unnamed);
+    const char *key = ws->commit_key != NULL ? ws->commit_key : anon;
+    g->unnamed += ws->commit_key == NULL;
+    for (size_t i = 0; i < g->nkeys; i++) {
+        if (strcmp(g->keys[i], key) == 0) {
+            g->answer = true; /* proposed again: the first outcome */
+            g->answer_ok = g->outcome[i];
+            return 0;
+        }
+    }
+    if (g->nkeys == FG_MAX)
+        return AVM_ENOMEM;
+    /* What goes over the wire: no checkpoint (cl_ws_val). */
+    avm_writeset w = *ws;
+    w.ckpt_id = NULL;
+    w.ckpt_state = NULL;
+    w.ckpt_len = 0;
+    w.ckpt_trace = NULL;
+    w.ckpt_trace_len = 0;
+    w.ckpt_label = NULL;
+    bool ok = false;
+    if (avm_mgr_stage_ws(g->m, &w, &ok) != 0)
+        return AVM_EIO;
+    snprintf(g->keys[g->nkeys], sizeof(g->keys[0]), "%s", key);
+    g->outcome[g->nkeys++] = ok;
+    g->applied += ok;
+    g->crash = true;
+    return 0;
+}
+
+static const avm_mgr_cluster fg_cluster_proto = {
+    .fetch = fg_fetch,
+    .forward = fg_forward,
+    .local_ctrl = fg_true,
+    .reachable_machine = fg_true,
+    .reachable_controller = fg_true,
+    .changed = fg_changed,
+    .replicated = fg_replicated,
+};
+
+static int fg_open(fixture *f, bool fresh, const avm_mgr_cluster *cl, fgroup *g)
+{
+    char err[512] = "";
+    if (fresh && st_mkdtemp(f->dir, sizeof(f->dir)) == NULL)
+        return -1;
+    if (avm_embedded_open(&f->node, "node1", "main", f->dir, err, sizeof(err)) != 0) {
+        fprintf(stderr, "open: %s\n", err);
+        return -1;
+    }
+    avm_mgr_config cfg = {
+        .node = &f->node, .resume_on_open = true, .commit_mode = g_mode, .cluster = cl};
+    if (avm_mgr_open(&cfg, &f->m, err, sizeof(err)) != 0) {
+        fprintf(stderr, "manager: %s\n", err);
+        avm_embedded_close(&f->node);
+        return -1;
+    }
+    g->m = f->m;
+    return 0;
+}
+
+TEST(forwarded_commit_once)
+{
+    fgroup g = {0};
+    avm_mgr_cluster cl = fg_cluster_proto;
+    cl.arg = &g;
+    fixture f;
+    REQUIRE(fg_open(&f, true, &cl, &g) == 0);
+    char id[64];
+    REQUIRE(
+        startf(f.m, id, sizeof(id),
+               "(behavior lst (let ((m (input)))\n"
+               "  (if (= (nth m 0) 'a) (do (setState (append (getState) (list (nth m "
+               "1)))) (list 0))\n"
+               "      (list (getState)))))\n"
+               "(defun app (o v) (let ((t (beginTx #ctl\"R\"))) (call o (list 'a v)) "
+               "(commitTx t)))\n"
+               "(main (let ((t (beginTx #ctl\"R\")) (o (createObj \"lst\" #ctl\"R\")))\n"
+               "  (list (commitTx t) (app o 7) (app o 8) o)))") == 0);
+    int crashes = 0;
+    for (int i = 0; i < 2000 && crashes < 10 && info(f.m, id).state == AVM_XS_RUNNING;
+         i++) {
+        avm_mgr_round(f.m);
+        if (g.crash) {
+            /* The group applied it; the node dies before the answer comes. */
+            g.crash = false;
+            avm_mgr_round(f.m); /* the group's apply is durable (other nodes) */
+            fx_close(&f, false);
+            crashes++;
+            REQUIRE(fg_open(&f, false, &cl, &g) == 0);
+            continue;
+        }
+        if (g.answer) {
+            g.answer = false;
+            avm_mgr_applied(f.m, g.id, g.seq, 0, g.answer_ok, NULL, 0, avm_nil(), NULL);
+        }
+    }
+    avm_mgr_info r = info(f.m, id);
+    CHECK_INT(r.outcome, AVM_XO_DONE);
+    CHECK_INT(crashes, 3);
+    CHECK_INT(g.nkeys, 3);    /* three commits, three names */
+    CHECK_INT(g.applied, 3);  /* each applied once */
+    CHECK_INT(g.forwards, 6); /* each proposed again once, after its crash */
+    CHECK_INT(g.unnamed, 0);  /* every forwarded commit carried its name */
+    CHECK(strcmp(g.keys[0], g.keys[1]) != 0 && strcmp(g.keys[1], g.keys[2]) != 0);
+    CHECK(strncmp(g.keys[0], id, strlen(id)) == 0 && g.keys[0][strlen(id)] == '@');
+    /* The program saw every commit succeed, and the list has each value once. */
+    REQUIRE(r.result.kind == AVM_LIST && avm_list_len(r.result) == 4);
+    CHECK(avm_truthy(avm_list_at(r.result, 0)) && avm_truthy(avm_list_at(r.result, 1)) &&
+          avm_truthy(avm_list_at(r.result, 2)));
+    const avm_objrec *rec =
+        f.node.store->ops->get(f.node.store, NULL, avm_list_at(r.result, 3));
+    REQUIRE(rec != NULL);
+    avm_buf b;
+    avm_buf_init(&b);
+    avm_val_print(&b, rec->state);
+    CHECK_STR(avm_buf_cstr(&b), "(7 8)");
+    avm_buf_free(&b);
+    fx_close(&f, true);
+}
+
 #define BOTH(name)                                                                       \
     TEST(name##_both)                                                                    \
     {                                                                                    \
@@ -499,7 +677,8 @@ BOTH(fairness_suspend_resume_kill)
 BOTH(receive_send_deterministic)
 BOTH(restart_resumes)
 BOTH(registry)
+BOTH(forwarded_commit_once)
 
 TEST_MAIN(T(bank_retry_serializable_both), T(race_false_commits_both),
           T(fairness_suspend_resume_kill_both), T(receive_send_deterministic_both),
-          T(restart_resumes_both), T(registry_both))
+          T(restart_resumes_both), T(registry_both), T(forwarded_commit_once_both))
