@@ -7,6 +7,8 @@
 # Environment:
 #   AVM_SKIP_SANITIZE=1     skip step 1
 #   AVM_FUZZ_SECONDS=N      seconds per libFuzzer target (default 25; 0 skips step 2)
+#   AVM_NEMESIS_SECONDS=N   after the tests, a long fault-injection run of N seconds
+#                           (tests/nemesis, profile long; off by default)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -64,3 +66,10 @@ echo "== build (RelWithDebInfo, warnings as errors)"
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DAVM_WERROR=ON >/dev/null
 cmake --build build -j "$jobs"
 ctest --test-dir build --output-on-failure -j "$jobs"
+
+if [ "${AVM_NEMESIS_SECONDS:-0}" != 0 ]; then
+  echo "== nemesis, long profile, ${AVM_NEMESIS_SECONDS}s of faults"
+  NEMESIS_PROFILE=long NEMESIS_SECONDS=$AVM_NEMESIS_SECONDS \
+    bash tests/nemesis/nemesis.sh build/node/avmd build/cli/avmctl . \
+    build/tests/nemesis/failsync.so
+fi
