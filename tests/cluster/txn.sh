@@ -384,11 +384,13 @@ check "a member started after another builds on its writes: both commit" \
   "$r2 $(run_wait n1 "$i1" 20000 | jq -r .result)" "#t true"
 wait_for "$(t 5000)" '[ "$(count_on n1)" = $((v0 + 20)) ]'
 check "... and the object counts both (+10 +10)" "$(count_on n1)" $((v0 + 20))
+wait_for "$(t 5000)" '[ "$(ledger n1)" = "$(ledger n2)" ] && [ "$(ledger n2)" = "$(ledger n3)" ]'
 l0=$(ledger n1)
 i1=$(ctl n1 run "$dir/sj.avm" --detach 2>&1)
 r2=$(ctl n3 run "$dir/s3.avm" --bundle jb@n2 2>&1)
 check "a member that joined with joinBundle and one with run --bundle both commit" \
   "$r2 $(run_wait n1 "$i1" 20000 | jq -r .result)" "#t true"
+wait_for "$(t 5000)" '[ "$(ledger n1)" = $((l0 + 2)) ]'
 check "... the ledger counts both" "$(ledger n1)" $((l0 + 2))
 
 # --- 4b. Intent matching (nondeterministic choices settled across members) ----------
