@@ -222,7 +222,7 @@ struct avm_link {
         char key[160];    /* remote host and reason */
         uint64_t at_ms;
     } refused[8];
-    /* Dropped input reported through on_drop, [0] refused, [1] routine (each its
+    /* Dropped input reported as link.drop, [0] refused, [1] routine (each its
      * own budget): DROP_LOG_MAX per DROP_LOG_MS window, the rest counted and told
      * with the next report. */
     uint64_t drop_window_ms[2];
@@ -711,7 +711,7 @@ static ssize_t take_header(link_conn *c, const uint8_t *p, size_t n)
 }
 
 /* Reports input from c that is dropped or refused, naming the cause, through
- * cfg.on_drop (routine: a duplicate a resend explains), at most DROP_LOG_MAX
+ * cfg.log as link.drop (routine: a duplicate a resend explains), at most DROP_LOG_MAX
  * times per DROP_LOG_MS for each of the two classes; the reports held back are
  * counted in the next one. */
 #define DROP_LOG_MAX 10
@@ -721,7 +721,7 @@ static void drop_log(link_conn *c, bool routine, const char *fmt, ...)
 static void drop_log(link_conn *c, bool routine, const char *fmt, ...)
 {
     avm_link *l = c->l;
-    if (l->cfg.on_drop == NULL)
+    if (l->cfg.log == NULL)
         return;
     uint64_t now = mono_ms();
     int k = routine;
@@ -759,7 +759,8 @@ static void drop_log(link_conn *c, bool routine, const char *fmt, ...)
                  (unsigned long long)l->drop_unlogged[k]);
         l->drop_unlogged[k] = 0;
     }
-    l->cfg.on_drop(l->cfg.arg, addr, why, routine);
+    link_logf(l, routine ? AVM_LINK_LOG_DEBUG : AVM_LINK_LOG_WARN, "link.drop", "why",
+              "from %s: %s", addr, why);
 }
 
 /* A whole frame arrived on inbound connection c. */

@@ -82,23 +82,22 @@ typedef struct avm_link_config {
     void (*on_moved)(void *arg, const char *peer, const char *url);
     /* Mutual TLS on every connection (all three PEM files, or none: plaintext). */
     const char *tls_cert, *tls_key, *tls_ca;
-    /* The link's log: an event and one key/value pair. May be NULL. */
+    /* The link's log: an event and one key/value pair. May be NULL. Events:
+     * link.refused (warn, key error: a connection refused, TLS or its header, then
+     * closed), link.drop (key why, "from HOST:PORT: cause": input dropped: a
+     * malformed frame, a frame from an unknown peer or for another session, a
+     * duplicate, an oversized frame, a connection cut inside a frame; warn, or debug
+     * for what joins, restarts and resends make; at most 10 of each per 10 s, the
+     * rest counted in the next). */
     void (*log)(void *arg, int level, const char *event, const char *k, const char *v);
-    /* Input from the network was dropped or refused: a malformed frame, a frame
-     * from an unknown peer or for another session, a duplicate, an oversized frame
-     * or a wrong handshake (the connection is then closed). routine: joins,
-     * restarts and resends make it (a heartbeat from an unknown peer, a frame for
-     * another session, a duplicate). addr: the sending connection's "HOST:PORT"; why
-     * names the cause. Rate-limited (10 reports per 10 s, and 10 routine ones). May be
-     * NULL. */
-    void (*on_drop)(void *arg, const char *addr, const char *why, bool routine);
     void *arg;
 } avm_link_config;
 
 /* Starts a link: listens on cfg->listen (a host name there or in avm_link_add_peer
  * is resolved at once, blocking). The TLS files are read now: AVM_EINVAL naming the
- * file and the reason when one is missing, unreadable or invalid. Unless the program handles SIGPIPE, the first
- * start sets it to be ignored: a peer that goes away must not kill the process. */
+ * file and the reason when one is missing, unreadable or invalid. Unless the program
+ * handles SIGPIPE, the first start sets it to be ignored: a peer that goes away must not
+ * kill the process. */
 int avm_link_start(uv_loop_t *loop, const avm_link_config *cfg, avm_link **out,
                    char *errmsg, size_t errlen);
 /* The bound TCP port (useful with port 0). */

@@ -1756,12 +1756,6 @@ static void on_restart(void *arg, const char *peer)
     }
 }
 
-/* The link dropped input from the network (link.h on_drop). */
-static void on_link_drop(void *arg, const char *addr, const char *why, bool routine)
-{
-    logf_(arg, routine ? L_DEBUG : L_WARN, "link.drop", "why", "from %s: %s", addr, why);
-}
-
 /* A member's heartbeats name another address than ours for it: it restarted on a
  * new one; dial it there (its gossip brings the rest). */
 static void on_moved(void *arg, const char *peer, const char *url)
@@ -1966,7 +1960,6 @@ int avm_cluster_start(uv_loop_t *loop, const avm_cluster_config *cfg, avm_cluste
                           .tls_key = cfg->tls_key,
                           .tls_ca = cfg->tls_ca,
                           .log = on_link_log,
-                          .on_drop = on_link_drop,
                           .arg = c};
     int rv = avm_link_start(loop, &lc, &c->link, errmsg, errlen);
     if (rv != 0) {
