@@ -10,7 +10,7 @@ PKGS=(
   build-essential cmake pkg-config ninja-build git
   clang llvm libclang-rt-14-dev
   libuv1-dev libnng-dev liblmdb-dev lmdb-utils libmsgpack-dev libz3-dev libgecode-dev
-  libssl-dev openssl
+  libssl-dev openssl libmbedtls-dev
   python3 jq curl
   iproute2 iptables
   debootstrap
